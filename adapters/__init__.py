@@ -1,0 +1,1 @@
+"""Transports to agency systems. Nothing here imports `hub`: adapters take and return value objects."""

@@ -1,0 +1,183 @@
+"""The adapter interface and the value objects that cross it.
+
+An adapter speaks one transport (REST, SOAP, email, SFTP) to one agency system. It knows nothing of
+the database or Flask. The hub gives it an `Outbound` and gets a `Receipt`; it asks `poll` for
+`StatusUpdate`s and a cursor to resume from; `check` powers "test connection".
+
+Errors are classified once, here: `TransientError` (try again later, same idempotency key) or
+`PermanentError` (retrying will not help; an operator must act). Anything else escaping an
+adapter is a bug and is treated as transient by the worker, with the traceback logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+from marshmallow import Schema, ValidationError
+
+# Capabilities an adapter may declare. The conformance kit skips what is not declared, by name.
+DELIVER = "deliver"
+POLL = "poll"
+POLL_CHANGES = "poll_changes"  # one request per tick: changes since a cursor
+POLL_PER_ITEM = "poll_per_item"  # one request per open case
+ATTACHMENTS = "attachments"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """One case for one agency, rendered in the agency's own format."""
+
+    idempotency_key: str
+    case_reference: str
+    agency_id: str
+    payload: Mapping[str, Any]
+    language: str = "en"
+    attachments: tuple[Attachment, ...] = ()
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """The agency accepted the case. `duplicate` is true when it recognised a repeat delivery."""
+
+    agency_reference: str
+    duplicate: bool = False
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OpenItem:
+    """A case the agency still handles, as the hub knows it: what per-case polling asks about."""
+
+    agency_reference: str
+    case_reference: str
+    idempotency_key: str
+    agency_status: str | None = None
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """One status change in the agency's own words (its own code, time and message)."""
+
+    agency_status: str
+    occurred_at: datetime
+    agency_reference: str | None = None
+    case_reference: str | None = None
+    message: str | None = None
+    update_id: str | None = None
+
+    def key(self) -> str:
+        """A stable identity for de-duplication: the agency's event id, else a content hash."""
+        if self.update_id:
+            return f"id:{self.update_id}"
+        basis = json.dumps(
+            [
+                self.agency_reference,
+                self.case_reference,
+                self.agency_status,
+                self.occurred_at.isoformat(),
+                self.message,
+            ],
+            ensure_ascii=False,
+        )
+        return "h:" + hashlib.sha256(basis.encode()).hexdigest()[:40]
+
+
+@dataclass(frozen=True)
+class PollResult:
+    updates: tuple[StatusUpdate, ...]
+    cursor: str | None
+
+
+@dataclass(frozen=True)
+class Health:
+    ok: bool
+    message: str
+    latency_ms: float | None = None
+
+
+class AdapterError(Exception):
+    """Base of what adapters raise. `detail` is safe to show operators (no secrets)."""
+
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, detail: str, *, raw: Mapping[str, Any] | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.raw = dict(raw or {})
+
+
+class TransientError(AdapterError):
+    """Try again later with the same idempotency key (timeouts, 5xx, throttling, lost connection)."""
+
+    retryable = True
+
+    def __init__(self, detail: str, *, retry_after: float | None = None, raw=None):
+        super().__init__(detail, raw=raw)
+        self.retry_after = retry_after
+
+
+class PermanentError(AdapterError):
+    """Retrying will not help: the agency refused the content or the configuration is wrong."""
+
+
+class ConfigurationError(PermanentError):
+    """The adapter's configuration is invalid; the message names each bad key."""
+
+
+def secret_fields(schema: type[Schema]) -> frozenset[str]:
+    return frozenset(name for name, f in schema().fields.items() if f.metadata.get("secret"))
+
+
+def mask(config: Mapping[str, Any], schema: type[Schema]) -> dict[str, Any]:
+    """The configuration with every secret field replaced by '***', for logs and screens."""
+    secrets = secret_fields(schema)
+    return {k: ("***" if k in secrets and v else v) for k, v in config.items()}
+
+
+class Adapter(ABC):
+    """Base class of every transport. Subclasses set the three class attributes."""
+
+    kind: ClassVar[str]
+    config_schema: ClassVar[type[Schema]]
+    capabilities: ClassVar[frozenset[str]]
+
+    def __init__(self, config: Mapping[str, Any]):
+        try:
+            self.config: dict[str, Any] = self.config_schema().load(dict(config))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{key}: {' '.join(map(str, msgs)) if isinstance(msgs, list) else msgs}"
+                for key, msgs in sorted(exc.messages_dict.items())
+            )
+            raise ConfigurationError(f"{self.kind} adapter configuration: {problems}") from None
+
+    @abstractmethod
+    def deliver(self, item: Outbound) -> Receipt: ...
+
+    def poll(self, cursor: str | None, open_items: Sequence[OpenItem]) -> PollResult:
+        raise PermanentError(f"the {self.kind} adapter cannot poll")
+
+    @abstractmethod
+    def check(self) -> Health: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. Adapters are long-lived; the worker closes them on shutdown."""
+
+    def masked_config(self) -> dict[str, Any]:
+        return mask(self.config, self.config_schema)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.masked_config()}>"

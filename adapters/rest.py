@@ -1,0 +1,287 @@
+"""REST adapter: JSON over HTTP(S) with an API-key header, via one `requests.Session`.
+
+deliver: POST the payload to `submit_path` with `Idempotency-Key`; the agency's reference is read
+from `reference_field` of the answer. poll: `changes_path` (changes since a cursor, one request
+per tick, following `has_more`) when the agency offers it, else `status_path` per open case.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+from marshmallow import Schema, fields, validate
+
+from adapters.base import (
+    DELIVER,
+    POLL,
+    POLL_CHANGES,
+    POLL_PER_ITEM,
+    Adapter,
+    Health,
+    OpenItem,
+    Outbound,
+    PermanentError,
+    PollResult,
+    Receipt,
+    StatusUpdate,
+    TransientError,
+)
+
+TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class ChangesSchema(Schema):
+    """Where the fields of a changes-since answer live (dotted paths into the JSON)."""
+
+    items = fields.String(load_default="changes")
+    next_cursor = fields.String(load_default="next")
+    has_more = fields.String(load_default="has_more")
+    reference = fields.String(load_default="case_id")
+    case_reference = fields.String(load_default="external_reference")
+    status = fields.String(load_default="status")
+    time = fields.String(load_default="at")
+    message = fields.String(load_default="note")
+    id = fields.String(load_default="seq")
+
+
+class StatusSchema(Schema):
+    """Where the fields of a per-case status answer live."""
+
+    status = fields.String(load_default="status")
+    time = fields.String(load_default="updated_at")
+    message = fields.String(load_default="note")
+
+
+class RestConfig(Schema):
+    base_url = fields.Url(required=True, require_tld=False, metadata={"doc": "Agency API root"})
+    api_key = fields.String(load_default=None, metadata={"secret": True})
+    api_key_header = fields.String(load_default="X-API-Key")
+    connect_timeout = fields.Float(load_default=3.05, validate=validate.Range(min=0.01))
+    read_timeout = fields.Float(load_default=10.0, validate=validate.Range(min=0.01))
+    submit_path = fields.String(load_default="/cases")
+    reference_field = fields.String(load_default="id")
+    changes_path = fields.String(load_default=None)
+    cursor_param = fields.String(load_default="since")
+    max_pages = fields.Integer(load_default=20, validate=validate.Range(min=1))
+    changes = fields.Nested(ChangesSchema, load_default=lambda: ChangesSchema().load({}))
+    status_path = fields.String(load_default=None)
+    status = fields.Nested(StatusSchema, load_default=lambda: StatusSchema().load({}))
+    health_path = fields.String(load_default="/health")
+    verify_tls = fields.Boolean(load_default=True)
+
+
+def dig(data: Any, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(part)
+    return data
+
+
+def parse_time(value: Any) -> datetime:
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    if isinstance(value, str) and value:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    raise ValueError(f"no usable time in {value!r}")
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+        except (TypeError, ValueError):
+            return None
+
+
+class RestAdapter(Adapter):
+    kind = "rest"
+    config_schema = RestConfig
+    capabilities = frozenset({DELIVER, POLL, POLL_CHANGES, POLL_PER_ITEM})
+
+    def __init__(self, config: Mapping[str, Any]):
+        super().__init__(config)
+        self.base_url = self.config["base_url"].rstrip("/")
+        self.session = requests.Session()
+        self.session.headers["Accept"] = "application/json"
+        self.session.headers["User-Agent"] = "Loket/0.1 (+hub)"
+        if self.config["api_key"]:
+            self.session.headers[self.config["api_key_header"]] = self.config["api_key"]
+        self.session.verify = self.config["verify_tls"]
+        self.timeout = (self.config["connect_timeout"], self.config["read_timeout"])
+
+    @property
+    def effective_capabilities(self) -> frozenset[str]:
+        caps = {DELIVER, POLL}
+        if self.config["changes_path"]:
+            caps.add(POLL_CHANGES)
+        if self.config["status_path"]:
+            caps.add(POLL_PER_ITEM)
+        return frozenset(caps)
+
+    # -------------------------------------------------------------------------------- transport
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        url = self.base_url + path
+        try:
+            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.Timeout as exc:
+            raise TransientError(
+                f"{method} {path}: the agency did not answer in time ({exc.__class__.__name__})"
+            ) from None
+        except requests.ConnectionError as exc:
+            raise TransientError(
+                f"{method} {path}: cannot connect to the agency ({_short(exc)})"
+            ) from None
+        except requests.RequestException as exc:
+            raise TransientError(f"{method} {path}: {_short(exc)}") from None
+        if response.ok:
+            return response
+        raw = {"status": response.status_code, "body": response.text[:2000]}
+        detail = (
+            f"{method} {path}: HTTP {response.status_code} {response.reason}: {response.text[:300]}"
+        )
+        if response.status_code in TRANSIENT_STATUSES or response.status_code >= 500:
+            raise TransientError(detail, retry_after=_retry_after(response), raw=raw)
+        if response.status_code in (401, 403):
+            detail += " (check the API key in the agency's adapter configuration)"
+        raise PermanentError(detail, raw=raw)
+
+    def _json(self, response: requests.Response, what: str) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            # The agency said yes but we cannot read it; a retry with the same key is safe.
+            raise TransientError(
+                f"{what}: HTTP {response.status_code} but the body is not JSON: {response.text[:200]!r}",
+                raw={"status": response.status_code, "body": response.text[:2000]},
+            ) from None
+
+    # -------------------------------------------------------------------------------- interface
+
+    def deliver(self, item: Outbound) -> Receipt:
+        path = self.config["submit_path"]
+        response = self._request(
+            "POST",
+            path,
+            json=dict(item.payload),
+            headers={
+                "Idempotency-Key": item.idempotency_key,
+                "X-Loket-Reference": item.case_reference,
+            },
+        )
+        body = self._json(response, f"POST {path}")
+        reference = dig(body, self.config["reference_field"])
+        if reference in (None, ""):
+            raise TransientError(
+                f"POST {path}: the answer has no {self.config['reference_field']!r}: {str(body)[:200]}",
+                raw={"status": response.status_code, "body": body},
+            )
+        replay = response.headers.get("Idempotent-Replay", "").lower() == "true"
+        return Receipt(
+            agency_reference=str(reference),
+            duplicate=replay or response.status_code == 200,
+            raw={
+                "request": {
+                    "method": "POST",
+                    "path": path,
+                    "idempotency_key": item.idempotency_key,
+                },
+                "response": {"status": response.status_code, "body": body},
+            },
+        )
+
+    def poll(self, cursor: str | None, open_items: Sequence[OpenItem]) -> PollResult:
+        if self.config["changes_path"]:
+            return self._poll_changes(cursor)
+        if self.config["status_path"]:
+            return self._poll_each(cursor, open_items)
+        raise PermanentError("the REST adapter has neither changes_path nor status_path configured")
+
+    def _poll_changes(self, cursor: str | None) -> PollResult:
+        spec = self.config["changes"]
+        path = self.config["changes_path"]
+        updates: list[StatusUpdate] = []
+        for _ in range(self.config["max_pages"]):
+            params = {self.config["cursor_param"]: cursor} if cursor is not None else {}
+            body = self._json(self._request("GET", path, params=params), f"GET {path}")
+            items = dig(body, spec["items"])
+            if not isinstance(items, list):
+                raise TransientError(f"GET {path}: no list at {spec['items']!r} in the answer")
+            for entry in items:
+                try:
+                    updates.append(
+                        StatusUpdate(
+                            agency_status=str(dig(entry, spec["status"])),
+                            occurred_at=parse_time(dig(entry, spec["time"])),
+                            agency_reference=_opt_str(dig(entry, spec["reference"])),
+                            case_reference=_opt_str(dig(entry, spec["case_reference"])),
+                            message=_opt_str(dig(entry, spec["message"])),
+                            update_id=_opt_str(dig(entry, spec["id"])),
+                        )
+                    )
+                except (TypeError, ValueError) as exc:
+                    # One bad entry must not block the feed nor be silently dropped.
+                    raise TransientError(
+                        f"GET {path}: unreadable change {str(entry)[:200]}: {exc}"
+                    ) from None
+            next_cursor = dig(body, spec["next_cursor"])
+            if next_cursor is not None:
+                cursor = str(next_cursor)
+            if not dig(body, spec["has_more"]):
+                break
+        return PollResult(tuple(updates), cursor)
+
+    def _poll_each(self, cursor: str | None, open_items: Sequence[OpenItem]) -> PollResult:
+        spec = self.config["status"]
+        updates: list[StatusUpdate] = []
+        for item in open_items:
+            path = self.config["status_path"].format(
+                agency_reference=item.agency_reference, case_reference=item.case_reference
+            )
+            body = self._json(self._request("GET", path), f"GET {path}")
+            code = dig(body, spec["status"])
+            if code is None or str(code) == item.agency_status:
+                continue
+            updates.append(
+                StatusUpdate(
+                    agency_status=str(code),
+                    occurred_at=parse_time(dig(body, spec["time"])),
+                    agency_reference=item.agency_reference,
+                    case_reference=item.case_reference,
+                    message=_opt_str(dig(body, spec["message"])),
+                )
+            )
+        return PollResult(tuple(updates), cursor)
+
+    def check(self) -> Health:
+        started = time.perf_counter()
+        path = self.config["health_path"]
+        try:
+            self._request("GET", path)
+        except (TransientError, PermanentError) as exc:
+            return Health(False, exc.detail, (time.perf_counter() - started) * 1000)
+        return Health(True, f"GET {path} answered", (time.perf_counter() - started) * 1000)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    return text if len(text) < 200 else text[:200] + "..."

@@ -1,0 +1,1 @@
+"""Real protocol servers that play an agency's own system, for the demo, tests and integrators."""

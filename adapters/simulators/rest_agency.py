@@ -1,0 +1,405 @@
+"""A REST agency simulator: a real HTTP server that behaves like an agency's own case system.
+
+It has its own case ids (`OMB-2026-000042`), its own status codes, moves every case through its
+flow one step each `step_seconds`, offers a changes-since feed, de-duplicates on the
+`Idempotency-Key` header, and can validate what it receives against the agency's JSON Schema
+(contracts/agencies/<id>/case.schema.json). `/_sim/...` lets tests count what arrived and inject
+faults (errors, timeouts, garbage).
+
+    python -m adapters.simulators.rest_agency --profile telecom --port 8101
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.serving import make_server
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How one agency's system looks from outside."""
+
+    name: str
+    id_format: str  # formatted with n (sequence), year, yy
+    flow: tuple[tuple[str, str], ...]  # (status code, note), first is the status on arrival
+    prefix: str = "/api"
+
+
+PROFILES: dict[str, Profile] = {
+    "telecom": Profile(
+        name="Ombudsman for Telecommunications (simulated)",
+        id_format="OMB-{year}-{n:06d}",
+        flow=(
+            ("NEW", "Klacht ontvangen / plainte reçue"),
+            ("ASSIGNED", "Assigned to a mediator"),
+            ("MEDIATING", "The operator has been asked to respond"),
+            ("CLOSED_AGREEMENT", "Closed: the operator credited the disputed amount"),
+        ),
+    ),
+    "mediation": Profile(
+        name="Consumer Mediation Service (simulated)",
+        id_format="CMS/{yy}/{n:05d}",
+        flow=(
+            ("ONTVANGEN", "Dossier ontvangen"),
+            ("IN_BEHANDELING", "Dossier in behandeling"),
+            ("AFGESLOTEN_MINNELIJK", "Minnelijke schikking bereikt"),
+        ),
+    ),
+    "inspection": Profile(
+        name="Economic Inspection (simulated)",
+        id_format="EI{year}{n:07d}",
+        flow=(
+            ("REGISTERED", "Melding geregistreerd"),
+            ("ANALYSIS", "Under analysis"),
+            ("FILED_FOR_INTELLIGENCE", "Used for market surveillance"),
+        ),
+    ),
+}
+
+
+@dataclass
+class SimCase:
+    id: str
+    idempotency_key: str | None
+    external_reference: str | None
+    payload: dict[str, Any]
+    created: datetime
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Faults:
+    mode: str = "none"  # none | error | timeout | garbage
+    status: int = 503
+    remaining: int | None = None  # number of requests affected; None = until cleared
+    until: float | None = None  # monotonic deadline
+    delay: float = 0.0  # timeout mode: how long to stall
+
+    def active(self) -> bool:
+        if self.mode == "none":
+            return False
+        if self.until is not None and time.monotonic() > self.until:
+            self.mode = "none"
+            return False
+        if self.remaining is not None:
+            if self.remaining <= 0:
+                self.mode = "none"
+                return False
+            self.remaining -= 1
+        return True
+
+
+class AgencySystem:
+    """The simulated agency's state. Thread-safe; time comes from `clock` so tests are exact."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        *,
+        step_seconds: float = 5.0,
+        api_key: str | None = None,
+        schema: dict[str, Any] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        latency: float = 0.0,
+    ):
+        self.profile = profile
+        self.step = timedelta(seconds=step_seconds)
+        self.api_key = api_key
+        self.schema = schema
+        self.clock = clock
+        self.latency = latency
+        self.lock = threading.RLock()
+        self.cases: dict[str, SimCase] = {}
+        self.by_key: dict[str, str] = {}
+        self.changes: list[dict[str, Any]] = []
+        self.posts = 0
+        self.replays = 0
+        self.rejected = 0
+        self.faults = Faults()
+        self._validator = None
+        if schema is not None:
+            from jsonschema import Draft202012Validator
+
+            self._validator = Draft202012Validator(schema)
+
+    def _new_id(self) -> str:
+        now = self.clock()
+        n = len(self.cases) + 1
+        return self.profile.id_format.format(n=n, year=now.year, yy=now.strftime("%y"))
+
+    def _record(self, case: SimCase, at: datetime) -> None:
+        code, note = self.profile.flow[case.step]
+        change = {
+            "seq": len(self.changes) + 1,
+            "case_id": case.id,
+            "external_reference": case.external_reference,
+            "status": code,
+            "at": at.isoformat(),
+            "note": note,
+        }
+        self.changes.append(change)
+        case.history.append(change)
+
+    def advance(self) -> None:
+        """Move every case through as many steps as the clock allows, recording in time order."""
+        now = self.clock()
+        due: list[tuple[datetime, str, int]] = []
+        for case in self.cases.values():
+            for step in range(case.step + 1, len(self.profile.flow)):
+                at = case.created + self.step * step
+                if at > now:
+                    break
+                due.append((at, case.id, step))
+        for at, case_id, step in sorted(due):
+            case = self.cases[case_id]
+            case.step = step
+            self._record(case, at)
+
+    def submit(self, payload: Any, key: str | None, external: str | None) -> tuple[SimCase, bool]:
+        with self.lock:
+            self.posts += 1
+            if key and key in self.by_key:
+                self.replays += 1
+                return self.cases[self.by_key[key]], True
+            case = SimCase(self._new_id(), key, external, payload, self.clock())
+            self.cases[case.id] = case
+            if key:
+                self.by_key[key] = case.id
+            self._record(case, case.created)
+            return case, False
+
+    def validate(self, payload: Any) -> list[str]:
+        if self._validator is None:
+            return []
+        return [
+            f"{'/'.join(map(str, e.absolute_path)) or '(body)'}: {e.message}"
+            for e in self._validator.iter_errors(payload)
+        ]
+
+    def changes_since(self, since: int, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        with self.lock:
+            self.advance()
+            page = [c for c in self.changes if c["seq"] > since][:limit]
+            more = bool(page) and page[-1]["seq"] < len(self.changes)
+            return page, more
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "cases": len(self.cases),
+                "posts": self.posts,
+                "replays": self.replays,
+                "rejected": self.rejected,
+                "changes": len(self.changes),
+                "keys": sorted(self.by_key),
+                "external_references": sorted(
+                    c.external_reference for c in self.cases.values() if c.external_reference
+                ),
+            }
+
+
+def create_app(system: AgencySystem) -> Flask:
+    app = Flask(f"simulator-{system.profile.name}")
+    p = system.profile.prefix
+
+    def error(status: int, message: str) -> Response:
+        resp = jsonify({"error": message})
+        resp.status_code = status
+        return resp
+
+    @app.before_request
+    def _gate():
+        if request.path.startswith("/_sim/"):
+            return None
+        if system.latency:
+            time.sleep(system.latency)
+        with system.lock:
+            active = system.faults.active()
+            mode, status, delay = system.faults.mode, system.faults.status, system.faults.delay
+        if active:
+            if mode == "timeout":
+                time.sleep(delay)
+                return error(504, "gateway timeout (simulated)")
+            if mode == "garbage":
+                return Response(
+                    "<html>Service temporarily unavailable</html>", 200, mimetype="application/json"
+                )
+            return error(status, "service unavailable (simulated)")
+        if system.api_key and request.headers.get("X-API-Key") != system.api_key:
+            return error(401, "missing or wrong API key")
+        return None
+
+    @app.post(f"{p}/cases")
+    def submit():
+        payload = request.get_json(silent=True)
+        if not isinstance(payload, dict):
+            with system.lock:
+                system.rejected += 1
+            return error(400, "body must be a JSON object")
+        problems = system.validate(payload)
+        if problems:
+            with system.lock:
+                system.rejected += 1
+            resp = jsonify(
+                {"error": "payload does not match our case schema", "problems": problems}
+            )
+            resp.status_code = 422
+            return resp
+        case, replay = system.submit(
+            payload,
+            request.headers.get("Idempotency-Key"),
+            request.headers.get("X-Loket-Reference"),
+        )
+        body = {
+            "id": case.id,
+            "status": case.history[0]["status"],
+            "received_at": case.created.isoformat(),
+        }
+        resp = jsonify(body)
+        resp.status_code = 200 if replay else 201
+        if replay:
+            resp.headers["Idempotent-Replay"] = "true"
+        return resp
+
+    @app.get(f"{p}/cases/<path:case_id>")
+    def show(case_id: str):
+        with system.lock:
+            system.advance()
+            case = system.cases.get(case_id)
+            if case is None:
+                return error(404, "no such case")
+            last = case.history[-1]
+            return jsonify(
+                {
+                    "id": case.id,
+                    "status": last["status"],
+                    "updated_at": last["at"],
+                    "note": last["note"],
+                    "history": case.history,
+                }
+            )
+
+    @app.get(f"{p}/changes")
+    def changes():
+        try:
+            since = int(request.args.get("since", "0"))
+            limit = min(int(request.args.get("limit", "200")), 1000)
+        except ValueError:
+            return error(400, "since and limit must be integers")
+        page, more = system.changes_since(since, limit)
+        nxt = page[-1]["seq"] if page else since
+        return jsonify({"changes": page, "next": str(nxt), "has_more": more})
+
+    @app.get(f"{p}/health")
+    def health():
+        return jsonify({"status": "ok", "system": system.profile.name})
+
+    @app.get("/_sim/stats")
+    def stats():
+        return jsonify(system.stats())
+
+    @app.get("/_sim/cases")
+    def all_cases():
+        with system.lock:
+            return jsonify(
+                [
+                    {
+                        "id": c.id,
+                        "payload": c.payload,
+                        "key": c.idempotency_key,
+                        "external_reference": c.external_reference,
+                    }
+                    for c in system.cases.values()
+                ]
+            )
+
+    @app.post("/_sim/faults")
+    def faults():
+        spec = request.get_json(force=True) or {}
+        with system.lock:
+            system.faults = Faults(
+                mode=spec.get("mode", "none"),
+                status=int(spec.get("status", 503)),
+                remaining=spec.get("count"),
+                until=time.monotonic() + float(spec["seconds"]) if spec.get("seconds") else None,
+                delay=float(spec.get("delay", 30.0)),
+            )
+        return jsonify({"ok": True})
+
+    return app
+
+
+class SimulatorServer:
+    """The simulator on a real socket in a background thread (used by `loket run` and tests)."""
+
+    def __init__(self, system: AgencySystem, host: str = "127.0.0.1", port: int = 0):
+        self.system = system
+        self.server = make_server(host, port, create_app(system), threaded=True)
+        self.port = self.server.server_port
+        self.url = f"http://{host}:{self.port}{system.profile.prefix}"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def start(self) -> SimulatorServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=5)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--profile", choices=sorted(PROFILES), required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--step-seconds", type=float, default=5.0, help="time between status moves")
+    parser.add_argument("--api-key", default=None)
+    parser.add_argument(
+        "--schema", type=Path, default=None, help="JSON Schema the payload must match"
+    )
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    args = parser.parse_args(argv)
+    if not args.verbose:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    schema = json.loads(args.schema.read_text()) if args.schema else None
+    system = AgencySystem(
+        PROFILES[args.profile],
+        step_seconds=args.step_seconds,
+        api_key=args.api_key,
+        schema=schema,
+        latency=args.latency,
+    )
+    server = make_server(args.host, args.port, create_app(system), threaded=True)
+    print(
+        f"REST agency simulator '{args.profile}' on http://{args.host}:{server.server_port}"
+        f"{system.profile.prefix}",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()

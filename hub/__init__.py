@@ -1,0 +1,1 @@
+"""Loket's hub: the canonical model, intake, routing, lifecycle, outbox and HTTP API."""

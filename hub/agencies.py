@@ -1,0 +1,46 @@
+"""The agency directory: mapping files loaded once, adapters built on first use."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+from adapters import registry
+from adapters.base import Adapter
+from mappings.engine import AgencyMapping, load_all
+
+
+class Directory:
+    def __init__(self, agencies: Mapping[str, AgencyMapping]):
+        self.agencies = dict(agencies)
+        self._adapters: dict[str, Adapter] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, directory: Path, env: Mapping[str, str] | None = None) -> Directory:
+        return cls(load_all(directory, env))
+
+    def __contains__(self, agency_id: str) -> bool:
+        return agency_id in self.agencies
+
+    def __getitem__(self, agency_id: str) -> AgencyMapping:
+        return self.agencies[agency_id]
+
+    def ids(self) -> list[str]:
+        return sorted(self.agencies)
+
+    def adapter(self, agency_id: str) -> Adapter:
+        with self._lock:
+            if agency_id not in self._adapters:
+                mapping = self.agencies[agency_id]
+                self._adapters[agency_id] = registry.create(
+                    mapping.adapter_kind, mapping.adapter_config
+                )
+            return self._adapters[agency_id]
+
+    def close(self) -> None:
+        with self._lock:
+            for adapter in self._adapters.values():
+                adapter.close()
+            self._adapters.clear()

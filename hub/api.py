@@ -1,0 +1,259 @@
+"""The hub's HTTP API, version 1 (contracts/openapi.yaml)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, json, jsonify, request
+from marshmallow import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from hub import intake, lifecycle, taxonomy
+from hub import reference as references
+from hub.models import Assignment, Case
+from hub.problems import Problem, field_error
+from hub.schemas import CaseInSchema, field_for_path
+from hub.services import Hub
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+_case_schema = CaseInSchema()
+
+
+def hub() -> Hub:
+    return current_app.extensions["loket"]
+
+
+def _flatten(messages: Any, path: list[str]) -> list[tuple[list[str], str]]:
+    if isinstance(messages, dict):
+        out = []
+        for key, value in messages.items():
+            out.extend(_flatten(value, [*path, str(key)]))
+        return out
+    if isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        return [(path, " ".join(messages))]
+    if isinstance(messages, list):
+        out = []
+        for i, value in enumerate(messages):
+            out.extend(_flatten(value, [*path, str(i)]))
+        return out
+    return [(path, str(messages))]
+
+
+def validation_problem(exc: ValidationError) -> Problem:
+    errors = []
+    for path, detail in _flatten(exc.messages, []):
+        field = field_for_path(_case_schema, path)
+        if detail == "Unknown field.":
+            parent = field_for_path(_case_schema, path[:-1]) if len(path) > 1 else None
+            allowed = sorted(parent.schema.fields if parent is not None else _case_schema.fields)  # type: ignore[union-attr]
+            fix = f"Remove it; the fields allowed here are: {', '.join(allowed)}."
+        else:
+            fix = (
+                field.metadata.get("fix") if field is not None else None
+            ) or "See contracts/case.schema.json."
+        errors.append(field_error(path, detail, fix))
+    errors.sort(key=lambda e: e["pointer"])
+    names = ", ".join(e["field"] for e in errors)
+    return Problem(
+        422,
+        "validation",
+        f"{len(errors)} field(s) need fixing: {names}. Nothing was stored.",
+        errors=errors,
+    )
+
+
+def _json_body() -> Any:
+    mimetype = request.mimetype
+    if mimetype != "application/json" and not (
+        mimetype.startswith("application/") and mimetype.endswith("+json")
+    ):
+        raise Problem(
+            415,
+            "unsupported-media-type",
+            f"The body was sent as {mimetype or 'no content type'!r}; send JSON with "
+            "Content-Type: application/json.",
+        )
+    raw = request.get_data(cache=False)
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise Problem(
+            400, "malformed-json", f"The body is not UTF-8 (byte {exc.start}). Send UTF-8 JSON."
+        ) from None
+    except ValueError as exc:
+        detail = str(exc)
+        raise Problem(
+            400,
+            "malformed-json",
+            f"The body is not valid JSON: {detail}. Fix the JSON and send it again.",
+        ) from None
+
+
+@bp.post("/cases")
+def file_case():
+    body = _json_body()
+    if not isinstance(body, dict):
+        raise Problem(
+            422,
+            "validation",
+            "The body must be a JSON object describing the case.",
+            errors=[
+                field_error(
+                    [],
+                    f"Got a JSON {type(body).__name__}.",
+                    'Send an object such as {"kind": "complaint", ...}.',
+                )
+            ],
+        )
+    try:
+        data = _case_schema.load(body)
+    except ValidationError as exc:
+        raise validation_problem(exc) from None
+    h = hub()
+    filed = intake.file_case(
+        h.db, data, router=h.router, directory=h.directory, clock=h.clock, random=h.random
+    )
+    status_url = f"{request.url_root.rstrip('/')}/api/v1/cases/{filed.reference}"
+    response = jsonify(
+        {
+            "reference": filed.reference,
+            "tracking_token": filed.token,
+            "status": filed.status,
+            "status_url": status_url,
+            "agencies": [
+                {
+                    "agency": r.agency_id,
+                    "name": h.directory[r.agency_id].name(data["language"]),
+                    "why": r.reason,
+                }
+                for r in filed.recipients
+            ],
+            "note": "Keep the tracking token: it is shown only once. Send it as "
+            "'Authorization: Bearer <token>' to read the status.",
+        }
+    )
+    response.status_code = 201
+    response.headers["Location"] = status_url
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+NOT_FOUND_DETAIL = (
+    "No case with this reference opens with the given token. Check the reference "
+    "and send the tracking token as 'Authorization: Bearer <token>'."
+)
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value else None
+
+
+@bp.get("/cases/<reference>")
+def case_status(reference: str):
+    h = hub()
+    normalised = references.normalise(reference)
+    token = _bearer()
+    case = None
+    if normalised:
+        with h.db.session(read_only=True) as s:
+            case = s.scalars(
+                select(Case)
+                .where(Case.reference == normalised)
+                .options(selectinload(Case.assignments), selectinload(Case.events))
+            ).first()
+            if case is not None and not intake.token_matches(token, case.token_hash):
+                case = None
+            if case is not None:
+                body = _status_body(case, h)
+    else:
+        intake.token_matches(token, "0" * 64)  # same work as a wrong token: no timing oracle
+    if case is None:
+        raise Problem(404, "not-found", NOT_FOUND_DETAIL)
+    response = jsonify(body)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _status_body(case: Case, h: Hub) -> dict[str, Any]:
+    now = h.clock.now()
+    lang = case.language
+    agencies_by_assignment: dict[int, Assignment] = {a.id: a for a in case.assignments}
+    lines = []
+    for a in case.assignments:
+        mapping = h.directory.agencies.get(a.agency_id)
+        past_due = (
+            a.answer_due_at is not None
+            and not lifecycle.is_terminal(a.status)
+            and now > a.answer_due_at
+        )
+        lines.append(
+            {
+                "agency": a.agency_id,
+                "name": mapping.name(lang) if mapping else a.agency_id,
+                "status": lifecycle.consumer_sees(a.status),
+                "agency_status": a.agency_status,
+                "agency_reference": a.agency_reference,
+                "acknowledge_by": _iso(a.acknowledge_due_at),
+                "answer_by": _iso(a.answer_due_at),
+                "past_due": past_due,
+                "outcome": a.outcome,
+                "why": a.reason,
+            }
+        )
+    timeline = []
+    for e in case.events:
+        a = agencies_by_assignment.get(e.assignment_id) if e.assignment_id else None
+        timeline.append(
+            {
+                "at": _iso(e.occurred_at),
+                "actor": e.actor,
+                "agency": a.agency_id if a else None,
+                "from": lifecycle.consumer_sees(e.from_status) if e.from_status else None,
+                "to": lifecycle.consumer_sees(e.to_status) if e.to_status else None,
+                "message": e.message,
+            }
+        )
+    open_dues = [
+        a.answer_due_at
+        for a in case.assignments
+        if a.answer_due_at and not lifecycle.is_terminal(a.status)
+    ]
+    return {
+        "reference": case.reference,
+        "kind": case.kind,
+        "domain": case.domain,
+        "language": case.language,
+        "status": case.status,
+        "filed_at": _iso(case.created_at),
+        "updated_at": _iso(case.updated_at),
+        "expected_answer_by": _iso(max(open_dues)) if open_dues else None,
+        "past_due": any(line["past_due"] for line in lines),
+        "agencies": lines,
+        "timeline": timeline,
+    }
+
+
+@bp.get("/domains")
+def domains():
+    data = taxonomy.load()
+    lang = request.args.get("lang", "en")
+    return jsonify(
+        {
+            "domains": [
+                {
+                    "code": f"{area}.{sub}",
+                    "area": spec["label"].get(lang, spec["label"]["en"]),
+                    "label": labels.get(lang, labels["en"]),
+                }
+                for area, spec in data["areas"].items()
+                for sub, labels in spec["subareas"].items()
+            ]
+        }
+    )

@@ -1,0 +1,83 @@
+"""The Flask app factory: `create_app(settings)`; no import-time side effects."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from hub.config import Settings
+from hub.problems import TYPES, Problem
+from hub.services import Hub
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> Flask:
+    settings = settings or (hub.settings if hub else Settings.from_env())
+    hub = hub or Hub.from_settings(settings)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.extensions["loket"] = hub
+
+    from admin import bp as admin_bp
+    from hub.api import bp as api_bp
+    from hub.web import bp as web_bp
+
+    app.register_blueprint(api_bp)
+    app.register_blueprint(web_bp)
+    app.register_blueprint(admin_bp)
+    _register_problem_handlers(app, settings)
+    return app
+
+
+def _register_problem_handlers(app: Flask, settings: Settings) -> None:
+    @app.errorhandler(Problem)
+    def _problem(exc: Problem) -> Response:
+        return exc.response()
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(exc: RequestEntityTooLarge) -> Response:
+        limit = settings.max_body_bytes
+        size = request.content_length
+        got = f"{size:,} bytes" if size else "more than that"
+        return Problem(
+            413,
+            "too-large",
+            f"The body is {got}; the hub accepts at most {limit:,} bytes. The description may hold "
+            "at most 10,000 characters; send documents as attachments.",
+            errors=[
+                {
+                    "field": "description",
+                    "pointer": "#/description",
+                    "detail": "The request is too large.",
+                    "fix": "Shorten the description to at most 10,000 characters.",
+                }
+            ],
+        ).response()
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Response:
+        slug = {404: "not-found", 405: "method-not-allowed", 415: "unsupported-media-type"}.get(
+            exc.code or 500, "http-error"
+        )
+        return Problem(exc.code or 500, slug, exc.description or exc.name).response()
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return Problem(
+            500,
+            "server-error",
+            "The hub failed to serve this request. Nothing was "
+            "stored half-way; try again, and tell the operators if it persists.",
+        ).response()
+
+    @app.get("/problems/<slug>")
+    def _problem_type(slug: str):
+        if slug not in TYPES:
+            raise Problem(404, "not-found", f"There is no problem type {slug!r}.")
+        title, text = TYPES[slug]
+        return jsonify({"type": f"/problems/{slug}", "title": title, "description": text})

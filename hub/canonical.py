@@ -1,0 +1,67 @@
+"""The canonical case document: what the mapping engine reads to render an agency's payload.
+
+Plain data (str, int, bool, dicts), so it can cross into `mappings` and be stored as evidence.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from hub.models import Assignment, Case, Party
+
+
+def _address(p: Party) -> dict[str, Any]:
+    return {"street": p.street, "postcode": p.postcode, "city": p.city, "country": p.country}
+
+
+def case_document(case: Case, assignment: Assignment | None = None) -> dict[str, Any]:
+    area, _, subarea = case.domain.partition(".")
+    consumer = case.party("consumer")
+    trader = case.party("trader")
+    doc: dict[str, Any] = {
+        "case": {
+            "reference": case.reference,
+            "kind": case.kind,
+            "domain": case.domain,
+            "area": area,
+            "subarea": subarea,
+            "language": case.language,
+            "description": case.description,
+            "incident_date": case.incident_date.isoformat() if case.incident_date else None,
+            "amount": str(Decimal(case.amount_cents) / 100)
+            if case.amount_cents is not None
+            else None,
+            "currency": case.currency,
+            "created_at": case.created_at.isoformat(),
+            "anonymous_to_trader": case.anonymous_to_trader,
+        },
+        "consumer": None,
+        "trader": None,
+    }
+    if consumer:
+        doc["consumer"] = {
+            "name": consumer.name,
+            "email": consumer.email,
+            "phone": consumer.phone,
+            "address": _address(consumer),
+        }
+    if trader:
+        doc["trader"] = {
+            "name": trader.name,
+            "enterprise_number": trader.enterprise_number,
+            "website": trader.website,
+            "address": _address(trader),
+        }
+    if assignment is not None:
+        doc["assignment"] = {
+            "reason": assignment.reason,
+            "acknowledge_due": assignment.acknowledge_due_at.isoformat()
+            if assignment.acknowledge_due_at
+            else None,
+            "answer_due": assignment.answer_due_at.isoformat()
+            if assignment.answer_due_at
+            else None,
+        }
+        doc["agency"] = {"id": assignment.agency_id}
+    return doc

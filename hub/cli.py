@@ -1,0 +1,223 @@
+"""The `loket` command: serve, worker, run, db, agencies, mappings, simulate."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from hub.config import ConfigError, Settings
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _hub(settings: Settings):
+    from hub.routing import RoutingError
+    from hub.services import Hub
+    from mappings.engine import MappingError
+
+    try:
+        return Hub.from_settings(settings)
+    except (MappingError, RoutingError) as exc:
+        raise click.ClickException(
+            f"{exc}\n(run `loket mappings validate` to check every file)"
+        ) from None
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not verbose:
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Loket: the integration hub behind one front desk for consumers."""
+
+
+# ------------------------------------------------------------------------------------------ db
+
+
+@main.group()
+def db() -> None:
+    """Database schema (Alembic migrations)."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Bring the database schema up to date."""
+    from hub.db import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url, revision)
+    click.echo(f"database at {_safe_url(settings.database_url)} is at {revision}")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# ------------------------------------------------------------------------------------ processes
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes")
+@click.option("--quiet", is_flag=True, help="no access log; warnings and errors only")
+def serve(host: str, port: int, workers: int, quiet: bool) -> None:
+    """Serve the web app and API with gunicorn."""
+    from gunicorn.app.base import BaseApplication
+
+    settings = _settings()
+    _hub(settings).close()  # fail fast on a broken mapping, before forking
+
+    class Server(BaseApplication):
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            if not quiet:
+                self.cfg.set("accesslog", "-")
+            self.cfg.set("loglevel", "warning" if quiet else "info")
+            self.cfg.set("graceful_timeout", 10)
+            self.cfg.set("proc_name", "loket-web")
+
+        def load(self):
+            from hub.app import create_app
+
+            return create_app(settings)
+
+    Server().run()
+
+
+@main.command()
+@click.option("-v", "--verbose", is_flag=True)
+def worker(verbose: bool) -> None:
+    """Run the worker: deliver cases to agencies and poll their status."""
+    from scheduler.worker import Worker
+
+    _logging(verbose)
+    Worker(_hub(_settings())).run()
+
+
+@main.command()
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=int,
+    envvar="LOKET_WEB_PORT",
+    help="web port (env LOKET_WEB_PORT)",
+)
+def run(port: int) -> None:
+    """Start the whole system on this machine: simulators, web and worker, on SQLite."""
+    from hub.devrun import run_all
+
+    sys.exit(run_all(_settings(), web_port=port))
+
+
+# ------------------------------------------------------------------------------------- agencies
+
+
+@main.group()
+def agencies() -> None:
+    """The connected agencies."""
+
+
+@agencies.command("list")
+def agencies_list() -> None:
+    """List agencies with their transport and endpoint (secrets masked)."""
+    hub = _hub(_settings())
+    for agency_id in hub.directory.ids():
+        m = hub.directory[agency_id]
+        click.echo(f"{agency_id:24} {m.adapter_kind:6} {m.name('en')}")
+
+
+@agencies.command("check")
+@click.argument("agency_id", required=False)
+def agencies_check(agency_id: str | None) -> None:
+    """Test the connection to each agency (or one) and print a table."""
+    from adapters.base import AdapterError
+
+    hub = _hub(_settings())
+    ids = hub.directory.ids()
+    if agency_id is not None:
+        if agency_id not in hub.directory:
+            raise click.BadParameter(
+                f"no agency {agency_id!r}; known: {', '.join(ids)}", param_hint="AGENCY_ID"
+            )
+        ids = [agency_id]
+    failed = 0
+    click.echo(f"{'agency':24} {'kind':6} {'ok':3} {'ms':>7}  message")
+    for aid in ids:
+        try:
+            health = hub.directory.adapter(aid).check()
+            ok, ms, msg = health.ok, health.latency_ms, health.message
+        except AdapterError as exc:
+            ok, ms, msg = False, None, exc.detail
+        failed += not ok
+        click.echo(
+            f"{aid:24} {hub.directory[aid].adapter_kind:6} {'yes' if ok else 'NO':3} "
+            f"{(f'{ms:7.1f}' if ms is not None else '      -')}  {msg}"
+        )
+    hub.close()
+    if failed:
+        sys.exit(1)
+
+
+# ------------------------------------------------------------------------------------- mappings
+
+
+@main.group()
+def mappings() -> None:
+    """Agency mapping files."""
+
+
+@mappings.command("validate")
+def mappings_validate() -> None:
+    """Check every mapping file and the routing rules; print each error with its fix."""
+    from hub.routing import Router, RoutingError
+    from mappings.validate import validate_all
+
+    settings = _settings()
+    errors, loaded = validate_all(settings.agencies_dir)
+    for err in errors:
+        click.echo(f"ERROR {err}", err=True)
+    try:
+        Router.from_file(settings.routing_file, loaded)
+    except RoutingError as exc:
+        errors.append(str(exc))
+        click.echo(f"ERROR {exc}", err=True)
+    if errors:
+        raise click.ClickException(f"{len(errors)} problem(s) in the mappings")
+    click.echo(f"{len(loaded)} agency mapping(s) and the routing rules are valid")
+
+
+# ------------------------------------------------------------------------------------ simulators
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("kind", type=click.Choice(["rest"]))
+@click.pass_context
+def simulate(ctx: click.Context, kind: str) -> None:
+    """Run an agency simulator (options: see `loket simulate rest --help`)."""
+    from adapters.simulators import rest_agency
+
+    rest_agency.main(ctx.args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""The status machine of assignments and the consumer's one status made from all of them.
+
+contracts/statuses.yaml is the source of truth for the vocabulary, the allowed moves and the
+aggregation rule; this module only reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hub.models import Assignment, Case, StatusEvent
+from mappings.engine import canonical_statuses
+
+QUEUED = "queued"
+SENT = "sent"
+UNDELIVERABLE = "undeliverable"
+
+
+def vocabulary() -> dict:
+    return canonical_statuses()
+
+
+def statuses() -> tuple[str, ...]:
+    return tuple(vocabulary()["statuses"])
+
+
+def is_terminal(status: str) -> bool:
+    return bool(vocabulary()["statuses"][status].get("terminal"))
+
+
+def can_move(from_status: str, to_status: str) -> bool:
+    return to_status in (vocabulary()["transitions"].get(from_status) or ())
+
+
+def consumer_sees(status: str) -> str:
+    """What the consumer is shown for an assignment status (undeliverable shows as queued)."""
+    return vocabulary()["statuses"][status].get("consumer_sees", status)
+
+
+def aggregate(assignment_statuses: Iterable[str]) -> str:
+    """The case's one status: the first in the precedence list that any assignment holds."""
+    seen = {consumer_sees(s) for s in assignment_statuses}
+    if not seen:
+        return QUEUED
+    for status in vocabulary()["aggregate"]["precedence"]:
+        if status in seen:
+            return status
+    raise ValueError(f"statuses {sorted(seen)} are not in the aggregation precedence list")
+
+
+def add_event(
+    session: Session,
+    case: Case,
+    *,
+    actor: str,
+    at: datetime,
+    now: datetime,
+    assignment: Assignment | None = None,
+    from_status: str | None = None,
+    to_status: str | None = None,
+    agency_status: str | None = None,
+    message: str | None = None,
+    dedupe_key: str | None = None,
+) -> StatusEvent:
+    event = StatusEvent(
+        case_id=case.id,
+        assignment_id=assignment.id if assignment else None,
+        actor=actor,
+        occurred_at=at,
+        recorded_at=now,
+        from_status=from_status,
+        to_status=to_status,
+        agency_status=agency_status,
+        message=message,
+        dedupe_key=dedupe_key,
+    )
+    session.add(event)
+    return event
+
+
+def move(
+    session: Session,
+    assignment: Assignment,
+    to_status: str,
+    *,
+    actor: str,
+    at: datetime,
+    now: datetime,
+    message: str | None = None,
+    agency_status: str | None = None,
+    dedupe_key: str | None = None,
+) -> bool:
+    """Move an assignment if the machine allows it; always leave a timeline entry.
+
+    Returns True when the status changed. A refused move is kept on the timeline as a note, so
+    nothing the agency said is lost.
+    """
+    current = assignment.status
+    allowed = current == to_status or can_move(current, to_status)
+    if allowed:
+        assignment.status = to_status
+        assignment.updated_at = now
+    add_event(
+        session,
+        assignment.case,
+        actor=actor,
+        at=at,
+        now=now,
+        assignment=assignment,
+        from_status=current,
+        to_status=to_status if allowed else current,
+        agency_status=agency_status,
+        message=message
+        if allowed
+        else f"{message or ''} (status {to_status} not applied after {current})".strip(),
+        dedupe_key=dedupe_key,
+    )
+    return allowed and current != to_status
+
+
+def refresh_case(case: Case, now: datetime) -> None:
+    """Recompute the case's one status from its assignments."""
+    new = aggregate(a.status for a in case.assignments)
+    if new != case.status:
+        case.status = new
+    case.updated_at = now
+
+
+def event_exists(session: Session, assignment_id: int, dedupe_key: str) -> bool:
+    return (
+        session.scalar(
+            select(StatusEvent.id).where(
+                StatusEvent.assignment_id == assignment_id, StatusEvent.dedupe_key == dedupe_key
+            )
+        )
+        is not None
+    )

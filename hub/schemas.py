@@ -1,0 +1,189 @@
+"""Marshmallow schemas for what enters the hub. They must agree with contracts/case.schema.json.
+
+Every field carries `metadata["fix"]`: the sentence an error response gives the caller to repair
+the value. tests/test_contracts.py checks these schemas against the published JSON Schema.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from decimal import Decimal
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
+
+from hub import taxonomy
+
+KINDS = ("question", "complaint", "report", "mediation")
+LANGUAGES = ("nl", "fr", "de", "en")
+DESCRIPTION_MIN, DESCRIPTION_MAX = 10, 10000
+PHONE = re.compile(r"^\+?[0-9 ./()-]{6,25}$")
+ENTERPRISE = re.compile(r"^(BE)?\s?[01][0-9]{3}[. ]?[0-9]{3}[. ]?[0-9]{3}$")
+MAX_AMOUNT = Decimal("10000000")
+
+
+def enterprise_digits(value: str) -> str:
+    return re.sub(r"\D", "", value)
+
+
+def enterprise_number_ok(value: str) -> bool:
+    """Belgian enterprise number (KBO/BCE): 10 digits, check = 97 - (first eight mod 97)."""
+    if not ENTERPRISE.match(value.strip()):
+        return False
+    digits = enterprise_digits(value)
+    return 97 - int(digits[:8]) % 97 == int(digits[8:])
+
+
+class Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class AddressSchema(Strict):
+    street = fields.String(
+        validate=validate.Length(max=200), metadata={"fix": "At most 200 characters."}
+    )
+    postcode = fields.String(
+        validate=validate.Length(max=20), metadata={"fix": "At most 20 characters."}
+    )
+    city = fields.String(
+        validate=validate.Length(max=100), metadata={"fix": "At most 100 characters."}
+    )
+    country = fields.String(
+        validate=validate.Regexp(r"^[A-Z]{2}$", error="Not an ISO 3166 country code."),
+        metadata={"fix": "Use the two capital letters of ISO 3166-1, e.g. BE, NL, FR."},
+    )
+
+
+class ConsumerSchema(Strict):
+    name = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=200),
+        metadata={"fix": "Give the consumer's name, 1 to 200 characters."},
+    )
+    email = fields.Email(
+        required=True,
+        validate=validate.Length(max=254),
+        metadata={"fix": "Give an email address like name@example.be; updates are sent there."},
+    )
+    phone = fields.String(
+        validate=validate.Regexp(PHONE, error="Not a phone number."),
+        metadata={"fix": "Digits with an optional leading +, e.g. +32 2 123 45 67."},
+    )
+    address = fields.Nested(
+        AddressSchema, metadata={"fix": "An object with street, postcode, city, country."}
+    )
+
+
+class TraderSchema(Strict):
+    name = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=200),
+        metadata={"fix": "Give the company's name as the consumer knows it, 1 to 200 characters."},
+    )
+    enterprise_number = fields.String(
+        metadata={
+            "fix": "Give the 10-digit Belgian enterprise number (e.g. 0403.170.701) or leave it out."
+        }
+    )
+    website = fields.Url(
+        validate=validate.Length(max=500),
+        metadata={"fix": "Give a full address such as https://shop.example.be."},
+    )
+    address = fields.Nested(
+        AddressSchema, metadata={"fix": "An object with street, postcode, city, country."}
+    )
+
+    @validates("enterprise_number")
+    def _enterprise(self, value: str, **_: object) -> None:
+        if not enterprise_number_ok(value):
+            raise ValidationError("Not a valid Belgian enterprise number (the mod-97 check fails).")
+
+
+class ConsentSchema(Strict):
+    share_with_agencies = fields.Boolean(
+        required=True,
+        validate=validate.Equal(True, error="Loket can only forward a case with this consent."),
+        metadata={
+            "fix": "Set to true once the consumer agrees to share the case with the agencies."
+        },
+    )
+    anonymous_to_trader = fields.Boolean(
+        metadata={"fix": "true or false: whether the trader may learn the consumer's identity."}
+    )
+
+
+class CaseInSchema(Strict):
+    """The canonical case as filed (contracts/case.schema.json)."""
+
+    kind = fields.String(
+        required=True,
+        validate=validate.OneOf(KINDS),
+        metadata={"fix": "One of: " + ", ".join(KINDS) + "."},
+    )
+    domain = fields.String(
+        required=True,
+        metadata={"fix": "A code from GET /api/v1/domains, e.g. telecom.billing."},
+    )
+    language = fields.String(
+        required=True,
+        validate=validate.OneOf(LANGUAGES),
+        metadata={"fix": "One of: " + ", ".join(LANGUAGES) + "."},
+    )
+    description = fields.String(
+        required=True,
+        validate=validate.Length(min=DESCRIPTION_MIN, max=DESCRIPTION_MAX),
+        metadata={
+            "fix": f"Describe what happened in {DESCRIPTION_MIN} to {DESCRIPTION_MAX} characters;"
+            " send documents as attachments."
+        },
+    )
+    incident_date = fields.Date(
+        metadata={"fix": "A date in ISO form, YYYY-MM-DD, not in the future."},
+    )
+    amount = fields.Decimal(
+        validate=validate.Range(min=0, max=MAX_AMOUNT),
+        metadata={"fix": "A number of euros with at most two decimals, e.g. 49.99."},
+    )
+    currency = fields.String(
+        validate=validate.Regexp(r"^[A-Z]{3}$", error="Not an ISO 4217 currency code."),
+        metadata={"fix": "Three capital letters, e.g. EUR."},
+    )
+    consumer = fields.Nested(
+        ConsumerSchema, required=True, metadata={"fix": "An object with at least name and email."}
+    )
+    trader = fields.Nested(
+        TraderSchema, metadata={"fix": "An object with at least the trader's name."}
+    )
+    consent = fields.Nested(
+        ConsentSchema,
+        required=True,
+        metadata={"fix": 'An object: {"share_with_agencies": true}.'},
+    )
+
+    @validates("domain")
+    def _domain(self, value: str, **_: object) -> None:
+        if value not in taxonomy.domain_codes():
+            raise ValidationError(f"Unknown domain {value!r}.")
+
+    @validates("incident_date")
+    def _not_future(self, value: date, **_: object) -> None:
+        if value > date.today():
+            raise ValidationError("The incident date is in the future.")
+
+    @validates("amount")
+    def _cents(self, value: Decimal, **_: object) -> None:
+        if value != value.quantize(Decimal("0.01")):
+            raise ValidationError("More than two decimals.")
+
+
+def field_for_path(schema: Schema, path: list[str]) -> fields.Field | None:
+    """The marshmallow field at a dotted error path, to read its `fix` metadata."""
+    field: fields.Field | None = None
+    current: Schema | None = schema
+    for part in path:
+        if current is None or part not in current.fields:
+            return None
+        field = current.fields[part]
+        current = field.schema if isinstance(field, fields.Nested) else None
+    return field

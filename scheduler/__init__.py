@@ -1,0 +1,1 @@
+"""The worker process: APScheduler jobs for dispatch and polling."""
