@@ -4,8 +4,8 @@ Rules that keep statuses from being lost or doubled:
 - the poll cursor is saved in the same transaction as the updates read with it;
 - an update already applied (same agency event id or content) changes nothing;
 - an update older than the assignment's latest status is kept as history, never moves it back;
-- an update naming an assignment we do not know yet is kept as unmatched and applied as soon as
-  the matching receipt is recorded;
+- an update naming an assignment we do not know yet, or one whose receipt is not recorded yet,
+  is kept as unmatched and applied as soon as the matching receipt is recorded;
 - an agency status code the mapping does not know is kept on the timeline, not applied.
 """
 
@@ -81,6 +81,9 @@ def apply_poll(
     """Apply a poll's updates and save its cursor, atomically."""
     stats = ApplyStats()
     with db.session() as s:
+        # Updates parked while a receipt was being recorded concurrently go first, in order.
+        for _ in range(resolve_unmatched(s, mapping, now)):
+            stats.add(APPLIED)
         for update in sorted(result.updates, key=lambda u: u.occurred_at):
             stats.add(apply_update(s, mapping, update, now))
         row = _cursor_row(s, mapping.id)
@@ -112,13 +115,16 @@ def _find_assignment(s: Session, agency_id: str, update: StatusUpdate) -> Assign
         .order_by(Assignment.id.desc())
         .options(selectinload(Assignment.case).selectinload(Case.assignments))
         .limit(1)
+        .with_for_update(of=Assignment)  # serialises with a receipt being recorded (PostgreSQL)
     ).first()
 
 
 def apply_update(s: Session, mapping: AgencyMapping, update: StatusUpdate, now: datetime) -> str:
     assignment = _find_assignment(s, mapping.id, update)
     key = update.key()
-    if assignment is None:
+    # Until the receipt is recorded the assignment is not `sent`; park the update so the timeline
+    # keeps its order (sent, then the agency's statuses). The receipt applies it.
+    if assignment is None or assignment.agency_reference is None:
         exists = s.scalar(
             select(UnmatchedUpdate.id).where(
                 UnmatchedUpdate.agency_id == mapping.id, UnmatchedUpdate.update_key == key
@@ -198,30 +204,46 @@ def _apply_to(
     return APPLIED
 
 
-def apply_unmatched(s: Session, mapping: AgencyMapping, a: Assignment, now: datetime) -> int:
-    """Apply updates that arrived before we knew the agency's reference for this assignment."""
-    pending = list(
+def _parked(s: Session, agency_id: str, *conditions) -> list[UnmatchedUpdate]:
+    return list(
         s.scalars(
             select(UnmatchedUpdate)
-            .where(
-                UnmatchedUpdate.agency_id == a.agency_id,
-                UnmatchedUpdate.resolved_at.is_(None),
-                or_(
-                    UnmatchedUpdate.agency_reference == a.agency_reference,
-                    UnmatchedUpdate.case_reference == a.case.reference,
-                ),
-            )
+            .where(UnmatchedUpdate.agency_id == agency_id, UnmatchedUpdate.resolved_at.is_(None),
+                   *conditions)
             .order_by(UnmatchedUpdate.occurred_at, UnmatchedUpdate.id)
         )
     )
-    for row in pending:
-        update = StatusUpdate(
-            agency_status=row.agency_status or "",
-            occurred_at=row.occurred_at or row.received_at,
-            agency_reference=row.agency_reference,
-            case_reference=row.case_reference,
-            message=row.message,
-        )
-        _apply_to(s, mapping, a, update, now, key=row.update_key)
-        row.resolved_at = now
-    return len(pending)
+
+
+def _apply_parked(s: Session, mapping: AgencyMapping, a: Assignment, row: UnmatchedUpdate,
+                  now: datetime) -> None:
+    update = StatusUpdate(
+        agency_status=row.agency_status or "",
+        occurred_at=row.occurred_at or row.received_at,
+        agency_reference=row.agency_reference,
+        case_reference=row.case_reference,
+        message=row.message,
+    )
+    _apply_to(s, mapping, a, update, now, key=row.update_key)
+    row.resolved_at = now
+
+
+def apply_unmatched(s: Session, mapping: AgencyMapping, a: Assignment, now: datetime) -> int:
+    """Apply updates that arrived before we knew the agency's reference for this assignment."""
+    rows = _parked(s, a.agency_id, or_(UnmatchedUpdate.agency_reference == a.agency_reference,
+                                       UnmatchedUpdate.case_reference == a.case.reference))
+    for row in rows:
+        _apply_parked(s, mapping, a, row, now)
+    return len(rows)
+
+
+def resolve_unmatched(s: Session, mapping: AgencyMapping, now: datetime) -> int:
+    """Apply every parked update of this agency whose assignment now has its receipt."""
+    applied = 0
+    for row in _parked(s, mapping.id):
+        a = _find_assignment(s, mapping.id, StatusUpdate(
+            row.agency_status or "", row.received_at, row.agency_reference, row.case_reference))
+        if a is not None and a.agency_reference is not None:
+            _apply_parked(s, mapping, a, row, now)
+            applied += 1
+    return applied

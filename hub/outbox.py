@@ -164,6 +164,7 @@ def complete(
             select(Assignment)
             .where(Assignment.id == d.assignment_id)
             .options(selectinload(Assignment.case).selectinload(Case.assignments))
+            .with_for_update(of=Assignment)  # a concurrent poll parks or applies, never both
         ).one()
         a.agency_reference = receipt.agency_reference
         message = (

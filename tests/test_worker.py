@@ -221,3 +221,18 @@ def test_nothing_is_claimed_twice_while_leased(hub, sims, clock):
     first = outbox.claim(hub.db, worker_id="a", now=clock.now(), lease_seconds=60, limit=10)
     second = outbox.claim(hub.db, worker_id="b", now=clock.now(), lease_seconds=60, limit=10)
     assert len(first) == 2 and second == []
+
+
+def test_a_parked_update_the_receipt_missed_is_applied_by_the_next_poll_first(hub, sims, clock):
+    """On PostgreSQL a poll may park an update while a receipt commits beside it; nothing is lost."""
+    filed = file(hub)
+    Worker(hub, "w1").dispatch_once()
+    a = assignment(hub, filed.reference)
+    mapping = hub.directory["ombudsman-telecom"]
+    with hub.db.session() as s:  # what the concurrent poll parked, unseen by the receipt
+        s.add(UnmatchedUpdate(agency_id="ombudsman-telecom", update_key="id:1", agency_reference=a.agency_reference,
+                              agency_status="NEW", occurred_at=clock.now(), received_at=clock.now()))
+    later = StatusUpdate("ASSIGNED", clock.now() + timedelta(seconds=1), agency_reference=a.agency_reference, update_id="2")
+    stats = inbound.apply_poll(hub.db, mapping, PollResult((later,), "2"), clock.now())
+    assert stats.counts == {"applied": 2}
+    assert distinct_statuses(timeline(hub, filed.reference)) == ["queued", "sent", "received", "in_progress"]

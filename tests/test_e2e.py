@@ -1,0 +1,201 @@
+"""End to end with real processes on loopback: simulators, web (gunicorn) and worker.
+
+These run on SQLite and on PostgreSQL. They wait on real processes with deadlines (never a fixed
+sleep) and stop every process by PID.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+import requests
+from sqlalchemy import select
+
+from hub import intake
+from hub.config import ROOT, Settings
+from hub.db import Database
+from hub.models import Assignment, Delivery
+from hub.schemas import CaseInSchema
+from hub.services import Hub
+from tests.conftest import API_KEYS, SIM_PROFILES, env_prefix, free_port, wait_http, wait_until
+from tests.test_intake_api import CASE
+
+pytestmark = pytest.mark.e2e
+
+
+def start_simulators(processes, step_seconds: float, latency: float = 0.0) -> dict[str, str]:
+    env = {}
+    for agency_id, profile in SIM_PROFILES.items():
+        port = free_port()
+        args = ["-m", "adapters.simulators.rest_agency", "--profile", profile, "--port", str(port),
+                "--step-seconds", str(step_seconds), "--api-key", API_KEYS[agency_id],
+                "--schema", str(ROOT / "contracts" / "agencies" / agency_id / "case.schema.json"),
+                "--latency", str(latency)]
+        processes.start(f"sim-{agency_id}", args, {})
+        url = f"http://127.0.0.1:{port}/api"
+        env[env_prefix(agency_id) + "_URL"] = url
+        env[env_prefix(agency_id) + "_KEY"] = API_KEYS[agency_id]
+    for url in env.values():
+        if url.startswith("http"):
+            wait_http(url + "/health")
+    return env
+
+
+def sim_stats(env, agency_id="ombudsman-telecom"):
+    base = env[env_prefix(agency_id) + "_URL"].removesuffix("/api")
+    return requests.get(f"{base}/_sim/stats", timeout=5).json()
+
+
+def start_web(processes, env) -> str:
+    port = free_port()
+    processes.start("web", ["-m", "hub.cli", "serve", "--port", str(port), "--workers", "1"], env)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/healthz")
+    return url
+
+
+WORKER_ENV = {"LOKET_POLL_SECONDS": "0.3", "LOKET_DISPATCH_SECONDS": "0.2"}
+
+
+def test_a_case_goes_queued_sent_received_in_progress_resolved(processes, database_url):
+    env = {**start_simulators(processes, step_seconds=1.0), "LOKET_DATABASE_URL": database_url}
+    web = start_web(processes, env)
+    processes.start("worker", ["-m", "hub.cli", "worker"], {**env, **WORKER_ENV})
+
+    filed = requests.post(f"{web}/api/v1/cases", json=CASE, timeout=10)
+    assert filed.status_code == 201, filed.text
+    body = filed.json()
+    auth = {"Authorization": f"Bearer {body['tracking_token']}"}
+    seen: list[str] = []
+
+    def resolved():
+        status = requests.get(body["status_url"], headers=auth, timeout=5).json()
+        if not seen or seen[-1] != status["status"]:
+            seen.append(status["status"])
+        return status if status["status"] == "resolved" else None
+
+    final = wait_until(resolved, 60, "the case to be resolved", interval=0.1)
+    moves = []
+    for event in final["timeline"]:
+        if event["to"] and (not moves or moves[-1] != event["to"]):
+            moves.append(event["to"])
+    assert moves == ["queued", "sent", "received", "in_progress", "resolved"]
+    [line] = final["agencies"]
+    assert line["agency_reference"].startswith("OMB-") and line["outcome"] == "solved"
+    assert seen[0] in ("queued", "sent", "received") and seen[-1] == "resolved"
+    assert sim_stats(env)["cases"] == 1
+
+
+def test_bad_input_never_takes_the_server_down(processes, tmp_path, sqlite_template):
+    import shutil
+
+    db_path = tmp_path / "web.db"
+    shutil.copy(sqlite_template, db_path)
+    env = {"LOKET_DATABASE_URL": f"sqlite:///{db_path}"}
+    web = start_web(processes, env)
+    url = f"{web}/api/v1/cases"
+    bad = [
+        ({"data": b'{"kind": ', "headers": {"Content-Type": "application/json"}}, 400),
+        ({"json": {k: v for k, v in CASE.items() if k != "consumer"}}, 422),
+        ({"json": {**CASE, "domain": "nowhere.nothing"}}, 422),
+        ({"data": json.dumps({**CASE, "description": "x" * (5 * 1024 * 1024)}),
+          "headers": {"Content-Type": "application/json"}}, 413),
+        ({"data": json.dumps(CASE), "headers": {"Content-Type": "text/plain"}}, 415),
+        ({"data": b"\xff\xfe\x00garbage", "headers": {"Content-Type": "application/json"}}, 400),
+    ]
+    for kwargs, status in bad:
+        resp = requests.post(url, timeout=10, **kwargs)
+        assert resp.status_code == status, (kwargs.get("json"), resp.text[:300])
+        assert resp.headers["Content-Type"] == "application/problem+json"
+        assert resp.json()["status"] == status
+    assert requests.post(url, json=CASE, timeout=10).status_code == 201
+    db = Database(env["LOKET_DATABASE_URL"])
+    with db.session(read_only=True) as s:
+        assert len(s.scalars(select(Assignment)).all()) == 1  # only the good case is stored
+    db.dispose()
+
+
+def test_a_worker_killed_mid_run_loses_no_delivery_and_duplicates_no_case(processes, database_url, monkeypatch):
+    n = 40
+    env = {**start_simulators(processes, step_seconds=3600, latency=0.05), "LOKET_DATABASE_URL": database_url}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    hub = Hub.from_settings(Settings(database_url=database_url))
+    references = []
+    for _ in range(n):
+        filed = intake.file_case(hub.db, CaseInSchema().load(CASE), router=hub.router,
+                                 directory=hub.directory, clock=hub.clock, random=hub.random)
+        references.append(filed.reference)
+
+    worker_env = {**env, **WORKER_ENV, "LOKET_LEASE_SECONDS": "2"}
+    processes.start("worker-1", ["-m", "hub.cli", "worker"], worker_env)
+    wait_until(lambda: sim_stats(env)["posts"] >= 5, 30, "the first deliveries")
+    processes.kill("worker-1", signal.SIGKILL)
+    at_kill = sim_stats(env)
+    assert at_kill["cases"] < n, "the worker finished before it could be killed; raise n or latency"
+
+    processes.start("worker-2", ["-m", "hub.cli", "worker"], worker_env)
+
+    def all_done():
+        with hub.db.session(read_only=True) as s:
+            states = s.scalars(select(Delivery.state)).all()
+        return all(state == "done" for state in states)
+
+    wait_until(all_done, 60, "every delivery to be done after the restart")
+    stats = sim_stats(env)
+    assert stats["cases"] == n, stats
+    expected_keys = {f"{ref}.ombudsman-telecom.1" for ref in references}
+    assert set(stats["keys"]) == expected_keys
+    with hub.db.session(read_only=True) as s:
+        rows = s.execute(select(Delivery.state, Delivery.lease_expires_at, Assignment.agency_reference)
+                         .join(Assignment)).all()
+    assert all(state == "done" and lease is None and ref for state, lease, ref in rows)
+    assert len({ref for _, _, ref in rows}) == n  # one agency case per hub case
+    hub.close()
+
+
+def test_loket_run_starts_everything_files_the_readme_example_and_stops_cleanly(tmp_path):
+    web_port = free_port()
+    sim_ports = {agency_id: free_port() for agency_id in SIM_PROFILES}
+    env = {
+        "LOKET_WEB_PORT": str(web_port),
+        "LOKET_DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}",
+        **{env_prefix(a) + "_URL": f"http://127.0.0.1:{p}/api" for a, p in sim_ports.items()},
+    }
+    import os
+
+    log = open(tmp_path / "run.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "hub.cli", "run"], cwd=ROOT, env={**os.environ, **env},
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: "Loket is running" in (tmp_path / "run.log").read_text(), 60,
+                   "the banner of `loket run`")
+        banner = (tmp_path / "run.log").read_text()
+        web = f"http://127.0.0.1:{web_port}"
+        assert f"{web}/" in banner and "contracts/examples/case.json" in banner
+        example = json.loads((ROOT / "contracts" / "examples" / "case.json").read_text())
+        filed = requests.post(f"{web}/api/v1/cases", json=example, timeout=10).json()
+        auth = {"Authorization": f"Bearer {filed['tracking_token']}"}
+
+        def received():
+            status = requests.get(filed["status_url"], headers=auth, timeout=5).json()
+            line = status["agencies"][0]
+            ok = line["agency_reference"] and line["status"] in ("received", "in_progress", "resolved")
+            return status if ok else None
+
+        wait_until(received, 30, "the agency's reference and `received` at the status URL")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+        log.close()
+    assert code == 0, (tmp_path / "run.log").read_text()[-2000:]
+    assert "all processes stopped" in (tmp_path / "run.log").read_text()
+    import socket
+
+    for port in [web_port, *sim_ports.values()]:
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers after Ctrl-C"

@@ -1,0 +1,148 @@
+"""REST adapter unit tests (responses): how each answer of an agency is read and classified."""
+
+from datetime import UTC, datetime
+
+import pytest
+import requests
+import responses
+
+from adapters.base import ConfigurationError, OpenItem, Outbound, PermanentError, TransientError
+from adapters.rest import RestAdapter
+
+BASE = "http://agency.test/api"
+ITEM = Outbound("LK-AAAA-BBBB.x.1", "LK-AAAA-BBBB", "x", {"a": 1})
+
+
+def adapter(**config):
+    return RestAdapter({"base_url": BASE, "api_key": "s3cret", "changes_path": "/changes", **config})
+
+
+@responses.activate
+def test_deliver_posts_json_with_key_headers_and_reads_the_reference():
+    responses.post(f"{BASE}/cases", json={"id": "OMB-1"}, status=201)
+    receipt = adapter().deliver(ITEM)
+    assert receipt.agency_reference == "OMB-1" and not receipt.duplicate
+    sent = responses.calls[0].request
+    assert sent.headers["Idempotency-Key"] == "LK-AAAA-BBBB.x.1"
+    assert sent.headers["X-API-Key"] == "s3cret"
+    assert sent.body == b'{"a": 1}'
+
+
+@responses.activate
+def test_a_replayed_delivery_is_recognised():
+    responses.post(f"{BASE}/cases", json={"id": "OMB-1"}, status=200, headers={"Idempotent-Replay": "true"})
+    assert adapter().deliver(ITEM).duplicate
+
+
+@responses.activate
+def test_reference_field_may_be_nested():
+    responses.post(f"{BASE}/cases", json={"data": {"caseId": 7}}, status=201)
+    assert adapter(reference_field="data.caseId").deliver(ITEM).agency_reference == "7"
+
+
+@pytest.mark.parametrize("status", [408, 425, 429, 500, 502, 503, 504])
+@responses.activate
+def test_server_trouble_and_throttling_are_transient(status):
+    responses.post(f"{BASE}/cases", json={"error": "busy"}, status=status, headers={"Retry-After": "7"})
+    with pytest.raises(TransientError) as info:
+        adapter().deliver(ITEM)
+    assert str(status) in info.value.detail
+    assert info.value.retry_after == 7.0
+
+
+@pytest.mark.parametrize("status", [400, 404, 409, 422])
+@responses.activate
+def test_refusals_are_permanent(status):
+    responses.post(f"{BASE}/cases", json={"error": "no"}, status=status)
+    with pytest.raises(PermanentError):
+        adapter().deliver(ITEM)
+
+
+@responses.activate
+def test_a_refused_api_key_is_permanent_and_says_what_to_check():
+    responses.post(f"{BASE}/cases", json={"error": "who are you"}, status=401)
+    with pytest.raises(PermanentError, match="check the API key"):
+        adapter().deliver(ITEM)
+
+
+@responses.activate
+def test_a_2xx_without_json_or_reference_is_transient_so_the_same_key_is_retried():
+    responses.post(f"{BASE}/cases", body="<html>OK</html>", status=200)
+    with pytest.raises(TransientError, match="not JSON"):
+        adapter().deliver(ITEM)
+    responses.replace(responses.POST, f"{BASE}/cases", json={"ok": True}, status=201)
+    with pytest.raises(TransientError, match="no 'id'"):
+        adapter().deliver(ITEM)
+
+
+@responses.activate
+def test_timeouts_and_refused_connections_are_transient():
+    responses.post(f"{BASE}/cases", body=requests.ConnectTimeout("slow"))
+    with pytest.raises(TransientError, match="did not answer in time"):
+        adapter().deliver(ITEM)
+    responses.replace(responses.POST, f"{BASE}/cases", body=requests.ConnectionError("refused"))
+    with pytest.raises(TransientError, match="cannot connect"):
+        adapter().deliver(ITEM)
+
+
+@responses.activate
+def test_changes_since_follows_pages_and_returns_the_last_cursor():
+    responses.get(f"{BASE}/changes", match=[responses.matchers.query_param_matcher({"since": "3"})],
+                  json={"changes": [{"seq": 4, "case_id": "A", "status": "NEW", "at": "2026-11-02T09:00:00Z"}],
+                        "next": "4", "has_more": True})
+    responses.get(f"{BASE}/changes", match=[responses.matchers.query_param_matcher({"since": "4"})],
+                  json={"changes": [{"seq": 5, "case_id": "A", "status": "OPEN", "at": "2026-11-02T10:00:00+01:00",
+                                     "note": "hi", "external_reference": "LK-AAAA-BBBB"}],
+                        "next": "5", "has_more": False})
+    result = adapter().poll("3", [])
+    assert result.cursor == "5"
+    assert [(u.agency_reference, u.agency_status, u.update_id) for u in result.updates] == [("A", "NEW", "4"), ("A", "OPEN", "5")]
+    assert result.updates[1].occurred_at == datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    assert result.updates[1].case_reference == "LK-AAAA-BBBB" and result.updates[1].message == "hi"
+
+
+@responses.activate
+def test_a_first_poll_sends_no_cursor_and_an_empty_feed_keeps_it():
+    responses.get(f"{BASE}/changes", json={"changes": [], "next": None, "has_more": False})
+    result = adapter().poll(None, [])
+    assert result.updates == () and result.cursor is None
+    assert "since" not in responses.calls[0].request.url
+
+
+@responses.activate
+def test_an_unreadable_change_fails_the_poll_so_the_cursor_does_not_move():
+    responses.get(f"{BASE}/changes", json={"changes": [{"seq": 1, "case_id": "A", "status": "NEW", "at": "yesterday"}],
+                                           "next": "1", "has_more": False})
+    with pytest.raises(TransientError, match="unreadable change"):
+        adapter().poll("0", [])
+
+
+@responses.activate
+def test_per_case_polling_when_the_agency_has_no_changes_feed():
+    responses.get(f"{BASE}/cases/A", json={"status": "OPEN", "updated_at": "2026-11-02T09:00:00Z"})
+    responses.get(f"{BASE}/cases/B", json={"status": "NEW", "updated_at": "2026-11-02T09:00:00Z"})
+    rest = RestAdapter({"base_url": BASE, "status_path": "/cases/{agency_reference}"})
+    result = rest.poll("c", [OpenItem("A", "LK-1", "k1", "NEW"), OpenItem("B", "LK-2", "k2", "NEW")])
+    assert [(u.agency_reference, u.agency_status) for u in result.updates] == [("A", "OPEN")]
+    assert result.cursor == "c"
+
+
+@responses.activate
+def test_check_tells_a_working_agency_from_a_refusing_one():
+    responses.get(f"{BASE}/health", json={"status": "ok"})
+    assert adapter().check().ok
+    responses.replace(responses.GET, f"{BASE}/health", status=401, json={})
+    health = adapter().check()
+    assert not health.ok and "API key" in health.message
+
+
+def test_bad_configuration_names_each_key():
+    with pytest.raises(ConfigurationError) as info:
+        RestAdapter({"base_url": "not a url", "read_timeout": -1})
+    assert "base_url" in str(info.value) and "read_timeout" in str(info.value)
+
+
+def test_the_api_key_is_masked_in_repr_and_masked_config():
+    rest = adapter()
+    assert "s3cret" not in repr(rest)
+    assert rest.masked_config()["api_key"] == "***"
