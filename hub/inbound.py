@@ -208,15 +208,19 @@ def _parked(s: Session, agency_id: str, *conditions) -> list[UnmatchedUpdate]:
     return list(
         s.scalars(
             select(UnmatchedUpdate)
-            .where(UnmatchedUpdate.agency_id == agency_id, UnmatchedUpdate.resolved_at.is_(None),
-                   *conditions)
+            .where(
+                UnmatchedUpdate.agency_id == agency_id,
+                UnmatchedUpdate.resolved_at.is_(None),
+                *conditions,
+            )
             .order_by(UnmatchedUpdate.occurred_at, UnmatchedUpdate.id)
         )
     )
 
 
-def _apply_parked(s: Session, mapping: AgencyMapping, a: Assignment, row: UnmatchedUpdate,
-                  now: datetime) -> None:
+def _apply_parked(
+    s: Session, mapping: AgencyMapping, a: Assignment, row: UnmatchedUpdate, now: datetime
+) -> None:
     update = StatusUpdate(
         agency_status=row.agency_status or "",
         occurred_at=row.occurred_at or row.received_at,
@@ -230,8 +234,14 @@ def _apply_parked(s: Session, mapping: AgencyMapping, a: Assignment, row: Unmatc
 
 def apply_unmatched(s: Session, mapping: AgencyMapping, a: Assignment, now: datetime) -> int:
     """Apply updates that arrived before we knew the agency's reference for this assignment."""
-    rows = _parked(s, a.agency_id, or_(UnmatchedUpdate.agency_reference == a.agency_reference,
-                                       UnmatchedUpdate.case_reference == a.case.reference))
+    rows = _parked(
+        s,
+        a.agency_id,
+        or_(
+            UnmatchedUpdate.agency_reference == a.agency_reference,
+            UnmatchedUpdate.case_reference == a.case.reference,
+        ),
+    )
     for row in rows:
         _apply_parked(s, mapping, a, row, now)
     return len(rows)
@@ -241,8 +251,13 @@ def resolve_unmatched(s: Session, mapping: AgencyMapping, now: datetime) -> int:
     """Apply every parked update of this agency whose assignment now has its receipt."""
     applied = 0
     for row in _parked(s, mapping.id):
-        a = _find_assignment(s, mapping.id, StatusUpdate(
-            row.agency_status or "", row.received_at, row.agency_reference, row.case_reference))
+        a = _find_assignment(
+            s,
+            mapping.id,
+            StatusUpdate(
+                row.agency_status or "", row.received_at, row.agency_reference, row.case_reference
+            ),
+        )
         if a is not None and a.agency_reference is not None:
             _apply_parked(s, mapping, a, row, now)
             applied += 1

@@ -31,10 +31,22 @@ def start_simulators(processes, step_seconds: float, latency: float = 0.0) -> di
     env = {}
     for agency_id, profile in SIM_PROFILES.items():
         port = free_port()
-        args = ["-m", "adapters.simulators.rest_agency", "--profile", profile, "--port", str(port),
-                "--step-seconds", str(step_seconds), "--api-key", API_KEYS[agency_id],
-                "--schema", str(ROOT / "contracts" / "agencies" / agency_id / "case.schema.json"),
-                "--latency", str(latency)]
+        args = [
+            "-m",
+            "adapters.simulators.rest_agency",
+            "--profile",
+            profile,
+            "--port",
+            str(port),
+            "--step-seconds",
+            str(step_seconds),
+            "--api-key",
+            API_KEYS[agency_id],
+            "--schema",
+            str(ROOT / "contracts" / "agencies" / agency_id / "case.schema.json"),
+            "--latency",
+            str(latency),
+        ]
         processes.start(f"sim-{agency_id}", args, {})
         url = f"http://127.0.0.1:{port}/api"
         env[env_prefix(agency_id) + "_URL"] = url
@@ -102,8 +114,13 @@ def test_bad_input_never_takes_the_server_down(processes, tmp_path, sqlite_templ
         ({"data": b'{"kind": ', "headers": {"Content-Type": "application/json"}}, 400),
         ({"json": {k: v for k, v in CASE.items() if k != "consumer"}}, 422),
         ({"json": {**CASE, "domain": "nowhere.nothing"}}, 422),
-        ({"data": json.dumps({**CASE, "description": "x" * (5 * 1024 * 1024)}),
-          "headers": {"Content-Type": "application/json"}}, 413),
+        (
+            {
+                "data": json.dumps({**CASE, "description": "x" * (5 * 1024 * 1024)}),
+                "headers": {"Content-Type": "application/json"},
+            },
+            413,
+        ),
         ({"data": json.dumps(CASE), "headers": {"Content-Type": "text/plain"}}, 415),
         ({"data": b"\xff\xfe\x00garbage", "headers": {"Content-Type": "application/json"}}, 400),
     ]
@@ -119,16 +136,27 @@ def test_bad_input_never_takes_the_server_down(processes, tmp_path, sqlite_templ
     db.dispose()
 
 
-def test_a_worker_killed_mid_run_loses_no_delivery_and_duplicates_no_case(processes, database_url, monkeypatch):
+def test_a_worker_killed_mid_run_loses_no_delivery_and_duplicates_no_case(
+    processes, database_url, monkeypatch
+):
     n = 40
-    env = {**start_simulators(processes, step_seconds=3600, latency=0.05), "LOKET_DATABASE_URL": database_url}
+    env = {
+        **start_simulators(processes, step_seconds=3600, latency=0.05),
+        "LOKET_DATABASE_URL": database_url,
+    }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     hub = Hub.from_settings(Settings(database_url=database_url))
     references = []
     for _ in range(n):
-        filed = intake.file_case(hub.db, CaseInSchema().load(CASE), router=hub.router,
-                                 directory=hub.directory, clock=hub.clock, random=hub.random)
+        filed = intake.file_case(
+            hub.db,
+            CaseInSchema().load(CASE),
+            router=hub.router,
+            directory=hub.directory,
+            clock=hub.clock,
+            random=hub.random,
+        )
         references.append(filed.reference)
 
     worker_env = {**env, **WORKER_ENV, "LOKET_LEASE_SECONDS": "2"}
@@ -151,8 +179,11 @@ def test_a_worker_killed_mid_run_loses_no_delivery_and_duplicates_no_case(proces
     expected_keys = {f"{ref}.ombudsman-telecom.1" for ref in references}
     assert set(stats["keys"]) == expected_keys
     with hub.db.session(read_only=True) as s:
-        rows = s.execute(select(Delivery.state, Delivery.lease_expires_at, Assignment.agency_reference)
-                         .join(Assignment)).all()
+        rows = s.execute(
+            select(Delivery.state, Delivery.lease_expires_at, Assignment.agency_reference).join(
+                Assignment
+            )
+        ).all()
     assert all(state == "done" and lease is None and ref for state, lease, ref in rows)
     assert len({ref for _, _, ref in rows}) == n  # one agency case per hub case
     hub.close()
@@ -169,11 +200,19 @@ def test_loket_run_starts_everything_files_the_readme_example_and_stops_cleanly(
     import os
 
     log = open(tmp_path / "run.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "hub.cli", "run"], cwd=ROOT, env={**os.environ, **env},
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub.cli", "run"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
-        wait_until(lambda: "Loket is running" in (tmp_path / "run.log").read_text(), 60,
-                   "the banner of `loket run`")
+        wait_until(
+            lambda: "Loket is running" in (tmp_path / "run.log").read_text(),
+            60,
+            "the banner of `loket run`",
+        )
         banner = (tmp_path / "run.log").read_text()
         web = f"http://127.0.0.1:{web_port}"
         assert f"{web}/" in banner and "contracts/examples/case.json" in banner
@@ -184,7 +223,11 @@ def test_loket_run_starts_everything_files_the_readme_example_and_stops_cleanly(
         def received():
             status = requests.get(filed["status_url"], headers=auth, timeout=5).json()
             line = status["agencies"][0]
-            ok = line["agency_reference"] and line["status"] in ("received", "in_progress", "resolved")
+            ok = line["agency_reference"] and line["status"] in (
+                "received",
+                "in_progress",
+                "resolved",
+            )
             return status if ok else None
 
         wait_until(received, 30, "the agency's reference and `received` at the status URL")

@@ -14,7 +14,9 @@ ITEM = Outbound("LK-AAAA-BBBB.x.1", "LK-AAAA-BBBB", "x", {"a": 1})
 
 
 def adapter(**config):
-    return RestAdapter({"base_url": BASE, "api_key": "s3cret", "changes_path": "/changes", **config})
+    return RestAdapter(
+        {"base_url": BASE, "api_key": "s3cret", "changes_path": "/changes", **config}
+    )
 
 
 @responses.activate
@@ -30,7 +32,9 @@ def test_deliver_posts_json_with_key_headers_and_reads_the_reference():
 
 @responses.activate
 def test_a_replayed_delivery_is_recognised():
-    responses.post(f"{BASE}/cases", json={"id": "OMB-1"}, status=200, headers={"Idempotent-Replay": "true"})
+    responses.post(
+        f"{BASE}/cases", json={"id": "OMB-1"}, status=200, headers={"Idempotent-Replay": "true"}
+    )
     assert adapter().deliver(ITEM).duplicate
 
 
@@ -43,7 +47,9 @@ def test_reference_field_may_be_nested():
 @pytest.mark.parametrize("status", [408, 425, 429, 500, 502, 503, 504])
 @responses.activate
 def test_server_trouble_and_throttling_are_transient(status):
-    responses.post(f"{BASE}/cases", json={"error": "busy"}, status=status, headers={"Retry-After": "7"})
+    responses.post(
+        f"{BASE}/cases", json={"error": "busy"}, status=status, headers={"Retry-After": "7"}
+    )
     with pytest.raises(TransientError) as info:
         adapter().deliver(ITEM)
     assert str(status) in info.value.detail
@@ -87,16 +93,39 @@ def test_timeouts_and_refused_connections_are_transient():
 
 @responses.activate
 def test_changes_since_follows_pages_and_returns_the_last_cursor():
-    responses.get(f"{BASE}/changes", match=[responses.matchers.query_param_matcher({"since": "3"})],
-                  json={"changes": [{"seq": 4, "case_id": "A", "status": "NEW", "at": "2026-11-02T09:00:00Z"}],
-                        "next": "4", "has_more": True})
-    responses.get(f"{BASE}/changes", match=[responses.matchers.query_param_matcher({"since": "4"})],
-                  json={"changes": [{"seq": 5, "case_id": "A", "status": "OPEN", "at": "2026-11-02T10:00:00+01:00",
-                                     "note": "hi", "external_reference": "LK-AAAA-BBBB"}],
-                        "next": "5", "has_more": False})
+    responses.get(
+        f"{BASE}/changes",
+        match=[responses.matchers.query_param_matcher({"since": "3"})],
+        json={
+            "changes": [{"seq": 4, "case_id": "A", "status": "NEW", "at": "2026-11-02T09:00:00Z"}],
+            "next": "4",
+            "has_more": True,
+        },
+    )
+    responses.get(
+        f"{BASE}/changes",
+        match=[responses.matchers.query_param_matcher({"since": "4"})],
+        json={
+            "changes": [
+                {
+                    "seq": 5,
+                    "case_id": "A",
+                    "status": "OPEN",
+                    "at": "2026-11-02T10:00:00+01:00",
+                    "note": "hi",
+                    "external_reference": "LK-AAAA-BBBB",
+                }
+            ],
+            "next": "5",
+            "has_more": False,
+        },
+    )
     result = adapter().poll("3", [])
     assert result.cursor == "5"
-    assert [(u.agency_reference, u.agency_status, u.update_id) for u in result.updates] == [("A", "NEW", "4"), ("A", "OPEN", "5")]
+    assert [(u.agency_reference, u.agency_status, u.update_id) for u in result.updates] == [
+        ("A", "NEW", "4"),
+        ("A", "OPEN", "5"),
+    ]
     assert result.updates[1].occurred_at == datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
     assert result.updates[1].case_reference == "LK-AAAA-BBBB" and result.updates[1].message == "hi"
 
@@ -111,8 +140,14 @@ def test_a_first_poll_sends_no_cursor_and_an_empty_feed_keeps_it():
 
 @responses.activate
 def test_an_unreadable_change_fails_the_poll_so_the_cursor_does_not_move():
-    responses.get(f"{BASE}/changes", json={"changes": [{"seq": 1, "case_id": "A", "status": "NEW", "at": "yesterday"}],
-                                           "next": "1", "has_more": False})
+    responses.get(
+        f"{BASE}/changes",
+        json={
+            "changes": [{"seq": 1, "case_id": "A", "status": "NEW", "at": "yesterday"}],
+            "next": "1",
+            "has_more": False,
+        },
+    )
     with pytest.raises(TransientError, match="unreadable change"):
         adapter().poll("0", [])
 
@@ -122,7 +157,9 @@ def test_per_case_polling_when_the_agency_has_no_changes_feed():
     responses.get(f"{BASE}/cases/A", json={"status": "OPEN", "updated_at": "2026-11-02T09:00:00Z"})
     responses.get(f"{BASE}/cases/B", json={"status": "NEW", "updated_at": "2026-11-02T09:00:00Z"})
     rest = RestAdapter({"base_url": BASE, "status_path": "/cases/{agency_reference}"})
-    result = rest.poll("c", [OpenItem("A", "LK-1", "k1", "NEW"), OpenItem("B", "LK-2", "k2", "NEW")])
+    result = rest.poll(
+        "c", [OpenItem("A", "LK-1", "k1", "NEW"), OpenItem("B", "LK-2", "k2", "NEW")]
+    )
     assert [(u.agency_reference, u.agency_status) for u in result.updates] == [("A", "OPEN")]
     assert result.cursor == "c"
 

@@ -7,7 +7,16 @@ from sqlalchemy import func, select
 
 from adapters.base import PollResult, StatusUpdate
 from hub import audit, inbound, intake, outbox
-from hub.models import Assignment, AuditEntry, Case, Delivery, DeliveryAttempt, PollCursor, StatusEvent, UnmatchedUpdate
+from hub.models import (
+    Assignment,
+    AuditEntry,
+    Case,
+    Delivery,
+    DeliveryAttempt,
+    PollCursor,
+    StatusEvent,
+    UnmatchedUpdate,
+)
 from hub.schemas import CaseInSchema
 from scheduler.worker import Worker
 from tests.test_intake_api import CASE
@@ -15,8 +24,9 @@ from tests.test_intake_api import CASE
 
 def file(hub, **changes):
     data = CaseInSchema().load({**CASE, **changes})
-    return intake.file_case(hub.db, data, router=hub.router, directory=hub.directory,
-                            clock=hub.clock, random=hub.random)
+    return intake.file_case(
+        hub.db, data, router=hub.router, directory=hub.directory, clock=hub.clock, random=hub.random
+    )
 
 
 def assignment(hub, reference):
@@ -26,13 +36,21 @@ def assignment(hub, reference):
 
 def delivery(hub, reference):
     with hub.db.session(read_only=True) as s:
-        return s.scalars(select(Delivery).join(Assignment).join(Case).where(Case.reference == reference)).one()
+        return s.scalars(
+            select(Delivery).join(Assignment).join(Case).where(Case.reference == reference)
+        ).one()
 
 
 def timeline(hub, reference):
     with hub.db.session(read_only=True) as s:
-        return list(s.scalars(select(StatusEvent).join(Case).where(Case.reference == reference)
-                              .order_by(StatusEvent.id)))
+        return list(
+            s.scalars(
+                select(StatusEvent)
+                .join(Case)
+                .where(Case.reference == reference)
+                .order_by(StatusEvent.id)
+            )
+        )
 
 
 def distinct_statuses(events):
@@ -76,7 +94,12 @@ def test_polling_moves_the_case_through_the_agency_statuses_to_resolved(hub, sim
     assert (a.status, a.outcome, a.agency_status) == ("resolved", "solved", "CLOSED_AGREEMENT")
     events = timeline(hub, filed.reference)
     assert distinct_statuses(events) == ["queued", "sent", "received", "in_progress", "resolved"]
-    assert [e.agency_status for e in events if e.actor == "agency"] == ["NEW", "ASSIGNED", "MEDIATING", "CLOSED_AGREEMENT"]
+    assert [e.agency_status for e in events if e.actor == "agency"] == [
+        "NEW",
+        "ASSIGNED",
+        "MEDIATING",
+        "CLOSED_AGREEMENT",
+    ]
     with hub.db.session(read_only=True) as s:
         assert s.scalars(select(Case)).one().status == "resolved"
         assert s.get(PollCursor, "ombudsman-telecom").cursor == "4"
@@ -103,7 +126,9 @@ def test_an_update_older_than_the_current_status_does_not_move_it_back(hub, sims
     ref = assignment(hub, filed.reference).agency_reference
     mapping = hub.directory["ombudsman-telecom"]
     t0 = clock.now()
-    newer = StatusUpdate("MEDIATING", t0 + timedelta(minutes=5), agency_reference=ref, update_id="b")
+    newer = StatusUpdate(
+        "MEDIATING", t0 + timedelta(minutes=5), agency_reference=ref, update_id="b"
+    )
     older = StatusUpdate("NEW", t0 + timedelta(minutes=1), agency_reference=ref, update_id="a")
     stats = inbound.apply_poll(hub.db, mapping, PollResult((newer,), "2"), clock.now())
     assert stats.counts == {"applied": 1}
@@ -119,23 +144,33 @@ def test_an_unknown_agency_status_code_is_kept_on_the_timeline_not_applied(hub, 
     Worker(hub, "w1").dispatch_once()
     ref = assignment(hub, filed.reference).agency_reference
     update = StatusUpdate("ESCALATED_TO_MARS", clock.now(), agency_reference=ref, message="odd")
-    stats = inbound.apply_poll(hub.db, hub.directory["ombudsman-telecom"], PollResult((update,), None), clock.now())
+    stats = inbound.apply_poll(
+        hub.db, hub.directory["ombudsman-telecom"], PollResult((update,), None), clock.now()
+    )
     assert stats.counts == {"unknown": 1}
     assert assignment(hub, filed.reference).status == "sent"
     assert "ESCALATED_TO_MARS" in timeline(hub, filed.reference)[-1].message
 
 
 def test_a_status_naming_nobody_we_know_is_kept_as_unmatched(hub, sims, clock):
-    update = StatusUpdate("NEW", clock.now(), agency_reference="OMB-1999-000001", case_reference="LK-0000-0000")
+    update = StatusUpdate(
+        "NEW", clock.now(), agency_reference="OMB-1999-000001", case_reference="LK-0000-0000"
+    )
     mapping = hub.directory["ombudsman-telecom"]
     stats = inbound.apply_poll(hub.db, mapping, PollResult((update, update), "9"), clock.now())
     assert stats.counts == {"unmatched": 2}
     with hub.db.session(read_only=True) as s:
         [row] = s.scalars(select(UnmatchedUpdate)).all()
-        assert (row.agency_reference, row.agency_status, row.resolved_at) == ("OMB-1999-000001", "NEW", None)
+        assert (row.agency_reference, row.agency_status, row.resolved_at) == (
+            "OMB-1999-000001",
+            "NEW",
+            None,
+        )
 
 
-def test_a_status_that_arrives_before_the_receipt_is_applied_when_the_receipt_lands(hub, sims, clock):
+def test_a_status_that_arrives_before_the_receipt_is_applied_when_the_receipt_lands(
+    hub, sims, clock
+):
     filed = file(hub)
     worker = Worker(hub, "w1")
     # the worker delivered, then crashed before recording the receipt:
@@ -144,12 +179,20 @@ def test_a_status_that_arrives_before_the_receipt_is_applied_when_the_receipt_la
     adapter = hub.directory.adapter("ombudsman-telecom")
     from adapters.base import Outbound
 
-    adapter.deliver(Outbound(claimed.idempotency_key, claimed.case_reference, claimed.agency_id,
-                             mapping.render(claimed.document)))
+    adapter.deliver(
+        Outbound(
+            claimed.idempotency_key,
+            claimed.case_reference,
+            claimed.agency_id,
+            mapping.render(claimed.document),
+        )
+    )
     # the agency's status arrives first; it names only its own reference
     sim_case = next(iter(sims.system("ombudsman-telecom").cases.values()))
     early = StatusUpdate("NEW", clock.now(), agency_reference=sim_case.id, update_id="1")
-    assert inbound.apply_poll(hub.db, mapping, PollResult((early,), "1"), clock.now()).counts == {"unmatched": 1}
+    assert inbound.apply_poll(hub.db, mapping, PollResult((early,), "1"), clock.now()).counts == {
+        "unmatched": 1
+    }
     # the lease expires and a worker delivers again: the agency replays, the receipt lands
     clock.advance(seconds=61)
     assert worker.dispatch_once().delivered == 1
@@ -163,7 +206,9 @@ def test_a_status_that_arrives_before_the_receipt_is_applied_when_the_receipt_la
 def test_a_transient_failure_retries_later_with_the_same_idempotency_key(hub, sims, clock):
     filed = file(hub)
     sim = sims.servers["ombudsman-telecom"]
-    requests.post(sim.url.replace("/api", "/_sim/faults"), json={"mode": "error", "status": 503, "count": 1})
+    requests.post(
+        sim.url.replace("/api", "/_sim/faults"), json={"mode": "error", "status": 503, "count": 1}
+    )
     worker = Worker(hub, "w1")
     stats = worker.dispatch_once()
     assert (stats.delivered, stats.retried) == (0, 1)
@@ -181,18 +226,27 @@ def test_a_transient_failure_retries_later_with_the_same_idempotency_key(hub, si
     assert outcomes == ["transient", "ok"]
 
 
-def test_a_permanent_failure_dead_letters_at_once_and_the_consumer_sees_queued(hub, sims, clock, client):
+def test_a_permanent_failure_dead_letters_at_once_and_the_consumer_sees_queued(
+    hub, sims, clock, client
+):
     sims.system("ombudsman-telecom").api_key = "rotated-by-the-agency"
     resp = client.post("/api/v1/cases", json=CASE)
     filed = resp.get_json()
     stats = Worker(hub, "w1").dispatch_once()
     assert stats.dead == 1
     d = delivery(hub, filed["reference"])
-    assert d.state == "dead" and d.attempts == 1 and "401" in d.last_error and "API key" in d.last_error
+    assert (
+        d.state == "dead"
+        and d.attempts == 1
+        and "401" in d.last_error
+        and "API key" in d.last_error
+    )
     assert d.payload is not None  # kept for a safe resend
     assert assignment(hub, filed["reference"]).status == "undeliverable"
-    status = client.get(f"/api/v1/cases/{filed['reference']}",
-                        headers={"Authorization": f"Bearer {filed['tracking_token']}"}).get_json()
+    status = client.get(
+        f"/api/v1/cases/{filed['reference']}",
+        headers={"Authorization": f"Bearer {filed['tracking_token']}"},
+    ).get_json()
     assert status["status"] == "queued" and status["agencies"][0]["status"] == "queued"
 
 
@@ -206,12 +260,23 @@ def test_a_worker_that_lost_its_lease_does_not_record_twice(hub, sims, clock):
     from adapters.base import Outbound
 
     mapping = hub.directory["ombudsman-telecom"]
-    receipt = adapter.deliver(Outbound(claimed.idempotency_key, claimed.case_reference,
-                                       claimed.agency_id, mapping.render(claimed.document)))
+    receipt = adapter.deliver(
+        Outbound(
+            claimed.idempotency_key,
+            claimed.case_reference,
+            claimed.agency_id,
+            mapping.render(claimed.document),
+        )
+    )
     assert receipt.duplicate
     assert outbox.complete(hub.db, claimed, receipt, {}, clock.now(), mapping) is False
     with hub.db.session(read_only=True) as s:
-        assert s.scalar(select(func.count()).select_from(StatusEvent).where(StatusEvent.to_status == "sent")) == 1
+        assert (
+            s.scalar(
+                select(func.count()).select_from(StatusEvent).where(StatusEvent.to_status == "sent")
+            )
+            == 1
+        )
     assert len(sims.system("ombudsman-telecom").cases) == 1
 
 
@@ -230,9 +295,27 @@ def test_a_parked_update_the_receipt_missed_is_applied_by_the_next_poll_first(hu
     a = assignment(hub, filed.reference)
     mapping = hub.directory["ombudsman-telecom"]
     with hub.db.session() as s:  # what the concurrent poll parked, unseen by the receipt
-        s.add(UnmatchedUpdate(agency_id="ombudsman-telecom", update_key="id:1", agency_reference=a.agency_reference,
-                              agency_status="NEW", occurred_at=clock.now(), received_at=clock.now()))
-    later = StatusUpdate("ASSIGNED", clock.now() + timedelta(seconds=1), agency_reference=a.agency_reference, update_id="2")
+        s.add(
+            UnmatchedUpdate(
+                agency_id="ombudsman-telecom",
+                update_key="id:1",
+                agency_reference=a.agency_reference,
+                agency_status="NEW",
+                occurred_at=clock.now(),
+                received_at=clock.now(),
+            )
+        )
+    later = StatusUpdate(
+        "ASSIGNED",
+        clock.now() + timedelta(seconds=1),
+        agency_reference=a.agency_reference,
+        update_id="2",
+    )
     stats = inbound.apply_poll(hub.db, mapping, PollResult((later,), "2"), clock.now())
     assert stats.counts == {"applied": 2}
-    assert distinct_statuses(timeline(hub, filed.reference)) == ["queued", "sent", "received", "in_progress"]
+    assert distinct_statuses(timeline(hub, filed.reference)) == [
+        "queued",
+        "sent",
+        "received",
+        "in_progress",
+    ]
