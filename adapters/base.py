@@ -96,9 +96,23 @@ class StatusUpdate:
 
 
 @dataclass(frozen=True)
+class InboundProblem:
+    """Something the agency sent that could not be read (broken MIME, a bad status file, ...).
+
+    Adapters report it instead of raising, so one bad item neither blocks the rest nor is lost:
+    the hub keeps it for operators. `source` identifies it at the agency (Message-ID, file name).
+    """
+
+    source: str
+    reason: str
+    excerpt: str = ""
+
+
+@dataclass(frozen=True)
 class PollResult:
     updates: tuple[StatusUpdate, ...]
     cursor: str | None
+    problems: tuple[InboundProblem, ...] = ()
 
 
 @dataclass(frozen=True)

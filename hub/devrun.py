@@ -13,11 +13,10 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
+from adapters import simulators
+from adapters.simulators import Launch
 from hub.config import ROOT, Settings
 from hub.db import upgrade
 from mappings.engine import load_all
@@ -45,49 +44,34 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def _wait_http(url: str, timeout: float, proc: subprocess.Popen) -> bool:
+def _wait_tcp(host: str, port: int, timeout: float, proc: subprocess.Popen) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             return False
-        try:
-            with urllib.request.urlopen(url, timeout=1):
+        with socket.socket() as s:
+            s.settimeout(1)
+            if s.connect_ex((host, port)) == 0:
                 return True
-        except urllib.error.HTTPError:
-            return True  # it answers (e.g. 401 without an API key): it is up
-        except OSError:
-            time.sleep(0.1)
+        time.sleep(0.1)
     return False
 
 
-def simulator_commands(settings: Settings) -> list[tuple[str, str, list[str], str]]:
-    """(agency id, url, command, env var to change its port) per simulated agency."""
+def simulator_launches(settings: Settings) -> list[tuple[str, Launch]]:
+    """(agency id, how to start its simulator) for every agency whose mapping names one."""
     out = []
     for agency_id, mapping in load_all(settings.agencies_dir).items():
-        sim = mapping.extra.get("simulator")
-        if not sim or sim.get("kind") != "rest":
+        spec = dict(mapping.extra.get("simulator") or {})
+        if not spec:
             continue
-        base = mapping.adapter_config["base_url"]
-        parts = urlsplit(base)
-        cmd = [
-            sys.executable,
-            "-m",
-            "adapters.simulators.rest_agency",
-            "--profile",
-            sim["profile"],
-            "--host",
-            parts.hostname or "127.0.0.1",
-            "--port",
-            str(parts.port or 80),
-            "--step-seconds",
-            str(sim.get("step_seconds", 5)),
-        ]
-        if mapping.adapter_config.get("api_key"):
-            cmd += ["--api-key", mapping.adapter_config["api_key"]]
         if mapping.extra.get("contract"):
-            cmd += ["--schema", str(ROOT / mapping.extra["contract"])]
-        env_var = "LOKET_" + agency_id.upper().replace("-", "_") + "_URL"
-        out.append((agency_id, base, cmd, env_var))
+            spec.setdefault("contract", mapping.extra["contract"])
+        out.append(
+            (
+                agency_id,
+                simulators.launch(spec["kind"], agency_id, mapping.adapter_config, spec, ROOT),
+            )
+        )
     return out
 
 
@@ -98,16 +82,15 @@ def run_all(settings: Settings, web_port: int = 8000) -> int:
         "LOKET_DATABASE_URL": settings.database_url,
         "PYTHONUNBUFFERED": "1",
     }
-    sims = simulator_commands(settings)
+    sims = simulator_launches(settings)
     busy = []
     if not _port_free("127.0.0.1", web_port):
         busy.append(f"web port {web_port} is in use: stop what uses it or set LOKET_WEB_PORT")
-    for agency_id, url, _cmd, env_var in sims:
-        parts = urlsplit(url)
-        if not _port_free(parts.hostname or "127.0.0.1", parts.port or 80):
+    for agency_id, sim in sims:
+        if not _port_free(sim.host, sim.port):
             busy.append(
-                f"simulator port {parts.port} for {agency_id} is in use: set {env_var}="
-                f"http://127.0.0.1:<free port>{parts.path}"
+                f"simulator port {sim.port} for {agency_id} is in use: set {sim.env_hint} "
+                "to another port"
             )
     if busy:
         for line in busy:
@@ -127,31 +110,37 @@ def run_all(settings: Settings, web_port: int = 8000) -> int:
     signal.signal(signal.SIGINT, stop_all)
     signal.signal(signal.SIGTERM, stop_all)
     try:
-        for agency_id, url, cmd, _ in sims:
-            proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
-            children.append(Child(f"simulator {agency_id}", url, proc))
+        for agency_id, sim in sims:
+            proc = subprocess.Popen(sim.command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+            if not _wait_tcp(sim.host, sim.port, 30, proc):
+                print(
+                    f"loket run: the simulator for {agency_id} did not start "
+                    f"(exit code {proc.poll()})",
+                    file=sys.stderr,
+                )
+                children.append(Child(f"simulator {agency_id}", sim.url, proc))
+                return 1
+            children.append(Child(f"simulator {agency_id}", sim.url, proc))
         web_url = f"http://127.0.0.1:{web_port}"
-        children.append(
-            Child(
-                "web",
-                web_url,
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "hub.cli",
-                        "serve",
-                        "--port",
-                        str(web_port),
-                        "--workers",
-                        "2",
-                        "--quiet",
-                    ],
-                    env=env,
-                    cwd=ROOT,
-                ),
-            )
+        web = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "hub.cli",
+                "serve",
+                "--port",
+                str(web_port),
+                "--workers",
+                "2",
+                "--quiet",
+            ],
+            env=env,
+            cwd=ROOT,
         )
+        children.append(Child("web", web_url, web))
+        if not _wait_tcp("127.0.0.1", web_port, 30, web):
+            print(f"loket run: the web app did not start (exit code {web.poll()})", file=sys.stderr)
+            return 1
         children.append(
             Child(
                 "worker",
@@ -159,18 +148,6 @@ def run_all(settings: Settings, web_port: int = 8000) -> int:
                 subprocess.Popen([sys.executable, "-m", "hub.cli", "worker"], env=env, cwd=ROOT),
             )
         )
-
-        for child in children:
-            if child.url and not _wait_http(
-                child.url.rstrip("/") + ("/health" if "simulator" in child.name else "/healthz"),
-                30,
-                child.process,
-            ):
-                print(
-                    f"loket run: {child.name} did not start (exit code {child.process.poll()})",
-                    file=sys.stderr,
-                )
-                return 1
         _banner(web_url, children)
         while not stopping:
             dead = [c for c in children if c.process.poll() is not None]

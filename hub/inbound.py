@@ -17,12 +17,14 @@ from datetime import datetime
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
+from adapters.base import InboundProblem as InboundProblemValue
 from adapters.base import OpenItem, PollResult, StatusUpdate
 from hub import lifecycle
 from hub.db import Database
-from hub.models import Assignment, Case, Delivery, PollCursor, UnmatchedUpdate
+from hub.models import Assignment, Case, Delivery, InboundProblem, PollCursor, UnmatchedUpdate
 from mappings.engine import AgencyMapping
 
+PROBLEM = "problem"
 APPLIED, DUPLICATE, UNMATCHED, STALE, UNKNOWN = (
     "applied",
     "duplicate",
@@ -86,11 +88,34 @@ def apply_poll(
             stats.add(APPLIED)
         for update in sorted(result.updates, key=lambda u: u.occurred_at):
             stats.add(apply_update(s, mapping, update, now))
+        for problem in result.problems:
+            stats.add(record_problem(s, mapping.id, problem, now))
         row = _cursor_row(s, mapping.id)
         row.cursor = result.cursor
         row.updated_at = row.last_success_at = now
         row.last_error = None
     return stats
+
+
+def record_problem(s: Session, agency_id: str, problem: InboundProblemValue, now: datetime) -> str:
+    """Keep an unreadable inbound item for operators (once per source)."""
+    exists = s.scalar(
+        select(InboundProblem.id).where(
+            InboundProblem.agency_id == agency_id, InboundProblem.source == problem.source[:500]
+        )
+    )
+    if exists is None:
+        s.add(
+            InboundProblem(
+                agency_id=agency_id,
+                source=problem.source[:500],
+                reason=problem.reason,
+                excerpt=problem.excerpt[:4000] or None,
+                received_at=now,
+            )
+        )
+        s.flush()
+    return PROBLEM
 
 
 def record_poll_error(db: Database, agency_id: str, message: str, now: datetime) -> None:

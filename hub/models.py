@@ -255,6 +255,21 @@ class UnmatchedUpdate(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class InboundProblem(Base):
+    """Something an agency sent that could not be read; kept for operators, never dropped."""
+
+    __tablename__ = "inbound_problems"
+    __table_args__ = (UniqueConstraint("agency_id", "source"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    agency_id: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(500))
+    reason: Mapped[str] = mapped_column(Text)
+    excerpt: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class AuditEntry(Base):
     """Evidence of every exchange, hash-chained per case so a changed entry breaks the chain."""
 

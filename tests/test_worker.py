@@ -319,3 +319,22 @@ def test_a_parked_update_the_receipt_missed_is_applied_by_the_next_poll_first(hu
         "received",
         "in_progress",
     ]
+
+
+def test_an_unreadable_item_from_the_agency_is_kept_for_operators_once(hub, sims, clock):
+    from adapters.base import InboundProblem as Problem
+    from hub.models import InboundProblem
+
+    mapping = hub.directory["ombudsman-telecom"]
+    bad = Problem("status-0042.xml", "not well-formed XML at line 3", "<status><")
+    for _ in range(2):
+        stats = inbound.apply_poll(hub.db, mapping, PollResult((), "7", (bad,)), clock.now())
+        assert stats.counts == {"problem": 1}
+    with hub.db.session(read_only=True) as s:
+        [row] = s.scalars(select(InboundProblem)).all()
+        assert (row.source, row.reason, row.excerpt) == (
+            "status-0042.xml",
+            "not well-formed XML at line 3",
+            "<status><",
+        )
+        assert s.get(PollCursor, "ombudsman-telecom").cursor == "7"

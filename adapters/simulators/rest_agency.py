@@ -167,6 +167,17 @@ class AgencySystem:
             case.step = step
             self._record(case, at)
 
+    def step_case(self, case_id: str) -> str:
+        """Move one case to its next status now (tests, demos); returns the new status code."""
+        with self.lock:
+            self.advance()
+            case = self.cases[case_id]
+            if case.step + 1 >= len(self.profile.flow):
+                raise ValueError(f"case {case_id} is already at the end of its flow")
+            case.step += 1
+            self._record(case, self.clock())
+            return self.profile.flow[case.step][0]
+
     def submit(self, payload: Any, key: str | None, external: str | None) -> tuple[SimCase, bool]:
         with self.lock:
             self.posts += 1
@@ -360,6 +371,36 @@ class SimulatorServer:
     def stop(self) -> None:
         self.server.shutdown()
         self.thread.join(timeout=5)
+
+
+def launch(agency_id: str, adapter_config, spec, root: Path):
+    """For `loket run`: serve this agency on the port of its configured base_url."""
+    import sys
+    from urllib.parse import urlsplit
+
+    from adapters.simulators import Launch, env_var
+
+    base = adapter_config["base_url"]
+    parts = urlsplit(base)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    cmd = [
+        sys.executable,
+        "-m",
+        "adapters.simulators.rest_agency",
+        "--profile",
+        spec["profile"],
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--step-seconds",
+        str(spec.get("step_seconds", 5)),
+    ]
+    if adapter_config.get("api_key"):
+        cmd += ["--api-key", adapter_config["api_key"]]
+    if spec.get("contract"):
+        cmd += ["--schema", str(root / spec["contract"])]
+    return Launch(cmd, host, port, base, env_var(agency_id, "URL"))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,10 +3,18 @@
 from alembic import context
 
 from hub.db import make_engine
-from hub.models import Base
+from hub.models import Base, UTCDateTime
 
 config = context.config
 target_metadata = Base.metadata
+
+
+def render_item(type_, obj, autogen_context):
+    """Render the model's UTCDateTime as a plain DateTime(timezone=True): migrations stay
+    independent of model code."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
 
 
 def run_migrations_offline() -> None:
