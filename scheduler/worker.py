@@ -41,6 +41,11 @@ def retry_policy(mapping: AgencyMapping) -> RetryPolicy:
     )
 
 
+def working_language(mapping: AgencyMapping, case_language: str) -> str:
+    """The agency works in the consumer's language when it can, else in its first language."""
+    return case_language if case_language in mapping.languages else mapping.languages[0]
+
+
 @dataclass
 class DispatchStats:
     delivered: int = 0
@@ -90,7 +95,7 @@ class Worker:
                     case_reference=item.case_reference,
                     agency_id=item.agency_id,
                     payload=payload,
-                    language=item.language,
+                    language=working_language(mapping, item.language),
                 )
             )
         except RenderError as exc:
