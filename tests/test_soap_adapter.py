@@ -94,6 +94,15 @@ def test_a_malformed_envelope_is_transient_and_says_so(soap_adapter, soap_peer):
     delivers_once_afterwards(soap_adapter, soap_peer, outbound)
 
 
+def test_an_answer_that_is_not_a_soap_envelope_is_transient_and_says_so(soap_adapter, soap_peer):
+    outbound = item(soap_peer)
+    soap_peer.system.fail_next("not_soap")
+    with pytest.raises(TransientError) as info:
+        soap_adapter.deliver(outbound)
+    assert "not a readable SOAP envelope" in info.value.detail
+    delivers_once_afterwards(soap_adapter, soap_peer, outbound)
+
+
 def test_an_http_503_without_a_soap_fault_is_transient(soap_adapter, soap_peer):
     outbound = item(soap_peer)
     soap_peer.system.fail_next("http_error", status=503)
@@ -143,6 +152,31 @@ def test_a_payload_the_wsdl_does_not_know_is_refused_before_sending(soap_adapter
         soap_adapter.deliver(item(soap_peer, Klachtnummer="42"))
     assert "does not fit the agency's WSDL" in info.value.detail and "fields:" in info.value.detail
     assert soap_peer.system.stats()["posts"] == 0
+
+
+@pytest.mark.parametrize(
+    ("code", "subcodes", "kind"),
+    [
+        ("soap-env:Sender", ["InvalidDossier"], PermanentError),
+        ("soap-env:Receiver", ["Busy"], TransientError),
+        ("soap-env:Client", [], PermanentError),
+        ("soap-env:Server", [], TransientError),
+        ("wsse:FailedAuthentication", [], PermanentError),
+        ("soap-env:VersionMismatch", [], PermanentError),
+        ("agency:SomethingElse", [], TransientError),
+    ],
+)
+def test_fault_classes_of_soap_1_1_and_1_2_and_ws_security(code, subcodes, kind):
+    """The simulator speaks SOAP 1.1; SOAP 1.2 and WS-Security codes are classified alike."""
+    from zeep.exceptions import Fault
+
+    from adapters.soap import _fault_error
+
+    error = _fault_error("Op", Fault("refused", code=code, subcodes=subcodes), 500)
+    assert type(error) is kind
+    assert code.partition(":")[2] in error.detail
+    if "Authentication" in code:
+        assert "check the credentials" in error.detail
 
 
 # ------------------------------------------------------------------------------------- timeouts

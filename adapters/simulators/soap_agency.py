@@ -324,7 +324,8 @@ def _guard(ctx) -> SoapAgencySystem:
 
 @dataclass
 class SoapFaults(Faults):
-    """Modes: server_fault, client_fault, timeout, http_error, malformed, entity_bomb, xxe."""
+    """Modes: server_fault, client_fault, timeout, http_error, malformed (not well-formed),
+    not_soap (well-formed XML that is no SOAP envelope), entity_bomb, xxe."""
 
     target: str = "/etc/hostname"  # xxe: the local file the hostile answer points at
 
@@ -470,6 +471,7 @@ class FaultGate:
             return [b"<html><body>Service Unavailable</body></html>"]
         bodies = {
             "malformed": lambda: MALFORMED,
+            "not_soap": lambda: b"<html><body>Onderhoud / maintenance</body></html>",
             "entity_bomb": entity_bomb,
             "xxe": lambda: external_entity(fault.target),
         }
