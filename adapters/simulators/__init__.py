@@ -16,6 +16,7 @@ from typing import Any
 
 LAUNCHERS: dict[str, str] = {
     "rest": "adapters.simulators.rest_agency",
+    "email": "adapters.simulators.email_agency",
 }
 
 
