@@ -84,7 +84,7 @@ STRUCTURAL_DEFECTS = (
 QUOTE_HEADER = re.compile(
     r"^\s*(?:-{2,}\s*(?:Original Message|Oorspronkelijk bericht|Message d'origine|"
     r"Ursprüngliche Nachricht)\s*-{2,}|"
-    r"(?:On|Op|Le|Am)\s.{0,200}(?:wrote|schreef|a écrit|schrieb)\s*:?)\s*$",
+    r"(?:On|Op|Le|Am)\s.{0,200}(?:wrote|schreef|a écrit|schrieb)(?:\s.{0,200})?\s*:)\s*$",
     re.IGNORECASE,
 )
 MAX_MESSAGE_TEXT = 4000
@@ -150,8 +150,9 @@ class EmailConfig(Schema):
     )  # phrase in the reply -> the agency's status code
     reference_pattern = fields.String(load_default=None, validate=_regex("reference"))
     case_reference_pattern = fields.String(load_default=CASE_REFERENCE, validate=_regex(None))
-    # Transport
-    timeout = fields.Float(load_default=20.0, validate=validate.Range(min=0.01))
+    # Transport: seconds to wait for each server's answer
+    smtp_timeout = fields.Float(load_default=30.0, validate=validate.Range(min=0.01))
+    imap_timeout = fields.Float(load_default=30.0, validate=validate.Range(min=0.01))
     verify_tls = fields.Boolean(load_default=True)
 
     @validates_schema
@@ -290,10 +291,10 @@ class EmailAdapter(Adapter):
         smtp: smtplib.SMTP
         if c["smtp_ssl"]:
             smtp = smtplib.SMTP_SSL(
-                c["smtp_host"], c["smtp_port"], timeout=c["timeout"], context=context
+                c["smtp_host"], c["smtp_port"], timeout=c["smtp_timeout"], context=context
             )
         else:
-            smtp = smtplib.SMTP(c["smtp_host"], c["smtp_port"], timeout=c["timeout"])
+            smtp = smtplib.SMTP(c["smtp_host"], c["smtp_port"], timeout=c["smtp_timeout"])
         try:
             smtp.ehlo()
             if c["smtp_starttls"]:
@@ -347,10 +348,10 @@ class EmailAdapter(Adapter):
                 c["imap_host"],
                 c["imap_port"],
                 ssl_context=self._tls_context(),
-                timeout=c["timeout"],
+                timeout=c["imap_timeout"],
             )
         else:
-            imap = imaplib.IMAP4(c["imap_host"], c["imap_port"], timeout=c["timeout"])
+            imap = imaplib.IMAP4(c["imap_host"], c["imap_port"], timeout=c["imap_timeout"])
         try:
             try:
                 imap.login(c["imap_username"], c["imap_password"])

@@ -480,8 +480,7 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
 class DovecotServer:
     """A private Dovecot serving Maildirs over IMAP on loopback, started and stopped by PID.
 
-    Users live in a passwd-file that Dovecot re-reads when it changes, so users can be added
-    while it runs (one mailbox per test, one server per test session). As root, mail is owned by
+    Users can be added while it runs (one mailbox per test, one server per test session). As root, mail is owned by
     `nobody` (Dovecot refuses uid 0 for mail); otherwise by the current user.
     """
 
@@ -503,28 +502,28 @@ class DovecotServer:
             self.user_name = pwd.getpwuid(os.getuid()).pw_name
 
     @property
-    def users_file(self) -> Path:
+    def users_dir(self) -> Path:
         return self.root / "users"
 
     def maildir(self, user: str) -> Path:
         return self.root / "mail" / user / "Maildir"
 
     def add_user(self, user: str, password: str) -> MaildirDelivery:
-        """Create a mailbox and its login; returns local delivery into its INBOX."""
-        if ":" in user or ":" in password or "\n" in user + password:
-            raise ValueError("user names and passwords may not contain ':' or newlines")
-        lines = [
-            line
-            for line in (
-                self.users_file.read_text().splitlines() if self.users_file.exists() else []
-            )
-            if not line.startswith(f"{user}:")
-        ]
-        lines.append(f"{user}:{{PLAIN}}{password}::::::")
-        tmp = self.users_file.with_suffix(".tmp")
-        tmp.write_text("\n".join(lines) + "\n")
-        tmp.chmod(0o644)
-        tmp.replace(self.users_file)
+        """Create a mailbox and its login; returns local delivery into its INBOX.
+
+        One passwd-file per user (`users/%u`): Dovecot re-reads a changed passwd-file at most
+        once a second, but reads a file it has not seen yet at once, so a user added while it
+        runs can log in straight away.
+        """
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", user):
+            raise ValueError(f"{user!r}: use letters, digits, '.', '_' or '-' in a mail user name")
+        if ":" in password or "\n" in password:
+            raise ValueError("a mail password may not contain ':' or a newline")
+        self.users_dir.mkdir(parents=True, exist_ok=True)
+        self.users_dir.chmod(0o755)
+        file = self.users_dir / user
+        file.write_text(f"{user}:{{PLAIN}}{password}::::::\n")
+        file.chmod(0o644)
         home = self.root / "mail" / user
         home.mkdir(parents=True, exist_ok=True)
         if self.owner:
@@ -547,7 +546,7 @@ class DovecotServer:
             f"mail_location = maildir:{r}/mail/%u/Maildir",
             "passdb {",
             "  driver = passwd-file",
-            f"  args = scheme=PLAIN {self.users_file}",
+            f"  args = scheme=PLAIN {self.users_dir}/%u",
             "}",
             "userdb {",
             "  driver = static",
@@ -585,9 +584,8 @@ class DovecotServer:
         (self.root / "mail").mkdir(exist_ok=True)
         if self.owner:
             os.chown(self.root / "mail", *self.owner)
-        if not self.users_file.exists():
-            self.users_file.write_text("")
-            self.users_file.chmod(0o644)
+        self.users_dir.mkdir(exist_ok=True)
+        self.users_dir.chmod(0o755)
         conf = self.root / "dovecot.conf"
         conf.write_text(self.config())
         self.process = subprocess.Popen(
