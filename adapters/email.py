@@ -358,9 +358,12 @@ class EmailAdapter(Adapter):
             except imaplib.IMAP4.abort:
                 raise
             except imaplib.IMAP4.error as exc:
+                reason = _text(exc.args[0] if exc.args else exc)
+                where = f"IMAP {c['imap_host']}:{c['imap_port']}"
+                if "[UNAVAILABLE]" in reason.upper():  # RFC 5530: the server's trouble, not ours
+                    raise TransientError(f"{where} cannot log in now ({reason})") from None
                 raise PermanentError(
-                    f"IMAP {c['imap_host']}:{c['imap_port']} refused the login of "
-                    f"{c['imap_username']!r} ({_text(exc.args[0] if exc.args else exc)}): "
+                    f"{where} refused the login of {c['imap_username']!r} ({reason}): "
                     "check imap_username and imap_password"
                 ) from None
             yield imap

@@ -13,8 +13,10 @@ reference kept in the subject, In-Reply-To set and the agency's own reference in
 
     python -m adapters.simulators.email_agency --profile energy --smtp-port 8125 --imap-port 8143
 
-`loket run` starts Dovecot itself when it is installed (`apt-get install dovecot-imapd`); without
-it the agency still accepts cases, and says plainly at start-up that replies cannot be read back.
+For `loket run` the simulator serves the hub's mailbox itself: with Dovecot when it is installed
+(`apt-get install dovecot-imapd`), else with pymap, a pure-Python IMAP server over the same Maildir
+(a dependency of Loket). Without either, the agency still accepts cases and says plainly at
+start-up that its replies cannot be read back. Tests always use Dovecot.
 """
 
 from __future__ import annotations
@@ -50,9 +52,10 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 DOVECOT_MISSING = (
-    "Dovecot is not installed, so the hub's mailbox for this email agency is not served: cases "
-    "are delivered to it, but its status replies cannot be read back. Install it with "
-    "`apt-get install dovecot-imapd` (nothing else to configure) and restart."
+    "neither Dovecot nor pymap is installed, so the hub's mailbox for this email agency is not "
+    "served: cases are delivered to it, but its status replies cannot be read back. Install "
+    "Dovecot with `apt-get install dovecot-imapd` (nothing else to configure), or pymap with "
+    "`pip install pymap`, and restart."
 )
 
 
@@ -594,17 +597,14 @@ class DovecotServer:
             stderr=open(self.root / "dovecot.stderr", "wb"),  # noqa: SIM115 - lives with it
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"Dovecot exited with {self.process.returncode}: {self.log()}")
-            with socket.socket() as s:
-                s.settimeout(0.5)
-                if s.connect_ex((self.host, self.port)) == 0:
-                    return self
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"Dovecot did not listen on {self.host}:{self.port}: {self.log()}")
+        if not _wait_listening(self.process, self.host, self.port, timeout):
+            code = self.process.poll()
+            self.stop()
+            raise RuntimeError(
+                f"Dovecot {'exited with ' + str(code) if code is not None else 'did not listen'}"
+                f" on {self.host}:{self.port}: {self.log()}"
+            )
+        return self
 
     def log(self) -> str:
         out = []
@@ -625,6 +625,109 @@ class DovecotServer:
             self.process.wait()
 
 
+def imap_server_kind(wanted: str) -> str:
+    """What serves the hub's mailbox: Dovecot if installed, else pymap, else nothing."""
+    if wanted != "auto":
+        return wanted
+    if dovecot_binary():
+        return "dovecot"
+    return "pymap" if pymap_available() else "none"
+
+
+def pymap_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pymap") is not None
+
+
+class PymapServer:
+    """The fallback mailbox when Dovecot is not installed: pymap, a pure-Python IMAP server.
+
+    pymap's maildir backend serves the same Maildir layout as Dovecot (and understands
+    `.Processed`-style sub-folders, MOVE and flags), so nothing else changes. Only `loket run`
+    uses it; the tests use Dovecot. Its users live in `pymap-etc-passwd` and `-shadow`, read at
+    every login; passwords are stored PBKDF2-hashed with few rounds (a local demo mailbox).
+    """
+
+    def __init__(self, root: Path, port: int, host: str = "127.0.0.1"):
+        self.root = root
+        self.port = port
+        self.host = host
+        self.owner: tuple[int, int] | None = None
+        self.process: subprocess.Popen | None = None
+        self.users: dict[str, str] = {}
+
+    def maildir(self, user: str) -> Path:
+        return self.root / user / "Maildir"
+
+    def add_user(self, user: str, password: str) -> MaildirDelivery:
+        from pysasl.hashing import BuiltinHash
+
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", user):
+            raise ValueError(f"{user!r}: use letters, digits, '.', '_' or '-' in a mail user name")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.users[user] = BuiltinHash(rounds=1000).hash(password)
+        (self.root / "pymap-etc-passwd").write_text(
+            "".join(f"{u}:::::{u}/Maildir:\n" for u in self.users)
+        )
+        (self.root / "pymap-etc-shadow").write_text(
+            "".join(f"{u}:{h}:::::::\n" for u, h in self.users.items())
+        )
+        return MaildirDelivery(self.maildir(user))
+
+    def start(self, timeout: float = 20.0) -> PymapServer:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from pymap.main import main; main()",
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+                "--no-tls",
+                "maildir",
+                str(self.root),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.root / "pymap.log", "wb"),  # noqa: SIM115 - lives with it
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+        if not _wait_listening(self.process, self.host, self.port, timeout):
+            self.stop()
+            raise RuntimeError(f"pymap did not listen on {self.host}:{self.port}: {self.log()}")
+        return self
+
+    def log(self) -> str:
+        with contextlib.suppress(OSError):
+            return (self.root / "pymap.log").read_text(errors="replace")[-1500:]
+        return ""
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _wait_listening(process: subprocess.Popen, host: str, port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            if s.connect_ex((host, port)) == 0:
+                return True
+        time.sleep(0.05)
+    return False
+
+
 # ---------------------------------------------------------------------------------- the world
 
 
@@ -640,10 +743,10 @@ class EmailAgencySimulator:
         smtp_username: str | None,
         smtp_password: str | None,
         hub_mailbox: MaildirDelivery,
-        dovecot: DovecotServer | None,
+        imap_server: DovecotServer | PymapServer | None,
     ):
         self.agency = agency
-        self.dovecot = dovecot
+        self.imap_server = imap_server
         self.mx = smtp_controller(MailboxHandler(hub_mailbox), host, free_port(host))
         self.smtp = smtp_controller(
             AgencySmtpHandler(agency),
@@ -672,8 +775,8 @@ class EmailAgencySimulator:
         for controller in (self.smtp, self.mx):
             with contextlib.suppress(Exception):
                 controller.stop()
-        if self.dovecot is not None:
-            self.dovecot.stop()
+        if self.imap_server is not None:
+            self.imap_server.stop()
 
 
 def read_contract(folder: Path | None) -> tuple[str, ...]:
@@ -721,8 +824,13 @@ def launch(agency_id: str, adapter_config: Mapping[str, Any], spec: Mapping[str,
         cmd += ["--smtp-user", str(c["smtp_username"]), "--smtp-password", str(c["smtp_password"])]
     if spec.get("contract"):
         cmd += ["--contract", str(root / spec["contract"])]
-    imap = f"imap://{c['imap_host']}:{imap_port}" if dovecot_binary() else "no IMAP (see above)"
-    url = f"smtp://{host}:{smtp_port} -> {c['to_address']}; replies via {imap}"
+    server = imap_server_kind("auto")
+    imap = (
+        f"imap://{c['imap_host']}:{imap_port} ({server})"
+        if server != "none"
+        else "nothing: IMAP is not simulated (see above)"
+    )
+    url = f"smtp://{host}:{smtp_port} -> {c['to_address']}; replies read via {imap}"
     return Launch(cmd, host, smtp_port, url, env_var(agency_id, "SMTP_PORT"))
 
 
@@ -743,26 +851,37 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--step-seconds", type=float, default=5.0, help="time between statuses")
     parser.add_argument("--contract", type=Path, default=None, help="agency contract folder")
     parser.add_argument("--mail-root", type=Path, default=None, help="default: a temp folder")
+    parser.add_argument(
+        "--imap-server",
+        choices=["auto", "dovecot", "pymap", "none"],
+        default="auto",
+        help="what serves the hub's mailbox; auto: Dovecot if installed, else pymap",
+    )
     args = parser.parse_args(argv)
 
     root = args.mail_root or Path(tempfile.mkdtemp(prefix="loket-mail-"))
-    dovecot: DovecotServer | None = None
-    if dovecot_binary():
-        dovecot = DovecotServer(root / "dovecot", args.imap_port, args.host)
-        hub_mailbox = dovecot.add_user(args.imap_user, args.imap_password)
+    root.chmod(0o755)  # Dovecot's auth and mail processes run as other users: let them in
+    kind = imap_server_kind(args.imap_server)
+    imap_server: DovecotServer | PymapServer | None = None
+    if kind == "none":
+        print(f"email agency '{args.profile}': {DOVECOT_MISSING}", file=sys.stderr, flush=True)
+        hub_mailbox = MaildirDelivery(root / "mail" / args.imap_user / "Maildir")
+    else:
+        server_class = DovecotServer if kind == "dovecot" else PymapServer
+        imap_server = server_class(root / kind, args.imap_port, args.host)
+        hub_mailbox = imap_server.add_user(args.imap_user, args.imap_password)
         try:
-            dovecot.start()
+            imap_server.start()
         except RuntimeError as exc:
             hint = f" (set {args.imap_port_variable})" if args.imap_port_variable else ""
             print(
-                f"email agency: Dovecot did not start on port {args.imap_port}{hint}: {exc}",
+                f"email agency: {kind} did not start on port {args.imap_port}{hint}: {exc}",
                 file=sys.stderr,
                 flush=True,
             )
+            if args.mail_root is None:
+                shutil.rmtree(root, ignore_errors=True)
             sys.exit(1)
-    else:
-        print(f"email agency '{args.profile}': {DOVECOT_MISSING}", file=sys.stderr, flush=True)
-        hub_mailbox = MaildirDelivery(root / "mail" / args.imap_user / "Maildir")
 
     agency = EmailAgency(
         PROFILES[args.profile],
@@ -778,7 +897,7 @@ def main(argv: list[str] | None = None) -> None:
         smtp_username=args.smtp_user,
         smtp_password=args.smtp_password,
         hub_mailbox=hub_mailbox,
-        dovecot=dovecot,
+        imap_server=imap_server,
     )
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -788,7 +907,11 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"email agency '{args.profile}': SMTP on {args.host}:{args.smtp_port} for "
             f"{args.agency_address}; hub's mailbox "
-            + (f"over IMAP on {args.host}:{args.imap_port}" if dovecot else "not served")
+            + (
+                f"over IMAP ({kind}) on {args.host}:{args.imap_port}"
+                if imap_server
+                else "not served"
+            )
             + f" ({root})",
             flush=True,
         )
