@@ -3,8 +3,9 @@
 Many agencies have no API, only a mailbox. This adapter makes that mailbox a reliable channel.
 
 deliver: one mail per case, rendered in the agency's working language from a template
-(`templates/email/case.<lang>.txt`, Jinja2), attachments as MIME parts, the case reference in the
-subject so replies thread. The Message-ID is derived from the idempotency key
+(`templates/email/case.<lang>.txt`), attachments as MIME parts, the case reference in the subject
+so replies thread. Templates are Jinja2, not string.Template: payloads are nested and their
+optional fields are left out when empty, which wants `if` and loops; Jinja2 comes with Flask. The Message-ID is derived from the idempotency key
 (`<{key}@{message_id_domain}>`), so a repeat delivery carries the same Message-ID and the agency
 (or its mail filter) recognises it. The agency's own reference is not known until it replies, so
 the Receipt's `agency_reference` is our case reference; replies are matched on it.
@@ -13,6 +14,10 @@ poll: reads the hub's mailbox (`imap_folder`), one StatusUpdate per agency reply
 case by the reference in the subject or in In-Reply-To/References, status read with
 `status_pattern` (or `status_keywords`), de-duplicated by Message-ID. See `EmailAdapter.poll` for
 why processed mail is moved only on the *next* poll.
+
+The module is `adapters.email`; it and its neighbours import the standard library's `email`
+package absolutely (`from email.message import ...`), which resolves to the standard library
+because `adapters/` itself is never on sys.path.
 
 SMTP errors are classified once, here: 4xx replies, lost connections and timeouts are transient;
 5xx replies, refused logins and a server that lacks STARTTLS/AUTH are permanent.

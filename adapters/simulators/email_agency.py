@@ -5,7 +5,8 @@ Three real servers play the mail world around the hub:
   numbers (`OE/2026/00042`), de-duplicates on Message-ID, checks the fields its contract requires;
 - the hub's mailbox: Dovecot serving a Maildir over IMAP, where the hub reads the agency's replies;
 - the hub's mail exchanger (aiosmtpd): the agency's replies arrive over SMTP and its handler writes
-  them into that Maildir, as a real MX with local delivery would.
+  them into that Maildir, as a real MX with local delivery would. (Not Dovecot's LDA/LMTP: a plain
+  Maildir write needs no extra Dovecot service, and works the same under the pymap fallback.)
 
 The agency replies to every new case with "Status: ONTVANGEN", then moves it one step every
 `step_seconds` (IN_BEHANDELING, AFGESLOTEN), each a reply in the case's language with the case
@@ -569,10 +570,13 @@ class DovecotServer:
             lines.insert(0, f"first_valid_uid = {self.owner[0]}")
             lines.append("}")
         else:  # rootless: every Dovecot process runs as the current user, nothing chroots
-            me = self.user_name
+            import grp
+
+            me, group = self.user_name, grp.getgrgid(os.getgid()).gr_name
             lines[:0] = [
                 f"default_internal_user = {me}",
                 f"default_login_user = {me}",
+                f"default_internal_group = {group}",
                 f"first_valid_uid = {os.getuid()}",
             ]
             lines += ["  chroot =", "}", "service anvil {", "  chroot =", "}"]
