@@ -385,7 +385,9 @@ class EmailAdapter(Adapter):
                 f"IMAP folder {folder!r} cannot be opened ({_text(data)}): check imap_folder"
             )
         _, validity = imap.response("UIDVALIDITY")
-        return int(validity[0]), int(data[0] or 0)
+        # Without UIDVALIDITY (not seen in practice) 0 makes every cursor foreign: read all again.
+        value = validity[0] if validity and validity[0] else b"0"
+        return int(value), int(data[0] or 0)
 
     def poll(self, cursor: str | None, open_items: Sequence[OpenItem]) -> PollResult:
         """Read the agency's replies in the hub's mailbox.
@@ -455,7 +457,7 @@ class EmailAdapter(Adapter):
     def _move_processed(self, imap: imaplib.IMAP4, last_uid: int) -> None:
         """Move what earlier polls returned (UID <= last_uid; the hub committed it)."""
         uids = self._search(imap, f"UID 1:{last_uid}")
-        uids = [u for u in uids if u <= last_uid]  # `1:n` also names the top UID when n > it
+        uids = [u for u in uids if u <= last_uid]  # servers differ on sets past the top UID
         if not uids:
             return
         target = _quote(self.config["processed_folder"])
