@@ -193,10 +193,12 @@ def test_a_worker_killed_mid_run_loses_no_delivery_and_duplicates_no_case(
 def test_loket_run_starts_everything_files_the_readme_example_and_stops_cleanly(tmp_path):
     web_port = free_port()
     sim_ports = {agency_id: free_port() for agency_id in SIM_PROFILES}
+    mail_ports = {"SMTP_PORT": free_port(), "IMAP_PORT": free_port()}  # the email agency
     env = {
         "LOKET_WEB_PORT": str(web_port),
         "LOKET_DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}",
         **{env_prefix(a) + "_URL": f"http://127.0.0.1:{p}/api" for a, p in sim_ports.items()},
+        **{env_prefix("ombudsman-energy") + f"_{k}": str(p) for k, p in mail_ports.items()},
     }
     sim_ports["favv"] = free_port()  # FAVV's SOAP simulator
     env["LOKET_FAVV_URL"] = f"http://127.0.0.1:{sim_ports['favv']}/meldpunt"
@@ -234,6 +236,13 @@ def test_loket_run_starts_everything_files_the_readme_example_and_stops_cleanly(
             return status if ok else None
 
         wait_until(received, 30, "the agency's reference and `received` at the status URL")
+        # the email agency too: its reply comes back through the mailbox `loket run` serves
+        filed = requests.post(
+            f"{web}/api/v1/cases", json={**example, "domain": "energy.billing"}, timeout=10
+        ).json()
+        auth = {"Authorization": f"Bearer {filed['tracking_token']}"}
+        status = wait_until(received, 30, "the energy ombudsman's `received`, from its reply mail")
+        assert status["agencies"][0]["agency"] == "ombudsman-energy"
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=30)
@@ -242,7 +251,7 @@ def test_loket_run_starts_everything_files_the_readme_example_and_stops_cleanly(
     assert "all processes stopped" in (tmp_path / "run.log").read_text()
     import socket
 
-    for port in [web_port, *sim_ports.values()]:
+    for port in [web_port, *sim_ports.values(), *mail_ports.values()]:
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers after Ctrl-C"
 
