@@ -325,6 +325,19 @@ def _apply_to(
         )
         return STALE
     lifecycle.move(s, a, rule.status, message=update.message, **common)
+    if update.agency_reference and update.agency_reference != a.agency_reference:
+        # Transports that learn the agency's own number only from its answers (email, file
+        # drops) receipt with our reference; the agency's first answer naming its own replaces it.
+        lifecycle.add_event(
+            s,
+            a.case,
+            actor="hub",
+            at=update.occurred_at,
+            now=now,
+            assignment=a,
+            message=f"The agency's reference is {update.agency_reference}.",
+        )
+        a.agency_reference = update.agency_reference
     a.agency_status = update.agency_status
     a.status_at = update.occurred_at
     if rule.outcome:

@@ -62,6 +62,8 @@ def test_an_energy_case_goes_received_in_progress_resolved_by_mail(hub, energy, 
 
     a = assignment(hub, filed.reference)
     assert (a.status, a.outcome, a.agency_status) == ("resolved", "solved", "AFGESLOTEN")
+    # the receipt carried our reference; the agency's first reply named its own, which replaced it
+    assert a.agency_reference == "OE/2026/00001"
     events = timeline(hub, filed.reference)
     assert distinct_statuses(events) == ["queued", "sent", "received", "in_progress", "resolved"]
     agency_events = [e for e in events if e.actor == "agency"]
