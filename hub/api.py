@@ -242,18 +242,5 @@ def _status_body(case: Case, h: Hub) -> dict[str, Any]:
 
 @bp.get("/domains")
 def domains():
-    data = taxonomy.load()
     lang = request.args.get("lang", "en")
-    return jsonify(
-        {
-            "domains": [
-                {
-                    "code": f"{area}.{sub}",
-                    "area": spec["label"].get(lang, spec["label"]["en"]),
-                    "label": labels.get(lang, labels["en"]),
-                }
-                for area, spec in data["areas"].items()
-                for sub, labels in spec["subareas"].items()
-            ]
-        }
-    )
+    return jsonify({"domains": [d.public(lang) for d in taxonomy.subareas()]})

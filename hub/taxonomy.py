@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -12,12 +14,50 @@ from hub.config import CONTRACTS_DIR
 DOMAINS_FILE = CONTRACTS_DIR / "domains.yaml"
 
 
+@dataclass(frozen=True)
+class Subarea:
+    code: str  # area.subarea
+    area_label: dict[str, str]
+    label: dict[str, str]
+    explain: dict[str, str]
+    options: tuple[str, ...]  # case kinds the front desk offers
+
+    def public(self, lang: str) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "area": self.area_label.get(lang, self.area_label["en"]),
+            "label": self.label.get(lang, self.label["en"]),
+            "explain": self.explain.get(lang, self.explain.get("en")),
+            "options": list(self.options),
+        }
+
+
 @lru_cache(maxsize=4)
 def load(path: Path = DOMAINS_FILE) -> dict:
     with open(path, encoding="utf-8") as fh:
         return yaml.safe_load(fh)
 
 
+@lru_cache(maxsize=4)
+def subareas(path: Path = DOMAINS_FILE) -> tuple[Subarea, ...]:
+    out = []
+    for area, spec in load(path)["areas"].items():
+        for sub, sub_spec in spec["subareas"].items():
+            out.append(
+                Subarea(
+                    code=f"{area}.{sub}",
+                    area_label=spec["label"],
+                    label=sub_spec["label"],
+                    explain=sub_spec.get("explain") or {},
+                    options=tuple(sub_spec.get("options") or ()),
+                )
+            )
+    return tuple(out)
+
+
 def domain_codes(path: Path = DOMAINS_FILE) -> frozenset[str]:
-    areas = load(path)["areas"]
-    return frozenset(f"{area}.{sub}" for area, spec in areas.items() for sub in spec["subareas"])
+    return frozenset(s.code for s in subareas(path))
+
+
+def get(code: str) -> Subarea | None:
+    return next((s for s in subareas() if s.code == code), None)
