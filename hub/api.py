@@ -111,9 +111,34 @@ def file_case():
     except ValidationError as exc:
         raise validation_problem(exc) from None
     h = hub()
-    filed = intake.file_case(
-        h.db, data, router=h.router, directory=h.directory, clock=h.clock, random=h.random
-    )
+    lang = data["language"]
+    try:
+        filed = intake.file_case(
+            h.db, data, router=h.router, directory=h.directory, clock=h.clock, random=h.random
+        )
+    except intake.NeedsAnswers as exc:
+        raise Problem(
+            422,
+            "needs-answers",
+            f"{len(exc.missing)} question(s) must be answered before the case can be sent. "
+            "Nothing was stored.",
+            errors=[
+                field_error(
+                    m.field.split("."),
+                    f"Asked by {h.directory[m.agency_id].name(lang)}.",
+                    m.question,
+                )
+                for m in exc.missing
+            ],
+        ) from None
+    except intake.NotAdmissible as exc:
+        raise Problem(
+            422,
+            "not-admissible",
+            "The agencies for this problem cannot take the case yet; each refusal says what to "
+            "do first. Nothing was stored.",
+            extra={"refusals": [_refusal(r, h, lang) for r in exc.refusals]},
+        ) from None
     status_url = f"{request.url_root.rstrip('/')}/api/v1/cases/{filed.reference}"
     response = jsonify(
         {
@@ -129,6 +154,7 @@ def file_case():
                 }
                 for r in filed.recipients
             ],
+            "not_sent": [_refusal(r, h, lang) for r in filed.not_sent],
             "note": "Keep the tracking token: it is shown only once. Send it as "
             "'Authorization: Bearer <token>' to read the status.",
         }
@@ -137,6 +163,16 @@ def file_case():
     response.headers["Location"] = status_url
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _refusal(r, h: Hub, lang: str) -> dict[str, str]:
+    return {
+        "agency": r.agency_id,
+        "name": h.directory[r.agency_id].name(lang),
+        "check": r.check,
+        "reason": r.reason,
+        "advice": r.advice,
+    }
 
 
 def _bearer() -> str | None:
@@ -244,3 +280,47 @@ def _status_body(case: Case, h: Hub) -> dict[str, Any]:
 def domains():
     lang = request.args.get("lang", "en")
     return jsonify({"domains": [d.public(lang) for d in taxonomy.subareas()]})
+
+
+@bp.get("/prechecks")
+def prechecks():
+    """The questions the agencies for a situation ask before a case can be sent to them."""
+    from hub.routing import Situation
+
+    args = request.args
+    kind, domain, lang = args.get("kind"), args.get("domain"), args.get("lang", "en")
+    errors = []
+    if kind not in ("question", "complaint", "report", "mediation"):
+        errors.append(
+            field_error(
+                ["kind"], "Missing or unknown.", "One of: question, complaint, report, mediation."
+            )
+        )
+    if domain not in taxonomy.domain_codes():
+        errors.append(
+            field_error(
+                ["domain"],
+                "Missing or unknown.",
+                "A code from GET /api/v1/domains, e.g. telecom.billing.",
+            )
+        )
+    if lang not in ("nl", "fr", "de", "en"):
+        errors.append(field_error(["lang"], "Unknown language.", "One of: nl, fr, de, en."))
+    if errors:
+        raise Problem(422, "validation", "The query needs a valid kind and domain.", errors=errors)
+    h = hub()
+    situation = Situation(str(kind), str(domain), lang, args.get("trader_country"))
+    return jsonify(
+        {
+            "questions": [
+                {
+                    "check": m.check,
+                    "field": m.field,
+                    "question": m.question,
+                    "agency": m.agency_id,
+                    "name": h.directory[m.agency_id].name(lang),
+                }
+                for m in h.router.questions(situation)
+            ]
+        }
+    )

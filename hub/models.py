@@ -76,6 +76,7 @@ class Case(Base):
     currency: Mapped[str | None] = mapped_column(String(3))
     consent_share: Mapped[bool] = mapped_column(Boolean)
     anonymous_to_trader: Mapped[bool] = mapped_column(Boolean, default=False)
+    answers: Mapped[Any | None] = mapped_column(JSON)  # the consumer's answers to pre-checks
     status: Mapped[str] = mapped_column(String(32))
     token_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -126,7 +127,11 @@ class Assignment(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
     agency_id: Mapped[str] = mapped_column(String(64))
-    reason: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text)
+    stage: Mapped[str] = mapped_column(String(16), default="handle", server_default="handle")
+    referred_from_id: Mapped[int | None] = mapped_column(
+        ForeignKey("assignments.id", ondelete="SET NULL")
+    )
     status: Mapped[str] = mapped_column(String(32))
     agency_status: Mapped[str | None] = mapped_column(String(64))
     agency_reference: Mapped[str | None] = mapped_column(String(128))
@@ -134,6 +139,10 @@ class Assignment(Base):
     acknowledge_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     answer_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The answer clock stops while the agency waits for the consumer (paused_at is set).
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    paused_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    past_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

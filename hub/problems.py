@@ -24,6 +24,17 @@ TYPES: dict[str, tuple[str, str]] = {
         "One or more fields are missing or wrong. Each entry of `errors` names the field (as a "
         "JSON Pointer) and says how to fix it. Nothing was stored.",
     ),
+    "needs-answers": (
+        "Questions to answer first",
+        "The agencies this case would go to ask admissibility questions first. Each entry of "
+        "`errors` names the answer field and gives the question as the fix. Nothing was stored.",
+    ),
+    "not-admissible": (
+        "The case cannot be sent yet",
+        "Every agency for this problem refuses the case for now. Each entry of `refusals` says "
+        "why and what to do first (for example: complain to the trader in writing). Nothing was "
+        "stored.",
+    ),
     "malformed-json": (
         "The body is not valid JSON",
         "The body could not be parsed as JSON. `detail` gives the position of the first error.",

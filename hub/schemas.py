@@ -10,7 +10,15 @@ import re
 from datetime import date
 from decimal import Decimal
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    validate,
+    validates,
+    validates_schema,
+)
 
 from hub import taxonomy
 
@@ -160,11 +168,28 @@ class CaseInSchema(Strict):
         required=True,
         metadata={"fix": 'An object: {"share_with_agencies": true}.'},
     )
+    answers = fields.Dict(
+        keys=fields.String(validate=validate.Regexp(r"^[a-z][a-z0-9_]{1,40}$")),
+        values=fields.Boolean(),
+        metadata={
+            "fix": 'Answers to the pre-checks by id, e.g. {"contacted_trader": true}; '
+            "GET /api/v1/prechecks lists the questions."
+        },
+    )
 
     @validates("domain")
     def _domain(self, value: str, **_: object) -> None:
         if value not in taxonomy.domain_codes():
             raise ValidationError(f"Unknown domain {value!r}.")
+
+    @validates_schema
+    def _kind_offered(self, data: dict, **_: object) -> None:
+        subarea = taxonomy.get(data.get("domain", ""))
+        if subarea is not None and subarea.options and data.get("kind") not in subarea.options:
+            raise ValidationError(
+                f"For {subarea.code} the front desk offers: {', '.join(subarea.options)}.",
+                field_name="kind",
+            )
 
     @validates("incident_date")
     def _not_future(self, value: date, **_: object) -> None:

@@ -30,7 +30,7 @@ class Hub:
         random: RandomSource | None = None,
     ) -> Hub:
         directory = Directory.load(settings.agencies_dir)
-        router = Router.from_file(settings.routing_file, directory.ids())
+        router = Router.from_file(settings.routing_file, directory.agencies)
         return cls(
             settings=settings,
             db=db or Database(settings.database_url),

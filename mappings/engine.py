@@ -340,6 +340,26 @@ class StatusRule:
 
 
 @dataclass(frozen=True)
+class Precheck:
+    """An admissibility condition of an agency, asked before a case is sent to it.
+
+    Either a question the consumer must answer yes to (`ask`), or a maximum age of the incident
+    (`max_age_days`). `reason` says why a case fails it, `advice` what to do first.
+    """
+
+    id: str
+    applies_to: tuple[str, ...]
+    ask: Mapping[str, str] | None
+    max_age_days: int | None
+    reason: Mapping[str, str]
+    advice: Mapping[str, str]
+
+    def text(self, field_: str, language: str) -> str:
+        table = getattr(self, field_) or {}
+        return table.get(language) or table.get("en", "")
+
+
+@dataclass(frozen=True)
 class RetryPolicy:
     """Exponential backoff with full jitter: wait uniform(0, min(cap, base * multiplier^(n-1)))."""
 
@@ -394,6 +414,7 @@ class AgencyMapping:
     source: Path
     extra: Mapping[str, Any] = field(default_factory=dict)
     delivery: DeliveryPolicy = field(default_factory=DeliveryPolicy)
+    prechecks: tuple[Precheck, ...] = ()
 
     def name(self, language: str = "en") -> str:
         return self.names.get(language) or self.names["en"]
@@ -664,7 +685,8 @@ def load_agency(path: str | Path, env: Mapping[str, str] | None = None) -> Agenc
     )
 
     delivery = parse_delivery(data.get("delivery"), path, lines)
-    known_keys = {*REQUIRED_KEYS, "poll", "delivery"}
+    prechecks = parse_prechecks(data.get("prechecks"), kinds, path, lines)
+    known_keys = {*REQUIRED_KEYS, "poll", "delivery", "prechecks"}
     extra = {k: v for k, v in data.items() if k not in known_keys}
     return AgencyMapping(
         id=agency_id,
@@ -683,7 +705,103 @@ def load_agency(path: str | Path, env: Mapping[str, str] | None = None) -> Agenc
         source=path,
         extra=extra,
         delivery=delivery,
+        prechecks=prechecks,
     )
+
+
+def _four_languages(value: Any, path: Path, key: str, line: int | None) -> dict[str, str]:
+    if not isinstance(value, dict) or any(not value.get(lang) for lang in LANGUAGES):
+        missing = [lang for lang in LANGUAGES if not isinstance(value, dict) or not value.get(lang)]
+        raise MappingError(
+            path,
+            key,
+            f"text missing in {', '.join(missing)}",
+            "write it in nl, fr, de and en",
+            line,
+        )
+    return {lang: str(value[lang]) for lang in LANGUAGES}
+
+
+def parse_prechecks(
+    raw: Any, kinds: tuple[str, ...], path: Path, lines: _Lines
+) -> tuple[Precheck, ...]:
+    """The `prechecks:` list: admissibility conditions the front desk asks before sending."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise MappingError(
+            path,
+            "prechecks",
+            "not a list",
+            "write a list of checks, each with id, ask or max_age, and advice",
+            lines.line("prechecks"),
+        )
+    out, seen = [], set()
+    for i, item in enumerate(raw):
+        key = f"prechecks[{i}]"
+        line = lines.line("prechecks")
+        if not isinstance(item, dict) or not re.match(
+            r"^[a-z][a-z0-9_]{1,40}$", str(item.get("id", ""))
+        ):
+            raise MappingError(
+                path,
+                f"{key}.id",
+                "missing or not a lower_case id",
+                "give each check an id like contacted_trader",
+                line,
+            )
+        check_id = item["id"]
+        if check_id in seen:
+            raise MappingError(
+                path, f"{key}.id", f"{check_id!r} appears twice", "give each check its own id", line
+            )
+        seen.add(check_id)
+        unknown = set(item) - {"id", "applies_to", "ask", "max_age", "reason", "advice"}
+        if unknown:
+            raise MappingError(
+                path,
+                f"{key}.{sorted(unknown)[0]}",
+                "unknown setting",
+                "use id, applies_to, ask or max_age, reason, advice",
+                line,
+            )
+        applies = tuple(item.get("applies_to") or kinds)
+        bad = [k for k in applies if k not in kinds]
+        if bad:
+            raise MappingError(
+                path,
+                f"{key}.applies_to",
+                f"kinds {bad} are not handled by this agency",
+                f"use some of {list(kinds)}",
+                line,
+            )
+        if ("ask" in item) == ("max_age" in item):
+            raise MappingError(
+                path,
+                key,
+                "a check needs exactly one of `ask` or `max_age`",
+                "ask a yes/no question, or limit the incident's age (max_age: 1 year)",
+                line,
+            )
+        ask = _four_languages(item["ask"], path, f"{key}.ask", line) if "ask" in item else None
+        max_age = None
+        if "max_age" in item:
+            m = re.match(r"^\s*(\d+)\s*(years?|days?)\s*$", str(item["max_age"]))
+            if not m:
+                raise MappingError(
+                    path,
+                    f"{key}.max_age",
+                    f"cannot read {item['max_age']!r}",
+                    "write e.g. max_age: 1 year, or max_age: 90 days",
+                    line,
+                )
+            max_age = int(m.group(1)) * (365 if m.group(2).startswith("year") else 1)
+        reason = (
+            _four_languages(item["reason"], path, f"{key}.reason", line) if "reason" in item else {}
+        )
+        advice = _four_languages(item.get("advice"), path, f"{key}.advice", line)
+        out.append(Precheck(check_id, applies, ask, max_age, reason, advice))
+    return tuple(out)
 
 
 def parse_delivery(raw: Any, path: Path, lines: _Lines) -> DeliveryPolicy:

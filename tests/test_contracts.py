@@ -62,7 +62,11 @@ def compare(schema: Schema, node: dict, path: str) -> list[str]:
         if isinstance(f, fields.Nested):
             problems += compare(f.schema, props[name], where)
             continue
-        expected_type = {fields.Boolean: "boolean", fields.Decimal: "number"}.get(type(f), "string")
+        expected_type = {
+            fields.Boolean: "boolean",
+            fields.Decimal: "number",
+            fields.Dict: "object",
+        }.get(type(f), "string")
         if p.get("type") != expected_type:
             problems.append(f"{where}: type {p.get('type')} in contract, {expected_type} in code")
         for v in _validator_of(f, validate.OneOf):
@@ -86,6 +90,14 @@ def compare(schema: Schema, node: dict, path: str) -> list[str]:
         for v in _validator_of(f, validate.Equal):
             if p.get("const") != v.comparable:
                 problems.append(f"{where}: const {v.comparable!r} vs {p.get('const')!r}")
+        if isinstance(f, fields.Dict):
+            key_pattern = [v.regex.pattern for v in _validator_of(f.key_field, validate.Regexp)]
+            if key_pattern != [p.get("propertyNames", {}).get("pattern")]:
+                problems.append(f"{where}: key pattern {key_pattern} vs {p.get('propertyNames')}")
+            if p.get("additionalProperties", {}).get("type") != "boolean" or not isinstance(
+                f.value_field, fields.Boolean
+            ):
+                problems.append(f"{where}: values must be booleans in both")
         fmt = {fields.Email: "email", fields.Url: "uri", fields.Date: "date"}.get(type(f))
         if fmt and p.get("format") != fmt:
             problems.append(f"{where}: format {fmt} in code, {p.get('format')} in contract")
