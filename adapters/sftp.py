@@ -355,8 +355,8 @@ class SftpAdapter(Adapter):
                 cause = getattr(transport, "saved_exception", None) or exc
                 if "banner" in str(cause):
                     raise TransientError(
-                        f"{what}: {self.where} accepted the connection but did not speak SSH "
-                        f"within {timeout:g} s"
+                        f"{what}: {self.where} accepted the connection but sent no SSH greeting "
+                        f"within {timeout:g} s ({_short(cause)})"
                     ) from None
                 raise TransientError(
                     f"{what}: cannot connect to {self.where} ({_short(cause)})"

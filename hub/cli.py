@@ -210,13 +210,15 @@ def mappings_validate() -> None:
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.argument("kind", type=click.Choice(["rest"]))
+@click.argument("kind", type=click.Choice(["rest", "sftp"]))
 @click.pass_context
 def simulate(ctx: click.Context, kind: str) -> None:
-    """Run an agency simulator (options: see `loket simulate rest --help`)."""
-    from adapters.simulators import rest_agency
+    """Run an agency simulator (options: see `loket simulate rest|sftp --help`)."""
+    import importlib
 
-    rest_agency.main(ctx.args)
+    from adapters.simulators import LAUNCHERS
+
+    importlib.import_module(LAUNCHERS[kind]).main(ctx.args)
 
 
 if __name__ == "__main__":

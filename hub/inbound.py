@@ -182,6 +182,7 @@ def _apply_to(
     key: str | None = None,
 ) -> str:
     key = key or update.key()
+    _adopt_agency_reference(a, update)
     if lifecycle.event_exists(s, a.id, key):
         return DUPLICATE
     rule = mapping.map_status(update.agency_status)
@@ -227,6 +228,15 @@ def _apply_to(
     lifecycle.refresh_case(a.case, now)
     s.flush()
     return APPLIED
+
+
+def _adopt_agency_reference(a: Assignment, update: StatusUpdate) -> None:
+    """An agency that numbers a case only when its batch runs (SFTP, email) names that number in
+    a later status; the receipt held a provisional reference (e.g. the file name). When the
+    update names our case reference too, the agency's own number becomes the reference shown."""
+    new = update.agency_reference
+    if new and new != a.agency_reference and update.case_reference == a.case.reference:
+        a.agency_reference = new[:128]
 
 
 def _parked(s: Session, agency_id: str, *conditions) -> list[UnmatchedUpdate]:

@@ -502,8 +502,16 @@ class AsyncsshServer:
     """A pure-Python SFTP server (asyncssh), chrooted to `data_dir`, on its own event loop
     thread: any username that presents the authorised client key gets in."""
 
-    def __init__(self, data_dir: Path, keys: Keys, port: int, host: str = "127.0.0.1"):
+    def __init__(
+        self,
+        data_dir: Path,
+        keys: Keys,
+        port: int,
+        host: str = "127.0.0.1",
+        server_class: Any = None,
+    ):
         self.data_dir, self.keys, self.host, self.port = Path(data_dir), keys, host, port
+        self.server_class = server_class  # an asyncssh.SFTPServer subclass (tests record calls)
         self._loop: Any = None
         self._thread: threading.Thread | None = None
         self._acceptor: Any = None
@@ -512,12 +520,13 @@ class AsyncsshServer:
         import asyncssh
 
         chroot = os.fsencode(str(self.data_dir.resolve()))
+        server_class = self.server_class or asyncssh.SFTPServer
         self._acceptor = await asyncssh.listen(
             self.host,
             self.port,
             server_host_keys=[str(self.keys.host_key)],
             authorized_client_keys=str(self.keys.authorized_keys),
-            sftp_factory=lambda chan: asyncssh.SFTPServer(chan, chroot=chroot),
+            sftp_factory=lambda chan: server_class(chan, chroot=chroot),
             allow_scp=False,
             password_auth=False,
             kbdint_auth=False,
