@@ -352,14 +352,13 @@ class SftpAdapter(Adapter):
                 raise TransientError(f"{what}: {self.where} did not answer in time") from None
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 transport = client.get_transport()
-                cause = getattr(transport, "saved_exception", None) or exc
-                if "banner" in str(cause):
+                if transport is not None and not getattr(transport, "remote_version", None):
                     raise TransientError(
-                        f"{what}: {self.where} accepted the connection but sent no SSH greeting "
-                        f"within {timeout:g} s ({_short(cause)})"
+                        f"{what}: {self.where} accepted the connection but no SSH greeting "
+                        f"came within {timeout:g} s ({_short(exc)})"
                     ) from None
                 raise TransientError(
-                    f"{what}: cannot connect to {self.where} ({_short(cause)})"
+                    f"{what}: cannot connect to {self.where} ({_short(exc)})"
                 ) from None
             try:
                 sftp = client.open_sftp()
@@ -441,7 +440,7 @@ class SftpAdapter(Adapter):
                 "idempotency_key": item.idempotency_key,
             }
         }
-        with self._sftp(f"deliver {name}") as sftp:
+        with self._sftp(f"deliver {name} to {c['inbox_dir']}") as sftp:
             for where in (final, posixpath.join(c["archive_dir"], name)):
                 if _exists(sftp, where):
                     return Receipt(name, duplicate=True, raw={**raw, "found": where})
@@ -641,7 +640,13 @@ class SftpAdapter(Adapter):
         try:
             with self._sftp("check") as sftp:
                 for key in ("inbox_dir", "outbox_dir"):
-                    if not stat.S_ISDIR(sftp.stat(c[key]).st_mode or 0):
+                    try:
+                        mode = sftp.stat(c[key]).st_mode or 0
+                    except FileNotFoundError:
+                        raise PermanentError(
+                            f"check: {key} {c[key]!r} does not exist on {self.where}"
+                        ) from None
+                    if not stat.S_ISDIR(mode):
                         raise PermanentError(f"check: {key} {c[key]!r} is not a folder")
         except AdapterError as exc:
             return Health(False, exc.detail, (time.perf_counter() - started) * 1000)

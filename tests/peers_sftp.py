@@ -13,13 +13,11 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from adapters.simulators.sftp_agency import (
     PROFILES,
@@ -186,14 +184,6 @@ def start_asyncssh(root: Path, *, fmt: str = "xml", server_class: Any = None) ->
     port = free_port()
     server = AsyncsshServer(data, keys, port, server_class=server_class).start()
     return SftpServer(root, data, keys, port, batch, clock, "loket", server.stop)
-
-
-@pytest.fixture
-def sftp_server(tmp_path) -> Iterator[SftpServer]:
-    """OpenSSH sshd on a free loopback port serving the simulated Economic Inspection (XML)."""
-    server = start_sshd(tmp_path / "sftp")
-    yield server
-    server.stop()
 
 
 class SftpPeer(Peer):
