@@ -6,9 +6,9 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: install run test lint typecheck clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tests/thirdparty/loket-spool/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]' -e tests/thirdparty/loket-spool
 	touch $(STAMP)
 
 install: $(STAMP)

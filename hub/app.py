@@ -21,6 +21,9 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.extensions["loket"] = hub
+    from hub.metrics import web_registry
+
+    app.extensions["loket.metrics"] = web_registry(hub.db, hub.clock.now)
 
     from admin import bp as admin_bp
     from hub.api import bp as api_bp

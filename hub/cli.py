@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
@@ -176,6 +177,159 @@ def agencies_check(agency_id: str | None) -> None:
         )
     hub.close()
     if failed:
+        sys.exit(1)
+
+
+@agencies.command("pause")
+@click.argument("agency_id")
+@click.option("--reason", required=True, help="shown to other operators")
+@click.option(
+    "--operator", default=lambda: os.environ.get("USER", "operator"), show_default="$USER"
+)
+def agencies_pause(agency_id: str, reason: str, operator: str) -> None:
+    """Stop delivering to an agency (its cases wait; nothing is lost)."""
+    from hub import control
+
+    hub = _hub(_settings())
+    _known_agency(hub, agency_id)
+    control.pause(hub.db, agency_id, by=operator, reason=reason, now=hub.clock.now())
+    click.echo(f"{agency_id} paused by {operator}: {reason}")
+
+
+@agencies.command("resume")
+@click.argument("agency_id")
+def agencies_resume(agency_id: str) -> None:
+    """Resume delivering to an agency (and close its circuit breaker)."""
+    from hub import control
+
+    hub = _hub(_settings())
+    _known_agency(hub, agency_id)
+    control.resume(hub.db, agency_id, now=hub.clock.now())
+    click.echo(f"{agency_id} resumed")
+
+
+@agencies.command("status")
+def agencies_status() -> None:
+    """Per agency: breaker, pause, and the delivery queue."""
+    from sqlalchemy import func, select
+
+    from hub import control
+    from hub.models import Delivery
+
+    hub = _hub(_settings())
+    states = control.states(hub.db)
+    with hub.db.session(read_only=True) as s:
+        counts: dict[str, dict[str, int]] = {}
+        for agency, state, n in s.execute(
+            select(Delivery.agency_id, Delivery.state, func.count()).group_by(
+                Delivery.agency_id, Delivery.state
+            )
+        ):
+            counts.setdefault(agency, {})[state] = n
+    click.echo(
+        f"{'agency':24} {'breaker':9} {'paused':6} {'pending':>7} {'retry':>5} "
+        f"{'leased':>6} {'dead':>4} {'done':>6}  note"
+    )
+    for agency_id in hub.directory.ids():
+        st = states.get(agency_id)
+        c = counts.get(agency_id, {})
+        note = ""
+        if st and st.paused:
+            note = f"paused by {st.paused_by}: {st.paused_reason}"
+        elif st and st.breaker != "closed":
+            note = (
+                f"probe at {st.probe_at:%H:%M:%S}; last error: {st.last_error}"
+                if st.probe_at
+                else ""
+            )
+        click.echo(
+            f"{agency_id:24} {(st.breaker if st else 'closed'):9} "
+            f"{('yes' if st and st.paused else 'no'):6} {c.get('pending', 0):>7} "
+            f"{c.get('retry', 0):>5} {c.get('leased', 0):>6} {c.get('dead', 0):>4} "
+            f"{c.get('done', 0):>6}  {note}"
+        )
+
+
+def _known_agency(hub, agency_id: str) -> None:
+    if agency_id not in hub.directory:
+        raise click.BadParameter(
+            f"no agency {agency_id!r}; known: {', '.join(hub.directory.ids())}",
+            param_hint="AGENCY_ID",
+        )
+
+
+# --------------------------------------------------------------------------------- dead letters
+
+
+@main.group("dead-letters")
+def dead_letters() -> None:
+    """Deliveries that failed for good: inspect and resend them safely."""
+
+
+@dead_letters.command("list")
+@click.option("--agency", "agency_id", help="only this agency's")
+@click.option(
+    "--json", "as_json", is_flag=True, help="machine-readable, with payloads and attempts"
+)
+def dead_letters_list(agency_id: str | None, as_json: bool) -> None:
+    """List dead letters with their last error."""
+    from hub import outbox
+
+    hub = _hub(_settings())
+    if agency_id:
+        _known_agency(hub, agency_id)
+    letters = outbox.dead_letters(hub.db, agency_id)
+    if as_json:
+        import dataclasses
+        import json
+
+        click.echo(json.dumps([dataclasses.asdict(d) for d in letters], default=str, indent=2))
+        return
+    if not letters:
+        click.echo("no dead letters")
+        return
+    click.echo(f"{'id':>6} {'agency':24} {'case':14} {'tries':>5} {'dead since':20} last error")
+    for d in letters:
+        when = f"{d.dead_at:%Y-%m-%d %H:%M:%S}" if d.dead_at else "-"
+        click.echo(
+            f"{d.delivery_id:>6} {d.agency_id:24} {d.case_reference:14} {d.attempts:>5} "
+            f"{when:20} [{d.last_error_kind}] {d.last_error}"
+        )
+
+
+@dead_letters.command("resend")
+@click.argument("delivery_ids", nargs=-1, type=int)
+@click.option("--agency", "agency_id", help="resend all of this agency's dead letters")
+@click.option(
+    "--operator", default=lambda: os.environ.get("USER", "operator"), show_default="$USER"
+)
+def dead_letters_resend(
+    delivery_ids: tuple[int, ...], agency_id: str | None, operator: str
+) -> None:
+    """Resend dead letters (by id, or all of an agency's) with their original idempotency key."""
+    from hub import outbox
+
+    if not delivery_ids and not agency_id:
+        raise click.UsageError(
+            "name the dead letters to resend (ids from `loket dead-letters "
+            "list`) or give --agency AGENCY_ID"
+        )
+    hub = _hub(_settings())
+    if agency_id:
+        _known_agency(hub, agency_id)
+    result = outbox.resend(
+        hub.db,
+        now=hub.clock.now(),
+        operator=operator,
+        delivery_ids=list(delivery_ids) or None,
+        agency_id=agency_id,
+    )
+    for delivery_id in result.resent:
+        click.echo(f"resent {delivery_id}")
+    for delivery_id, why in result.skipped:
+        click.echo(f"skipped {delivery_id}: {why}", err=True)
+    click.echo(f"{len(result.resent)} resent, {len(result.skipped)} skipped")
+    if result.skipped and not result.resent:
         sys.exit(1)
 
 

@@ -94,3 +94,12 @@ def upgrade(url: str, revision: str = "head") -> None:
     from alembic import command
 
     command.upgrade(alembic_config(url), revision)
+
+
+def insert_if_missing(session, model, key: str, **values) -> None:
+    """INSERT ... ON CONFLICT (key) DO NOTHING: create a row two processes may create at once."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    session.execute(insert(model).values(**values).on_conflict_do_nothing(index_elements=[key]))

@@ -12,15 +12,16 @@ Rules that keep statuses from being lost or doubled:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select
+from sqlalchemy import update as sa_update
 from sqlalchemy.orm import Session, selectinload
 
 from adapters.base import InboundProblem as InboundProblemValue
 from adapters.base import OpenItem, PollResult, StatusUpdate
 from hub import lifecycle
-from hub.db import Database
+from hub.db import Database, insert_if_missing
 from hub.models import Assignment, Case, Delivery, InboundProblem, PollCursor, UnmatchedUpdate
 from mappings.engine import AgencyMapping
 
@@ -70,17 +71,22 @@ def get_cursor(db: Database, agency_id: str) -> str | None:
 
 
 def _cursor_row(s: Session, agency_id: str) -> PollCursor:
-    row = s.get(PollCursor, agency_id)
-    if row is None:
-        row = PollCursor(agency_id=agency_id)
-        s.add(row)
-    return row
+    insert_if_missing(s, PollCursor, "agency_id", agency_id=agency_id)
+    return s.scalars(select(PollCursor).where(PollCursor.agency_id == agency_id)).one()
 
 
 def apply_poll(
-    db: Database, mapping: AgencyMapping, result: PollResult, now: datetime
+    db: Database,
+    mapping: AgencyMapping,
+    result: PollResult,
+    now: datetime,
+    worker_id: str | None = None,
 ) -> ApplyStats:
-    """Apply a poll's updates and save its cursor, atomically."""
+    """Apply a poll's updates and save its cursor, atomically.
+
+    With `worker_id`, the cursor is saved only if that worker still holds the poll lease; a worker
+    that lost it still applies the updates (that is idempotent) but does not move the cursor.
+    """
     stats = ApplyStats()
     with db.session() as s:
         # Updates parked while a receipt was being recorded concurrently go first, in order.
@@ -91,10 +97,40 @@ def apply_poll(
         for problem in result.problems:
             stats.add(record_problem(s, mapping.id, problem, now))
         row = _cursor_row(s, mapping.id)
-        row.cursor = result.cursor
+        if worker_id is None or row.leased_by in (None, worker_id):
+            row.cursor = result.cursor
         row.updated_at = row.last_success_at = now
         row.last_error = None
     return stats
+
+
+def lease_poll(db: Database, agency_id: str, worker_id: str, now: datetime, seconds: float) -> bool:
+    """Take the agency's poll lease; False when another worker holds a live one."""
+    with db.session() as s:
+        insert_if_missing(s, PollCursor, "agency_id", agency_id=agency_id)
+        taken = s.execute(
+            sa_update(PollCursor)
+            .where(
+                PollCursor.agency_id == agency_id,
+                or_(
+                    PollCursor.lease_expires_at.is_(None),
+                    PollCursor.lease_expires_at <= now,
+                    PollCursor.leased_by == worker_id,
+                ),
+            )
+            .values(leased_by=worker_id, lease_expires_at=now + timedelta(seconds=seconds))
+        )
+        return taken.rowcount == 1
+
+
+def release_poll(db: Database, agency_id: str, worker_id: str) -> None:
+    """Give the poll lease back (the cursor row keeps who polled last)."""
+    with db.session() as s:
+        s.execute(
+            sa_update(PollCursor)
+            .where(PollCursor.agency_id == agency_id, PollCursor.leased_by == worker_id)
+            .values(lease_expires_at=None)
+        )
 
 
 def record_problem(s: Session, agency_id: str, problem: InboundProblemValue, now: datetime) -> str:

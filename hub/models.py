@@ -151,7 +151,7 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         Index(None, "state", "next_attempt_at"),
-        Index(None, "agency_id", "state"),
+        Index(None, "agency_id", "state", "next_attempt_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -171,6 +171,10 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    dead_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Each resend starts a new round of attempts; `attempts` keeps counting for the evidence.
+    resends: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    round_started_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     assignment: Mapped[Assignment] = relationship(back_populates="delivery")
     attempt_log: Mapped[list[DeliveryAttempt]] = relationship(order_by="DeliveryAttempt.id")
@@ -217,6 +221,28 @@ class StatusEvent(Base):
 
     case: Mapped[Case] = relationship(back_populates="events")
     assignment: Mapped[Assignment | None] = relationship()
+
+
+class AgencyState(Base):
+    """Per-agency delivery control shared by every worker: the circuit breaker and a manual pause.
+
+    breaker: closed (deliver) | open (wait until probe_at) | half_open (one probe in flight until
+    probe_until). A claim locks this row, so the in-flight cap and the breaker hold across workers.
+    """
+
+    __tablename__ = "agency_states"
+
+    agency_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    breaker: Mapped[str] = mapped_column(String(16), default="closed")
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    probe_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    probe_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    paused_by: Mapped[str | None] = mapped_column(String(64))
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class PollCursor(Base):

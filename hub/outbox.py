@@ -13,36 +13,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import selectinload
 
 from adapters.base import AdapterError, Receipt
-from hub import audit, inbound, lifecycle
+from hub import audit, control, inbound, lifecycle
 from hub.canonical import case_document
 from hub.db import Database
 from hub.models import Assignment, Case, Delivery, DeliveryAttempt
-from mappings.engine import AgencyMapping
+from mappings.engine import AgencyMapping, DeliveryPolicy, RetryPolicy
 
 PENDING, LEASED, DONE, RETRY, DEAD = "pending", "leased", "done", "retry", "dead"
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with full jitter: delay = uniform(0, min(cap, base * multiplier^n))."""
-
-    max_attempts: int = 10
-    base_seconds: float = 2.0
-    multiplier: float = 2.0
-    cap_seconds: float = 3600.0
-
-    def delay(
-        self, attempt: int, rng: _random.Random | None = None, retry_after: float | None = None
-    ) -> float:
-        ceiling = min(self.cap_seconds, self.base_seconds * self.multiplier ** max(0, attempt - 1))
-        chosen = (rng or _random).uniform(0, ceiling)
-        if retry_after is not None:
-            chosen = max(chosen, min(retry_after, self.cap_seconds))
-        return chosen
 
 
 @dataclass(frozen=True)
@@ -59,6 +40,7 @@ class Claimed:
     document: dict[str, Any]
     payload: dict[str, Any] | None
     lease_expires_at: datetime
+    worker_id: str = ""
 
 
 def due_condition(now: datetime):
@@ -75,18 +57,46 @@ def claim(
     now: datetime,
     lease_seconds: float,
     limit: int,
-    agency_ids: list[str] | None = None,
+    agency_id: str,
+    policy: DeliveryPolicy | None = None,
 ) -> list[Claimed]:
+    """Lease up to `limit` due deliveries of one agency, as its breaker, pause and in-flight cap
+    allow. The agency's control row is locked for the claim, so the cap holds across workers."""
+    policy = policy or DeliveryPolicy()
     lease_until = now + timedelta(seconds=lease_seconds)
     with db.session() as s:
-        query = select(Delivery).where(due_condition(now))
-        if agency_ids is not None:
-            query = query.where(Delivery.agency_id.in_(agency_ids))
-        query = query.order_by(Delivery.next_attempt_at, Delivery.id).limit(limit)
+        state = control.lock(s, agency_id)
+        admitted = control.admit(state, now, lease_seconds)
+        if admitted == 0:
+            return []
+        in_flight = (
+            s.scalar(
+                select(func.count())
+                .select_from(Delivery)
+                .where(
+                    Delivery.agency_id == agency_id,
+                    Delivery.state == LEASED,
+                    Delivery.lease_expires_at > now,
+                )
+            )
+            or 0
+        )
+        room = max(0, policy.max_in_flight - in_flight)
+        n = min(limit, room, admitted if admitted is not None else limit)
+        if n <= 0:
+            return []
+        query = (
+            select(Delivery)
+            .where(Delivery.agency_id == agency_id, due_condition(now))
+            .order_by(Delivery.next_attempt_at, Delivery.id)
+            .limit(n)
+        )
         if db.dialect == "postgresql":
             query = query.with_for_update(skip_locked=True)
         rows = list(s.scalars(query))
         if not rows:
+            if admitted == 1:  # nothing to probe with: stay open, try again after the pause
+                state.breaker = control.OPEN
             return []
         attempts = []
         for d in rows:
@@ -122,6 +132,7 @@ def claim(
                     document=case_document(a.case, a),
                     payload=d.payload,
                     lease_expires_at=lease_until,
+                    worker_id=worker_id,
                 )
             )
         return out
@@ -160,6 +171,7 @@ def complete(
         d.lease_expires_at = d.leased_by = d.last_error = d.last_error_kind = None
         if d.payload is None:
             d.payload = payload
+        control.reachable(s, d.agency_id, now)
         a = s.scalars(
             select(Assignment)
             .where(Assignment.id == d.assignment_id)
@@ -196,38 +208,57 @@ def complete(
         return True
 
 
+@dataclass(frozen=True)
+class Failed:
+    state: str  # the delivery's state now: retry | dead (or what another worker made it)
+    breaker_opened: bool = False  # this failure opened the agency's breaker: stop the batch
+
+
 def fail(
     db: Database,
     claimed: Claimed,
     error: AdapterError,
     now: datetime,
-    policy: RetryPolicy,
+    policy: DeliveryPolicy | RetryPolicy,
     payload: dict[str, Any] | None = None,
     rng: _random.Random | None = None,
-) -> str:
-    """Record a failed attempt; returns the delivery's new state (retry or dead)."""
+) -> Failed:
+    """Record a failed attempt.
+
+    Transient errors count towards the agency's breaker and retry with backoff until the round's
+    attempts are used up; permanent errors dead-letter at once. A worker whose lease was taken
+    over meanwhile only closes its attempt record.
+    """
+    delivery_policy = policy if isinstance(policy, DeliveryPolicy) else DeliveryPolicy(retry=policy)
+    retry = delivery_policy.retry
     kind = "transient" if error.retryable else "permanent"
     with db.session() as s:
         d = _locked_delivery(s, db, claimed.delivery_id)
         _finish_attempt(s, claimed, now, kind, error.detail)
-        if d.state == DONE:
-            return DONE
+        if d.state != LEASED or (claimed.worker_id and d.leased_by != claimed.worker_id):
+            return Failed(d.state)
         d.last_error, d.last_error_kind, d.updated_at = error.detail, kind, now
         d.lease_expires_at = d.leased_by = None
         if d.payload is None and payload is not None:
             d.payload = payload
-        if error.retryable and d.attempts < policy.max_attempts:
+        opened = False
+        if error.retryable:
+            opened = control.unreachable(s, d.agency_id, now, delivery_policy.breaker, error.detail)
+        else:
+            control.reachable(s, d.agency_id, now)
+        round_attempts = d.attempts - d.round_started_attempts
+        if error.retryable and round_attempts < retry.max_attempts:
             d.state = RETRY
-            wait = policy.delay(d.attempts, rng, getattr(error, "retry_after", None))
+            wait = retry.delay(round_attempts, rng, getattr(error, "retry_after", None))
             d.next_attempt_at = now + timedelta(seconds=wait)
-            return RETRY
-        d.state = DEAD
+            return Failed(RETRY, opened)
+        d.state, d.dead_at = DEAD, now
         a = s.scalars(
             select(Assignment)
             .where(Assignment.id == d.assignment_id)
             .options(selectinload(Assignment.case).selectinload(Case.assignments))
         ).one()
-        why = "refused" if not error.retryable else f"failed {d.attempts} times"
+        why = "was refused" if not error.retryable else f"failed {round_attempts} times"
         if a.status == lifecycle.QUEUED:
             lifecycle.move(
                 s,
@@ -248,4 +279,179 @@ def fail(
             data={"error": error.detail, "kind": kind, "attempts": d.attempts, "raw": error.raw},
         )
         lifecycle.refresh_case(a.case, now)
-        return DEAD
+        return Failed(DEAD, opened)
+
+
+def release(db: Database, items: list[Claimed], now: datetime) -> int:
+    """Hand back claimed deliveries that were never tried (their agency's breaker just opened):
+    the attempt is not counted and the row waits for the breaker like the others."""
+    released = 0
+    with db.session() as s:
+        for item in items:
+            result = s.execute(
+                update(Delivery)
+                .where(
+                    Delivery.id == item.delivery_id,
+                    Delivery.state == LEASED,
+                    Delivery.leased_by == item.worker_id,
+                )
+                .values(
+                    state=RETRY,
+                    attempts=Delivery.attempts - 1,
+                    leased_by=None,
+                    lease_expires_at=None,
+                    next_attempt_at=now,
+                    updated_at=now,
+                )
+            )
+            if result.rowcount:
+                s.execute(delete(DeliveryAttempt).where(DeliveryAttempt.id == item.attempt_id))
+                released += 1
+    return released
+
+
+# ------------------------------------------------------------------------------------ dead letters
+
+
+@dataclass(frozen=True)
+class Attempt:
+    number: int
+    worker: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str | None  # ok | transient | permanent | None (the worker died mid-attempt)
+    error: str | None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    delivery_id: int
+    agency_id: str
+    case_reference: str
+    idempotency_key: str
+    attempts: int
+    resends: int
+    last_error: str | None
+    last_error_kind: str | None
+    dead_at: datetime | None
+    payload: dict[str, Any] | None
+    attempt_log: tuple[Attempt, ...] = ()
+
+
+def dead_letters(
+    db: Database, agency_id: str | None = None, delivery_ids: list[int] | None = None
+) -> list[DeadLetter]:
+    with db.session(read_only=True) as s:
+        query = (
+            select(Delivery, Case.reference)
+            .join(Assignment, Assignment.id == Delivery.assignment_id)
+            .join(Case, Case.id == Assignment.case_id)
+            .where(Delivery.state == DEAD)
+            .options(selectinload(Delivery.attempt_log))
+            .order_by(Delivery.dead_at, Delivery.id)
+        )
+        if agency_id:
+            query = query.where(Delivery.agency_id == agency_id)
+        if delivery_ids:
+            query = query.where(Delivery.id.in_(delivery_ids))
+        return [
+            DeadLetter(
+                d.id,
+                d.agency_id,
+                ref,
+                d.idempotency_key,
+                d.attempts,
+                d.resends,
+                d.last_error,
+                d.last_error_kind,
+                d.dead_at,
+                d.payload,
+                tuple(
+                    Attempt(a.number, a.worker, a.started_at, a.finished_at, a.outcome, a.error)
+                    for a in d.attempt_log
+                ),
+            )
+            for d, ref in s.execute(query)
+        ]
+
+
+@dataclass(frozen=True)
+class ResendResult:
+    resent: tuple[int, ...]
+    skipped: tuple[tuple[int, str], ...]  # (delivery id, why)
+
+
+def resend(
+    db: Database,
+    *,
+    now: datetime,
+    operator: str,
+    delivery_ids: list[int] | None = None,
+    agency_id: str | None = None,
+) -> ResendResult:
+    """Put dead letters back in the queue with the same idempotency key and payload.
+
+    Only rows that are dead at the moment of the update move, so two operators (or a retry of the
+    same command) resending together deliver once: the second finds nothing dead to move.
+    """
+    if not delivery_ids and not agency_id:
+        raise ValueError("name the dead letters to resend, or an agency")
+    with db.session() as s:
+        condition = [Delivery.state == DEAD]
+        if delivery_ids:
+            condition.append(Delivery.id.in_(delivery_ids))
+        if agency_id:
+            condition.append(Delivery.agency_id == agency_id)
+        moved = list(
+            s.scalars(
+                update(Delivery)
+                .where(*condition)
+                .values(
+                    state=PENDING,
+                    next_attempt_at=now,
+                    updated_at=now,
+                    round_started_attempts=Delivery.attempts,
+                    resends=Delivery.resends + 1,
+                    dead_at=None,
+                )
+                .returning(Delivery.id)
+            )
+        )
+        if moved:
+            for a in s.scalars(
+                select(Assignment)
+                .join(Delivery, Delivery.assignment_id == Assignment.id)
+                .where(Delivery.id.in_(moved))
+                .options(selectinload(Assignment.case).selectinload(Case.assignments))
+            ):
+                message = f"Resent by {operator}; same idempotency key."
+                if a.status == lifecycle.UNDELIVERABLE:
+                    lifecycle.move(
+                        s, a, lifecycle.QUEUED, actor="operator", at=now, now=now, message=message
+                    )
+                else:
+                    lifecycle.add_event(
+                        s, a.case, actor="operator", at=now, now=now, assignment=a, message=message
+                    )
+                audit.record(
+                    s,
+                    at=now,
+                    actor=f"operator:{operator}",
+                    action="delivery.resend",
+                    case_id=a.case_id,
+                    agency_id=a.agency_id,
+                )
+                lifecycle.refresh_case(a.case, now)
+    skipped: list[tuple[int, str]] = []
+    for delivery_id in delivery_ids or []:
+        if delivery_id not in moved:
+            skipped.append((delivery_id, _why_not_dead(db, delivery_id)))
+    return ResendResult(tuple(sorted(moved)), tuple(skipped))
+
+
+def _why_not_dead(db: Database, delivery_id: int) -> str:
+    with db.session(read_only=True) as s:
+        state = s.scalar(select(Delivery.state).where(Delivery.id == delivery_id))
+    if state is None:
+        return "no such delivery"
+    return f"not a dead letter (it is {state}: already resent or delivered)"

@@ -1,8 +1,14 @@
-"""Consumer-facing pages. For now the front page that tells people and developers where to go."""
+"""Front page, health and metrics endpoints."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template
+from functools import lru_cache
+
+from flask import Blueprint, Response, current_app, jsonify, render_template
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from hub.problems import Problem
 
 bp = Blueprint("web", __name__, template_folder="templates")
 
@@ -16,4 +22,46 @@ def index():
 
 @bp.get("/healthz")
 def healthz():
+    """Liveness: the process serves requests."""
     return {"status": "ok"}
+
+
+@lru_cache(maxsize=1)
+def _schema_head() -> str:
+    from alembic.script import ScriptDirectory
+
+    from hub.db import MIGRATIONS_DIR, alembic_config
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head() or str(
+        MIGRATIONS_DIR
+    )
+
+
+@bp.get("/readyz")
+def readyz():
+    """Readiness: the database answers and its schema is at the latest migration."""
+    hub = current_app.extensions["loket"]
+    try:
+        with hub.db.session(read_only=True) as s:
+            version = s.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except Exception as exc:  # any database failure means not ready
+        raise Problem(
+            503,
+            "http-error",
+            f"The database does not answer: {type(exc).__name__}. "
+            "Check LOKET_DATABASE_URL and that the database is up.",
+        ) from None
+    head = _schema_head()
+    if version != head:
+        raise Problem(
+            503,
+            "http-error",
+            f"The database schema is at {version}, the code needs {head}. Run `loket db upgrade`.",
+        )
+    return jsonify({"status": "ready", "schema": version})
+
+
+@bp.get("/metrics")
+def metrics():
+    registry = current_app.extensions["loket.metrics"]
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

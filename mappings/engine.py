@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import os
+import random
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -339,6 +340,43 @@ class StatusRule:
 
 
 @dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter: wait uniform(0, min(cap, base * multiplier^(n-1)))."""
+
+    max_attempts: int = 10
+    base_seconds: float = 2.0
+    multiplier: float = 2.0
+    cap_seconds: float = 3600.0
+
+    def delay(
+        self, attempt: int, rng: random.Random | None = None, retry_after: float | None = None
+    ) -> float:
+        ceiling = min(self.cap_seconds, self.base_seconds * self.multiplier ** max(0, attempt - 1))
+        chosen = (rng or _RNG).uniform(0, ceiling)
+        if retry_after is not None:  # the agency said when; never sooner, never beyond the cap
+            chosen = max(chosen, min(retry_after, self.cap_seconds))
+        return chosen
+
+
+@dataclass(frozen=True)
+class BreakerPolicy:
+    """Open after `failures` consecutive transient failures; probe again after `pause_seconds`."""
+
+    failures: int = 5
+    pause_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+    max_in_flight: int = 20  # leased deliveries to this agency at once, across all workers
+
+
+_RNG = random.Random()
+
+
+@dataclass(frozen=True)
 class AgencyMapping:
     id: str
     names: Mapping[str, str]
@@ -355,6 +393,7 @@ class AgencyMapping:
     poll_every: Duration | None
     source: Path
     extra: Mapping[str, Any] = field(default_factory=dict)
+    delivery: DeliveryPolicy = field(default_factory=DeliveryPolicy)
 
     def name(self, language: str = "en") -> str:
         return self.names.get(language) or self.names["en"]
@@ -624,7 +663,8 @@ def load_agency(path: str | Path, env: Mapping[str, str] | None = None) -> Agenc
         else None
     )
 
-    known_keys = {*REQUIRED_KEYS, "poll"}
+    delivery = parse_delivery(data.get("delivery"), path, lines)
+    known_keys = {*REQUIRED_KEYS, "poll", "delivery"}
     extra = {k: v for k, v in data.items() if k not in known_keys}
     return AgencyMapping(
         id=agency_id,
@@ -642,7 +682,84 @@ def load_agency(path: str | Path, env: Mapping[str, str] | None = None) -> Agenc
         poll_every=poll_every,
         source=path,
         extra=extra,
+        delivery=delivery,
     )
+
+
+def parse_delivery(raw: Any, path: Path, lines: _Lines) -> DeliveryPolicy:
+    """The `delivery:` block: retry, breaker and back-pressure settings, each with a default."""
+    if raw is None:
+        return DeliveryPolicy()
+    if not isinstance(raw, dict):
+        raise MappingError(
+            path,
+            "delivery",
+            "not a mapping",
+            "write e.g. delivery: {retry: {max_attempts: 10}}",
+            lines.line("delivery"),
+        )
+    unknown = set(raw) - {"retry", "breaker", "max_in_flight"}
+    if unknown:
+        raise MappingError(
+            path,
+            f"delivery.{sorted(unknown)[0]}",
+            "unknown setting",
+            "use retry, breaker or max_in_flight",
+            lines.line("delivery"),
+        )
+
+    def number(section: str, key: str, value: Any, minimum: float) -> float:
+        where = f"delivery.{section}.{key}" if section else f"delivery.{key}"
+        if isinstance(value, str):
+            return parse_duration(value, path, where, lines.line("delivery", section, key)).seconds
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < minimum:
+            raise MappingError(
+                path,
+                where,
+                f"{value!r} is not a number >= {minimum}",
+                "give a number (or a duration like '30 seconds')",
+                lines.line("delivery", section, key),
+            )
+        return float(value)
+
+    retry_raw = raw.get("retry") or {}
+    names = {
+        "max_attempts": "max_attempts",
+        "base": "base_seconds",
+        "multiplier": "multiplier",
+        "cap": "cap_seconds",
+    }
+    bad = set(retry_raw) - set(names)
+    if bad:
+        raise MappingError(
+            path,
+            f"delivery.retry.{sorted(bad)[0]}",
+            "unknown setting",
+            "use max_attempts, base, multiplier or cap",
+            lines.line("delivery", "retry"),
+        )
+    retry_values: dict[str, Any] = {
+        names[k]: number("retry", k, v, 1 if k in ("max_attempts", "multiplier") else 0)
+        for k, v in retry_raw.items()
+    }
+    if "max_attempts" in retry_values:
+        retry_values["max_attempts"] = int(retry_values["max_attempts"])
+    breaker_raw = raw.get("breaker") or {}
+    bad = set(breaker_raw) - {"failures", "pause"}
+    if bad:
+        raise MappingError(
+            path,
+            f"delivery.breaker.{sorted(bad)[0]}",
+            "unknown setting",
+            "use failures or pause",
+            lines.line("delivery", "breaker"),
+        )
+    breaker = BreakerPolicy(
+        failures=int(number("breaker", "failures", breaker_raw.get("failures", 5), 1)),
+        pause_seconds=number("breaker", "pause", breaker_raw.get("pause", 30.0), 0),
+    )
+    max_in_flight = int(number("", "max_in_flight", raw.get("max_in_flight", 20), 1))
+    return DeliveryPolicy(RetryPolicy(**retry_values), breaker, max_in_flight)
 
 
 def load_all(

@@ -1,10 +1,12 @@
-"""The worker: dispatch due deliveries and poll agencies for status, on APScheduler.
+"""The worker: deliver due cases to agencies and poll their status, on APScheduler.
 
-dispatch: claim due Delivery rows under a lease, render each with the agency's mapping, deliver
-through its adapter, record the receipt or schedule a retry. Claims loop until nothing is due, so
-a backlog drains without waiting for the next tick.
-poll: per agency, on its own schedule; the cursor lives in the database and is saved with the
-updates it produced.
+Dispatch runs one lane per agency (its own APScheduler job), so a slow or down agency only holds
+up its own lane. Each lane claims its agency's due deliveries under a lease (as the agency's
+breaker, pause and in-flight cap allow), renders each with the agency's mapping, delivers through
+the adapter, and records the receipt or schedules a retry, looping until nothing is due.
+
+Poll runs per agency on its own schedule, under a lease in the database, so among many workers
+only one polls a given agency at a time. The cursor is saved with the updates it produced.
 """
 
 from __future__ import annotations
@@ -14,31 +16,19 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Mapping
+import time
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from adapters.base import POLL, AdapterError, Outbound, PermanentError, TransientError
-from hub import inbound, outbox
-from hub.outbox import RetryPolicy
+from hub import inbound, metrics, outbox
 from hub.services import Hub
 from mappings.engine import AgencyMapping, RenderError
 
 log = logging.getLogger("loket.worker")
-
-
-def retry_policy(mapping: AgencyMapping) -> RetryPolicy:
-    spec = mapping.extra.get("retry") or {}
-    return RetryPolicy(
-        **{
-            k: spec[k]
-            for k in ("max_attempts", "base_seconds", "multiplier", "cap_seconds")
-            if k in spec
-        }
-    )
 
 
 def working_language(mapping: AgencyMapping, case_language: str) -> str:
@@ -52,6 +42,12 @@ class DispatchStats:
     retried: int = 0
     dead: int = 0
 
+    def __iadd__(self, other: DispatchStats) -> DispatchStats:
+        self.delivered += other.delivered
+        self.retried += other.retried
+        self.dead += other.dead
+        return self
+
 
 class Worker:
     def __init__(self, hub: Hub, worker_id: str | None = None):
@@ -63,9 +59,17 @@ class Worker:
     # ----------------------------------------------------------------------------------- dispatch
 
     def dispatch_once(self) -> DispatchStats:
-        """Claim and deliver until nothing is due (or the worker is stopping)."""
+        """One pass over every agency's lane (what the scheduler does concurrently)."""
+        stats = DispatchStats()
+        for agency_id in self.hub.directory.ids():
+            stats += self.dispatch_agency(agency_id)
+        return stats
+
+    def dispatch_agency(self, agency_id: str) -> DispatchStats:
+        """Claim and deliver this agency's due cases until none is due (or the worker stops)."""
         stats = DispatchStats()
         settings = self.hub.settings
+        mapping = self.hub.directory[agency_id]
         while not self._stop.is_set():
             claimed = outbox.claim(
                 self.hub.db,
@@ -73,18 +77,26 @@ class Worker:
                 now=self.hub.clock.now(),
                 lease_seconds=settings.lease_seconds,
                 limit=settings.batch_size,
+                agency_id=agency_id,
+                policy=mapping.delivery,
             )
             if not claimed:
                 break
-            for item in claimed:
-                self._deliver(item, stats)
+            for i, item in enumerate(claimed):
+                if self._stop.is_set():
+                    break  # the rest keep their lease and are retaken after it expires
+                if self._deliver(item, mapping, stats):
+                    outbox.release(self.hub.db, claimed[i + 1 :], self.hub.clock.now())
+                    return stats  # the breaker opened: the rest wait without burning attempts
             if len(claimed) < settings.batch_size:
                 break
         return stats
 
-    def _deliver(self, item: outbox.Claimed, stats: DispatchStats) -> None:
-        mapping = self.hub.directory[item.agency_id]
+    def _deliver(self, item: outbox.Claimed, mapping: AgencyMapping, stats: DispatchStats) -> bool:
+        """Deliver one item; True when its failure opened the agency's breaker."""
         payload = item.payload
+        metrics.ATTEMPTS.labels(item.agency_id).inc()
+        started = time.perf_counter()
         try:
             if payload is None:
                 payload = mapping.render(item.document)
@@ -106,35 +118,59 @@ class Worker:
             log.exception("adapter %s raised unexpectedly", item.agency_id)
             error = TransientError(f"unexpected {type(exc).__name__}: {exc}")
         else:
+            metrics.DELIVERY_SECONDS.labels(item.agency_id).observe(time.perf_counter() - started)
             outbox.complete(self.hub.db, item, receipt, payload, self.hub.clock.now(), mapping)
             stats.delivered += 1
+            outcome = "duplicate" if receipt.duplicate else "delivered"
+            metrics.DELIVERIES.labels(item.agency_id, outcome).inc()
             log.info(
                 "delivered %s to %s as %s",
                 item.case_reference,
                 item.agency_id,
                 receipt.agency_reference,
             )
-            return
-        state = outbox.fail(
-            self.hub.db, item, error, self.hub.clock.now(), retry_policy(mapping), payload=payload
+            return False
+        metrics.FAILURES.labels(
+            item.agency_id, "transient" if error.retryable else "permanent"
+        ).inc()
+        failed = outbox.fail(
+            self.hub.db, item, error, self.hub.clock.now(), mapping.delivery, payload=payload
         )
+        metrics.DELIVERIES.labels(item.agency_id, failed.state).inc()
         log.warning(
             "delivery %s to %s failed (%s): %s",
             item.case_reference,
             item.agency_id,
-            state,
+            failed.state,
             error.detail,
         )
-        if state == outbox.DEAD:
+        if failed.state == outbox.DEAD:
             stats.dead += 1
-        else:
+        elif failed.state == outbox.RETRY:
             stats.retried += 1
+        if failed.breaker_opened:
+            log.warning("breaker for %s opened: its deliveries wait", item.agency_id)
+        return failed.breaker_opened
 
     # --------------------------------------------------------------------------------------- poll
 
     def poll_agency(self, agency_id: str) -> inbound.ApplyStats | None:
+        """Poll one agency if no other worker is polling it; None when skipped or failed."""
         mapping = self.hub.directory[agency_id]
-        db, now = self.hub.db, self.hub.clock.now()
+        db = self.hub.db
+        lease = max(60.0, self.poll_interval(mapping) * 2)
+        if not inbound.lease_poll(db, agency_id, self.worker_id, self.hub.clock.now(), lease):
+            metrics.POLLS.labels(agency_id, "skipped").inc()
+            return None
+        started = time.perf_counter()
+        try:
+            return self._poll_leased(agency_id, mapping)
+        finally:
+            metrics.POLL_SECONDS.labels(agency_id).observe(time.perf_counter() - started)
+            inbound.release_poll(db, agency_id, self.worker_id)
+
+    def _poll_leased(self, agency_id: str, mapping: AgencyMapping) -> inbound.ApplyStats | None:
+        db = self.hub.db
         try:
             adapter = self.hub.directory.adapter(agency_id)
             if POLL not in adapter.capabilities:
@@ -143,15 +179,22 @@ class Worker:
                 inbound.get_cursor(db, agency_id), inbound.open_items(db, agency_id)
             )
         except AdapterError as exc:
-            inbound.record_poll_error(db, agency_id, exc.detail, now)
+            inbound.record_poll_error(db, agency_id, exc.detail, self.hub.clock.now())
+            metrics.POLLS.labels(agency_id, "error").inc()
             log.warning("poll %s failed: %s", agency_id, exc.detail)
             return None
         except Exception as exc:
             log.exception("poll %s raised unexpectedly", agency_id)
-            inbound.record_poll_error(db, agency_id, f"unexpected {type(exc).__name__}: {exc}", now)
+            inbound.record_poll_error(
+                db, agency_id, f"unexpected {type(exc).__name__}: {exc}", self.hub.clock.now()
+            )
+            metrics.POLLS.labels(agency_id, "error").inc()
             return None
-        stats = inbound.apply_poll(db, mapping, result, self.hub.clock.now())
-        if result.updates:
+        stats = inbound.apply_poll(db, mapping, result, self.hub.clock.now(), self.worker_id)
+        metrics.POLLS.labels(agency_id, "ok").inc()
+        for outcome, count in stats.counts.items():
+            metrics.STATUS_UPDATES.labels(agency_id, outcome).inc(count)
+        if result.updates or result.problems:
             log.info("poll %s: %s", agency_id, stats.counts)
         return stats
 
@@ -163,21 +206,23 @@ class Worker:
         return mapping.poll_every.seconds if mapping.poll_every else 300.0
 
     def build_scheduler(self) -> BlockingScheduler:
-        agencies: Mapping[str, AgencyMapping] = self.hub.directory.agencies
+        agencies = self.hub.directory.agencies
         scheduler = BlockingScheduler(
             timezone=UTC,
-            executors={"default": ThreadPoolExecutor(max_workers=2 + len(agencies))},
+            executors={"default": ThreadPoolExecutor(max_workers=2 * len(agencies) + 2)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
         )
-        scheduler.add_job(
-            self.dispatch_once,
-            "interval",
-            seconds=self.hub.settings.dispatch_seconds,
-            id="dispatch",
-            name="dispatch deliveries",
-            next_run_time=_now(),
-        )
+        now = datetime.now(UTC)
         for agency_id, mapping in agencies.items():
+            scheduler.add_job(
+                self.dispatch_agency,
+                "interval",
+                args=[agency_id],
+                seconds=self.hub.settings.dispatch_seconds,
+                id=f"dispatch:{agency_id}",
+                name=f"dispatch {agency_id}",
+                next_run_time=now,
+            )
             scheduler.add_job(
                 self.poll_agency,
                 "interval",
@@ -185,13 +230,19 @@ class Worker:
                 seconds=self.poll_interval(mapping),
                 id=f"poll:{agency_id}",
                 name=f"poll {agency_id}",
-                next_run_time=_now(),
+                next_run_time=now,
             )
         return scheduler
 
     def run(self) -> None:
         """Run until SIGTERM or SIGINT; in-flight deliveries finish, leases of the rest expire."""
         self.scheduler = self.build_scheduler()
+        port = os.environ.get("LOKET_WORKER_METRICS_PORT")
+        if port:
+            from prometheus_client import start_http_server
+
+            start_http_server(int(port), addr="127.0.0.1")
+            log.info("worker metrics on http://127.0.0.1:%s/metrics", port)
 
         def stop(signum, _frame):
             log.info("worker %s stopping (signal %s)", self.worker_id, signum)
@@ -206,9 +257,3 @@ class Worker:
             self.scheduler.start()
         finally:
             self.hub.directory.close()
-
-
-def _now():
-    from datetime import datetime
-
-    return datetime.now(UTC)

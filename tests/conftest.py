@@ -31,6 +31,8 @@ from hub.db import Database, upgrade
 from hub.models import Base
 from hub.services import Hub
 
+pytest_plugins = ["pytester"]
+
 REQUIRE_PEERS = os.environ.get("LOKET_REQUIRE_PEERS") == "1"
 PG_URL = os.environ.get("LOKET_TEST_DATABASE_URL")
 

@@ -21,6 +21,8 @@ from hub.schemas import CaseInSchema
 from scheduler.worker import Worker
 from tests.test_intake_api import CASE
 
+TELECOM = "ombudsman-telecom"
+
 
 def file(hub, **changes):
     data = CaseInSchema().load({**CASE, **changes})
@@ -174,7 +176,9 @@ def test_a_status_that_arrives_before_the_receipt_is_applied_when_the_receipt_la
     filed = file(hub)
     worker = Worker(hub, "w1")
     # the worker delivered, then crashed before recording the receipt:
-    [claimed] = outbox.claim(hub.db, worker_id="w1", now=clock.now(), lease_seconds=60, limit=10)
+    [claimed] = outbox.claim(
+        hub.db, worker_id="w1", now=clock.now(), lease_seconds=60, limit=10, agency_id=TELECOM
+    )
     mapping = hub.directory["ombudsman-telecom"]
     adapter = hub.directory.adapter("ombudsman-telecom")
     from adapters.base import Outbound
@@ -252,7 +256,9 @@ def test_a_permanent_failure_dead_letters_at_once_and_the_consumer_sees_queued(
 
 def test_a_worker_that_lost_its_lease_does_not_record_twice(hub, sims, clock):
     file(hub)
-    [claimed] = outbox.claim(hub.db, worker_id="slow", now=clock.now(), lease_seconds=5, limit=10)
+    [claimed] = outbox.claim(
+        hub.db, worker_id="slow", now=clock.now(), lease_seconds=5, limit=10, agency_id=TELECOM
+    )
     clock.advance(seconds=6)
     assert Worker(hub, "fast").dispatch_once().delivered == 1
     # the slow worker finally finishes with the same (replayed) receipt
@@ -283,8 +289,12 @@ def test_a_worker_that_lost_its_lease_does_not_record_twice(hub, sims, clock):
 def test_nothing_is_claimed_twice_while_leased(hub, sims, clock):
     file(hub)
     file(hub)
-    first = outbox.claim(hub.db, worker_id="a", now=clock.now(), lease_seconds=60, limit=10)
-    second = outbox.claim(hub.db, worker_id="b", now=clock.now(), lease_seconds=60, limit=10)
+    first = outbox.claim(
+        hub.db, worker_id="a", now=clock.now(), lease_seconds=60, limit=10, agency_id=TELECOM
+    )
+    second = outbox.claim(
+        hub.db, worker_id="b", now=clock.now(), lease_seconds=60, limit=10, agency_id=TELECOM
+    )
     assert len(first) == 2 and second == []
 
 

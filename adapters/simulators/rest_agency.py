@@ -124,7 +124,8 @@ class AgencySystem:
         self.cases: dict[str, SimCase] = {}
         self.by_key: dict[str, str] = {}
         self.changes: list[dict[str, Any]] = []
-        self.posts = 0
+        self.posts = 0  # POSTs that reached the case handler
+        self.post_requests = 0  # every POST, including those answered by an injected fault
         self.replays = 0
         self.rejected = 0
         self.faults = Faults()
@@ -211,6 +212,7 @@ class AgencySystem:
             return {
                 "cases": len(self.cases),
                 "posts": self.posts,
+                "post_requests": self.post_requests,
                 "replays": self.replays,
                 "rejected": self.rejected,
                 "changes": len(self.changes),
@@ -237,6 +239,8 @@ def create_app(system: AgencySystem) -> Flask:
         if system.latency:
             time.sleep(system.latency)
         with system.lock:
+            if request.method == "POST":
+                system.post_requests += 1
             active = system.faults.active()
             mode, status, delay = system.faults.mode, system.faults.status, system.faults.delay
         if active:

@@ -8,7 +8,12 @@ and `peer`, and every conformance test runs against your adapter. The pytest plu
 report header.
 """
 
-from adapters.testing.peer import FAULTS, Peer
-from adapters.testing.suite import AdapterConformance, outbound, poll_until_quiet
+import pytest
+
+# Readable assertion failures inside the suite, as in the author's own test modules.
+pytest.register_assert_rewrite("adapters.testing.suite")
+
+from adapters.testing.peer import FAULTS, Peer  # noqa: E402
+from adapters.testing.suite import AdapterConformance, outbound, poll_until_quiet  # noqa: E402
 
 __all__ = ["FAULTS", "AdapterConformance", "Peer", "outbound", "poll_until_quiet"]

@@ -1,0 +1,126 @@
+"""Prometheus metrics.
+
+The worker counts what it does (deliveries, attempts, failures by class, polls) in its own process
+and serves them on LOKET_WORKER_METRICS_PORT. The web app's /metrics reads the shared truth from
+the database at scrape time (queue depth and age per agency, dead letters, poll lag, breakers), so
+it is right however many workers and web processes run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from hub.db import Database
+from hub.models import AgencyState, Delivery, InboundProblem, PollCursor, UnmatchedUpdate
+
+# ------------------------------------------------------------------------------ worker (counters)
+
+DELIVERIES = Counter(
+    "loket_deliveries", "Deliveries by final outcome of an attempt", ["agency", "outcome"]
+)  # delivered | duplicate | retry | dead
+ATTEMPTS = Counter("loket_delivery_attempts", "Delivery attempts", ["agency"])
+FAILURES = Counter(
+    "loket_delivery_failures", "Failed delivery attempts by class", ["agency", "class"]
+)  # transient | permanent
+DELIVERY_SECONDS = Histogram(
+    "loket_delivery_seconds",
+    "Time the adapter took to deliver",
+    ["agency"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+POLLS = Counter("loket_polls", "Polls by outcome", ["agency", "outcome"])  # ok | error | skipped
+STATUS_UPDATES = Counter(
+    "loket_status_updates", "Status updates read, by what became of them", ["agency", "outcome"]
+)
+POLL_SECONDS = Histogram("loket_poll_seconds", "Time one poll of an agency took", ["agency"])
+
+
+# ------------------------------------------------------------------------------- web (from DB)
+
+
+class DatabaseCollector(Collector):
+    def __init__(self, db: Database, clock: Callable[[], datetime]):
+        self.db = db
+        self.clock = clock
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        now = self.clock()
+        depth = GaugeMetricFamily(
+            "loket_queue_depth", "Deliveries per agency and state", labels=["agency", "state"]
+        )
+        age = GaugeMetricFamily(
+            "loket_queue_oldest_age_seconds",
+            "Age of the oldest delivery not yet done, per agency",
+            labels=["agency"],
+        )
+        lag = GaugeMetricFamily(
+            "loket_poll_lag_seconds", "Time since the last successful poll", labels=["agency"]
+        )
+        breaker = GaugeMetricFamily(
+            "loket_breaker_open", "1 when the agency's breaker is not closed", labels=["agency"]
+        )
+        paused = GaugeMetricFamily(
+            "loket_agency_paused", "1 when an operator paused the agency", labels=["agency"]
+        )
+        unmatched = GaugeMetricFamily("loket_unmatched_updates", "Agency statuses not matched yet")
+        problems = GaugeMetricFamily(
+            "loket_inbound_problems", "Unreadable inbound items to look at"
+        )
+        with self.db.session(read_only=True) as s:
+            for agency, state, count in s.execute(
+                select(Delivery.agency_id, Delivery.state, func.count()).group_by(
+                    Delivery.agency_id, Delivery.state
+                )
+            ):
+                depth.add_metric([agency, state], count)
+            for agency, oldest in s.execute(
+                select(Delivery.agency_id, func.min(Delivery.created_at))
+                .where(Delivery.state != "done")
+                .group_by(Delivery.agency_id)
+            ):
+                if oldest is not None:
+                    oldest = _aware(oldest)
+                    age.add_metric([agency], max(0.0, (now - oldest).total_seconds()))
+            for agency, last in s.execute(select(PollCursor.agency_id, PollCursor.last_success_at)):
+                if last is not None:
+                    lag.add_metric([agency], max(0.0, (now - last).total_seconds()))
+            for row in s.scalars(select(AgencyState)):
+                breaker.add_metric([row.agency_id], 0 if row.breaker == "closed" else 1)
+                paused.add_metric([row.agency_id], 1 if row.paused else 0)
+            unmatched.add_metric(
+                [],
+                s.scalar(
+                    select(func.count())
+                    .select_from(UnmatchedUpdate)
+                    .where(UnmatchedUpdate.resolved_at.is_(None))
+                )
+                or 0,
+            )
+            problems.add_metric(
+                [],
+                s.scalar(
+                    select(func.count())
+                    .select_from(InboundProblem)
+                    .where(InboundProblem.resolved_at.is_(None))
+                )
+                or 0,
+            )
+        yield from (depth, age, lag, breaker, paused, unmatched, problems)
+
+
+def _aware(value: datetime) -> datetime:
+    from datetime import UTC
+
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def web_registry(db: Database, clock: Callable[[], datetime]) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DatabaseCollector(db, clock))
+    return registry

@@ -1,0 +1,159 @@
+"""Adapters are found by kind: entry points (third-party packages) and register() for tests."""
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from adapters import registry
+from adapters.base import Adapter, Health
+from adapters.rest import RestAdapter
+from adapters.testing import AdapterConformance, Peer
+from hub.agencies import Directory
+from hub.cli import main as cli
+from mappings import AGENCIES_DIR
+from mappings.engine import load_agency
+
+
+def test_built_in_rest_is_found_by_its_entry_point():
+    assert registry.get("rest") is RestAdapter
+    assert "rest" in registry.known_kinds()
+
+
+def test_an_unknown_kind_names_the_known_ones_and_a_close_match():
+    with pytest.raises(registry.UnknownAdapter) as info:
+        registry.get("rets")
+    message = str(info.value)
+    assert "No such adapter kind 'rets'" in message
+    assert "Did you mean 'rest'?" in message
+    assert "rest" in message.split("Known kinds:")[1]
+
+
+def test_register_makes_a_kind_available_at_run_time():
+    class Fake(Adapter):
+        kind = "fake"
+        config_schema = RestAdapter.config_schema
+        capabilities = frozenset({"deliver"})
+
+        def deliver(self, item):
+            raise NotImplementedError
+
+        def check(self):
+            return Health(True, "fine")
+
+    registry.register("fake", Fake)
+    try:
+        assert registry.get("fake") is Fake
+        assert "fake" in registry.known_kinds()
+    finally:
+        registry.unregister("fake")
+    with pytest.raises(registry.UnknownAdapter):
+        registry.get("fake")
+
+
+# ---------------------------------------------------------------- a third-party adapter package
+
+SPOOL_INSTALLED = "spool" in registry.known_kinds()
+needs_spool = pytest.mark.skipif(
+    not SPOOL_INSTALLED,
+    reason="tests/thirdparty/loket-spool is not installed (make install does: "
+    "pip install -e tests/thirdparty/loket-spool)",
+)
+
+
+@needs_spool
+def test_the_third_party_package_is_discovered_by_entry_point_not_by_register():
+    from loket_spool import SpoolAdapter
+
+    assert registry.get("spool") is SpoolAdapter
+    assert "spool" not in registry._registered
+
+
+@needs_spool
+def test_the_third_party_adapter_is_configured_from_a_mapping_file(tmp_path):
+    inbox, outbox = tmp_path / "in", tmp_path / "out"
+    inbox.mkdir()
+    outbox.mkdir()
+    text = (AGENCIES_DIR / "ombudsman-telecom.yaml").read_text()
+    start = text.index("adapter:")
+    end = text.index("fields:")
+    text = (
+        text[:start] + f"adapter:\n  kind: spool\n  inbox: {inbox}\n  outbox: {outbox}\n"
+        "  token: ${SPOOL_TOKEN:-t0ps3cret}\n" + text[end:]
+    )
+    text = text.replace("simulator: {kind: rest, profile: telecom}\n", "")
+    path = tmp_path / "ombudsman-telecom.yaml"
+    path.write_text(text)
+    mapping = load_agency(path, env={})
+    directory = Directory({mapping.id: mapping})
+    adapter = directory.adapter(mapping.id)
+    assert adapter.kind == "spool" and adapter.check().ok
+    assert adapter.masked_config()["token"] == "***"
+
+
+class SpoolPeer(Peer):
+    def __init__(self, inbox: Path, outbox: Path):
+        self.inbox, self.outbox = inbox, outbox
+        self.statuses: dict[str, int] = {}
+
+    def case_count(self) -> int:
+        return len(list(self.inbox.glob("*.json")))
+
+    def payload(self, case_reference):
+        return {"ref": case_reference}
+
+    def advance(self, agency_reference: str) -> str:
+        step = self.statuses.get(agency_reference, 0) + 1
+        self.statuses[agency_reference] = step
+        code = f"STEP_{step}"
+        with open(self.outbox / "status.jsonl", "a") as fh:
+            fh.write(
+                json.dumps(
+                    {"ref": agency_reference, "status": code, "at": datetime.now(UTC).isoformat()}
+                )
+                + "\n"
+            )
+        return code
+
+
+@needs_spool
+class TestThirdPartySpoolAdapterConformance(AdapterConformance):
+    @pytest.fixture
+    def folders(self, tmp_path):
+        inbox, outbox = tmp_path / "in", tmp_path / "out"
+        inbox.mkdir()
+        outbox.mkdir()
+        return inbox, outbox
+
+    @pytest.fixture
+    def adapter(self, folders):
+        return registry.create(
+            "spool", {"inbox": str(folders[0]), "outbox": str(folders[1]), "token": "t0ps3cret"}
+        )
+
+    @pytest.fixture
+    def broken_adapter(self, tmp_path):
+        return registry.create(
+            "spool", {"inbox": str(tmp_path / "missing"), "outbox": str(tmp_path / "missing")}
+        )
+
+    @pytest.fixture
+    def peer(self, folders):
+        return SpoolPeer(*folders)
+
+
+def test_agencies_check_prints_a_table_and_fails_when_an_agency_is_down(sims, monkeypatch):
+    runner = CliRunner()
+    result = runner.invoke(cli, ["agencies", "check"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split()[:3] == ["agency", "kind", "ok"]
+    assert any(line.startswith("ombudsman-telecom") and " yes " in line for line in lines)
+    monkeypatch.setenv("LOKET_CONSUMER_MEDIATION_KEY", "wrong")
+    result = runner.invoke(cli, ["agencies", "check", "consumer-mediation"])
+    assert result.exit_code == 1
+    assert "NO" in result.output and "API key" in result.output
+    result = runner.invoke(cli, ["agencies", "check", "ombudsman-tlecom"])
+    assert result.exit_code == 2 and "no agency 'ombudsman-tlecom'" in result.output
