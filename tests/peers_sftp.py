@@ -129,6 +129,16 @@ class SftpServer:
     def outbox(self) -> Path:
         return self.data / "outbox"
 
+    def env(self, agency_id: str = "economic-inspection") -> dict[str, str]:
+        """The variables that point that agency's mapping file at this server."""
+        prefix = "LOKET_" + agency_id.upper().replace("-", "_")
+        return {
+            f"{prefix}_PORT": str(self.port),
+            f"{prefix}_USERNAME": self.username,
+            f"{prefix}_PRIVATE_KEY": f"@file:{self.keys.client_key}",
+            f"{prefix}_HOST_KEY": self.keys.host_public.read_text().strip(),
+        }
+
     def config(self, **overrides: Any) -> dict[str, Any]:
         """An adapter configuration for this server (keys by @file:, folders relative)."""
         return {

@@ -41,14 +41,8 @@ def inspection(tmp_path, clock, monkeypatch):
         schema=CONTRACT / "case.xsd",
         step_seconds=STEP,
     )
-    env = {
-        "PORT": str(server.port),
-        "USERNAME": server.username,
-        "PRIVATE_KEY": f"@file:{server.keys.client_key}",
-        "HOST_KEY": server.keys.host_public.read_text().strip(),
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(f"LOKET_ECONOMIC_INSPECTION_{key}", value)
+    for key, value in server.env(AGENCY).items():
+        monkeypatch.setenv(key, value)
     yield server
     server.stop()
 
@@ -120,7 +114,9 @@ def test_a_redelivery_after_a_lost_receipt_creates_no_second_case_at_the_inspect
     from hub import outbox
 
     filed = report(hub)
-    [claimed] = outbox.claim(hub.db, worker_id="lost", now=clock.now(), lease_seconds=5, limit=5)
+    [claimed] = outbox.claim(
+        hub.db, worker_id="lost", now=clock.now(), lease_seconds=5, limit=5, agency_id=AGENCY
+    )
     mapping = hub.directory[AGENCY]
     from adapters.base import Outbound
 
