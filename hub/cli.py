@@ -365,10 +365,10 @@ def mappings_validate() -> None:
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.argument("kind", type=click.Choice(["rest", "sftp"]))
+@click.argument("kind", type=click.Choice(["rest", "soap", "sftp"]))
 @click.pass_context
 def simulate(ctx: click.Context, kind: str) -> None:
-    """Run an agency simulator (options: see `loket simulate rest|sftp --help`)."""
+    """Run an agency simulator (options: see `loket simulate rest|soap|sftp --help`)."""
     import importlib
 
     from adapters.simulators import LAUNCHERS

@@ -52,6 +52,9 @@ class Settings:
     dispatch_seconds: float = 1.0
     poll_seconds: float | None = None
     lease_seconds: float = 60.0
+    # How long one worker may hold an agency's poll before another may take over (a dead worker
+    # holds it this long). A poll that overruns it is harmless: applying updates is idempotent.
+    poll_lease_seconds: float = 30.0
     batch_size: int = 50
     max_body_bytes: int = 1024 * 1024
 
@@ -71,5 +74,6 @@ class Settings:
             dispatch_seconds=_float(env, "LOKET_DISPATCH_SECONDS", s.dispatch_seconds),
             poll_seconds=_float(env, "LOKET_POLL_SECONDS", 1.0) if poll else None,
             lease_seconds=_float(env, "LOKET_LEASE_SECONDS", s.lease_seconds),
+            poll_lease_seconds=_float(env, "LOKET_POLL_LEASE_SECONDS", s.poll_lease_seconds),
         )
         return replace(s, database_url=normalise_database_url(s.database_url))

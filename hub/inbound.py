@@ -22,7 +22,15 @@ from adapters.base import InboundProblem as InboundProblemValue
 from adapters.base import OpenItem, PollResult, StatusUpdate
 from hub import lifecycle
 from hub.db import Database, insert_if_missing
-from hub.models import Assignment, Case, Delivery, InboundProblem, PollCursor, UnmatchedUpdate
+from hub.models import (
+    Assignment,
+    Case,
+    Delivery,
+    InboundProblem,
+    PollCursor,
+    StatusEvent,
+    UnmatchedUpdate,
+)
 from mappings.engine import AgencyMapping
 
 PROBLEM = "problem"
@@ -86,14 +94,29 @@ def apply_poll(
 
     With `worker_id`, the cursor is saved only if that worker still holds the poll lease; a worker
     that lost it still applies the updates (that is idempotent) but does not move the cursor.
+    The assignments, the events they already have and the parked updates are loaded for the whole
+    batch in a few queries, so a poll of thousands of updates costs no per-update round trips.
     """
     stats = ApplyStats()
     with db.session() as s:
+        parked = _parked(s, mapping.id)
+        updates = sorted(result.updates, key=lambda u: u.occurred_at)
+        matcher = Matcher(s, mapping.id)
+        matcher.load(
+            refs={u.agency_reference for u in [*updates, *parked] if u.agency_reference},
+            case_refs={u.case_reference for u in [*updates, *parked] if u.case_reference},
+            keys={u.key() for u in updates} | {row.update_key for row in parked},
+        )
         # Updates parked while a receipt was being recorded concurrently go first, in order.
-        for _ in range(resolve_unmatched(s, mapping, now)):
-            stats.add(APPLIED)
-        for update in sorted(result.updates, key=lambda u: u.occurred_at):
-            stats.add(apply_update(s, mapping, update, now))
+        for row in parked:
+            a = matcher.find(row.agency_reference, row.case_reference)
+            if a is not None and a.agency_reference is not None:
+                stats.add(
+                    _apply_to(s, mapping, a, _from_parked(row), now, row.update_key, matcher.seen)
+                )
+                row.resolved_at = now
+        for update in updates:
+            stats.add(_apply_update(s, matcher, mapping, update, now))
         for problem in result.problems:
             stats.add(record_problem(s, mapping.id, problem, now))
         row = _cursor_row(s, mapping.id)
@@ -102,6 +125,72 @@ def apply_poll(
         row.updated_at = row.last_success_at = now
         row.last_error = None
     return stats
+
+
+def _chunks(values, size: int = 500):
+    values = list(values)
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
+class Matcher:
+    """Finds the assignments a batch of updates names, and what they have already seen."""
+
+    def __init__(self, s: Session, agency_id: str):
+        self.s, self.agency_id = s, agency_id
+        self.by_ref: dict[str, Assignment] = {}
+        self.by_case: dict[str, Assignment] = {}
+        self.seen: set[tuple[int, str]] = set()
+        self.parked_keys: set[str] = set()
+
+    def _assignments(self, condition) -> list[Assignment]:
+        return list(
+            self.s.scalars(
+                select(Assignment)
+                .join(Case, Case.id == Assignment.case_id)
+                .where(Assignment.agency_id == self.agency_id, condition)
+                .order_by(Assignment.id)  # one lock order for every poll
+                .options(selectinload(Assignment.case).selectinload(Case.assignments))
+                .with_for_update(of=Assignment)  # serialises with a receipt being recorded
+            )
+        )
+
+    def load(self, refs: set[str], case_refs: set[str], keys: set[str]) -> None:
+        for chunk in _chunks(refs):
+            for a in self._assignments(Assignment.agency_reference.in_(chunk)):
+                self.by_ref[a.agency_reference or ""] = a  # ordered by id: the newest wins
+        for chunk in _chunks(case_refs):
+            for a in self._assignments(Case.reference.in_(chunk)):
+                self.by_case[a.case.reference] = a
+        ids = {a.id for a in [*self.by_ref.values(), *self.by_case.values()]}
+        for id_chunk in _chunks(ids):
+            for key_chunk in _chunks(keys):
+                self.seen.update(
+                    (aid, key)
+                    for aid, key in self.s.execute(
+                        select(StatusEvent.assignment_id, StatusEvent.dedupe_key).where(
+                            StatusEvent.assignment_id.in_(id_chunk),
+                            StatusEvent.dedupe_key.in_(key_chunk),
+                        )
+                    )
+                    if key is not None
+                )
+        for chunk in _chunks(keys):
+            self.parked_keys.update(
+                self.s.scalars(
+                    select(UnmatchedUpdate.update_key).where(
+                        UnmatchedUpdate.agency_id == self.agency_id,
+                        UnmatchedUpdate.update_key.in_(chunk),
+                    )
+                )
+            )
+
+    def find(self, agency_reference: str | None, case_reference: str | None) -> Assignment | None:
+        if agency_reference and agency_reference in self.by_ref:
+            return self.by_ref[agency_reference]
+        if case_reference and case_reference in self.by_case:
+            return self.by_case[case_reference]
+        return None
 
 
 def lease_poll(db: Database, agency_id: str, worker_id: str, now: datetime, seconds: float) -> bool:
@@ -161,37 +250,15 @@ def record_poll_error(db: Database, agency_id: str, message: str, now: datetime)
         row.last_error, row.updated_at = message, now
 
 
-def _find_assignment(s: Session, agency_id: str, update: StatusUpdate) -> Assignment | None:
-    conditions = []
-    if update.agency_reference:
-        conditions.append(Assignment.agency_reference == update.agency_reference)
-    if update.case_reference:
-        conditions.append(Case.reference == update.case_reference)
-    if not conditions:
-        return None
-    return s.scalars(
-        select(Assignment)
-        .join(Case, Case.id == Assignment.case_id)
-        .where(Assignment.agency_id == agency_id, or_(*conditions))
-        .order_by(Assignment.id.desc())
-        .options(selectinload(Assignment.case).selectinload(Case.assignments))
-        .limit(1)
-        .with_for_update(of=Assignment)  # serialises with a receipt being recorded (PostgreSQL)
-    ).first()
-
-
-def apply_update(s: Session, mapping: AgencyMapping, update: StatusUpdate, now: datetime) -> str:
-    assignment = _find_assignment(s, mapping.id, update)
+def _apply_update(
+    s: Session, matcher: Matcher, mapping: AgencyMapping, update: StatusUpdate, now: datetime
+) -> str:
+    assignment = matcher.find(update.agency_reference, update.case_reference)
     key = update.key()
     # Until the receipt is recorded the assignment is not `sent`; park the update so the timeline
     # keeps its order (sent, then the agency's statuses). The receipt applies it.
     if assignment is None or assignment.agency_reference is None:
-        exists = s.scalar(
-            select(UnmatchedUpdate.id).where(
-                UnmatchedUpdate.agency_id == mapping.id, UnmatchedUpdate.update_key == key
-            )
-        )
-        if exists is None:
+        if key not in matcher.parked_keys:
             s.add(
                 UnmatchedUpdate(
                     agency_id=mapping.id,
@@ -204,9 +271,9 @@ def apply_update(s: Session, mapping: AgencyMapping, update: StatusUpdate, now: 
                     received_at=now,
                 )
             )
-            s.flush()
+            matcher.parked_keys.add(key)
         return UNMATCHED
-    return _apply_to(s, mapping, assignment, update, now)
+    return _apply_to(s, mapping, assignment, update, now, key, matcher.seen)
 
 
 def _apply_to(
@@ -216,11 +283,16 @@ def _apply_to(
     update: StatusUpdate,
     now: datetime,
     key: str | None = None,
+    seen: set[tuple[int, str]] | None = None,
 ) -> str:
+    """Apply one update to its assignment. `seen` holds (assignment id, key) pairs already on
+    the timeline when the caller loaded them in bulk; without it the database is asked."""
     key = key or update.key()
     _adopt_agency_reference(a, update)
-    if lifecycle.event_exists(s, a.id, key):
+    if (a.id, key) in seen if seen is not None else lifecycle.event_exists(s, a.id, key):
         return DUPLICATE
+    if seen is not None:
+        seen.add((a.id, key))
     rule = mapping.map_status(update.agency_status)
     common = dict(
         actor="agency",
@@ -240,7 +312,6 @@ def _apply_to(
             f"{': ' + update.message if update.message else ''} (not applied)",
             **common,
         )
-        s.flush()
         return UNKNOWN
     if a.status_at is not None and update.occurred_at < a.status_at:
         lifecycle.add_event(
@@ -253,7 +324,6 @@ def _apply_to(
             f"status kept at {a.status})",
             **common,
         )
-        s.flush()
         return STALE
     lifecycle.move(s, a, rule.status, message=update.message, **common)
     a.agency_status = update.agency_status
@@ -262,7 +332,6 @@ def _apply_to(
         a.outcome = rule.outcome
     a.updated_at = now
     lifecycle.refresh_case(a.case, now)
-    s.flush()
     return APPLIED
 
 
@@ -289,18 +358,14 @@ def _parked(s: Session, agency_id: str, *conditions) -> list[UnmatchedUpdate]:
     )
 
 
-def _apply_parked(
-    s: Session, mapping: AgencyMapping, a: Assignment, row: UnmatchedUpdate, now: datetime
-) -> None:
-    update = StatusUpdate(
+def _from_parked(row: UnmatchedUpdate) -> StatusUpdate:
+    return StatusUpdate(
         agency_status=row.agency_status or "",
         occurred_at=row.occurred_at or row.received_at,
         agency_reference=row.agency_reference,
         case_reference=row.case_reference,
         message=row.message,
     )
-    _apply_to(s, mapping, a, update, now, key=row.update_key)
-    row.resolved_at = now
 
 
 def apply_unmatched(s: Session, mapping: AgencyMapping, a: Assignment, now: datetime) -> int:
@@ -314,22 +379,7 @@ def apply_unmatched(s: Session, mapping: AgencyMapping, a: Assignment, now: date
         ),
     )
     for row in rows:
-        _apply_parked(s, mapping, a, row, now)
+        _apply_to(s, mapping, a, _from_parked(row), now, key=row.update_key)
+        row.resolved_at = now
+        s.flush()
     return len(rows)
-
-
-def resolve_unmatched(s: Session, mapping: AgencyMapping, now: datetime) -> int:
-    """Apply every parked update of this agency whose assignment now has its receipt."""
-    applied = 0
-    for row in _parked(s, mapping.id):
-        a = _find_assignment(
-            s,
-            mapping.id,
-            StatusUpdate(
-                row.agency_status or "", row.received_at, row.agency_reference, row.case_reference
-            ),
-        )
-        if a is not None and a.agency_reference is not None:
-            _apply_parked(s, mapping, a, row, now)
-            applied += 1
-    return applied

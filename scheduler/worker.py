@@ -158,7 +158,7 @@ class Worker:
         """Poll one agency if no other worker is polling it; None when skipped or failed."""
         mapping = self.hub.directory[agency_id]
         db = self.hub.db
-        lease = max(60.0, self.poll_interval(mapping) * 2)
+        lease = self.hub.settings.poll_lease_seconds
         if not inbound.lease_poll(db, agency_id, self.worker_id, self.hub.clock.now(), lease):
             metrics.POLLS.labels(agency_id, "skipped").inc()
             return None

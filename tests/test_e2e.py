@@ -199,6 +199,8 @@ def test_loket_run_starts_everything_files_the_readme_example_and_stops_cleanly(
         **{env_prefix(a) + "_URL": f"http://127.0.0.1:{p}/api" for a, p in sim_ports.items()},
         "LOKET_ECONOMIC_INSPECTION_PORT": str(sftp_port),
     }
+    sim_ports["favv"] = free_port()  # FAVV's SOAP simulator
+    env["LOKET_FAVV_URL"] = f"http://127.0.0.1:{sim_ports['favv']}/meldpunt"
     import os
 
     log = open(tmp_path / "run.log", "wb")  # noqa: SIM115

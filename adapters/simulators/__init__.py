@@ -17,6 +17,7 @@ from typing import Any
 LAUNCHERS: dict[str, str] = {
     "rest": "adapters.simulators.rest_agency",
     "sftp": "adapters.simulators.sftp_agency",
+    "soap": "adapters.simulators.soap_agency",
 }
 
 

@@ -16,7 +16,7 @@ Keys are generated at first start under the root folder (`ssh_host_ed25519_key[.
 `client_ed25519_key[.pub]`, `authorized_keys`); the mapping file points the adapter at them with
 `@file:` (see mappings/agencies/economic-inspection.yaml).
 
-    python -m adapters.simulators.sftp_agency --root var/sim/sftp --port 8103
+    python -m adapters.simulators.sftp_agency --root var/sim/sftp --port 8104
 """
 
 from __future__ import annotations
@@ -618,7 +618,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--root", type=Path, default=Path("var/sim/sftp"), help="keys and data")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="inspection")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8103)
+    parser.add_argument("--port", type=int, default=8104)
     parser.add_argument("--format", choices=FORMATS, default="xml")
     parser.add_argument("--delimiter", default=";", help="CSV delimiter")
     parser.add_argument("--layout", default="{}", help="status record field names (JSON)")

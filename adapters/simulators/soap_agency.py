@@ -1,0 +1,634 @@
+"""A SOAP agency simulator: FAVV/AFSCA's complaint desk ("meldpunt") as a real spyne SOAP service.
+
+It plays the food safety agency's own system: document/literal SOAP 1.1 with Dutch element names,
+its own case ids (`FAVV-2026-00042`) and status codes (NIEUW, IN_ONDERZOEK, INSPECTIE_GEPLAND,
+AFGESLOTEN), one status move every `step_seconds` (clock injectable, state shared with the REST
+simulator's `AgencySystem`), de-duplication on the `IdempotencyKey` element, an optional
+WS-Security UsernameToken check (PasswordText or PasswordDigest), and fault injection for tests:
+SOAP faults of both classes, a stall, an HTTP 503, a malformed envelope, an XML entity bomb and an
+external entity (XXE). Its WSDL is the contract in contracts/agencies/favv/complaints.wsdl; a test
+fails when the two drift apart (regenerate with `--write-wsdl`).
+
+    python -m adapters.simulators.soap_agency --port 8103 --username favv --password demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from lxml import etree
+from werkzeug.serving import make_server
+
+from adapters.simulators.rest_agency import AgencySystem, Faults, Profile
+
+with warnings.catch_warnings():
+    # spyne 2.14 imports `cgi` and a bundled `six` that warn on Python 3.11+; nothing we use.
+    warnings.filterwarnings(
+        "ignore", message=".*'cgi' is deprecated.*", category=DeprecationWarning
+    )
+    warnings.filterwarnings("ignore", category=ImportWarning)
+    from spyne import (
+        Application,
+        Array,
+        Boolean,
+        ComplexModel,
+        Date,
+        DateTime,
+        Fault,
+        Integer,
+        ServiceBase,
+        Unicode,
+        rpc,
+    )
+    from spyne.model.complex import ComplexModelBase
+    from spyne.protocol.soap import Soap11
+    from spyne.server.wsgi import WsgiApplication
+
+NS = "urn:be:favv-afsca:meldpunt:v1"
+WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
+PASSWORD_DIGEST = (
+    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0"
+    "#PasswordDigest"
+)
+DEFAULT_PATH = "/meldpunt"
+CONTRACT_LOCATION = "http://127.0.0.1:8103/meldpunt"  # the address written into the saved WSDL
+
+CONTRACT_NOTE = (
+    " FAVV/AFSCA meldpunt: illustrative until the agency confirms it. Generated from the simulator "
+    "with the write-wsdl option of python -m adapters.simulators.soap_agency; "
+    "tests/test_soap_simulator.py "
+    "fails when the two drift apart. "
+)
+
+PROFILE = Profile(
+    name="FAVV/AFSCA meldpunt (simulated)",
+    id_format="FAVV-{year}-{n:05d}",
+    flow=(
+        ("NIEUW", "Melding geregistreerd / signalement enregistré"),
+        (
+            "IN_ONDERZOEK",
+            "Een controleur onderzoekt de melding / un contrôleur examine le signalement",
+        ),
+        ("INSPECTIE_GEPLAND", "Inspectie ter plaatse gepland / inspection sur place planifiée"),
+        ("AFGESLOTEN", "Onderzoek afgesloten, maatregelen genomen / enquête clôturée"),
+    ),
+    prefix=DEFAULT_PATH,
+)
+
+# Fault codes this system answers with (SOAP 1.1: Client = fix the request, Server = try later).
+FAULT_AUTHENTICATION = "Client.Authentication"
+FAULT_VALIDATION = "Client.Validation"
+FAULT_UNKNOWN_CASE = "Client.UnknownCase"
+FAULT_UNAVAILABLE = "Server.Unavailable"
+
+# ------------------------------------------------------------------------------------- the types
+
+
+class Melder(ComplexModel):
+    """The person who reports (de melder / le déclarant)."""
+
+    __namespace__ = NS
+    _type_info = [
+        ("Naam", Unicode(max_len=200)),
+        ("Email", Unicode(max_len=254)),
+        ("Telefoon", Unicode(max_len=40)),
+    ]
+
+
+class Inrichting(ComplexModel):
+    """The food business the report is about (de inrichting / l'établissement)."""
+
+    __namespace__ = NS
+    _type_info = [
+        ("Naam", Unicode(max_len=200)),
+        ("Ondernemingsnummer", Unicode(pattern=r"[0-9]{10}")),
+        ("Straat", Unicode(max_len=200)),
+        ("Postcode", Unicode(max_len=10)),
+        ("Gemeente", Unicode(max_len=100)),
+        ("Website", Unicode(max_len=300)),
+    ]
+
+
+class Ontvangst(ComplexModel):
+    """Acknowledgement of a filed report. `Herhaling` is true for a repeat of a known key."""
+
+    __namespace__ = NS
+    _type_info = [
+        ("DossierNummer", Unicode(min_occurs=1)),
+        ("Status", Unicode(min_occurs=1)),
+        ("OntvangenOp", DateTime(min_occurs=1)),
+        ("Herhaling", Boolean(min_occurs=1)),
+    ]
+
+
+class Wijziging(ComplexModel):
+    """One status change of one case (een statuswijziging / un changement de statut)."""
+
+    __namespace__ = NS
+    _type_info = [
+        ("Volgnummer", Integer(min_occurs=1)),
+        ("DossierNummer", Unicode(min_occurs=1)),
+        ("LoketReferentie", Unicode),
+        ("Status", Unicode(min_occurs=1)),
+        ("Tijdstip", DateTime(min_occurs=1)),
+        ("Toelichting", Unicode),
+    ]
+
+
+class WijzigingenPagina(ComplexModel):
+    """A page of changes after a sequence number; ask again from VolgendVolgnummer."""
+
+    __namespace__ = NS
+    _type_info = [
+        ("Wijzigingen", Array(Wijziging)),
+        ("VolgendVolgnummer", Integer(min_occurs=1)),
+        ("MeerBeschikbaar", Boolean(min_occurs=1)),
+    ]
+
+
+class PingAntwoord(ComplexModel):
+    __namespace__ = NS
+    _type_info = [("Systeem", Unicode(min_occurs=1)), ("Tijdstip", DateTime(min_occurs=1))]
+
+
+Required = Unicode(min_occurs=1, nillable=False)
+
+# --------------------------------------------------------------------------------------- service
+
+
+class MeldpuntService(ServiceBase):
+    """FAVV/AFSCA meldpunt: consumers' reports and complaints about food safety.
+
+    Faults: Client.Authentication (WS-Security UsernameToken missing or wrong), Client.Validation
+    and Client.SchemaValidationError (fix the request), Client.UnknownCase (no such DossierNummer),
+    Server.Unavailable (try again later with the same IdempotencyKey).
+    """
+
+    @rpc(
+        Unicode(min_occurs=1, nillable=False, min_len=1, max_len=200),
+        Unicode(min_occurs=1, nillable=False, max_len=40),
+        Unicode(values=["KLACHT", "MELDING", "VRAAG"], min_occurs=1, nillable=False),
+        Unicode(
+            values=["VOEDSELVERGIFTIGING", "HYGIENE", "ETIKETTERING", "ANDERE"],
+            min_occurs=1,
+            nillable=False,
+        ),
+        Unicode(values=["NL", "FR", "DE"], min_occurs=1, nillable=False),
+        Unicode(min_occurs=1, nillable=False, min_len=1, max_len=4000),
+        Date,
+        Melder,
+        Inrichting,
+        _returns=Ontvangst,
+        _out_variable_name="Ontvangst",
+    )
+    def DienMeldingIn(
+        ctx,
+        IdempotencyKey,
+        LoketReferentie,
+        Soort,
+        Categorie,
+        Taal,
+        Omschrijving,
+        DatumVoorval,
+        Melder,
+        Inrichting,
+    ):
+        """File a report. A repeat with a known IdempotencyKey answers the same DossierNummer."""
+        system = _guard(ctx)
+        payload = _plain(
+            {
+                "LoketReferentie": LoketReferentie,
+                "Soort": Soort,
+                "Categorie": Categorie,
+                "Taal": Taal,
+                "Omschrijving": Omschrijving,
+                "DatumVoorval": DatumVoorval,
+                "Melder": Melder,
+                "Inrichting": Inrichting,
+            }
+        )
+        if Soort == "KLACHT" and not (payload.get("Inrichting") or {}).get("Naam"):
+            raise Fault(
+                faultcode=FAULT_VALIDATION,
+                faultstring="Een klacht vermeldt de inrichting (Inrichting/Naam) / "
+                "une plainte mentionne l'établissement (Inrichting/Naam)",
+            )
+        case, replay = system.submit(payload, IdempotencyKey, LoketReferentie)
+        return Ontvangst(
+            DossierNummer=case.id,
+            Status=case.history[0]["status"],
+            OntvangenOp=case.created,
+            Herhaling=replay,
+        )
+
+    @rpc(
+        Integer(min_occurs=1, nillable=False, ge=0),
+        Integer(ge=1, le=1000),
+        _returns=WijzigingenPagina,
+        _out_variable_name="Pagina",
+    )
+    def GeefWijzigingen(ctx, VanafVolgnummer, Maximum):
+        """Status changes after sequence number VanafVolgnummer (0 = from the start), in order."""
+        system = _guard(ctx)
+        page, more = system.changes_since(VanafVolgnummer, Maximum or 200)
+        return WijzigingenPagina(
+            Wijzigingen=[_change(c) for c in page],
+            VolgendVolgnummer=page[-1]["seq"] if page else VanafVolgnummer,
+            MeerBeschikbaar=more,
+        )
+
+    @rpc(Required, _returns=Wijziging, _out_variable_name="Status")
+    def GeefStatus(ctx, DossierNummer):
+        """The current status of one case."""
+        system = _guard(ctx)
+        with system.lock:
+            system.advance()
+            case = system.cases.get(DossierNummer)
+            if case is None:
+                raise Fault(
+                    faultcode=FAULT_UNKNOWN_CASE,
+                    faultstring=f"Onbekend dossier / dossier inconnu: {DossierNummer}",
+                )
+            return _change(case.history[-1])
+
+    @rpc(_returns=PingAntwoord, _out_variable_name="Antwoord")
+    def Ping(ctx):
+        """Cheap liveness and credentials check."""
+        system = _guard(ctx)
+        return PingAntwoord(Systeem=system.profile.name, Tijdstip=system.clock())
+
+
+def _change(c: dict[str, Any]) -> Wijziging:
+    return Wijziging(
+        Volgnummer=c["seq"],
+        DossierNummer=c["case_id"],
+        LoketReferentie=c["external_reference"],
+        Status=c["status"],
+        Tijdstip=datetime.fromisoformat(c["at"]),
+        Toelichting=c["note"],
+    )
+
+
+def _plain(value: Any) -> Any:
+    """spyne objects as plain JSON-able data, empty values left out (what the agency stored)."""
+    if isinstance(value, ComplexModelBase):
+        value = {k: getattr(value, k, None) for k in type(value).get_flat_type_info(type(value))}
+    if isinstance(value, dict):
+        out = {k: _plain(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v not in (None, {}, [])}
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def _guard(ctx) -> SoapAgencySystem:
+    """Every operation: injected SOAP faults first, then the WS-Security check."""
+    system: SoapAgencySystem = ctx.app.agency_system
+    injected = ctx.transport.req_env.get("favv.fault")
+    if injected == "server_fault":
+        raise Fault(
+            faultcode=FAULT_UNAVAILABLE,
+            faultstring="Systeem tijdelijk niet beschikbaar / système temporairement indisponible",
+        )
+    if injected == "client_fault":
+        raise Fault(
+            faultcode=FAULT_VALIDATION,
+            faultstring="Melding geweigerd: ongeldige gegevens / signalement refusé",
+        )
+    if system.username is not None:
+        problem = system.authenticate(ctx.in_header_doc or ())
+        if problem:
+            with system.lock:
+                system.auth_failures += 1
+            raise Fault(faultcode=FAULT_AUTHENTICATION, faultstring=problem)
+    return system
+
+
+# ---------------------------------------------------------------------------------------- system
+
+
+@dataclass
+class SoapFaults(Faults):
+    """Modes: server_fault, client_fault, timeout, http_error, malformed (not well-formed),
+    not_soap (well-formed XML that is no SOAP envelope), entity_bomb, xxe."""
+
+    target: str = "/etc/hostname"  # xxe: the local file the hostile answer points at
+
+
+class SoapAgencySystem(AgencySystem):
+    """The REST simulator's agency state plus WS-Security credentials and SOAP fault modes."""
+
+    def __init__(
+        self,
+        profile: Profile = PROFILE,
+        *,
+        step_seconds: float = 5.0,
+        username: str | None = None,
+        password: str | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        latency: float = 0.0,
+    ):
+        super().__init__(profile, step_seconds=step_seconds, clock=clock, latency=latency)
+        self.username = username
+        self.password = password
+        self.auth_failures = 0
+        self.faults: SoapFaults = SoapFaults()
+
+    def fail_next(self, mode: str, **options: Any) -> None:
+        with self.lock:
+            self.faults = SoapFaults(mode=mode, remaining=options.pop("count", 1), **options)
+
+    def take_fault(self) -> SoapFaults | None:
+        with self.lock:
+            if not self.faults.active():
+                return None
+            return self.faults
+
+    def authenticate(self, headers: Iterable[Any]) -> str | None:
+        """None when a UsernameToken names our user with the right password; else the reason."""
+        token = None
+        for header in headers:
+            if isinstance(header, etree._Element) and header.tag == f"{{{WSSE}}}Security":
+                token = header.find(f"{{{WSSE}}}UsernameToken")
+        if token is None:
+            return "WS-Security UsernameToken ontbreekt / manquant (wsse:Security)"
+        username = token.findtext(f"{{{WSSE}}}Username") or ""
+        password = token.find(f"{{{WSSE}}}Password")
+        given = password.text or "" if password is not None else ""
+        expected = self.password or ""
+        if password is not None and password.get("Type") == PASSWORD_DIGEST:
+            nonce = base64.b64decode(token.findtext(f"{{{WSSE}}}Nonce") or "")
+            created = token.findtext(f"{{{WSU}}}Created") or ""
+            digest = hashlib.sha1(nonce + created.encode() + expected.encode()).digest()
+            expected = base64.b64encode(digest).decode()
+        ok_user = hmac.compare_digest(username.encode(), (self.username or "").encode())
+        if not (ok_user and hmac.compare_digest(given.encode(), expected.encode())):
+            return "Onbekende gebruiker of fout wachtwoord / utilisateur inconnu ou mot de passe erroné"
+        return None
+
+    def stats(self) -> dict[str, Any]:
+        out = super().stats()
+        with self.lock:
+            out["auth_failures"] = self.auth_failures
+        return out
+
+
+# ------------------------------------------------------------------------------------ the server
+
+
+def soap_application(system: SoapAgencySystem) -> Application:
+    app = Application(
+        [MeldpuntService],
+        tns=NS,
+        name="FavvMeldpunt",
+        in_protocol=Soap11(validator="lxml"),
+        out_protocol=Soap11(),
+    )
+    app.agency_system = system
+    return app
+
+
+def entity_bomb() -> bytes:
+    """The 'billion laughs' answer: a few hundred bytes that expand to gigabytes if trusted."""
+    lines = ['<!ENTITY lol0 "lol">']
+    for i in range(1, 10):
+        lines.append(f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">')
+    return _hostile("\n  ".join(lines), "&lol9;")
+
+
+def external_entity(target: str) -> bytes:
+    """An answer whose DossierNummer would be the content of a local file if entities resolved."""
+    return _hostile(f'<!ENTITY xxe SYSTEM "file://{target}">', "&xxe;")
+
+
+def _hostile(declarations: str, reference: str) -> bytes:
+    return (
+        f'<?xml version="1.0"?>\n<!DOCTYPE Envelope [\n  {declarations}\n]>\n'
+        '<soap11env:Envelope xmlns:soap11env="http://schemas.xmlsoap.org/soap/envelope/" '
+        f'xmlns:tns="{NS}"><soap11env:Body><tns:DienMeldingInResponse><tns:Ontvangst>'
+        f"<tns:DossierNummer>{reference}</tns:DossierNummer><tns:Status>NIEUW</tns:Status>"
+        "<tns:OntvangenOp>2026-11-02T09:00:00+00:00</tns:OntvangenOp>"
+        "<tns:Herhaling>false</tns:Herhaling></tns:Ontvangst></tns:DienMeldingInResponse>"
+        "</soap11env:Body></soap11env:Envelope>"
+    ).encode()
+
+
+MALFORMED = (
+    b'<?xml version="1.0"?>\n<soap11env:Envelope '
+    b'xmlns:soap11env="http://schemas.xmlsoap.org/soap/envelope/"><soap11env:Body>'
+    b"<tns:DienMeldingInResponse><tns:Ontvangst><DossierNummer>FAVV-2026-"
+)
+
+
+class FaultGate:
+    """WSGI middleware before spyne: test hooks under /_sim/ and the transport-level faults."""
+
+    def __init__(self, system: SoapAgencySystem, soap: WsgiApplication):
+        self.system = system
+        self.soap = soap
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path == "/_sim/stats":
+            return self._json(start_response, self.system.stats())
+        if path == "/_sim/faults" and method == "POST":
+            spec = json.loads(self._body(environ) or b"{}")
+            self.system.fail_next(spec.pop("mode", "none"), **spec)
+            return self._json(start_response, {"ok": True})
+        if method != "POST":
+            return self.soap(environ, start_response)
+        if self.system.latency:
+            time.sleep(self.system.latency)
+        fault = self.system.take_fault()
+        if fault is None:
+            return self.soap(environ, start_response)
+        if fault.mode == "timeout":
+            time.sleep(fault.delay)  # then answer: the agency did the work, the caller gave up
+            return self.soap(environ, start_response)
+        if fault.mode in ("server_fault", "client_fault"):
+            environ["favv.fault"] = fault.mode  # spyne itself answers with a SOAP Fault
+            return self.soap(environ, start_response)
+        self._body(environ)  # read the request before answering, for keep-alive
+        if fault.mode == "http_error":
+            status = f"{fault.status} Service Unavailable"
+            start_response(status, [("Content-Type", "text/html")])
+            return [b"<html><body>Service Unavailable</body></html>"]
+        bodies = {
+            "malformed": lambda: MALFORMED,
+            "not_soap": lambda: b"<html><body>Onderhoud / maintenance</body></html>",
+            "entity_bomb": entity_bomb,
+            "xxe": lambda: external_entity(fault.target),
+        }
+        body = bodies[fault.mode]()
+        start_response("200 OK", [("Content-Type", "text/xml; charset=utf-8")])
+        return [body]
+
+    @staticmethod
+    def _body(environ) -> bytes:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        return environ["wsgi.input"].read(length) if length else b""
+
+    @staticmethod
+    def _json(start_response, data: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(data).encode()]
+
+
+def create_wsgi(system: SoapAgencySystem) -> FaultGate:
+    return FaultGate(system, WsgiApplication(soap_application(system)))
+
+
+class SoapSimulatorServer:
+    """The simulator on a real socket in a background thread (tests, embedded use)."""
+
+    def __init__(self, system: SoapAgencySystem, host: str = "127.0.0.1", port: int = 0):
+        quiet_logs()
+        self.system = system
+        self.server = make_server(host, port, create_wsgi(system), threaded=True)
+        self.port = self.server.server_port
+        self.url = f"http://{host}:{self.port}{system.profile.prefix}"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def start(self) -> SoapSimulatorServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+# ----------------------------------------------------------------------------------- the contract
+
+
+def wsdl_document(location: str = CONTRACT_LOCATION) -> bytes:
+    """The WSDL the simulator serves, normalised so that it can be kept under version control:
+    spyne orders schema types differently from run to run, so they are sorted by kind and name,
+    and the address is `location`. This is what contracts/agencies/favv/complaints.wsdl holds."""
+    from werkzeug.test import Client
+
+    response = Client(create_wsgi(SoapAgencySystem())).get(DEFAULT_PATH + "?wsdl")
+    return normalise_wsdl(response.get_data(), location)
+
+
+def normalise_wsdl(document: bytes, location: str = CONTRACT_LOCATION) -> bytes:
+    root = etree.fromstring(document, etree.XMLParser(remove_blank_text=True))
+    ns = {
+        "wsdl": "http://schemas.xmlsoap.org/wsdl/",
+        "xs": "http://www.w3.org/2001/XMLSchema",
+        "soap": "http://schemas.xmlsoap.org/wsdl/soap/",
+    }
+    for schema in root.iterfind("wsdl:types/xs:schema", ns):
+        children = list(schema)
+        imports = [c for c in children if c.tag == f"{{{ns['xs']}}}import"]
+        rest = [c for c in children if c not in imports]
+        rest.sort(key=lambda c: (etree.QName(c).localname, c.get("name") or ""))
+        for child in children:
+            schema.remove(child)
+        schema.extend(sorted(imports, key=lambda c: c.get("namespace") or "") + rest)
+    for address in root.iterfind("wsdl:service/wsdl:port/soap:address", ns):
+        address.set("location", location)
+    root.insert(0, etree.Comment(CONTRACT_NOTE))
+    etree.indent(root, space="  ")
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+# ------------------------------------------------------------------------------------ loket run
+
+
+def launch(agency_id: str, adapter_config, spec, root: Path):
+    """For `loket run`: serve this agency on the host and port of its configured endpoint."""
+    import sys
+
+    from adapters.simulators import Launch, env_var
+
+    endpoint = adapter_config["endpoint"]
+    parts = urlsplit(endpoint)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    cmd = [
+        sys.executable,
+        "-m",
+        "adapters.simulators.soap_agency",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--step-seconds",
+        str(spec.get("step_seconds", 5)),
+    ]
+    if adapter_config.get("username"):
+        cmd += ["--username", adapter_config["username"]]
+        cmd += ["--password", adapter_config.get("password") or ""]
+    return Launch(cmd, host, port, endpoint, env_var(agency_id, "URL"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--step-seconds", type=float, default=5.0, help="time between status moves")
+    parser.add_argument("--username", default=None, help="require a WS-Security UsernameToken")
+    parser.add_argument("--password", default=None)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every call")
+    parser.add_argument(
+        "--write-wsdl",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="write the service's WSDL (the agency contract) to PATH and exit",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    args = parser.parse_args(argv)
+    if args.write_wsdl:
+        args.write_wsdl.write_bytes(wsdl_document())
+        print(f"wrote {args.write_wsdl}")
+        return
+    quiet_logs(args.verbose)
+    system = SoapAgencySystem(
+        step_seconds=args.step_seconds,
+        username=args.username,
+        password=args.password,
+        latency=args.latency,
+    )
+    server = make_server(args.host, args.port, create_wsgi(system), threaded=True)
+    url = f"http://{args.host}:{server.server_port}{PROFILE.prefix}"
+    print(f"SOAP agency simulator (FAVV) on {url}  WSDL: {url}?wsdl", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def quiet_logs(verbose: bool = False) -> None:
+    """spyne logs every Fault it answers with a traceback; that is the simulator's job, not news."""
+    level = logging.DEBUG if verbose else logging.CRITICAL
+    logging.getLogger("spyne").setLevel(level)
+    if not verbose:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+if __name__ == "__main__":
+    main()

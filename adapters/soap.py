@@ -1,0 +1,551 @@
+"""SOAP adapter: an agency's own WSDL, called with zeep over one `requests.Session`.
+
+deliver: call `submit_operation` with the rendered payload (its keys are the operation's
+parameters, dotted mapping fields become nested complex types) plus the idempotency key in the
+`idempotency_key_parameter` element; the agency's reference is read from `reference_field` of the
+answer. poll: `status_mode: changes` calls `status_operation` once per tick with the cursor in
+`cursor_parameter` (following `has_more`); `per_case` calls it per open case with
+`reference_parameter`. check: load the WSDL and call `ping_operation` (or the changes operation
+from the start). A WS-Security UsernameToken is sent when `username` is set.
+
+Errors are classified as SOAP 1.1 defines its fault classes: a Client (1.2: Sender) fault means
+"do not resend without change" -> PermanentError; a Server (1.2: Receiver) fault means "may
+succeed later" -> TransientError. HTTP 5xx, timeouts, lost connections and unreadable envelopes
+are transient (the same idempotency key makes a retry safe). An answer that declares a DTD or XML
+entities (entity-expansion bombs, external entities/XXE) is refused without expanding or fetching
+anything and is *permanent*: SOAP forbids DTDs in messages, so such an answer is an attack or a
+broken gateway that needs a person, and retrying would only send the consumer's data again into it.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import requests
+import zeep
+import zeep.exceptions as zx
+from marshmallow import Schema, fields, validate
+from zeep.helpers import serialize_object
+from zeep.transports import Transport
+from zeep.wsse.username import UsernameToken
+
+from adapters.base import (
+    DELIVER,
+    POLL,
+    POLL_CHANGES,
+    POLL_PER_ITEM,
+    Adapter,
+    ConfigurationError,
+    Health,
+    InboundProblem,
+    OpenItem,
+    Outbound,
+    PermanentError,
+    PollResult,
+    Receipt,
+    StatusUpdate,
+    TransientError,
+)
+from adapters.rest import ChangesSchema, StatusSchema, dig, parse_time
+
+# Where a relative `wsdl` path is looked for after the working directory: the source checkout
+# (the folder holding `adapters/` and `contracts/`).
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+CLIENT_FAULTS = frozenset({"Client", "Sender"})
+SERVER_FAULTS = frozenset({"Server", "Receiver"})
+SETUP_FAULTS = frozenset({"VersionMismatch", "MustUnderstand", "DataEncodingUnknown"})
+# WS-Security 1.0 fault codes (wsse namespace) and agencies' own "Client.Authentication" style.
+SECURITY_FAULTS = frozenset(
+    {
+        "FailedAuthentication",
+        "InvalidSecurityToken",
+        "InvalidSecurity",
+        "SecurityTokenUnavailable",
+        "UnsupportedSecurityToken",
+        "FailedCheck",
+    }
+)
+CREDENTIALS_HINT = (
+    " (check the credentials: username and password in the agency's adapter configuration)"
+)
+TRANSIENT_HTTP = frozenset({408, 425, 429})
+# A DOCTYPE in the prolog (after an optional BOM, XML declaration, comments and PIs).
+DOCTYPE = re.compile(rb"^(?:\xef\xbb\xbf)?\s*(?:<\?.*?\?>\s*|<!--.*?-->\s*)*<!DOCTYPE", re.S | re.I)
+
+
+class HostileAnswer(Exception):
+    """The agency's answer declares a DTD: refused before any XML parser reads it."""
+
+
+class SoapConfig(Schema):
+    wsdl = fields.String(
+        required=True,
+        metadata={"doc": "WSDL file; relative paths from the working dir or the source checkout"},
+    )
+    endpoint = fields.Url(
+        load_default=None,
+        require_tld=False,
+        metadata={"doc": "service URL; overrides the WSDL's soap:address"},
+    )
+    binding = fields.String(
+        load_default=None, metadata={"doc": "binding name when the WSDL has several"}
+    )
+    submit_operation = fields.String(required=True)
+    idempotency_key_parameter = fields.String(load_default="IdempotencyKey")
+    reference_field = fields.String(
+        load_default="reference", metadata={"doc": "dotted path of the agency's case id"}
+    )
+    duplicate_field = fields.String(
+        load_default=None, metadata={"doc": "dotted path of 'this was a repeat' in the answer"}
+    )
+    status_operation = fields.String(load_default=None)
+    status_mode = fields.String(
+        load_default="changes", validate=validate.OneOf(["changes", "per_case"])
+    )
+    cursor_parameter = fields.String(load_default="since")
+    initial_cursor = fields.String(load_default="0")
+    page_size_parameter = fields.String(load_default=None)
+    page_size = fields.Integer(load_default=200, validate=validate.Range(min=1))
+    max_pages = fields.Integer(load_default=20, validate=validate.Range(min=1))
+    changes = fields.Nested(ChangesSchema, load_default=lambda: ChangesSchema().load({}))
+    reference_parameter = fields.String(load_default="reference")
+    status = fields.Nested(StatusSchema, load_default=lambda: StatusSchema().load({}))
+    ping_operation = fields.String(load_default=None)
+    username = fields.String(load_default=None)
+    password = fields.String(load_default=None, metadata={"secret": True})
+    password_digest = fields.Boolean(
+        load_default=False, metadata={"doc": "send PasswordDigest instead of PasswordText"}
+    )
+    connect_timeout = fields.Float(load_default=3.05, validate=validate.Range(min=0.01))
+    read_timeout = fields.Float(load_default=10.0, validate=validate.Range(min=0.01))
+    verify_tls = fields.Boolean(load_default=True)
+
+
+class SoapAdapter(Adapter):
+    kind = "soap"
+    config_schema = SoapConfig
+    capabilities = frozenset({DELIVER, POLL, POLL_CHANGES, POLL_PER_ITEM})
+
+    def __init__(self, config: Mapping[str, Any]):
+        super().__init__(config)
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = "Loket/0.1 (+hub)"
+        self.session.verify = self.config["verify_tls"]
+        self.session.hooks["response"].append(self._inspect)
+        self._last = threading.local()
+        self.timeout = (self.config["connect_timeout"], self.config["read_timeout"])
+        self._lock = threading.Lock()
+        self._client: zeep.Client | None = None
+        self._service: Any = None
+
+    @property
+    def effective_capabilities(self) -> frozenset[str]:
+        caps = {DELIVER}
+        if self.config["status_operation"]:
+            caps |= {
+                POLL,
+                POLL_CHANGES if self.config["status_mode"] == "changes" else POLL_PER_ITEM,
+            }
+        return frozenset(caps)
+
+    # ---------------------------------------------------------------------------------- the WSDL
+
+    def wsdl_path(self) -> Path:
+        given = Path(self.config["wsdl"])
+        candidates = [given] if given.is_absolute() else [Path.cwd() / given, SOURCE_ROOT / given]
+        for path in candidates:
+            if path.is_file():
+                return path
+        raise ConfigurationError(
+            f"soap adapter: the WSDL {self.config['wsdl']!r} is not a file (looked at "
+            + ", ".join(str(p) for p in dict.fromkeys(candidates))
+            + "); give an absolute path or one relative to the repository root"
+        )
+
+    def _load(self) -> tuple[zeep.Client, Any]:
+        """The zeep client and service proxy, built once (WSDL parsing is not cheap)."""
+        with self._lock:
+            if self._service is not None and self._client is not None:
+                return self._client, self._service
+            path = self.wsdl_path()
+            transport = Transport(
+                session=self.session,
+                timeout=sum(self.timeout),
+                operation_timeout=self.timeout,
+            )
+            settings = zeep.Settings(
+                strict=True,
+                forbid_dtd=True,
+                forbid_entities=True,
+                forbid_external=True,
+                xml_huge_tree=False,
+            )
+            wsse = None
+            if self.config["username"]:
+                wsse = UsernameToken(
+                    self.config["username"],
+                    self.config["password"] or "",
+                    use_digest=self.config["password_digest"],
+                )
+            try:
+                client = zeep.Client(str(path), transport=transport, settings=settings, wsse=wsse)
+                binding = self._binding(client)
+            except ConfigurationError:
+                raise
+            except Exception as exc:
+                raise ConfigurationError(
+                    f"soap adapter: cannot read the WSDL {path}: {type(exc).__name__}: {_short(exc)}"
+                ) from None
+            address = self.config["endpoint"] or self._address(client, binding)
+            if not address:
+                raise ConfigurationError(
+                    f"soap adapter: the WSDL {path} names no address for {binding.name.localname}; "
+                    "set `endpoint` in the adapter configuration"
+                )
+            names = set(binding._operations)
+            for key in ("submit_operation", "status_operation", "ping_operation"):
+                name = self.config[key]
+                if name and name not in names:
+                    raise ConfigurationError(
+                        f"soap adapter: {key} {name!r} is not an operation of {path.name}; "
+                        f"it offers: {', '.join(sorted(names))}"
+                    )
+            self._client = client
+            self._service = client.create_service(binding.name, address)
+            return client, self._service
+
+    def _binding(self, client: zeep.Client) -> Any:
+        bindings = client.wsdl.bindings
+        wanted = self.config["binding"]
+        if wanted:
+            for binding in bindings.values():
+                if wanted in (binding.name.text, binding.name.localname):
+                    return binding
+            known = ", ".join(b.name.localname for b in bindings.values())
+            raise ConfigurationError(f"soap adapter: no binding {wanted!r} in the WSDL ({known})")
+        for service in client.wsdl.services.values():
+            for port in service.ports.values():
+                return port.binding
+        if bindings:
+            return next(iter(bindings.values()))
+        raise ConfigurationError("soap adapter: the WSDL defines no binding")
+
+    @staticmethod
+    def _address(client: zeep.Client, binding: Any) -> str | None:
+        for service in client.wsdl.services.values():
+            for port in service.ports.values():
+                if port.binding is binding:
+                    return port.binding_options.get("address")
+        return None
+
+    # ------------------------------------------------------------------------------- transport
+
+    def _inspect(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        """Every HTTP answer, before zeep parses it: note the status, refuse a DTD outright.
+
+        zeep (forbid_dtd, forbid_entities) and lxml (no entity resolution, no network) refuse
+        these too, but libxml2 may fail first with a mere syntax error on an entity bomb; checking
+        the bytes here makes the refusal explicit and independent of the parser's version."""
+        self._last.status = response.status_code
+        if DOCTYPE.match(response.content[:4096]):
+            raise HostileAnswer(f"HTTP {response.status_code}")
+
+    def _call(self, operation: str, arguments: Mapping[str, Any]) -> Any:
+        """Call one operation and return its answer as plain data; every failure classified."""
+        client, service = self._load()
+        try:
+            # Serialising first separates "our payload does not fit the contract" (permanent)
+            # from whatever happens once the request is on the wire.
+            client.create_message(service, operation, **arguments)
+        except (TypeError, zx.ValidationError, ValueError) as exc:
+            raise PermanentError(
+                f"{operation}: the request does not fit the agency's WSDL: {_short(exc)}"
+                " (check the `fields:` of the agency's mapping file)"
+            ) from None
+        except Exception as exc:
+            raise PermanentError(
+                f"{operation}: cannot build the request: {type(exc).__name__}: {_short(exc)}"
+            ) from None
+        self._last.status = None
+        try:
+            answer = getattr(service, operation)(**arguments)
+        except zx.Fault as exc:
+            raise _fault_error(operation, exc, self._last.status) from None
+        except (
+            HostileAnswer,
+            zx.DTDForbidden,
+            zx.EntitiesForbidden,
+            zx.ExternalReferenceForbidden,
+        ) as exc:
+            raise PermanentError(
+                f"{operation}: refused the agency's answer: it declares a DTD or XML entities "
+                f"({type(exc).__name__}), as entity-expansion ('billion laughs') and external-"
+                "entity (XXE) attacks do; nothing was expanded or fetched. SOAP forbids DTDs in "
+                "messages: ask the agency to check its gateway before resending",
+                raw={"error": type(exc).__name__},
+            ) from None
+        except zx.TransportError as exc:
+            raise _transport_error(operation, exc) from None
+        except (zx.XMLSyntaxError, zx.XMLParseError, zx.UnexpectedElementError) as exc:
+            raise TransientError(
+                f"{operation}: the agency's answer is not a readable SOAP envelope "
+                f"({_short(exc)}); retrying with the same idempotency key is safe"
+            ) from None
+        except requests.Timeout as exc:
+            raise TransientError(
+                f"{operation}: the agency did not answer in time ({exc.__class__.__name__})"
+            ) from None
+        except requests.ConnectionError as exc:
+            raise TransientError(
+                f"{operation}: cannot connect to the agency ({_short(exc)})"
+            ) from None
+        except requests.RequestException as exc:
+            raise TransientError(f"{operation}: {_short(exc)}") from None
+        except Exception as exc:
+            raise TransientError(
+                f"{operation}: unexpected {type(exc).__name__} reading the answer: {_short(exc)}"
+            ) from None
+        return serialize_object(answer, dict)
+
+    # ------------------------------------------------------------------------------- interface
+
+    def deliver(self, item: Outbound) -> Receipt:
+        operation = self.config["submit_operation"]
+        arguments = dict(item.payload)
+        arguments[self.config["idempotency_key_parameter"]] = item.idempotency_key
+        body = self._call(operation, arguments)
+        reference = dig(body, self.config["reference_field"]) if isinstance(body, dict) else body
+        if reference in (None, ""):
+            raise TransientError(
+                f"{operation}: the answer has no {self.config['reference_field']!r}: "
+                f"{str(body)[:200]}",
+                raw={"response": _jsonable(body)},
+            )
+        duplicate_field = self.config["duplicate_field"]
+        duplicate = bool(dig(body, duplicate_field)) if duplicate_field else False
+        return Receipt(
+            agency_reference=str(reference),
+            duplicate=duplicate,
+            raw={
+                "request": {"operation": operation, "idempotency_key": item.idempotency_key},
+                "response": _jsonable(body),
+            },
+        )
+
+    def poll(self, cursor: str | None, open_items: Sequence[OpenItem]) -> PollResult:
+        if not self.config["status_operation"]:
+            raise PermanentError("the soap adapter has no status_operation configured")
+        if self.config["status_mode"] == "changes":
+            return self._poll_changes(cursor)
+        return self._poll_each(cursor, open_items)
+
+    def _poll_changes(self, cursor: str | None) -> PollResult:
+        operation = self.config["status_operation"]
+        spec = self.config["changes"]
+        position = cursor if cursor is not None else self.config["initial_cursor"]
+        updates: list[StatusUpdate] = []
+        problems: list[InboundProblem] = []
+        for _ in range(self.config["max_pages"]):
+            arguments: dict[str, Any] = {self.config["cursor_parameter"]: position}
+            if self.config["page_size_parameter"]:
+                arguments[self.config["page_size_parameter"]] = self.config["page_size"]
+            body = self._call(operation, arguments)
+            items = dig(body, spec["items"]) if isinstance(body, dict) else None
+            if items is None:
+                items = []
+            if not isinstance(items, list):
+                items = [items]
+            for entry in items:
+                try:
+                    updates.append(
+                        StatusUpdate(
+                            agency_status=_required(dig(entry, spec["status"]), spec["status"]),
+                            occurred_at=_time(dig(entry, spec["time"])),
+                            agency_reference=_opt_str(dig(entry, spec["reference"])),
+                            case_reference=_opt_str(dig(entry, spec["case_reference"])),
+                            message=_opt_str(dig(entry, spec["message"])),
+                            update_id=_opt_str(dig(entry, spec["id"])),
+                        )
+                    )
+                except (TypeError, ValueError) as exc:
+                    # One unreadable change neither blocks the feed nor disappears.
+                    ident = dig(entry, spec["id"]) or dig(entry, spec["reference"]) or "?"
+                    problems.append(
+                        InboundProblem(
+                            source=f"{operation} {spec['id']}={ident}",
+                            reason=f"unreadable status change: {exc}",
+                            excerpt=str(_jsonable(entry))[:1000],
+                        )
+                    )
+            next_cursor = dig(body, spec["next_cursor"]) if isinstance(body, dict) else None
+            if next_cursor is not None:
+                position = str(next_cursor)
+            if not (isinstance(body, dict) and dig(body, spec["has_more"])):
+                break
+        return PollResult(tuple(updates), position, tuple(problems))
+
+    def _poll_each(self, cursor: str | None, open_items: Sequence[OpenItem]) -> PollResult:
+        operation = self.config["status_operation"]
+        spec = self.config["status"]
+        updates: list[StatusUpdate] = []
+        problems: list[InboundProblem] = []
+        for item in open_items:
+            source = f"{operation} {item.agency_reference}"
+            try:
+                body = self._call(
+                    operation, {self.config["reference_parameter"]: item.agency_reference}
+                )
+            except PermanentError as exc:
+                if exc.raw.get("scope") != "request":
+                    raise  # credentials, configuration: every case would fail the same way
+                problems.append(InboundProblem(source, exc.detail))
+                continue
+            try:
+                code = _required(dig(body, spec["status"]), spec["status"])
+                if code == item.agency_status:
+                    continue
+                updates.append(
+                    StatusUpdate(
+                        agency_status=code,
+                        occurred_at=_time(dig(body, spec["time"])),
+                        agency_reference=item.agency_reference,
+                        case_reference=item.case_reference,
+                        message=_opt_str(dig(body, spec["message"])),
+                    )
+                )
+            except (TypeError, ValueError) as exc:
+                problems.append(
+                    InboundProblem(source, f"unreadable status: {exc}", str(_jsonable(body))[:1000])
+                )
+        return PollResult(tuple(updates), cursor, tuple(problems))
+
+    def check(self) -> Health:
+        started = time.perf_counter()
+
+        def elapsed() -> float:
+            return (time.perf_counter() - started) * 1000
+
+        try:
+            if self.config["ping_operation"]:
+                operation = self.config["ping_operation"]
+                self._call(operation, {})
+            elif self.config["status_operation"] and self.config["status_mode"] == "changes":
+                operation = self.config["status_operation"]
+                self._call(
+                    operation, {self.config["cursor_parameter"]: self.config["initial_cursor"]}
+                )
+            else:
+                self._load()
+                return Health(True, "WSDL loaded; no ping_operation to call", elapsed())
+        except (TransientError, PermanentError) as exc:
+            return Health(False, exc.detail, elapsed())
+        return Health(True, f"{operation} answered", elapsed())
+
+    def close(self) -> None:
+        self.session.close()
+
+
+# ------------------------------------------------------------------------------ classification
+
+
+def _fault_error(
+    operation: str, exc: zx.Fault, status: int | None
+) -> TransientError | PermanentError:
+    code = str(exc.code or "")
+    if not code:
+        # zeep's reading of an HTTP error whose body is XML but not a SOAP Fault (a proxy page).
+        detail = exc.detail
+        body = detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail or "")
+        return TransientError(
+            f"{operation}: HTTP {status or '?'} without a SOAP fault: {body[:200]!r}",
+            raw={"status": status, "body": body[:2000]},
+        )
+    local = code.rpartition(":")[2] or code  # soap11env:Client.Authentication -> Client.Auth...
+    subcodes = [str(getattr(s, "localname", s)) for s in (exc.subcodes or [])]
+    head = local.split(".")[0]
+    named = ".".join([local, *subcodes])
+    detail = f"{operation}: SOAP fault {named}: {exc.message}"
+    raw = {"fault_code": code, "fault_string": str(exc.message)[:2000]}
+    security = head in SECURITY_FAULTS or any(
+        part in SECURITY_FAULTS or "auth" in part.lower()
+        for part in [*local.split(".")[1:], *subcodes]
+    )
+    if security:
+        return PermanentError(detail + CREDENTIALS_HINT, raw={**raw, "scope": "credentials"})
+    if head in CLIENT_FAULTS:
+        return PermanentError(detail, raw={**raw, "scope": "request"})
+    if head in SERVER_FAULTS:
+        return TransientError(detail, raw=raw)
+    if head in SETUP_FAULTS:
+        return PermanentError(
+            detail + " (the agency does not accept our SOAP version or headers; check its WSDL)",
+            raw={**raw, "scope": "configuration"},
+        )
+    return TransientError(detail + " (unrecognised fault code: treated as temporary)", raw=raw)
+
+
+def _transport_error(operation: str, exc: zx.TransportError) -> TransientError | PermanentError:
+    status = exc.status_code or 0
+    body = exc.content.decode("utf-8", "replace") if isinstance(exc.content, bytes) else ""
+    raw = {"status": status, "body": body[:2000]}
+    if exc.content is not None and "invalid XML" in str(exc.message):
+        return TransientError(
+            f"{operation}: HTTP {status} with a malformed SOAP envelope (not well-formed XML: "
+            f"{body[:200]!r}); retrying with the same idempotency key is safe",
+            raw=raw,
+        )
+    detail = f"{operation}: HTTP {status}: {_short(exc)}"
+    if status >= 500 or status in TRANSIENT_HTTP:
+        return TransientError(detail, raw=raw)
+    if status in (401, 403):
+        return PermanentError(detail + CREDENTIALS_HINT, raw={**raw, "scope": "credentials"})
+    return PermanentError(detail, raw={**raw, "scope": "configuration"})
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+
+def _time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        # xs:dateTime without an offset: read it as UTC rather than guess the agency's zone.
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return parse_time(value)
+
+
+def _required(value: Any, name: str) -> str:
+    if value is None or value == "":
+        raise ValueError(f"no {name!r}")
+    return str(value)
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    """zeep's answer as JSON-able data for the evidence log."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    return value
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) < 300 else text[:300] + "..."

@@ -1,0 +1,244 @@
+"""Chaos run on PostgreSQL: 2,000 cases over 4 agencies, three workers killed with SIGKILL at
+random moments and restarted, an agency answering 503 for a stretch and another timing out for a
+stretch. At the end every case is at its agency exactly once, every status the agencies produced is
+on the timelines, and nothing is left leased."""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+import time
+
+import pytest
+import requests
+import yaml
+from sqlalchemy import func, select
+
+from hub import intake
+from hub.config import ROOT, Settings
+from hub.models import Assignment, Delivery, StatusEvent
+from hub.schemas import CaseInSchema
+from hub.services import Hub
+from mappings import AGENCIES_DIR
+from tests.conftest import free_port, wait_http, wait_until
+from tests.test_intake_api import CASE
+
+pytestmark = pytest.mark.e2e
+
+AGENCIES = {
+    "chaos-a": "telecom.billing",
+    "chaos-b": "telecom.contract",
+    "chaos-c": "telecom.coverage",
+    "chaos-d": "energy.billing",
+}
+N_CASES = 2000
+FLOW = ["NEW", "ASSIGNED", "MEDIATING", "CLOSED_AGREEMENT"]
+
+
+def write_agencies(tmp_path, ports):
+    folder = tmp_path / "agencies"
+    folder.mkdir()
+    template = yaml.safe_load((AGENCIES_DIR / "ombudsman-telecom.yaml").read_text())
+    for agency_id, port in ports.items():
+        spec = dict(template, id=agency_id)
+        spec.pop("simulator")
+        spec["adapter"] = dict(
+            template["adapter"],
+            base_url=f"http://127.0.0.1:{port}/api",
+            api_key="chaos-key",
+            read_timeout=1.0,
+            connect_timeout=1.0,
+        )
+        spec["delivery"] = {
+            "retry": {"max_attempts": 100, "base": 0.2, "cap": 2},
+            "breaker": {"failures": 5, "pause": 1},
+            "max_in_flight": 25,
+        }
+        (folder / f"{agency_id}.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True))
+    routing = {
+        "rules": [
+            {"name": agency_id, "when": {"domain": domain}, "to": [agency_id], "reason": "chaos"}
+            for agency_id, domain in AGENCIES.items()
+        ]
+    }
+    routing["rules"].append({"name": "rest", "to": ["chaos-a"], "reason": "chaos"})
+    (tmp_path / "routing.yaml").write_text(yaml.safe_dump(routing))
+    return folder, tmp_path / "routing.yaml"
+
+
+def test_chaos_nothing_lost_nothing_twice(processes, pg_server_url, tmp_path, monkeypatch):
+    from tests.conftest import _truncate_all
+
+    _truncate_all(pg_server_url)
+    rng = random.Random(20261127)
+    ports = {agency_id: free_port() for agency_id in AGENCIES}
+    folder, routing = write_agencies(tmp_path, ports)
+    for agency_id, port in ports.items():
+        processes.start(
+            f"sim-{agency_id}",
+            [
+                "-m",
+                "adapters.simulators.rest_agency",
+                "--profile",
+                "telecom",
+                "--port",
+                str(port),
+                "--step-seconds",
+                "1",
+                "--api-key",
+                "chaos-key",
+                "--schema",
+                str(ROOT / "contracts/agencies/ombudsman-telecom/case.schema.json"),
+            ],
+            {},
+        )
+    for port in ports.values():
+        wait_http(f"http://127.0.0.1:{port}/api/health")
+
+    env = {
+        "LOKET_DATABASE_URL": pg_server_url,
+        "LOKET_AGENCIES_DIR": str(folder),
+        "LOKET_ROUTING_FILE": str(routing),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    hub = Hub.from_settings(Settings.from_env())
+    expected: dict[str, set[str]] = {a: set() for a in AGENCIES}
+    domains = list(AGENCIES.values())
+    for i in range(N_CASES):
+        data = CaseInSchema().load({**CASE, "domain": domains[i % 4]})
+        filed = intake.file_case(
+            hub.db,
+            data,
+            router=hub.router,
+            directory=hub.directory,
+            clock=hub.clock,
+            random=hub.random,
+        )
+        agency = filed.recipients[0].agency_id
+        expected[agency].add(f"{filed.reference}.{agency}.1")
+
+    t0 = time.monotonic()
+    print(f"filed {N_CASES} cases")
+    worker_env = {
+        **env,
+        "LOKET_LEASE_SECONDS": "3",
+        "LOKET_DISPATCH_SECONDS": "0.2",
+        "LOKET_POLL_SECONDS": "0.5",
+        "LOKET_POLL_LEASE_SECONDS": "5",
+    }
+    workers = ["worker-0", "worker-1", "worker-2"]
+    for name in workers:
+        processes.start(name, ["-m", "hub.cli", "worker"], worker_env)
+
+    def sim(agency_id, path, **kw):
+        return requests.request(
+            kw.pop("method", "GET"), f"http://127.0.0.1:{ports[agency_id]}{path}", timeout=10, **kw
+        ).json()
+
+    def delivered():
+        with hub.db.session(read_only=True) as s:
+            return s.scalar(
+                select(func.count()).select_from(Delivery).where(Delivery.state == "done")
+            )
+
+    wait_until(lambda: delivered() >= 100, 60, "the first deliveries")
+    sim(
+        "chaos-a",
+        "/_sim/faults",
+        method="POST",
+        json={"mode": "error", "status": 503, "seconds": 3},
+    )
+    sim(
+        "chaos-b", "/_sim/faults", method="POST", json={"mode": "timeout", "delay": 2, "seconds": 3}
+    )
+
+    kills = []
+    stop = threading.Event()
+
+    def chaos():
+        generation = {name: 0 for name in workers}
+        while not stop.wait(rng.uniform(1.0, 3.0)):
+            name = rng.choice(workers)
+            processes.kill(name, signal.SIGKILL)
+            kills.append((name, delivered()))
+            generation[name] += 1
+            processes.start(name, ["-m", "hub.cli", "worker"], worker_env)
+
+    killer = threading.Thread(target=chaos, daemon=True)
+    killer.start()
+    try:
+        wait_until(lambda: delivered() == N_CASES, 240, "every delivery to be done", interval=0.5)
+    finally:
+        stop.set()
+        killer.join(timeout=30)
+    assert len(kills) >= 3, f"chaos killed only {len(kills)} workers; the run was too quick"
+
+    # every case at its agency exactly once
+    for agency_id, keys in expected.items():
+        stats = sim(agency_id, "/_sim/stats")
+        assert stats["cases"] == len(keys), (agency_id, stats["cases"], len(keys))
+        assert set(stats["keys"]) == keys
+    # every status the agencies produced reaches the timelines (the flow ends after 3 s)
+    print(f"delivered after {time.monotonic() - t0:.1f}s with {len(kills)} kills")
+
+    def produced() -> set[tuple[str, str, str]]:
+        out = set()
+        for agency_id in AGENCIES:
+            since, more = 0, True
+            while more:
+                page = sim(
+                    agency_id,
+                    "/api/changes",
+                    params={"since": since, "limit": 1000},
+                    headers={"X-API-Key": "chaos-key"},
+                )
+                out.update((agency_id, c["case_id"], c["status"]) for c in page["changes"])
+                since, more = int(page["next"]), page["has_more"]
+        return out
+
+    def on_timelines() -> set[tuple[str, str]]:
+        with hub.db.session(read_only=True) as s:
+            return set(
+                s.execute(
+                    select(
+                        Assignment.agency_id, Assignment.agency_reference, StatusEvent.agency_status
+                    )
+                    .join(StatusEvent, StatusEvent.assignment_id == Assignment.id)
+                    .where(StatusEvent.actor == "agency")
+                ).all()
+            )
+
+    def all_resolved():
+        made = produced()
+        return len(made) == N_CASES * len(FLOW) and made <= on_timelines()
+
+    wait_until(all_resolved, 120, "every produced status on the timelines", interval=1.0)
+    print(f"all statuses on the timelines after {time.monotonic() - t0:.1f}s")
+    with hub.db.session(read_only=True) as s:
+        states = dict(
+            s.execute(select(Delivery.state, func.count()).group_by(Delivery.state)).all()
+        )
+        assert states == {"done": N_CASES}
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(Delivery)
+                .where(Delivery.lease_expires_at.is_not(None))
+            )
+            == 0
+        )
+        statuses = dict(
+            s.execute(select(Assignment.status, func.count()).group_by(Assignment.status)).all()
+        )
+        assert statuses == {"resolved": N_CASES}
+        # no status applied twice: one agency event per (assignment, agency status)
+        dupes = s.execute(
+            select(StatusEvent.assignment_id, StatusEvent.agency_status, func.count())
+            .where(StatusEvent.actor == "agency")
+            .group_by(StatusEvent.assignment_id, StatusEvent.agency_status)
+            .having(func.count() > 1)
+        ).all()
+        assert dupes == []
+    hub.close()

@@ -1,0 +1,327 @@
+"""Bad input from the far side of a SOAP agency: each gives a classified error and nothing is lost.
+
+All against FAVV's live spyne simulator on loopback. "Nothing lost" means: after the trouble the
+same item delivers exactly once (same idempotency key), and a poll resumes from where it was.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from adapters.base import (
+    ConfigurationError,
+    OpenItem,
+    Outbound,
+    PermanentError,
+    TransientError,
+)
+from adapters.simulators.soap_agency import WSSE
+
+pytest_plugins = ["tests.peers_soap"]
+
+
+def item(peer, **payload_changes) -> Outbound:
+    reference = "LK-" + uuid.uuid4().hex[:9].upper()
+    return Outbound(
+        idempotency_key=f"{reference}.favv.1",
+        case_reference=reference,
+        agency_id="favv",
+        payload={**peer.payload(reference), **payload_changes},
+        language="nl",
+    )
+
+
+def delivers_once_afterwards(adapter, peer, outbound: Outbound) -> None:
+    before = peer.case_count()
+    first = adapter.deliver(outbound)
+    again = adapter.deliver(outbound)
+    assert again.agency_reference == first.agency_reference and again.duplicate
+    assert peer.case_count() <= before + 1
+    assert outbound.idempotency_key in peer.system.stats()["keys"]
+
+
+# ------------------------------------------------------------------------------- hostile XML
+
+
+def test_an_entity_bomb_in_the_answer_is_refused_unexpanded_and_permanent(soap_adapter, soap_peer):
+    outbound = item(soap_peer)
+    soap_peer.system.fail_next("entity_bomb")
+    with pytest.raises(PermanentError) as info:
+        soap_adapter.deliver(outbound)
+    detail = info.value.detail
+    assert "DTD or XML entities" in detail and "nothing was expanded" in detail
+    assert "lol" not in detail  # neither the entities nor their expansion
+    delivers_once_afterwards(soap_adapter, soap_peer, outbound)
+
+
+def test_an_external_entity_never_reads_the_local_file(soap_adapter, soap_peer, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-" + uuid.uuid4().hex)
+    outbound = item(soap_peer)
+    soap_peer.system.fail_next("xxe", target=str(secret))
+    with pytest.raises(PermanentError) as info:
+        soap_adapter.deliver(outbound)
+    content = secret.read_text()
+    assert content not in str(info.value) and content not in repr(info.value.raw)
+    assert "XXE" in info.value.detail
+    delivers_once_afterwards(soap_adapter, soap_peer, outbound)
+
+
+@pytest.mark.parametrize("mode", ["entity_bomb", "xxe"])
+def test_hostile_xml_in_a_poll_is_refused_and_the_cursor_does_not_move(
+    soap_adapter, soap_peer, mode, tmp_path
+):
+    receipt = soap_adapter.deliver(item(soap_peer))
+    soap_peer.system.fail_next(mode, target=str(tmp_path / "x"))
+    with pytest.raises(PermanentError):
+        soap_adapter.poll("0", [])
+    result = soap_adapter.poll("0", [])
+    assert [u.agency_reference for u in result.updates] == [receipt.agency_reference]
+
+
+# --------------------------------------------------------------------------- broken envelopes
+
+
+def test_a_malformed_envelope_is_transient_and_says_so(soap_adapter, soap_peer):
+    outbound = item(soap_peer)
+    soap_peer.system.fail_next("malformed")
+    with pytest.raises(TransientError) as info:
+        soap_adapter.deliver(outbound)
+    assert "malformed SOAP envelope" in info.value.detail
+    assert "same idempotency key is safe" in info.value.detail
+    delivers_once_afterwards(soap_adapter, soap_peer, outbound)
+
+
+def test_an_answer_that_is_not_a_soap_envelope_is_transient_and_says_so(soap_adapter, soap_peer):
+    outbound = item(soap_peer)
+    soap_peer.system.fail_next("not_soap")
+    with pytest.raises(TransientError) as info:
+        soap_adapter.deliver(outbound)
+    assert "not a readable SOAP envelope" in info.value.detail
+    delivers_once_afterwards(soap_adapter, soap_peer, outbound)
+
+
+def test_an_http_503_without_a_soap_fault_is_transient(soap_adapter, soap_peer):
+    outbound = item(soap_peer)
+    soap_peer.system.fail_next("http_error", status=503)
+    with pytest.raises(TransientError) as info:
+        soap_adapter.deliver(outbound)
+    assert "HTTP 503" in info.value.detail
+    delivers_once_afterwards(soap_adapter, soap_peer, outbound)
+
+
+# ---------------------------------------------------------------------------------- SOAP faults
+
+
+def test_a_server_fault_is_transient_and_the_retry_files_one_case(soap_adapter, soap_peer):
+    outbound = item(soap_peer)
+    soap_peer.system.fail_next("server_fault")
+    with pytest.raises(TransientError) as info:
+        soap_adapter.deliver(outbound)
+    assert "Server.Unavailable" in info.value.detail
+    assert soap_peer.case_count() == 0
+    delivers_once_afterwards(soap_adapter, soap_peer, outbound)
+    assert soap_peer.case_count() == 1
+
+
+def test_a_client_fault_is_permanent(soap_adapter, soap_peer):
+    soap_peer.system.fail_next("client_fault")
+    with pytest.raises(PermanentError) as info:
+        soap_adapter.deliver(item(soap_peer))
+    assert "Client.Validation" in info.value.detail
+    assert soap_peer.case_count() == 0
+
+
+def test_the_agency_schema_refusing_a_value_is_permanent(soap_adapter, soap_peer):
+    with pytest.raises(PermanentError) as info:
+        soap_adapter.deliver(item(soap_peer, Soort="KLAGEN"))
+    assert "Client.SchemaValidationError" in info.value.detail and "KLAGEN" in info.value.detail
+    assert soap_peer.case_count() == 0
+
+
+def test_the_agencys_own_business_rule_refusal_is_permanent(soap_adapter, soap_peer):
+    with pytest.raises(PermanentError) as info:
+        soap_adapter.deliver(item(soap_peer, Soort="KLACHT"))  # a complaint names the business
+    assert "Client.Validation" in info.value.detail and "Inrichting" in info.value.detail
+
+
+def test_a_payload_the_wsdl_does_not_know_is_refused_before_sending(soap_adapter, soap_peer):
+    with pytest.raises(PermanentError) as info:
+        soap_adapter.deliver(item(soap_peer, Klachtnummer="42"))
+    assert "does not fit the agency's WSDL" in info.value.detail and "fields:" in info.value.detail
+    assert soap_peer.system.stats()["posts"] == 0
+
+
+@pytest.mark.parametrize(
+    ("code", "subcodes", "kind"),
+    [
+        ("soap-env:Sender", ["InvalidDossier"], PermanentError),
+        ("soap-env:Receiver", ["Busy"], TransientError),
+        ("soap-env:Client", [], PermanentError),
+        ("soap-env:Server", [], TransientError),
+        ("wsse:FailedAuthentication", [], PermanentError),
+        ("soap-env:VersionMismatch", [], PermanentError),
+        ("agency:SomethingElse", [], TransientError),
+    ],
+)
+def test_fault_classes_of_soap_1_1_and_1_2_and_ws_security(code, subcodes, kind):
+    """The simulator speaks SOAP 1.1; SOAP 1.2 and WS-Security codes are classified alike."""
+    from zeep.exceptions import Fault
+
+    from adapters.soap import _fault_error
+
+    error = _fault_error("Op", Fault("refused", code=code, subcodes=subcodes), 500)
+    assert type(error) is kind
+    assert code.partition(":")[2] in error.detail
+    if "Authentication" in code:
+        assert "check the credentials" in error.detail
+
+
+# ------------------------------------------------------------------------------------- timeouts
+
+
+def test_an_agency_that_stalls_is_transient_and_the_retry_gets_the_same_case(
+    make_soap_adapter, soap_peer
+):
+    adapter = make_soap_adapter(read_timeout=0.2)
+    outbound = item(soap_peer)
+    soap_peer.system.fail_next("timeout", delay=0.6)
+    with pytest.raises(TransientError) as info:
+        adapter.deliver(outbound)
+    assert "did not answer in time" in info.value.detail
+    # the agency filed it after we gave up; the retry with the same key finds it
+    from tests.conftest import wait_until
+
+    wait_until(lambda: soap_peer.case_count() == 1, 5, "the stalled call to reach the agency")
+    receipt = adapter.deliver(outbound)
+    assert receipt.duplicate and soap_peer.case_count() == 1
+
+
+def test_an_agency_that_is_down_is_transient(make_soap_adapter, soap_peer):
+    from tests.conftest import free_port
+
+    adapter = make_soap_adapter(endpoint=f"http://127.0.0.1:{free_port()}/meldpunt")
+    with pytest.raises(TransientError) as info:
+        adapter.deliver(item(soap_peer))
+    assert "cannot connect" in info.value.detail
+    assert not adapter.check().ok
+
+
+# ---------------------------------------------------------------------------------- WS-Security
+
+
+@pytest.mark.parametrize("digest", [True, False], ids=["PasswordDigest", "PasswordText"])
+def test_the_username_token_is_sent_and_checked(make_soap_adapter, soap_peer, digest):
+    adapter = make_soap_adapter(password_digest=digest)
+    receipt = adapter.deliver(item(soap_peer))
+    assert receipt.agency_reference.startswith("FAVV-")
+    assert soap_peer.system.stats()["auth_failures"] == 0
+
+
+def test_a_wrong_password_is_permanent_and_says_to_check_the_credentials(
+    make_soap_adapter, soap_peer
+):
+    adapter = make_soap_adapter(password="wrong")
+    with pytest.raises(PermanentError) as info:
+        adapter.deliver(item(soap_peer))
+    assert "Client.Authentication" in info.value.detail
+    assert "check the credentials" in info.value.detail
+    assert "wrong" not in repr(adapter) and adapter.masked_config()["password"] == "***"
+    health = adapter.check()
+    assert not health.ok and "check the credentials" in health.message
+    assert soap_peer.case_count() == 0 and soap_peer.system.stats()["auth_failures"] == 2
+
+
+def test_without_a_username_token_the_agency_refuses(make_soap_adapter, soap_peer):
+    adapter = make_soap_adapter(username=None)
+    with pytest.raises(PermanentError) as info:
+        adapter.deliver(item(soap_peer))
+    assert "UsernameToken" in info.value.detail and "check the credentials" in info.value.detail
+
+
+def test_the_simulator_sees_a_wsse_security_header(soap_peer):
+    from lxml import etree
+
+    token = etree.fromstring(
+        f'<wsse:Security xmlns:wsse="{WSSE}"><wsse:UsernameToken><wsse:Username>favv-test'
+        "</wsse:Username><wsse:Password>nope</wsse:Password></wsse:UsernameToken></wsse:Security>"
+    )
+    assert soap_peer.system.authenticate([token]) is not None
+    assert soap_peer.system.authenticate([]) is not None
+
+
+# --------------------------------------------------------------------------------------- polling
+
+
+def test_one_unreadable_change_is_reported_and_does_not_block_the_others(soap_adapter, soap_peer):
+    first = soap_adapter.deliver(item(soap_peer))
+    system = soap_peer.system
+    with system.lock:  # the agency's feed holds a change without a status code
+        bad = dict(system.changes[-1], seq=len(system.changes) + 1, status="")
+        system.changes.append(bad)
+    second = soap_adapter.deliver(item(soap_peer))
+    result = soap_adapter.poll(None, [])
+    assert [u.agency_reference for u in result.updates] == [
+        first.agency_reference,
+        second.agency_reference,
+    ]
+    [problem] = result.problems
+    assert problem.source == "GeefWijzigingen Volgnummer=2" and "Status" in problem.reason
+    assert result.cursor == "3"
+
+
+def test_per_case_polling_reports_a_case_the_agency_does_not_know_and_goes_on(
+    make_soap_adapter, soap_peer
+):
+    adapter = make_soap_adapter(per_case=True)
+    receipt = adapter.deliver(item(soap_peer))
+    ghost = OpenItem("FAVV-1999-00001", "LK-GHOST", "LK-GHOST.favv.1")
+    mine = OpenItem(receipt.agency_reference, "LK-MINE", "LK-MINE.favv.1")
+    result = adapter.poll(None, [ghost, mine])
+    assert [(u.agency_reference, u.agency_status) for u in result.updates] == [
+        (receipt.agency_reference, "NIEUW")
+    ]
+    [problem] = result.problems
+    assert problem.source == "GeefStatus FAVV-1999-00001" and "UnknownCase" in problem.reason
+
+
+def test_per_case_polling_with_wrong_credentials_fails_the_poll_not_each_case(
+    make_soap_adapter, soap_peer
+):
+    adapter = make_soap_adapter(per_case=True, password="wrong")
+    with pytest.raises(PermanentError) as info:
+        adapter.poll(None, [OpenItem("FAVV-2026-00001", "LK-1", "LK-1.favv.1")])
+    assert "check the credentials" in info.value.detail
+
+
+# ------------------------------------------------------------------------------- configuration
+
+
+def test_a_missing_wsdl_names_where_it_looked(make_soap_adapter, soap_peer):
+    adapter = make_soap_adapter(wsdl="contracts/agencies/favv/nope.wsdl")
+    with pytest.raises(ConfigurationError) as info:
+        adapter.deliver(item(soap_peer))
+    assert "nope.wsdl" in info.value.detail and "repository root" in info.value.detail
+    health = adapter.check()
+    assert not health.ok and "nope.wsdl" in health.message
+
+
+def test_an_operation_the_wsdl_lacks_lists_the_ones_it_has(make_soap_adapter, soap_peer):
+    adapter = make_soap_adapter(submit_operation="FileComplaint")
+    with pytest.raises(ConfigurationError) as info:
+        adapter.deliver(item(soap_peer))
+    assert "FileComplaint" in info.value.detail
+    assert "DienMeldingIn, GeefStatus, GeefWijzigingen, Ping" in info.value.detail
+
+
+def test_an_absolute_wsdl_path_works_from_any_directory(
+    make_soap_adapter, soap_peer, tmp_path, monkeypatch
+):
+    from hub.config import ROOT
+
+    monkeypatch.chdir(tmp_path)
+    absolute = make_soap_adapter(wsdl=str(ROOT / "contracts/agencies/favv/complaints.wsdl"))
+    relative = make_soap_adapter()  # found in the source checkout though cwd is elsewhere
+    assert absolute.check().ok and relative.check().ok
