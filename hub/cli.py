@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from adapters import simulators
 from hub.config import ConfigError, Settings
 
 
@@ -365,15 +366,13 @@ def mappings_validate() -> None:
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.argument("kind", type=click.Choice(["rest", "soap", "sftp"]))
+@click.argument("kind", type=click.Choice(sorted(simulators.LAUNCHERS)))
 @click.pass_context
 def simulate(ctx: click.Context, kind: str) -> None:
-    """Run an agency simulator (options: see `loket simulate rest|soap|sftp --help`)."""
+    """Run an agency simulator (options: see `loket simulate KIND --help`)."""
     import importlib
 
-    from adapters.simulators import LAUNCHERS
-
-    importlib.import_module(LAUNCHERS[kind]).main(ctx.args)
+    importlib.import_module(simulators.LAUNCHERS[kind]).main(ctx.args)
 
 
 if __name__ == "__main__":

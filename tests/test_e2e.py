@@ -7,6 +7,7 @@ sleep) and stop every process by PID.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -192,11 +193,13 @@ def test_a_worker_killed_mid_run_loses_no_delivery_and_duplicates_no_case(
 def test_loket_run_starts_everything_files_the_readme_example_and_stops_cleanly(tmp_path):
     web_port = free_port()
     sim_ports = {agency_id: free_port() for agency_id in SIM_PROFILES}
+    mail_ports = {"SMTP_PORT": free_port(), "IMAP_PORT": free_port()}  # the email agency
     sftp_port = free_port()  # the Economic Inspection's SFTP simulator (asyncssh)
     env = {
         "LOKET_WEB_PORT": str(web_port),
         "LOKET_DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}",
         **{env_prefix(a) + "_URL": f"http://127.0.0.1:{p}/api" for a, p in sim_ports.items()},
+        **{env_prefix("ombudsman-energy") + f"_{k}": str(p) for k, p in mail_ports.items()},
         "LOKET_ECONOMIC_INSPECTION_PORT": str(sftp_port),
     }
     sim_ports["favv"] = free_port()  # FAVV's SOAP simulator
@@ -235,6 +238,13 @@ def test_loket_run_starts_everything_files_the_readme_example_and_stops_cleanly(
             return status if ok else None
 
         wait_until(received, 30, "the agency's reference and `received` at the status URL")
+        # the email agency too: its reply comes back through the mailbox `loket run` serves
+        filed = requests.post(
+            f"{web}/api/v1/cases", json={**example, "domain": "energy.billing"}, timeout=10
+        ).json()
+        auth = {"Authorization": f"Bearer {filed['tracking_token']}"}
+        status = wait_until(received, 30, "the energy ombudsman's `received`, from its reply mail")
+        assert status["agencies"][0]["agency"] == "ombudsman-energy"
 
         report = {
             **example,
@@ -259,6 +269,71 @@ def test_loket_run_starts_everything_files_the_readme_example_and_stops_cleanly(
     assert "all processes stopped" in (tmp_path / "run.log").read_text()
     import socket
 
-    for port in [web_port, *sim_ports.values(), sftp_port]:
+    for port in [web_port, *sim_ports.values(), *mail_ports.values(), sftp_port]:
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers after Ctrl-C"
+
+
+def test_dead_letters_resent_by_two_operators_at_once_deliver_once(
+    processes, database_url, monkeypatch
+):
+    """Real processes: a worker, a simulator refusing once, and two `loket dead-letters resend`."""
+    env = {**start_simulators(processes, step_seconds=3600), "LOKET_DATABASE_URL": database_url}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    telecom = env[env_prefix("ombudsman-telecom") + "_URL"].removesuffix("/api")
+    requests.post(
+        f"{telecom}/_sim/faults",
+        json={"mode": "error", "status": 422, "count": 1, "method": "POST"},
+        timeout=5,
+    ).raise_for_status()
+    hub = Hub.from_settings(Settings(database_url=database_url))
+    intake.file_case(
+        hub.db,
+        CaseInSchema().load(CASE),
+        router=hub.router,
+        directory=hub.directory,
+        clock=hub.clock,
+        random=hub.random,
+    )
+    processes.start("worker", ["-m", "hub.cli", "worker"], {**env, **WORKER_ENV})
+
+    def dead():
+        with hub.db.session(read_only=True) as s:
+            return s.scalars(select(Delivery).where(Delivery.state == "dead")).first()
+
+    letter = wait_until(dead, 30, "the refused delivery to be dead-lettered")
+    assert sim_stats(env)["cases"] == 0
+    resends = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "hub.cli",
+                "dead-letters",
+                "resend",
+                str(letter.id),
+                "--operator",
+                name,
+            ],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for name in ("anne", "bert")
+    ]
+    outputs = [p.communicate(timeout=60)[0] for p in resends]
+    assert sorted(p.returncode for p in resends) == [0, 1], outputs
+    assert sum(f"resent {letter.id}" in out for out in outputs) == 1
+    assert sum("not a dead letter" in out for out in outputs) == 1
+
+    def delivered():
+        with hub.db.session(read_only=True) as s:
+            return s.get(Delivery, letter.id).state == "done"
+
+    wait_until(delivered, 30, "the resent letter to be delivered")
+    stats = sim_stats(env)
+    assert stats["cases"] == 1 and stats["keys"] == [letter.idempotency_key]
+    hub.close()

@@ -86,9 +86,12 @@ class Faults:
     remaining: int | None = None  # number of requests affected; None = until cleared
     until: float | None = None  # monotonic deadline
     delay: float = 0.0  # timeout mode: how long to stall
+    method: str | None = None  # only requests with this method (e.g. POST) are affected
 
-    def active(self) -> bool:
+    def active(self, method: str = "GET") -> bool:
         if self.mode == "none":
+            return False
+        if self.method and method != self.method:
             return False
         if self.until is not None and time.monotonic() > self.until:
             self.mode = "none"
@@ -241,7 +244,7 @@ def create_app(system: AgencySystem) -> Flask:
         with system.lock:
             if request.method == "POST":
                 system.post_requests += 1
-            active = system.faults.active()
+            active = system.faults.active(request.method)
             mode, status, delay = system.faults.mode, system.faults.status, system.faults.delay
         if active:
             if mode == "timeout":
@@ -348,6 +351,7 @@ def create_app(system: AgencySystem) -> Flask:
                 mode=spec.get("mode", "none"),
                 status=int(spec.get("status", 503)),
                 remaining=spec.get("count"),
+                method=spec.get("method"),
                 until=time.monotonic() + float(spec["seconds"]) if spec.get("seconds") else None,
                 delay=float(spec.get("delay", 30.0)),
             )

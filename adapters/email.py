@@ -1,0 +1,762 @@
+"""Email adapter: cases go out by SMTP to the agency's shared mailbox; replies come back by IMAP.
+
+Many agencies have no API, only a mailbox. This adapter makes that mailbox a reliable channel.
+
+deliver: one mail per case, rendered in the agency's working language from a template
+(`templates/email/case.<lang>.txt`), attachments as MIME parts, the case reference in the subject
+so replies thread. Templates are Jinja2, not string.Template: payloads are nested and their
+optional fields are left out when empty, which wants `if` and loops; Jinja2 comes with Flask. The Message-ID is derived from the idempotency key
+(`<{key}@{message_id_domain}>`), so a repeat delivery carries the same Message-ID and the agency
+(or its mail filter) recognises it. The agency's own reference is not known until it replies, so
+the Receipt's `agency_reference` is our case reference; replies are matched on it.
+
+poll: reads the hub's mailbox (`imap_folder`), one StatusUpdate per agency reply, matched to the
+case by the reference in the subject or in In-Reply-To/References, status read with
+`status_pattern` (or `status_keywords`), de-duplicated by Message-ID. See `EmailAdapter.poll` for
+why processed mail is moved only on the *next* poll.
+
+The module is `adapters.email`; it and its neighbours import the standard library's `email`
+package absolutely (`from email.message import ...`), which resolves to the standard library
+because `adapters/` itself is never on sys.path.
+
+SMTP errors are classified once, here: 4xx replies, lost connections and timeouts are transient;
+5xx replies, refused logins and a server that lacks STARTTLS/AUTH are permanent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import imaplib
+import re
+import smtplib
+import ssl
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from email import policy
+from email.errors import (
+    CloseBoundaryNotFoundDefect,
+    MissingHeaderBodySeparatorDefect,
+    MultipartInvariantViolationDefect,
+    NoBoundaryInMultipartDefect,
+    StartBoundaryNotFoundDefect,
+)
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from adapters.base import (
+    ATTACHMENTS,
+    DELIVER,
+    POLL,
+    POLL_CHANGES,
+    Adapter,
+    Health,
+    InboundProblem,
+    OpenItem,
+    Outbound,
+    PermanentError,
+    PollResult,
+    Receipt,
+    StatusUpdate,
+    TransientError,
+)
+
+BUILTIN_TEMPLATES = Path(__file__).parent / "templates" / "email"
+CASE_REFERENCE = r"LK-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}"
+DEFAULT_STATUS_PATTERN = r"^[ \t]*Status[ \t]*:[ \t]*(?P<status>[A-Za-z][A-Za-z0-9_]*)"
+DEFAULT_SUBJECTS = {
+    "nl": "[{case_reference}] Nieuw dossier via het Consumentenloket",
+    "fr": "[{case_reference}] Nouveau dossier via le Guichet des consommateurs",
+    "de": "[{case_reference}] Neue Akte über den Verbraucherschalter",
+    "en": "[{case_reference}] New case from the consumer front desk",
+}
+# A reply whose MIME structure is broken in one of these ways is not guessed at: operators look.
+STRUCTURAL_DEFECTS = (
+    StartBoundaryNotFoundDefect,
+    CloseBoundaryNotFoundDefect,
+    MultipartInvariantViolationDefect,
+    NoBoundaryInMultipartDefect,
+    MissingHeaderBodySeparatorDefect,
+)
+# Where a reply's quoted history starts (nl, fr, de, en mail clients).
+QUOTE_HEADER = re.compile(
+    r"^\s*(?:-{2,}\s*(?:Original Message|Oorspronkelijk bericht|Message d'origine|"
+    r"Ursprüngliche Nachricht)\s*-{2,}|"
+    r"(?:On|Op|Le|Am)\s.{0,200}(?:wrote|schreef|a écrit|schrieb)(?:\s.{0,200})?\s*:)\s*$",
+    re.IGNORECASE,
+)
+MAX_MESSAGE_TEXT = 4000
+
+
+# ------------------------------------------------------------------------------------- config
+
+
+class SubjectTemplate(fields.Field):
+    """One template, or one per language (`{nl: ..., fr: ...}`); each names {case_reference}."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        templates = {"*": value} if isinstance(value, str) else value
+        if not isinstance(templates, dict) or not templates:
+            raise ValidationError("give a text, or a mapping of language to text")
+        for lang, text in templates.items():
+            if not isinstance(text, str) or "{case_reference}" not in text:
+                raise ValidationError(
+                    f"the subject for {lang!r} must contain {{case_reference}}, so replies thread"
+                )
+        return dict(templates)
+
+
+def _regex(group: str | None) -> Callable[[str], None]:
+    def check(value: str) -> None:
+        try:
+            compiled = re.compile(value)
+        except re.error as exc:
+            raise ValidationError(f"not a valid regular expression: {exc}") from None
+        if group and group not in compiled.groupindex:
+            raise ValidationError(f"the expression needs a named group (?P<{group}>...)")
+
+    return check
+
+
+class EmailConfig(Schema):
+    # SMTP: how cases go out
+    smtp_host = fields.String(required=True)
+    smtp_port = fields.Integer(load_default=587, validate=validate.Range(min=1, max=65535))
+    smtp_ssl = fields.Boolean(load_default=False, metadata={"doc": "implicit TLS (port 465)"})
+    smtp_starttls = fields.Boolean(load_default=True)
+    smtp_username = fields.String(load_default=None)
+    smtp_password = fields.String(load_default=None, metadata={"secret": True})
+    from_address = fields.Email(required=True, metadata={"doc": "the hub's mailbox"})
+    to_address = fields.Email(required=True, metadata={"doc": "the agency's mailbox"})
+    message_id_domain = fields.String(load_default="loket.invalid")
+    subject_template = SubjectTemplate(load_default=lambda: dict(DEFAULT_SUBJECTS))
+    template_dir = fields.String(load_default=None, metadata={"doc": "else the built-in ones"})
+    template_name = fields.String(load_default="case")
+    # IMAP: how replies come back
+    imap_host = fields.String(required=True)
+    imap_port = fields.Integer(load_default=993, validate=validate.Range(min=1, max=65535))
+    imap_ssl = fields.Boolean(load_default=True)
+    imap_username = fields.String(required=True)
+    imap_password = fields.String(required=True, metadata={"secret": True})
+    imap_folder = fields.String(load_default="INBOX")
+    processed_folder = fields.String(load_default="Processed")
+    max_messages = fields.Integer(load_default=200, validate=validate.Range(min=1))
+    # Reading a reply
+    status_pattern = fields.String(load_default=None, validate=_regex("status"))
+    status_keywords = fields.Dict(
+        keys=fields.String(), values=fields.String(), load_default=None
+    )  # phrase in the reply -> the agency's status code
+    reference_pattern = fields.String(load_default=None, validate=_regex("reference"))
+    case_reference_pattern = fields.String(load_default=CASE_REFERENCE, validate=_regex(None))
+    # Transport: seconds to wait for each server's answer
+    smtp_timeout = fields.Float(load_default=30.0, validate=validate.Range(min=0.01))
+    imap_timeout = fields.Float(load_default=30.0, validate=validate.Range(min=0.01))
+    verify_tls = fields.Boolean(load_default=True)
+
+    @validates_schema
+    def _consistent(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("smtp_ssl") and data.get("smtp_starttls"):
+            raise ValidationError(
+                "choose smtp_ssl (implicit TLS) or smtp_starttls, not both", "smtp_starttls"
+            )
+        if data.get("smtp_password") and not data.get("smtp_username"):
+            raise ValidationError("a password needs smtp_username", "smtp_username")
+        if data.get("status_pattern") is None and not data.get("status_keywords"):
+            data["status_pattern"] = DEFAULT_STATUS_PATTERN
+
+
+# ------------------------------------------------------------------------------------- cursor
+
+
+def parse_cursor(cursor: str | None) -> tuple[int, int] | None:
+    """`"<uidvalidity>:<last uid returned>"`, or None when there is none or it is unreadable."""
+    if not cursor:
+        return None
+    validity, _, last = cursor.partition(":")
+    if validity.isdigit() and last.isdigit():
+        return int(validity), int(last)
+    return None
+
+
+# ------------------------------------------------------------------------------------ adapter
+
+
+class EmailAdapter(Adapter):
+    kind = "email"
+    config_schema = EmailConfig
+    capabilities = frozenset({DELIVER, POLL, POLL_CHANGES, ATTACHMENTS})
+
+    def __init__(
+        self, config: Mapping[str, Any], *, clock: Callable[[], datetime] | None = None
+    ) -> None:
+        super().__init__(config)
+        self.clock = clock or (lambda: datetime.now(UTC))
+        c = self.config
+        self.status_re = re.compile(c["status_pattern"], re.M) if c["status_pattern"] else None
+        self.reference_re = (
+            re.compile(c["reference_pattern"], re.M | re.I) if c["reference_pattern"] else None
+        )
+        self.case_re = re.compile(c["case_reference_pattern"])
+        self.templates = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(
+                [p for p in (c["template_dir"], str(BUILTIN_TEMPLATES)) if p]
+            ),
+            undefined=jinja2.ChainableUndefined,
+            autoescape=False,  # plain text mail
+            keep_trailing_newline=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+
+    # ------------------------------------------------------------------------------ composing
+
+    def message_id(self, idempotency_key: str) -> str:
+        """The same key always gives the same Message-ID: how the agency spots a repeat."""
+        local = re.sub(r"[^A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]", "_", idempotency_key)
+        return f"<{local}@{self.config['message_id_domain']}>"
+
+    def compose(self, item: Outbound) -> EmailMessage:
+        """The case mail for `item` (public so integrators can preview what the agency gets)."""
+        c = self.config
+        msg = EmailMessage(policy=policy.SMTP)
+        msg["From"] = c["from_address"]
+        msg["To"] = c["to_address"]
+        msg["Subject"] = self._subject(item)
+        msg["Date"] = format_datetime(self.clock())
+        msg["Message-ID"] = self.message_id(item.idempotency_key)
+        msg["Reply-To"] = c["from_address"]
+        msg["X-Loket-Reference"] = item.case_reference
+        msg["X-Loket-Idempotency-Key"] = item.idempotency_key
+        msg.set_content(self._body(item), subtype="plain", charset="utf-8")
+        msg["Content-Language"] = item.language  # after set_content, which resets Content-*
+        for attachment in item.attachments:
+            maintype, _, subtype = attachment.content_type.partition("/")
+            if not subtype:
+                maintype, subtype = "application", "octet-stream"
+            msg.add_attachment(
+                attachment.data, maintype=maintype, subtype=subtype, filename=attachment.filename
+            )
+        return msg
+
+    def _subject(self, item: Outbound) -> str:
+        templates = self.config["subject_template"]
+        template = (
+            templates.get(item.language)
+            or templates.get("*")
+            or templates.get("en")
+            or next(iter(templates.values()))
+        )
+        values = _Blank(
+            {k: v for k, v in item.payload.items() if isinstance(v, str | int | float)},
+            case_reference=item.case_reference,
+            agency_id=item.agency_id,
+        )
+        return " ".join(template.format_map(values).split())
+
+    def _body(self, item: Outbound) -> str:
+        name = self.config["template_name"]
+        candidates = [f"{name}.{item.language}.txt", f"{name}.en.txt"]
+        try:
+            template = self.templates.select_template(candidates)
+        except jinja2.TemplateNotFound:
+            raise PermanentError(
+                f"no mail template {' or '.join(candidates)} in "
+                f"{self.config['template_dir'] or BUILTIN_TEMPLATES}"
+            ) from None
+        short, long = _flatten(item.payload)
+        try:
+            return template.render(
+                payload=item.payload,
+                fields=short,
+                texts=long,
+                case_reference=item.case_reference,
+                agency_id=item.agency_id,
+                language=item.language,
+                attachments=[
+                    {"filename": a.filename, "content_type": a.content_type, "size": len(a.data)}
+                    for a in item.attachments
+                ],
+            )
+        except jinja2.TemplateError as exc:
+            raise PermanentError(f"the mail template {template.name} fails: {exc}") from None
+
+    # ----------------------------------------------------------------------------------- SMTP
+
+    @contextmanager
+    def _smtp(self) -> Iterator[smtplib.SMTP]:
+        c = self.config
+        context = self._tls_context()
+        smtp: smtplib.SMTP
+        if c["smtp_ssl"]:
+            smtp = smtplib.SMTP_SSL(
+                c["smtp_host"], c["smtp_port"], timeout=c["smtp_timeout"], context=context
+            )
+        else:
+            smtp = smtplib.SMTP(c["smtp_host"], c["smtp_port"], timeout=c["smtp_timeout"])
+        try:
+            smtp.ehlo()
+            if c["smtp_starttls"]:
+                smtp.starttls(context=context)
+                smtp.ehlo()
+            if c["smtp_username"]:
+                smtp.login(c["smtp_username"], c["smtp_password"] or "")
+            yield smtp
+            # the mail is accepted once DATA got its 250; QUIT is a courtesy
+            with suppress(smtplib.SMTPException, OSError):
+                smtp.quit()
+        finally:
+            smtp.close()
+
+    def _tls_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        if not self.config["verify_tls"]:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def deliver(self, item: Outbound) -> Receipt:
+        msg = self.compose(item)
+        where = f"SMTP {self.config['smtp_host']}:{self.config['smtp_port']}"
+        try:
+            with self._smtp() as smtp:
+                refused = smtp.send_message(
+                    msg, from_addr=self.config["from_address"], to_addrs=[self.config["to_address"]]
+                )
+        except Exception as exc:
+            raise smtp_error(where, exc) from None
+        return Receipt(
+            agency_reference=item.case_reference,
+            raw={
+                "message_id": msg["Message-ID"],
+                "to": self.config["to_address"],
+                "subject": msg["Subject"],
+                "attachments": [a.filename for a in item.attachments],
+                "refused": {k: [v[0], _text(v[1])] for k, v in refused.items()},
+            },
+        )
+
+    # ----------------------------------------------------------------------------------- IMAP
+
+    @contextmanager
+    def _imap(self) -> Iterator[imaplib.IMAP4]:
+        c = self.config
+        imap: imaplib.IMAP4
+        if c["imap_ssl"]:
+            imap = imaplib.IMAP4_SSL(
+                c["imap_host"],
+                c["imap_port"],
+                ssl_context=self._tls_context(),
+                timeout=c["imap_timeout"],
+            )
+        else:
+            imap = imaplib.IMAP4(c["imap_host"], c["imap_port"], timeout=c["imap_timeout"])
+        try:
+            try:
+                imap.login(c["imap_username"], c["imap_password"])
+            except imaplib.IMAP4.abort:
+                raise
+            except imaplib.IMAP4.error as exc:
+                reason = _text(exc.args[0] if exc.args else exc)
+                where = f"IMAP {c['imap_host']}:{c['imap_port']}"
+                if "[UNAVAILABLE]" in reason.upper():  # RFC 5530: the server's trouble, not ours
+                    raise TransientError(f"{where} cannot log in now ({reason})") from None
+                raise PermanentError(
+                    f"{where} refused the login of {c['imap_username']!r} ({reason}): "
+                    "check imap_username and imap_password"
+                ) from None
+            yield imap
+        finally:
+            with suppress(imaplib.IMAP4.error, OSError):
+                imap.logout()
+
+    def _select(self, imap: imaplib.IMAP4, readonly: bool = False) -> tuple[int, int]:
+        """Select the hub's folder; returns (UIDVALIDITY, number of messages)."""
+        folder = self.config["imap_folder"]
+        typ, data = imap.select(_quote(folder), readonly=readonly)
+        if typ != "OK":
+            raise PermanentError(
+                f"IMAP folder {folder!r} cannot be opened ({_text(data)}): check imap_folder"
+            )
+        _, validity = imap.response("UIDVALIDITY")
+        # Without UIDVALIDITY (not seen in practice) 0 makes every cursor foreign: read all again.
+        value = validity[0] if validity and validity[0] else b"0"
+        return int(value), int(data[0] or 0)
+
+    def poll(self, cursor: str | None, open_items: Sequence[OpenItem]) -> PollResult:
+        """Read the agency's replies in the hub's mailbox.
+
+        Marking mail as processed is the last step of a two-step handshake through the cursor.
+        This poll returns what it read and a cursor naming the highest UID it returned; the hub
+        saves that cursor in the same transaction as the statuses. Only the *next* poll, handed
+        that committed cursor, moves those messages to `processed_folder`. So a hub that crashes
+        between reading and committing still has the mail in the folder and reads it again
+        (harmless: statuses are saved idempotently by update_id = Message-ID); moving right
+        after reading could lose a status forever.
+
+        Moving (rather than a \\Seen flag or a keyword) keeps the watched folder small, so each
+        poll reads only what is new, and a person who opens the shared mailbox cannot make the
+        hub skip a reply by reading it. Replies that cannot be read are returned as
+        InboundProblems, flagged \\Flagged and moved with the rest: never dropped.
+        """
+        state = parse_cursor(cursor)
+        where = f"IMAP {self.config['imap_host']}:{self.config['imap_port']}"
+        try:
+            with self._imap() as imap:
+                validity, _ = self._select(imap)
+                if state and state[0] == validity and state[1] > 0:
+                    self._move_processed(imap, state[1])
+                uids = self._search(imap, "ALL")[: self.config["max_messages"]]
+                updates: list[StatusUpdate] = []
+                problems: list[InboundProblem] = []
+                flagged: list[int] = []
+                seen: set[str] = set()
+                for uid in uids:
+                    raw = self._fetch(imap, uid)
+                    if raw is None:
+                        continue  # expunged meanwhile by someone else
+                    read = self.read_reply(raw, f"uid {validity}/{uid}")
+                    if isinstance(read, InboundProblem):
+                        if read.source not in seen:
+                            seen.add(read.source)
+                            problems.append(read)
+                        flagged.append(uid)
+                    elif read.update_id not in seen:
+                        seen.add(read.update_id or "")
+                        updates.append(read)
+                if flagged:
+                    imap.uid("STORE", _uid_set(flagged), "+FLAGS.SILENT", "(\\Flagged)")
+        except (PermanentError, TransientError):
+            raise
+        except Exception as exc:
+            raise imap_error(where, exc) from None
+        last = uids[-1] if uids else (state[1] if state and state[0] == validity else 0)
+        return PollResult(tuple(updates), f"{validity}:{last}", tuple(problems))
+
+    def _search(self, imap: imaplib.IMAP4, *criteria: str) -> list[int]:
+        typ, data = imap.uid("SEARCH", *criteria)
+        if typ != "OK":
+            raise TransientError(f"IMAP UID SEARCH failed: {_text(data)}")
+        return sorted(int(x) for x in (data[0] or b"").split())
+
+    def _fetch(self, imap: imaplib.IMAP4, uid: int) -> bytes | None:
+        typ, data = imap.uid("FETCH", str(uid), "(BODY.PEEK[])")
+        if typ != "OK":
+            raise TransientError(f"IMAP UID FETCH {uid} failed: {_text(data)}")
+        for part in data:
+            if isinstance(part, tuple) and len(part) == 2:
+                return bytes(part[1])
+        return None
+
+    def _move_processed(self, imap: imaplib.IMAP4, last_uid: int) -> None:
+        """Move what earlier polls returned (UID <= last_uid; the hub committed it)."""
+        uids = self._search(imap, f"UID 1:{last_uid}")
+        uids = [u for u in uids if u <= last_uid]  # servers differ on sets past the top UID
+        if not uids:
+            return
+        target = _quote(self.config["processed_folder"])
+        caps = _capabilities(imap)
+        uid_set = _uid_set(uids)
+        for attempt in (1, 2):
+            if "MOVE" in caps:
+                typ, data = imap.uid("MOVE", uid_set, target)
+            else:
+                typ, data = imap.uid("COPY", uid_set, target)
+            if typ == "OK":
+                break
+            if attempt == 1 and b"TRYCREATE" in b" ".join(_as_bytes(d) for d in data):
+                imap.create(target)
+                continue
+            raise TransientError(
+                f"IMAP cannot move processed mail to {self.config['processed_folder']!r}: "
+                f"{_text(data)}"
+            )
+        if "MOVE" not in caps:
+            imap.uid("STORE", uid_set, "+FLAGS.SILENT", "(\\Deleted)")
+            if "UIDPLUS" in caps:
+                imap.uid("EXPUNGE", uid_set)
+            else:
+                imap.expunge()
+
+    # ------------------------------------------------------------------------------- reading
+
+    def read_reply(self, raw: bytes, source: str) -> StatusUpdate | InboundProblem:
+        """One reply as a StatusUpdate, or an InboundProblem saying why it cannot be one.
+
+        Never raises: an unreadable reply must neither block the others nor be lost.
+        `source` names the mail when it has no Message-ID.
+        """
+        digest = "sha256:" + hashlib.sha256(raw).hexdigest()[:32]
+        excerpt = raw[:1000].decode("utf-8", "replace")
+        message_id = None
+        try:
+            msg = BytesParser(policy=policy.default).parsebytes(raw)
+            message_id = _header(msg, "Message-ID")
+            ident = message_id or digest
+            broken = [
+                type(d).__name__ for d in _all_defects(msg) if isinstance(d, STRUCTURAL_DEFECTS)
+            ]
+            if broken:
+                return InboundProblem(ident, f"broken MIME ({', '.join(broken)})", excerpt)
+            subject = _header(msg, "Subject") or ""
+            text = _plain_text(msg)
+            if text is None:
+                return InboundProblem(ident, "no readable text part", excerpt)
+            reply = strip_quoted(text)
+            status = self.read_status(reply)
+            if status is None:
+                return InboundProblem(
+                    ident, "no readable status line in the reply", f"{subject}\n{reply}"[:1000]
+                )
+            case_reference = self._case_reference(msg, subject)
+            agency_reference = self._agency_reference(reply, subject)
+            if case_reference is None and agency_reference is None:
+                return InboundProblem(ident, "no case reference", f"{subject}\n{reply}"[:1000])
+            return StatusUpdate(
+                agency_status=status,
+                occurred_at=self._date(msg),
+                case_reference=case_reference,
+                agency_reference=agency_reference,
+                message=reply[:MAX_MESSAGE_TEXT] or None,
+                update_id=ident,
+            )
+        except Exception as exc:  # the stdlib parser is lenient; this is the last safety net
+            return InboundProblem(
+                message_id or digest or source, f"unreadable mail: {type(exc).__name__}", excerpt
+            )
+
+    def read_status(self, text: str) -> str | None:
+        if self.status_re is not None:
+            m = self.status_re.search(text)
+            if m:
+                return m.group("status").upper()
+        for phrase, code in (self.config["status_keywords"] or {}).items():
+            if phrase.casefold() in text.casefold():
+                return code
+        return None
+
+    def _case_reference(self, msg: EmailMessage, subject: str) -> str | None:
+        for text in (subject, _header(msg, "In-Reply-To"), _header(msg, "References")):
+            m = self.case_re.search(text or "")
+            if m:
+                return m.group(0)
+        return None
+
+    def _agency_reference(self, reply: str, subject: str) -> str | None:
+        if self.reference_re is None:
+            return None
+        m = self.reference_re.search(reply) or self.reference_re.search(subject)
+        return m.group("reference").strip() if m else None
+
+    def _date(self, msg: EmailMessage) -> datetime:
+        try:
+            header = msg["Date"]
+            value = getattr(header, "datetime", None)
+        except Exception:
+            value = None
+        if not isinstance(value, datetime):
+            return self.clock()
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    # ---------------------------------------------------------------------------------- check
+
+    def check(self) -> Health:
+        """Log in on both sides; the message names the side that failed and why."""
+        started = time.perf_counter()
+        c = self.config
+        smtp_where = f"SMTP {c['smtp_host']}:{c['smtp_port']}"
+        imap_where = f"IMAP {c['imap_host']}:{c['imap_port']}"
+        parts, ok = [], True
+        try:
+            with self._smtp() as smtp:
+                smtp.noop()
+            parts.append(f"{smtp_where} ok")
+        except Exception as exc:
+            ok = False
+            parts.append(f"SMTP failed: {smtp_error(smtp_where, exc).detail}")
+        try:
+            with self._imap() as imap:
+                _, count = self._select(imap, readonly=True)
+            parts.append(f"{imap_where} ok ({c['imap_folder']}: {count} mail)")
+        except Exception as exc:
+            ok = False
+            parts.append(f"IMAP failed: {imap_error(imap_where, exc).detail}")
+        return Health(ok, "; ".join(parts), (time.perf_counter() - started) * 1000)
+
+
+# ------------------------------------------------------------------------------ classification
+
+
+def smtp_error(where: str, exc: BaseException) -> PermanentError | TransientError:
+    """One place that says which SMTP failures are worth retrying."""
+    if isinstance(exc, PermanentError | TransientError):
+        return exc
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return PermanentError(
+            f"{where} refused the login ({exc.smtp_code} {_text(exc.smtp_error)}): "
+            "check smtp_username and smtp_password"
+        )
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+        detail = f"{where} refused the recipient: " + "; ".join(
+            f"{rcpt}: {code} {_text(msg)}" for rcpt, (code, msg) in exc.recipients.items()
+        )
+        if codes and all(400 <= code < 500 for code in codes):
+            return TransientError(detail)
+        return PermanentError(detail + " (check to_address)")
+    if isinstance(exc, smtplib.SMTPResponseException):
+        detail = f"{where} answered {exc.smtp_code} {_text(exc.smtp_error)}"
+        if 400 <= exc.smtp_code < 500:
+            return TransientError(detail)
+        return PermanentError(detail)
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return PermanentError(
+            f"{where}: {exc} (check smtp_starttls / smtp_username against what the server offers)"
+        )
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return PermanentError(f"{where}: the TLS certificate is not trusted ({exc.verify_message})")
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return TransientError(f"{where} closed the connection ({exc or 'no reason given'})")
+    if isinstance(exc, TimeoutError):
+        return TransientError(f"{where} did not answer in time")
+    if isinstance(exc, OSError | smtplib.SMTPException):
+        return TransientError(f"{where}: cannot send ({type(exc).__name__}: {exc})")
+    return TransientError(f"{where}: unexpected {type(exc).__name__}: {exc}")
+
+
+def imap_error(where: str, exc: BaseException) -> PermanentError | TransientError:
+    if isinstance(exc, PermanentError | TransientError):
+        return exc
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return PermanentError(f"{where}: the TLS certificate is not trusted ({exc.verify_message})")
+    if isinstance(exc, TimeoutError):
+        return TransientError(f"{where} did not answer in time")
+    if isinstance(exc, imaplib.IMAP4.abort | OSError):
+        return TransientError(f"{where}: connection lost ({type(exc).__name__}: {exc})")
+    return TransientError(f"{where}: {type(exc).__name__}: {exc}")
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+class _Blank(dict):
+    """format_map values where a missing key is empty rather than an error."""
+
+    def __init__(self, values: Mapping[str, Any], **more: Any) -> None:
+        super().__init__(values, **more)
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def _flatten(payload: Mapping[str, Any]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(short `key: value` lines, long texts) with dotted keys for nested values."""
+    short: list[tuple[str, str]] = []
+    long: list[tuple[str, str]] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+            return
+        if value is None:
+            return
+        if isinstance(value, list | tuple):
+            value = ", ".join(str(v) for v in value)
+        if isinstance(value, bool):
+            value = "yes" if value else "no"
+        text = str(value)
+        (long if "\n" in text or len(text) > 200 else short).append((prefix, text))
+
+    walk("", payload)
+    return short, long
+
+
+def strip_quoted(text: str) -> str:
+    """The new part of a reply: quoted lines, the quote header and the signature dropped."""
+    kept: list[str] = []
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if QUOTE_HEADER.match(line) or line.rstrip() == "--":
+            break
+        if line.lstrip().startswith(">"):
+            continue
+        kept.append(line.rstrip())
+    return "\n".join(kept).strip()
+
+
+def _plain_text(msg: EmailMessage) -> str | None:
+    body = msg.get_body(preferencelist=("plain", "html"))
+    if body is None:
+        if msg.is_multipart() or msg.get_content_maintype() != "text":
+            return None
+        body = msg
+    content = body.get_content()
+    if not isinstance(content, str):
+        return None
+    if body.get_content_subtype() == "html":
+        content = re.sub(r"(?is)<(script|style).*?</\1>", "", content)
+        content = re.sub(r"(?i)<br\s*/?>|</p>|</div>", "\n", content)
+        content = re.sub(r"<[^>]+>", "", content)
+    return content
+
+
+def _all_defects(msg: EmailMessage) -> list[Any]:
+    return [d for part in msg.walk() for d in part.defects]
+
+
+def _header(msg: EmailMessage, name: str) -> str | None:
+    value = msg.get(name)
+    return " ".join(str(value).split()) if value else None
+
+
+def _capabilities(imap: imaplib.IMAP4) -> set[str]:
+    typ, data = imap.capability()
+    if typ != "OK" or not data:
+        return set()
+    return {c.upper() for c in _text(data[0]).split()}
+
+
+def _uid_set(uids: Sequence[int]) -> str:
+    """Compact UID set: 1,2,3,7 -> 1:3,7."""
+    ranges: list[str] = []
+    start = prev = None
+    for uid in sorted(uids):
+        if start is None:
+            start = prev = uid
+        elif uid == prev + 1:  # type: ignore[operator]
+            prev = uid
+        else:
+            ranges.append(f"{start}:{prev}" if start != prev else str(start))
+            start = prev = uid
+    if start is not None:
+        ranges.append(f"{start}:{prev}" if start != prev else str(start))
+    return ",".join(ranges)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _as_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, tuple):
+        return b" ".join(_as_bytes(v) for v in value)
+    return str(value).encode()
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return " ".join(_text(v) for v in value if v is not None)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+__all__ = ["EmailAdapter", "EmailConfig", "parse_cursor", "strip_quoted"]

@@ -1,0 +1,29 @@
+"""The email adapter passes the conformance kit against real aiosmtpd and Dovecot servers."""
+
+# ruff: noqa: F811 - pytest fixtures imported from tests.peers_email are parameters here
+
+import pytest
+
+from adapters.email import EmailAdapter
+from adapters.testing import AdapterConformance
+from tests.peers_email import EmailPeer, dovecot_server, email_world  # noqa: F401
+
+
+class TestEmailAdapterConformance(AdapterConformance):
+    @pytest.fixture
+    def adapter(self, email_world):
+        adapter = EmailAdapter(email_world.adapter_config(smtp_timeout=2))
+        yield adapter
+        adapter.close()
+
+    @pytest.fixture
+    def broken_adapter(self, email_world):
+        adapter = EmailAdapter(
+            email_world.adapter_config(smtp_password="wrong", imap_password="wrong")
+        )
+        yield adapter
+        adapter.close()
+
+    @pytest.fixture
+    def peer(self, email_world):
+        return EmailPeer(email_world)
