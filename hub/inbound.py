@@ -288,6 +288,7 @@ def _apply_to(
     """Apply one update to its assignment. `seen` holds (assignment id, key) pairs already on
     the timeline when the caller loaded them in bulk; without it the database is asked."""
     key = key or update.key()
+    _adopt_agency_reference(a, update)
     if (a.id, key) in seen if seen is not None else lifecycle.event_exists(s, a.id, key):
         return DUPLICATE
     if seen is not None:
@@ -345,6 +346,15 @@ def _apply_to(
     a.updated_at = now
     lifecycle.refresh_case(a.case, now)
     return APPLIED
+
+
+def _adopt_agency_reference(a: Assignment, update: StatusUpdate) -> None:
+    """An agency that numbers a case only when its batch runs (SFTP, email) names that number in
+    a later status; the receipt held a provisional reference (e.g. the file name). When the
+    update names our case reference too, the agency's own number becomes the reference shown."""
+    new = update.agency_reference
+    if new and new != a.agency_reference and update.case_reference == a.case.reference:
+        a.agency_reference = new[:128]
 
 
 def _parked(s: Session, agency_id: str, *conditions) -> list[UnmatchedUpdate]:

@@ -194,11 +194,13 @@ def test_loket_run_starts_everything_files_the_readme_example_and_stops_cleanly(
     web_port = free_port()
     sim_ports = {agency_id: free_port() for agency_id in SIM_PROFILES}
     mail_ports = {"SMTP_PORT": free_port(), "IMAP_PORT": free_port()}  # the email agency
+    sftp_port = free_port()  # the Economic Inspection's SFTP simulator (asyncssh)
     env = {
         "LOKET_WEB_PORT": str(web_port),
         "LOKET_DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}",
         **{env_prefix(a) + "_URL": f"http://127.0.0.1:{p}/api" for a, p in sim_ports.items()},
         **{env_prefix("ombudsman-energy") + f"_{k}": str(p) for k, p in mail_ports.items()},
+        "LOKET_ECONOMIC_INSPECTION_PORT": str(sftp_port),
     }
     sim_ports["favv"] = free_port()  # FAVV's SOAP simulator
     env["LOKET_FAVV_URL"] = f"http://127.0.0.1:{sim_ports['favv']}/meldpunt"
@@ -243,6 +245,22 @@ def test_loket_run_starts_everything_files_the_readme_example_and_stops_cleanly(
         auth = {"Authorization": f"Bearer {filed['tracking_token']}"}
         status = wait_until(received, 30, "the energy ombudsman's `received`, from its reply mail")
         assert status["agencies"][0]["agency"] == "ombudsman-energy"
+
+        report = {
+            **example,
+            "kind": "report",
+            "domain": "ecommerce.fake_webshop",
+            "trader": {**example["trader"], "website": "https://prijsbreker.example"},
+        }
+        filed = requests.post(f"{web}/api/v1/cases", json=report, timeout=10).json()
+        auth = {"Authorization": f"Bearer {filed['tracking_token']}"}
+
+        def numbered_by_the_inspection():
+            status = requests.get(filed["status_url"], headers=auth, timeout=5).json()
+            [line] = status["agencies"]
+            return (line["agency_reference"] or "").startswith("EI-")
+
+        wait_until(numbered_by_the_inspection, 60, "the inspection's number via SFTP")
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=30)
@@ -251,7 +269,7 @@ def test_loket_run_starts_everything_files_the_readme_example_and_stops_cleanly(
     assert "all processes stopped" in (tmp_path / "run.log").read_text()
     import socket
 
-    for port in [web_port, *sim_ports.values(), *mail_ports.values()]:
+    for port in [web_port, *sim_ports.values(), *mail_ports.values(), sftp_port]:
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers after Ctrl-C"
 

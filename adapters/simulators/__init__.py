@@ -16,6 +16,7 @@ from typing import Any
 
 LAUNCHERS: dict[str, str] = {
     "rest": "adapters.simulators.rest_agency",
+    "sftp": "adapters.simulators.sftp_agency",
     "soap": "adapters.simulators.soap_agency",
     "email": "adapters.simulators.email_agency",
 }

@@ -1,0 +1,270 @@
+"""Case files and status files in JSON, XML or CSV: what file-based transports (SFTP) exchange.
+
+One module so that the adapter (which writes case files and reads status files) and the agency
+simulator (which reads case files and writes status files) agree byte for byte.
+
+- JSON: the payload as it is (UTF-8, indented).
+- XML: one root element; the payload's keys become elements, nested mappings nest, lists repeat
+  the element. Read with the stdlib ElementTree; a document with a DOCTYPE or entity declaration
+  is refused outright, so no external (or exponential) entity is ever expanded.
+- CSV: a header row and one row per record; nested keys are flattened with dots
+  (`complainant.name`), lists are written as JSON text. A UTF-8 byte order mark is tolerated.
+
+Values read back from XML and CSV are text: these formats carry no types.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+from xml.etree import ElementTree as ET
+
+FORMATS = ("json", "xml", "csv")
+EXTENSIONS = {"json": "json", "xml": "xml", "csv": "csv"}
+XML_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_FORBIDDEN_XML = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+
+
+class FormatError(ValueError):
+    """A file cannot be written or read in its format; the message says where and why."""
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists stay values."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def unflatten(data: Mapping[str, Any]) -> dict[str, Any]:
+    """{'a.b': 1} -> {'a': {'b': 1}}."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise FormatError(f"column {key!r} clashes with column {part!r}")
+            node = child
+        node[leaf] = value
+    return out
+
+
+def dig(data: Any, path: str) -> Any:
+    """The value at a dotted path in nested mappings, or None."""
+    for part in path.split("."):
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(part)
+    return data
+
+
+# ---------------------------------------------------------------------------------------- XML
+
+
+def _to_element(parent: ET.Element, key: str, value: Any) -> None:
+    if not isinstance(key, str) or not XML_NAME.match(key) or key.lower().startswith("xml"):
+        raise FormatError(f"{key!r} cannot be an XML element name (letters, digits, _ . -)")
+    if value is None:
+        return
+    if isinstance(value, list | tuple):
+        for entry in value:
+            _to_element(parent, key, entry)
+        return
+    child = ET.SubElement(parent, key)
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _to_element(child, k, v)
+    else:
+        child.text = _text(value)
+
+
+def _from_element(element: ET.Element) -> Any:
+    children = list(element)
+    if not children:
+        return element.text or ""
+    out: dict[str, Any] = {}
+    for child in children:
+        value = _from_element(child)
+        if child.tag in out:
+            existing = out[child.tag]
+            out[child.tag] = [*existing, value] if isinstance(existing, list) else [existing, value]
+        else:
+            out[child.tag] = value
+    return out
+
+
+def parse_xml(data: bytes) -> ET.Element:
+    """Parse untrusted XML: no DOCTYPE, no entity declarations, nothing fetched."""
+    if _FORBIDDEN_XML.search(data):
+        raise FormatError("XML with a DOCTYPE or entity declaration is not accepted")
+    try:
+        return ET.fromstring(data)
+    except ET.ParseError as exc:
+        raise FormatError(f"not well-formed XML: {exc}") from None
+
+
+def _xml_bytes(root: ET.Element) -> bytes:
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+# ---------------------------------------------------------------------------------------- CSV
+
+
+def _csv_bytes(rows: Iterable[Mapping[str, Any]], delimiter: str) -> bytes:
+    flat = [
+        {
+            k: (json.dumps(v, ensure_ascii=False) if isinstance(v, list | tuple) else v)
+            for k, v in flatten(row).items()
+            if v is not None
+        }
+        for row in rows
+    ]
+    header: list[str] = []
+    for row in flat:
+        header += [k for k in row if k not in header]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=header, delimiter=delimiter, lineterminator="\r\n")
+    writer.writeheader()
+    for row in flat:
+        writer.writerow({k: _text(v) for k, v in row.items()})
+    return buffer.getvalue().encode("utf-8")
+
+
+def _csv_rows(data: bytes, delimiter: str) -> list[dict[str, Any]]:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"not UTF-8 text: {exc}") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    try:
+        if not reader.fieldnames:
+            raise FormatError("no header row")
+        rows = []
+        for row in reader:
+            if None in row:
+                raise FormatError(
+                    f"line {reader.line_num}: more values than the header has columns"
+                )
+            rows.append(unflatten({k: v for k, v in row.items() if v not in (None, "")}))
+        return rows
+    except csv.Error as exc:
+        raise FormatError(f"line {reader.line_num}: {exc}") from None
+
+
+# -------------------------------------------------------------------------------- case files
+
+
+def write_case(payload: Mapping[str, Any], fmt: str, *, root: str = "case", delimiter=";") -> bytes:
+    """One case file: the agency's payload in its format."""
+    if fmt == "json":
+        return (json.dumps(payload, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+    if fmt == "xml":
+        element = ET.Element(root)
+        for key, value in payload.items():
+            _to_element(element, key, value)
+        return _xml_bytes(element)
+    if fmt == "csv":
+        return _csv_bytes([payload], delimiter)
+    raise FormatError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def read_case(data: bytes, fmt: str, *, delimiter: str = ";") -> dict[str, Any]:
+    """A case file read back (by the agency simulator and tests)."""
+    if fmt == "json":
+        try:
+            value = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise FormatError(f"not valid JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise FormatError("a JSON case file must hold an object")
+        return value
+    if fmt == "xml":
+        value = _from_element(parse_xml(data))
+        return value if isinstance(value, dict) else {}
+    if fmt == "csv":
+        rows = _csv_rows(data, delimiter)
+        if len(rows) != 1:
+            raise FormatError(f"a CSV case file has one data row, this one has {len(rows)}")
+        return rows[0]
+    raise FormatError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+# ------------------------------------------------------------------------------ status files
+
+
+def write_records(
+    records: Iterable[Mapping[str, Any]],
+    fmt: str,
+    *,
+    root: str = "statuses",
+    record: str = "status",
+    delimiter: str = ";",
+) -> bytes:
+    """A status file holding several records (what an agency's batch drops in its outbox)."""
+    rows = list(records)
+    if fmt == "json":
+        return (json.dumps({root: rows}, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+    if fmt == "xml":
+        element = ET.Element(root)
+        for row in rows:
+            _to_element(element, record, row)
+        return _xml_bytes(element)
+    if fmt == "csv":
+        return _csv_bytes(rows, delimiter)
+    raise FormatError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def read_records(
+    data: bytes, fmt: str, *, root: str = "statuses", record: str = "status", delimiter=";"
+) -> list[dict[str, Any]]:
+    """The records of a status file, each a (nested) mapping of text or JSON values.
+
+    JSON: a list of objects, or an object whose `root` key holds that list, or one object.
+    XML: the `record` elements under the root, or the root itself when it is a `record`.
+    CSV: one record per row after the header.
+    """
+    if fmt == "json":
+        try:
+            value = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise FormatError(f"not valid JSON: {exc}") from None
+        if isinstance(value, dict):
+            value = value.get(root, [value])
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise FormatError(f"expected a list of objects (or an object with {root!r})")
+        return value
+    if fmt == "xml":
+        element = parse_xml(data)
+        elements = [element] if element.tag == record else list(element)
+        bad = sorted({e.tag for e in elements if e.tag != record})
+        if bad:
+            raise FormatError(f"unexpected element(s) {', '.join(map(str, bad))}; want <{record}>")
+        out = []
+        for e in elements:
+            value = _from_element(e)
+            out.append(value if isinstance(value, dict) else {})
+        return out
+    if fmt == "csv":
+        return _csv_rows(data, delimiter)
+    raise FormatError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")

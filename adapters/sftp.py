@@ -1,0 +1,708 @@
+"""SFTP adapter (paramiko): for agencies whose system is a folder that a batch reads.
+
+The contract with the agency (documented in README.md, "SFTP agencies"):
+
+- deliver: the case is written to `inbox_dir` under a temporary dot-name (`.<name>.<random>.part`)
+  and renamed into place (`posix-rename` where the server offers it), so the agency's batch never
+  sees a half-written file under a real name; it must ignore names that start with a dot. The
+  file name comes from the idempotency key (`LK-7F3K-9QX2.economic-inspection.1.xml`), so a
+  repeat delivery finds the file already in `inbox_dir`, or in `archive_dir` where the agency's
+  batch moves what it picked up, and answers `duplicate=True` without writing anything. The
+  agency numbers the case later; until then the Receipt's agency reference is the file name.
+- poll: every regular file in `outbox_dir` is a status file (same format family) of one or more
+  records naming the agency's own reference and/or our case reference, a status code and a time.
+  A file is moved to `processed_dir` only on the poll AFTER the one that returned its updates:
+  the cursor carries the names read, and the hub saves that cursor in the same transaction as the
+  updates. A crash anywhere in between re-reads the file (harmless: the update ids repeat and the
+  hub de-duplicates them) and never loses it. A file that cannot be read is reported as an
+  InboundProblem and, one poll later in the same way, moved to `failed_dir` with a
+  `<name>.reason.txt` beside it; the other files of the poll are read as usual.
+- A name that comes from the server is never trusted as a path: see `unsafe_name_reason`.
+- Host keys are pinned: `host_key` is the server's public key; anything else is refused.
+
+`host_key` and `private_key` take the key text itself or `@file:PATH` (read at each connection,
+relative to the working directory), so a mapping file can point at a key that a simulator
+generates at first start.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import errno
+import hashlib
+import io
+import json
+import posixpath
+import re
+import secrets
+import stat
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import paramiko
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from adapters.base import (
+    DELIVER,
+    POLL,
+    POLL_CHANGES,
+    Adapter,
+    AdapterError,
+    Health,
+    InboundProblem,
+    OpenItem,
+    Outbound,
+    PermanentError,
+    PollResult,
+    Receipt,
+    StatusUpdate,
+    TransientError,
+)
+from adapters.fileformats import (
+    EXTENSIONS,
+    FORMATS,
+    FormatError,
+    dig,
+    read_records,
+    write_case,
+)
+
+FILE_PREFIX = "@file:"
+SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+MAX_NAME = 120  # Assignment.agency_reference holds 128 characters
+
+
+# ----------------------------------------------------------------------------------- file names
+
+
+def unsafe_name_reason(name: str) -> str | None:
+    """Why a file name from the server must not be used to build a path, or None if it is safe.
+
+    A name is one path component: not empty, not `.` or `..`, no `..` anywhere, no `/` or `\\`,
+    no control characters, at most 255 characters. Names failing this are never joined to a
+    folder, neither on the server nor locally: they are reported and left where they are.
+    """
+    if not isinstance(name, str) or not name:
+        return "empty name"
+    if len(name) > 255:
+        return "longer than 255 characters"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        return "contains control characters"
+    if "/" in name or "\\" in name:
+        return "contains a path separator"
+    if ".." in name:
+        return "contains '..'"
+    if name == ".":
+        return "is '.'"
+    return None
+
+
+def printable(name: str) -> str:
+    """A name as safe text for messages and the operators' console (escapes, shortened)."""
+    text = name.encode("unicode_escape", "backslashreplace").decode("ascii")
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def case_file_name(idempotency_key: str, extension: str, prefix: str = "") -> str:
+    """The case file's name: the idempotency key when it is already a safe name, else a
+    sanitised form plus a hash of the key, so two different keys never share a file."""
+    if SAFE_KEY.match(idempotency_key) and ".." not in idempotency_key:
+        stem = idempotency_key
+    else:
+        cleaned = re.sub(r"[^A-Za-z0-9_-]+", "_", idempotency_key).strip("_") or "case"
+        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:10]
+        stem = f"{cleaned[:80]}-{digest}"
+    name = f"{prefix}{stem}.{extension}"
+    if len(name) > MAX_NAME:
+        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:10]
+        name = (
+            f"{prefix}{stem[: MAX_NAME - len(prefix) - len(extension) - 13]}-{digest}.{extension}"
+        )
+    return name
+
+
+# ---------------------------------------------------------------------------------------- keys
+
+
+def read_setting_text(value: str, what: str) -> str:
+    """The text of a key setting: the value itself, or the file named by `@file:PATH`."""
+    if not value.startswith(FILE_PREFIX):
+        return value
+    path = Path(value[len(FILE_PREFIX) :]).expanduser()
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PermanentError(
+            f"cannot read {what} from {path}: {exc.strerror or exc}. Fix the path in the adapter "
+            "configuration (a relative path is relative to the working directory); for the demo "
+            "agency, `loket run` generates it at first start"
+        ) from None
+
+
+def parse_public_key(text: str) -> paramiko.PKey:
+    """A public key from an OpenSSH `.pub` line or a known_hosts line ("[host]:port type b64")."""
+    tokens = text.split()
+    for i, token in enumerate(tokens[:-1]):
+        if token.startswith(("ssh-", "ecdsa-", "sk-")):
+            try:
+                blob = base64.b64decode(tokens[i + 1], validate=True)
+                return paramiko.PKey.from_type_string(token, blob)
+            except (binascii.Error, ValueError, paramiko.SSHException) as exc:
+                raise ValueError(f"the {token} key data cannot be read: {exc}") from None
+    raise ValueError(
+        "no public key found; give the server's key as `ssh-ed25519 AAAA...` "
+        "(its .pub file or a line of `ssh-keyscan`)"
+    )
+
+
+def parse_private_key(text: str, passphrase: str | None) -> paramiko.PKey:
+    for cls in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            return cls.from_private_key(io.StringIO(text), password=passphrase)
+        except paramiko.PasswordRequiredException:
+            raise PermanentError(
+                "the private key is encrypted: set private_key_passphrase"
+            ) from None
+        except (paramiko.SSHException, ValueError, IndexError):
+            continue
+    raise PermanentError(
+        "private_key is not an OpenSSH or PEM private key (ed25519, ecdsa or rsa)"
+    ) from None
+
+
+class _HostKeyRejected(paramiko.SSHException):
+    def __init__(self, offered: paramiko.PKey):
+        super().__init__("host key not pinned")
+        self.offered = offered
+
+
+class _PinnedOnly(paramiko.RejectPolicy):
+    """RejectPolicy that says which key the server offered (for the re-pinning message)."""
+
+    def missing_host_key(self, client, hostname, key):
+        raise _HostKeyRejected(key)
+
+
+# -------------------------------------------------------------------------------------- config
+
+
+class StatusLayout(Schema):
+    """Where the fields of a status record live (dotted paths for nested XML/JSON)."""
+
+    root = fields.String(load_default="statuses", metadata={"doc": "JSON key / XML root"})
+    record = fields.String(load_default="status", metadata={"doc": "XML element per record"})
+    agency_reference = fields.String(load_default="agency_reference")
+    case_reference = fields.String(load_default="case_reference")
+    status = fields.String(load_default="status")
+    time = fields.String(load_default="time")
+    message = fields.String(load_default="message")
+    id = fields.String(load_default=None, metadata={"doc": "the agency's own event id, if any"})
+    time_format = fields.String(load_default=None, metadata={"doc": "strptime; ISO 8601 if empty"})
+    timezone = fields.String(load_default="Europe/Brussels", metadata={"doc": "for naive times"})
+
+    @validates_schema
+    def _zone(self, data, **_):
+        try:
+            ZoneInfo(data["timezone"])
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValidationError(f"unknown time zone {data['timezone']!r}", "timezone") from None
+
+
+class SftpConfig(Schema):
+    host = fields.String(required=True)
+    port = fields.Integer(load_default=22, validate=validate.Range(min=1, max=65535))
+    username = fields.String(required=True)
+    password = fields.String(load_default=None, metadata={"secret": True})
+    private_key = fields.String(
+        load_default=None,
+        metadata={"secret": True, "doc": "OpenSSH/PEM private key text, or @file:PATH"},
+    )
+    private_key_passphrase = fields.String(load_default=None, metadata={"secret": True})
+    host_key = fields.String(
+        required=True,
+        metadata={"doc": "the server's public host key (`ssh-ed25519 AAAA...`) or @file:PATH"},
+    )
+    inbox_dir = fields.String(required=True, metadata={"doc": "where the agency reads cases"})
+    archive_dir = fields.String(load_default=None, metadata={"doc": "default <inbox>/archive"})
+    outbox_dir = fields.String(required=True, metadata={"doc": "where it drops status files"})
+    processed_dir = fields.String(load_default=None, metadata={"doc": "default <outbox>/processed"})
+    failed_dir = fields.String(load_default=None, metadata={"doc": "default <outbox>/failed"})
+    format = fields.String(load_default="json", validate=validate.OneOf(FORMATS))
+    file_prefix = fields.String(load_default="", validate=validate.Regexp(r"^[A-Za-z0-9_-]*$"))
+    xml_root = fields.String(load_default="case", validate=validate.Regexp(r"^[A-Za-z_][\w.-]*$"))
+    csv_delimiter = fields.String(load_default=";", validate=validate.Length(equal=1))
+    status = fields.Nested(StatusLayout, load_default=lambda: StatusLayout().load({}))
+    connect_timeout = fields.Float(load_default=10.0, validate=validate.Range(min=0.01))
+    timeout = fields.Float(load_default=30.0, validate=validate.Range(min=0.01))
+    max_files = fields.Integer(load_default=200, validate=validate.Range(min=1))
+    max_file_bytes = fields.Integer(load_default=5_000_000, validate=validate.Range(min=1))
+
+    @validates_schema
+    def _credentials(self, data, **_):
+        if not data.get("password") and not data.get("private_key"):
+            raise ValidationError("give a password or a private_key", "private_key")
+        host_key = data.get("host_key") or ""
+        if not host_key.startswith(FILE_PREFIX):
+            try:
+                parse_public_key(host_key)
+            except ValueError as exc:
+                raise ValidationError(str(exc), "host_key") from None
+
+
+# --------------------------------------------------------------------------------------- cursor
+
+
+@dataclass
+class _Cursor:
+    """What the previous poll read: files to move now that the hub has saved their updates."""
+
+    read: dict[str, list[float]] = field(default_factory=dict)
+    failed: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def decode(cls, text: str | None) -> _Cursor:
+        if not text:
+            return cls()
+        try:
+            data = json.loads(text)
+            return cls(dict(data.get("read") or {}), dict(data.get("failed") or {}))
+        except (ValueError, TypeError, AttributeError):
+            return cls()  # an unreadable cursor only means re-reading, which is harmless
+
+    def encode(self) -> str | None:
+        if not self.read and not self.failed:
+            return None
+        return json.dumps({"v": 1, "read": self.read, "failed": self.failed}, sort_keys=True)
+
+
+# -------------------------------------------------------------------------------------- adapter
+
+
+class SftpAdapter(Adapter):
+    kind = "sftp"
+    config_schema = SftpConfig
+    capabilities = frozenset({DELIVER, POLL, POLL_CHANGES})
+
+    def __init__(self, config: Mapping[str, Any]):
+        super().__init__(config)
+        c = self.config
+        c["archive_dir"] = c["archive_dir"] or posixpath.join(c["inbox_dir"], "archive")
+        c["processed_dir"] = c["processed_dir"] or posixpath.join(c["outbox_dir"], "processed")
+        c["failed_dir"] = c["failed_dir"] or posixpath.join(c["outbox_dir"], "failed")
+        self.where = f"{c['username']}@{c['host']}:{c['port']}"
+
+    # ---------------------------------------------------------------------------- connection
+
+    def _pinned_key(self) -> paramiko.PKey:
+        text = read_setting_text(self.config["host_key"], "the pinned host key")
+        try:
+            return parse_public_key(text)
+        except ValueError as exc:
+            raise PermanentError(f"host_key: {exc}") from None
+
+    def _client_key(self) -> paramiko.PKey | None:
+        if not self.config["private_key"]:
+            return None
+        text = read_setting_text(self.config["private_key"], "the private key")
+        return parse_private_key(text, self.config["private_key_passphrase"])
+
+    @contextmanager
+    def _sftp(self, what: str) -> Iterator[paramiko.SFTPClient]:
+        """A connected SFTP session; every transport error leaves as Transient/PermanentError."""
+        c = self.config
+        pinned = self._pinned_key()
+        pkey = self._client_key()
+        client = paramiko.SSHClient()
+        for entry in {c["host"] if c["port"] == 22 else f"[{c['host']}]:{c['port']}"}:
+            client.get_host_keys().add(entry, pinned.get_name(), pinned)
+        client.set_missing_host_key_policy(_PinnedOnly())
+        timeout = c["connect_timeout"]
+        try:
+            try:
+                client.connect(
+                    c["host"],
+                    c["port"],
+                    username=c["username"],
+                    password=c["password"],
+                    pkey=pkey,
+                    timeout=timeout,
+                    banner_timeout=timeout,
+                    auth_timeout=timeout,
+                    channel_timeout=timeout,
+                    allow_agent=False,
+                    look_for_keys=False,
+                )
+            except paramiko.BadHostKeyException as exc:
+                raise self._host_key_changed(exc.key, pinned) from None
+            except _HostKeyRejected as exc:
+                raise self._host_key_changed(exc.offered, pinned) from None
+            except paramiko.AuthenticationException as exc:
+                raise PermanentError(
+                    f"{what}: {self.where} refused the login ({exc}); check the private key or "
+                    "password and the username in the adapter configuration"
+                ) from None
+            except TimeoutError:
+                raise TransientError(f"{what}: {self.where} did not answer in time") from None
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                transport = client.get_transport()
+                if transport is not None and not getattr(transport, "remote_version", None):
+                    raise TransientError(
+                        f"{what}: {self.where} accepted the connection but no SSH greeting "
+                        f"came within {timeout:g} s ({_short(exc)})"
+                    ) from None
+                raise TransientError(
+                    f"{what}: cannot connect to {self.where} ({_short(exc)})"
+                ) from None
+            try:
+                sftp = client.open_sftp()
+                sftp.get_channel().settimeout(c["timeout"])  # type: ignore[union-attr]
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise TransientError(
+                    f"{what}: {self.where} would not start SFTP ({_short(exc)})"
+                ) from None
+            try:
+                yield sftp
+            except AdapterError:
+                raise
+            except Exception as exc:
+                raise self._classify(exc, what) from None
+            finally:
+                sftp.close()
+        finally:
+            client.close()
+
+    def _host_key_changed(self, offered: paramiko.PKey, pinned: paramiko.PKey) -> PermanentError:
+        return PermanentError(
+            f"the host key of {self.config['host']}:{self.config['port']} changed: it offered "
+            f"{offered.get_name()} {offered.fingerprint}, but {pinned.get_name()} "
+            f"{pinned.fingerprint} is pinned. Nothing was sent. If the agency confirms it "
+            "replaced its key (check the fingerprint with them by phone), re-pin it: set host_key "
+            "in the agency's adapter configuration to the new public key line (e.g. from "
+            f"`ssh-keyscan -p {self.config['port']} {self.config['host']}`); otherwise someone "
+            "may be intercepting the connection"
+        )
+
+    def _classify(self, exc: Exception, what: str) -> AdapterError:
+        """SFTP errors: refusals an operator must fix are permanent; the rest are retried.
+
+        Permission denied means the account may not do this (the agency must change rights) and
+        a missing folder means the configuration is wrong. Anything else (a generic SFTP failure,
+        which is how OpenSSH reports a full disk or quota, a dropped connection, a timeout) is
+        likely to pass, so the same file is tried again later.
+        """
+        code = getattr(exc, "errno", None)
+        if isinstance(exc, PermissionError) or code in (errno.EACCES, errno.EPERM):
+            return PermanentError(
+                f"{what}: permission denied on {self.where} ({_short(exc)}); the agency must let "
+                "this account write its inbox and move files in its outbox"
+            )
+        if isinstance(exc, FileNotFoundError) or code == errno.ENOENT:
+            return PermanentError(
+                f"{what}: a folder does not exist on {self.where} ({_short(exc)}); check "
+                "inbox_dir, outbox_dir, archive_dir, processed_dir and failed_dir"
+            )
+        if isinstance(exc, TimeoutError):
+            return TransientError(f"{what}: {self.where} did not answer in time")
+        return TransientError(
+            f"{what}: SFTP failure on {self.where} ({type(exc).__name__}: {_short(exc)}); "
+            "for example a full disk at the agency; tried again later"
+        )
+
+    # ------------------------------------------------------------------------------- deliver
+
+    def file_name(self, item: Outbound) -> str:
+        return case_file_name(
+            item.idempotency_key, EXTENSIONS[self.config["format"]], self.config["file_prefix"]
+        )
+
+    def deliver(self, item: Outbound) -> Receipt:
+        c = self.config
+        name = self.file_name(item)
+        try:
+            data = write_case(
+                item.payload, c["format"], root=c["xml_root"], delimiter=c["csv_delimiter"]
+            )
+        except FormatError as exc:
+            raise PermanentError(f"cannot write the case as {c['format']}: {exc}") from None
+        final = posixpath.join(c["inbox_dir"], name)
+        raw: dict[str, Any] = {
+            "request": {
+                "file": final,
+                "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "idempotency_key": item.idempotency_key,
+            }
+        }
+        with self._sftp(f"deliver {name} to {c['inbox_dir']}") as sftp:
+            for where in (final, posixpath.join(c["archive_dir"], name)):
+                if _exists(sftp, where):
+                    return Receipt(name, duplicate=True, raw={**raw, "found": where})
+            temp = posixpath.join(c["inbox_dir"], f".{name}.{secrets.token_hex(4)}.part")
+            try:
+                with sftp.open(temp, "wb") as fh:
+                    fh.set_pipelined(True)
+                    fh.write(data)
+                written = sftp.stat(temp).st_size
+                if written != len(data):
+                    raise OSError(f"wrote {written} of {len(data)} bytes")
+                _rename(sftp, temp, final)
+            except BaseException:
+                with suppress(Exception):  # best effort: dot-names are ignored by contract
+                    sftp.remove(temp)
+                raise
+        return Receipt(name, duplicate=False, raw=raw)
+
+    # ---------------------------------------------------------------------------------- poll
+
+    def poll(self, cursor: str | None, open_items: Sequence[OpenItem]) -> PollResult:
+        c = self.config
+        previous = _Cursor.decode(cursor)
+        updates: list[StatusUpdate] = []
+        problems: list[InboundProblem] = []
+        nxt = _Cursor()
+        with self._sftp("poll") as sftp:
+            for folder in (c["processed_dir"], c["failed_dir"]):
+                _ensure_dir(sftp, folder)
+            pending = self._settle(sftp, previous, problems)
+            nxt.read.update(pending.read)
+            nxt.failed.update(pending.failed)
+            entries = sorted(sftp.listdir_attr(c["outbox_dir"]), key=lambda a: a.filename)
+            budget = c["max_files"]
+            for attr in entries:
+                name = attr.filename
+                if name in (".", ".."):
+                    continue
+                reason = unsafe_name_reason(name)
+                if reason:
+                    problems.append(
+                        InboundProblem(
+                            f"{c['outbox_dir']}/{printable(name)}",
+                            f"unsafe file name ({reason}); left in place, not read",
+                        )
+                    )
+                    continue
+                if name.startswith(".") or name in nxt.read or name in nxt.failed:
+                    continue  # a dot-name is still being written by the agency
+                mode = attr.st_mode or 0
+                if stat.S_ISDIR(mode):
+                    continue
+                if not stat.S_ISREG(mode):
+                    problems.append(
+                        InboundProblem(name, "not a regular file (a link?); left in place")
+                    )
+                    continue
+                if budget == 0:
+                    break  # the rest waits for the next poll
+                budget -= 1
+                stamp = [attr.st_size or 0, attr.st_mtime or 0]
+                self._read_one(sftp, name, stamp, updates, problems, nxt)
+        return PollResult(tuple(updates), nxt.encode(), tuple(problems))
+
+    def _read_one(
+        self,
+        sftp: paramiko.SFTPClient,
+        name: str,
+        stamp: list[float],
+        updates: list[StatusUpdate],
+        problems: list[InboundProblem],
+        nxt: _Cursor,
+    ) -> None:
+        c = self.config
+        path = posixpath.join(c["outbox_dir"], name)
+        if stamp[0] > c["max_file_bytes"]:
+            reason = f"larger than max_file_bytes ({stamp[0]} > {c['max_file_bytes']} bytes)"
+            problems.append(InboundProblem(name, reason))
+            nxt.failed[name] = {"stamp": stamp, "reason": reason}
+            return
+        with sftp.open(path, "rb") as fh:
+            data = fh.read(c["max_file_bytes"] + 1)
+        digest = hashlib.sha256(data).hexdigest()[:12]
+        try:
+            found = self._parse(name, data, digest)
+        except (FormatError, ValueError) as exc:
+            reason = f"unreadable status file: {exc}"
+            excerpt = data[:500].decode("utf-8", "replace")
+            problems.append(InboundProblem(f"{name} ({digest})", reason, excerpt))
+            nxt.failed[name] = {"stamp": stamp, "reason": reason}
+            return
+        updates.extend(found)
+        nxt.read[name] = stamp
+
+    def _parse(self, name: str, data: bytes, digest: str) -> list[StatusUpdate]:
+        c, layout = self.config, self.config["status"]
+        records = read_records(
+            data,
+            c["format"],
+            root=layout["root"],
+            record=layout["record"],
+            delimiter=c["csv_delimiter"],
+        )
+        out = []
+        for index, record in enumerate(records, start=1):
+            where = f"record {index}"
+            code = _opt_str(dig(record, layout["status"]))
+            if not code:
+                raise FormatError(f"{where}: no status code in {layout['status']!r}")
+            agency_ref = _opt_str(dig(record, layout["agency_reference"]))
+            case_ref = _opt_str(dig(record, layout["case_reference"]))
+            if not agency_ref and not case_ref:
+                raise FormatError(
+                    f"{where}: names no case (neither {layout['agency_reference']!r} "
+                    f"nor {layout['case_reference']!r})"
+                )
+            raw_time = dig(record, layout["time"])
+            try:
+                occurred = self._time(raw_time)
+            except (TypeError, ValueError):
+                raise FormatError(
+                    f"{where}: unknown date {raw_time!r} in {layout['time']!r}"
+                ) from None
+            own_id = _opt_str(dig(record, layout["id"])) if layout["id"] else None
+            out.append(
+                StatusUpdate(
+                    agency_status=code,
+                    occurred_at=occurred,
+                    agency_reference=agency_ref,
+                    case_reference=case_ref,
+                    message=_opt_str(dig(record, layout["message"])),
+                    update_id=own_id or f"{name[:120]}#{index}@{digest}",
+                )
+            )
+        return out
+
+    def _time(self, value: Any) -> datetime:
+        layout = self.config["status"]
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError("no time")
+        text = value.strip()
+        if layout["time_format"]:
+            dt = datetime.strptime(text, layout["time_format"])
+        else:
+            dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=ZoneInfo(layout["timezone"]))
+        return dt.astimezone(UTC)
+
+    def _settle(
+        self, sftp: paramiko.SFTPClient, previous: _Cursor, problems: list[InboundProblem]
+    ) -> _Cursor:
+        """Move the files the previous poll read (their updates are saved now): read ones to
+        processed/, unreadable ones to failed/ with the reason. Returns those that could not be
+        moved, to try again next time (they are not read again meanwhile)."""
+        c = self.config
+        pending = _Cursor()
+        moves = [(n, s, None) for n, s in previous.read.items()] + [
+            (n, e.get("stamp"), str(e.get("reason", ""))) for n, e in previous.failed.items()
+        ]
+        for name, stamp, reason in moves:
+            if unsafe_name_reason(name) or name.startswith("."):
+                continue  # not a name this adapter wrote into a cursor
+            source = posixpath.join(c["outbox_dir"], name)
+            try:
+                current = sftp.stat(source)
+            except FileNotFoundError:
+                continue  # already moved
+            if [current.st_size or 0, current.st_mtime or 0] != list(stamp or []):
+                continue  # changed since it was read: it is read again
+            target_dir = c["processed_dir"] if reason is None else c["failed_dir"]
+            try:
+                target = _free_name(sftp, target_dir, name)
+                if reason is not None:
+                    with sftp.open(posixpath.join(target_dir, f"{target}.reason.txt"), "w") as fh:
+                        fh.write(f"{name}: {reason}\n".encode())
+                _rename(sftp, source, posixpath.join(target_dir, target))
+            except (OSError, paramiko.SSHException) as exc:
+                problems.append(
+                    InboundProblem(
+                        name,
+                        f"cannot move it to {target_dir} ({_short(exc)}); it stays in the "
+                        "outbox and is not read again while it is unchanged",
+                    )
+                )
+                if reason is None:
+                    pending.read[name] = list(stamp or [])
+                else:
+                    pending.failed[name] = {"stamp": stamp, "reason": reason}
+        return pending
+
+    # --------------------------------------------------------------------------------- check
+
+    def check(self) -> Health:
+        started = time.perf_counter()
+        c = self.config
+        try:
+            with self._sftp("check") as sftp:
+                for key in ("inbox_dir", "outbox_dir"):
+                    try:
+                        mode = sftp.stat(c[key]).st_mode or 0
+                    except FileNotFoundError:
+                        raise PermanentError(
+                            f"check: {key} {c[key]!r} does not exist on {self.where}"
+                        ) from None
+                    if not stat.S_ISDIR(mode):
+                        raise PermanentError(f"check: {key} {c[key]!r} is not a folder")
+        except AdapterError as exc:
+            return Health(False, exc.detail, (time.perf_counter() - started) * 1000)
+        return Health(
+            True,
+            f"connected to {self.where} with the pinned host key; inbox and outbox are there",
+            (time.perf_counter() - started) * 1000,
+        )
+
+
+# --------------------------------------------------------------------------------- SFTP helpers
+
+
+def _exists(sftp: paramiko.SFTPClient, path: str) -> bool:
+    try:
+        sftp.stat(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _ensure_dir(sftp: paramiko.SFTPClient, path: str) -> None:
+    if not _exists(sftp, path):
+        try:
+            sftp.mkdir(path)
+        except OSError:
+            if not _exists(sftp, path):  # lost a race with another poller: fine
+                raise
+
+
+def _rename(sftp: paramiko.SFTPClient, source: str, target: str) -> None:
+    """Atomic replace where the server offers posix-rename, else the plain SFTP rename."""
+    try:
+        sftp.posix_rename(source, target)
+    except OSError as exc:
+        if getattr(exc, "errno", None) in (errno.EACCES, errno.EPERM, errno.ENOENT):
+            raise
+        sftp.rename(source, target)
+
+
+def _free_name(sftp: paramiko.SFTPClient, folder: str, name: str) -> str:
+    """`name`, or `name.N` when the agency reused a file name already in `folder`."""
+    candidate, n = name, 1
+    while _exists(sftp, posixpath.join(folder, candidate)):
+        n += 1
+        candidate = f"{name}.{n}"
+    return candidate
+
+
+def _opt_str(value: Any) -> str | None:
+    if value is None or isinstance(value, dict | list):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) < 200 else text[:200] + "..."

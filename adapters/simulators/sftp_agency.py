@@ -1,0 +1,677 @@
+"""An SFTP agency simulator: an agency whose whole system is a folder that a nightly batch reads.
+
+The agency's back-end is `AgencyBatch`, working directly on the SFTP server's data folder (it IS
+the agency's side of the server): each run it picks up the case files in `inbox/` (ignoring
+dot-names, which are still being written), numbers each new one (`EI-2026-000042`), moves it to
+`inbox/archive/`, de-duplicates on the file name (which the hub derives from the idempotency
+key), moves every case one status further each `step_seconds` (times come from an injectable
+clock), and drops one status file per run into `outbox/` (written under a dot-name, then renamed).
+
+The SFTP server in front of the folder is either
+- `asyncssh` (pure Python, chrooted to the data folder; any username with the authorised key):
+  what `loket run` uses, so the demo runs on any machine, with or without OpenSSH; or
+- `sshd`: a real OpenSSH server (`openssh-server`), SFTP only, as root: what the tests and CI use.
+
+Keys are generated at first start under the root folder (`ssh_host_ed25519_key[.pub]`,
+`client_ed25519_key[.pub]`, `authorized_keys`); the mapping file points the adapter at them with
+`@file:` (see mappings/agencies/economic-inspection.yaml).
+
+    python -m adapters.simulators.sftp_agency --root var/sim/sftp --port 8104
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from adapters.fileformats import EXTENSIONS, FORMATS, FormatError, dig, read_case, write_records
+from adapters.sftp import unsafe_name_reason
+
+log = logging.getLogger("loket.sim.sftp")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How one file-based agency looks from outside."""
+
+    name: str
+    id_format: str  # formatted with n (sequence), year, yy
+    flow: tuple[tuple[str, str], ...]  # (status code, note); the first is set on pick-up
+    reference_field: str = "reference"  # where the case file holds the hub's case reference
+
+
+PROFILES: dict[str, Profile] = {
+    "inspection": Profile(
+        name="Economic Inspection (simulated)",
+        id_format="EI-{year}-{n:06d}",
+        flow=(
+            ("REGISTERED", "Melding geregistreerd / signalement enregistré"),
+            ("ANALYSIS", "In analyse bij de Economische Inspectie"),
+            (
+                "CLOSED_INTELLIGENCE",
+                "Gebruikt als marktinformatie; geen individuele opvolging / utilisé comme "
+                "information de marché, sans suivi individuel",
+            ),
+        ),
+        reference_field="referentie_loket",
+    ),
+}
+
+# Where a status record's fields go: the same keys as the adapter's `status` layout.
+DEFAULT_LAYOUT: dict[str, Any] = {
+    "root": "statuses",
+    "record": "status",
+    "agency_reference": "agency_reference",
+    "case_reference": "case_reference",
+    "status": "status",
+    "time": "time",
+    "message": "message",
+}
+
+
+@dataclass
+class SimCase:
+    id: str
+    file: str
+    case_reference: str | None
+    created: str  # ISO time
+    step: int = 0
+
+
+@dataclass
+class BatchRun:
+    picked_up: list[str] = field(default_factory=list)
+    replays: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    status_file: str | None = None
+    records: int = 0
+
+
+class AgencyBatch:
+    """The agency's back-end on the server's data folder. Thread-safe; time from `clock`."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        profile: Profile,
+        *,
+        fmt: str = "xml",
+        step_seconds: float = 5.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        layout: Mapping[str, Any] | None = None,
+        delimiter: str = ";",
+        schema: Path | None = None,
+        state_file: Path | None = None,
+    ):
+        if fmt not in FORMATS:
+            raise ValueError(f"format {fmt!r}: use one of {', '.join(FORMATS)}")
+        self.data_dir = Path(data_dir)
+        self.inbox = self.data_dir / "inbox"
+        self.archive = self.inbox / "archive"
+        self.rejected_dir = self.inbox / "rejected"
+        self.outbox = self.data_dir / "outbox"
+        for folder in (self.inbox, self.archive, self.rejected_dir, self.outbox):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.profile = profile
+        self.fmt = fmt
+        self.step = timedelta(seconds=step_seconds)
+        self.clock = clock
+        self.layout = {**DEFAULT_LAYOUT, **(layout or {})}
+        self.delimiter = delimiter
+        self.state_file = state_file or self.data_dir.parent / "agency-state.json"
+        self.lock = threading.RLock()
+        self.cases: dict[str, SimCase] = {}  # by file name: the de-duplication key
+        self.files_written = 0
+        self.replays = 0
+        self.rejected = 0
+        self._pending: list[dict[str, Any]] = []
+        self._validator = _xsd_validator(schema) if schema and fmt == "xml" else None
+        self._load()
+
+    # ---------------------------------------------------------------------------------- state
+
+    def _load(self) -> None:
+        if self.state_file.exists():
+            data = json.loads(self.state_file.read_text())
+            self.cases = {k: SimCase(**v) for k, v in data["cases"].items()}
+            self.files_written = data.get("files_written", 0)
+
+    def _save(self) -> None:
+        data = {
+            "cases": {k: asdict(v) for k, v in self.cases.items()},
+            "files_written": self.files_written,
+        }
+        temp = self.state_file.with_name(f".{self.state_file.name}.part")
+        temp.write_text(json.dumps(data, indent=1))
+        os.replace(temp, self.state_file)
+
+    def case_count(self) -> int:
+        """Cases the agency holds: those it numbered plus well-named files waiting in its inbox."""
+        with self.lock:
+            return len(set(self.cases) | set(self._waiting()))
+
+    def by_reference(self, reference: str) -> SimCase | None:
+        with self.lock:
+            for case in self.cases.values():
+                if reference in (case.id, case.file, case.case_reference):
+                    return case
+            return None
+
+    # ------------------------------------------------------------------------------ the batch
+
+    def _waiting(self) -> list[str]:
+        return sorted(
+            name
+            for name in os.listdir(self.inbox)
+            if not name.startswith(".")
+            and unsafe_name_reason(name) is None
+            and (self.inbox / name).is_file()
+        )
+
+    def _record(self, case: SimCase, at: datetime) -> None:
+        code, note = self.profile.flow[case.step]
+        lay = self.layout
+        record: dict[str, Any] = {}
+        for key, value in (
+            (lay["agency_reference"], case.id),
+            (lay["case_reference"], case.case_reference),
+            (lay["status"], code),
+            (lay["time"], at.isoformat()),
+            (lay["message"], note),
+        ):
+            node = record
+            *parents, leaf = key.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+        self._pending.append(record)
+
+    def _pick_up(self, name: str, now: datetime, run: BatchRun) -> None:
+        path = self.inbox / name
+        if name in self.cases:  # the same idempotency key again: no second case
+            self.replays += 1
+            run.replays.append(name)
+            os.replace(path, self.archive / name)
+            return
+        data = path.read_bytes()
+        try:
+            problems = self._validator(data) if self._validator else []
+            if problems:
+                raise FormatError("; ".join(problems[:5]))
+            payload = read_case(data, self.fmt, delimiter=self.delimiter)
+        except FormatError as exc:
+            log.warning("rejected %s: %s", name, exc)
+            self.rejected += 1
+            run.rejected.append(name)
+            os.replace(path, self.rejected_dir / name)
+            (self.rejected_dir / f"{name}.reason.txt").write_text(f"{exc}\n")
+            return
+        now_year = now.year
+        n = len(self.cases) + 1
+        case_id = self.profile.id_format.format(n=n, year=now_year, yy=now.strftime("%y"))
+        reference = dig(payload, self.profile.reference_field)
+        case = SimCase(case_id, name, str(reference) if reference else None, now.isoformat())
+        self.cases[name] = case
+        self._record(case, now)
+        os.replace(path, self.archive / name)
+        run.picked_up.append(name)
+
+    def _advance(self, now: datetime) -> None:
+        due: list[tuple[datetime, str, int]] = []
+        for case in self.cases.values():
+            created = datetime.fromisoformat(case.created)
+            for step in range(case.step + 1, len(self.profile.flow)):
+                at = created + self.step * step
+                if at > now:
+                    break
+                due.append((at, case.file, step))
+        for at, name, step in sorted(due):
+            case = self.cases[name]
+            case.step = step
+            self._record(case, at)
+
+    def _flush(self, now: datetime, run: BatchRun) -> None:
+        if not self._pending:
+            return
+        self.files_written += 1
+        name = f"status-{now:%Y%m%d%H%M%S}-{self.files_written:06d}.{EXTENSIONS[self.fmt]}"
+        data = write_records(
+            self._pending,
+            self.fmt,
+            root=self.layout["root"],
+            record=self.layout["record"],
+            delimiter=self.delimiter,
+        )
+        temp = self.outbox / f".{name}.part"
+        temp.write_bytes(data)
+        os.replace(temp, self.outbox / name)
+        run.status_file, run.records = name, len(self._pending)
+        self._pending = []
+
+    def run_once(self) -> BatchRun:
+        """One batch run: pick up new case files, move cases on, write one status file."""
+        with self.lock:
+            now = self.clock()
+            run = BatchRun()
+            self._advance(now)
+            for name in self._waiting():
+                self._pick_up(name, now, run)
+            self._flush(now, run)
+            self._save()
+            return run
+
+    def step_case(self, reference: str) -> str:
+        """Move one case (file name, agency id or case reference) one status on now: a case
+        still in the inbox is picked up. Returns the new status code (tests and demos)."""
+        with self.lock:
+            now = self.clock()
+            run = BatchRun()
+            case = self.by_reference(reference)
+            if case is None:
+                if reference not in self._waiting():
+                    raise KeyError(f"no case {reference!r} at the agency")
+                self._pick_up(reference, now, run)
+                case = self.cases.get(reference)
+                if case is None:
+                    raise ValueError(f"the agency rejected {reference!r}")
+            else:
+                if case.step + 1 >= len(self.profile.flow):
+                    raise ValueError(f"case {case.id} is already at the end of its flow")
+                case.step += 1
+                self._record(case, now)
+            self._flush(now, run)
+            self._save()
+            return self.profile.flow[case.step][0]
+
+
+def _xsd_validator(path: Path) -> Callable[[bytes], list[str]]:
+    from lxml import etree
+
+    schema = etree.XMLSchema(etree.parse(str(path)))
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+
+    def validate(data: bytes) -> list[str]:
+        try:
+            document = etree.fromstring(data, parser)
+        except etree.XMLSyntaxError as exc:
+            return [f"not well-formed XML: {exc}"]
+        if schema.validate(document):
+            return []
+        return [f"line {e.line}: {e.message}" for e in schema.error_log]
+
+    return validate
+
+
+class BatchLoop:
+    """Runs the batch every `every` seconds in a thread, like the agency's scheduler would."""
+
+    def __init__(self, batch: AgencyBatch, every: float):
+        self.batch, self.every = batch, every
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="agency-batch", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                run = self.batch.run_once()
+                if run.picked_up or run.status_file:
+                    log.info("batch: picked up %s, wrote %s", run.picked_up, run.status_file)
+            except Exception:  # the demo agency keeps running, like a real batch would
+                log.exception("batch run failed")
+
+    def start(self) -> BatchLoop:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=10)
+
+
+# ----------------------------------------------------------------------------------------- keys
+
+
+@dataclass(frozen=True)
+class Keys:
+    host_key: Path  # private; the server's
+    host_public: Path
+    client_key: Path  # private; the hub's
+    client_public: Path
+    authorized_keys: Path
+
+
+def ensure_keys(root: Path) -> Keys:
+    """Generate the host and client keys at first start (ed25519, OpenSSH format)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    root.mkdir(parents=True, exist_ok=True)
+    keys = Keys(
+        root / "ssh_host_ed25519_key",
+        root / "ssh_host_ed25519_key.pub",
+        root / "client_ed25519_key",
+        root / "client_ed25519_key.pub",
+        root / "authorized_keys",
+    )
+    for private, public, comment in (
+        (keys.host_key, keys.host_public, "loket-sim-host"),
+        (keys.client_key, keys.client_public, "loket-hub"),
+    ):
+        if private.exists() and public.exists():
+            continue
+        key = Ed25519PrivateKey.generate()
+        private.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.OpenSSH,
+                serialization.NoEncryption(),
+            )
+        )
+        private.chmod(0o600)
+        public_line = key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+        public.write_bytes(public_line + f" {comment}\n".encode())
+    keys.authorized_keys.write_bytes(keys.client_public.read_bytes())
+    return keys
+
+
+# -------------------------------------------------------------------------------------- servers
+
+
+def _wait_listening(host: str, port: int, timeout: float, alive: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            return False
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            if s.connect_ex((host, port)) == 0:
+                return True
+        time.sleep(0.05)
+    return False
+
+
+SSHD = "/usr/sbin/sshd"
+
+
+class OpenSshServer:
+    """A real OpenSSH sshd that serves only SFTP on `data_dir`, as root, on loopback.
+
+    `read_only_port`, when given, is a second port whose sessions are read-only
+    (`internal-sftp -R`): a real server refusing writes with "permission denied".
+    Every SFTP request is logged (`-l INFO`) to `log_file`.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        data_dir: Path,
+        keys: Keys,
+        port: int,
+        *,
+        host: str = "127.0.0.1",
+        read_only_port: int | None = None,
+    ):
+        self.root, self.data_dir, self.keys = Path(root), Path(data_dir), keys
+        self.host, self.port, self.read_only_port = host, port, read_only_port
+        self.config_file = self.root / "sshd_config"
+        self.log_file = self.root / "sshd.log"
+        self.process: subprocess.Popen | None = None
+
+    @staticmethod
+    def installed() -> bool:
+        return os.access(SSHD, os.X_OK)
+
+    def config(self) -> str:
+        sftp = f"internal-sftp -l INFO -d {self.data_dir}"
+        lines = [
+            f"ListenAddress {self.host}:{self.port}",
+            f"HostKey {self.keys.host_key}",
+            f"PidFile {self.root / 'sshd.pid'}",
+            f"AuthorizedKeysFile {self.keys.authorized_keys}",
+            "StrictModes no",
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "UsePAM no",
+            "PermitRootLogin prohibit-password",
+            "AllowUsers root",
+            "LogLevel VERBOSE",
+            "Subsystem sftp internal-sftp",
+            f"ForceCommand {sftp}",
+            "AllowTcpForwarding no",
+            "X11Forwarding no",
+        ]
+        if self.read_only_port:
+            lines.insert(1, f"ListenAddress {self.host}:{self.read_only_port}")
+            lines += [f"Match LocalPort {self.read_only_port}", f"  ForceCommand {sftp} -R"]
+        return "\n".join(lines) + "\n"
+
+    def start(self, timeout: float = 15.0) -> OpenSshServer:
+        if not self.installed():
+            raise RuntimeError(f"{SSHD} is not installed: apt-get install openssh-server")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(self.config())
+        Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # privilege separation directory
+        log_fh = open(self.log_file, "ab")  # noqa: SIM115 - closed when the server stops
+        self.process = subprocess.Popen(
+            [SSHD, "-D", "-e", "-f", str(self.config_file)],
+            stdout=log_fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        self._log_fh = log_fh
+        proc = self.process
+        ports = [self.port] + ([self.read_only_port] if self.read_only_port else [])
+        for port in ports:
+            if not _wait_listening(self.host, port, timeout, lambda: proc.poll() is None):
+                self.stop()
+                raise RuntimeError(f"sshd did not start on port {port}:\n{self.log()[-2000:]}")
+        return self
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if getattr(self, "_log_fh", None) is not None:
+            self._log_fh.close()
+
+
+class AsyncsshServer:
+    """A pure-Python SFTP server (asyncssh), chrooted to `data_dir`, on its own event loop
+    thread: any username that presents the authorised client key gets in."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        keys: Keys,
+        port: int,
+        host: str = "127.0.0.1",
+        server_class: Any = None,
+    ):
+        self.data_dir, self.keys, self.host, self.port = Path(data_dir), keys, host, port
+        self.server_class = server_class  # an asyncssh.SFTPServer subclass (tests record calls)
+        self._loop: Any = None
+        self._thread: threading.Thread | None = None
+        self._acceptor: Any = None
+
+    async def listen(self):
+        import asyncssh
+
+        chroot = os.fsencode(str(self.data_dir.resolve()))
+        server_class = self.server_class or asyncssh.SFTPServer
+        self._acceptor = await asyncssh.listen(
+            self.host,
+            self.port,
+            server_host_keys=[str(self.keys.host_key)],
+            authorized_client_keys=str(self.keys.authorized_keys),
+            sftp_factory=lambda chan: server_class(chan, chroot=chroot),
+            allow_scp=False,
+            password_auth=False,
+            kbdint_auth=False,
+        )
+        return self._acceptor
+
+    def start(self, timeout: float = 15.0) -> AsyncsshServer:
+        import asyncio
+
+        ready = threading.Event()
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(self.listen())
+            except BaseException as exc:
+                errors.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            self._acceptor.close()
+            loop.run_until_complete(self._acceptor.wait_closed())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="asyncssh-server", daemon=True)
+        self._thread.start()
+        ready.wait(timeout)
+        if errors:
+            raise RuntimeError(f"the asyncssh server did not start: {errors[0]}")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+# ------------------------------------------------------------------------------------ loket run
+
+
+def launch(agency_id: str, adapter_config, spec, root: Path):
+    """For `loket run`: serve this agency's folder on the host/port of its adapter config."""
+    from adapters.simulators import Launch, env_var
+
+    host, port = adapter_config.get("host", "127.0.0.1"), int(adapter_config.get("port", 22))
+    sim_root = root / spec.get("root", f"var/sim/{agency_id}")
+    layout = dict(adapter_config.get("status") or {})
+    cmd = [
+        sys.executable,
+        "-m",
+        "adapters.simulators.sftp_agency",
+        "--root",
+        str(sim_root),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--profile",
+        spec.get("profile", "inspection"),
+        "--format",
+        adapter_config.get("format", "json"),
+        "--step-seconds",
+        str(spec.get("step_seconds", 5)),
+        "--layout",
+        json.dumps({k: v for k, v in layout.items() if k in DEFAULT_LAYOUT}),
+        "--server",
+        spec.get("server", "asyncssh"),
+    ]
+    if adapter_config.get("csv_delimiter"):
+        cmd += ["--delimiter", adapter_config["csv_delimiter"]]
+    if spec.get("contract"):
+        contract = root / spec["contract"]
+        if contract.is_dir():
+            contract = contract / "case.xsd"
+        if contract.suffix == ".xsd":
+            cmd += ["--schema", str(contract)]
+    user = adapter_config.get("username", "loket")
+    return Launch(cmd, host, port, f"sftp://{user}@{host}:{port}", env_var(agency_id, "PORT"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--root", type=Path, default=Path("var/sim/sftp"), help="keys and data")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="inspection")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8104)
+    parser.add_argument("--format", choices=FORMATS, default="xml")
+    parser.add_argument("--delimiter", default=";", help="CSV delimiter")
+    parser.add_argument("--layout", default="{}", help="status record field names (JSON)")
+    parser.add_argument("--schema", type=Path, default=None, help="XSD the case files must match")
+    parser.add_argument("--step-seconds", type=float, default=5.0, help="time between batch runs")
+    parser.add_argument(
+        "--server",
+        choices=["asyncssh", "sshd"],
+        default="asyncssh",
+        help="asyncssh (pure Python, any user) or sshd (OpenSSH; run as root, user root)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:
+        logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    root = args.root.resolve()
+    keys = ensure_keys(root)
+    data_dir = root / "data"
+    batch = AgencyBatch(
+        data_dir,
+        PROFILES[args.profile],
+        fmt=args.format,
+        step_seconds=args.step_seconds,
+        layout=json.loads(args.layout),
+        delimiter=args.delimiter,
+        schema=args.schema,
+    )
+    server: OpenSshServer | AsyncsshServer
+    if args.server == "sshd":
+        server = OpenSshServer(root, data_dir, keys, args.port, host=args.host)
+    else:
+        server = AsyncsshServer(data_dir, keys, args.port, host=args.host)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    server.start()
+    loop = BatchLoop(batch, args.step_seconds).start()
+    print(
+        f"SFTP agency simulator '{args.profile}' ({args.server}) on sftp://{args.host}:{args.port}"
+        f" serving {data_dir}; host key {keys.host_public}",
+        flush=True,
+    )
+    try:
+        while not stopping.wait(0.5):
+            pass
+    finally:
+        loop.stop()
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

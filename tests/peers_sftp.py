@@ -1,0 +1,224 @@
+"""SFTP peers for tests: a real OpenSSH sshd on loopback (or the simulator's asyncssh server),
+the simulated agency's batch on its data folder, and a TCP fault proxy in front.
+
+Faults that are real for SFTP, made by the proxy for exactly the next connection:
+- "transient": the connection is reset before the server says anything (a network drop);
+- "timeout": the connection is accepted and nothing is ever said (a hung server);
+- "permanent": the connection goes to a second port of the same sshd whose sessions are
+  read-only (`internal-sftp -R`), so the write is refused with "permission denied".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from adapters.simulators.sftp_agency import (
+    PROFILES,
+    AgencyBatch,
+    AsyncsshServer,
+    Keys,
+    OpenSshServer,
+    ensure_keys,
+)
+from adapters.testing import FAULTS, Peer
+from hub.clock import FrozenClock
+from tests.conftest import free_port, peer_missing
+
+SSHD_MISSING = "sshd not installed: apt-get install openssh-server"
+
+
+class FaultProxy:
+    """A TCP forwarder on loopback that can spoil the next connection (see the module doc)."""
+
+    def __init__(self, upstream_port: int, read_only_port: int | None = None):
+        self.upstream_port, self.read_only_port = upstream_port, read_only_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._next: str | None = None
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def fail_next(self, mode: str) -> None:
+        if mode == "permanent" and self.read_only_port is None:
+            raise ValueError("this proxy has no read-only upstream")
+        with self._lock:
+            self._next = mode
+
+    def _accept(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                mode, self._next = self._next, None
+                self._sockets.append(client)
+            if mode == "transient":
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+                client.close()
+                continue
+            if mode == "timeout":
+                continue  # accepted, never answered; closed at stop()
+            port = self.read_only_port if mode == "permanent" else self.upstream_port
+            try:
+                upstream = socket.create_connection(("127.0.0.1", port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._sockets.append(upstream)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        self.listener.close()
+        with self._lock:
+            for s in self._sockets:
+                with contextlib.suppress(OSError):
+                    s.close()
+        self._thread.join(timeout=5)
+
+
+def _pipe(source: socket.socket, target: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            target.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (source, target):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+
+@dataclass
+class SftpServer:
+    """A running SFTP server with the agency's batch on its data folder."""
+
+    root: Path
+    data: Path
+    keys: Keys
+    port: int
+    batch: AgencyBatch
+    clock: FrozenClock
+    username: str
+    stop: Callable[[], None]
+    sshd: OpenSshServer | None = None
+    read_only_port: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def inbox(self) -> Path:
+        return self.data / "inbox"
+
+    @property
+    def outbox(self) -> Path:
+        return self.data / "outbox"
+
+    def env(self, agency_id: str = "economic-inspection") -> dict[str, str]:
+        """The variables that point that agency's mapping file at this server."""
+        prefix = "LOKET_" + agency_id.upper().replace("-", "_")
+        return {
+            f"{prefix}_PORT": str(self.port),
+            f"{prefix}_USERNAME": self.username,
+            f"{prefix}_PRIVATE_KEY": f"@file:{self.keys.client_key}",
+            f"{prefix}_HOST_KEY": self.keys.host_public.read_text().strip(),
+        }
+
+    def config(self, **overrides: Any) -> dict[str, Any]:
+        """An adapter configuration for this server (keys by @file:, folders relative)."""
+        return {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "username": self.username,
+            "private_key": f"@file:{self.keys.client_key}",
+            "host_key": f"@file:{self.keys.host_public}",
+            "inbox_dir": "inbox",
+            "outbox_dir": "outbox",
+            "format": self.batch.fmt,
+            "connect_timeout": 5,
+            "timeout": 10,
+            **overrides,
+        }
+
+
+def start_sshd(
+    root: Path,
+    *,
+    fmt: str = "xml",
+    clock: FrozenClock | None = None,
+    layout: dict[str, Any] | None = None,
+    schema: Path | None = None,
+    step_seconds: float = 60,
+) -> SftpServer:
+    if not OpenSshServer.installed():
+        peer_missing(SSHD_MISSING)
+    clock = clock or FrozenClock(datetime.fromisoformat("2026-11-02T09:00:00+00:00"))
+    keys = ensure_keys(root)
+    data = root / "data"
+    batch = AgencyBatch(
+        data,
+        PROFILES["inspection"],
+        fmt=fmt,
+        step_seconds=step_seconds,
+        clock=clock.now,
+        layout=layout,
+        schema=schema,
+    )
+    port, read_only = free_port(), free_port()
+    sshd = OpenSshServer(root, data, keys, port, read_only_port=read_only).start()
+    return SftpServer(
+        root, data, keys, port, batch, clock, "root", sshd.stop, sshd=sshd, read_only_port=read_only
+    )
+
+
+def start_asyncssh(root: Path, *, fmt: str = "xml", server_class: Any = None) -> SftpServer:
+    clock = FrozenClock(datetime.fromisoformat("2026-11-02T09:00:00+00:00"))
+    keys = ensure_keys(root)
+    data = root / "data"
+    batch = AgencyBatch(data, PROFILES["inspection"], fmt=fmt, step_seconds=60, clock=clock.now)
+    port = free_port()
+    server = AsyncsshServer(data, keys, port, server_class=server_class).start()
+    return SftpServer(root, data, keys, port, batch, clock, "loket", server.stop)
+
+
+class SftpPeer(Peer):
+    capabilities = frozenset({FAULTS})
+
+    def __init__(self, server: SftpServer, proxy: FaultProxy | None = None):
+        self.server, self.proxy = server, proxy
+        if proxy is None:
+            self.capabilities = frozenset()
+
+    def case_count(self) -> int:
+        return self.server.batch.case_count()
+
+    def payload(self, case_reference: str):
+        return {
+            "referentie_loket": case_reference,
+            "taal": "NL",
+            "soort": "MELDING",
+            "domein": "ecommerce.fake_webshop",
+            "omschrijving": "Conformance test case",
+        }
+
+    def advance(self, agency_reference: str) -> str:
+        return self.server.batch.step_case(agency_reference)
+
+    def fail_next(self, kind: str) -> None:
+        assert self.proxy is not None
+        self.proxy.fail_next(kind)

@@ -1,0 +1,153 @@
+"""The worker in-process against the Economic Inspection over SFTP: a real OpenSSH sshd on
+loopback, the agency's batch run by the test with the test's clock, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from sqlalchemy import select
+
+from adapters.fileformats import read_case
+from hub.config import ROOT, Settings
+from hub.models import InboundProblem, PollCursor
+from hub.services import Hub
+from scheduler.worker import Worker
+from tests.peers_sftp import start_sshd
+from tests.test_worker import assignment, distinct_statuses, file, timeline
+
+AGENCY = "economic-inspection"
+CONTRACT = ROOT / "contracts" / "agencies" / AGENCY
+STEP = 3600  # the inspection's batch moves a case one status per hour here
+
+
+@pytest.fixture
+def inspection(tmp_path, clock, monkeypatch):
+    """sshd serving the inspection's folder (the mapping's XML layout and XSD); the env points
+    the mapping at it before the hub is built."""
+    layout = {
+        "root": "statussen",
+        "record": "status",
+        "agency_reference": "dossier",
+        "case_reference": "referentie_loket",
+        "status": "code",
+        "time": "tijdstip",
+        "message": "toelichting",
+    }
+    server = start_sshd(
+        tmp_path / "sftp",
+        clock=clock,
+        layout=layout,
+        schema=CONTRACT / "case.xsd",
+        step_seconds=STEP,
+    )
+    for key, value in server.env(AGENCY).items():
+        monkeypatch.setenv(key, value)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def hub(inspection, db, sims, clock):
+    h = Hub.from_settings(Settings(database_url=db.url), db=db, clock=clock)
+    yield h
+    h.directory.close()
+
+
+def report(hub):
+    return file(
+        hub,
+        kind="report",
+        domain="ecommerce.fake_webshop",
+        language="nl",
+        description="De webshop prijsbreker.example levert niet en antwoordt niet.",
+        trader={
+            "name": "Prijsbreker BV",
+            "enterprise_number": "0403.170.701",
+            "website": "https://prijsbreker.example",
+        },
+    )
+
+
+def test_an_ecommerce_report_reaches_the_inspection_and_ends_as_market_intelligence(
+    hub, inspection, clock
+):
+    filed = report(hub)
+    worker = Worker(hub, "w1")
+    assert worker.dispatch_once().delivered == 1
+    a = assignment(hub, filed.reference)
+    name = f"{filed.reference}.{AGENCY}.1.xml"
+    assert (a.agency_id, a.status, a.agency_reference) == (AGENCY, "sent", name)
+    case_file = read_case((inspection.inbox / name).read_bytes(), "xml")
+    assert case_file["referentie_loket"] == filed.reference
+    assert case_file["soort"] == "MELDING" and case_file["onderneming"]["kbo"] == "0403170701"
+    assert "telefoon" not in str(case_file)  # only the mapped fields leave the hub
+
+    run = inspection.batch.run_once()  # the nightly batch: validates against the XSD, numbers
+    assert run.picked_up == [name] and run.rejected == []
+    worker.poll_agency(AGENCY)
+    a = assignment(hub, filed.reference)
+    assert (a.status, a.agency_reference) == ("received", "EI-2026-000001")
+
+    for _ in range(2):
+        clock.advance(seconds=STEP)
+        inspection.batch.run_once()
+        worker.poll_agency(AGENCY)
+    a = assignment(hub, filed.reference)
+    assert (a.status, a.agency_status) == ("closed_no_individual_follow_up", "CLOSED_INTELLIGENCE")
+    assert a.agency_reference == "EI-2026-000001"
+    assert distinct_statuses(timeline(hub, filed.reference)) == [
+        "queued",
+        "sent",
+        "received",
+        "in_progress",
+        "closed_no_individual_follow_up",
+    ]
+    worker.poll_agency(AGENCY)  # the last status file is moved once its update is saved
+    assert [n for n in os.listdir(inspection.outbox) if n.endswith(".xml")] == []
+    assert len(os.listdir(inspection.outbox / "processed")) == 3
+
+
+def test_a_redelivery_after_a_lost_receipt_creates_no_second_case_at_the_inspection(
+    hub, inspection, clock
+):
+    from hub import outbox
+
+    filed = report(hub)
+    [claimed] = outbox.claim(
+        hub.db, worker_id="lost", now=clock.now(), lease_seconds=5, limit=5, agency_id=AGENCY
+    )
+    mapping = hub.directory[AGENCY]
+    from adapters.base import Outbound
+
+    hub.directory.adapter(AGENCY).deliver(
+        Outbound(
+            claimed.idempotency_key,
+            claimed.case_reference,
+            AGENCY,
+            mapping.render(claimed.document),
+        )
+    )
+    inspection.batch.run_once()  # the agency already picked it up before we retried
+    clock.advance(seconds=6)
+    assert Worker(hub, "w2").dispatch_once().delivered == 1
+    inspection.batch.run_once()
+    assert inspection.batch.case_count() == 1 and inspection.batch.replays == 0
+    assert assignment(hub, filed.reference).agency_reference == claimed.idempotency_key + ".xml"
+
+
+def test_an_unreadable_status_file_is_kept_for_operators_and_moved_to_failed(
+    hub, inspection, clock
+):
+    (inspection.outbox / "statussen-kapot.xml").write_bytes(b"<statussen><status>")
+    worker = Worker(hub, "w1")
+    worker.poll_agency(AGENCY)
+    with hub.db.session(read_only=True) as s:
+        [problem] = s.scalars(select(InboundProblem)).all()
+        assert problem.agency_id == AGENCY and "not well-formed XML" in problem.reason
+        assert s.get(PollCursor, AGENCY).last_error is None
+    worker.poll_agency(AGENCY)
+    assert sorted(os.listdir(inspection.outbox / "failed")) == [
+        "statussen-kapot.xml",
+        "statussen-kapot.xml.reason.txt",
+    ]
