@@ -288,7 +288,7 @@ def _apply_to(
     """Apply one update to its assignment. `seen` holds (assignment id, key) pairs already on
     the timeline when the caller loaded them in bulk; without it the database is asked."""
     key = key or update.key()
-    _adopt_agency_reference(a, update)
+    _adopt_agency_reference(s, a, update, now)
     if (a.id, key) in seen if seen is not None else lifecycle.event_exists(s, a.id, key):
         return DUPLICATE
     if seen is not None:
@@ -326,19 +326,6 @@ def _apply_to(
         )
         return STALE
     lifecycle.move(s, a, rule.status, message=update.message, **common)
-    if update.agency_reference and update.agency_reference != a.agency_reference:
-        # Transports that learn the agency's own number only from its answers (email, file
-        # drops) receipt with our reference; the agency's first answer naming its own replaces it.
-        lifecycle.add_event(
-            s,
-            a.case,
-            actor="hub",
-            at=update.occurred_at,
-            now=now,
-            assignment=a,
-            message=f"The agency's reference is {update.agency_reference}.",
-        )
-        a.agency_reference = update.agency_reference
     a.agency_status = update.agency_status
     a.status_at = update.occurred_at
     if rule.outcome:
@@ -348,13 +335,23 @@ def _apply_to(
     return APPLIED
 
 
-def _adopt_agency_reference(a: Assignment, update: StatusUpdate) -> None:
+def _adopt_agency_reference(s: Session, a: Assignment, update: StatusUpdate, now: datetime) -> None:
     """An agency that numbers a case only when its batch runs (SFTP, email) names that number in
     a later status; the receipt held a provisional reference (e.g. the file name). When the
-    update names our case reference too, the agency's own number becomes the reference shown."""
+    update names our case reference too, the agency's own number becomes the reference shown,
+    and the timeline says so."""
     new = update.agency_reference
     if new and new != a.agency_reference and update.case_reference == a.case.reference:
         a.agency_reference = new[:128]
+        lifecycle.add_event(
+            s,
+            a.case,
+            actor="hub",
+            at=update.occurred_at,
+            now=now,
+            assignment=a,
+            message=f"The agency's reference is {a.agency_reference}.",
+        )
 
 
 def _parked(s: Session, agency_id: str, *conditions) -> list[UnmatchedUpdate]:
