@@ -224,43 +224,50 @@ def test_loket_run_starts_everything_files_the_readme_example_and_stops_cleanly(
         web = f"http://127.0.0.1:{web_port}"
         assert f"{web}/" in banner and "contracts/examples/case.json" in banner
         example = json.loads((ROOT / "contracts" / "examples" / "case.json").read_text())
-        filed = requests.post(f"{web}/api/v1/cases", json=example, timeout=10).json()
-        auth = {"Authorization": f"Bearer {filed['tracking_token']}"}
-
-        def received():
-            status = requests.get(filed["status_url"], headers=auth, timeout=5).json()
-            line = status["agencies"][0]
-            ok = line["agency_reference"] and line["status"] in (
-                "received",
-                "in_progress",
-                "resolved",
-            )
-            return status if ok else None
-
-        wait_until(received, 30, "the agency's reference and `received` at the status URL")
-        # the email agency too: its reply comes back through the mailbox `loket run` serves
-        filed = requests.post(
-            f"{web}/api/v1/cases", json={**example, "domain": "energy.billing"}, timeout=10
-        ).json()
-        auth = {"Authorization": f"Bearer {filed['tracking_token']}"}
-        status = wait_until(received, 30, "the energy ombudsman's `received`, from its reply mail")
-        assert status["agencies"][0]["agency"] == "ombudsman-energy"
-
-        report = {
-            **example,
-            "kind": "report",
-            "domain": "ecommerce.fake_webshop",
-            "trader": {**example["trader"], "website": "https://prijsbreker.example"},
+        # one case per transport: the README example (REST), food (SOAP), energy (email),
+        # a fake webshop report (SFTP); each must come back with the agency's own status
+        cases = {
+            "ombudsman-telecom": (example, "OMB-"),
+            "favv": ({**example, "kind": "report", "domain": "food.poisoning"}, "FAVV-"),
+            "ombudsman-energy": ({**example, "domain": "energy.billing"}, "OE/"),
+            "economic-inspection": (
+                {
+                    **example,
+                    "kind": "report",
+                    "domain": "ecommerce.fake_webshop",
+                    "trader": {**example["trader"], "website": "https://prijsbreker.example"},
+                },
+                "EI-",
+            ),
         }
-        filed = requests.post(f"{web}/api/v1/cases", json=report, timeout=10).json()
-        auth = {"Authorization": f"Bearer {filed['tracking_token']}"}
+        filed = {}
+        for agency_id, (body, _) in cases.items():
+            answer = requests.post(f"{web}/api/v1/cases", json=body, timeout=10)
+            assert answer.status_code == 201, answer.text
+            filed[agency_id] = answer.json()
+            assert [a["agency"] for a in filed[agency_id]["agencies"]] == [agency_id]
 
-        def numbered_by_the_inspection():
-            status = requests.get(filed["status_url"], headers=auth, timeout=5).json()
-            [line] = status["agencies"]
-            return (line["agency_reference"] or "").startswith("EI-")
+        def came_back(agency_id):
+            def check():
+                f = filed[agency_id]
+                status = requests.get(
+                    f["status_url"],
+                    timeout=5,
+                    headers={"Authorization": f"Bearer {f['tracking_token']}"},
+                ).json()
+                [line] = status["agencies"]
+                agency_said = [e for e in status["timeline"] if e["actor"] == "agency"]
+                return (
+                    line["status"]
+                    in ("received", "in_progress", "resolved", "closed_no_individual_follow_up")
+                    and (line["agency_reference"] or "").startswith(cases[agency_id][1])
+                    and agency_said
+                )
 
-        wait_until(numbered_by_the_inspection, 60, "the inspection's number via SFTP")
+            return check
+
+        for agency_id in cases:
+            wait_until(came_back(agency_id), 60, f"{agency_id}'s own status and reference")
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=30)
