@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 from marshmallow import Schema, ValidationError
@@ -186,6 +187,17 @@ class Adapter(ABC):
 
     @abstractmethod
     def check(self) -> Health: ...
+
+    @classmethod
+    def check_contract(
+        cls, contract_dir: Path, config: Mapping[str, Any], payloads: Sequence[Mapping[str, Any]]
+    ) -> list[str]:
+        """Problems between payloads a mapping renders and the agency's contract in
+        `contract_dir` (its schema, WSDL, file layout or mail template): each one sentence
+        naming the agency field and the fix. `loket mappings validate` calls it with sample
+        cases. The default checks nothing; transports with a machine-readable contract override.
+        """
+        return []
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. Adapters are long-lived; the worker closes them on shutdown."""

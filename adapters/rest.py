@@ -274,6 +274,32 @@ class RestAdapter(Adapter):
             return Health(False, exc.detail, (time.perf_counter() - started) * 1000)
         return Health(True, f"GET {path} answered", (time.perf_counter() - started) * 1000)
 
+    @classmethod
+    def check_contract(cls, contract_dir, config, payloads) -> list[str]:
+        """Each payload must validate against the agency's JSON Schema (case.schema.json)."""
+        import json
+
+        from jsonschema import Draft202012Validator
+
+        path = contract_dir / "case.schema.json"
+        if not path.exists():
+            return [
+                f"no {path.name} in {contract_dir.name}/: put the agency's JSON Schema of a "
+                "new case there"
+            ]
+        validator = Draft202012Validator(json.loads(path.read_text(encoding="utf-8")))
+        problems: list[str] = []
+        for payload in payloads:
+            for error in validator.iter_errors(payload):
+                where = ".".join(map(str, error.absolute_path)) or "(payload)"
+                text = (
+                    f"fields.{where}: {error.message} (the agency's {path.name}). Fix: map "
+                    "the field, or transform the value to fit"
+                )
+                if text not in problems:
+                    problems.append(text)
+        return problems
+
     def close(self) -> None:
         self.session.close()
 

@@ -57,22 +57,23 @@ def _wait_tcp(host: str, port: int, timeout: float, proc: subprocess.Popen) -> b
     return False
 
 
-def simulator_launches(settings: Settings) -> list[tuple[str, Launch]]:
-    """(agency id, how to start its simulator) for every agency whose mapping names one."""
-    out = []
+def simulator_launches(settings: Settings) -> list[Launch]:
+    """The simulator processes for every agency whose mapping names one, grouped by kind."""
+    groups: dict[str, list[simulators.SimulatedAgency]] = {}
     for agency_id, mapping in load_all(settings.agencies_dir).items():
         spec = dict(mapping.extra.get("simulator") or {})
         if not spec:
             continue
         if mapping.extra.get("contract"):
             spec.setdefault("contract", mapping.extra["contract"])
-        out.append(
-            (
-                agency_id,
-                simulators.launch(spec["kind"], agency_id, mapping.adapter_config, spec, ROOT),
-            )
+        groups.setdefault(spec["kind"], []).append(
+            simulators.SimulatedAgency(agency_id, mapping.adapter_config, spec)
         )
-    return out
+    return [
+        launch
+        for kind, agencies in sorted(groups.items())
+        for launch in simulators.launch_all(kind, agencies, ROOT)
+    ]
 
 
 def run_all(settings: Settings, web_port: int = 8000) -> int:
@@ -86,12 +87,13 @@ def run_all(settings: Settings, web_port: int = 8000) -> int:
     busy = []
     if not _port_free("127.0.0.1", web_port):
         busy.append(f"web port {web_port} is in use: stop what uses it or set LOKET_WEB_PORT")
-    for agency_id, sim in sims:
-        if not _port_free(sim.host, sim.port):
-            busy.append(
-                f"simulator port {sim.port} for {agency_id} is in use: set {sim.env_hint} "
-                "to another port"
-            )
+    for sim in sims:
+        for host, port, hint in ((sim.host, sim.port, sim.env_hint), *sim.also_listens):
+            if not _port_free(host, port):
+                busy.append(
+                    f"simulator port {port} ({', '.join(sim.agencies)}) is in use: set "
+                    f"{hint} to another port"
+                )
     if busy:
         for line in busy:
             print(f"loket run: {line}", file=sys.stderr)
@@ -110,17 +112,16 @@ def run_all(settings: Settings, web_port: int = 8000) -> int:
     signal.signal(signal.SIGINT, stop_all)
     signal.signal(signal.SIGTERM, stop_all)
     try:
-        for agency_id, sim in sims:
+        for sim in sims:
+            name = f"simulator {', '.join(sim.agencies)}"
             proc = subprocess.Popen(sim.command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+            children.append(Child(name, sim.url, proc))
             if not _wait_tcp(sim.host, sim.port, 30, proc):
                 print(
-                    f"loket run: the simulator for {agency_id} did not start "
-                    f"(exit code {proc.poll()})",
+                    f"loket run: the {name} did not start (exit code {proc.poll()})",
                     file=sys.stderr,
                 )
-                children.append(Child(f"simulator {agency_id}", sim.url, proc))
                 return 1
-            children.append(Child(f"simulator {agency_id}", sim.url, proc))
         web_url = f"http://127.0.0.1:{web_port}"
         web = subprocess.Popen(
             [

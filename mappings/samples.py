@@ -1,0 +1,98 @@
+"""Sample canonical case documents, to check a mapping against its agency's contract.
+
+The shape is the one hub/canonical.py builds (tests/test_contracts.py fails if they drift apart).
+Two samples per case kind the agency handles: one with every optional field filled, one with only
+what a consumer must give, so a contract that requires something the hub may not have is caught.
+"""
+
+from __future__ import annotations
+
+import copy
+from fnmatch import fnmatchcase
+from typing import Any
+
+import yaml
+
+from mappings import CONTRACTS_DIR
+from mappings.engine import AgencyMapping
+
+FULL: dict[str, Any] = {
+    "case": {
+        "reference": "LK-7F3K-9QX2",
+        "kind": "complaint",
+        "domain": "general.other",
+        "area": "general",
+        "subarea": "other",
+        "language": "nl",
+        "description": "Beschrijving van het probleem, lang genoeg om te tonen hoe het eruitziet.",
+        "incident_date": "2026-10-15",
+        "amount": "49.99",
+        "currency": "EUR",
+        "created_at": "2026-11-02T09:00:00+00:00",
+        "anonymous_to_trader": False,
+        "history": "",
+    },
+    "consumer": {
+        "name": "An Peeters",
+        "email": "an.peeters@example.be",
+        "phone": "+32 470 12 34 56",
+        "address": {
+            "street": "Kerkstraat 1",
+            "postcode": "1000",
+            "city": "Brussel",
+            "country": "BE",
+        },
+    },
+    "trader": {
+        "name": "Voorbeeld NV",
+        "enterprise_number": "0403170701",
+        "website": "https://voorbeeld.example.be",
+        "address": {
+            "street": "Marktplein 2",
+            "postcode": "2000",
+            "city": "Antwerpen",
+            "country": "BE",
+        },
+    },
+    "assignment": {
+        "reason": "Handles this kind of dispute.",
+        "acknowledge_due": "2026-11-05T22:59:59+00:00",
+        "answer_due": "2026-12-02T22:59:59+00:00",
+    },
+    "agency": {"id": "agency"},
+}
+
+
+def _minimal(doc: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(doc)
+    for key in ("incident_date", "amount", "currency"):
+        out["case"][key] = None
+    out["consumer"]["phone"] = None
+    out["consumer"]["address"] = {"street": None, "postcode": None, "city": None, "country": None}
+    out["trader"] = None
+    return out
+
+
+def _domain_codes() -> list[str]:
+    data = yaml.safe_load((CONTRACTS_DIR / "domains.yaml").read_text(encoding="utf-8"))
+    return [f"{area}.{sub}" for area, spec in data["areas"].items() for sub in spec["subareas"]]
+
+
+def sample_documents(mapping: AgencyMapping) -> list[tuple[str, dict[str, Any]]]:
+    """(label, document) pairs covering each kind the agency handles, full and minimal."""
+    codes = [c for c in _domain_codes() if any(fnmatchcase(c, p) for p in mapping.domains)]
+    domain = codes[0] if codes else "general.other"
+    out = []
+    for kind in mapping.kinds:
+        for label, make in (("full", copy.deepcopy), ("minimal", _minimal)):
+            doc = make(FULL)
+            doc["case"].update(
+                kind=kind,
+                domain=domain,
+                area=domain.split(".")[0],
+                subarea=domain.split(".")[1],
+                language=mapping.languages[0],
+            )
+            doc["agency"]["id"] = mapping.id
+            out.append((f"a {label} {kind} about {domain}", doc))
+    return out
