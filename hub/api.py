@@ -217,6 +217,11 @@ def case_status(reference: str):
     return response
 
 
+def _agency_of(assignments: dict[int, Assignment], assignment_id: int | None) -> str | None:
+    a = assignments.get(assignment_id) if assignment_id else None
+    return a.agency_id if a else None
+
+
 def _status_body(case: Case, h: Hub) -> dict[str, Any]:
     now = h.clock.now()
     lang = case.language
@@ -224,11 +229,7 @@ def _status_body(case: Case, h: Hub) -> dict[str, Any]:
     lines = []
     for a in case.assignments:
         mapping = h.directory.agencies.get(a.agency_id)
-        past_due = (
-            a.answer_due_at is not None
-            and not lifecycle.is_terminal(a.status)
-            and now > a.answer_due_at
-        )
+        past_due = lifecycle.is_past_due(a, now)
         lines.append(
             {
                 "agency": a.agency_id,
@@ -241,6 +242,8 @@ def _status_body(case: Case, h: Hub) -> dict[str, Any]:
                 "past_due": past_due,
                 "outcome": a.outcome,
                 "why": a.reason,
+                "clock_paused": a.paused_at is not None,
+                "referred_from": _agency_of(agencies_by_assignment, a.referred_from_id),
             }
         )
     timeline = []

@@ -15,6 +15,23 @@ def _address(p: Party) -> dict[str, Any]:
     return {"street": p.street, "postcode": p.postcode, "city": p.city, "country": p.country}
 
 
+def history_text(case: Case) -> str:
+    """What happened before, for an agency that receives a referred case: one line per agency
+    that had it and per message it left. Empty for a case's first agency."""
+    if len(case.assignments) < 2:
+        return ""
+    by_id = {a.id: a for a in case.assignments}
+    lines = []
+    for e in case.events:
+        a = by_id.get(e.assignment_id) if e.assignment_id else None
+        relevant = e.actor in ("agency", "operator") or e.to_status in ("not_competent", "referred")
+        if a is None or not relevant:
+            continue
+        what = e.agency_status or e.to_status or ""
+        lines.append(f"{e.occurred_at:%Y-%m-%d} {a.agency_id} [{what}] {e.message or ''}".strip())
+    return "\n".join(lines)
+
+
 def case_document(case: Case, assignment: Assignment | None = None) -> dict[str, Any]:
     area, _, subarea = case.domain.partition(".")
     consumer = case.party("consumer")
@@ -35,6 +52,7 @@ def case_document(case: Case, assignment: Assignment | None = None) -> dict[str,
             "currency": case.currency,
             "created_at": case.created_at.isoformat(),
             "anonymous_to_trader": case.anonymous_to_trader,
+            "history": history_text(case),
         },
         "consumer": None,
         "trader": None,

@@ -259,6 +259,132 @@ def _known_agency(hub, agency_id: str) -> None:
         )
 
 
+# ---------------------------------------------------------------------------------------- cases
+
+
+@main.group()
+def cases() -> None:
+    """Look at a case and act on it as an operator."""
+
+
+def _case_or_fail(hub, reference: str):
+    from sqlalchemy import select
+    from sqlalchemy.orm import selectinload
+
+    from hub import reference as references
+    from hub.models import Case
+
+    normalised = references.normalise(reference)
+    if normalised is None:
+        raise click.BadParameter(
+            f"{reference!r} is not a case reference (LK-XXXX-XXXX)", param_hint="REFERENCE"
+        )
+    with hub.db.session(read_only=True) as s:
+        case = s.scalars(
+            select(Case)
+            .where(Case.reference == normalised)
+            .options(
+                selectinload(Case.assignments),
+                selectinload(Case.events),
+                selectinload(Case.parties),
+            )
+        ).first()
+    if case is None:
+        raise click.BadParameter(f"no case {normalised}", param_hint="REFERENCE")
+    return case
+
+
+@cases.command("show")
+@click.argument("reference")
+def cases_show(reference: str) -> None:
+    """The case's lines per agency and its whole timeline (operator view)."""
+    from hub import lifecycle
+
+    hub = _hub(_settings())
+    case = _case_or_fail(hub, reference)
+    now = hub.clock.now()
+    click.echo(
+        f"{case.reference}  {case.kind} about {case.domain}  status {case.status}  "
+        f"filed {case.created_at:%Y-%m-%d %H:%M}"
+    )
+    for a in case.assignments:
+        due = f"answer by {a.answer_due_at:%Y-%m-%d}" if a.answer_due_at else ""
+        late = " PAST DUE" if lifecycle.is_past_due(a, now) else ""
+        click.echo(
+            f"  #{a.id:<5} {a.agency_id:24} {a.status:22} {a.agency_reference or '-':18} "
+            f"{due}{late}"
+        )
+    click.echo("timeline:")
+    by_id = {a.id: a.agency_id for a in case.assignments}
+    for e in case.events:
+        move = f"{e.from_status or ''} -> {e.to_status}" if e.to_status else ""
+        click.echo(
+            f"  {e.occurred_at:%Y-%m-%d %H:%M:%S} {e.actor:8} "
+            f"{by_id.get(e.assignment_id, ''):20} {move:32} {e.message or ''}"
+        )
+
+
+@cases.command("refer")
+@click.argument("reference")
+@click.option("--to", "to_agency", help="the competent agency (default: what routing finds next)")
+@click.option(
+    "--from",
+    "from_agency",
+    help="the agency whose line moves on (default: the open line, if there is one)",
+)
+@click.option("--reason", help="shown to the consumer and the new agency")
+@click.option(
+    "--operator", default=lambda: os.environ.get("USER", "operator"), show_default="$USER"
+)
+def cases_refer(
+    reference: str,
+    to_agency: str | None,
+    from_agency: str | None,
+    reason: str | None,
+    operator: str,
+) -> None:
+    """Refer a case to the competent agency, with its history (or route a case nobody has)."""
+    from hub import lifecycle, referral
+
+    hub = _hub(_settings())
+    case = _case_or_fail(hub, reference)
+    if to_agency:
+        _known_agency(hub, to_agency)
+    candidates = [
+        a
+        for a in case.assignments
+        if (from_agency is None or a.agency_id == from_agency)
+        and (not lifecycle.is_terminal(a.status) or a.status == "not_competent")
+    ]
+    if from_agency and not candidates:
+        raise click.BadParameter(
+            f"{case.reference} has no open line at {from_agency}", param_hint="--from"
+        )
+    if len(candidates) > 1:
+        raise click.UsageError(
+            "the case has several open lines ("
+            + ", ".join(a.agency_id for a in candidates)
+            + "); say which with --from AGENCY"
+        )
+    try:
+        done = referral.refer(
+            hub.db,
+            router=hub.router,
+            directory=hub.directory,
+            now=hub.clock.now(),
+            actor=f"operator:{operator}",
+            assignment_id=candidates[0].id if candidates else None,
+            case_reference=case.reference,
+            to_agency=to_agency,
+            reason=reason,
+        )
+    except referral.ReferralError as exc:
+        raise click.ClickException(str(exc)) from None
+    if done.to_agency is None:
+        raise click.ClickException("routing found no other competent agency; name one with --to")
+    click.echo(f"{done.case_reference}: {done.from_agency or '(no agency)'} -> {done.to_agency}")
+
+
 # --------------------------------------------------------------------------------- dead letters
 
 
@@ -360,6 +486,27 @@ def mappings_validate() -> None:
     if errors:
         raise click.ClickException(f"{len(errors)} problem(s) in the mappings")
     click.echo(f"{len(loaded)} agency mapping(s) and the routing rules are valid")
+
+
+@mappings.command("preview")
+@click.argument("agency_id")
+@click.argument("reference")
+def mappings_preview(agency_id: str, reference: str) -> None:
+    """Print the payload AGENCY_ID would receive for case REFERENCE (nothing is sent)."""
+    import json
+
+    from hub.canonical import case_document
+    from mappings.engine import RenderError
+
+    hub = _hub(_settings())
+    _known_agency(hub, agency_id)
+    case = _case_or_fail(hub, reference)
+    line = next((a for a in case.assignments if a.agency_id == agency_id), None)
+    try:
+        payload = hub.directory[agency_id].render(case_document(case, line))
+    except RenderError as exc:
+        raise click.ClickException(f"{agency_id} cannot receive {case.reference}: {exc}") from None
+    click.echo(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
 
 
 # ------------------------------------------------------------------------------------ simulators

@@ -55,6 +55,8 @@ class Settings:
     # How long one worker may hold an agency's poll before another may take over (a dead worker
     # holds it this long). A poll that overruns it is harmless: applying updates is idempotent.
     poll_lease_seconds: float = 30.0
+    # How often the worker refers not-competent lines on and marks late ones past due.
+    housekeeping_seconds: float = 10.0
     batch_size: int = 50
     max_body_bytes: int = 1024 * 1024
 
@@ -75,5 +77,6 @@ class Settings:
             poll_seconds=_float(env, "LOKET_POLL_SECONDS", 1.0) if poll else None,
             lease_seconds=_float(env, "LOKET_LEASE_SECONDS", s.lease_seconds),
             poll_lease_seconds=_float(env, "LOKET_POLL_LEASE_SECONDS", s.poll_lease_seconds),
+            housekeeping_seconds=_float(env, "LOKET_HOUSEKEEPING_SECONDS", s.housekeeping_seconds),
         )
         return replace(s, database_url=normalise_database_url(s.database_url))

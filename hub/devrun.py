@@ -24,6 +24,7 @@ from mappings.engine import load_all
 DEMO_ENV = {
     "LOKET_POLL_SECONDS": "2",  # demo: see status moves in seconds, not minutes
     "LOKET_DISPATCH_SECONDS": "0.5",
+    "LOKET_HOUSEKEEPING_SECONDS": "2",
 }
 
 

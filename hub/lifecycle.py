@@ -7,9 +7,9 @@ aggregation rule; this module only reads it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from hub.models import Assignment, Case, StatusEvent
@@ -104,6 +104,8 @@ def move(
     if allowed:
         assignment.status = to_status
         assignment.updated_at = now
+        if to_status != current:
+            _clock(assignment, current, to_status, at)
     add_event(
         session,
         assignment.case,
@@ -120,6 +122,73 @@ def move(
         dedupe_key=dedupe_key,
     )
     return allowed and current != to_status
+
+
+def pauses_clock(status: str) -> bool:
+    return bool(vocabulary()["statuses"][status].get("pauses_clock"))
+
+
+def _clock(a: Assignment, from_status: str, to_status: str, at: datetime) -> None:
+    """The answer clock stops while the agency waits for the consumer; when it runs again, the
+    due dates move by the time it stood still."""
+    if pauses_clock(to_status) and not pauses_clock(from_status):
+        a.paused_at = at
+    elif pauses_clock(from_status) and not pauses_clock(to_status) and a.paused_at is not None:
+        stood = max(timedelta(0), at - a.paused_at)
+        a.paused_seconds = (a.paused_seconds or 0) + int(stood.total_seconds())
+        if a.answer_due_at is not None:
+            a.answer_due_at += stood
+        a.paused_at = None
+
+
+def is_past_due(a: Assignment, now: datetime) -> bool:
+    """Past due: not finished, the clock is running, and the answer (or, before the agency
+    acknowledged, the acknowledgement) is late."""
+    if is_terminal(a.status) or pauses_clock(a.status):
+        return False
+    if a.answer_due_at is not None and now > a.answer_due_at:
+        return True
+    not_acknowledged = a.status in (QUEUED, SENT, UNDELIVERABLE)
+    return not_acknowledged and a.acknowledge_due_at is not None and now > a.acknowledge_due_at
+
+
+def mark_past_due(session: Session, now: datetime, limit: int = 500) -> int:
+    """Stamp assignments that just went past due and say so on the timeline (the SLA watch)."""
+    terminal = [s for s in statuses() if is_terminal(s)]
+    paused = [s for s in statuses() if pauses_clock(s)]
+    rows = session.scalars(
+        select(Assignment)
+        .where(
+            Assignment.past_due_at.is_(None),
+            Assignment.status.not_in(terminal + paused),
+            or_(
+                Assignment.answer_due_at < now,
+                and_(
+                    Assignment.status.in_((QUEUED, SENT, UNDELIVERABLE)),
+                    Assignment.acknowledge_due_at < now,
+                ),
+            ),
+        )
+        .order_by(Assignment.id)
+        .limit(limit)
+    ).all()
+    for a in rows:
+        a.past_due_at = now
+        late = (
+            "answer" if a.answer_due_at is not None and now > a.answer_due_at else "acknowledgement"
+        )
+        due = a.answer_due_at if late == "answer" else a.acknowledge_due_at
+        add_event(
+            session,
+            a.case,
+            actor="hub",
+            at=now,
+            now=now,
+            assignment=a,
+            message=f"Past due: the agency's {late} was due on {due:%Y-%m-%d}.",
+            dedupe_key=f"past-due:{late}",
+        )
+    return len(rows)
 
 
 def refresh_case(case: Case, now: datetime) -> None:

@@ -114,7 +114,10 @@ def claim(
             for a in s.scalars(
                 select(Assignment)
                 .where(Assignment.id.in_([d.assignment_id for d in rows]))
-                .options(selectinload(Assignment.case).selectinload(Case.parties))
+                .options(
+                    selectinload(Assignment.case).selectinload(Case.parties),
+                    selectinload(Assignment.case).selectinload(Case.assignments),
+                )
             )
         }
         out = []

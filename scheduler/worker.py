@@ -198,6 +198,37 @@ class Worker:
             log.info("poll %s: %s", agency_id, stats.counts)
         return stats
 
+    # ------------------------------------------------------------------------------ housekeeping
+
+    def refer_not_competent(self) -> int:
+        """Lines an agency is not competent for go on to the competent agency."""
+        from hub import referral
+
+        done = referral.refer_not_competent(
+            self.hub.db,
+            router=self.hub.router,
+            directory=self.hub.directory,
+            now=self.hub.clock.now(),
+        )
+        for r in done:
+            log.info(
+                "referred %s from %s to %s",
+                r.case_reference,
+                r.from_agency,
+                r.to_agency or "(operators)",
+            )
+        return len(done)
+
+    def watch_slas(self) -> int:
+        """Mark lines whose answer (or acknowledgement) is late as past due."""
+        from hub import lifecycle
+
+        with self.hub.db.session() as s:
+            n = lifecycle.mark_past_due(s, self.hub.clock.now())
+        if n:
+            log.info("%d line(s) went past due", n)
+        return n
+
     # ------------------------------------------------------------------------------------ running
 
     def poll_interval(self, mapping: AgencyMapping) -> float:
@@ -232,6 +263,23 @@ class Worker:
                 name=f"poll {agency_id}",
                 next_run_time=now,
             )
+        every = self.hub.settings.housekeeping_seconds
+        scheduler.add_job(
+            self.refer_not_competent,
+            "interval",
+            seconds=every,
+            id="referral",
+            name="refer not-competent lines",
+            next_run_time=now,
+        )
+        scheduler.add_job(
+            self.watch_slas,
+            "interval",
+            seconds=every,
+            id="sla",
+            name="mark past-due lines",
+            next_run_time=now,
+        )
         return scheduler
 
     def run(self) -> None:

@@ -20,6 +20,7 @@ CASE = {
     "consumer": {"name": "Anne Dubois", "email": "anne@example.be"},
     "trader": {"name": "Telco SA", "enterprise_number": "0403.170.701"},
     "consent": {"share_with_agencies": True},
+    "answers": {"contacted_trader": True},
 }
 
 
