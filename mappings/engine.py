@@ -424,7 +424,7 @@ class AgencyMapping:
         payload: dict[str, Any] = {}
         for rule in self.fields:
             value = rule.evaluate(document)
-            if value is None:
+            if value is None or value == "":
                 continue
             node = payload
             *parents, leaf = rule.target.split(".")

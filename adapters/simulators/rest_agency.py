@@ -182,6 +182,23 @@ class AgencySystem:
             self._record(case, self.clock())
             return self.profile.flow[case.step][0]
 
+    def set_status(self, case_id: str, code: str, note: str = "") -> None:
+        """The agency's staff put a case in any status now (tests, demos): e.g. NOT_COMPETENT."""
+        with self.lock:
+            self.advance()
+            case = self.cases[case_id]
+            case.step = len(self.profile.flow)  # off the scripted flow from now on
+            change = {
+                "seq": len(self.changes) + 1,
+                "case_id": case.id,
+                "external_reference": case.external_reference,
+                "status": code,
+                "at": self.clock().isoformat(),
+                "note": note,
+            }
+            self.changes.append(change)
+            case.history.append(change)
+
     def submit(self, payload: Any, key: str | None, external: str | None) -> tuple[SimCase, bool]:
         with self.lock:
             self.posts += 1
@@ -342,6 +359,14 @@ def create_app(system: AgencySystem) -> Flask:
                     for c in system.cases.values()
                 ]
             )
+
+    @app.post("/_sim/cases/<path:case_id>/status")
+    def force_status(case_id: str):
+        spec = request.get_json(force=True) or {}
+        if case_id not in system.cases:
+            return error(404, "no such case")
+        system.set_status(case_id, str(spec["status"]), str(spec.get("note", "")))
+        return jsonify({"ok": True})
 
     @app.post("/_sim/faults")
     def faults():
