@@ -344,3 +344,51 @@ def test_dead_letters_resent_by_two_operators_at_once_deliver_once(
     stats = sim_stats(env)
     assert stats["cases"] == 1 and stats["keys"] == [letter.idempotency_key]
     hub.close()
+
+
+def test_a_case_the_first_agency_is_not_competent_for_ends_up_at_the_next_with_its_history(
+    processes, database_url
+):
+    env = {**start_simulators(processes, step_seconds=3600), "LOKET_DATABASE_URL": database_url}
+    web = start_web(processes, env)
+    processes.start(
+        "worker",
+        ["-m", "hub.cli", "worker"],
+        {**env, **WORKER_ENV, "LOKET_HOUSEKEEPING_SECONDS": "0.3"},
+    )
+    body = requests.post(f"{web}/api/v1/cases", json=CASE, timeout=10).json()
+    auth = {"Authorization": f"Bearer {body['tracking_token']}"}
+
+    def status():
+        return requests.get(body["status_url"], headers=auth, timeout=5).json()
+
+    first = wait_until(
+        lambda: status()["agencies"][0]["agency_reference"], 30, "the telecom receipt"
+    )
+    telecom = env[env_prefix("ombudsman-telecom") + "_URL"].removesuffix("/api")
+    requests.post(
+        f"{telecom}/_sim/cases/{first}/status",
+        timeout=5,
+        json={"status": "NOT_COMPETENT", "note": "Geen telecomdienst."},
+    ).raise_for_status()
+
+    def at_the_mediation_service():
+        s = status()
+        lines = {line["agency"]: line for line in s["agencies"]}
+        ok = lines.get("ombudsman-telecom", {}).get("status") == "referred" and lines.get(
+            "consumer-mediation", {}
+        ).get("agency_reference")
+        return s if ok else None
+
+    final = wait_until(
+        at_the_mediation_service, 30, "the referral to the Consumer Mediation Service"
+    )
+    mediation = {line["agency"]: line for line in final["agencies"]}["consumer-mediation"]
+    assert mediation["referred_from"] == "ombudsman-telecom"
+    on_timeline = [e["agency"] for e in final["timeline"] if e["agency"]]
+    assert "ombudsman-telecom" in on_timeline and "consumer-mediation" in on_timeline
+    assert on_timeline.index("consumer-mediation") > on_timeline.index("ombudsman-telecom")
+    base = env[env_prefix("consumer-mediation") + "_URL"].removesuffix("/api")
+    [received] = requests.get(f"{base}/_sim/cases", timeout=5).json()
+    assert "Geen telecomdienst." in received["payload"]["voorgeschiedenis"]
+    assert received["external_reference"] == body["reference"]
