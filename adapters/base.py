@@ -28,6 +28,7 @@ POLL = "poll"
 POLL_CHANGES = "poll_changes"  # one request per tick: changes since a cursor
 POLL_PER_ITEM = "poll_per_item"  # one request per open case
 ATTACHMENTS = "attachments"
+MESSAGES = "messages"  # carries a consumer's reply to an open case (send_message)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,19 @@ class Outbound:
     case_reference: str
     agency_id: str
     payload: Mapping[str, Any]
+    language: str = "en"
+    attachments: tuple[Attachment, ...] = ()
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """A consumer's reply to an agency about a case it already has (its information request)."""
+
+    idempotency_key: str
+    case_reference: str
+    agency_id: str
+    agency_reference: str
+    text: str
     language: str = "en"
     attachments: tuple[Attachment, ...] = ()
 
@@ -184,6 +198,12 @@ class Adapter(ABC):
 
     def poll(self, cursor: str | None, open_items: Sequence[OpenItem]) -> PollResult:
         raise PermanentError(f"the {self.kind} adapter cannot poll")
+
+    def send_message(self, item: OutboundMessage) -> Receipt:
+        """Send a consumer's reply on an open case (capability MESSAGES)."""
+        raise PermanentError(
+            f"the {self.kind} adapter cannot carry messages; an operator must forward this one"
+        )
 
     @abstractmethod
     def check(self) -> Health: ...

@@ -17,7 +17,9 @@ import requests
 from marshmallow import Schema, fields, validate
 
 from adapters.base import (
+    ATTACHMENTS,
     DELIVER,
+    MESSAGES,
     POLL,
     POLL_CHANGES,
     POLL_PER_ITEM,
@@ -25,6 +27,7 @@ from adapters.base import (
     Health,
     OpenItem,
     Outbound,
+    OutboundMessage,
     PermanentError,
     PollResult,
     Receipt,
@@ -71,6 +74,7 @@ class RestConfig(Schema):
     changes = fields.Nested(ChangesSchema, load_default=lambda: ChangesSchema().load({}))
     status_path = fields.String(load_default=None)
     status = fields.Nested(StatusSchema, load_default=lambda: StatusSchema().load({}))
+    message_path = fields.String(load_default=None)  # e.g. /cases/{agency_reference}/messages
     health_path = fields.String(load_default="/health")
     verify_tls = fields.Boolean(load_default=True)
 
@@ -108,7 +112,7 @@ def _retry_after(response: requests.Response) -> float | None:
 class RestAdapter(Adapter):
     kind = "rest"
     config_schema = RestConfig
-    capabilities = frozenset({DELIVER, POLL, POLL_CHANGES, POLL_PER_ITEM})
+    capabilities = frozenset({DELIVER, POLL, POLL_CHANGES, POLL_PER_ITEM, ATTACHMENTS, MESSAGES})
 
     def __init__(self, config: Mapping[str, Any]):
         super().__init__(config)
@@ -199,6 +203,53 @@ class RestAdapter(Adapter):
                     "idempotency_key": item.idempotency_key,
                 },
                 "response": {"status": response.status_code, "body": body},
+            },
+        )
+
+    def send_message(self, item: OutboundMessage) -> Receipt:
+        """POST the reply (text + base64 attachments) to `message_path` with the idempotency key."""
+        import base64
+
+        if not self.config["message_path"]:
+            raise PermanentError(
+                "this agency's REST configuration has no message_path; an "
+                "operator must forward the reply"
+            )
+        path = self.config["message_path"].format(
+            agency_reference=item.agency_reference, case_reference=item.case_reference
+        )
+        body = {
+            "text": item.text,
+            "language": item.language,
+            "attachments": [
+                {
+                    "filename": a.filename,
+                    "content_type": a.content_type,
+                    "data": base64.b64encode(a.data).decode("ascii"),
+                }
+                for a in item.attachments
+            ],
+        }
+        response = self._request(
+            "POST",
+            path,
+            json=body,
+            headers={
+                "Idempotency-Key": item.idempotency_key,
+                "X-Loket-Reference": item.case_reference,
+            },
+        )
+        answer = self._json(response, f"POST {path}")
+        return Receipt(
+            agency_reference=str(dig(answer, "id") or item.agency_reference),
+            duplicate=response.headers.get("Idempotent-Replay", "").lower() == "true",
+            raw={
+                "request": {
+                    "method": "POST",
+                    "path": path,
+                    "idempotency_key": item.idempotency_key,
+                },
+                "response": {"status": response.status_code, "body": answer},
             },
         )
 

@@ -44,6 +44,37 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
 
 
 @dataclass(frozen=True)
+class MailSettings:
+    """Where consumer notifications go out (SMTP) and the public address their links use."""
+
+    host: str = "127.0.0.1"
+    port: int = 8025
+    sender: str = "Loket <noreply@loket.example.be>"
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    timeout: float = 10.0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> MailSettings:
+        m = cls()
+        port = env.get("LOKET_SMTP_PORT")
+        if port and not port.isdigit():
+            raise ConfigError(f"LOKET_SMTP_PORT={port!r} is not a port number; e.g. 25 or 587")
+        return replace(
+            m,
+            host=env.get("LOKET_SMTP_HOST", m.host),
+            port=int(port) if port else m.port,
+            sender=env.get("LOKET_MAIL_FROM", m.sender),
+            starttls=env.get("LOKET_SMTP_STARTTLS", "") in ("1", "true", "yes"),
+            username=env.get("LOKET_SMTP_USERNAME") or None,
+            password=env.get("LOKET_SMTP_PASSWORD") or None,
+            public_url=env.get("LOKET_PUBLIC_URL", m.public_url),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str = field(default_factory=lambda: f"sqlite:///{VAR_DIR / 'loket.db'}")
     agencies_dir: Path = field(default_factory=lambda: ROOT / "mappings" / "agencies")
@@ -59,6 +90,7 @@ class Settings:
     housekeeping_seconds: float = 10.0
     batch_size: int = 50
     max_body_bytes: int = 1024 * 1024
+    mail: MailSettings = field(default_factory=MailSettings)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -79,4 +111,5 @@ class Settings:
             poll_lease_seconds=_float(env, "LOKET_POLL_LEASE_SECONDS", s.poll_lease_seconds),
             housekeeping_seconds=_float(env, "LOKET_HOUSEKEEPING_SECONDS", s.housekeeping_seconds),
         )
+        s = replace(s, mail=MailSettings.from_env(env))
         return replace(s, database_url=normalise_database_url(s.database_url))

@@ -62,7 +62,7 @@ def open_items(db: Database, agency_id: str) -> list[OpenItem]:
                 Assignment.agency_status,
             )
             .join(Case, Case.id == Assignment.case_id)
-            .join(Delivery, Delivery.assignment_id == Assignment.id)
+            .join(Delivery, (Delivery.assignment_id == Assignment.id) & (Delivery.kind == "case"))
             .where(
                 Assignment.agency_id == agency_id,
                 Assignment.agency_reference.is_not(None),

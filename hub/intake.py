@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from hub import audit, lifecycle
 from hub.agencies import Directory
+from hub.attachments import Upload
 from hub.clock import Clock, RandomSource
 from hub.db import Database
 from hub.duedates import due_at
@@ -105,6 +106,7 @@ def file_case(
     directory: Directory,
     clock: Clock,
     random: RandomSource,
+    uploads: list[Upload] | None = None,
 ) -> Filed:
     """Store a validated case with one assignment and delivery per admitted agency.
 
@@ -124,7 +126,11 @@ def file_case(
             with db.session() as session:
                 if session.scalar(select(Case.id).where(Case.reference == reference)):
                     continue
-                _store(session, data, reference, token, decision.recipients, directory, now)
+                case = _store(session, data, reference, token, decision.recipients, directory, now)
+                if uploads:
+                    from hub.consumer import store_attachments
+
+                    store_attachments(session, case, uploads, now)
         except IntegrityError:
             if attempt == 4:
                 raise
@@ -230,6 +236,17 @@ def _store(
             "domain": case.domain,
             "recipients": [r.agency_id for r in recipients],
         },
+    )
+    from hub import notify
+
+    notify.enqueue(
+        session,
+        case,
+        "filed",
+        now=now,
+        dedupe="filed",
+        secret=token,
+        data={"agencies": [{"agency_id": r.agency_id, "why": r.reason} for r in recipients]},
     )
     for recipient in recipients:
         add_assignment(

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from hub.models import Assignment, Case, StatusEvent
 from mappings.engine import canonical_statuses
@@ -34,6 +34,12 @@ def is_terminal(status: str) -> bool:
 
 def can_move(from_status: str, to_status: str) -> bool:
     return to_status in (vocabulary()["transitions"].get(from_status) or ())
+
+
+def label(status: str, language: str) -> str:
+    """The consumer-facing name of a status (contracts/statuses.yaml), in their language."""
+    labels = vocabulary()["statuses"][status]["label"]
+    return labels.get(language) or labels["en"]
 
 
 def consumer_sees(status: str) -> str:
@@ -191,12 +197,54 @@ def mark_past_due(session: Session, now: datetime, limit: int = 500) -> int:
     return len(rows)
 
 
+NOTIFY_ON = (
+    "received",
+    "in_progress",
+    "waiting_for_consumer",
+    "resolved",
+    "closed_no_individual_follow_up",
+)
+
+
 def refresh_case(case: Case, now: datetime) -> None:
-    """Recompute the case's one status from its assignments."""
+    """Recompute the case's one status from its assignments; tell the consumer when it moves to
+    a status they care about (not every technical step: queued and sent stay quiet)."""
     new = aggregate(a.status for a in case.assignments)
     if new != case.status:
-        case.status = new
+        old, case.status = case.status, new
+        session = object_session(case)
+        if session is not None and new in NOTIFY_ON:
+            _notify_status(session, case, old, new, now)
     case.updated_at = now
+
+
+def _notify_status(session: Session, case: Case, old: str, new: str, now: datetime) -> None:
+    from hub import notify
+
+    line = next((a for a in reversed(case.assignments) if consumer_sees(a.status) == new), None)
+    said = None
+    if line is not None:
+        said = next(
+            (
+                e.message
+                for e in reversed(case.events)
+                if e.assignment_id == line.id and e.actor == "agency" and e.message
+            ),
+            None,
+        )
+    kind = "waiting" if new == "waiting_for_consumer" else "status"
+    notify.enqueue(
+        session,
+        case,
+        kind,
+        now=now,
+        dedupe=f"{old}->{new}@{now.isoformat()}",
+        data={
+            "status": label(new, case.language),
+            "agency_id": line.agency_id if line else None,
+            "message": said or "",
+        },
+    )
 
 
 def event_exists(session: Session, assignment_id: int, dedupe_key: str) -> bool:

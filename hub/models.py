@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -89,6 +90,11 @@ class Case(Base):
     events: Mapped[list[StatusEvent]] = relationship(
         back_populates="case", order_by="StatusEvent.id"
     )
+    attachments: Mapped[list[Attachment]] = relationship(
+        primaryjoin="and_(Attachment.case_id == Case.id, Attachment.message_id.is_(None))",
+        order_by="Attachment.id",
+        viewonly=True,
+    )
 
     def party(self, role: str) -> Party | None:
         return next((p for p in self.parties if p.role == role), None)
@@ -147,26 +153,28 @@ class Assignment(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     case: Mapped[Case] = relationship(back_populates="assignments")
-    delivery: Mapped[Delivery | None] = relationship(back_populates="assignment", uselist=False)
+    deliveries: Mapped[list[Delivery]] = relationship(back_populates="assignment")
 
 
 class Delivery(Base):
-    """The transactional outbox row for one assignment.
+    """The transactional outbox: one row per thing to send to an agency.
 
-    state: pending | leased | done | retry | dead. The idempotency key never changes, across
-    attempts and resends, so the agency can recognise a repeat.
+    kind: `case` (the case itself, one per assignment) or `message` (a consumer's reply to the
+    agency, with its attachments). state: pending | leased | done | retry | dead. The idempotency
+    key never changes, across attempts and resends, so the agency can recognise a repeat.
     """
 
     __tablename__ = "deliveries"
     __table_args__ = (
         Index(None, "state", "next_attempt_at"),
         Index(None, "agency_id", "state", "next_attempt_at"),
+        Index(None, "assignment_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    assignment_id: Mapped[int] = mapped_column(
-        ForeignKey("assignments.id", ondelete="CASCADE"), unique=True
-    )
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16), default="case", server_default="case")
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
     agency_id: Mapped[str] = mapped_column(String(64))
     idempotency_key: Mapped[str] = mapped_column(String(80), unique=True)
     state: Mapped[str] = mapped_column(String(16))
@@ -185,7 +193,7 @@ class Delivery(Base):
     resends: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     round_started_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
-    assignment: Mapped[Assignment] = relationship(back_populates="delivery")
+    assignment: Mapped[Assignment] = relationship(back_populates="deliveries")
     attempt_log: Mapped[list[DeliveryAttempt]] = relationship(order_by="DeliveryAttempt.id")
 
 
@@ -288,6 +296,74 @@ class UnmatchedUpdate(Base):
     message: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Message(Base):
+    """Words between the consumer and an agency that are not a status: a consumer's reply to an
+    information request (sent to the agency through the outbox), or what an agency wrote."""
+
+    __tablename__ = "messages"
+    __table_args__ = (Index(None, "case_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    assignment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("assignments.id", ondelete="CASCADE")
+    )
+    direction: Mapped[str] = mapped_column(String(16))  # to_agency | from_agency
+    author: Mapped[str] = mapped_column(String(32))  # consumer | agency | operator:<name>
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    attachments: Mapped[list[Attachment]] = relationship(order_by="Attachment.id")
+
+
+class Attachment(Base):
+    """A file the consumer gave: checked against an allow-list by its content, stored in the
+    database with the case so it travels in the same transaction, never served as executable."""
+
+    __tablename__ = "attachments"
+    __table_args__ = (Index(None, "case_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    filename: Mapped[str] = mapped_column(String(200))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Notification(Base):
+    """A mail to the consumer, written in the same transaction as what it tells (the outbox
+    pattern again): sent by the worker over SMTP, retried, never lost.
+
+    `secret` holds the tracking token only for the confirmation mail, and is wiped once sent.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("case_id", "dedupe_key"),
+        Index(None, "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    dedupe_key: Mapped[str] = mapped_column(String(120))
+    language: Mapped[str] = mapped_column(String(2))
+    to_address: Mapped[str] = mapped_column(String(254))
+    data: Mapped[Any | None] = mapped_column(JSON)
+    secret: Mapped[str | None] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class InboundProblem(Base):

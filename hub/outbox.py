@@ -17,13 +17,15 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import selectinload
 
 from adapters.base import AdapterError, Receipt
+from adapters.base import Attachment as AttachmentValue
 from hub import audit, control, inbound, lifecycle
 from hub.canonical import case_document
 from hub.db import Database
-from hub.models import Assignment, Case, Delivery, DeliveryAttempt
+from hub.models import Assignment, Case, Delivery, DeliveryAttempt, Message
 from mappings.engine import AgencyMapping, DeliveryPolicy, RetryPolicy
 
 PENDING, LEASED, DONE, RETRY, DEAD = "pending", "leased", "done", "retry", "dead"
+CASE, MESSAGE = "case", "message"
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,10 @@ class Claimed:
     payload: dict[str, Any] | None
     lease_expires_at: datetime
     worker_id: str = ""
+    kind: str = "case"  # case | message
+    agency_reference: str | None = None
+    message_text: str | None = None
+    attachments: tuple[AttachmentValue, ...] = ()
 
 
 def due_condition(now: datetime):
@@ -117,12 +123,26 @@ def claim(
                 .options(
                     selectinload(Assignment.case).selectinload(Case.parties),
                     selectinload(Assignment.case).selectinload(Case.assignments),
+                    selectinload(Assignment.case).selectinload(Case.attachments),
                 )
             )
         }
+        messages = (
+            {
+                m.id: m
+                for m in s.scalars(
+                    select(Message)
+                    .where(Message.id.in_([d.message_id for d in rows if d.message_id]))
+                    .options(selectinload(Message.attachments))
+                )
+            }
+            if any(d.message_id for d in rows)
+            else {}
+        )
         out = []
         for d, attempt in zip(rows, attempts, strict=True):
             a = assignments[d.assignment_id]
+            message = messages.get(d.message_id) if d.message_id else None
             out.append(
                 Claimed(
                     delivery_id=d.id,
@@ -132,10 +152,17 @@ def claim(
                     idempotency_key=d.idempotency_key,
                     case_reference=a.case.reference,
                     language=a.case.language,
-                    document=case_document(a.case, a),
+                    document=case_document(a.case, a) if d.kind == CASE else {},
                     payload=d.payload,
                     lease_expires_at=lease_until,
                     worker_id=worker_id,
+                    kind=d.kind,
+                    agency_reference=a.agency_reference,
+                    message_text=message.text if message else None,
+                    attachments=tuple(
+                        AttachmentValue(x.filename, x.content_type, x.data)
+                        for x in (message.attachments if message else a.case.attachments)
+                    ),
                 )
             )
         return out
@@ -175,6 +202,9 @@ def complete(
         if d.payload is None:
             d.payload = payload
         control.reachable(s, d.agency_id, now)
+        if d.kind == MESSAGE:
+            _message_delivered(s, d, receipt, now, mapping)
+            return True
         a = s.scalars(
             select(Assignment)
             .where(Assignment.id == d.assignment_id)
@@ -217,6 +247,40 @@ class Failed:
     breaker_opened: bool = False  # this failure opened the agency's breaker: stop the batch
 
 
+def _message_delivered(
+    s, d: Delivery, receipt: Receipt, now: datetime, mapping: AgencyMapping
+) -> None:
+    message = s.get(Message, d.message_id)
+    message.delivered_at = now
+    a = s.scalars(
+        select(Assignment)
+        .where(Assignment.id == d.assignment_id)
+        .options(selectinload(Assignment.case))
+    ).one()
+    lifecycle.add_event(
+        s,
+        a.case,
+        actor="hub",
+        at=now,
+        now=now,
+        assignment=a,
+        message=f"Your message was forwarded to {mapping.name(a.case.language)}.",
+    )
+    audit.record(
+        s,
+        at=now,
+        actor="hub",
+        action="message.delivered",
+        case_id=a.case_id,
+        agency_id=a.agency_id,
+        data={
+            "idempotency_key": d.idempotency_key,
+            "message_id": d.message_id,
+            "exchange": dict(receipt.raw),
+        },
+    )
+
+
 def fail(
     db: Database,
     claimed: Claimed,
@@ -256,6 +320,32 @@ def fail(
             d.next_attempt_at = now + timedelta(seconds=wait)
             return Failed(RETRY, opened)
         d.state, d.dead_at = DEAD, now
+        if d.kind == MESSAGE:
+            a = s.scalars(
+                select(Assignment)
+                .where(Assignment.id == d.assignment_id)
+                .options(selectinload(Assignment.case))
+            ).one()
+            lifecycle.add_event(
+                s,
+                a.case,
+                actor="hub",
+                at=now,
+                now=now,
+                assignment=a,
+                message="Your message could not be forwarded automatically; "
+                "operators will forward it.",
+            )
+            audit.record(
+                s,
+                at=now,
+                actor="hub",
+                action="message.dead",
+                case_id=a.case_id,
+                agency_id=a.agency_id,
+                data={"error": error.detail, "kind": kind},
+            )
+            return Failed(DEAD, opened)
         a = s.scalars(
             select(Assignment)
             .where(Assignment.id == d.assignment_id)
@@ -421,14 +511,15 @@ def resend(
             )
         )
         if moved:
-            for a in s.scalars(
-                select(Assignment)
+            for a, kind in s.execute(
+                select(Assignment, Delivery.kind)
                 .join(Delivery, Delivery.assignment_id == Assignment.id)
                 .where(Delivery.id.in_(moved))
                 .options(selectinload(Assignment.case).selectinload(Case.assignments))
             ):
-                message = f"Resent by {operator}; same idempotency key."
-                if a.status == lifecycle.UNDELIVERABLE:
+                what = "Your message was" if kind == MESSAGE else "The case was"
+                message = f"{what} resent by {operator}; same idempotency key."
+                if kind == CASE and a.status == lifecycle.UNDELIVERABLE:
                     lifecycle.move(
                         s, a, lifecycle.QUEUED, actor="operator", at=now, now=now, message=message
                     )

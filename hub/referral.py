@@ -138,6 +138,16 @@ def refer(
                 now=now,
                 message=f"Referred to {mapping.name(case.language)}: {why}",
             )
+        from hub import notify
+
+        notify.enqueue(
+            s,
+            case,
+            "referred",
+            now=now,
+            dedupe=f"{old.id if old else 'new'}->{target}",
+            data={"agency_id": target, "from_agency_id": old.agency_id if old else None},
+        )
         audit.record(
             s,
             at=now,

@@ -23,7 +23,14 @@ from datetime import UTC, datetime
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from adapters.base import POLL, AdapterError, Outbound, PermanentError, TransientError
+from adapters.base import (
+    POLL,
+    AdapterError,
+    Outbound,
+    OutboundMessage,
+    PermanentError,
+    TransientError,
+)
 from hub import inbound, metrics, outbox
 from hub.services import Hub
 from mappings.engine import AgencyMapping, RenderError
@@ -98,18 +105,34 @@ class Worker:
         metrics.ATTEMPTS.labels(item.agency_id).inc()
         started = time.perf_counter()
         try:
-            if payload is None:
-                payload = mapping.render(item.document)
             adapter = self.hub.directory.adapter(item.agency_id)
-            receipt = adapter.deliver(
-                Outbound(
-                    idempotency_key=item.idempotency_key,
-                    case_reference=item.case_reference,
-                    agency_id=item.agency_id,
-                    payload=payload,
-                    language=working_language(mapping, item.language),
+            language = working_language(mapping, item.language)
+            if item.kind == outbox.MESSAGE:
+                payload = payload or {"text": item.message_text}
+                receipt = adapter.send_message(
+                    OutboundMessage(
+                        idempotency_key=item.idempotency_key,
+                        case_reference=item.case_reference,
+                        agency_id=item.agency_id,
+                        agency_reference=item.agency_reference or item.case_reference,
+                        text=item.message_text or "",
+                        language=language,
+                        attachments=item.attachments,
+                    )
                 )
-            )
+            else:
+                if payload is None:
+                    payload = mapping.render(item.document)
+                receipt = adapter.deliver(
+                    Outbound(
+                        idempotency_key=item.idempotency_key,
+                        case_reference=item.case_reference,
+                        agency_id=item.agency_id,
+                        payload=payload,
+                        language=language,
+                        attachments=item.attachments,
+                    )
+                )
         except RenderError as exc:
             error: AdapterError = PermanentError(f"cannot render the case for this agency: {exc}")
         except AdapterError as exc:
@@ -124,7 +147,8 @@ class Worker:
             outcome = "duplicate" if receipt.duplicate else "delivered"
             metrics.DELIVERIES.labels(item.agency_id, outcome).inc()
             log.info(
-                "delivered %s to %s as %s",
+                "delivered %s %s to %s as %s",
+                item.kind,
                 item.case_reference,
                 item.agency_id,
                 receipt.agency_reference,
@@ -219,6 +243,22 @@ class Worker:
             )
         return len(done)
 
+    def send_notifications(self) -> int:
+        """Mail consumers what changed (notifications written with the change)."""
+        from hub import notify
+
+        directory = self.hub.directory
+
+        def name(agency_id: str, language: str) -> str:
+            return directory[agency_id].name(language) if agency_id in directory else agency_id
+
+        sent = notify.send_due(
+            self.hub.db, self.hub.settings.mail, self.hub.clock.now(), names=name
+        )
+        if sent:
+            log.info("mailed %d notification(s) to consumers", sent)
+        return sent
+
     def watch_slas(self) -> int:
         """Mark lines whose answer (or acknowledgement) is late as past due."""
         from hub import lifecycle
@@ -270,6 +310,14 @@ class Worker:
             seconds=every,
             id="referral",
             name="refer not-competent lines",
+            next_run_time=now,
+        )
+        scheduler.add_job(
+            self.send_notifications,
+            "interval",
+            seconds=self.hub.settings.dispatch_seconds,
+            id="notify",
+            name="mail consumers",
             next_run_time=now,
         )
         scheduler.add_job(

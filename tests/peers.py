@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from adapters.simulators.rest_agency import Faults, SimulatorServer
 from adapters.testing import FAULTS, Peer
+from adapters.testing.peer import MESSAGES
 
 
 class RestPeer(Peer):
-    capabilities = frozenset({FAULTS})
+    capabilities = frozenset({FAULTS, MESSAGES})
 
     def __init__(self, server: SimulatorServer):
         self.server = server
@@ -28,6 +29,10 @@ class RestPeer(Peer):
 
     def advance(self, agency_reference: str) -> str:
         return self.system.step_case(agency_reference)
+
+    def messages(self, agency_reference: str):
+        case = self.system.cases[agency_reference]
+        return [(m["text"], [a["filename"] for a in m["attachments"]]) for m in case.messages]
 
     def fail_next(self, kind: str) -> None:
         faults = {

@@ -43,6 +43,7 @@ def write_agencies(tmp_path, ports):
     for agency_id, port in ports.items():
         spec = dict(template, id=agency_id)
         spec.pop("simulator")
+        spec.pop("prechecks", None)
         spec["adapter"] = dict(
             template["adapter"],
             base_url=f"http://127.0.0.1:{port}/api",

@@ -33,6 +33,7 @@ class TestRestAdapterConformance(AdapterConformance):
                 "api_key": "conformance-key",
                 "changes_path": "/changes",
                 "read_timeout": 0.5,
+                "message_path": "/cases/{agency_reference}/messages",
             }
         )
         yield adapter
@@ -62,6 +63,7 @@ class TestRestAdapterPerCaseConformance(TestRestAdapterConformance):
                 "api_key": "conformance-key",
                 "status_path": "/cases/{agency_reference}",
                 "read_timeout": 0.5,
+                "message_path": "/cases/{agency_reference}/messages",
             }
         )
         yield adapter

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,14 @@ class Profile:
     id_format: str  # formatted with n (sequence), year, yy
     flow: tuple[tuple[str, str], ...]  # (status code, note), first is the status on arrival
     prefix: str = "/api"
+    # With ask_info, the case stops at this status after the second step until the consumer
+    # replies through the hub (POST .../messages), then goes on.
+    info: tuple[str, str] | None = None
+
+    def with_info(self) -> Profile:
+        if self.info is None:
+            return self
+        return replace(self, flow=(*self.flow[:2], self.info, *self.flow[2:]))
 
 
 PROFILES: dict[str, Profile] = {
@@ -46,6 +54,7 @@ PROFILES: dict[str, Profile] = {
             ("MEDIATING", "The operator has been asked to respond"),
             ("CLOSED_AGREEMENT", "Closed: the operator credited the disputed amount"),
         ),
+        info=("INFO_REQUESTED", "Please send us a copy of the disputed bill."),
     ),
     "mediation": Profile(
         name="Consumer Mediation Service (simulated)",
@@ -55,6 +64,7 @@ PROFILES: dict[str, Profile] = {
             ("IN_BEHANDELING", "Dossier in behandeling"),
             ("AFGESLOTEN_MINNELIJK", "Minnelijke schikking bereikt"),
         ),
+        info=("INFO_CONSUMENT", "Bezorg ons een kopie van uw bestelling en de briefwisseling."),
     ),
     "inspection": Profile(
         name="Economic Inspection (simulated)",
@@ -77,6 +87,10 @@ class SimCase:
     created: datetime
     step: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    # steps run from this moment and this step: the arrival, or the consumer's reply
+    anchor_at: datetime | None = None
+    anchor_step: int = 0
 
 
 @dataclass
@@ -160,12 +174,18 @@ class AgencySystem:
         """Move every case through as many steps as the clock allows, recording in time order."""
         now = self.clock()
         due: list[tuple[datetime, str, int]] = []
+        waits = {self.profile.info[0]} if self.profile.info else set()
         for case in self.cases.values():
+            if self.profile.flow[min(case.step, len(self.profile.flow) - 1)][0] in waits:
+                continue  # waiting for the consumer's reply
+            anchor = case.anchor_at or case.created
             for step in range(case.step + 1, len(self.profile.flow)):
-                at = case.created + self.step * step
+                at = anchor + self.step * (step - case.anchor_step)
                 if at > now:
                     break
                 due.append((at, case.id, step))
+                if self.profile.flow[step][0] in waits:
+                    break
         for at, case_id, step in sorted(due):
             case = self.cases[case_id]
             case.step = step
@@ -181,6 +201,21 @@ class AgencySystem:
             case.step += 1
             self._record(case, self.clock())
             return self.profile.flow[case.step][0]
+
+    def add_message(
+        self, case_id: str, key: str | None, message: dict[str, Any]
+    ) -> tuple[int, bool]:
+        """The consumer's reply, through the hub. A case waiting for it goes on from now."""
+        with self.lock:
+            self.advance()
+            case = self.cases[case_id]
+            for i, existing in enumerate(case.messages):
+                if key and existing.get("key") == key:
+                    return i + 1, True
+            case.messages.append({**message, "key": key, "at": self.clock().isoformat()})
+            if self.profile.info and self.profile.flow[case.step][0] == self.profile.info[0]:
+                case.anchor_at, case.anchor_step = self.clock(), case.step
+            return len(case.messages), False
 
     def set_status(self, case_id: str, code: str, note: str = "") -> None:
         """The agency's staff put a case in any status now (tests, demos): e.g. NOT_COMPETENT."""
@@ -326,6 +361,34 @@ def create_app(system: AgencySystem) -> Flask:
                 }
             )
 
+    @app.post(f"{p}/cases/<path:case_id>/messages")
+    def message(case_id: str):
+        body = request.get_json(silent=True)
+        if case_id not in system.cases:
+            return error(404, "no such case")
+        if not isinstance(body, dict) or not isinstance(body.get("text"), str):
+            return error(400, "a message needs a text")
+        n, replay = system.add_message(
+            case_id,
+            request.headers.get("Idempotency-Key"),
+            {
+                "text": body["text"],
+                "attachments": [
+                    {
+                        "filename": a.get("filename"),
+                        "content_type": a.get("content_type"),
+                        "size": len(a.get("data") or "") * 3 // 4,
+                    }
+                    for a in body.get("attachments") or []
+                ],
+            },
+        )
+        resp = jsonify({"id": f"{case_id}/m{n}"})
+        resp.status_code = 200 if replay else 201
+        if replay:
+            resp.headers["Idempotent-Replay"] = "true"
+        return resp
+
     @app.get(f"{p}/changes")
     def changes():
         try:
@@ -355,6 +418,7 @@ def create_app(system: AgencySystem) -> Flask:
                         "payload": c.payload,
                         "key": c.idempotency_key,
                         "external_reference": c.external_reference,
+                        "messages": c.messages,
                     }
                     for c in system.cases.values()
                 ]
@@ -431,6 +495,8 @@ def launch(agency_id: str, adapter_config, spec, root: Path):
     ]
     if adapter_config.get("api_key"):
         cmd += ["--api-key", adapter_config["api_key"]]
+    if spec.get("ask_info"):
+        cmd += ["--ask-info"]
     if spec.get("contract"):
         cmd += ["--schema", str(root / spec["contract"])]
     return Launch(cmd, host, port, base, env_var(agency_id, "URL"))
@@ -449,13 +515,19 @@ def main(argv: list[str] | None = None) -> None:
         "--schema", type=Path, default=None, help="JSON Schema the payload must match"
     )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
+    parser.add_argument(
+        "--ask-info",
+        action="store_true",
+        help="stop each case at the profile's information request until the consumer replies",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     if not args.verbose:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
     schema = json.loads(args.schema.read_text()) if args.schema else None
+    profile = PROFILES[args.profile]
     system = AgencySystem(
-        PROFILES[args.profile],
+        profile.with_info() if args.ask_info else profile,
         step_seconds=args.step_seconds,
         api_key=args.api_key,
         schema=schema,

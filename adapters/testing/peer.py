@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 # Peer capabilities (what the test can make the far side do)
 FAULTS = "faults"  # fail_next("transient" | "permanent" | "timeout")
+MESSAGES = "messages"  # messages(agency_reference): what the agency received as replies
 
 
 class Peer(ABC):
@@ -33,4 +34,9 @@ class Peer(ABC):
 
     def fail_next(self, kind: str) -> None:
         """Make the next request fail: 'transient', 'permanent' or 'timeout' (capability FAULTS)."""
+        raise NotImplementedError
+
+    def messages(self, agency_reference: str) -> list[tuple[str, list[str]]]:
+        """The replies the agency received on a case: (text, attachment file names) in order
+        (capability MESSAGES)."""
         raise NotImplementedError

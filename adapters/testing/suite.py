@@ -30,14 +30,17 @@ from marshmallow import Schema
 from adapters.base import (
     ATTACHMENTS,
     DELIVER,
+    MESSAGES,
     POLL,
     POLL_CHANGES,
     POLL_PER_ITEM,
     Adapter,
     AdapterError,
+    Attachment,
     Health,
     OpenItem,
     Outbound,
+    OutboundMessage,
     PermanentError,
     PollResult,
     Receipt,
@@ -46,8 +49,9 @@ from adapters.base import (
     secret_fields,
 )
 from adapters.testing.peer import FAULTS, Peer
+from adapters.testing.peer import MESSAGES as PEER_MESSAGES
 
-KNOWN_CAPABILITIES = frozenset({DELIVER, POLL, POLL_CHANGES, POLL_PER_ITEM, ATTACHMENTS})
+KNOWN_CAPABILITIES = frozenset({DELIVER, POLL, POLL_CHANGES, POLL_PER_ITEM, ATTACHMENTS, MESSAGES})
 
 
 def require(adapter: Adapter, capability: str) -> None:
@@ -182,6 +186,29 @@ class AdapterConformance:
         # resuming from the cursor does not bring that change back
         again = adapter.poll(cursor, items)
         assert not [u for u in again.updates if _names(u, ref, item.case_reference)]
+
+    # ---------------------------------------------------------------------------- messages
+
+    def test_a_reply_reaches_the_agency_once_with_its_attachment(
+        self, adapter: Adapter, peer: Peer
+    ):
+        require(adapter, MESSAGES)
+        require_peer(peer, PEER_MESSAGES)
+        item = outbound(peer)
+        receipt = adapter.deliver(item)
+        reply = OutboundMessage(
+            idempotency_key=f"{item.case_reference}.conformance.msg1",
+            case_reference=item.case_reference,
+            agency_id=item.agency_id,
+            agency_reference=receipt.agency_reference,
+            text="Hierbij de gevraagde factuur.",
+            attachments=(Attachment("factuur.pdf", "application/pdf", b"%PDF-1.4 test"),),
+        )
+        adapter.send_message(reply)
+        adapter.send_message(reply)  # a repeat with the same key
+        assert peer.messages(receipt.agency_reference) == [
+            ("Hierbij de gevraagde factuur.", ["factuur.pdf"])
+        ]
 
     # ------------------------------------------------------------------------------ errors
 

@@ -1,0 +1,228 @@
+"""What a consumer can do with their case after filing it: answer an agency, withdraw.
+
+Every action needs the case's reference and its tracking token, is one transaction, and leaves
+a timeline entry; anything for an agency goes through the outbox like the case itself did.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from hub import audit, lifecycle, notify
+from hub import reference as references
+from hub.attachments import Upload
+from hub.db import Database
+from hub.intake import token_matches
+from hub.models import Assignment, Attachment, Case, Delivery, Message
+
+CANCELLED = "cancelled"
+
+
+class NotAllowed(ValueError):
+    """The action does not apply (the line is closed, say); the message says why."""
+
+
+def find_case(s: Session, reference: str, token: str | None) -> Case | None:
+    """The case, if the token opens it; None for an unknown reference or a wrong token alike."""
+    normalised = references.normalise(reference or "")
+    case = None
+    if normalised:
+        case = s.scalars(
+            select(Case)
+            .where(Case.reference == normalised)
+            .options(
+                selectinload(Case.assignments),
+                selectinload(Case.events),
+                selectinload(Case.parties),
+                selectinload(Case.attachments),
+            )
+        ).first()
+    if case is None:
+        token_matches(token, "0" * 64)  # the same work as a wrong token: no timing oracle
+        return None
+    return case if token_matches(token, case.token_hash) else None
+
+
+def store_attachments(
+    s: Session, case: Case, uploads: list[Upload], now: datetime, message: Message | None = None
+) -> None:
+    for u in uploads:
+        s.add(
+            Attachment(
+                case_id=case.id,
+                message_id=message.id if message else None,
+                filename=u.filename,
+                content_type=u.content_type,
+                size=len(u.data),
+                sha256=u.sha256,
+                data=u.data,
+                created_at=now,
+            )
+        )
+
+
+def reply(
+    db: Database,
+    reference: str,
+    token: str,
+    assignment_id: int,
+    text: str,
+    uploads: list[Upload],
+    now: datetime,
+) -> int:
+    """The consumer answers an agency (usually its information request). Returns the message id."""
+    text = (text or "").strip()
+    if not text and not uploads:
+        raise NotAllowed("Write an answer or add a document.")
+    with db.session() as s:
+        case = find_case(s, reference, token)
+        if case is None:
+            raise LookupError(reference)
+        line = next((a for a in case.assignments if a.id == assignment_id), None)
+        if line is None or lifecycle.is_terminal(line.status):
+            raise NotAllowed("This agency's part of the case is closed; it takes no answers.")
+        message = Message(
+            case_id=case.id,
+            assignment_id=line.id,
+            direction="to_agency",
+            author="consumer",
+            text=text,
+            created_at=now,
+        )
+        s.add(message)
+        s.flush()
+        store_attachments(s, case, uploads, now, message)
+        s.add(
+            Delivery(
+                assignment_id=line.id,
+                kind="message",
+                message_id=message.id,
+                agency_id=line.agency_id,
+                idempotency_key=f"{case.reference}.{line.agency_id}.msg{message.id}",
+                state="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        files = f" with {len(uploads)} document(s)" if uploads else ""
+        lifecycle.add_event(
+            s,
+            case,
+            actor="consumer",
+            at=now,
+            now=now,
+            assignment=line,
+            message=f"You answered{files}: {text[:500]}",
+        )
+        audit.record(
+            s,
+            at=now,
+            actor="consumer",
+            action="message.written",
+            case_id=case.id,
+            agency_id=line.agency_id,
+            data={"message_id": message.id, "attachments": [u.sha256 for u in uploads]},
+        )
+        return message.id
+
+
+def withdraw(db: Database, reference: str, token: str, reason: str, now: datetime) -> int:
+    """The consumer withdraws the case: every open line ends as withdrawn; agencies that have it
+    are told through the outbox; what was not sent yet is not sent. Returns the lines closed."""
+    with db.session() as s:
+        case = find_case(s, reference, token)
+        if case is None:
+            raise LookupError(reference)
+        open_lines = [a for a in case.assignments if not lifecycle.is_terminal(a.status)]
+        if not open_lines:
+            raise NotAllowed("The case is already closed.")
+        why = (reason or "").strip()[:1000]
+        for line in open_lines:
+            unsent = s.scalars(
+                select(Delivery).where(
+                    Delivery.assignment_id == line.id,
+                    Delivery.kind == "case",
+                    Delivery.state.in_(("pending", "retry", "dead")),
+                )
+            ).first()
+            if unsent is not None:
+                unsent.state, unsent.updated_at = CANCELLED, now
+            elif line.agency_reference:
+                message = Message(
+                    case_id=case.id,
+                    assignment_id=line.id,
+                    direction="to_agency",
+                    author="consumer",
+                    created_at=now,
+                    text=f"The consumer withdraws this case. {why}".strip(),
+                )
+                s.add(message)
+                s.flush()
+                s.add(
+                    Delivery(
+                        assignment_id=line.id,
+                        kind="message",
+                        message_id=message.id,
+                        agency_id=line.agency_id,
+                        idempotency_key=f"{case.reference}.{line.agency_id}.msg{message.id}",
+                        state="pending",
+                        attempts=0,
+                        next_attempt_at=now,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+            lifecycle.move(
+                s,
+                line,
+                "withdrawn",
+                actor="consumer",
+                at=now,
+                now=now,
+                message=f"You withdrew the case. {why}".strip(),
+            )
+        audit.record(
+            s,
+            at=now,
+            actor="consumer",
+            action="case.withdrawn",
+            case_id=case.id,
+            data={"reason": why},
+        )
+        lifecycle.refresh_case(case, now)
+        notify.enqueue(s, case, "withdrawn", now=now, dedupe="withdrawn")
+        return len(open_lines)
+
+
+def attachment(db: Database, reference: str, token: str, attachment_id: int) -> Attachment:
+    """One of the case's files, for the consumer who owns it."""
+    with db.session(read_only=True) as s:
+        case = find_case(s, reference, token)
+        if case is None:
+            raise LookupError(reference)
+        found = s.scalars(
+            select(Attachment).where(Attachment.id == attachment_id, Attachment.case_id == case.id)
+        ).first()
+        if found is None:
+            raise LookupError(attachment_id)
+        return found
+
+
+def messages(s: Session, case: Case) -> list[Message]:
+    return list(
+        s.scalars(
+            select(Message)
+            .where(Message.case_id == case.id)
+            .options(selectinload(Message.attachments))
+            .order_by(Message.id)
+        )
+    )
+
+
+def lines_waiting(case: Case) -> list[Assignment]:
+    return [a for a in case.assignments if a.status == "waiting_for_consumer"]

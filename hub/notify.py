@@ -1,0 +1,178 @@
+"""Mail to consumers when something they care about happens to their case.
+
+A notification is written in the same transaction as the change it tells of (an outbox again), so
+a crash loses none and none is sent for a change that was rolled back. The worker sends them over
+SMTP in the consumer's language and retries on failure. The confirmation mail carries the private
+tracking link: its token waits in the row (`secret`) only until the mail is sent, then is wiped.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from hub.config import MailSettings
+from hub.db import Database
+from hub.models import Case, Notification
+
+TEMPLATES = Path(__file__).resolve().parent / "templates" / "mail"
+KINDS = ("filed", "status", "waiting", "past_due", "referred", "withdrawn", "message")
+MAX_ATTEMPTS = 8
+
+_env = Environment(
+    loader=FileSystemLoader(TEMPLATES),
+    undefined=StrictUndefined,
+    autoescape=False,
+    keep_trailing_newline=True,
+)
+
+
+def tracking_url(public_url: str, language: str, reference: str, token: str | None = None) -> str:
+    """The consumer's private link; the web front desk serves it (hub/web.py)."""
+    base = f"{public_url.rstrip('/')}/{language}/track/{reference}"
+    return f"{base}?k={token}" if token else base
+
+
+def enqueue(
+    session: Session,
+    case: Case,
+    kind: str,
+    *,
+    now: datetime,
+    dedupe: str,
+    data: dict[str, Any] | None = None,
+    secret: str | None = None,
+) -> None:
+    """Queue a mail to the case's consumer, once per (case, dedupe)."""
+    assert kind in KINDS, kind
+    consumer = case.party("consumer")
+    if consumer is None or not consumer.email:
+        return
+    key = f"{kind}:{dedupe}"[:120]
+    pending = [n for n in session.new if isinstance(n, Notification) and n.case_id == case.id]
+    if any(n.dedupe_key == key for n in pending):
+        return
+    exists = session.scalar(
+        select(Notification.id).where(
+            Notification.case_id == case.id, Notification.dedupe_key == key
+        )
+    )
+    if exists is None:
+        session.add(
+            Notification(
+                case_id=case.id,
+                kind=kind,
+                dedupe_key=key,
+                language=case.language,
+                to_address=consumer.email,
+                data=data or {},
+                secret=secret,
+                state="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+
+
+Names = Callable[[str, str], str]  # (agency id, language) -> the agency's name
+
+
+def _ids(agency_id: str, _language: str) -> str:
+    return agency_id
+
+
+def render(
+    n: Notification, case: Case, settings: MailSettings, names: Names = _ids
+) -> tuple[str, str]:
+    """(subject, body) of a notification in the consumer's language."""
+    template = _env.get_template(f"{n.kind}.{n.language}.txt")
+    data = dict(n.data or {})
+    lang = n.language
+    data["agency"] = names(data["agency_id"], lang) if data.get("agency_id") else ""
+    data["from_agency"] = names(data["from_agency_id"], lang) if data.get("from_agency_id") else ""
+    data["agencies"] = [
+        {"name": names(a["agency_id"], lang), "why": a.get("why") or ""}
+        for a in data.get("agencies") or []
+    ]
+    text = template.render(
+        reference=case.reference,
+        link=tracking_url(settings.public_url, lang, case.reference, n.secret),
+        **data,
+    )
+    subject, _, body = text.partition("\n")
+    return subject.removeprefix("Subject: ").strip(), body.lstrip("\n")
+
+
+def send_due(
+    db: Database, settings: MailSettings, now: datetime, limit: int = 50, names: Names = _ids
+) -> int:
+    """Send pending notifications; returns how many went out."""
+    with db.session() as s:
+        query = (
+            select(Notification)
+            .where(
+                or_(Notification.state == "pending", Notification.state == "retry"),
+                Notification.next_attempt_at <= now,
+            )
+            .order_by(Notification.id)
+            .limit(limit)
+        )
+        if db.dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        rows = list(s.scalars(query))
+        if not rows:
+            return 0
+        cases = {
+            c.id: c
+            for c in s.scalars(
+                select(Case)
+                .where(Case.id.in_([n.case_id for n in rows]))
+                .options(selectinload(Case.parties))
+            )
+        }
+        sent = 0
+        for n in rows:
+            n.attempts += 1
+            try:
+                subject, body = render(n, cases[n.case_id], settings, names)
+                _smtp_send(settings, n.to_address, subject, body, cases[n.case_id].reference)
+            except (OSError, smtplib.SMTPException) as exc:
+                n.last_error = f"{type(exc).__name__}: {exc}"[:1000]
+                permanent = isinstance(exc, smtplib.SMTPRecipientsRefused)
+                if permanent or n.attempts >= MAX_ATTEMPTS:
+                    n.state = "dead"
+                else:
+                    n.state = "retry"
+                    n.next_attempt_at = now + timedelta(seconds=min(3600, 5 * 2**n.attempts))
+                continue
+            n.state, n.sent_at, n.secret, n.last_error = "sent", now, None, None
+            sent += 1
+        return sent
+
+
+def _smtp_send(settings: MailSettings, to: str, subject: str, body: str, reference: str) -> None:
+    msg = EmailMessage()
+    msg["From"] = settings.sender
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(datetime.now().astimezone())
+    msg["Message-ID"] = make_msgid(domain="loket.example.be")
+    msg["X-Loket-Reference"] = reference
+    msg.set_content(body)
+    with smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout) as smtp:
+        if settings.starttls:
+            smtp.starttls(context=ssl.create_default_context())
+        if settings.username:
+            smtp.login(settings.username, settings.password or "")
+        smtp.send_message(msg)
