@@ -176,8 +176,9 @@ class AgencySystem:
         due: list[tuple[datetime, str, int]] = []
         waits = {self.profile.info[0]} if self.profile.info else set()
         for case in self.cases.values():
-            if self.profile.flow[min(case.step, len(self.profile.flow) - 1)][0] in waits:
-                continue  # waiting for the consumer's reply
+            at_info = self.profile.flow[min(case.step, len(self.profile.flow) - 1)][0] in waits
+            if at_info and case.anchor_step != case.step:
+                continue  # waiting for the consumer's reply (a reply re-anchors at this step)
             anchor = case.anchor_at or case.created
             for step in range(case.step + 1, len(self.profile.flow)):
                 at = anchor + self.step * (step - case.anchor_step)
