@@ -20,6 +20,7 @@ broken gateway that needs a person, and retrying would only send the consumer's 
 from __future__ import annotations
 
 import base64
+import copy
 import re
 import threading
 import time
@@ -450,8 +451,204 @@ class SoapAdapter(Adapter):
             return Health(False, exc.detail, elapsed())
         return Health(True, f"{operation} answered", elapsed())
 
+    @classmethod
+    def check_contract(
+        cls, contract_dir: Path, config: Mapping[str, Any], payloads: Sequence[Mapping[str, Any]]
+    ) -> list[str]:
+        """Each payload must fit the input of the WSDL's submit operation, read from the file
+        alone (no network): every element must exist (`Melder.Fax` when `Melder` has no `Fax`),
+        every required element (minOccurs >= 1) must be filled, and every value must pass the
+        XSD types and facets (enumerations, patterns, lengths, dates), which zeep does not check
+        itself, so the request zeep builds is validated with the WSDL's schema too."""
+        try:
+            adapter = cls(config)
+        except ConfigurationError as exc:
+            return [f"adapter: {exc.detail}. Fix: correct the adapter settings in the mapping"]
+        try:
+            client, service = adapter._load()
+        except ConfigurationError as exc:
+            return [f"adapter: {exc.detail}"]
+        finally:
+            adapter.close()
+        wsdl = adapter.wsdl_path()
+        operation = adapter.config["submit_operation"]
+        body = adapter._binding(client)._operations[operation].input.body
+        key_parameter = adapter.config["idempotency_key_parameter"]
+        known = {name for name, _ in body.type.elements}
+        if key_parameter not in known:
+            return [
+                f"adapter.idempotency_key_parameter: {operation} in {wsdl.name} has no element "
+                f"{key_parameter!r} (it has {', '.join(sorted(known))}). Fix: name the element "
+                "that carries the idempotency key"
+            ]
+        problems: dict[str, int] = {}  # problem -> in how many payloads
+        try:
+            schema = _xml_schema(wsdl)
+        except Exception as exc:
+            schema = None
+            problems[
+                f"adapter.wsdl: the XSD in {wsdl.name} does not compile ({_short(exc)}), so values "
+                "were not checked against it. Fix: correct the agency's WSDL"
+            ] = 1
+        for payload in payloads:
+            arguments = {**payload, key_parameter: f"LK-7F3K-9QX2.{contract_dir.name}.1"}
+            found = _structure_problems(body.type, arguments, operation, wsdl.name, "")
+            if not found:
+                found = _value_problems(client, service, operation, arguments, schema, wsdl.name)
+            for problem in dict.fromkeys(found):
+                problems[problem] = problems.get(problem, 0) + 1
+        return [
+            problem.replace("{how_often}", _how_often(count, len(payloads)))
+            for problem, count in problems.items()
+        ]
+
     def close(self) -> None:
         self.session.close()
+
+
+# ---------------------------------------------------------------------------- contract check
+
+
+def _how_often(count: int, total: int) -> str:
+    return "in every sample case" if count >= total else f"in {count} of {total} sample cases"
+
+
+def _structure_problems(
+    xsd_type: Any, value: Mapping[str, Any], operation: str, wsdl: str, path: str
+) -> list[str]:
+    """Unknown and missing elements of one (nested) payload, against a zeep complex type."""
+    elements = dict(xsd_type.elements)
+    where = f"{path[:-1]} in {operation}" if path else operation
+    out = []
+    for name, item in value.items():
+        field = f"fields.{path}{name}"
+        element = elements.get(name)
+        if element is None:
+            out.append(
+                f"{field}: {where} has no element {name!r} in the agency's {wsdl} (it has "
+                f"{', '.join(elements)}). Fix: rename the field to one of those, or remove it"
+            )
+            continue
+        complex_type = hasattr(element.type, "elements")
+        for one in item if isinstance(item, list) else [item]:
+            if isinstance(one, Mapping) and complex_type:
+                out += _structure_problems(element.type, one, operation, wsdl, f"{path}{name}.")
+            elif isinstance(one, Mapping):
+                out.append(
+                    f"{field}: {name} is a simple value in the agency's {wsdl}, not a group of "
+                    f"elements. Fix: map one value to {path}{name} instead of "
+                    f"{', '.join(f'{path}{name}.{k}' for k in one)}"
+                )
+            elif complex_type:
+                out.append(
+                    f"{field}: {name} is a group of elements in the agency's {wsdl} "
+                    f"({', '.join(n for n, _ in element.type.elements)}). Fix: map "
+                    f"{path}{name}.<element> fields instead of one value"
+                )
+    for name, element in elements.items():
+        if element.min_occurs >= 1 and value.get(name) in (None, "", [], {}):
+            out.append(
+                f"fields.{path}{name}: the agency's {wsdl} requires {path}{name} in {operation}, "
+                "but the mapping leaves it empty {how_often}. Fix: map it in `fields:`, with "
+                "default(...) when a case may not have it"
+            )
+    return out
+
+
+def _value_problems(
+    client: zeep.Client,
+    service: Any,
+    operation: str,
+    arguments: Mapping[str, Any],
+    schema: Any,
+    wsdl: str,
+) -> list[str]:
+    """Build the request as zeep would send it; then validate it with the WSDL's XSD."""
+    from lxml import etree
+
+    try:
+        envelope = client.create_message(service, operation, **arguments)
+    except (TypeError, ValueError, zx.Error) as exc:
+        return [
+            f"fields: zeep cannot build {operation} from the mapped fields: {_short(exc)}. "
+            "Fix: give each field a value of its type in the agency's " + wsdl
+        ]
+    if schema is None:
+        return []
+    body = envelope.find("{*}Body")
+    request = body[0] if body is not None and len(body) else None
+    if request is None or schema.validate(etree.ElementTree(copy.deepcopy(request))):
+        return []
+    out = []
+    for error in schema.error_log:
+        steps = [re.sub(r"^[^:]*:|\[\d+\]$", "", s) for s in error.path.split("/") if s][1:]
+        field = ".".join(steps) or "(payload)"
+        message = re.sub(r"^Element '[^']*': ", "", error.message).rstrip(".")
+        out.append(
+            f"fields.{field}: the agency's {wsdl} refuses the value: {message}. Fix: {_fix(message)}"
+        )
+    return out
+
+
+def _fix(message: str) -> str:
+    """What usually makes a value fit, by the kind of XSD complaint."""
+    for clue, fix in (
+        ("'enumeration'", "map(...) the value to one of those codes"),
+        ("'maxLength'", "truncate(n) it to the allowed length"),
+        ("'minLength'", "map a field that is never empty, or give it a default(...)"),
+        ("'pattern'", "transform it to match the pattern (digits, upper, map(...))"),
+        ("'xs:date'", "format it with date('%Y-%m-%d')"),
+        ("'xs:dateTime'", "format it with datetime"),
+        ("Inclusive'", "map a value within the allowed range"),
+    ):
+        if clue in message:
+            return fix
+    return "transform the value into the element's XSD type"
+
+
+def _xml_schema(wsdl: Path) -> Any:
+    """The WSDL's embedded XSD as an lxml XMLSchema (None when it has none). Schemas that import
+    each other's namespaces are served to each other from memory; nothing is fetched."""
+    from lxml import etree
+
+    xs = "http://www.w3.org/2001/XMLSchema"
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    root = etree.parse(str(wsdl), parser).getroot()
+    schemas: dict[str, Any] = {}
+    wsdl_ns = "http://schemas.xmlsoap.org/wsdl/"
+    for found in root.iterfind(f"{{{wsdl_ns}}}types/{{{xs}}}schema"):
+        nsmap = {k: v for k, v in {**root.nsmap, **found.nsmap}.items() if k}
+        standalone = etree.Element(found.tag, dict(found.attrib), nsmap=nsmap)
+        for child in found:
+            standalone.append(copy.deepcopy(child))
+        for imported in standalone.iterfind(f"{{{xs}}}import"):
+            if imported.get("namespace") and not imported.get("schemaLocation"):
+                imported.set("schemaLocation", "loket-wsdl:" + imported.get("namespace"))
+        schemas[found.get("targetNamespace") or ""] = standalone
+    if not schemas:
+        return None
+
+    class FromWsdl(etree.Resolver):
+        def resolve(self, url, pubid, context):
+            namespace = url.removeprefix("loket-wsdl:")
+            if url.startswith("loket-wsdl:") and namespace in schemas:
+                return self.resolve_string(etree.tostring(schemas[namespace]), context)
+            return None
+
+    schema_parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    schema_parser.resolvers.add(FromWsdl())
+    main = etree.fromstring(etree.tostring(next(iter(schemas.values()))), schema_parser)
+    if len(schemas) > 1:
+        # One schema importing every namespace, so that any request element can be validated.
+        main = etree.Element(f"{{{xs}}}schema", nsmap={"xs": xs})
+        for namespace in schemas:
+            main.append(
+                etree.Element(
+                    f"{{{xs}}}import", namespace=namespace, schemaLocation="loket-wsdl:" + namespace
+                )
+            )
+        main = etree.fromstring(etree.tostring(main), schema_parser)
+    return etree.XMLSchema(main)
 
 
 # ------------------------------------------------------------------------------ classification

@@ -33,6 +33,7 @@ class Child:
     name: str
     url: str | None
     process: subprocess.Popen
+    agency_urls: tuple[tuple[str, str], ...] = ()  # a group simulator: one banner line each
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -116,7 +117,7 @@ def run_all(settings: Settings, web_port: int = 8000) -> int:
         for sim in sims:
             name = f"simulator {', '.join(sim.agencies)}"
             proc = subprocess.Popen(sim.command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
-            children.append(Child(name, sim.url, proc))
+            children.append(Child(name, sim.url, proc, sim.agency_urls))
             if not _wait_tcp(sim.host, sim.port, 30, proc):
                 print(
                     f"loket run: the {name} did not start (exit code {proc.poll()})",
@@ -188,7 +189,10 @@ def _banner(web_url: str, children: list[Child]) -> None:
         f"  file a case     POST {web_url}/api/v1/cases",
     ]
     for child in children:
-        if child.name.startswith("simulator"):
+        if child.agency_urls:
+            for agency_id, url in child.agency_urls:
+                lines.append(f"  {'simulator ' + agency_id:34} {url}")
+        elif child.name.startswith("simulator"):
             lines.append(f"  {child.name:34} {child.url}")
     lines += [
         "",

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
@@ -22,6 +23,7 @@ from hub.db import Database
 from hub.models import Assignment, Delivery
 from hub.schemas import CaseInSchema
 from hub.services import Hub
+from mappings.engine import load_agency
 from tests.conftest import API_KEYS, SIM_PROFILES, env_prefix, free_port, wait_http, wait_until
 from tests.test_intake_api import CASE
 
@@ -204,6 +206,16 @@ def test_loket_run_starts_everything_files_the_readme_example_and_stops_cleanly(
     }
     sim_ports["favv"] = free_port()  # FAVV's SOAP simulator
     env["LOKET_FAVV_URL"] = f"http://127.0.0.1:{sim_ports['favv']}/meldpunt"
+    # every other REST or SOAP agency with a simulator (ombudsman-rail, ombudsfin, ...,
+    # fod-health): a free port each, on the path of its default URL
+    for path in sorted((ROOT / "mappings" / "agencies").glob("*.yaml")):
+        agency = load_agency(path, env={})
+        url = agency.adapter_config.get("base_url") or agency.adapter_config.get("endpoint")
+        name = env_prefix(agency.id) + "_URL"
+        if agency.extra.get("simulator") and url and name not in env:
+            sim_ports[agency.id] = free_port()
+            moved = urlsplit(url)._replace(netloc=f"127.0.0.1:{sim_ports[agency.id]}")
+            env[name] = urlunsplit(moved)
     import os
 
     log = open(tmp_path / "run.log", "wb")  # noqa: SIM115

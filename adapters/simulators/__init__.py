@@ -33,6 +33,7 @@ class Launch:
     env_hint: str  # the environment variable that moves it to another port
     agencies: tuple[str, ...] = ()  # the agencies this process plays (one, or all of a group)
     also_listens: tuple[tuple[str, int, str], ...] = ()  # other (host, port, env var) it binds
+    agency_urls: tuple[tuple[str, str], ...] = ()  # (agency, url) for the banner, one per agency
 
 
 @dataclass(frozen=True)

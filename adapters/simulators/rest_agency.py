@@ -6,7 +6,13 @@ flow one step each `step_seconds`, offers a changes-since feed, de-duplicates on
 (contracts/agencies/<id>/case.schema.json). `/_sim/...` lets tests count what arrived and inject
 faults (errors, timeouts, garbage).
 
+One process can play many agencies, each on its own port with its own profile (ids, codes,
+flow), API key and JSON Schema: `loket run` starts all REST agencies that way (`launch_group`).
+
     python -m adapters.simulators.rest_agency --profile telecom --port 8101
+    python -m adapters.simulators.rest_agency \
+        --agency '{"id": "ombudsfin", "profile": "ombudsfin", "port": 8111, "api_key": "k"}' \
+        --agency '{"id": "fsma", "profile": "fsma", "port": 8114, "schema": "contracts/...json"}'
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.serving import make_server
@@ -34,6 +42,7 @@ class Profile:
     id_format: str  # formatted with n (sequence), year, yy
     flow: tuple[tuple[str, str], ...]  # (status code, note), first is the status on arrival
     prefix: str = "/api"
+    key_header: str = "X-API-Key"  # the header its API key travels in
     # With ask_info, the case stops at this status after the second step until the consumer
     # replies through the hub (POST .../messages), then goes on.
     info: tuple[str, str] | None = None
@@ -73,6 +82,71 @@ PROFILES: dict[str, Profile] = {
             ("REGISTERED", "Melding geregistreerd"),
             ("ANALYSIS", "Under analysis"),
             ("FILED_FOR_INTELLIGENCE", "Used for market surveillance"),
+        ),
+    ),
+    "ombudsman-rail": Profile(
+        name="Ombudsman for Rail Passengers (simulated)",
+        id_format="OTR-{year}-{n:05d}",
+        flow=(
+            ("RECU", "Plainte reçue / klacht ontvangen"),
+            ("RECEVABLE", "Plainte recevable, transmise à l'opérateur ferroviaire"),
+            ("EN_MEDIATION", "Médiation en cours avec la SNCB / bemiddeling met de NMBS"),
+            ("CLOTURE_ACCORD", "Clôturé: l'opérateur rembourse le titre de transport"),
+        ),
+    ),
+    "ombudsfin": Profile(
+        name="Ombudsfin (simulated)",
+        id_format="OF/{year}/{n:04d}",
+        flow=(
+            ("REGISTERED", "Complaint registered"),
+            ("ADMISSIBLE", "Admissible; the bank has been asked for its position"),
+            ("WAITING_FOR_CLIENT", "Please send the bank's written answer to your complaint"),
+            ("INVESTIGATION", "Documents received; the file is being examined"),
+            ("SETTLED", "Settled: the bank reverses the disputed charges"),
+        ),
+        key_header="X-Ombudsfin-Key",
+    ),
+    "travel-disputes": Profile(
+        name="Geschillencommissie Reizen (simulated)",
+        id_format="GCR-{yy}-{n:04d}",
+        flow=(
+            ("INGESCHREVEN", "Dossier ingeschreven / dossier inscrit"),
+            ("VERZOENING", "Verzoeningspoging met de reisorganisator / tentative de conciliation"),
+            ("ARBITRAGE", "Geen akkoord: het college behandelt de zaak / arbitrage"),
+            ("UITSPRAAK_DEELS_GEGROND", "Uitspraak: de klacht is deels gegrond"),
+        ),
+    ),
+    "ecc-belgium": Profile(
+        name="European Consumer Centre Belgium (simulated)",
+        id_format="ECCBE-{year}-{n:06d}",
+        flow=(
+            ("OPEN", "Case opened"),
+            ("ASSESSMENT", "A legal adviser assesses the case"),
+            ("TRANSFERRED_TO_ECC", "Shared with the ECC in the trader's country"),
+            ("CLOSED_RESOLVED", "Closed: the trader refunded the consumer"),
+        ),
+    ),
+    "fsma": Profile(
+        name="FSMA (simulated)",
+        id_format="FSMA-SIG-{year}-{n:05d}",
+        flow=(
+            ("ENREGISTRE", "Signalement enregistré / melding geregistreerd"),
+            ("EN_ANALYSE", "Analyse par le service surveillance / analyse door toezicht"),
+            (
+                "UTILISE_POUR_SURVEILLANCE",
+                "Utilisé pour la surveillance; pas de suivi individuel / gebruikt voor toezicht",
+            ),
+        ),
+        key_header="X-FSMA-Client-Token",
+    ),
+    "fod-mobility": Profile(
+        name="FPS Mobility and Transport, air passenger rights (simulated)",
+        id_format="PAX-{year}-{n:06d}",
+        flow=(
+            ("RECEIVED", "Complaint received by the air passenger rights service"),
+            ("UNDER_REVIEW", "Checked against Regulation (EC) 261/2004"),
+            ("AIRLINE_CONTACTED", "The airline has been asked to explain"),
+            ("AIRLINE_COMPLIED", "The airline agreed to pay the compensation"),
         ),
     ),
 }
@@ -308,7 +382,7 @@ def create_app(system: AgencySystem) -> Flask:
                     "<html>Service temporarily unavailable</html>", 200, mimetype="application/json"
                 )
             return error(status, "service unavailable (simulated)")
-        if system.api_key and request.headers.get("X-API-Key") != system.api_key:
+        if system.api_key and request.headers.get(system.profile.key_header) != system.api_key:
             return error(401, "missing or wrong API key")
         return None
 
@@ -471,16 +545,17 @@ class SimulatorServer:
         self.thread.join(timeout=5)
 
 
+def _where(base_url: str) -> tuple[str, int]:
+    parts = urlsplit(base_url)
+    return parts.hostname or "127.0.0.1", parts.port or 80
+
+
 def launch(agency_id: str, adapter_config, spec, root: Path):
     """For `loket run`: serve this agency on the port of its configured base_url."""
-    import sys
-    from urllib.parse import urlsplit
-
     from adapters.simulators import Launch, env_var
 
     base = adapter_config["base_url"]
-    parts = urlsplit(base)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    host, port = _where(base)
     cmd = [
         sys.executable,
         "-m",
@@ -503,17 +578,109 @@ def launch(agency_id: str, adapter_config, spec, root: Path):
     return Launch(cmd, host, port, base, env_var(agency_id, "URL"))
 
 
+def launch_group(agencies, root: Path):
+    """For `loket run`: ONE process plays every REST agency, each on the port of its own
+    base_url with its own profile, API key and JSON Schema (so twenty agencies are one process)."""
+    from adapters.simulators import Launch, env_var
+
+    specs: list[dict[str, Any]] = []
+    taken: dict[tuple[str, int], str] = {}
+    for agency in agencies:
+        host, port = _where(agency.adapter_config["base_url"])
+        if (host, port) in taken:
+            raise ValueError(
+                f"REST simulators {taken[(host, port)]} and {agency.agency_id} are both configured "
+                f"on {host}:{port}; set {env_var(agency.agency_id, 'URL')} to another port"
+            )
+        taken[(host, port)] = agency.agency_id
+        contract = agency.spec.get("contract")
+        specs.append(
+            {
+                "id": agency.agency_id,
+                "profile": agency.spec["profile"],
+                "host": host,
+                "port": port,
+                "step_seconds": agency.spec.get("step_seconds", 5),
+                "api_key": agency.adapter_config.get("api_key"),
+                "schema": str(root / contract) if contract else None,
+            }
+        )
+    cmd = [sys.executable, "-m", "adapters.simulators.rest_agency"]
+    for spec in specs:
+        cmd += ["--agency", json.dumps(spec)]
+    first = agencies[0]
+    return Launch(
+        cmd,
+        specs[0]["host"],
+        specs[0]["port"],
+        first.adapter_config["base_url"],
+        env_var(first.agency_id, "URL"),
+        agencies=tuple(a.agency_id for a in agencies),
+        also_listens=tuple((s["host"], s["port"], env_var(s["id"], "URL")) for s in specs[1:]),
+        agency_urls=tuple((a.agency_id, a.adapter_config["base_url"]) for a in agencies),
+    )
+
+
+def agency_spec(text: str) -> dict[str, Any]:
+    """One `--agency` option: a JSON object with id, profile, port and optionally host,
+    step_seconds, api_key and schema (a path to the agency's JSON Schema)."""
+    try:
+        spec = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(spec, dict) or not {"id", "profile", "port"} <= set(spec):
+        raise argparse.ArgumentTypeError("give a JSON object with at least id, profile and port")
+    if spec["profile"] not in PROFILES:
+        raise argparse.ArgumentTypeError(
+            f"unknown profile {spec['profile']!r} (known: {', '.join(sorted(PROFILES))})"
+        )
+    return spec
+
+
+def serve_group(specs: list[dict[str, Any]], latency: float = 0.0) -> list[SimulatorServer]:
+    """Every agency of `specs` on its own port, in this process. All sockets are bound before
+    any is served, so a port that answers means every agency of the group is reachable."""
+    servers = []
+    try:
+        for spec in specs:
+            schema_path = spec.get("schema")
+            system = AgencySystem(
+                PROFILES[spec["profile"]],
+                step_seconds=float(spec.get("step_seconds", 5)),
+                api_key=spec.get("api_key"),
+                schema=json.loads(Path(schema_path).read_text()) if schema_path else None,
+                latency=latency,
+            )
+            servers.append(
+                SimulatorServer(system, spec.get("host", "127.0.0.1"), int(spec["port"]))
+            )
+    except BaseException:
+        for server in servers:
+            server.server.server_close()
+        raise
+    return [server.start() for server in servers]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--profile", choices=sorted(PROFILES), required=True)
+    parser.add_argument("--profile", choices=sorted(PROFILES), help="the agency to play")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--step-seconds", type=float, default=5.0, help="time between status moves")
     parser.add_argument("--api-key", default=None)
     parser.add_argument(
         "--schema", type=Path, default=None, help="JSON Schema the payload must match"
+    )
+    parser.add_argument(
+        "--agency",
+        type=agency_spec,
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="play this agency too (repeatable; instead of --profile): "
+        '{"id", "profile", "port", "host", "step_seconds", "api_key", "schema"}',
     )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
     parser.add_argument(
@@ -523,8 +690,22 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
+    if not args.profile and not args.agency:
+        parser.error("give --profile (one agency) or --agency (one or more)")
     if not args.verbose:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    if args.agency:
+        servers = serve_group(args.agency, args.latency)
+        for spec, sim in zip(args.agency, servers, strict=True):
+            print(f"REST agency simulator {spec['id']!r} on {sim.url}", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for sim in servers:
+                sim.stop()
+        return
     schema = json.loads(args.schema.read_text()) if args.schema else None
     profile = PROFILES[args.profile]
     system = AgencySystem(

@@ -1,6 +1,11 @@
-"""A SOAP agency simulator: FAVV/AFSCA's complaint desk ("meldpunt") as a real spyne SOAP service.
+"""SOAP agency simulators: each agency's own system as a real spyne SOAP service.
 
-It plays the food safety agency's own system: document/literal SOAP 1.1 with Dutch element names,
+FAVV/AFSCA's complaint desk ("meldpunt") is defined here; the other SOAP agencies (the Insurance
+Ombudsman, FAGG/AFMPS, FOD Volksgezondheid) are in `soap_services.py`, each with its own
+namespace, element names, case ids and status codes (`SERVICES`). One process can play several
+of them, each on its own port with its own credentials (`launch_group`, `--agency JSON`).
+
+FAVV plays the food safety agency's own system: document/literal SOAP 1.1 with Dutch element names,
 its own case ids (`FAVV-2026-00042`) and status codes (NIEUW, IN_ONDERZOEK, INSPECTIE_GEPLAND,
 AFGESLOTEN), one status move every `step_seconds` (clock injectable, state shared with the REST
 simulator's `AgencySystem`), de-duplication on the `IdempotencyKey` element, an optional
@@ -10,6 +15,8 @@ external entity (XXE). Its WSDL is the contract in contracts/agencies/favv/compl
 fails when the two drift apart (regenerate with `--write-wsdl`).
 
     python -m adapters.simulators.soap_agency --port 8103 --username favv --password demo
+    python -m adapters.simulators.soap_agency --profile fagg --port 8121
+    python -m adapters.simulators.soap_agency --profile fagg --write-wsdl contracts/agencies/fagg/intake.wsdl
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import hashlib
 import hmac
 import json
 import logging
+import sys
 import threading
 import time
 import warnings
@@ -209,8 +217,8 @@ class MeldpuntService(ServiceBase):
         Inrichting,
     ):
         """File a report. A repeat with a known IdempotencyKey answers the same DossierNummer."""
-        system = _guard(ctx)
-        payload = _plain(
+        system = guard(ctx)
+        payload = plain(
             {
                 "LoketReferentie": LoketReferentie,
                 "Soort": Soort,
@@ -244,7 +252,7 @@ class MeldpuntService(ServiceBase):
     )
     def GeefWijzigingen(ctx, VanafVolgnummer, Maximum):
         """Status changes after sequence number VanafVolgnummer (0 = from the start), in order."""
-        system = _guard(ctx)
+        system = guard(ctx)
         page, more = system.changes_since(VanafVolgnummer, Maximum or 200)
         return WijzigingenPagina(
             Wijzigingen=[_change(c) for c in page],
@@ -255,21 +263,12 @@ class MeldpuntService(ServiceBase):
     @rpc(Required, _returns=Wijziging, _out_variable_name="Status")
     def GeefStatus(ctx, DossierNummer):
         """The current status of one case."""
-        system = _guard(ctx)
-        with system.lock:
-            system.advance()
-            case = system.cases.get(DossierNummer)
-            if case is None:
-                raise Fault(
-                    faultcode=FAULT_UNKNOWN_CASE,
-                    faultstring=f"Onbekend dossier / dossier inconnu: {DossierNummer}",
-                )
-            return _change(case.history[-1])
+        return _change(latest(guard(ctx), DossierNummer))
 
     @rpc(_returns=PingAntwoord, _out_variable_name="Antwoord")
     def Ping(ctx):
         """Cheap liveness and credentials check."""
-        system = _guard(ctx)
+        system = guard(ctx)
         return PingAntwoord(Systeem=system.profile.name, Tijdstip=system.clock())
 
 
@@ -284,22 +283,35 @@ def _change(c: dict[str, Any]) -> Wijziging:
     )
 
 
-def _plain(value: Any) -> Any:
+def latest(system: SoapAgencySystem, case_id: str) -> dict[str, Any]:
+    """The last status change of one case, or the agency's "unknown case" fault."""
+    with system.lock:
+        system.advance()
+        case = system.cases.get(case_id)
+        if case is None:
+            raise Fault(
+                faultcode=FAULT_UNKNOWN_CASE,
+                faultstring=f"Onbekend dossier / dossier inconnu: {case_id}",
+            )
+        return case.history[-1]
+
+
+def plain(value: Any) -> Any:
     """spyne objects as plain JSON-able data, empty values left out (what the agency stored)."""
     if isinstance(value, ComplexModelBase):
         value = {k: getattr(value, k, None) for k in type(value).get_flat_type_info(type(value))}
     if isinstance(value, dict):
-        out = {k: _plain(v) for k, v in value.items()}
+        out = {k: plain(v) for k, v in value.items()}
         return {k: v for k, v in out.items() if v not in (None, {}, [])}
     if isinstance(value, datetime | date):
         return value.isoformat()
     return value
 
 
-def _guard(ctx) -> SoapAgencySystem:
+def guard(ctx) -> SoapAgencySystem:
     """Every operation: injected SOAP faults first, then the WS-Security check."""
     system: SoapAgencySystem = ctx.app.agency_system
-    injected = ctx.transport.req_env.get("favv.fault")
+    injected = ctx.transport.req_env.get("simulator.fault")
     if injected == "server_fault":
         raise Fault(
             faultcode=FAULT_UNAVAILABLE,
@@ -319,6 +331,51 @@ def _guard(ctx) -> SoapAgencySystem:
     return system
 
 
+# ------------------------------------------------------------------------------ the agencies
+
+
+@dataclass(frozen=True)
+class SoapService:
+    """One agency's SOAP system: what the simulator serves and what its saved contract holds."""
+
+    key: str  # the agency id; `--profile` and the mapping's `simulator.profile` name it
+    profile: Profile  # its case ids, status flow and URL path
+    services: tuple[type[ServiceBase], ...]
+    tns: str  # its target namespace
+    name: str  # the WSDL's name
+    contract: str  # the saved WSDL, relative to the repository root
+    location: str  # the soap:address written into the saved WSDL
+    note: str  # the comment at the top of the saved WSDL (no double dash: XML comments forbid it)
+
+
+FAVV = SoapService(
+    key="favv",
+    profile=PROFILE,
+    services=(MeldpuntService,),
+    tns=NS,
+    name="FavvMeldpunt",
+    contract="contracts/agencies/favv/complaints.wsdl",
+    location=CONTRACT_LOCATION,
+    note=CONTRACT_NOTE,
+)
+
+
+def services() -> dict[str, SoapService]:
+    """Every SOAP agency the simulator can play, by agency id."""
+    from adapters.simulators.soap_services import OTHER_SERVICES
+
+    return {FAVV.key: FAVV, **{s.key: s for s in OTHER_SERVICES}}
+
+
+def soap_service(key: str | SoapService) -> SoapService:
+    if not isinstance(key, str):
+        return key
+    known = services()
+    if key not in known:
+        raise ValueError(f"no SOAP agency {key!r} in the simulator (known: {', '.join(known)})")
+    return known[key]
+
+
 # ---------------------------------------------------------------------------------------- system
 
 
@@ -331,11 +388,12 @@ class SoapFaults(Faults):
 
 
 class SoapAgencySystem(AgencySystem):
-    """The REST simulator's agency state plus WS-Security credentials and SOAP fault modes."""
+    """The REST simulator's agency state plus WS-Security credentials and SOAP fault modes, for
+    one SOAP agency (`service`: an agency id of `services()`, FAVV by default)."""
 
     def __init__(
         self,
-        profile: Profile = PROFILE,
+        service: str | SoapService = "favv",
         *,
         step_seconds: float = 5.0,
         username: str | None = None,
@@ -343,7 +401,10 @@ class SoapAgencySystem(AgencySystem):
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         latency: float = 0.0,
     ):
-        super().__init__(profile, step_seconds=step_seconds, clock=clock, latency=latency)
+        self.service = soap_service(service)
+        super().__init__(
+            self.service.profile, step_seconds=step_seconds, clock=clock, latency=latency
+        )
         self.username = username
         self.password = password
         self.auth_failures = 0
@@ -393,9 +454,9 @@ class SoapAgencySystem(AgencySystem):
 
 def soap_application(system: SoapAgencySystem) -> Application:
     app = Application(
-        [MeldpuntService],
-        tns=NS,
-        name="FavvMeldpunt",
+        list(system.service.services),
+        tns=system.service.tns,
+        name=system.service.name,
         in_protocol=Soap11(validator="lxml"),
         out_protocol=Soap11(),
     )
@@ -462,7 +523,7 @@ class FaultGate:
             time.sleep(fault.delay)  # then answer: the agency did the work, the caller gave up
             return self.soap(environ, start_response)
         if fault.mode in ("server_fault", "client_fault"):
-            environ["favv.fault"] = fault.mode  # spyne itself answers with a SOAP Fault
+            environ["simulator.fault"] = fault.mode  # spyne itself answers with a SOAP Fault
             return self.soap(environ, start_response)
         self._body(environ)  # read the request before answering, for keep-alive
         if fault.mode == "http_error":
@@ -520,17 +581,22 @@ class SoapSimulatorServer:
 # ----------------------------------------------------------------------------------- the contract
 
 
-def wsdl_document(location: str = CONTRACT_LOCATION) -> bytes:
-    """The WSDL the simulator serves, normalised so that it can be kept under version control:
-    spyne orders schema types differently from run to run, so they are sorted by kind and name,
-    and the address is `location`. This is what contracts/agencies/favv/complaints.wsdl holds."""
+def wsdl_document(location: str | None = None, agency: str | SoapService = "favv") -> bytes:
+    """The WSDL the simulator serves for `agency`, normalised so that it can be kept under version
+    control: spyne orders schema types differently from run to run, so they are sorted by kind and
+    name, and the address is `location` (the agency's default port). This is what the agency's
+    contract file holds (e.g. contracts/agencies/favv/complaints.wsdl)."""
     from werkzeug.test import Client
 
-    response = Client(create_wsgi(SoapAgencySystem())).get(DEFAULT_PATH + "?wsdl")
-    return normalise_wsdl(response.get_data(), location)
+    spec = soap_service(agency)
+    response = Client(create_wsgi(SoapAgencySystem(spec))).get(spec.profile.prefix + "?wsdl")
+    return normalise_wsdl(response.get_data(), location, spec)
 
 
-def normalise_wsdl(document: bytes, location: str = CONTRACT_LOCATION) -> bytes:
+def normalise_wsdl(
+    document: bytes, location: str | None = None, agency: str | SoapService = "favv"
+) -> bytes:
+    spec = soap_service(agency)
     root = etree.fromstring(document, etree.XMLParser(remove_blank_text=True))
     ns = {
         "wsdl": "http://schemas.xmlsoap.org/wsdl/",
@@ -546,8 +612,8 @@ def normalise_wsdl(document: bytes, location: str = CONTRACT_LOCATION) -> bytes:
             schema.remove(child)
         schema.extend(sorted(imports, key=lambda c: c.get("namespace") or "") + rest)
     for address in root.iterfind("wsdl:service/wsdl:port/soap:address", ns):
-        address.set("location", location)
-    root.insert(0, etree.Comment(CONTRACT_NOTE))
+        address.set("location", location or spec.location)
+    root.insert(0, etree.Comment(spec.note))
     etree.indent(root, space="  ")
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
@@ -555,15 +621,24 @@ def normalise_wsdl(document: bytes, location: str = CONTRACT_LOCATION) -> bytes:
 # ------------------------------------------------------------------------------------ loket run
 
 
+def _where(endpoint: str) -> tuple[str, int]:
+    parts = urlsplit(endpoint)
+    return parts.hostname or "127.0.0.1", parts.port or 80
+
+
+def _profile_of(agency_id: str, spec) -> str:
+    """The simulated system of an agency: its `simulator.profile`, else the agency id."""
+    name = spec.get("profile") or agency_id
+    soap_service(name)  # fails early, naming the known ones
+    return name
+
+
 def launch(agency_id: str, adapter_config, spec, root: Path):
     """For `loket run`: serve this agency on the host and port of its configured endpoint."""
-    import sys
-
     from adapters.simulators import Launch, env_var
 
     endpoint = adapter_config["endpoint"]
-    parts = urlsplit(endpoint)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    host, port = _where(endpoint)
     cmd = [
         sys.executable,
         "-m",
@@ -575,45 +650,156 @@ def launch(agency_id: str, adapter_config, spec, root: Path):
         "--step-seconds",
         str(spec.get("step_seconds", 5)),
     ]
+    if _profile_of(agency_id, spec) != FAVV.key:
+        cmd += ["--profile", _profile_of(agency_id, spec)]
     if adapter_config.get("username"):
         cmd += ["--username", adapter_config["username"]]
         cmd += ["--password", adapter_config.get("password") or ""]
     return Launch(cmd, host, port, endpoint, env_var(agency_id, "URL"))
 
 
+def launch_group(agencies, root: Path):
+    """For `loket run`: ONE process plays every SOAP agency, each on the port of its own endpoint
+    with its own service (namespace, WSDL, ids, codes) and WS-Security credentials."""
+    from adapters.simulators import Launch, env_var
+
+    specs: list[dict[str, Any]] = []
+    taken: dict[tuple[str, int], str] = {}
+    for agency in agencies:
+        config = agency.adapter_config
+        host, port = _where(config["endpoint"])
+        if (host, port) in taken:
+            raise ValueError(
+                f"SOAP simulators {taken[(host, port)]} and {agency.agency_id} are both configured "
+                f"on {host}:{port}; set {env_var(agency.agency_id, 'URL')} to another port"
+            )
+        taken[(host, port)] = agency.agency_id
+        specs.append(
+            {
+                "id": agency.agency_id,
+                "profile": _profile_of(agency.agency_id, agency.spec),
+                "host": host,
+                "port": port,
+                "step_seconds": agency.spec.get("step_seconds", 5),
+                "username": config.get("username"),
+                "password": (config.get("password") or "") if config.get("username") else None,
+            }
+        )
+    cmd = [sys.executable, "-m", "adapters.simulators.soap_agency"]
+    for spec in specs:
+        cmd += ["--agency", json.dumps(spec)]
+    first = agencies[0]
+    return Launch(
+        cmd,
+        specs[0]["host"],
+        specs[0]["port"],
+        first.adapter_config["endpoint"],
+        env_var(first.agency_id, "URL"),
+        agencies=tuple(a.agency_id for a in agencies),
+        also_listens=tuple((s["host"], s["port"], env_var(s["id"], "URL")) for s in specs[1:]),
+        agency_urls=tuple((a.agency_id, a.adapter_config["endpoint"]) for a in agencies),
+    )
+
+
+def agency_spec(text: str) -> dict[str, Any]:
+    """One `--agency` option: a JSON object with id, profile, port and optionally host,
+    step_seconds, username and password."""
+    try:
+        spec = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(spec, dict) or not {"id", "profile", "port"} <= set(spec):
+        raise argparse.ArgumentTypeError("give a JSON object with at least id, profile and port")
+    try:
+        soap_service(spec["profile"])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return spec
+
+
+def serve_group(specs: list[dict[str, Any]], latency: float = 0.0) -> list[SoapSimulatorServer]:
+    """Every agency of `specs` on its own port, in this process; all sockets are bound first."""
+    servers: list[SoapSimulatorServer] = []
+    try:
+        for spec in specs:
+            system = SoapAgencySystem(
+                spec["profile"],
+                step_seconds=float(spec.get("step_seconds", 5)),
+                username=spec.get("username"),
+                password=spec.get("password"),
+                latency=latency,
+            )
+            servers.append(
+                SoapSimulatorServer(system, spec.get("host", "127.0.0.1"), int(spec["port"]))
+            )
+    except BaseException:
+        for server in servers:
+            server.server.server_close()
+        raise
+    return [server.start() for server in servers]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--profile",
+        default=FAVV.key,
+        choices=sorted(services()),
+        help="the agency to play (default: favv)",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--step-seconds", type=float, default=5.0, help="time between status moves")
     parser.add_argument("--username", default=None, help="require a WS-Security UsernameToken")
     parser.add_argument("--password", default=None)
+    parser.add_argument(
+        "--agency",
+        type=agency_spec,
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="play this agency (repeatable; instead of --profile and --port): "
+        '{"id", "profile", "port", "host", "step_seconds", "username", "password"}',
+    )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every call")
     parser.add_argument(
         "--write-wsdl",
         type=Path,
         default=None,
         metavar="PATH",
-        help="write the service's WSDL (the agency contract) to PATH and exit",
+        help="write the --profile agency's WSDL (its contract) to PATH and exit",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     if args.write_wsdl:
-        args.write_wsdl.write_bytes(wsdl_document())
+        args.write_wsdl.write_bytes(wsdl_document(agency=args.profile))
         print(f"wrote {args.write_wsdl}")
         return
     quiet_logs(args.verbose)
+    if args.agency:
+        servers = serve_group(args.agency, args.latency)
+        for spec, sim in zip(args.agency, servers, strict=True):
+            print(f"SOAP agency simulator {spec['id']!r} on {sim.url}?wsdl", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for sim in servers:
+                sim.stop()
+        return
     system = SoapAgencySystem(
+        args.profile,
         step_seconds=args.step_seconds,
         username=args.username,
         password=args.password,
         latency=args.latency,
     )
     server = make_server(args.host, args.port, create_wsgi(system), threaded=True)
-    url = f"http://{args.host}:{server.server_port}{PROFILE.prefix}"
-    print(f"SOAP agency simulator (FAVV) on {url}  WSDL: {url}?wsdl", flush=True)
+    url = f"http://{args.host}:{server.server_port}{system.profile.prefix}"
+    print(f"SOAP agency simulator ({args.profile}) on {url}  WSDL: {url}?wsdl", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -631,4 +817,8 @@ def quiet_logs(verbose: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # soap_services.py imports this module by name: run that one copy, not a second `__main__`
+    # one whose classes it would not recognise.
+    from adapters.simulators import soap_agency
+
+    soap_agency.main()
