@@ -214,8 +214,18 @@ class Router:
     def from_file(cls, path: Path, agencies: Mapping[str, AgencyMapping] | Iterable[str]) -> Router:
         mappings = agencies if isinstance(agencies, Mapping) else {}
         known = set(agencies)
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark else str(path)
+            raise RoutingError(
+                f"{where}: not valid YAML ({getattr(exc, 'problem', exc)}). "
+                "Fix: check indentation and quoting near that line."
+            ) from None
+        except OSError as exc:
+            raise RoutingError(f"{path}: cannot read the routing file ({exc.strerror}).") from None
         unknown = set(data) - {"handle", "inform"}
         if unknown:
             raise RoutingError(
