@@ -118,6 +118,7 @@ def reply(
             now=now,
             assignment=line,
             message=f"You answered{files}: {text[:500]}",
+            kind="consumer_reply",
         )
         audit.record(
             s,
@@ -185,6 +186,7 @@ def withdraw(db: Database, reference: str, token: str, reason: str, now: datetim
                 at=now,
                 now=now,
                 message=f"You withdrew the case. {why}".strip(),
+                kind="withdrawn",
             )
         audit.record(
             s,

@@ -311,6 +311,7 @@ def _apply_to(
             message=f"Unknown status code {update.agency_status!r} from the agency"
             f"{': ' + update.message if update.message else ''} (not applied)",
             **common,
+            kind="agency_note",
         )
         return UNKNOWN
     if a.status_at is not None and update.occurred_at < a.status_at:
@@ -323,9 +324,10 @@ def _apply_to(
             message=f"{update.message or update.agency_status} (arrived late; "
             f"status kept at {a.status})",
             **common,
+            kind="agency_note",
         )
         return STALE
-    lifecycle.move(s, a, rule.status, message=update.message, **common)
+    lifecycle.move(s, a, rule.status, message=update.message, **common, kind="agency_status")
     a.agency_status = update.agency_status
     a.status_at = update.occurred_at
     if rule.outcome:
@@ -351,6 +353,7 @@ def _adopt_agency_reference(s: Session, a: Assignment, update: StatusUpdate, now
             now=now,
             assignment=a,
             message=f"The agency's reference is {a.agency_reference}.",
+            kind="agency_reference",
         )
 
 

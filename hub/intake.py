@@ -188,6 +188,7 @@ def add_assignment(
         assignment=assignment,
         to_status=lifecycle.QUEUED,
         message=f"{mapping.name(case.language)}: {reason}".strip(),
+        kind="routed",
     )
     return assignment
 
@@ -266,5 +267,6 @@ def _store(
             now=now,
             to_status=lifecycle.QUEUED,
             message="No routing rule matched; an operator will route this case.",
+            kind="needs_routing",
         )
     return case

@@ -71,6 +71,7 @@ def add_event(
     agency_status: str | None = None,
     message: str | None = None,
     dedupe_key: str | None = None,
+    kind: str | None = None,
 ) -> StatusEvent:
     event = StatusEvent(
         case_id=case.id,
@@ -83,6 +84,7 @@ def add_event(
         agency_status=agency_status,
         message=message,
         dedupe_key=dedupe_key,
+        kind=kind,
     )
     session.add(event)
     return event
@@ -99,6 +101,7 @@ def move(
     message: str | None = None,
     agency_status: str | None = None,
     dedupe_key: str | None = None,
+    kind: str | None = None,
 ) -> bool:
     """Move an assignment if the machine allows it; always leave a timeline entry.
 
@@ -126,6 +129,7 @@ def move(
         if allowed
         else f"{message or ''} (status {to_status} not applied after {current})".strip(),
         dedupe_key=dedupe_key,
+        kind=kind if allowed else "agency_note",
     )
     return allowed and current != to_status
 
@@ -193,6 +197,7 @@ def mark_past_due(session: Session, now: datetime, limit: int = 500) -> int:
             assignment=a,
             message=f"Past due: the agency's {late} was due on {due:%Y-%m-%d}.",
             dedupe_key=f"past-due:{late}",
+            kind="past_due",
         )
     return len(rows)
 

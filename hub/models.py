@@ -235,6 +235,11 @@ class StatusEvent(Base):
     agency_status: Mapped[str | None] = mapped_column(String(64))
     message: Mapped[str | None] = mapped_column(Text)
     dedupe_key: Mapped[str | None] = mapped_column(String(200))
+    # what happened, for a consumer-facing text in their language (hub/web.py translates it):
+    # routed | delivered | agency_status | agency_note | agency_reference | referred | past_due
+    # | consumer_reply | message_forwarded | message_delayed | delivery_delayed | resent
+    # | withdrawn | needs_routing
+    kind: Mapped[str | None] = mapped_column(String(32))
 
     case: Mapped[Case] = relationship(back_populates="events")
     assignment: Mapped[Assignment | None] = relationship()

@@ -216,10 +216,26 @@ def complete(
             f"Delivered to {mapping.name('en')}; their reference is {receipt.agency_reference}."
         )
         if a.status in (lifecycle.QUEUED, lifecycle.UNDELIVERABLE):
-            lifecycle.move(s, a, lifecycle.SENT, actor="hub", at=now, now=now, message=message)
+            lifecycle.move(
+                s,
+                a,
+                lifecycle.SENT,
+                actor="hub",
+                at=now,
+                now=now,
+                message=message,
+                kind="delivered",
+            )
         else:
             lifecycle.add_event(
-                s, a.case, actor="hub", at=now, now=now, assignment=a, message=message
+                s,
+                a.case,
+                actor="hub",
+                at=now,
+                now=now,
+                assignment=a,
+                message=message,
+                kind="delivered",
             )
         audit.record(
             s,
@@ -265,6 +281,7 @@ def _message_delivered(
         now=now,
         assignment=a,
         message=f"Your message was forwarded to {mapping.name(a.case.language)}.",
+        kind="message_forwarded",
     )
     audit.record(
         s,
@@ -335,6 +352,7 @@ def fail(
                 assignment=a,
                 message="Your message could not be forwarded automatically; "
                 "operators will forward it.",
+                kind="message_delayed",
             )
             audit.record(
                 s,
@@ -361,6 +379,7 @@ def fail(
                 at=now,
                 now=now,
                 message=f"Delivery {why}; operators will forward it. Last error: {error.detail}",
+                kind="delivery_delayed",
             )
         audit.record(
             s,
@@ -521,11 +540,25 @@ def resend(
                 message = f"{what} resent by {operator}; same idempotency key."
                 if kind == CASE and a.status == lifecycle.UNDELIVERABLE:
                     lifecycle.move(
-                        s, a, lifecycle.QUEUED, actor="operator", at=now, now=now, message=message
+                        s,
+                        a,
+                        lifecycle.QUEUED,
+                        actor="operator",
+                        at=now,
+                        now=now,
+                        message=message,
+                        kind="resent",
                     )
                 else:
                     lifecycle.add_event(
-                        s, a.case, actor="operator", at=now, now=now, assignment=a, message=message
+                        s,
+                        a.case,
+                        actor="operator",
+                        at=now,
+                        now=now,
+                        assignment=a,
+                        message=message,
+                        kind="resent",
                     )
                 audit.record(
                     s,

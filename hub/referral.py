@@ -109,6 +109,7 @@ def refer(
                     assignment=old,
                     message="No other competent agency was found; an operator will route the case.",
                     dedupe_key=NO_TARGET,
+                    kind="needs_routing",
                 )
             return Referred(case.reference, old.agency_id if old else None, None)
         mapping = directory[target]
@@ -137,6 +138,7 @@ def refer(
                 at=now,
                 now=now,
                 message=f"Referred to {mapping.name(case.language)}: {why}",
+                kind="referred",
             )
         from hub import notify
 
