@@ -357,7 +357,7 @@ class CsvLayout:
                 out.append(
                     Problem(
                         name,
-                        f"column {name} is not in the agency's layout ({self.source})",
+                        f"column {name} is not in the agency's layout",
                         f"remove {name} from fields, or correct its name",
                     )
                 )

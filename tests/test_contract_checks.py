@@ -116,3 +116,73 @@ def test_without_lxml_the_required_elements_are_still_checked_from_the_xsd():
         "<melding> must contain <omschrijving>, and the file has none",
     )
     assert check(write_case(rendered[0], "xml", root="case"))[0].fix == "set xml_root to melding"
+
+
+def test_a_csv_mapping_without_a_required_column_is_named_by_the_layout_check():
+    config, rendered = payloads("fod-financien", drop="TYPE")
+    problems = SftpAdapter.check_contract(
+        CONTRACTS_DIR / "agencies" / "fod-financien", config, rendered
+    )
+    assert problems == [
+        "fields.TYPE: column TYPE is required and the file has no value for it (the agency's "
+        "case.layout.yaml). Fix: map TYPE in fields (with default(...) if a case may lack it)"
+    ]
+
+
+def test_a_csv_value_off_the_layout_an_unknown_column_and_a_wrong_delimiter_are_named():
+    config, rendered = payloads("fod-financien")
+    rendered[0]["TAAL"] = "nl"
+    rendered[0]["KLEUR"] = "rood"
+    problems = SftpAdapter.check_contract(
+        CONTRACTS_DIR / "agencies" / "fod-financien", config, rendered[:1]
+    )
+    assert problems == [
+        "fields.KLEUR: column KLEUR is not in the agency's layout (the agency's "
+        "case.layout.yaml). Fix: remove KLEUR from fields, or correct its name",
+        "fields.TAAL: 'nl' is not one of N, F, D, E (the agency's case.layout.yaml). Fix: "
+        "transform TAAL so the value fits",
+    ]
+    config["csv_delimiter"] = ","
+    assert SftpAdapter.check_contract(
+        CONTRACTS_DIR / "agencies" / "fod-financien", config, rendered
+    ) == [
+        "adapter.csv_delimiter: ',', but the agency's case.layout.yaml says ';'. Fix: set "
+        "csv_delimiter to ';'"
+    ]
+
+
+def test_a_json_mapping_without_a_required_field_is_named_by_the_json_schema_check():
+    config, rendered = payloads("dangerous-products", drop="reporter.email")
+    problems = SftpAdapter.check_contract(
+        CONTRACTS_DIR / "agencies" / "dangerous-products", config, rendered
+    )
+    assert problems == [
+        "fields.reporter.email: the agency requires it and the file has none (the agency's "
+        "case.schema.json). Fix: map reporter.email in fields (with default(...) if a case may "
+        "lack it)"
+    ]
+    config, rendered = payloads("dangerous-products", drop="category")
+    [problem] = SftpAdapter.check_contract(
+        CONTRACTS_DIR / "agencies" / "dangerous-products", config, rendered
+    )
+    assert problem.startswith("fields.category: the agency requires it")
+
+
+def test_a_json_field_the_schema_does_not_know_is_named():
+    config, rendered = payloads("dangerous-products")
+    rendered[0]["seller"]["phone"] = "+32 2 000 00 00"
+    assert SftpAdapter.check_contract(
+        CONTRACTS_DIR / "agencies" / "dangerous-products", config, rendered[:1]
+    ) == [
+        "fields.seller.phone: not in the agency's layout (the agency's case.schema.json). Fix: "
+        "remove seller.phone from fields, or correct its name"
+    ]
+
+
+def test_an_sftp_agency_without_a_layout_for_its_format_is_told_what_to_put_where(tmp_path):
+    config, rendered = payloads("dangerous-products")
+    [problem] = SftpAdapter.check_contract(tmp_path, config, rendered)
+    assert problem == (
+        f"no case.schema.json in {tmp_path.name}/: the adapter writes JSON case files, so put "
+        "the agency's JSON Schema of a case file there (or change format)"
+    )
