@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from dataclasses import dataclass
 
@@ -187,8 +188,13 @@ def _banner(web_url: str, children: list[Child]) -> None:
         f"  file a case     POST {web_url}/api/v1/cases",
     ]
     for child in children:
-        if child.name.startswith("simulator"):
+        if not child.name.startswith("simulator"):
+            continue
+        if len(child.name) <= 34:
             lines.append(f"  {child.name:34} {child.url}")
+        else:  # one process for a group of agencies: their names, wrapped, then its address
+            lines += textwrap.wrap(child.name, 98, initial_indent="  ", subsequent_indent=" " * 12)
+            lines.append(f"  {'':34} {child.url}")
     lines += [
         "",
         "Try it (see README):",
