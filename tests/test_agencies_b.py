@@ -122,7 +122,7 @@ def test_the_agency_loads_and_fits_its_own_contract(agency_id):
     assert set(mapping.names) == {"nl", "fr", "de", "en"}
     assert mapping.extra["simulator"]["kind"] == mapping.adapter_kind
     first_line = (AGENCIES_DIR / f"{agency_id}.yaml").read_text().splitlines()[0]
-    assert first_line.startswith("#")
+    assert first_line.startswith("#") and "illustrative until the" in first_line
     if mapping.body in ("ombudsman", "dispute_committee"):
         [check] = mapping.prechecks
         assert (check.id, check.applies_to) == ("contacted_trader", ("complaint", "mediation"))
