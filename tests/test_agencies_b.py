@@ -668,3 +668,28 @@ def test_times_round_trip_through_the_csv_layout():
     )
     at = datetime(2026, 7, 1, 10, 30, tzinfo=UTC)  # summer time: 12:30 in Brussels
     assert adapter._time("01/07/2026 12:30:00") == at
+
+
+def test_sftp_agencies_that_cannot_share_one_server_are_refused_before_it_starts():
+    from adapters.simulators.sftp_agency import SftpAgencySpec, group_problems
+
+    def spec(agency_id, **changes):
+        m = load_agency(AGENCIES_DIR / f"{agency_id}.yaml", env={})
+        return SftpAgencySpec.from_mapping(
+            agency_id, {**m.adapter_config, **changes}, m.extra["simulator"], ROOT
+        )
+
+    assert group_problems([spec(a) for a in ("economic-inspection", *SFTP_AGENCIES)]) == []
+    problems = group_problems(
+        [
+            spec("fod-financien"),
+            spec("dangerous-products", username="loket-fin", host_key="@file:other.pub"),
+        ]
+    )
+    assert problems == [
+        f"dangerous-products and fod-financien share the server 127.0.0.1:8104 but pin "
+        f"different host keys ({ROOT / 'other'}.pub, {ROOT / 'var/sim/sftp/ssh_host_ed25519_key'}"
+        ".pub): one server has one key, so point both host_key settings at the same file",
+        "dangerous-products and fod-financien both log in to 127.0.0.1:8104 as 'loket-fin': "
+        "give each agency its own username there",
+    ]
