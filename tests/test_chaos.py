@@ -57,12 +57,12 @@ def write_agencies(tmp_path, ports):
         }
         (folder / f"{agency_id}.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True))
     routing = {
-        "rules": [
+        "handle": [
             {"name": agency_id, "when": {"domain": domain}, "to": [agency_id], "reason": "chaos"}
             for agency_id, domain in AGENCIES.items()
         ]
     }
-    routing["rules"].append({"name": "rest", "to": ["chaos-a"], "reason": "chaos"})
+    routing["handle"].append({"name": "rest", "to": ["chaos-a"], "reason": "chaos"})
     (tmp_path / "routing.yaml").write_text(yaml.safe_dump(routing))
     return folder, tmp_path / "routing.yaml"
 
