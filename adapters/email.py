@@ -564,6 +564,114 @@ class EmailAdapter(Adapter):
             return self.clock()
         return value if value.tzinfo else value.replace(tzinfo=UTC)
 
+    # ------------------------------------------------------------------------------ contract
+
+    @classmethod
+    def check_contract(
+        cls, contract_dir: Path, config: Mapping[str, Any], payloads: Sequence[Mapping[str, Any]]
+    ) -> list[str]:
+        """The agency's `email.yaml` against what this configuration sends and reads:
+        - every field in `case_mail.required_fields` is in each payload, and the mail template
+          (each language the subject is configured for) renders it as a `field: value` line,
+          which is how the agency's staff and filters find it; a field the contract does not
+          list (required or optional) is flagged too: it would leave the hub unasked;
+        - `status_mail.example`, a status mail as the agency writes it, is read by the
+          configured status and reference patterns;
+        - `status_mail.codes`, when listed, are the codes of the agency's statuses.yaml.
+        """
+        import yaml
+
+        path = contract_dir / "email.yaml"
+        if not path.exists():
+            return [
+                f"no email.yaml in {contract_dir.name}/: put the agency's email contract there "
+                "(case_mail.required_fields: what each case mail must carry; see "
+                "contracts/agencies/ombudsman-energy/email.yaml)"
+            ]
+        try:
+            contract = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            adapter = cls(config)
+        except yaml.YAMLError as exc:
+            return [f"{path.name} is not valid YAML: {exc}. Fix: correct the agency's contract"]
+        except PermanentError as exc:
+            return [f"adapter: {exc.detail}"]
+        case_mail = contract.get("case_mail") or {}
+        required = [str(f) for f in case_mail.get("required_fields") or ()]
+        known = {*required, *(str(f) for f in case_mail.get("optional_fields") or ())}
+        subjects = adapter.config["subject_template"]
+        languages = [lang for lang in subjects if lang != "*"] or ["en"]
+        problems: list[str] = []
+
+        def add(text: str) -> None:
+            if text not in problems:
+                problems.append(text)
+
+        for payload in payloads:
+            short, long = _flatten(payload)
+            present = {name for name, _ in (*short, *long)}
+            for name in required:
+                if name not in present:
+                    add(
+                        f"fields.{name}: the agency's {path.name} requires it in every case mail "
+                        f"and this case has none. Fix: map {name} in fields (with default(...) if "
+                        "a case may lack it)"
+                    )
+            for name in sorted(present - known if known else set()):
+                add(
+                    f"fields.{name}: not in the agency's {path.name} (required_fields or "
+                    f"optional_fields). Fix: remove it from fields, or add it to the contract "
+                    "once the agency confirms it"
+                )
+            reference = str(payload.get("reference") or "LK-7F3K-9QX2")
+            for language in languages:
+                item = Outbound(f"{reference}.check.1", reference, "check", payload, language)
+                try:
+                    body = adapter._body(item)
+                    subject = adapter._subject(item)
+                except PermanentError as exc:
+                    add(f"template: {exc.detail}. Fix: correct the template or template_dir")
+                    continue
+                if not adapter.case_re.search(subject):
+                    add(
+                        f"adapter.subject_template.{language}: the subject {subject!r} does not "
+                        "carry the case reference. Fix: keep {case_reference} in it"
+                    )
+                for name in required:
+                    if name in present and not re.search(
+                        rf"^{re.escape(name)}:", body, re.MULTILINE
+                    ):
+                        add(
+                            f"fields.{name}: the mail template for {language} does not write "
+                            f"it as a `{name}:` line. Fix: list the fields in the template"
+                        )
+        status_mail = contract.get("status_mail") or {}
+        example = status_mail.get("example")
+        if example:
+            text = strip_quoted(str(example))
+            code = adapter.read_status(text)
+            codes = [str(c) for c in status_mail.get("codes") or ()]
+            if code is None or (codes and code not in codes):
+                add(
+                    f"adapter.status_pattern: reads {code!r} from the status mail example in "
+                    f"{path.name}. Fix: make status_pattern (or status_keywords) match how "
+                    "the agency writes its status line"
+                )
+            if adapter.reference_re is not None and not adapter.reference_re.search(text):
+                add(
+                    "adapter.reference_pattern: finds no reference in the status mail example "
+                    f"in {path.name}. Fix: make it match how the agency writes its own number"
+                )
+        mail_codes = status_mail.get("codes")
+        statuses_file = contract_dir / "statuses.yaml"
+        if mail_codes and statuses_file.exists():
+            listed = (yaml.safe_load(statuses_file.read_text(encoding="utf-8")) or {}).get("codes")
+            if sorted(map(str, mail_codes)) != sorted(map(str, listed or ())):
+                add(
+                    f"{path.name}: status_mail.codes and statuses.yaml list different codes. "
+                    "Fix: keep the two lists of the agency's codes the same"
+                )
+        return problems
+
     # ---------------------------------------------------------------------------------- check
 
     def check(self) -> Health:

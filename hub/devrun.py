@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from dataclasses import dataclass
 
@@ -189,11 +190,16 @@ def _banner(web_url: str, children: list[Child]) -> None:
         f"  file a case     POST {web_url}/api/v1/cases",
     ]
     for child in children:
-        if child.agency_urls:
+        if not child.name.startswith("simulator"):
+            continue
+        if child.agency_urls:  # a group that gives each agency its own address
             for agency_id, url in child.agency_urls:
                 lines.append(f"  {'simulator ' + agency_id:34} {url}")
-        elif child.name.startswith("simulator"):
+        elif len(child.name) <= 34:
             lines.append(f"  {child.name:34} {child.url}")
+        else:  # one process for a group of agencies at one address: names wrapped, then it
+            lines += textwrap.wrap(child.name, 98, initial_indent="  ", subsequent_indent=" " * 12)
+            lines.append(f"  {'':34} {child.url}")
     lines += [
         "",
         "Try it (see README):",

@@ -164,6 +164,8 @@ def start_sshd(
     layout: dict[str, Any] | None = None,
     schema: Path | None = None,
     step_seconds: float = 60,
+    profile: str = "inspection",
+    delimiter: str = ";",
 ) -> SftpServer:
     if not OpenSshServer.installed():
         peer_missing(SSHD_MISSING)
@@ -172,12 +174,13 @@ def start_sshd(
     data = root / "data"
     batch = AgencyBatch(
         data,
-        PROFILES["inspection"],
+        PROFILES[profile],
         fmt=fmt,
         step_seconds=step_seconds,
         clock=clock.now,
         layout=layout,
         schema=schema,
+        delimiter=delimiter,
     )
     port, read_only = free_port(), free_port()
     sshd = OpenSshServer(root, data, keys, port, read_only_port=read_only).start()

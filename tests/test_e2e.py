@@ -23,7 +23,8 @@ from hub.db import Database
 from hub.models import Assignment, Delivery
 from hub.schemas import CaseInSchema
 from hub.services import Hub
-from mappings.engine import load_agency
+from mappings import AGENCIES_DIR
+from mappings.engine import load_agency, load_all
 from tests.conftest import API_KEYS, SIM_PROFILES, env_prefix, free_port, wait_http, wait_until
 from tests.test_intake_api import CASE
 
@@ -195,14 +196,23 @@ def test_a_worker_killed_mid_run_loses_no_delivery_and_duplicates_no_case(
 def test_loket_run_starts_everything_files_the_readme_example_and_stops_cleanly(tmp_path):
     web_port = free_port()
     sim_ports = {agency_id: free_port() for agency_id in SIM_PROFILES}
-    mail_ports = {"SMTP_PORT": free_port(), "IMAP_PORT": free_port()}  # the email agency
-    sftp_port = free_port()  # the Economic Inspection's SFTP simulator (asyncssh)
+    mail_ports = {"SMTP_PORT": free_port(), "IMAP_PORT": free_port()}  # every email agency
+    sftp_port = free_port()  # every SFTP agency: one asyncssh server, one user each
+    simulated = {
+        agency_id: (mapping.extra.get("simulator") or {}).get("kind")
+        for agency_id, mapping in load_all(AGENCIES_DIR, env={}).items()
+    }
     env = {
         "LOKET_WEB_PORT": str(web_port),
         "LOKET_DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}",
         **{env_prefix(a) + "_URL": f"http://127.0.0.1:{p}/api" for a, p in sim_ports.items()},
-        **{env_prefix("ombudsman-energy") + f"_{k}": str(p) for k, p in mail_ports.items()},
-        "LOKET_ECONOMIC_INSPECTION_PORT": str(sftp_port),
+        **{
+            env_prefix(a) + f"_{k}": str(p)
+            for a, kind in simulated.items()
+            if kind == "email"
+            for k, p in mail_ports.items()
+        },
+        **{env_prefix(a) + "_PORT": str(sftp_port) for a, k in simulated.items() if k == "sftp"},
     }
     sim_ports["favv"] = free_port()  # FAVV's SOAP simulator
     env["LOKET_FAVV_URL"] = f"http://127.0.0.1:{sim_ports['favv']}/meldpunt"

@@ -8,11 +8,19 @@ Three real servers play the mail world around the hub:
   them into that Maildir, as a real MX with local delivery would. (Not Dovecot's LDA/LMTP: a plain
   Maildir write needs no extra Dovecot service, and works the same under the pymap fallback.)
 
-The agency replies to every new case with "Status: ONTVANGEN", then moves it one step every
-`step_seconds` (IN_BEHANDELING, AFGESLOTEN), each a reply in the case's language with the case
-reference kept in the subject, In-Reply-To set and the agency's own reference in the body.
+The agency replies to every new case with its first status (the energy ombudsman: "Status:
+ONTVANGEN"), then moves it one step every `step_seconds` (IN_BEHANDELING, AFGESLOTEN), each a
+reply in the case's language with the case reference kept in the subject, In-Reply-To set and
+the agency's own reference in the body. Each profile (energy, post, notaries, lawyers,
+construction) has its own case numbers, status codes, flow and status lines.
 
     python -m adapters.simulators.email_agency --profile energy --smtp-port 8125 --imap-port 8143
+
+Many agencies in one process (`launch_group`, what `loket run` uses): one agencies' SMTP server
+per endpoint the mappings name (normally one) routes each case mail by its recipient to that
+agency and accepts each agency's own SMTP login for it; the hub's mail exchanger delivers each
+reply by its recipient (the hub's address for that agency) into that agency's own IMAP user, so
+every agency's adapter reads only its own replies; one Dovecot (or pymap) serves all of them.
 
 For `loket run` the simulator serves the hub's mailbox itself: with Dovecot when it is installed
 (`apt-get install dovecot-imapd`), else with pymap, a pure-Python IMAP server over the same Maildir
@@ -26,6 +34,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import json
 import mailbox
 import os
 import re
@@ -38,8 +47,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
@@ -71,6 +80,9 @@ class Profile:
     domain: str  # of its own Message-IDs
     id_format: str  # formatted with n (sequence), year, yy
     flow: tuple[tuple[str, Mapping[str, str]], ...]  # (status code, note per language)
+    # How its status mails read: each agency's system writes its own lines.
+    status_line: str = "Status: {code}"
+    reference_line: str = "Dossier: {id}"
 
 
 PROFILES: dict[str, Profile] = {
@@ -101,6 +113,133 @@ PROFILES: dict[str, Profile] = {
                     "nl": "Dossier afgesloten: de leverancier crediteert de betwiste factuur.",
                     "fr": "Dossier clôturé : le fournisseur crédite la facture contestée.",
                     "de": "Akte geschlossen: der Versorger schreibt die Rechnung gut.",
+                },
+            ),
+        ),
+    ),
+    "post": Profile(
+        name="Ombudsman for the Postal Sector (simulated)",
+        domain="ombudsman-post.invalid",
+        id_format="POST/{yy}/{n:04d}",
+        status_line="Statut: {code}",
+        reference_line="Ref: {id}",
+        flow=(
+            (
+                "RECU",
+                {
+                    "nl": "Uw klacht is geregistreerd bij de Ombudsdienst voor de postsector.",
+                    "fr": "Votre plainte est enregistrée par le Service de médiation pour le "
+                    "secteur postal.",
+                    "de": "Ihre Beschwerde wurde beim Ombudsdienst für den Postsektor registriert.",
+                },
+            ),
+            (
+                "EN_COURS",
+                {
+                    "nl": "Wij hebben de postoperator om uitleg gevraagd.",
+                    "fr": "Nous avons demandé des explications à l'opérateur postal.",
+                    "de": "Wir haben den Postbetreiber um eine Stellungnahme gebeten.",
+                },
+            ),
+            (
+                "CLOTURE_ACCORD",
+                {
+                    "nl": "Akkoord bereikt: de postoperator vergoedt het verloren pakje.",
+                    "fr": "Accord trouvé : l'opérateur postal rembourse le colis perdu.",
+                    "de": "Einigung erzielt: der Postbetreiber erstattet das verlorene Paket.",
+                },
+            ),
+        ),
+    ),
+    "notaries": Profile(
+        name="Ombudsman for Notaries (simulated)",
+        domain="ombudsman-notariaat.invalid",
+        id_format="NOT-{year}-{n:05d}",
+        reference_line="Dossiernummer: {id}",
+        flow=(
+            (
+                "NIEUW",
+                {
+                    "nl": "De Ombudsman voor het notariaat heeft uw klacht ontvangen.",
+                    "fr": "L'Ombudsman du notariat a bien reçu votre plainte.",
+                },
+            ),
+            (
+                "ONDERZOEK",
+                {
+                    "nl": "Wij hebben de notaris om zijn standpunt gevraagd.",
+                    "fr": "Nous avons demandé sa position au notaire.",
+                },
+            ),
+            (
+                "MINNELIJK_OPGELOST",
+                {
+                    "nl": "De notaris heeft de kosten herberekend; het dossier is minnelijk "
+                    "opgelost.",
+                    "fr": "Le notaire a recalculé ses frais ; le dossier est réglé à l'amiable.",
+                },
+            ),
+        ),
+    ),
+    "lawyers": Profile(
+        name="Ombudsman for Lawyers (simulated)",
+        domain="ombudsman-advocatuur.invalid",
+        id_format="OA/{year}/{n:04d}",
+        status_line="Code: {code}",
+        reference_line="Kenmerk: {id}",
+        flow=(
+            (
+                "100",
+                {
+                    "nl": "Uw klacht over uw advocaat is ontvangen.",
+                    "fr": "Votre plainte concernant votre avocat a été reçue.",
+                },
+            ),
+            (
+                "200",
+                {
+                    "nl": "De ombudsman bemiddelt tussen u en uw advocaat.",
+                    "fr": "L'ombudsman mène une médiation entre vous et votre avocat.",
+                },
+            ),
+            (
+                "300",
+                {
+                    "nl": "Bemiddeling geslaagd: de advocaat herziet zijn staat van ereloon.",
+                    "fr": "Médiation réussie : l'avocat revoit son état d'honoraires.",
+                },
+            ),
+        ),
+    ),
+    "construction": Profile(
+        name="Geschillencommissie Bouw (simulated)",
+        domain="geschillencommissie-bouw.invalid",
+        id_format="GCB-{year}-{n:04d}",
+        status_line="Stand van het dossier: {code}",
+        reference_line="Ons dossier: {id}",
+        flow=(
+            (
+                "AANVRAAG_ONTVANGEN",
+                {
+                    "nl": "Uw aanvraag bij de Geschillencommissie Bouw is ingeschreven.",
+                    "fr": "Votre demande auprès de la Commission de conciliation construction "
+                    "est inscrite.",
+                },
+            ),
+            (
+                "DESKUNDIGE_AANGESTELD",
+                {
+                    "nl": "Een deskundige bezoekt de werf; de aannemer is verwittigd.",
+                    "fr": "Un expert visitera le chantier ; l'entrepreneur est averti.",
+                },
+            ),
+            (
+                "UITSPRAAK_DEELS_GEGROND",
+                {
+                    "nl": "Uitspraak: de klacht is deels gegrond; de aannemer herstelt de "
+                    "voegen binnen 30 dagen.",
+                    "fr": "Sentence : la plainte est partiellement fondée ; l'entrepreneur "
+                    "répare les joints dans les 30 jours.",
                 },
             ),
         ),
@@ -296,13 +435,15 @@ class EmailAgency:
         subject = case.subject if case.subject.lower().startswith("re:") else f"Re: {case.subject}"
         reply["Subject"] = subject
         reply["Date"] = format_datetime(at)
-        serial = case.id.replace("/", "-")
+        serial = re.sub(r"[^A-Za-z0-9.-]", "-", case.id)
         reply["Message-ID"] = f"<{serial}.{step + 1}.{code.lower()}@{self.profile.domain}>"
         reply["In-Reply-To"] = case.message_id
         reply["References"] = case.message_id
         quoted = "\n".join("> " + line for line in case.body.splitlines()[:6])
+        status = self.profile.status_line.format(code=code)
+        reference = self.profile.reference_line.format(id=case.id)
         reply.set_content(
-            f"Status: {code}\nDossier: {case.id}\n\n{note}\n\n"
+            f"{status}\n{reference}\n\n{note}\n\n"
             f"{self.profile.name}\n\n"
             f"On {format_datetime(case.created)}, {case.reply_to} wrote:\n{quoted}\n"
         )
@@ -384,20 +525,42 @@ def _payload_bytes(part: Any) -> bytes:
     return data if isinstance(data, bytes) else b""
 
 
-class AgencySmtpHandler:
-    """aiosmtpd handler of the agency's own mail server."""
+class AgencyRouter:
+    """aiosmtpd handler of the agencies' mail server: each case mail goes to the agency whose
+    mailbox it is addressed to. `senders` says which SMTP login may write to which mailbox
+    (each agency gives the hub its own credentials); a mailbox without an entry takes any."""
 
-    def __init__(self, agency: EmailAgency):
-        self.agency = agency
+    def __init__(
+        self, agencies: Mapping[str, EmailAgency], senders: Mapping[str, str] | None = None
+    ):
+        self.agencies = {address.lower(): agency for address, agency in agencies.items()}
+        self.senders = {address.lower(): login for address, login in (senders or {}).items()}
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
-        if address.lower() != self.agency.address.lower():
+        if address.lower() not in self.agencies:
             return f"550 5.1.1 No mailbox {address} here"
+        allowed = self.senders.get(address.lower())
+        login = getattr(session.auth_data, "login", None)
+        if allowed and login is not None and login.decode(errors="replace") != allowed:
+            return (
+                f"550 5.7.1 The login {login.decode(errors='replace')} may not write to {address}"
+            )
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope) -> str:
-        fault = self.agency.take_fault()
+        raw = envelope.original_content or envelope.content
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        answer = "554 5.5.1 No valid recipients"
+        for address in envelope.rcpt_tos:
+            answer = await self._deliver(self.agencies[address.lower()], raw)
+            if not answer.startswith("2"):
+                break
+        return answer
+
+    async def _deliver(self, agency: EmailAgency, raw: bytes) -> str:
+        fault = agency.take_fault()
         if fault is not None:
             if fault.mode == "timeout":
                 await asyncio.sleep(fault.delay)
@@ -405,26 +568,55 @@ class AgencySmtpHandler:
             if fault.mode == "permanent":
                 return "550 5.7.1 Message refused by policy (simulated)"
             return "451 4.3.0 Mailbox temporarily unavailable (simulated)"
+        loop = asyncio.get_running_loop()
+        # The first reply goes out over SMTP before we answer 250: keep this loop free meanwhile.
+        return await loop.run_in_executor(None, agency.receive, raw)
+
+
+class AgencySmtpHandler(AgencyRouter):
+    """aiosmtpd handler of one agency's own mail server."""
+
+    def __init__(self, agency: EmailAgency):
+        super().__init__({agency.address: agency})
+        self.agency = agency
+
+
+class MailboxRouter:
+    """aiosmtpd handler of the hub's mail exchanger for many agencies: each reply goes into the
+    mailbox of the hub's address it is sent to (one IMAP user per agency)."""
+
+    def __init__(self, mailboxes: Mapping[str, MaildirDelivery]):
+        self.mailboxes = {address.lower(): box for address, box in mailboxes.items()}
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
+        if address.lower() not in self.mailboxes:
+            return f"550 5.1.1 No mailbox {address} at the hub"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope) -> str:
         raw = envelope.original_content or envelope.content
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
-        loop = asyncio.get_running_loop()
-        # The first reply goes out over SMTP before we answer 250: keep this loop free meanwhile.
-        return await loop.run_in_executor(None, self.agency.receive, raw)
+        for address in envelope.rcpt_tos:
+            self.mailboxes[address.lower()].add(f"Delivered-To: {address}\r\n".encode() + raw)
+        return "250 2.0.0 Delivered to the mailbox"
 
 
 class PasswordAuthenticator:
-    def __init__(self, username: str, password: str):
-        self.username = username.encode()
-        self.password = password.encode()
+    """SMTP AUTH against one or more (login, password) pairs; the login is kept in the session
+    (`session.auth_data.login`) so the router can check who may write to which agency."""
+
+    def __init__(self, username: str | None = None, password: str | None = None, *, logins=()):
+        pairs = [*logins, *([(username, password or "")] if username else [])]
+        self.logins = {(u.encode(), p.encode()) for u, p in pairs}
 
     def __call__(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
         ok = (
             isinstance(auth_data, LoginPassword)
-            and auth_data.login == self.username
-            and auth_data.password == self.password
+            and (auth_data.login, auth_data.password) in self.logins
         )
-        return AuthResult(success=ok, handled=False)
+        return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
 
 def smtp_sender(host: str, port: int, timeout: float = 10.0) -> Callable[[EmailMessage], None]:
@@ -448,12 +640,14 @@ def smtp_controller(
     *,
     username: str | None = None,
     password: str | None = None,
+    logins: Sequence[tuple[str, str]] = (),
 ) -> Controller:
-    """An aiosmtpd server on a real socket in a thread; AUTH (without TLS: loopback) if given."""
+    """An aiosmtpd server on a real socket in a thread; AUTH (without TLS: loopback) if given,
+    against `username`/`password` or any of the (login, password) pairs in `logins`."""
     kwargs: dict[str, Any] = {}
-    if username:
+    if username or logins:
         kwargs = {
-            "authenticator": PasswordAuthenticator(username, password or ""),
+            "authenticator": PasswordAuthenticator(username, password, logins=logins),
             "auth_required": True,
             "auth_require_tls": False,
         }
@@ -488,10 +682,17 @@ class DovecotServer:
     `nobody` (Dovecot refuses uid 0 for mail); otherwise by the current user.
     """
 
-    def __init__(self, root: Path, port: int, host: str = "127.0.0.1"):
+    def __init__(
+        self,
+        root: Path,
+        port: int,
+        host: str = "127.0.0.1",
+        more_listeners: Sequence[tuple[str, int]] = (),
+    ):
         self.root = root
         self.port = port
         self.host = host
+        self.more_listeners = tuple(more_listeners)  # other (host, port) serving the same mail
         self.process: subprocess.Popen | None = None
         if os.geteuid() == 0:
             import pwd
@@ -562,6 +763,16 @@ class DovecotServer:
             f"    address = {self.host}",
             f"    port = {self.port}",
             "  }",
+            *(
+                line
+                for n, (host, port) in enumerate(self.more_listeners, start=2)
+                for line in (
+                    f"  inet_listener imap{n} {{",
+                    f"    address = {host}",
+                    f"    port = {port}",
+                    "  }",
+                )
+            ),
             "  inet_listener imaps {",
             "    port = 0",
             "  }",
@@ -601,13 +812,14 @@ class DovecotServer:
             stderr=open(self.root / "dovecot.stderr", "wb"),  # noqa: SIM115 - lives with it
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
-        if not _wait_listening(self.process, self.host, self.port, timeout):
-            code = self.process.poll()
-            self.stop()
-            raise RuntimeError(
-                f"Dovecot {'exited with ' + str(code) if code is not None else 'did not listen'}"
-                f" on {self.host}:{self.port}: {self.log()}"
-            )
+        for host, port in ((self.host, self.port), *self.more_listeners):
+            if not _wait_listening(self.process, host, port, timeout):
+                code = self.process.poll()
+                self.stop()
+                raise RuntimeError(
+                    f"Dovecot {'exited with ' + str(code) if code is not None else 'did not listen'}"
+                    f" on {host}:{port}: {self.log()}"
+                )
         return self
 
     def log(self) -> str:
@@ -653,12 +865,20 @@ class PymapServer:
     every login; passwords are stored PBKDF2-hashed with few rounds (a local demo mailbox).
     """
 
-    def __init__(self, root: Path, port: int, host: str = "127.0.0.1"):
+    def __init__(
+        self,
+        root: Path,
+        port: int,
+        host: str = "127.0.0.1",
+        more_listeners: Sequence[tuple[str, int]] = (),
+    ):
         self.root = root
         self.port = port
         self.host = host
+        self.more_listeners = tuple(more_listeners)  # pymap listens once: one process each
         self.owner: tuple[int, int] | None = None
         self.process: subprocess.Popen | None = None
+        self.others: list[subprocess.Popen] = []
         self.users: dict[str, str] = {}
 
     def maildir(self, user: str) -> Path:
@@ -681,27 +901,35 @@ class PymapServer:
 
     def start(self, timeout: float = 20.0) -> PymapServer:
         self.root.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
+        for n, (host, port) in enumerate(((self.host, self.port), *self.more_listeners)):
+            process = self._spawn(host, port, "pymap.log" if n == 0 else f"pymap-{port}.log")
+            if n == 0:
+                self.process = process
+            else:
+                self.others.append(process)
+            if not _wait_listening(process, host, port, timeout):
+                self.stop()
+                raise RuntimeError(f"pymap did not listen on {host}:{port}: {self.log()}")
+        return self
+
+    def _spawn(self, host: str, port: int, log: str) -> subprocess.Popen:
+        return subprocess.Popen(
             [
                 sys.executable,
                 "-c",
                 "from pymap.main import main; main()",
                 "--host",
-                self.host,
+                host,
                 "--port",
-                str(self.port),
+                str(port),
                 "--no-tls",
                 "maildir",
                 str(self.root),
             ],
             stdout=subprocess.DEVNULL,
-            stderr=open(self.root / "pymap.log", "wb"),  # noqa: SIM115 - lives with it
+            stderr=open(self.root / log, "wb"),
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
-        if not _wait_listening(self.process, self.host, self.port, timeout):
-            self.stop()
-            raise RuntimeError(f"pymap did not listen on {self.host}:{self.port}: {self.log()}")
-        return self
 
     def log(self) -> str:
         with contextlib.suppress(OSError):
@@ -709,14 +937,15 @@ class PymapServer:
         return ""
 
     def stop(self, timeout: float = 15.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        for process in (self.process, *self.others):
+            if process is None or process.poll() is not None:
+                continue
+            process.terminate()
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def _wait_listening(process: subprocess.Popen, host: str, port: int, timeout: float) -> bool:
@@ -735,48 +964,166 @@ def _wait_listening(process: subprocess.Popen, host: str, port: int, timeout: fl
 # ---------------------------------------------------------------------------------- the world
 
 
-class EmailAgencySimulator:
-    """Everything one email agency needs, in one process: what `main()` and `loket run` start."""
+@dataclass(frozen=True)
+class MailAgencySpec:
+    """One simulated email agency, as its mapping file configures the hub's side of it: the
+    agency's mailbox and mail server, and the hub's mailbox (address, IMAP user) for its replies.
+    `hub_address` "*" takes replies to any address (the single-agency command line)."""
+
+    agency_id: str
+    profile: str
+    address: str  # the agency's mailbox: the adapter's to_address
+    hub_address: str  # the hub's mailbox for it: the adapter's from_address, where replies go
+    smtp_host: str
+    smtp_port: int
+    imap_host: str
+    imap_port: int
+    imap_user: str
+    imap_password: str
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    step_seconds: float = 5.0
+    contract: str | None = None  # the folder holding the agency's email.yaml
+
+    @classmethod
+    def from_mapping(
+        cls, agency_id: str, adapter_config: Mapping[str, Any], spec: Mapping[str, Any], root: Path
+    ) -> MailAgencySpec:
+        c = adapter_config
+        login = str(c["smtp_username"]) if c.get("smtp_username") else None
+        contract = spec.get("contract")
+        return cls(
+            agency_id=agency_id,
+            profile=str(spec["profile"]),
+            address=str(c["to_address"]),
+            hub_address=str(c["from_address"]),
+            smtp_host=str(c["smtp_host"]),
+            smtp_port=int(c["smtp_port"]),
+            imap_host=str(c["imap_host"]),
+            imap_port=int(c["imap_port"]),
+            imap_user=str(c["imap_username"]),
+            imap_password=str(c["imap_password"]),
+            smtp_user=login,
+            smtp_password=str(c.get("smtp_password") or "") if login else None,
+            step_seconds=float(spec.get("step_seconds", 5)),
+            contract=str(root / contract) if contract else None,
+        )
+
+
+def group_problems(specs: Sequence[MailAgencySpec]) -> list[str]:
+    """Why these agencies cannot share one mail world; each line names the setting to change."""
+    out: list[str] = []
+    mailboxes: dict[tuple[str, int, str], str] = {}
+    users: dict[str, str] = {}
+    hub_addresses: dict[str, str] = {}
+    for s in specs:
+        if s.profile not in PROFILES:
+            out.append(
+                f"{s.agency_id}: no email simulator profile {s.profile!r}; set simulator.profile "
+                f"to one of {', '.join(sorted(PROFILES))}"
+            )
+        key = (s.smtp_host, s.smtp_port, s.address.lower())
+        if key in mailboxes:
+            out.append(
+                f"{s.agency_id} and {mailboxes[key]} both use the mailbox {s.address}: give "
+                "each agency its own to_address"
+            )
+        mailboxes.setdefault(key, s.agency_id)
+        if s.imap_user in users:
+            out.append(
+                f"{s.agency_id} and {users[s.imap_user]} both read the hub's IMAP user "
+                f"{s.imap_user!r}, so each would read the other's replies: give each agency its "
+                "own imap_username"
+            )
+        users.setdefault(s.imap_user, s.agency_id)
+        if s.hub_address != "*" and s.hub_address.lower() in hub_addresses:
+            out.append(
+                f"{s.agency_id} and {hub_addresses[s.hub_address.lower()]} both send from "
+                f"{s.hub_address}, so their replies cannot be told apart: give each agency its "
+                "own from_address"
+            )
+        hub_addresses.setdefault(s.hub_address.lower(), s.agency_id)
+    return out
+
+
+def _endpoints(specs: Sequence[MailAgencySpec], kind: str) -> dict[tuple[str, int], list[str]]:
+    """(host, port) -> the agencies configured there, in order (kind: smtp | imap)."""
+    out: dict[tuple[str, int], list[str]] = {}
+    for s in specs:
+        endpoint = (getattr(s, f"{kind}_host"), getattr(s, f"{kind}_port"))
+        out.setdefault(endpoint, []).append(s.agency_id)
+    return out
+
+
+class EmailGroupSimulator:
+    """Email agencies in one process (what `main()` and `loket run` start).
+
+    - One agencies' SMTP server per endpoint the mappings name (normally one, 127.0.0.1:8125),
+      routing each case mail by its recipient to that agency (its own mailbox, case numbers,
+      status codes, flow and SMTP login);
+    - one mail exchanger for the hub, delivering each reply into the mailbox of the hub's
+      address it is sent to (`mailboxes`: hub address -> Maildir; one IMAP user per agency);
+    - the IMAP server over those Maildirs is started by the caller and stopped here.
+    """
 
     def __init__(
         self,
-        agency: EmailAgency,
+        specs: Sequence[MailAgencySpec],
         *,
-        host: str,
-        smtp_port: int,
-        smtp_username: str | None,
-        smtp_password: str | None,
-        hub_mailbox: MaildirDelivery,
-        imap_server: DovecotServer | PymapServer | None,
+        mailboxes: Mapping[str, MaildirDelivery],
+        imap_server: DovecotServer | PymapServer | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
-        self.agency = agency
+        if not specs:
+            raise ValueError("no email agencies to simulate")
+        self.specs = list(specs)
         self.imap_server = imap_server
-        self.mx = smtp_controller(MailboxHandler(hub_mailbox), host, free_port(host))
-        self.smtp = smtp_controller(
-            AgencySmtpHandler(agency),
-            host,
-            smtp_port,
-            username=smtp_username,
-            password=smtp_password,
-        )
+        self.agencies = {
+            s.agency_id: EmailAgency(
+                PROFILES[s.profile],
+                address=s.address,
+                send=lambda _m: None,
+                step_seconds=s.step_seconds,
+                required_fields=read_contract(Path(s.contract) if s.contract else None),
+                clock=clock,
+            )
+            for s in self.specs
+        }
+        catch_all = mailboxes.get("*")
+        mx_handler = MailboxHandler(catch_all) if catch_all else MailboxRouter(mailboxes)
+        host = self.specs[0].smtp_host
+        self.mx = smtp_controller(mx_handler, host, free_port(host))
+        self.servers = []
+        for (smtp_host, smtp_port), ids in _endpoints(self.specs, "smtp").items():
+            here = [s for s in self.specs if s.agency_id in ids]
+            router = AgencyRouter(
+                {s.address: self.agencies[s.agency_id] for s in here},
+                {s.address: s.smtp_user for s in here if s.smtp_user},
+            )
+            logins = [(s.smtp_user, s.smtp_password or "") for s in here if s.smtp_user]
+            self.servers.append(smtp_controller(router, smtp_host, smtp_port, logins=logins))
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, daemon=True, name="agency-clock")
 
-    def start(self) -> EmailAgencySimulator:
+    def start(self) -> EmailGroupSimulator:
         self.mx.start()
-        self.agency.send = smtp_sender(self.mx.hostname, self.mx.port)
-        self.smtp.start()  # last: once it listens, the whole world is ready
+        send = smtp_sender(self.mx.hostname, self.mx.port)
+        for agency in self.agencies.values():
+            agency.send = send
+        for server in reversed(self.servers):  # the first last: once it listens, all is ready
+            server.start()
         self._ticker.start()
         return self
 
     def _tick(self) -> None:
         while not self._stop.wait(0.2):
-            with contextlib.suppress(Exception):
-                self.agency.advance()
+            for agency in self.agencies.values():
+                with contextlib.suppress(Exception):
+                    agency.advance()
 
     def stop(self) -> None:
         self._stop.set()
-        for controller in (self.smtp, self.mx):
+        for controller in (*self.servers, self.mx):
             with contextlib.suppress(Exception):
                 controller.stop()
         if self.imap_server is not None:
@@ -795,7 +1142,7 @@ def read_contract(folder: Path | None) -> tuple[str, ...]:
 
 
 def launch(agency_id: str, adapter_config: Mapping[str, Any], spec: Mapping[str, Any], root: Path):
-    """For `loket run`: serve this agency on the ports of its configured SMTP and IMAP."""
+    """For one agency alone: serve it on the ports of its configured SMTP and IMAP."""
     from adapters.simulators import Launch, env_var
 
     c = adapter_config
@@ -828,32 +1175,80 @@ def launch(agency_id: str, adapter_config: Mapping[str, Any], spec: Mapping[str,
         cmd += ["--smtp-user", str(c["smtp_username"]), "--smtp-password", str(c["smtp_password"])]
     if spec.get("contract"):
         cmd += ["--contract", str(root / spec["contract"])]
-    server = imap_server_kind("auto")
-    imap = (
-        f"imap://{c['imap_host']}:{imap_port} ({server})"
-        if server != "none"
-        else "nothing: IMAP is not simulated (see above)"
+    url = f"smtp://{host}:{smtp_port} -> {c['to_address']}; replies read via " + _imap_text(
+        [(str(c["imap_host"]), imap_port)]
     )
-    url = f"smtp://{host}:{smtp_port} -> {c['to_address']}; replies read via {imap}"
     return Launch(cmd, host, smtp_port, url, env_var(agency_id, "SMTP_PORT"))
+
+
+def launch_group(agencies: Sequence[Any], root: Path):
+    """For `loket run`: every email agency in one process (see EmailGroupSimulator). Agencies
+    whose mappings name the same SMTP (IMAP) endpoint share one server there; the hint to move
+    a port names every agency's variable for it, as they must move together."""
+    from adapters.simulators import Launch, env_var
+
+    specs = [
+        MailAgencySpec.from_mapping(a.agency_id, a.adapter_config, a.spec, root) for a in agencies
+    ]
+    smtp, imap = _endpoints(specs, "smtp"), _endpoints(specs, "imap")
+
+    def hint(ids: list[str], suffix: str) -> str:
+        return ", ".join(env_var(i, suffix) for i in ids)
+
+    [((host, port), first), *more] = smtp.items()
+    also = [(h, p, hint(ids, "SMTP_PORT")) for (h, p), ids in more]
+    also += [(h, p, hint(ids, "IMAP_PORT")) for (h, p), ids in imap.items()]
+    cmd = [
+        sys.executable,
+        "-m",
+        "adapters.simulators.email_agency",
+        "--group",
+        json.dumps([asdict(s) for s in specs]),
+    ]
+    mailboxes = f"{len(specs)} agency mailbox{'es' if len(specs) > 1 else ''}"
+    servers = ", ".join(f"smtp://{h}:{p}" for h, p in smtp)
+    url = f"{servers} -> {mailboxes}; replies read via {_imap_text(list(imap))}"
+    return Launch(
+        cmd,
+        host,
+        port,
+        url,
+        hint(first, "SMTP_PORT"),
+        agencies=tuple(s.agency_id for s in specs),
+        also_listens=tuple(also),
+    )
+
+
+def _imap_text(endpoints: list[tuple[str, int]]) -> str:
+    server = imap_server_kind("auto")
+    if server == "none":
+        return "nothing: IMAP is not simulated (see above)"
+    users = ", one user per agency" if len(endpoints) > 1 else ""
+    return ", ".join(f"imap://{h}:{p}" for h, p in endpoints) + f" ({server}){users}"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--profile", choices=sorted(PROFILES), required=True)
+    parser.add_argument("--profile", choices=sorted(PROFILES), help="required without --group")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--smtp-port", type=int, required=True, help="the agency's SMTP server")
+    parser.add_argument("--smtp-port", type=int, help="the agency's SMTP server")
     parser.add_argument("--smtp-user", default=None, help="require this SMTP login")
     parser.add_argument("--smtp-password", default=None)
     parser.add_argument("--agency-address", default="klachten@ombudsman-energy.example")
-    parser.add_argument("--imap-port", type=int, required=True, help="the hub's mailbox (IMAP)")
+    parser.add_argument("--imap-port", type=int, help="the hub's mailbox (IMAP)")
     parser.add_argument("--imap-user", default="loket")
     parser.add_argument("--imap-password", default="loket")
     parser.add_argument("--imap-port-variable", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--step-seconds", type=float, default=5.0, help="time between statuses")
     parser.add_argument("--contract", type=Path, default=None, help="agency contract folder")
+    parser.add_argument(
+        "--group",
+        default=None,
+        help="many agencies in one process: a JSON list of MailAgencySpec (what loket run "
+        "passes); replaces the single-agency options above",
+    )
     parser.add_argument("--mail-root", type=Path, default=None, help="default: a temp folder")
     parser.add_argument(
         "--imap-server",
@@ -863,23 +1258,73 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
+    if args.group:
+        specs = [MailAgencySpec(**entry) for entry in json.loads(args.group)]
+        name = "email agencies " + ", ".join(s.agency_id for s in specs)
+    else:
+        missing = [
+            flag
+            for flag, value in (
+                ("--profile", args.profile),
+                ("--smtp-port", args.smtp_port),
+                ("--imap-port", args.imap_port),
+            )
+            if value is None
+        ]
+        if missing:
+            parser.error(f"the following arguments are required: {', '.join(missing)}")
+        specs = [
+            MailAgencySpec(
+                agency_id=args.profile,
+                profile=args.profile,
+                address=args.agency_address,
+                hub_address="*",
+                smtp_host=args.host,
+                smtp_port=args.smtp_port,
+                imap_host=args.host,
+                imap_port=args.imap_port,
+                imap_user=args.imap_user,
+                imap_password=args.imap_password,
+                smtp_user=args.smtp_user,
+                smtp_password=args.smtp_password,
+                step_seconds=args.step_seconds,
+                contract=str(args.contract) if args.contract else None,
+            )
+        ]
+        name = f"email agency '{args.profile}'"
+    problems = group_problems(specs)
+    if problems:
+        for line in problems:
+            print(f"email agencies: {line}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
     root = args.mail_root or Path(tempfile.mkdtemp(prefix="loket-mail-"))
     root.chmod(0o755)  # Dovecot's auth and mail processes run as other users: let them in
     kind = imap_server_kind(args.imap_server)
     imap_server: DovecotServer | PymapServer | None = None
+    [(imap_host, imap_port), *more] = _endpoints(specs, "imap")
     if kind == "none":
-        print(f"email agency '{args.profile}': {DOVECOT_MISSING}", file=sys.stderr, flush=True)
-        hub_mailbox = MaildirDelivery(root / "mail" / args.imap_user / "Maildir")
+        print(f"{name}: {DOVECOT_MISSING}", file=sys.stderr, flush=True)
+        mailboxes = {
+            s.hub_address: MaildirDelivery(root / "mail" / s.imap_user / "Maildir") for s in specs
+        }
     else:
         server_class = DovecotServer if kind == "dovecot" else PymapServer
-        imap_server = server_class(root / kind, args.imap_port, args.host)
-        hub_mailbox = imap_server.add_user(args.imap_user, args.imap_password)
+        imap_server = server_class(root / kind, imap_port, imap_host, more_listeners=more)
+        mailboxes = {
+            s.hub_address: imap_server.add_user(s.imap_user, s.imap_password) for s in specs
+        }
         try:
             imap_server.start()
         except RuntimeError as exc:
-            hint = f" (set {args.imap_port_variable})" if args.imap_port_variable else ""
+            if args.group:
+                from adapters.simulators import env_var
+
+                hint = " (set " + ", ".join(env_var(s.agency_id, "IMAP_PORT") for s in specs) + ")"
+            else:
+                hint = f" (set {args.imap_port_variable})" if args.imap_port_variable else ""
             print(
-                f"email agency: {kind} did not start on port {args.imap_port}{hint}: {exc}",
+                f"{name}: {kind} did not start on port {imap_port}{hint}: {exc}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -887,38 +1332,24 @@ def main(argv: list[str] | None = None) -> None:
                 shutil.rmtree(root, ignore_errors=True)
             sys.exit(1)
 
-    agency = EmailAgency(
-        PROFILES[args.profile],
-        address=args.agency_address,
-        send=lambda _m: None,
-        step_seconds=args.step_seconds,
-        required_fields=read_contract(args.contract),
-    )
-    sim = EmailAgencySimulator(
-        agency,
-        host=args.host,
-        smtp_port=args.smtp_port,
-        smtp_username=args.smtp_user,
-        smtp_password=args.smtp_password,
-        hub_mailbox=hub_mailbox,
-        imap_server=imap_server,
-    )
+    sim = EmailGroupSimulator(specs, mailboxes=mailboxes, imap_server=imap_server)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     try:
         sim.start()
-        print(
-            f"email agency '{args.profile}': SMTP on {args.host}:{args.smtp_port} for "
-            f"{args.agency_address}; hub's mailbox "
-            + (
-                f"over IMAP ({kind}) on {args.host}:{args.imap_port}"
-                if imap_server
-                else "not served"
+        for s in specs:
+            print(
+                f"{name if not args.group else 'email agency ' + s.agency_id}: SMTP on "
+                f"{s.smtp_host}:{s.smtp_port} for {s.address}; hub's mailbox "
+                + (
+                    f"over IMAP ({kind}) on {s.imap_host}:{s.imap_port} as {s.imap_user}"
+                    if imap_server
+                    else "not served"
+                )
+                + f" ({root})",
+                flush=True,
             )
-            + f" ({root})",
-            flush=True,
-        )
         stopping.wait()
     finally:
         sim.stop()

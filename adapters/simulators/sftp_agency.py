@@ -17,6 +17,12 @@ Keys are generated at first start under the root folder (`ssh_host_ed25519_key[.
 `@file:` (see mappings/agencies/economic-inspection.yaml).
 
     python -m adapters.simulators.sftp_agency --root var/sim/sftp --port 8104
+
+Many agencies in one process (`launch_group`, what `loket run` uses): one asyncssh server per
+address the mappings name (normally one, 127.0.0.1:8104, with one host key at the path the
+mappings pin), each agency its own SSH user, authorised key (where its mapping's `private_key`
+says) and chroot (its own folder), and its own batch: profile (case numbers, status codes,
+flow), file format (XML, JSON or CSV), status file layout and case file contract.
 """
 
 from __future__ import annotations
@@ -31,12 +37,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from adapters.filecontracts import CASE_CONTRACTS, Checker, load_checker
 from adapters.fileformats import EXTENSIONS, FORMATS, FormatError, dig, read_case, write_records
 from adapters.sftp import unsafe_name_reason
 
@@ -51,6 +59,13 @@ class Profile:
     id_format: str  # formatted with n (sequence), year, yy
     flow: tuple[tuple[str, str], ...]  # (status code, note); the first is set on pick-up
     reference_field: str = "reference"  # where the case file holds the hub's case reference
+    # Another flow for some cases: the value of `kind_field` in the case file picks it (a
+    # question is answered, a report ends as intelligence).
+    kind_field: str | None = None
+    flows: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+
+    def flow_for(self, key: str) -> tuple[tuple[str, str], ...]:
+        return self.flows.get(key, self.flow)
 
 
 PROFILES: dict[str, Profile] = {
@@ -68,6 +83,53 @@ PROFILES: dict[str, Profile] = {
         ),
         reference_field="referentie_loket",
     ),
+    "finance": Profile(
+        name="FOD Financiën (simulated)",
+        id_format="FIN-{yy}-{n:07d}",
+        flow=(
+            ("ONTV", "Melding ontvangen / signalement reçu / Meldung erhalten"),
+            ("ANAL", "In analyse bij de fiscale administratie / en analyse à l'administration"),
+            (
+                "AFG_INFO",
+                "Gebruikt voor risicoanalyse en controleselectie; wegens het fiscaal "
+                "beroepsgeheim volgt geen individuele terugkoppeling / utilisé pour l'analyse "
+                "de risques ; secret professionnel fiscal : pas de suivi individuel",
+            ),
+        ),
+        reference_field="LOKET_REF",
+        kind_field="TYPE",
+        flows={
+            "V": (
+                ("ONTV", "Vraag ontvangen / question reçue / Frage erhalten"),
+                (
+                    "ANTW",
+                    "Antwoord per e-mail verstuurd / réponse envoyée par e-mail / Antwort "
+                    "per E-Mail gesendet",
+                ),
+            )
+        },
+    ),
+    "products": Profile(
+        name="Centraal Meldpunt voor Producten (simulated)",
+        id_format="CMP-{year}-{n:05d}",
+        flow=(
+            ("NEW", "Melding geregistreerd / signalement enregistré"),
+            ("TRIAGE", "Risicobeoordeling door de productveiligheidsdienst"),
+            (
+                "CLOSED_MARKET_SURVEILLANCE",
+                "Opgenomen in het markttoezicht; geen individuele opvolging / intégré à la "
+                "surveillance du marché, sans suivi individuel",
+            ),
+        ),
+        reference_field="loketReference",
+        kind_field="reportType",
+        flows={
+            "QUESTION": (
+                ("NEW", "Vraag geregistreerd / question enregistrée"),
+                ("ANSWERED", "Antwoord verstuurd / réponse envoyée"),
+            )
+        },
+    ),
 }
 
 # Where a status record's fields go: the same keys as the adapter's `status` layout.
@@ -80,6 +142,8 @@ DEFAULT_LAYOUT: dict[str, Any] = {
     "time": "time",
     "message": "message",
 }
+# How the batch writes times: strftime and zone (a time without an offset is local time), or ISO.
+TIME_LAYOUT = ("time_format", "timezone")
 
 
 @dataclass
@@ -89,6 +153,7 @@ class SimCase:
     case_reference: str | None
     created: str  # ISO time
     step: int = 0
+    flow: str = ""  # the profile's flow for this case (see Profile.kind_field)
 
 
 @dataclass
@@ -130,6 +195,8 @@ class AgencyBatch:
         self.step = timedelta(seconds=step_seconds)
         self.clock = clock
         self.layout = {**DEFAULT_LAYOUT, **(layout or {})}
+        self.time_format = (layout or {}).get("time_format")
+        self.timezone = ZoneInfo((layout or {}).get("timezone") or "Europe/Brussels")
         self.delimiter = delimiter
         self.state_file = state_file or self.data_dir.parent / "agency-state.json"
         self.lock = threading.RLock()
@@ -138,7 +205,7 @@ class AgencyBatch:
         self.replays = 0
         self.rejected = 0
         self._pending: list[dict[str, Any]] = []
-        self._validator = _xsd_validator(schema) if schema and fmt == "xml" else None
+        self._validator: Checker | None = load_checker(schema, fmt) if schema else None
         self._load()
 
     # ---------------------------------------------------------------------------------- state
@@ -182,14 +249,19 @@ class AgencyBatch:
         )
 
     def _record(self, case: SimCase, at: datetime) -> None:
-        code, note = self.profile.flow[case.step]
+        code, note = self.profile.flow_for(case.flow)[case.step]
         lay = self.layout
+        when = (
+            at.astimezone(self.timezone).strftime(self.time_format)
+            if self.time_format
+            else at.isoformat()
+        )
         record: dict[str, Any] = {}
         for key, value in (
             (lay["agency_reference"], case.id),
             (lay["case_reference"], case.case_reference),
             (lay["status"], code),
-            (lay["time"], at.isoformat()),
+            (lay["time"], when),
             (lay["message"], note),
         ):
             node = record
@@ -210,7 +282,7 @@ class AgencyBatch:
         try:
             problems = self._validator(data) if self._validator else []
             if problems:
-                raise FormatError("; ".join(problems[:5]))
+                raise FormatError("; ".join(str(p) for p in problems[:5]))
             payload = read_case(data, self.fmt, delimiter=self.delimiter)
         except FormatError as exc:
             log.warning("rejected %s: %s", name, exc)
@@ -223,7 +295,14 @@ class AgencyBatch:
         n = len(self.cases) + 1
         case_id = self.profile.id_format.format(n=n, year=now_year, yy=now.strftime("%y"))
         reference = dig(payload, self.profile.reference_field)
-        case = SimCase(case_id, name, str(reference) if reference else None, now.isoformat())
+        kind = dig(payload, self.profile.kind_field) if self.profile.kind_field else None
+        case = SimCase(
+            case_id,
+            name,
+            str(reference) if reference else None,
+            now.isoformat(),
+            flow=str(kind) if kind in self.profile.flows else "",
+        )
         self.cases[name] = case
         self._record(case, now)
         os.replace(path, self.archive / name)
@@ -233,7 +312,7 @@ class AgencyBatch:
         due: list[tuple[datetime, str, int]] = []
         for case in self.cases.values():
             created = datetime.fromisoformat(case.created)
-            for step in range(case.step + 1, len(self.profile.flow)):
+            for step in range(case.step + 1, len(self.profile.flow_for(case.flow))):
                 at = created + self.step * step
                 if at > now:
                     break
@@ -288,31 +367,13 @@ class AgencyBatch:
                 if case is None:
                     raise ValueError(f"the agency rejected {reference!r}")
             else:
-                if case.step + 1 >= len(self.profile.flow):
+                if case.step + 1 >= len(self.profile.flow_for(case.flow)):
                     raise ValueError(f"case {case.id} is already at the end of its flow")
                 case.step += 1
                 self._record(case, now)
             self._flush(now, run)
             self._save()
-            return self.profile.flow[case.step][0]
-
-
-def _xsd_validator(path: Path) -> Callable[[bytes], list[str]]:
-    from lxml import etree
-
-    schema = etree.XMLSchema(etree.parse(str(path)))
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-
-    def validate(data: bytes) -> list[str]:
-        try:
-            document = etree.fromstring(data, parser)
-        except etree.XMLSyntaxError as exc:
-            return [f"not well-formed XML: {exc}"]
-        if schema.validate(document):
-            return []
-        return [f"line {e.line}: {e.message}" for e in schema.error_log]
-
-    return validate
+            return self.profile.flow_for(case.flow)[case.step][0]
 
 
 class BatchLoop:
@@ -353,11 +414,34 @@ class Keys:
     authorized_keys: Path
 
 
-def ensure_keys(root: Path) -> Keys:
-    """Generate the host and client keys at first start (ed25519, OpenSSH format)."""
+def ensure_key_pair(private: Path, comment: str) -> Path:
+    """An ed25519 key pair (OpenSSH format) at `private` and `private.pub`, made if missing.
+    Returns the public key's path."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    public = private.with_name(private.name + ".pub")
+    if private.exists() and public.exists():
+        return public
+    private.parent.mkdir(parents=True, exist_ok=True)
+    key = Ed25519PrivateKey.generate()
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+    )
+    private.chmod(0o600)
+    public_line = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    public.write_bytes(public_line + f" {comment}\n".encode())
+    return public
+
+
+def ensure_keys(root: Path) -> Keys:
+    """Generate the host and client keys at first start (ed25519, OpenSSH format)."""
     root.mkdir(parents=True, exist_ok=True)
     keys = Keys(
         root / "ssh_host_ed25519_key",
@@ -366,25 +450,8 @@ def ensure_keys(root: Path) -> Keys:
         root / "client_ed25519_key.pub",
         root / "authorized_keys",
     )
-    for private, public, comment in (
-        (keys.host_key, keys.host_public, "loket-sim-host"),
-        (keys.client_key, keys.client_public, "loket-hub"),
-    ):
-        if private.exists() and public.exists():
-            continue
-        key = Ed25519PrivateKey.generate()
-        private.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.OpenSSH,
-                serialization.NoEncryption(),
-            )
-        )
-        private.chmod(0o600)
-        public_line = key.public_key().public_bytes(
-            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-        )
-        public.write_bytes(public_line + f" {comment}\n".encode())
+    ensure_key_pair(keys.host_key, "loket-sim-host")
+    ensure_key_pair(keys.client_key, "loket-hub")
     keys.authorized_keys.write_bytes(keys.client_public.read_bytes())
     return keys
 
@@ -568,7 +635,261 @@ class AsyncsshServer:
             self._thread.join(timeout=10)
 
 
+class MultiUserSftpServer(AsyncsshServer):
+    """asyncssh for several agencies at one address (one port, one host key): each SSH user is
+    one agency, with its own authorised key and its own chroot (that agency's data folder), so
+    one agency never sees another's files."""
+
+    def __init__(
+        self,
+        host_key: Path,
+        users: Mapping[str, tuple[Path, Path]],  # username -> (authorised public key, data dir)
+        port: int,
+        host: str = "127.0.0.1",
+    ):
+        self.host_key, self.users, self.host, self.port = host_key, dict(users), host, port
+        self.server_class = None
+        self._loop = None
+        self._thread = None
+        self._acceptor = None
+
+    async def listen(self):
+        import asyncssh
+
+        users = {
+            name: (str(key), os.fsencode(str(Path(data).resolve())))
+            for name, (key, data) in self.users.items()
+        }
+
+        class PerUser(asyncssh.SSHServer):
+            def connection_made(self, conn) -> None:
+                self.conn = conn
+
+            def begin_auth(self, username: str) -> bool:
+                if username in users:  # anyone else has no authorised key, so cannot log in
+                    self.conn.set_authorized_keys(users[username][0])
+                return True
+
+            def public_key_auth_supported(self) -> bool:
+                return True
+
+        def sftp(chan):
+            return asyncssh.SFTPServer(chan, chroot=users[chan.get_extra_info("username")][1])
+
+        self._acceptor = await asyncssh.listen(
+            self.host,
+            self.port,
+            server_factory=PerUser,
+            server_host_keys=[str(self.host_key)],
+            sftp_factory=sftp,
+            allow_scp=False,
+            password_auth=False,
+            kbdint_auth=False,
+        )
+        return self._acceptor
+
+
+# ----------------------------------------------------------------------------------- many agencies
+
+
+@dataclass(frozen=True)
+class SftpAgencySpec:
+    """One simulated SFTP agency, from its mapping: its SSH user and the key the hub logs in
+    with, the server's host key the mapping pins, its folder, and how its batch reads and
+    writes files. Keys named by the mapping (`@file:`) are made there at first start, so the
+    mapping and the simulator agree by construction."""
+
+    agency_id: str
+    profile: str
+    root: str  # the agency's folder: data/ (what its SSH user sees) and its batch's state
+    username: str
+    client_key: str  # the hub's private key; its .pub is authorised for `username`
+    host_key: str  # the server's private host key; its .pub is what the mapping pins
+    host: str = "127.0.0.1"
+    port: int = 22
+    format: str = "json"
+    delimiter: str = ";"
+    layout: dict[str, Any] = field(default_factory=dict)
+    schema: str | None = None  # the agency's case file contract (XSD, JSON Schema, CSV layout)
+    step_seconds: float = 5.0
+
+    @classmethod
+    def from_mapping(
+        cls, agency_id: str, config: Mapping[str, Any], spec: Mapping[str, Any], root: Path
+    ) -> SftpAgencySpec:
+        sim_root = root / spec.get("root", f"var/sim/{agency_id}")
+        fmt = str(config.get("format", "json"))
+        host_public = _file_setting(config.get("host_key"), root)
+        host_key = (
+            host_public.with_suffix("")
+            if host_public and host_public.suffix == ".pub"
+            else sim_root / "ssh_host_ed25519_key"
+        )
+        return cls(
+            agency_id=agency_id,
+            profile=str(spec.get("profile", "inspection")),
+            root=str(sim_root),
+            username=str(config.get("username", "loket")),
+            client_key=str(
+                _file_setting(config.get("private_key"), root) or sim_root / "client_ed25519_key"
+            ),
+            host_key=str(host_key),
+            host=str(config.get("host", "127.0.0.1")),
+            port=int(config.get("port", 22)),
+            format=fmt,
+            delimiter=str(config.get("csv_delimiter") or ";"),
+            layout=_batch_layout(config),
+            schema=_case_contract(spec, fmt, root),
+            step_seconds=float(spec.get("step_seconds", 5)),
+        )
+
+
+def _file_setting(value: Any, root: Path) -> Path | None:
+    """The path of an `@file:PATH` setting (relative to `root`, where loket run works)."""
+    if isinstance(value, str) and value.startswith("@file:"):
+        path = Path(value[len("@file:") :]).expanduser()
+        return path if path.is_absolute() else root / path
+    return None
+
+
+def _batch_layout(config: Mapping[str, Any]) -> dict[str, Any]:
+    layout = config.get("status") or {}
+    keys = (*DEFAULT_LAYOUT, *TIME_LAYOUT)
+    return {k: v for k, v in layout.items() if k in keys and v is not None}
+
+
+def _case_contract(spec: Mapping[str, Any], fmt: str, root: Path) -> str | None:
+    """The agency's contract for its case files in `fmt`, if the mapping names its folder."""
+    if not spec.get("contract"):
+        return None
+    contract = root / spec["contract"]
+    if contract.is_dir():
+        contract = contract / CASE_CONTRACTS.get(fmt, "")
+    return str(contract) if contract.is_file() else None
+
+
+def _sftp_endpoints(specs: Sequence[SftpAgencySpec]) -> dict[tuple[str, int], list[SftpAgencySpec]]:
+    out: dict[tuple[str, int], list[SftpAgencySpec]] = {}
+    for s in specs:
+        out.setdefault((s.host, s.port), []).append(s)
+    return out
+
+
+def group_problems(specs: Sequence[SftpAgencySpec]) -> list[str]:
+    """Why these agencies cannot share the servers; each line names the setting to change."""
+    out: list[str] = []
+    folders: dict[str, str] = {}
+    for s in specs:
+        if s.profile not in PROFILES:
+            out.append(
+                f"{s.agency_id}: no SFTP simulator profile {s.profile!r}; set simulator.profile "
+                f"to one of {', '.join(sorted(PROFILES))}"
+            )
+        if s.root in folders:
+            out.append(
+                f"{s.agency_id} and {folders[s.root]} both use the folder {s.root}: give each "
+                "its own simulator.root"
+            )
+        folders.setdefault(s.root, s.agency_id)
+    for (host, port), here in _sftp_endpoints(specs).items():
+        first = here[0]
+        users: dict[str, str] = {}
+        for s in here:
+            if s.host_key != first.host_key:
+                out.append(
+                    f"{s.agency_id} and {first.agency_id} share the server {host}:{port} but pin "
+                    f"different host keys ({s.host_key}.pub, {first.host_key}.pub): one server "
+                    "has one key, so point both host_key settings at the same file"
+                )
+            if s.username in users:
+                out.append(
+                    f"{s.agency_id} and {users[s.username]} both log in to {host}:{port} as "
+                    f"{s.username!r}: give each agency its own username there"
+                )
+            users.setdefault(s.username, s.agency_id)
+    return out
+
+
+class SftpGroup:
+    """Every SFTP agency of `loket run` in one process: one asyncssh server per address the
+    mappings name (normally one: 127.0.0.1:8104), each agency its own SSH user and chroot, and
+    each its own batch (case numbers, status codes, flow, file format) in its own thread."""
+
+    def __init__(self, specs: Sequence[SftpAgencySpec]):
+        self.specs = list(specs)
+        self.batches: dict[str, AgencyBatch] = {}
+        self.servers: list[MultiUserSftpServer] = []
+        for (host, port), here in _sftp_endpoints(self.specs).items():
+            host_key = Path(here[0].host_key)
+            ensure_key_pair(host_key, "loket-sim-host")
+            users: dict[str, tuple[Path, Path]] = {}
+            for s in here:
+                public = ensure_key_pair(Path(s.client_key), f"loket-hub@{s.agency_id}")
+                data = Path(s.root) / "data"
+                self.batches[s.agency_id] = AgencyBatch(
+                    data,
+                    PROFILES[s.profile],
+                    fmt=s.format,
+                    step_seconds=s.step_seconds,
+                    layout=s.layout,
+                    delimiter=s.delimiter,
+                    schema=Path(s.schema) if s.schema else None,
+                )
+                users[s.username] = (public, data)
+            self.servers.append(MultiUserSftpServer(host_key, users, port, host))
+        self.loops = [BatchLoop(self.batches[s.agency_id], s.step_seconds) for s in self.specs]
+
+    def start(self) -> SftpGroup:
+        for loop in self.loops:
+            loop.start()
+        for server in reversed(self.servers):  # the first last: once it listens, all is ready
+            server.start()
+        return self
+
+    def stop(self) -> None:
+        for loop in self.loops:
+            loop.stop()
+        for server in self.servers:
+            server.stop()
+
+
 # ------------------------------------------------------------------------------------ loket run
+
+
+def launch_group(agencies: Sequence[Any], root: Path):
+    """For `loket run`: every SFTP agency in one process (see SftpGroup). Agencies whose mappings
+    name the same host and port share one server there; the hint to move it names every such
+    agency's PORT variable, as they move together."""
+    from adapters.simulators import Launch, env_var
+
+    specs = [
+        SftpAgencySpec.from_mapping(a.agency_id, a.adapter_config, a.spec, root) for a in agencies
+    ]
+    [((host, port), first), *more] = _sftp_endpoints(specs).items()
+
+    def hint(here: list[SftpAgencySpec]) -> str:
+        return ", ".join(env_var(s.agency_id, "PORT") for s in here)
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "adapters.simulators.sftp_agency",
+        "--group",
+        json.dumps([asdict(s) for s in specs]),
+    ]
+    url = ", ".join(
+        f"sftp://{h}:{p} (users " + ", ".join(s.username for s in here) + ")"
+        for (h, p), here in _sftp_endpoints(specs).items()
+    )
+    return Launch(
+        cmd,
+        host,
+        port,
+        url,
+        hint(first),
+        agencies=tuple(s.agency_id for s in specs),
+        also_listens=tuple((h, p, hint(here)) for (h, p), here in more),
+    )
 
 
 def launch(agency_id: str, adapter_config, spec, root: Path):
@@ -577,7 +898,6 @@ def launch(agency_id: str, adapter_config, spec, root: Path):
 
     host, port = adapter_config.get("host", "127.0.0.1"), int(adapter_config.get("port", 22))
     sim_root = root / spec.get("root", f"var/sim/{agency_id}")
-    layout = dict(adapter_config.get("status") or {})
     cmd = [
         sys.executable,
         "-m",
@@ -595,18 +915,15 @@ def launch(agency_id: str, adapter_config, spec, root: Path):
         "--step-seconds",
         str(spec.get("step_seconds", 5)),
         "--layout",
-        json.dumps({k: v for k, v in layout.items() if k in DEFAULT_LAYOUT}),
+        json.dumps(_batch_layout(adapter_config)),
         "--server",
         spec.get("server", "asyncssh"),
     ]
     if adapter_config.get("csv_delimiter"):
         cmd += ["--delimiter", adapter_config["csv_delimiter"]]
-    if spec.get("contract"):
-        contract = root / spec["contract"]
-        if contract.is_dir():
-            contract = contract / "case.xsd"
-        if contract.suffix == ".xsd":
-            cmd += ["--schema", str(contract)]
+    schema = _case_contract(spec, str(adapter_config.get("format", "json")), root)
+    if schema:
+        cmd += ["--schema", schema]
     user = adapter_config.get("username", "loket")
     return Launch(cmd, host, port, f"sftp://{user}@{host}:{port}", env_var(agency_id, "PORT"))
 
@@ -622,13 +939,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--format", choices=FORMATS, default="xml")
     parser.add_argument("--delimiter", default=";", help="CSV delimiter")
     parser.add_argument("--layout", default="{}", help="status record field names (JSON)")
-    parser.add_argument("--schema", type=Path, default=None, help="XSD the case files must match")
+    parser.add_argument(
+        "--schema",
+        type=Path,
+        default=None,
+        help="the case files' contract: an XSD, a JSON Schema or a CSV layout (per --format)",
+    )
     parser.add_argument("--step-seconds", type=float, default=5.0, help="time between batch runs")
     parser.add_argument(
         "--server",
         choices=["asyncssh", "sshd"],
         default="asyncssh",
         help="asyncssh (pure Python, any user) or sshd (OpenSSH; run as root, user root)",
+    )
+    parser.add_argument(
+        "--group",
+        default=None,
+        help="many agencies in one process: a JSON list of SftpAgencySpec (what loket run "
+        "passes); replaces the single-agency options above",
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -638,6 +966,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     if not args.verbose:
         logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    if args.group:
+        sys.exit(serve_group([SftpAgencySpec(**entry) for entry in json.loads(args.group)]))
     root = args.root.resolve()
     keys = ensure_keys(root)
     data_dir = root / "data"
@@ -671,6 +1001,36 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         loop.stop()
         server.stop()
+
+
+def serve_group(specs: list[SftpAgencySpec]) -> int:
+    problems = group_problems(specs)
+    if problems:
+        for line in problems:
+            print(f"SFTP agencies: {line}", file=sys.stderr, flush=True)
+        return 2
+    group = SftpGroup(specs)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    try:
+        group.start()
+    except RuntimeError as exc:
+        print(f"SFTP agencies: {exc}", file=sys.stderr, flush=True)
+        group.stop()
+        return 1
+    for s in specs:
+        print(
+            f"SFTP agency {s.agency_id} ('{s.profile}', {s.format}) on sftp://{s.username}@"
+            f"{s.host}:{s.port} serving {Path(s.root) / 'data'}; host key {s.host_key}.pub",
+            flush=True,
+        )
+    try:
+        while not stopping.wait(0.5):
+            pass
+    finally:
+        group.stop()
+    return 0
 
 
 if __name__ == "__main__":
