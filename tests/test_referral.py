@@ -150,3 +150,28 @@ def test_the_past_due_watch_marks_an_unacknowledged_case(hub, sims, clock):
     assert "acknowledgement" in late.message
     assert worker.watch_slas() == 0
     assert clock.now() - timedelta(days=10) < a.acknowledge_due_at
+
+
+def test_a_case_no_rule_matches_lands_with_operators_who_route_it(hub, sims, clock):
+    from hub.routing import Router
+
+    hub.router = Router(hub.router.handle[:1], (), hub.router.agencies)  # only cross-border
+    filed = file(hub, domain="general.other", kind="question")
+    assert filed.recipients == ()
+    with hub.db.session(read_only=True) as s:
+        case = s.scalars(select(Case).where(Case.reference == filed.reference)).one()
+        assert case.status == "queued" and case.events[-1].kind == "needs_routing"
+    done = referral.refer(
+        hub.db,
+        router=hub.router,
+        directory=hub.directory,
+        now=clock.now(),
+        actor="operator:anne",
+        case_reference=filed.reference,
+        to_agency=MEDIATION,
+    )
+    assert (done.from_agency, done.to_agency) == (None, MEDIATION)
+    [a] = lines(hub, filed.reference)
+    assert (a.agency_id, a.stage, a.reason) == (MEDIATION, "operator", "Routed by an operator.")
+    Worker(hub, "w").dispatch_once()
+    assert len(sims.system(MEDIATION).cases) == 1
