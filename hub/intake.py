@@ -53,7 +53,7 @@ def _party(role: str, data: dict[str, Any]) -> Party:
     return Party(
         role=role,
         name=data["name"],
-        email=data.get("email"),
+        email=data["email"].lower() if data.get("email") else None,
         phone=data.get("phone"),
         enterprise_number=enterprise_digits(number) if number else None,
         website=data.get("website"),

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -102,7 +103,12 @@ class Case(Base):
 
 class Party(Base):
     __tablename__ = "parties"
-    __table_args__ = (UniqueConstraint("case_id", "role"),)
+    __table_args__ = (
+        UniqueConstraint("case_id", "role"),
+        # the operator's search (hub/search.py): by email, enterprise number, name prefix
+        Index(None, "email"),
+        Index(None, "enterprise_number"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
@@ -118,6 +124,14 @@ class Party(Base):
     country: Mapped[str | None] = mapped_column(String(2))
 
     case: Mapped[Case] = relationship(back_populates="parties")
+
+
+# Name prefix search: lower(name) LIKE 'prefix%' needs text_pattern_ops on PostgreSQL.
+Index(
+    "ix_parties_lower_name",
+    func.lower(Party.name).label("lower_name"),
+    postgresql_ops={"lower_name": "text_pattern_ops"},
+)
 
 
 class Assignment(Base):
