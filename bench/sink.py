@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -16,12 +17,16 @@ class State:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.posts = 0
+        self.gets = 0
         self.ids: dict[str, str] = {}
+        self.first: float | None = None
+        self.last: float | None = None
 
     def reset(self) -> None:
         with self.lock:
-            self.posts = 0
+            self.posts = self.gets = 0
             self.ids.clear()
+            self.first = self.last = None
 
 
 STATE = State()
@@ -48,18 +53,34 @@ class Handler(BaseHTTPRequestHandler):
             STATE.reset()
             return self._send(200, {"ok": True})
         key = self.headers.get("Idempotency-Key") or f"anon-{id(self)}"
+        now = time.monotonic()
         with STATE.lock:
             STATE.posts += 1
+            STATE.first = STATE.first or now
+            STATE.last = now
             ident = STATE.ids.setdefault(key, f"S-{len(STATE.ids) + 1}")
         self._send(202, {"id": ident})
 
     def do_GET(self) -> None:
         if self.path.startswith("/_stats"):
             with STATE.lock:
-                return self._send(200, {"posts": STATE.posts, "distinct": len(STATE.ids)})
+                span = (STATE.last - STATE.first) if STATE.first and STATE.last else 0.0
+                return self._send(
+                    200,
+                    {
+                        "posts": STATE.posts,
+                        "gets": STATE.gets,
+                        "distinct": len(STATE.ids),
+                        "span": span,
+                    },
+                )
+        with STATE.lock:
+            STATE.gets += 1
         if "/changes" in self.path:
             since = self.path.split("since=")[-1] if "since=" in self.path else "0"
             return self._send(200, {"changes": [], "next": since, "has_more": False})
+        if "/cases/" in self.path:
+            return self._send(200, {"status": "OPEN", "updated_at": "2026-11-02T09:00:00+00:00"})
         return self._send(200, {"status": "ok"})
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from hub.models import AuditEntry
 
 
-def _digest(
+def digest(
     prev: str | None, at: datetime, actor: str, action: str, agency: str | None, data: Any
 ) -> str:
     body = json.dumps(
@@ -39,9 +39,12 @@ def record(
     case_id: int | None,
     agency_id: str | None = None,
     data: Any = None,
+    first: bool = False,
 ) -> AuditEntry:
+    """Append an entry to the case's chain. `first=True` for a case created in this very
+    transaction: there is no previous entry to look up."""
     prev = None
-    if case_id is not None:
+    if case_id is not None and not first:
         prev = session.scalar(
             select(AuditEntry.hash)
             .where(AuditEntry.case_id == case_id)
@@ -57,10 +60,9 @@ def record(
         agency_id=agency_id,
         data=data,
         prev_hash=prev,
-        hash=_digest(prev, at, actor, action, agency_id, data),
+        hash=digest(prev, at, actor, action, agency_id, data),
     )
     session.add(entry)
-    session.flush()
     return entry
 
 
@@ -72,7 +74,7 @@ def verify(session: Session, case_id: int) -> bool:
     ):
         if entry.prev_hash != prev:
             return False
-        expected = _digest(prev, entry.at, entry.actor, entry.action, entry.agency_id, entry.data)
+        expected = digest(prev, entry.at, entry.actor, entry.action, entry.agency_id, entry.data)
         if entry.hash != expected:
             return False
         prev = entry.hash

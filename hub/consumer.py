@@ -47,12 +47,12 @@ def find_case(s: Session, reference: str, token: str | None) -> Case | None:
 
 
 def store_attachments(
-    s: Session, case: Case, uploads: list[Upload], now: datetime, message: Message | None = None
+    s: Session, case_id: int, uploads: list[Upload], now: datetime, message: Message | None = None
 ) -> None:
     for u in uploads:
         s.add(
             Attachment(
-                case_id=case.id,
+                case_id=case_id,
                 message_id=message.id if message else None,
                 filename=u.filename,
                 content_type=u.content_type,
@@ -94,7 +94,7 @@ def reply(
         )
         s.add(message)
         s.flush()
-        store_attachments(s, case, uploads, now, message)
+        store_attachments(s, case.id, uploads, now, message)
         s.add(
             Delivery(
                 assignment_id=line.id,

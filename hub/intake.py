@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,7 +23,15 @@ from hub.attachments import Upload
 from hub.clock import Clock, RandomSource
 from hub.db import Database
 from hub.duedates import due_at
-from hub.models import Assignment, Case, Delivery, Party
+from hub.models import (
+    Assignment,
+    AuditEntry,
+    Case,
+    Delivery,
+    Notification,
+    Party,
+    StatusEvent,
+)
 from hub.reference import new_reference
 from hub.routing import Missing, Recipient, Refusal, Router, Situation
 from hub.schemas import enterprise_digits
@@ -124,13 +132,13 @@ def file_case(
         reference, token = new_reference(random), random.token()
         try:
             with db.session() as session:
-                if session.scalar(select(Case.id).where(Case.reference == reference)):
-                    continue
-                case = _store(session, data, reference, token, decision.recipients, directory, now)
+                case_id = _store(
+                    session, data, reference, token, decision.recipients, directory, now
+                )
                 if uploads:
                     from hub.consumer import store_attachments
 
-                    store_attachments(session, case, uploads, now)
+                    store_attachments(session, case_id, uploads, now)
         except IntegrityError:
             if attempt == 4:
                 raise
@@ -201,72 +209,277 @@ def _store(
     recipients: tuple[Recipient, ...],
     directory: Directory,
     now: datetime,
-) -> Case:
+) -> int:
+    """Insert the case and everything that goes with it; returns the case id.
+
+    This is the hot path of the front desk, so it writes rows with SQLAlchemy Core rather than
+    through the ORM's unit of work: on PostgreSQL all of it is ONE statement (data-modifying
+    CTEs), on SQLite one statement per table. What it writes is exactly what the ORM model
+    describes (tests read it back through the ORM); later changes go through the ORM as usual.
+    """
     amount = data.get("amount")
     consent = data["consent"]
-    case = Case(
-        reference=reference,
-        kind=data["kind"],
-        domain=data["domain"],
-        language=data["language"],
-        description=data["description"],
-        incident_date=data.get("incident_date"),
-        amount_cents=int(Decimal(amount) * 100) if amount is not None else None,
-        currency=data.get("currency") or ("EUR" if amount is not None else None),
-        consent_share=bool(consent["share_with_agencies"]),
-        anonymous_to_trader=bool(consent.get("anonymous_to_trader", False)),
-        answers=data.get("answers") or None,
-        status=lifecycle.QUEUED,
-        token_hash=token_hash(token),
-        created_at=now,
-        updated_at=now,
-    )
-    case.parties.append(_party("consumer", data["consumer"]))
+    case_row = {
+        "reference": reference,
+        "kind": data["kind"],
+        "domain": data["domain"],
+        "language": data["language"],
+        "description": data["description"],
+        "incident_date": data.get("incident_date"),
+        "amount_cents": int(Decimal(amount) * 100) if amount is not None else None,
+        "currency": data.get("currency") or ("EUR" if amount is not None else None),
+        "consent_share": bool(consent["share_with_agencies"]),
+        "anonymous_to_trader": bool(consent.get("anonymous_to_trader", False)),
+        "answers": data.get("answers") or None,
+        "status": lifecycle.QUEUED,
+        "token_hash": token_hash(token),
+        "created_at": now,
+        "updated_at": now,
+    }
+    parties = [_party_row("consumer", data["consumer"])]
     if data.get("trader"):
-        case.parties.append(_party("trader", data["trader"]))
-    session.add(case)
-    session.flush()
-    audit.record(
-        session,
-        at=now,
-        actor="consumer",
-        action="case.filed",
-        case_id=case.id,
-        data={
-            "kind": case.kind,
-            "domain": case.domain,
-            "recipients": [r.agency_id for r in recipients],
-        },
-    )
-    from hub import notify
-
-    notify.enqueue(
-        session,
-        case,
-        "filed",
-        now=now,
-        dedupe="filed",
-        secret=token,
-        data={"agencies": [{"agency_id": r.agency_id, "why": r.reason} for r in recipients]},
-    )
-    for recipient in recipients:
-        add_assignment(
-            session,
-            case,
-            directory[recipient.agency_id],
-            reason=recipient.reason,
-            stage=recipient.stage,
-            now=now,
+        parties.append(_party_row("trader", data["trader"]))
+    audit_data = {
+        "kind": data["kind"],
+        "domain": data["domain"],
+        "recipients": [r.agency_id for r in recipients],
+    }
+    children: dict[Any, list[dict[str, Any]]] = {
+        Party.__table__: parties,
+        AuditEntry.__table__: [
+            {
+                "at": now,
+                "actor": "consumer",
+                "action": "case.filed",
+                "agency_id": None,
+                "data": audit_data,
+                "prev_hash": None,
+                "hash": audit.digest(None, now, "consumer", "case.filed", None, audit_data),
+            }
+        ],
+        # what notify.enqueue writes: the confirmation mail, with the link's token until sent
+        Notification.__table__: [
+            {
+                "kind": "filed",
+                "dedupe_key": "filed:filed",
+                "language": data["language"],
+                "to_address": parties[0]["email"],
+                "data": {
+                    "agencies": [{"agency_id": r.agency_id, "why": r.reason} for r in recipients]
+                },
+                "secret": token,
+                "state": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+        ]
+        if parties[0]["email"]
+        else [],
+    }
+    lines: list[dict[str, Any]] = []
+    outbox: list[dict[str, Any]] = []
+    routed: list[dict[str, Any]] = []
+    for r in recipients:
+        mapping = directory[r.agency_id]
+        lines.append(
+            {
+                "agency_id": r.agency_id,
+                "reason": r.reason,
+                "stage": r.stage,
+                "referred_from_id": None,
+                "status": lifecycle.QUEUED,
+                "acknowledge_due_at": due_at(now, mapping.acknowledge_within)
+                if mapping.acknowledge_within
+                else None,
+                "answer_due_at": due_at(now, mapping.answer_within)
+                if mapping.answer_within
+                else None,
+                "paused_seconds": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        outbox.append(
+            {
+                "kind": "case",
+                "message_id": None,
+                "agency_id": r.agency_id,
+                "idempotency_key": idempotency_key(reference, r.agency_id),
+                "state": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+                "updated_at": now,
+                "resends": 0,
+                "round_started_attempts": 0,
+            }
+        )
+        routed.append(
+            {
+                "actor": "hub",
+                "occurred_at": now,
+                "recorded_at": now,
+                "from_status": None,
+                "to_status": lifecycle.QUEUED,
+                "kind": "routed",
+                "message": f"{mapping.name(data['language'])}: {r.reason}".strip(),
+            }
         )
     if not recipients:
-        lifecycle.add_event(
-            session,
-            case,
-            actor="hub",
-            at=now,
-            now=now,
-            to_status=lifecycle.QUEUED,
-            message="No routing rule matched; an operator will route this case.",
-            kind="needs_routing",
+        children[StatusEvent.__table__] = [
+            {
+                "assignment_id": None,
+                "actor": "hub",
+                "occurred_at": now,
+                "recorded_at": now,
+                "from_status": None,
+                "to_status": lifecycle.QUEUED,
+                "kind": "needs_routing",
+                "message": "No routing rule matched; an operator will route this case.",
+            }
+        ]
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        return _store_in_one_statement(conn, case_row, children, lines, outbox, routed)
+    case_id = conn.execute(
+        insert(Case.__table__).returning(Case.__table__.c.id), [case_row]
+    ).scalar_one()
+    for table, rows in children.items():
+        if rows:
+            conn.execute(insert(table), [{**row, "case_id": case_id} for row in rows])
+    if lines:
+        ids = (
+            conn.execute(
+                insert(Assignment.__table__).returning(
+                    Assignment.__table__.c.id, sort_by_parameter_order=True
+                ),
+                [{**line, "case_id": case_id} for line in lines],
+            )
+            .scalars()
+            .all()
         )
-    return case
+        conn.execute(
+            insert(Delivery.__table__),
+            [{**d, "assignment_id": aid} for aid, d in zip(ids, outbox, strict=True)],
+        )
+        conn.execute(
+            insert(StatusEvent.__table__),
+            [
+                {**e, "case_id": case_id, "assignment_id": aid}
+                for aid, e in zip(ids, routed, strict=True)
+            ],
+        )
+    return case_id
+
+
+_STATEMENTS: dict[tuple, Any] = {}
+
+
+def _values(table, prefix: str, row: dict[str, Any], params: dict[str, Any]) -> list[Any]:
+    """Bound parameters for one row (typed by its columns), filling `params` with the values."""
+    out = []
+    for column, value in row.items():
+        name = f"{prefix}_{column}"
+        params[name] = value
+        out.append(bindparam(name, type_=table.c[column].type))
+    return out
+
+
+def _store_in_one_statement(conn, case_row, children, lines, outbox, routed) -> int:
+    """PostgreSQL: the case, its parties, evidence, mail, lines, outbox rows and timeline in one
+    `WITH ... INSERT` statement, so filing costs a single round trip before the commit. The
+    statement is built once per shape (how many parties and lines) and reused, so PostgreSQL
+    keeps its plan and Python does not rebuild it."""
+    shape = (
+        tuple((t.name, len(rows), tuple(rows[0]) if rows else ()) for t, rows in children.items()),
+        len(lines),
+    )
+    params: dict[str, Any] = {}
+    cached = _STATEMENTS.get(shape)
+    cases = Case.__table__
+    case_values = _values(cases, "c", case_row, params)
+    for i, (table, rows) in enumerate(children.items()):
+        for j, row in enumerate(rows):
+            _values(table, f"t{i}_{j}", row, params)
+    for j, (line, d, e) in enumerate(zip(lines, outbox, routed, strict=True)):
+        _values(Assignment.__table__, f"a{j}", line, params)
+        _values(Delivery.__table__, f"d{j}", d, params)
+        _values(StatusEvent.__table__, f"e{j}", e, params)
+    if cached is None:
+        cached = _STATEMENTS[shape] = _build(case_row, children, lines, outbox, routed, case_values)
+    return conn.execute(cached, params).scalar_one()
+
+
+def _build(case_row, children, lines, outbox, routed, case_values):
+    cases = Case.__table__
+    c = (
+        insert(cases)
+        .values(dict(zip(case_row, case_values, strict=True)))
+        .returning(cases.c.id)
+        .cte("c")
+    )
+    statement = select(c.c.id)
+    scratch: dict[str, Any] = {}
+
+    def union(table, prefix: str, rows, refs, where=None):
+        selects = []
+        for j, row in enumerate(rows):
+            query = select(
+                *refs.values(),
+                *_values(table, f"{prefix}_{j}" if where is None else f"{prefix}{j}", row, scratch),
+            )
+            if where is not None:
+                query = query.where(where(j))
+            selects.append(query)
+        return [*refs, *rows[0]], (selects[0] if len(selects) == 1 else union_all(*selects))
+
+    for i, (table, rows) in enumerate(children.items()):
+        if rows:
+            cols, source = union(table, f"t{i}", rows, {"case_id": c.c.id})
+            statement = statement.add_cte(insert(table).from_select(cols, source).cte(f"t{i}"))
+    if lines:
+        assignments = Assignment.__table__
+        selects = [
+            select(c.c.id, *_values(assignments, f"a{j}", line, scratch))
+            for j, line in enumerate(lines)
+        ]
+        a = (
+            insert(assignments)
+            .from_select(
+                ["case_id", *lines[0]], selects[0] if len(selects) == 1 else union_all(*selects)
+            )
+            .returning(assignments.c.id, assignments.c.agency_id)
+            .cte("a")
+        )
+        statement = statement.add_cte(a)
+        case_id = select(c.c.id).scalar_subquery()
+        for name, table, rows, refs in (
+            ("d", Delivery.__table__, outbox, {"assignment_id": a.c.id}),
+            ("e", StatusEvent.__table__, routed, {"case_id": case_id, "assignment_id": a.c.id}),
+        ):
+            cols, source = union(
+                table,
+                name,
+                rows,
+                refs,
+                where=lambda j: a.c.agency_id == bindparam(f"a{j}_agency_id"),
+            )
+            statement = statement.add_cte(insert(table).from_select(cols, source).cte(name))
+    return statement
+
+
+def _party_row(role: str, data: dict[str, Any]) -> dict[str, Any]:
+    p = _party(role, data)
+    return {
+        "role": role,
+        "name": p.name,
+        "email": p.email,
+        "phone": p.phone,
+        "enterprise_number": p.enterprise_number,
+        "website": p.website,
+        "street": p.street,
+        "postcode": p.postcode,
+        "city": p.city,
+        "country": p.country,
+    }

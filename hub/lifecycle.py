@@ -74,8 +74,6 @@ def add_event(
     kind: str | None = None,
 ) -> StatusEvent:
     event = StatusEvent(
-        case_id=case.id,
-        assignment_id=assignment.id if assignment else None,
         actor=actor,
         occurred_at=at,
         recorded_at=now,
@@ -86,6 +84,17 @@ def add_event(
         dedupe_key=dedupe_key,
         kind=kind,
     )
+    # Ids when the rows exist; the objects when they are new in this transaction (one flush at
+    # the end orders the inserts). Never through case.events: that would load the timeline.
+    if case.id is not None:
+        event.case_id = case.id
+    else:
+        event.case = case
+    if assignment is not None:
+        if assignment.id is not None:
+            event.assignment_id = assignment.id
+        else:
+            event.assignment = assignment
     session.add(event)
     return event
 

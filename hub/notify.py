@@ -52,6 +52,7 @@ def enqueue(
     dedupe: str,
     data: dict[str, Any] | None = None,
     secret: str | None = None,
+    new_case: bool = False,
 ) -> None:
     """Queue a mail to the case's consumer, once per (case, dedupe)."""
     assert kind in KINDS, kind
@@ -62,9 +63,13 @@ def enqueue(
     pending = [n for n in session.new if isinstance(n, Notification) and n.case_id == case.id]
     if any(n.dedupe_key == key for n in pending):
         return
-    exists = session.scalar(
-        select(Notification.id).where(
-            Notification.case_id == case.id, Notification.dedupe_key == key
+    exists = (
+        None
+        if new_case
+        else session.scalar(
+            select(Notification.id).where(
+                Notification.case_id == case.id, Notification.dedupe_key == key
+            )
         )
     )
     if exists is None:

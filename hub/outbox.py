@@ -56,6 +56,12 @@ def due_condition(now: datetime):
     )
 
 
+def agencies_with_due(db: Database, now: datetime) -> list[str]:
+    """The agencies that have a delivery to make now (one indexed query, for the dispatcher)."""
+    with db.session(read_only=True) as s:
+        return list(s.scalars(select(Delivery.agency_id).where(due_condition(now)).distinct()))
+
+
 def claim(
     db: Database,
     *,

@@ -17,6 +17,7 @@ import signal
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor as ThreadPool
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -62,6 +63,11 @@ class Worker:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
         self._stop = threading.Event()
         self.scheduler: BlockingScheduler | None = None
+        self._lanes: set[str] = set()
+        self._lanes_lock = threading.Lock()
+        self._lane_pool = ThreadPool(
+            max_workers=max(2, min(16, len(hub.directory.ids()))), thread_name_prefix="lane"
+        )
 
     # ----------------------------------------------------------------------------------- dispatch
 
@@ -71,6 +77,30 @@ class Worker:
         for agency_id in self.hub.directory.ids():
             stats += self.dispatch_agency(agency_id)
         return stats
+
+    def dispatch_tick(self) -> int:
+        """One cheap query finds the agencies with due deliveries; each gets its lane (a thread
+        that drains that agency), unless it already has one. An idle hub costs one query a tick,
+        however many agencies it serves. Returns the lanes started."""
+        due = outbox.agencies_with_due(self.hub.db, self.hub.clock.now())
+        started = 0
+        with self._lanes_lock:
+            for agency_id in due:
+                if agency_id in self._lanes or agency_id not in self.hub.directory:
+                    continue
+                self._lanes.add(agency_id)
+                self._lane_pool.submit(self._run_lane, agency_id)
+                started += 1
+        return started
+
+    def _run_lane(self, agency_id: str) -> None:
+        try:
+            self.dispatch_agency(agency_id)
+        except Exception:  # a lane must never take the worker down; the rows stay leased
+            log.exception("dispatch lane %s failed", agency_id)
+        finally:
+            with self._lanes_lock:
+                self._lanes.discard(agency_id)
 
     def dispatch_agency(self, agency_id: str) -> DispatchStats:
         """Claim and deliver this agency's due cases until none is due (or the worker stops)."""
@@ -284,16 +314,15 @@ class Worker:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
         )
         now = datetime.now(UTC)
+        scheduler.add_job(
+            self.dispatch_tick,
+            "interval",
+            seconds=self.hub.settings.dispatch_seconds,
+            id="dispatch",
+            name="start lanes for agencies with due deliveries",
+            next_run_time=now,
+        )
         for agency_id, mapping in agencies.items():
-            scheduler.add_job(
-                self.dispatch_agency,
-                "interval",
-                args=[agency_id],
-                seconds=self.hub.settings.dispatch_seconds,
-                id=f"dispatch:{agency_id}",
-                name=f"dispatch {agency_id}",
-                next_run_time=now,
-            )
             scheduler.add_job(
                 self.poll_agency,
                 "interval",
@@ -352,4 +381,5 @@ class Worker:
         try:
             self.scheduler.start()
         finally:
+            self._lane_pool.shutdown(wait=True)  # in-flight deliveries finish and are recorded
             self.hub.directory.close()

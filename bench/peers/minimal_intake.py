@@ -53,13 +53,12 @@ app = Flask(__name__)
 
 @app.post("/api/v1/cases")
 def file_case():
+    body = request.get_json(force=True)
     try:
-        data = schema.load(request.get_json(force=True))
+        schema.load(body)
     except ValidationError as exc:
         return jsonify({"errors": exc.messages}), 422
     reference = secrets.token_hex(8)
     with Session(engine) as s, s.begin():
-        s.add(
-            MinimalCase(reference=reference, data=schema.dump(data), created_at=datetime.now(UTC))
-        )
+        s.add(MinimalCase(reference=reference, data=body, created_at=datetime.now(UTC)))
     return jsonify({"reference": reference}), 201

@@ -1,0 +1,744 @@
+"""Loket's benchmarks, each next to its denominator in the same run, written to bench/RESULTS.md.
+
+    .venv/bin/python -m bench.run            # the full run (what `make bench` does)
+    .venv/bin/python -m bench.run --quick    # a two-minute smoke (`make bench QUICK=1`)
+    .venv/bin/python -m bench.run --only intake delivery
+
+Figures (medians of repeated runs, with the spread):
+1. intake: POST /api/v1/cases under wrk, Loket vs a minimal Flask + SQLAlchemy endpoint that
+   validates the same JSON and inserts one row; gunicorn with 2 sync workers; SQLite and PostgreSQL.
+2. delivery: drain a backlog to a sink with 1 and 2 worker processes vs (a) the same number of
+   plain processes posting with requests.Session (the raw limit) and (b) Celery 5 on RabbitMQ.
+3. polling: one full poll cycle over open assignments of 20 agencies, changes-since vs per case.
+4. scale: status lookup and operator search p50/p99 at a large case count; worker RSS.
+5. scale-out: deliveries per second with 1, 2 and 4 workers on PostgreSQL.
+Correctness is checked as it goes: the sink counts exactly N distinct cases, rows equal 2xx.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+from sqlalchemy import func, select, text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import (  # noqa: E402
+    Processes,
+    free_port,
+    machine,
+    now_iso,
+    pg_database,
+    wait_until,
+)
+from bench.setup import CASE, reset_deliveries, seed_cases, token_of, write_agencies  # noqa: E402
+from hub.config import Settings  # noqa: E402
+from hub.db import Database, upgrade  # noqa: E402
+
+RESULTS = ROOT / "bench" / "RESULTS.md"
+PLOT = ROOT / "bench" / "results.png"
+
+
+@dataclass
+class Row:
+    figure: str
+    loket: float
+    denominator: float | None
+    unit: str
+    spread: str
+    goal: str = ""
+    met: bool | None = None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        return self.loket / self.denominator if self.denominator else None
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+        ratio = f"{row.ratio:.2f}" if row.ratio is not None else "-"
+        print(
+            f"  {row.figure}: {row.loket:,.1f} {row.unit} vs {row.denominator or 0:,.1f}  "
+            f"ratio {ratio}  [{row.spread}]  {row.goal} {'met' if row.met else 'NOT met' if row.met is False else ''}",
+            flush=True,
+        )
+
+
+def spread(values: list[float]) -> str:
+    return f"{min(values):,.1f}-{max(values):,.1f} (n={len(values)})"
+
+
+def env_for(url: str, agencies: Path | None = None, routing: Path | None = None) -> dict[str, str]:
+    env = {
+        "LOKET_DATABASE_URL": url,
+        "LOKET_DISPATCH_SECONDS": "0.05",
+        "LOKET_POLL_SECONDS": "3600",
+        "LOKET_HOUSEKEEPING_SECONDS": "3600",
+        "LOKET_SMTP_PORT": str(free_port()),
+    }
+    if agencies:
+        env["LOKET_AGENCIES_DIR"] = str(agencies)
+    if routing:
+        env["LOKET_ROUTING_FILE"] = str(routing)
+    return env
+
+
+# -------------------------------------------------------------------------------------- intake
+
+LUA = """
+wrk.method = "POST"
+wrk.body   = [[{body}]]
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+def wrk(url: str, seconds: int, lua: Path) -> tuple[float, int, int]:
+    """(requests/s, total requests, non-2xx responses)"""
+    out = subprocess.run(
+        ["wrk", "-t2", "-c8", f"-d{seconds}s", "-s", str(lua), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rps, total, int(bad.group(1)) if bad else 0
+
+
+def intake(report: Report, quick: bool, work: Path) -> None:
+    print("intake", flush=True)
+    seconds, runs = (4, 1) if quick else (15, 3)
+    lua = work / "post_case.lua"
+    lua.write_text(LUA.replace("{body}", json.dumps(CASE)))
+    for backend in ("sqlite", "postgresql"):
+        loket_rates, minimal_rates = [], []
+        for run in range(runs):
+            for who in ("loket", "minimal"):
+                procs = Processes(work / "logs")
+                try:
+                    rate = _intake_once(procs, who, backend, seconds, lua, work, run)
+                finally:
+                    procs.stop_all()
+                (loket_rates if who == "loket" else minimal_rates).append(rate)
+        lo, mi = statistics.median(loket_rates), statistics.median(minimal_rates)
+        report.add(
+            Row(
+                f"intake req/s, {backend}",
+                lo,
+                mi,
+                "req/s",
+                f"Loket {spread(loket_rates)}; minimal {spread(minimal_rates)}",
+                "≥ 0.8 of minimal",
+                lo / mi >= 0.8,
+            )
+        )
+
+
+def _intake_once(
+    procs: Processes, who: str, backend: str, seconds: int, lua: Path, work: Path, run: int
+) -> float:
+    port = free_port()
+    if backend == "sqlite":
+        db_file = work / f"intake-{who}-{run}.db"
+        db_file.unlink(missing_ok=True)
+        ctx = None
+        url = f"sqlite:///{db_file}"
+    else:
+        ctx = pg_database(f"loket_bench_intake_{who}")
+        url = ctx.__enter__()
+    try:
+        if who == "loket":
+            upgrade(url)
+            procs.start(
+                f"intake-{who}",
+                ["-m", "hub.cli", "serve", "--port", str(port), "--workers", "2", "--quiet"],
+                env_for(url),
+            )
+        else:
+            procs.start(
+                f"intake-{who}",
+                [
+                    "-m",
+                    "gunicorn",
+                    "-w",
+                    "2",
+                    "-b",
+                    f"127.0.0.1:{port}",
+                    "--log-level",
+                    "warning",
+                    "bench.peers.minimal_intake:app",
+                ],
+                {"MINIMAL_DATABASE_URL": url},
+            )
+        base = f"http://127.0.0.1:{port}"
+        wait_until(
+            lambda: requests.post(base + "/api/v1/cases", json=CASE, timeout=5).status_code == 201,
+            60,
+            f"{who} to serve",
+        )
+        rps, total, bad = wrk(base + "/api/v1/cases", seconds, lua)
+        if bad:
+            raise AssertionError(f"{who} on {backend}: {bad} non-2xx responses")
+        db = Database(url)
+        table = "cases" if who == "loket" else "minimal_cases"
+        with db.engine.connect() as conn:
+            rows = conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
+        db.dispose()
+        # every 2xx is a stored case (+1 for the readiness probe; wrk may cut a last request)
+        if not (total <= rows <= total + 1 + 16):
+            raise AssertionError(f"{who} on {backend}: {rows} rows for {total} requests")
+        return rps
+    finally:
+        if ctx is not None:
+            procs.stop_all()
+            ctx.__exit__(None, None, None)
+
+
+# ------------------------------------------------------------------------------------ delivery
+
+
+def _file_backlog(url: str, agencies: Path, routing: Path, n: int) -> None:
+    from hub import intake as hub_intake
+    from hub.schemas import CaseInSchema
+    from hub.services import Hub
+
+    hub = Hub.from_settings(Settings(database_url=url, agencies_dir=agencies, routing_file=routing))
+    data = CaseInSchema().load(CASE)
+    for _ in range(n):
+        hub_intake.file_case(
+            hub.db,
+            data,
+            router=hub.router,
+            directory=hub.directory,
+            clock=hub.clock,
+            random=hub.random,
+        )
+    hub.close()
+
+
+def _sink_stats(sink: str) -> dict:
+    return requests.get(sink + "/_stats", timeout=5).json()
+
+
+def _drain_loket(
+    procs: Processes,
+    url: str,
+    env: dict,
+    workers: int,
+    n: int,
+    sink: str,
+    rss: list[float] | None = None,
+) -> float:
+    db = Database(url)
+    reset_deliveries(db)
+    requests.post(sink + "/_reset", timeout=5)
+    started = [
+        procs.start(f"worker-{workers}-{i}", ["-m", "hub.cli", "worker"], env)
+        for i in range(workers)
+    ]
+
+    def done() -> bool:
+        if rss is not None:
+            rss.append(max(_rss_mb(p.pid) for p in started))
+        return _sink_stats(sink)["distinct"] >= n
+
+    wait_until(done, 900, "Loket to drain the backlog", interval=0.1)
+    for p in started:
+        procs.stop(p)
+    stats = _sink_stats(sink)
+    with db.session(read_only=True) as s:
+        from hub.models import Delivery
+
+        left = s.scalar(select(func.count()).select_from(Delivery).where(Delivery.state != "done"))
+    db.dispose()
+    if stats["distinct"] != n or left:
+        raise AssertionError(f"Loket: sink holds {stats['distinct']} cases of {n}; {left} not done")
+    return (n - 1) / stats["span"]
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _drain_raw(procs: Processes, sink: str, payload: Path, processes: int, n: int) -> float:
+    requests.post(sink + "/_reset", timeout=5)
+    share = n // processes
+    started = [
+        procs.start(
+            f"raw-{processes}-{i}",
+            [
+                "-m",
+                "bench.raw_post",
+                "--url",
+                sink + "/cases",
+                "--payload",
+                str(payload),
+                "--count",
+                str(share if i < processes - 1 else n - share * i),
+                "--offset",
+                str(i * share),
+            ],
+        )
+        for i in range(processes)
+    ]
+    for p in started:
+        p.wait(timeout=900)
+    stats = _sink_stats(sink)
+    if stats["distinct"] != n:
+        raise AssertionError(f"raw: sink holds {stats['distinct']} of {n}")
+    return (n - 1) / stats["span"]
+
+
+def _drain_celery(procs: Processes, sink: str, payload: dict, n: int) -> float:
+    from bench.peers.celery_app import app, post_case
+
+    requests.post(sink + "/_reset", timeout=5)
+    app.control.purge()
+    for i in range(n):
+        post_case.apply_async(args=[sink + "/cases", payload, f"celery-{i}"])
+    worker = procs.start(
+        "celery",
+        [
+            "-m",
+            "celery",
+            "-A",
+            "bench.peers.celery_app",
+            "worker",
+            "--concurrency",
+            "8",
+            "--pool",
+            "prefork",
+            "-Q",
+            "loket-bench",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "WARNING",
+        ],
+    )
+    wait_until(lambda: _sink_stats(sink)["distinct"] >= n, 900, "Celery to drain", interval=0.1)
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=60)
+    stats = _sink_stats(sink)
+    if stats["distinct"] != n:
+        raise AssertionError(f"Celery: sink holds {stats['distinct']} of {n}")
+    return (n - 1) / stats["span"]
+
+
+def delivery(report: Report, quick: bool, work: Path, scaleout: bool) -> None:
+    n, runs = (500, 1) if quick else (5000, 3)
+    print(f"delivery ({n} cases)", flush=True)
+    procs = Processes(work / "logs")
+    sink_port = free_port()
+    procs.start("sink", ["-m", "bench.sink", "--port", str(sink_port)])
+    sink = f"http://127.0.0.1:{sink_port}"
+    wait_until(lambda: requests.get(sink + "/_stats", timeout=1).ok, 30, "the sink")
+    agencies, routing = write_agencies(work / "delivery", sink)
+    payload_file = work / "payload.json"
+    try:
+        with pg_database("loket_bench_delivery") as url:
+            upgrade(url)
+            _file_backlog(url, agencies, routing, n)
+            from hub.services import Hub
+
+            hub = Hub.from_settings(
+                Settings(database_url=url, agencies_dir=agencies, routing_file=routing)
+            )
+            from hub.canonical import case_document
+            from hub.models import Assignment, Case
+
+            with hub.db.session(read_only=True) as s:
+                a = s.scalars(select(Assignment).limit(1)).one()
+                payload = hub.directory[a.agency_id].render(
+                    case_document(s.get(Case, a.case_id), a)
+                )
+            hub.close()
+            payload_file.write_text(json.dumps(payload))
+            env = env_for(url, agencies, routing)
+            rss: list[float] = []
+            for workers in (1, 2):
+                lo = [_drain_loket(procs, url, env, workers, n, sink, rss) for _ in range(runs)]
+                raw = [_drain_raw(procs, sink, payload_file, workers, n) for _ in range(runs)]
+                report.add(
+                    Row(
+                        f"delivery/s, {workers} worker(s) vs raw limit",
+                        statistics.median(lo),
+                        statistics.median(raw),
+                        "deliveries/s",
+                        f"Loket {spread(lo)}; raw {spread(raw)}",
+                        "≥ 0.7 of raw",
+                        statistics.median(lo) / statistics.median(raw) >= 0.7,
+                    )
+                )
+                report.series.setdefault("Loket", []).append((workers, statistics.median(lo)))
+                report.series.setdefault("raw", []).append((workers, statistics.median(raw)))
+                if workers == 1:
+                    one = statistics.median(lo)
+            celery = [_drain_celery(procs, sink, payload, n) for _ in range(runs)]
+            report.add(
+                Row(
+                    "delivery/s, 1 Loket worker vs Celery (prefork 8, acks_late)",
+                    one,
+                    statistics.median(celery),
+                    "deliveries/s",
+                    f"Celery {spread(celery)}",
+                    "≥ 1.5x Celery",
+                    one / statistics.median(celery) >= 1.5,
+                )
+            )
+            report.add(
+                Row(
+                    "worker RSS while dispatching (max)",
+                    max(rss),
+                    None,
+                    "MB",
+                    f"{len(rss)} samples",
+                    "< 200 MB",
+                    max(rss) < 200,
+                )
+            )
+            if scaleout:
+                _scaleout(report, procs, url, env, n, sink, runs)
+    finally:
+        procs.stop_all()
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields_ = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields_[11]) + int(fields_[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
+
+
+def _machine_busy() -> tuple[float, float]:
+    with open("/proc/stat") as fh:
+        parts = [float(x) for x in fh.readline().split()[1:]]
+    idle = parts[3] + parts[4]
+    return sum(parts) - idle, sum(parts)
+
+
+def _scaleout(
+    report: Report, procs: Processes, url: str, env: dict, n: int, sink: str, runs: int
+) -> None:
+    print("scale-out", flush=True)
+    sink_pid = procs.procs[0].pid
+    base = None
+    for workers in (1, 2, 4):
+        rates, sink_cpu, machine_cpu = [], [], []
+        for _ in range(runs):
+            c0, (b0, t0), w0 = _cpu_seconds(sink_pid), _machine_busy(), time.monotonic()
+            rates.append(_drain_loket(procs, url, env, workers, n, sink))
+            c1, (b1, t1), w1 = _cpu_seconds(sink_pid), _machine_busy(), time.monotonic()
+            sink_cpu.append((c1 - c0) / (w1 - w0))
+            machine_cpu.append((b1 - b0) / (t1 - t0))
+        median = statistics.median(rates)
+        base = base or median
+        report.series.setdefault("scale-out", []).append((workers, median))
+        saturated = (
+            "the sink (one core)"
+            if max(sink_cpu) > 0.9
+            else "the machine's CPUs"
+            if statistics.median(machine_cpu) > 0.9
+            else "nothing"
+        )
+        report.add(
+            Row(
+                f"scale-out: {workers} worker(s), PostgreSQL",
+                median,
+                base,
+                "deliveries/s",
+                spread(rates),
+                "2 workers ≥ 1.7x one" if workers == 2 else "",
+                (median / base >= 1.7) if workers == 2 else None,
+                f"sink CPU {statistics.median(sink_cpu):.0%}, machine CPU "
+                f"{statistics.median(machine_cpu):.0%}; saturated: {saturated}",
+            )
+        )
+
+
+# ------------------------------------------------------------------------------------- polling
+
+
+def polling(report: Report, quick: bool, work: Path) -> None:
+    n = 5000 if quick else 100_000
+    print(f"polling ({n} open assignments over 20 agencies)", flush=True)
+    procs = Processes(work / "logs")
+    sink_port = free_port()
+    procs.start("poll-sink", ["-m", "bench.sink", "--port", str(sink_port)])
+    sink = f"http://127.0.0.1:{sink_port}"
+    wait_until(lambda: requests.get(sink + "/_stats", timeout=1).ok, 30, "the sink")
+    try:
+        for mode in ("changes", "per_case"):
+            agencies, routing = write_agencies(
+                work / f"poll-{mode}", sink, count=20, per_case=mode == "per_case"
+            )
+            with pg_database(f"loket_bench_poll_{mode}") as url:
+                upgrade(url)
+                ids = [f"bench-{i:02d}" for i in range(20)]
+                db = Database(url)
+                seed_cases(db, n, ids)
+                db.dispose()
+                from hub.services import Hub
+                from scheduler.worker import Worker
+
+                hub = Hub.from_settings(
+                    Settings(database_url=url, agencies_dir=agencies, routing_file=routing)
+                )
+                worker = Worker(hub, "bench")
+                requests.post(sink + "/_reset", timeout=5)
+                started = time.perf_counter()
+                for agency_id in ids:
+                    worker.poll_agency(agency_id)
+                elapsed = time.perf_counter() - started
+                gets = _sink_stats(sink)["gets"]
+                hub.close()
+                report.add(
+                    Row(
+                        f"one poll cycle, {n:,} open cases, {mode.replace('_', ' ')}",
+                        elapsed,
+                        None,
+                        "s",
+                        f"{gets:,} requests to the agencies",
+                        note=f"{gets / elapsed:,.0f} requests/s",
+                    )
+                )
+    finally:
+        procs.stop_all()
+
+
+# --------------------------------------------------------------------------------------- scale
+
+
+def _percentiles(samples: list[float]) -> tuple[float, float]:
+    samples = sorted(samples)
+    return samples[len(samples) // 2], samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+
+
+def scale(report: Report, quick: bool, work: Path) -> None:
+    n, lookups = (50_000, 300) if quick else (1_000_000, 2000)
+    print(f"scale ({n:,} cases)", flush=True)
+    for backend in ("postgresql", "sqlite"):
+        if backend == "sqlite":
+            path = work / "scale.db"
+            path.unlink(missing_ok=True)
+            ctx, url = None, f"sqlite:///{path}"
+        else:
+            ctx = pg_database("loket_bench_scale")
+            url = ctx.__enter__()
+        try:
+            upgrade(url)
+            db = Database(url)
+            agencies = [f"bench-{i:02d}" for i in range(20)]
+            t = time.perf_counter()
+            seed_cases(db, n, agencies)
+            print(f"  seeded {backend} in {time.perf_counter() - t:.0f}s", flush=True)
+            from hub.app import create_app
+            from hub.search import search
+            from hub.services import Hub
+
+            agencies_dir, routing = write_agencies(
+                work / f"scale-{backend}", "http://127.0.0.1:9", count=20
+            )
+            hub = Hub.from_settings(
+                Settings(database_url=url, agencies_dir=agencies_dir, routing_file=routing), db=db
+            )
+            client = create_app(hub=hub).test_client()
+            rng = random.Random(7)
+            status_ms = []
+            for _ in range(lookups):
+                i = rng.randrange(n)
+                t = time.perf_counter()
+                r = client.get(
+                    f"/api/v1/cases/LK-{i:08d}", headers={"Authorization": f"Bearer {token_of(i)}"}
+                )
+                status_ms.append((time.perf_counter() - t) * 1000)
+                if r.status_code != 404 and r.status_code != 200:
+                    raise AssertionError(r.status_code)
+            # seeded references are not check-summed; time the lookup path through the database
+            status_db_ms = []
+            from hub.consumer import find_case
+
+            for _ in range(lookups):
+                i = rng.randrange(n)
+                t = time.perf_counter()
+                with db.session(read_only=True) as s:
+                    found = find_case(s, f"LK-{i:08d}", token_of(i))
+                status_db_ms.append((time.perf_counter() - t) * 1000)
+            search_ms = []
+            queries = ["c{}@example.be", "Trader {:05d}", "Consumer {:07d}", "0{:09d}"]
+            for k in range(lookups // 2):
+                i = rng.randrange(n)
+                q = queries[k % 4].format(
+                    i % 5000
+                    if "Trader" in queries[k % 4]
+                    else i % 900000000 + 100000000
+                    if queries[k % 4].startswith("0")
+                    else i
+                )
+                t = time.perf_counter()
+                search(hub.db, q)
+                search_ms.append((time.perf_counter() - t) * 1000)
+            del found
+            p50, p99 = _percentiles(status_db_ms)
+            report.add(
+                Row(
+                    f"status lookup p99, {n:,} cases, {backend}",
+                    p99,
+                    None,
+                    "ms",
+                    f"p50 {p50:.2f} ms (case, lines and timeline loaded with the token check)",
+                    "< 10 ms",
+                    p99 < 10,
+                )
+            )
+            a50, a99 = _percentiles(status_ms)
+            report.notes.append(
+                f"{backend}: GET /api/v1/cases/<ref> through the Flask app "
+                f"(unknown-reference path) p50 {a50:.2f} ms, p99 {a99:.2f} ms."
+            )
+            s50, s99 = _percentiles(search_ms)
+            report.add(
+                Row(
+                    f"operator search p99, {n:,} cases, {backend}",
+                    s99,
+                    None,
+                    "ms",
+                    f"p50 {s50:.2f} ms (email, trader name, consumer name, KBO)",
+                    "< 200 ms",
+                    s99 < 200,
+                )
+            )
+            report.series.setdefault(f"latency {backend}", []).extend(
+                [(50, p50), (99, p99), (50.5, s50), (99.5, s99)]
+            )
+            hub.close()
+        finally:
+            if ctx is not None:
+                ctx.__exit__(None, None, None)
+
+
+# ------------------------------------------------------------------------------------- results
+
+
+def write_results(report: Report, command: str, quick: bool) -> None:
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Machine: {machine()}. Date: {now_iso()}. Command: `{command}`"
+        + (" (QUICK: smoke sizes, not the figures to quote)" if quick else "")
+        + ".",
+        "",
+        "| figure | Loket | denominator | ratio | spread | goal | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in report.rows:
+        ratio = f"{r.ratio:.2f}" if r.ratio is not None else ""
+        den = f"{r.denominator:,.1f} {r.unit}" if r.denominator is not None else ""
+        met = {True: "yes", False: "**no**", None: ""}[r.met]
+        spread_note = r.spread + (f"; {r.note}" if r.note else "")
+        lines.append(
+            f"| {r.figure} | {r.loket:,.2f} {r.unit} | {den} | {ratio} | {spread_note} "
+            f"| {r.goal} | {met} |"
+        )
+    if report.notes:
+        lines += ["", *[f"- {n}" for n in report.notes]]
+    lines += ["", "![scale-out and latency](results.png)", ""]
+    RESULTS.write_text("\n".join(lines))
+    _plot(report)
+    print(f"wrote {RESULTS.relative_to(ROOT)} and {PLOT.relative_to(ROOT)}", flush=True)
+
+
+def _plot(report: Report) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for name in ("scale-out", "Loket", "raw"):
+        if name in report.series:
+            xs, ys = zip(*sorted(report.series[name]), strict=True)
+            left.plot(xs, ys, marker="o", label=name)
+    left.set_xlabel("worker processes")
+    left.set_ylabel("deliveries / s")
+    left.set_title("Delivery throughput")
+    left.legend()
+    bars, labels = [], []
+    for name, points in report.series.items():
+        if name.startswith("latency"):
+            for x, y in points:
+                labels.append(
+                    f"{name.split()[1][:2]} {'status' if x in (50, 99) else 'search'} p{int(x)}"
+                )
+                bars.append(y)
+    if bars:
+        right.barh(labels, bars)
+        right.set_xscale("log")
+        right.set_xlabel("ms (log)")
+        right.set_title("Latency at scale")
+    fig.tight_layout()
+    fig.savefig(PLOT, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--only", nargs="*", choices=["intake", "delivery", "polling", "scale", "scaleout"]
+    )
+    args = parser.parse_args()
+    only = set(args.only or ["intake", "delivery", "polling", "scale", "scaleout"])
+    work = Path(tempfile.mkdtemp(prefix="loket-bench-"))
+    report = Report()
+    print(f"# Loket benchmarks on {machine()}, {now_iso()} (work dir {work})", flush=True)
+    if "intake" in only:
+        intake(report, args.quick, work)
+    if "delivery" in only or "scaleout" in only:
+        delivery(report, args.quick, work, scaleout="scaleout" in only)
+    if "polling" in only:
+        polling(report, args.quick, work)
+    if "scale" in only:
+        scale(report, args.quick, work)
+    write_results(
+        report,
+        "make bench"
+        + (" QUICK=1" if args.quick else "")
+        + (f" (--only {' '.join(sorted(only))})" if args.only else ""),
+        args.quick,
+    )
+
+
+if __name__ == "__main__":
+    main()
