@@ -30,6 +30,11 @@ def digest(
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+def normalise(data: Any) -> Any:
+    """The data as it will read back from a JSON column, so its hash can be checked later."""
+    return json.loads(json.dumps(data, default=str)) if data is not None else None
+
+
 def record(
     session: Session,
     *,
@@ -51,7 +56,7 @@ def record(
             .order_by(AuditEntry.id.desc())
             .limit(1)
         )
-    data = json.loads(json.dumps(data, default=str)) if data is not None else None
+    data = normalise(data)
     entry = AuditEntry(
         at=at,
         actor=actor,

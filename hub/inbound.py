@@ -381,6 +381,18 @@ def _from_parked(row: UnmatchedUpdate) -> StatusUpdate:
     )
 
 
+def has_parked(s: Session, agency_id: str) -> bool:
+    """Whether any update of this agency waits for its receipt (usually not: one cheap query)."""
+    return (
+        s.scalar(
+            select(UnmatchedUpdate.id)
+            .where(UnmatchedUpdate.agency_id == agency_id, UnmatchedUpdate.resolved_at.is_(None))
+            .limit(1)
+        )
+        is not None
+    )
+
+
 def apply_unmatched(s: Session, mapping: AgencyMapping, a: Assignment, now: datetime) -> int:
     """Apply updates that arrived before we knew the agency's reference for this assignment."""
     rows = _parked(

@@ -20,6 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor as ThreadPool
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -37,6 +38,10 @@ from hub.services import Hub
 from mappings.engine import AgencyMapping, RenderError
 
 log = logging.getLogger("loket.worker")
+# Receipts are recorded in groups of this many (or at the end of a batch): a handful of
+# statements for the group instead of a dozen per case. A crash before recording costs only a
+# repeat delivery with the same idempotency key, which the agency recognises.
+RECORD_EVERY = 25
 
 
 def working_language(mapping: AgencyMapping, case_language: str) -> str:
@@ -119,18 +124,33 @@ class Worker:
             )
             if not claimed:
                 break
-            for i, item in enumerate(claimed):
-                if self._stop.is_set():
-                    break  # the rest keep their lease and are retaken after it expires
-                if self._deliver(item, mapping, stats):
-                    outbox.release(self.hub.db, claimed[i + 1 :], self.hub.clock.now())
-                    return stats  # the breaker opened: the rest wait without burning attempts
+            done: list[tuple[outbox.Claimed, Any, dict[str, Any]]] = []
+            try:
+                for i, item in enumerate(claimed):
+                    if self._stop.is_set():
+                        break  # the rest keep their lease and are retaken after it expires
+                    if self._deliver(item, mapping, stats, done):
+                        outbox.release(self.hub.db, claimed[i + 1 :], self.hub.clock.now())
+                        return stats  # the breaker opened: the rest wait, no attempt burnt
+                    if len(done) >= RECORD_EVERY:
+                        self._record(done, mapping)
+            finally:
+                self._record(done, mapping)
             if len(claimed) < settings.batch_size:
                 break
         return stats
 
-    def _deliver(self, item: outbox.Claimed, mapping: AgencyMapping, stats: DispatchStats) -> bool:
-        """Deliver one item; True when its failure opened the agency's breaker."""
+    def _record(self, done: list, mapping: AgencyMapping) -> None:
+        """Record the receipts gathered so far in one transaction."""
+        if done:
+            outbox.complete_many(self.hub.db, done, self.hub.clock.now(), mapping)
+            done.clear()
+
+    def _deliver(
+        self, item: outbox.Claimed, mapping: AgencyMapping, stats: DispatchStats, done: list
+    ) -> bool:
+        """Deliver one item; a receipt goes to `done` to be recorded with the others of the batch.
+        Returns True when its failure opened the agency's breaker."""
         payload = item.payload
         metrics.ATTEMPTS.labels(item.agency_id).inc()
         started = time.perf_counter()
@@ -172,7 +192,7 @@ class Worker:
             error = TransientError(f"unexpected {type(exc).__name__}: {exc}")
         else:
             metrics.DELIVERY_SECONDS.labels(item.agency_id).observe(time.perf_counter() - started)
-            outbox.complete(self.hub.db, item, receipt, payload, self.hub.clock.now(), mapping)
+            done.append((item, receipt, payload))
             stats.delivered += 1
             outcome = "duplicate" if receipt.duplicate else "delivered"
             metrics.DELIVERIES.labels(item.agency_id, outcome).inc()
