@@ -32,10 +32,22 @@ def history_text(case: Case) -> str:
     return "\n".join(lines)
 
 
+def document_from_rows(case: Any, parties: dict[str, Any], line: Any) -> dict[str, Any]:
+    """The same document from plain rows (the worker's claim reads them with Core). For a case
+    with one line: its history is empty."""
+    return _document(case, parties.get("consumer"), parties.get("trader"), line, "")
+
+
 def case_document(case: Case, assignment: Assignment | None = None) -> dict[str, Any]:
+    return _document(
+        case, case.party("consumer"), case.party("trader"), assignment, history_text(case)
+    )
+
+
+def _document(
+    case: Any, consumer: Any, trader: Any, assignment: Any, history: str
+) -> dict[str, Any]:
     area, _, subarea = case.domain.partition(".")
-    consumer = case.party("consumer")
-    trader = case.party("trader")
     doc: dict[str, Any] = {
         "case": {
             "reference": case.reference,
@@ -52,7 +64,7 @@ def case_document(case: Case, assignment: Assignment | None = None) -> dict[str,
             "currency": case.currency,
             "created_at": case.created_at.isoformat(),
             "anonymous_to_trader": case.anonymous_to_trader,
-            "history": history_text(case),
+            "history": history,
         },
         "consumer": None,
         "trader": None,
