@@ -7,8 +7,10 @@ per tick, following `has_more`) when the agency offers it, else `status_path` pe
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -25,6 +27,7 @@ from adapters.base import (
     POLL_PER_ITEM,
     Adapter,
     Health,
+    InboundProblem,
     OpenItem,
     Outbound,
     OutboundMessage,
@@ -74,6 +77,7 @@ class RestConfig(Schema):
     changes = fields.Nested(ChangesSchema, load_default=lambda: ChangesSchema().load({}))
     status_path = fields.String(load_default=None)
     status = fields.Nested(StatusSchema, load_default=lambda: StatusSchema().load({}))
+    poll_concurrency = fields.Integer(load_default=4, validate=validate.Range(min=1, max=32))
     message_path = fields.String(load_default=None)  # e.g. /cases/{agency_reference}/messages
     health_path = fields.String(load_default="/health")
     verify_tls = fields.Boolean(load_default=True)
@@ -124,6 +128,7 @@ class RestAdapter(Adapter):
             self.session.headers[self.config["api_key_header"]] = self.config["api_key"]
         self.session.verify = self.config["verify_tls"]
         self.timeout = (self.config["connect_timeout"], self.config["read_timeout"])
+        self._local = threading.local()
 
     @property
     def effective_capabilities(self) -> frozenset[str]:
@@ -136,10 +141,14 @@ class RestAdapter(Adapter):
 
     # -------------------------------------------------------------------------------- transport
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+    def _request(
+        self, method: str, path: str, session: requests.Session | None = None, **kwargs: Any
+    ) -> requests.Response:
         url = self.base_url + path
         try:
-            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+            response = (session or self.session).request(
+                method, url, timeout=self.timeout, **kwargs
+            )
         except requests.Timeout as exc:
             raise TransientError(
                 f"{method} {path}: the agency did not answer in time ({exc.__class__.__name__})"
@@ -295,26 +304,62 @@ class RestAdapter(Adapter):
         return PollResult(tuple(updates), cursor)
 
     def _poll_each(self, cursor: str | None, open_items: Sequence[OpenItem]) -> PollResult:
+        """One GET per open case, `poll_concurrency` at a time. A case the agency does not know
+        (a refusal) is reported for operators and the others are still read; trouble at the
+        agency (transient) fails the poll as a whole, to be retried next tick."""
+        workers = min(self.config["poll_concurrency"], max(1, len(open_items)))
+        if workers == 1:
+            results = [self._status_of(item) for item in open_items]
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rest-poll") as pool:
+                results = list(pool.map(self._status_of, open_items))
+        updates = tuple(r for r in results if isinstance(r, StatusUpdate))
+        problems = tuple(r for r in results if isinstance(r, InboundProblem))
+        return PollResult(updates, cursor, problems)
+
+    def _status_of(self, item: OpenItem) -> StatusUpdate | InboundProblem | None:
         spec = self.config["status"]
-        updates: list[StatusUpdate] = []
-        for item in open_items:
-            path = self.config["status_path"].format(
-                agency_reference=item.agency_reference, case_reference=item.case_reference
+        path = self.config["status_path"].format(
+            agency_reference=item.agency_reference, case_reference=item.case_reference
+        )
+        try:
+            body = self._json(
+                self._request("GET", path, session=self._thread_session()), f"GET {path}"
             )
-            body = self._json(self._request("GET", path), f"GET {path}")
-            code = dig(body, spec["status"])
-            if code is None or str(code) == item.agency_status:
-                continue
-            updates.append(
-                StatusUpdate(
-                    agency_status=str(code),
-                    occurred_at=parse_time(dig(body, spec["time"])),
-                    agency_reference=item.agency_reference,
-                    case_reference=item.case_reference,
-                    message=_opt_str(dig(body, spec["message"])),
-                )
+        except PermanentError as exc:
+            return InboundProblem(
+                source=f"{item.case_reference} ({item.agency_reference})", reason=exc.detail
             )
-        return PollResult(tuple(updates), cursor)
+        code = dig(body, spec["status"])
+        if code is None or str(code) == item.agency_status:
+            return None
+        try:
+            occurred = parse_time(dig(body, spec["time"]))
+        except ValueError as exc:
+            return InboundProblem(
+                source=f"{item.case_reference} ({item.agency_reference})",
+                reason=f"GET {path}: {exc}",
+                excerpt=str(body)[:500],
+            )
+        return StatusUpdate(
+            agency_status=str(code),
+            occurred_at=occurred,
+            agency_reference=item.agency_reference,
+            case_reference=item.case_reference,
+            message=_opt_str(dig(body, spec["message"])),
+        )
+
+    def _thread_session(self) -> requests.Session:
+        """requests.Session is not made for sharing between threads: one per polling thread."""
+        if threading.current_thread() is threading.main_thread():
+            return self.session
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.headers.update(self.session.headers)
+            session.verify = self.session.verify
+            self._local.session = session
+        return session
 
     def check(self) -> Health:
         started = time.perf_counter()

@@ -183,3 +183,25 @@ def test_the_api_key_is_masked_in_repr_and_masked_config():
     rest = adapter()
     assert "s3cret" not in repr(rest)
     assert rest.masked_config()["api_key"] == "***"
+
+
+@responses.activate
+def test_per_case_polling_reports_a_case_the_agency_does_not_know_and_reads_the_others():
+    responses.get(f"{BASE}/cases/A", json={"status": "OPEN", "updated_at": "2026-11-02T09:00:00Z"})
+    responses.get(f"{BASE}/cases/GONE", json={"error": "no such case"}, status=404)
+    rest = RestAdapter(
+        {"base_url": BASE, "status_path": "/cases/{agency_reference}", "poll_concurrency": 2}
+    )
+    result = rest.poll(None, [OpenItem("A", "LK-1", "k1", "NEW"), OpenItem("GONE", "LK-2", "k2")])
+    assert [(u.agency_reference, u.agency_status) for u in result.updates] == [("A", "OPEN")]
+    [problem] = result.problems
+    assert "LK-2" in problem.source and "404" in problem.reason
+
+
+@responses.activate
+def test_per_case_polling_fails_as_a_whole_when_the_agency_is_down():
+    responses.get(f"{BASE}/cases/A", json={"status": "OPEN", "updated_at": "2026-11-02T09:00:00Z"})
+    responses.get(f"{BASE}/cases/B", status=503, json={})
+    rest = RestAdapter({"base_url": BASE, "status_path": "/cases/{agency_reference}"})
+    with pytest.raises(TransientError):
+        rest.poll(None, [OpenItem("A", "LK-1", "k1"), OpenItem("B", "LK-2", "k2")])
