@@ -42,6 +42,7 @@ TEXT_FIELDS = (
 )
 NEEDS_TRADER = ("complaint", "mediation", "report")
 NEEDS_DATE = ("complaint", "mediation")
+TYPES = ", ".join(ext.lstrip(".").upper() for ext, _label in attachments.ALLOWED.values())
 _email = validate.Email()
 _url = validate.URL(schemes={"http", "https"}, require_tld=True)
 
@@ -200,7 +201,7 @@ def file_error(exc: attachments.AttachmentRefused) -> str:
             "%(name)s cannot be accepted: we take %(types)s files only, and we check what the "
             "file contains, not just its name. Save it as PDF or as a photo and add it again.",
             name=name,
-            types=attachments.ALLOWED_LIST,
+            types=TYPES,
         )
     if exc.code == "empty":
         return _("%(name)s is empty. Choose the right file.", name=name)

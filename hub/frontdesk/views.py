@@ -343,9 +343,8 @@ def _advice(s: taxonomy.Subarea, kind: str, refusals, status: int = 200) -> Resp
 def letter():
     response = make_response(_letter())
     response.mimetype = "text/plain"
-    response.headers["Content-Disposition"] = (
-        f"attachment; filename*=UTF-8''{quote(_('letter-to-the-company') + '.txt')}"
-    )
+    name = _("letter-to-the-company") + ".txt"
+    response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(name)}"
     return response
 
 
@@ -419,7 +418,7 @@ def case_form(area: str, sub: str, kind: str):
             "per_file": form.attachments.MAX_FILE_BYTES,
             "files": form.attachments.MAX_FILES,
             "mb": form.attachments.MAX_FILE_BYTES // 1048576,
-            "types": form.attachments.ALLOWED_LIST,
+            "types": form.TYPES,
         },
     }
     if request.method == "GET":
