@@ -214,7 +214,12 @@ def file_error(exc: attachments.AttachmentRefused) -> str:
 
 
 def to_case(
-    filled: Filled, *, kind: str, domain: str, language: str, answers: dict[str, bool],
+    filled: Filled,
+    *,
+    kind: str,
+    domain: str,
+    language: str,
+    answers: dict[str, bool],
     anonymous_allowed: bool,
 ) -> dict[str, Any]:
     """The canonical case, loaded through CaseInSchema. Raises ValueError(field) if the schema
@@ -261,4 +266,6 @@ def to_case(
             "trader": f"trader_{sub}" if sub != "address" else "trader_country",
             "consent": "consent_share",
         }.get(first, first)
-        raise ValueError(name if name in (*TEXT_FIELDS, "consent_share") else "description") from None
+        raise ValueError(
+            name if name in (*TEXT_FIELDS, "consent_share") else "description"
+        ) from None

@@ -24,10 +24,7 @@ KINDS = {
     ),
     "mediation": (
         _l("Ask for mediation"),
-        _l(
-            "A neutral service helps you and the company reach an agreement. It is free of "
-            "charge."
-        ),
+        _l("A neutral service helps you and the company reach an agreement. It is free of charge."),
     ),
     "report": (
         _l("Report it to an inspection"),
@@ -40,10 +37,10 @@ KINDS = {
 
 # What each kind of body does with a case, said plainly (mappings/agencies/*.yaml `body`).
 BODY_WILL = {
-    "ombudsman": _l(
-        "It examines your case, mediates with the company and tells you the outcome."
+    "ombudsman": _l("It examines your case, mediates with the company and tells you the outcome."),
+    "mediation": _l(
+        "It looks for an amicable solution with the company and tells you the outcome."
     ),
-    "mediation": _l("It looks for an amicable solution with the company and tells you the outcome."),
     "dispute_committee": _l(
         "It tries to reconcile you and the company; if that fails, it decides the dispute."
     ),
@@ -52,9 +49,7 @@ BODY_WILL = {
         "answer you individually."
     ),
     "regulator": _l("It checks whether the company keeps to the rules and answers you."),
-    "network": _l(
-        "It advises you and contacts the service in the company's country for you."
-    ),
+    "network": _l("It advises you and contacts the service in the company's country for you."),
 }
 INFORMED_WILL = _l(
     "It is informed so that it can act against the company; it does not answer you individually."
@@ -107,8 +102,11 @@ def event_text(kind: str | None, agency: str, status: str, reference: str | None
             )
         return _("%(agency)s has your case in its system.", agency=agency)
     if kind == "agency_reference":
-        return _("%(agency)s gave your case its reference %(reference)s.", agency=agency,
-                 reference=reference or "")
+        return _(
+            "%(agency)s gave your case its reference %(reference)s.",
+            agency=agency,
+            reference=reference or "",
+        )
     if kind in ("agency_status", "agency_note") and status:
         return _("%(agency)s: %(status)s.", agency=agency, status=status)
     if kind in ("agency_status", "agency_note"):
@@ -125,8 +123,9 @@ def event_text(kind: str | None, agency: str, status: str, reference: str | None
     if kind == "past_due":
         return _("%(agency)s has not answered in time.", agency=agency)
     if kind == "referred":
-        return _("%(agency)s is not competent; your case goes to the competent service.",
-                 agency=agency)
+        return _(
+            "%(agency)s is not competent; your case goes to the competent service.", agency=agency
+        )
     if kind == "withdrawn":
         return _("You withdrew the case.")
     if kind == "needs_routing":

@@ -21,6 +21,7 @@ from flask import (
     session,
     url_for,
 )
+from babel import Locale
 from flask_babel import format_date, format_datetime
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
@@ -185,9 +186,7 @@ def _areas() -> list[dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for sub in taxonomy.subareas():
         area = sub.code.split(".", 1)[0]
-        entry = out.setdefault(
-            area, {"code": area, "label": _t(sub.area_label), "subareas": []}
-        )
+        entry = out.setdefault(area, {"code": area, "label": _t(sub.area_label), "subareas": []})
         entry["subareas"].append(sub)
     return list(out.values())
 
@@ -334,8 +333,15 @@ def _advice(s: taxonomy.Subarea, kind: str, refusals, status: int = 200) -> Resp
     ]
     letter = _letter() if any(r.check == "contacted_trader" for r in refusals) else None
     return _page(
-        "advice.html", status, sub=s, kind=kind, t=_t, refusals=items, letter=letter,
-        area=s.code.split(".")[0], name=s.code.split(".")[1],
+        "advice.html",
+        status,
+        sub=s,
+        kind=kind,
+        t=_t,
+        refusals=items,
+        letter=letter,
+        area=s.code.split(".")[0],
+        name=s.code.split(".")[1],
     )
 
 
@@ -363,8 +369,6 @@ def _anonymous_allowed(recipients) -> bool:
 
 
 def _country_choices() -> list[tuple[str, str]]:
-    from babel import Locale
-
     from hub.routing import EU_EEA
 
     names = Locale.parse(f"{g.lang}_BE").territories
@@ -412,6 +416,7 @@ def case_form(area: str, sub: str, kind: str):
         "answers": {k: ("yes" if v else "no") for k, v in answers.items()},
         "anonymous_allowed": anonymous_allowed,
         "countries": _country_choices(),
+        "language_in_own_words": Locale.parse(g.lang).get_display_name(g.lang),
         "needs_trader": kind in form.NEEDS_TRADER,
         "needs_date": kind in form.NEEDS_DATE,
         "limits": {
@@ -642,9 +647,11 @@ def _tracking_page(reference: str, status: int = 200, **extra: Any) -> Response:
         said = []
         for e in case.events:
             a = by_id.get(e.assignment_id) if e.assignment_id else None
-            label = lifecycle.label(lifecycle.consumer_sees(e.to_status), g.lang) if (
-                e.to_status and e.kind in ("agency_status", "agency_note", None)
-            ) else ""
+            label = (
+                lifecycle.label(lifecycle.consumer_sees(e.to_status), g.lang)
+                if (e.to_status and e.kind in ("agency_status", "agency_note", None))
+                else ""
+            )
             entry = {
                 "at": format_datetime(e.occurred_at, format="medium"),
                 "iso": e.occurred_at.isoformat(),
@@ -652,7 +659,8 @@ def _tracking_page(reference: str, status: int = 200, **extra: Any) -> Response:
                     e.kind,
                     names.get(a.id, "") if a else "",
                     label,
-                    a.agency_reference if a and e.kind in ("delivered", "agency_reference")
+                    a.agency_reference
+                    if a and e.kind in ("delivered", "agency_reference")
                     else None,
                 ),
                 "agency_said": e.message if e.actor == "agency" and e.message else None,
@@ -676,8 +684,11 @@ def _tracking_page(reference: str, status: int = 200, **extra: Any) -> Response:
         kind = case.kind
         filed_at = format_date(case.created_at, format="long")
         open_lines = [line for line in lines if not line["terminal"]]
-        open_dues = [a.answer_due_at for a in case.assignments if a.answer_due_at and
-                     not lifecycle.is_terminal(a.status)]
+        open_dues = [
+            a.answer_due_at
+            for a in case.assignments
+            if a.answer_due_at and not lifecycle.is_terminal(a.status)
+        ]
         expected = _due(max(open_dues)) if open_dues else None
     return _page(
         "track.html",
@@ -724,9 +735,7 @@ def reply(reference: str, line: int):
     if len(text) > 10000:
         errors["text"] = _("Your answer can be at most 10000 characters long.")
     if errors:
-        return _tracking_page(
-            reference, 422, reply_errors=errors, reply_text=text, reply_to=line
-        )
+        return _tracking_page(reference, 422, reply_errors=errors, reply_text=text, reply_to=line)
     h = hub()
     try:
         consumer.reply(h.db, reference, token or "", line, text, uploads, h.clock.now())
