@@ -71,6 +71,13 @@ def read(form: MultiDict, files: MultiDict) -> Filled:
     )
 
 
+def website(text: str) -> str:
+    """What people type (www.shop.be) as the full address the schema wants."""
+    if text and not re.match(r"^https?://", text, re.IGNORECASE):
+        return "https://" + text
+    return text
+
+
 def parse_date(text: str) -> date | None:
     """YYYY-MM-DD (what a date field sends) or DD/MM/YYYY, DD-MM-YYYY, DD.MM.YYYY (typed)."""
     for fmt in ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y"):
@@ -124,15 +131,12 @@ def check(filled: Filled, kind: str, files: MultiDict, today: date) -> None:
             "invoice or the company's website (10 digits, for example 0403.170.701), or leave it "
             "empty."
         )
-    site = v["trader_website"]
+    site = website(v["trader_website"])
     if site:
-        if not re.match(r"^https?://", site, re.IGNORECASE):
-            site = "https://" + site
         try:
             _url(site)
             if len(site) > 500:
                 raise ValidationError("long")
-            v["trader_website"] = site
         except ValidationError:
             errors["trader_website"] = _(
                 "This is not a web address. Write it like www.shop.be, or leave it empty."
@@ -249,7 +253,7 @@ def to_case(
             digits = enterprise_digits(v["trader_enterprise_number"])
             trader["enterprise_number"] = f"{digits[:4]}.{digits[4:7]}.{digits[7:]}"
         if v["trader_website"]:
-            trader["website"] = v["trader_website"]
+            trader["website"] = website(v["trader_website"])
         if v["trader_country"]:
             trader["address"] = {"country": v["trader_country"]}
         body["trader"] = trader

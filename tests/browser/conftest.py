@@ -112,8 +112,16 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         maildir = home / "Maildir"
         processes.start(
             "smtp",
-            ["-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{smtp}", "-c",
-             "aiosmtpd.handlers.Mailbox", str(maildir)],
+            [
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                f"127.0.0.1:{smtp}",
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+                str(maildir),
+            ],
             {},
         )
         telecom_port = free_port()

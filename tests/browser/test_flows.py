@@ -32,9 +32,7 @@ def fill_consumer(page, name: str, email: str) -> None:
     page.fill("#consumer_email", email)
 
 
-def test_in_french_a_telecom_bill_complaint_goes_from_the_start_page_to_resolved(
-    page_fr, stack
-):
+def test_in_french_a_telecom_bill_complaint_goes_from_the_start_page_to_resolved(page_fr, stack):
     page = page_fr
     page.goto("/")
     assert page.url.endswith("/fr/")  # the browser's Accept-Language chose French
@@ -62,8 +60,8 @@ def test_in_french_a_telecom_bill_complaint_goes_from_the_start_page_to_resolved
     page.fill("#incident_date", "2026-10-15")
     page.fill("#amount", "49,99")
     page.set_input_files(
-        "#attachments", files=[{"name": "facture.pdf", "mimeType": "application/pdf",
-                                "buffer": PDF}]
+        "#attachments",
+        files=[{"name": "facture.pdf", "mimeType": "application/pdf", "buffer": PDF}],
     )
     page.get_by_label(re.compile("J'accepte que le guichet transmette")).check()
     check_axe(page, "form (fr)")
@@ -123,9 +121,7 @@ def test_in_french_a_telecom_bill_complaint_goes_from_the_start_page_to_resolved
     stack.wait_for_mail("marie.dubois@example.be", reference, "a besoin d'une information")
 
 
-def test_in_dutch_a_fake_webshop_report_reaches_the_inspection_and_closes_honestly(
-    page_nl, stack
-):
+def test_in_dutch_a_fake_webshop_report_reaches_the_inspection_and_closes_honestly(page_nl, stack):
     page = page_nl
     page.goto("/")
     assert page.url.endswith("/nl/")
@@ -157,8 +153,9 @@ def test_in_dutch_a_fake_webshop_report_reaches_the_inspection_and_closes_honest
     page.wait_for_url(f"{stack.web}/nl/track/{reference}")
     reload_until(
         page,
-        lambda: status_text(page) == "Afgesloten: gebruikt voor controles, zonder individueel "
-        "antwoord",
+        lambda: (
+            status_text(page) == "Afgesloten: gebruikt voor controles, zonder individueel antwoord"
+        ),
         60,
         "the inspection's closing status",
     )
