@@ -6,6 +6,7 @@ from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote
 
+from babel import Locale
 from flask import (
     Blueprint,
     Response,
@@ -21,7 +22,6 @@ from flask import (
     session,
     url_for,
 )
-from babel import Locale
 from flask_babel import format_date, format_datetime
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError

@@ -50,7 +50,7 @@ def check_page(page, lang: str, what: str, fragments: list[str]) -> None:
 
 @pytest.mark.parametrize("lang", ["nl", "fr", "de", "en"])
 def test_every_page_is_translated_and_passes_axe(browser, stack, lang):
-    yes, no, go_on, consent, send = TEXTS[lang]
+    _yes, no, go_on, consent, send = TEXTS[lang]
     fragments = english_fragments(lang)
     page = new_page(browser, stack, f"{lang}-BE")
     try:
