@@ -462,7 +462,18 @@ def case_form(area: str, sub: str, kind: str):
         return redirect(url_for(".kind", area=area, sub=sub, kind=kind), 303)
     except intake.NotAdmissible as exc:
         return _advice(s, kind, exc.refusals)
-    session["filed"] = {"reference": filed.reference, "token": filed.token}
+    session["filed"] = {
+        "reference": filed.reference,
+        "token": filed.token,
+        "not_sent": [
+            {
+                "agency": h.directory[r.agency_id].name(g.lang),
+                "reason": r.reason,
+                "advice": r.advice,
+            }
+            for r in filed.not_sent
+        ],
+    }
     response = redirect(url_for(".filed", reference=filed.reference), 303)
     _remember_case(response, filed.reference, filed.token)
     return response
@@ -531,6 +542,7 @@ def filed(reference: str):
         email=email,
         kind=kind,
         kinds=texts.KINDS,
+        not_sent=held.get("not_sent") or [],
     )
 
 
