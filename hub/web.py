@@ -34,7 +34,13 @@ def index():
         response = redirect(f"/{lang}/", 302)
         response.headers["Vary"] = "Accept-Language, Cookie"
         return response
-    return render_template("frontdesk/choose.html", names=i18n.NAMES)
+    response = Response(render_template("frontdesk/choose.html", names=i18n.NAMES))
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    return response
 
 
 @bp.get("/healthz")
