@@ -4,14 +4,31 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck clean
+# Compiled translations of the front desk, and axe-core for the browser tests (npm registry).
+MO     := $(patsubst %.po,%.mo,$(wildcard hub/translations/*/LC_MESSAGES/messages.po))
+AXE    := tests/browser/node_modules/axe-core/axe.min.js
+
+.PHONY: install run test lint typecheck clean messages
 
 $(STAMP): pyproject.toml tests/thirdparty/loket-spool/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]' -e tests/thirdparty/loket-spool
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) $(MO) $(AXE)
+
+hub/translations/%/LC_MESSAGES/messages.mo: hub/translations/%/LC_MESSAGES/messages.po $(STAMP)
+	$(BIN)/pybabel compile --use-fuzzy -i $< -o $@ -l $*
+
+$(AXE): tests/browser/package.json
+	@if command -v npm >/dev/null; then \
+	  cd tests/browser && npm install --no-audit --no-fund --silent && touch node_modules/axe-core/axe.min.js; \
+	else echo "npm not found: the browser accessibility tests will skip (install nodejs and npm)"; fi
+
+# After changing a page's text: collect the strings and add the new ones to every catalog.
+messages: install
+	$(BIN)/pybabel extract -F babel.cfg -k _l --no-location --omit-header -o hub/translations/messages.pot .
+	$(BIN)/pybabel update -i hub/translations/messages.pot -d hub/translations --no-location --omit-header -w 100
 
 run: install
 	$(BIN)/loket run
@@ -28,4 +45,4 @@ test: install lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache tests/browser/node_modules $(MO)

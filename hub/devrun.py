@@ -1,8 +1,11 @@
 """`loket run`: the whole system on one machine for a newcomer.
 
 Starts one simulator per agency whose mapping names a `simulator`, on the port of that agency's
-configured endpoint; then the web app and the worker, on SQLite unless LOKET_DATABASE_URL says
-otherwise. Prints the URLs and a curl example. Ctrl-C (or SIGTERM) stops every child and waits.
+configured endpoint; a mail catcher for the consumers' mail (aiosmtpd writing a Maildir under
+var/mail/, unless LOKET_SMTP_HOST points at a real server); then the web app and the worker, on
+SQLite unless LOKET_DATABASE_URL says otherwise. The telecom ombudsman's simulator asks the
+consumer for a document, so the demo shows the front desk's reply form. Prints the URLs and a
+curl example. Ctrl-C (or SIGTERM) stops every child and waits.
 """
 
 from __future__ import annotations
@@ -15,13 +18,17 @@ import sys
 import textwrap
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from adapters import simulators
 from adapters.simulators import Launch
-from hub.config import ROOT, Settings
+from hub.config import ROOT, VAR_DIR, Settings
 from hub.db import upgrade
 from mappings.engine import load_all
 
+# What the demo simulators do beyond their mapping's `simulator:` block.
+DEMO_SIMULATORS = {"ombudsman-telecom": {"ask_info": True}}
+MAILDIR = VAR_DIR / "mail" / "Maildir"
 DEMO_ENV = {
     "LOKET_POLL_SECONDS": "2",  # demo: see status moves in seconds, not minutes
     "LOKET_DISPATCH_SECONDS": "0.5",
@@ -67,6 +74,7 @@ def simulator_launches(settings: Settings) -> list[Launch]:
         spec = dict(mapping.extra.get("simulator") or {})
         if not spec:
             continue
+        spec.update(DEMO_SIMULATORS.get(agency_id, {}))
         if mapping.extra.get("contract"):
             spec.setdefault("contract", mapping.extra["contract"])
         groups.setdefault(spec["kind"], []).append(
@@ -79,17 +87,44 @@ def simulator_launches(settings: Settings) -> list[Launch]:
     ]
 
 
+def mail_catcher(port: int, maildir: Path = MAILDIR) -> list[str]:
+    """aiosmtpd on loopback, writing every consumer mail into a Maildir (one file each)."""
+    maildir.parent.mkdir(parents=True, exist_ok=True)
+    return [
+        sys.executable,
+        "-m",
+        "aiosmtpd",
+        "-n",
+        "-l",
+        f"127.0.0.1:{port}",
+        "-c",
+        "aiosmtpd.handlers.Mailbox",
+        str(maildir),
+    ]
+
+
 def run_all(settings: Settings, web_port: int = 8000) -> int:
+    web_url = f"http://127.0.0.1:{web_port}"
+    catch_mail = not os.environ.get("LOKET_SMTP_HOST")
+    mail_port = settings.mail.port
     env = {
         **os.environ,
         **{k: v for k, v in DEMO_ENV.items() if k not in os.environ},
         "LOKET_DATABASE_URL": settings.database_url,
+        "LOKET_PUBLIC_URL": os.environ.get("LOKET_PUBLIC_URL") or web_url,
         "PYTHONUNBUFFERED": "1",
     }
+    if catch_mail:
+        env.update({"LOKET_SMTP_HOST": "127.0.0.1", "LOKET_SMTP_PORT": str(mail_port)})
     sims = simulator_launches(settings)
     busy = []
     if not _port_free("127.0.0.1", web_port):
         busy.append(f"web port {web_port} is in use: stop what uses it or set LOKET_WEB_PORT")
+    if catch_mail and not _port_free("127.0.0.1", mail_port):
+        busy.append(
+            f"mail catcher port {mail_port} is in use: set LOKET_SMTP_PORT to another port "
+            "(or LOKET_SMTP_HOST to a real SMTP server)"
+        )
     for sim in sims:
         for host, port, hint in ((sim.host, sim.port, sim.env_hint), *sim.also_listens):
             if not _port_free(host, port):
@@ -115,6 +150,17 @@ def run_all(settings: Settings, web_port: int = 8000) -> int:
     signal.signal(signal.SIGINT, stop_all)
     signal.signal(signal.SIGTERM, stop_all)
     try:
+        if catch_mail:
+            catcher = subprocess.Popen(
+                mail_catcher(mail_port), env=env, cwd=ROOT, stdout=subprocess.DEVNULL
+            )
+            children.append(Child("mail catcher", f"smtp://127.0.0.1:{mail_port}", catcher))
+            if not _wait_tcp("127.0.0.1", mail_port, 30, catcher):
+                print(
+                    f"loket run: the mail catcher did not start (exit code {catcher.poll()})",
+                    file=sys.stderr,
+                )
+                return 1
         for sim in sims:
             name = f"simulator {', '.join(sim.agencies)}"
             proc = subprocess.Popen(sim.command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
@@ -125,7 +171,6 @@ def run_all(settings: Settings, web_port: int = 8000) -> int:
                     file=sys.stderr,
                 )
                 return 1
-        web_url = f"http://127.0.0.1:{web_port}"
         web = subprocess.Popen(
             [
                 sys.executable,
@@ -186,9 +231,14 @@ def _banner(web_url: str, children: list[Child]) -> None:
     lines = [
         "",
         "Loket is running.",
+        f"  front desk      {web_url}/  (nl, fr, de, en: {web_url}/fr/ ...)",
         f"  web and API     {web_url}/",
         f"  file a case     POST {web_url}/api/v1/cases",
     ]
+    for child in children:
+        if child.name == "mail catcher":
+            shown = MAILDIR.relative_to(ROOT) if MAILDIR.is_relative_to(ROOT) else MAILDIR
+            lines.append(f"  consumer mail   {child.url} -> {shown}/new/ (one file per mail)")
     for child in children:
         if not child.name.startswith("simulator"):
             continue

@@ -1,23 +1,46 @@
-"""Front page, health and metrics endpoints."""
+"""The root page (language choice for the front desk), health and metrics endpoints.
+
+The front desk itself (hub/frontdesk) is wired in when this blueprint is registered, so the app
+factory needs no change for it.
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
 
-from flask import Blueprint, Response, current_app, jsonify, render_template
+from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from hub import i18n
 from hub.problems import Problem
 
 bp = Blueprint("web", __name__, template_folder="templates")
 
 
+@bp.record_once
+def _front_desk(state) -> None:
+    from hub import frontdesk
+
+    frontdesk.init_app(state.app)
+
+
 @bp.get("/")
 def index():
-    hub = current_app.extensions["loket"]
-    agencies = [hub.directory[a] for a in hub.directory.ids()]
-    return render_template("index.html", agencies=agencies)
+    """First visit: the language the visitor chose before, or their browser's; otherwise the
+    four languages to choose from."""
+    lang = i18n.preferred(request)
+    if lang:
+        response = redirect(f"/{lang}/", 302)
+        response.headers["Vary"] = "Accept-Language, Cookie"
+        return response
+    response = Response(render_template("frontdesk/choose.html", names=i18n.NAMES))
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    return response
 
 
 @bp.get("/healthz")

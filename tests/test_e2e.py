@@ -198,12 +198,14 @@ def test_loket_run_starts_everything_files_the_readme_example_and_stops_cleanly(
     sim_ports = {agency_id: free_port() for agency_id in SIM_PROFILES}
     mail_ports = {"SMTP_PORT": free_port(), "IMAP_PORT": free_port()}  # every email agency
     sftp_port = free_port()  # every SFTP agency: one asyncssh server, one user each
+    consumer_mail_port = free_port()  # the mail catcher for consumers' mail
     simulated = {
         agency_id: (mapping.extra.get("simulator") or {}).get("kind")
         for agency_id, mapping in load_all(AGENCIES_DIR, env={}).items()
     }
     env = {
         "LOKET_WEB_PORT": str(web_port),
+        "LOKET_SMTP_PORT": str(consumer_mail_port),
         "LOKET_DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}",
         **{env_prefix(a) + "_URL": f"http://127.0.0.1:{p}/api" for a, p in sim_ports.items()},
         **{
@@ -245,6 +247,9 @@ def test_loket_run_starts_everything_files_the_readme_example_and_stops_cleanly(
         banner = (tmp_path / "run.log").read_text()
         web = f"http://127.0.0.1:{web_port}"
         assert f"{web}/" in banner and "contracts/examples/case.json" in banner
+        assert f"front desk      {web}/" in banner
+        assert f"consumer mail   smtp://127.0.0.1:{consumer_mail_port}" in banner
+        assert requests.get(f"{web}/fr/", timeout=10).status_code == 200
         example = json.loads((ROOT / "contracts" / "examples" / "case.json").read_text())
         # one case per transport: the README example (REST), food (SOAP), energy (email),
         # a fake webshop report (SFTP); each must come back with the agency's own status
@@ -281,7 +286,13 @@ def test_loket_run_starts_everything_files_the_readme_example_and_stops_cleanly(
                 agency_said = [e for e in status["timeline"] if e["actor"] == "agency"]
                 return (
                     line["status"]
-                    in ("received", "in_progress", "resolved", "closed_no_individual_follow_up")
+                    in (
+                        "received",
+                        "in_progress",
+                        "waiting_for_consumer",  # the demo's telecom ombudsman asks for a bill
+                        "resolved",
+                        "closed_no_individual_follow_up",
+                    )
                     and (line["agency_reference"] or "").startswith(cases[agency_id][1])
                     and agency_said
                 )
@@ -298,7 +309,13 @@ def test_loket_run_starts_everything_files_the_readme_example_and_stops_cleanly(
     assert "all processes stopped" in (tmp_path / "run.log").read_text()
     import socket
 
-    for port in [web_port, *sim_ports.values(), *mail_ports.values(), sftp_port]:
+    for port in [
+        web_port,
+        *sim_ports.values(),
+        *mail_ports.values(),
+        sftp_port,
+        consumer_mail_port,
+    ]:
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers after Ctrl-C"
 

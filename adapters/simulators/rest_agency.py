@@ -603,6 +603,7 @@ def launch_group(agencies, root: Path):
                 "step_seconds": agency.spec.get("step_seconds", 5),
                 "api_key": agency.adapter_config.get("api_key"),
                 "schema": str(root / contract) if contract else None,
+                "ask_info": bool(agency.spec.get("ask_info")),
             }
         )
     cmd = [sys.executable, "-m", "adapters.simulators.rest_agency"]
@@ -623,7 +624,7 @@ def launch_group(agencies, root: Path):
 
 def agency_spec(text: str) -> dict[str, Any]:
     """One `--agency` option: a JSON object with id, profile, port and optionally host,
-    step_seconds, api_key and schema (a path to the agency's JSON Schema)."""
+    step_seconds, api_key, schema (a path to the agency's JSON Schema) and ask_info."""
     try:
         spec = json.loads(text)
     except ValueError as exc:
@@ -644,8 +645,9 @@ def serve_group(specs: list[dict[str, Any]], latency: float = 0.0) -> list[Simul
     try:
         for spec in specs:
             schema_path = spec.get("schema")
+            profile = PROFILES[spec["profile"]]
             system = AgencySystem(
-                PROFILES[spec["profile"]],
+                profile.with_info() if spec.get("ask_info") else profile,
                 step_seconds=float(spec.get("step_seconds", 5)),
                 api_key=spec.get("api_key"),
                 schema=json.loads(Path(schema_path).read_text()) if schema_path else None,
@@ -680,7 +682,7 @@ def main(argv: list[str] | None = None) -> None:
         default=[],
         metavar="JSON",
         help="play this agency too (repeatable; instead of --profile): "
-        '{"id", "profile", "port", "host", "step_seconds", "api_key", "schema"}',
+        '{"id", "profile", "port", "host", "step_seconds", "api_key", "schema", "ask_info"}',
     )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
     parser.add_argument(

@@ -1,0 +1,135 @@
+"""Consumer-facing sentences that depend on data (case kinds, agency bodies, timeline events).
+
+They are written here, in English source strings marked for translation, so that the catalogs
+hold them and the page shows them in the consumer's language. Agency names, rights texts,
+routing reasons, pre-check questions and status names come translated from the data files.
+"""
+
+from __future__ import annotations
+
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
+KINDS = {
+    "question": (
+        _l("Ask a question"),
+        _l("You want information or advice about your rights. You get an answer in writing."),
+    ),
+    "complaint": (
+        _l("File a complaint"),
+        _l(
+            "You tried to solve it with the company and it did not work. The competent service "
+            "takes up your complaint."
+        ),
+    ),
+    "mediation": (
+        _l("Ask for mediation"),
+        _l("A neutral service helps you and the company reach an agreement. It is free of charge."),
+    ),
+    "report": (
+        _l("Report it to an inspection"),
+        _l(
+            "You warn the authorities about a company that breaks the rules. The inspection "
+            "uses your report to act; you do not get an individual answer."
+        ),
+    ),
+}
+
+# What each kind of body does with a case, said plainly (mappings/agencies/*.yaml `body`).
+BODY_WILL = {
+    "ombudsman": _l("It examines your case, mediates with the company and tells you the outcome."),
+    "mediation": _l(
+        "It looks for an amicable solution with the company and tells you the outcome."
+    ),
+    "dispute_committee": _l(
+        "It tries to reconcile you and the company; if that fails, it decides the dispute."
+    ),
+    "inspection": _l(
+        "It uses your information to check the company and act against it; it does not "
+        "answer you individually."
+    ),
+    "regulator": _l("It checks whether the company keeps to the rules and answers you."),
+    "network": _l("It advises you and contacts the service in the company's country for you."),
+}
+INFORMED_WILL = _l(
+    "It is informed so that it can act against the company; it does not answer you individually."
+)
+
+# What the consumer should do next, by the case's one status.
+NEXT_STEP = {
+    "waiting_for_consumer": _l(
+        "A service needs an answer from you before it can go on. Answer it below; you can add "
+        "documents."
+    ),
+    "queued": _l(
+        "Nothing to do for now. Your case is being forwarded; you get an email when a service "
+        "has it."
+    ),
+    "sent": _l("Nothing to do for now. You get an email when the service confirms it has it."),
+    "received": _l(
+        "Nothing to do for now. The service has your case; you get an email when it moves."
+    ),
+    "in_progress": _l(
+        "Nothing to do for now. The service is handling your case; keep your documents at hand "
+        "in case it asks for them."
+    ),
+    "resolved": _l(
+        "Your case is closed. Read the service's answer below. Not satisfied? You can still go "
+        "to court or ask for legal advice."
+    ),
+    "closed_no_individual_follow_up": _l(
+        "Your report was used for inspections. The service does not answer individually; "
+        "nothing more to do."
+    ),
+    "not_competent": _l(
+        "The service is not competent; your case goes to the right service. Nothing to do."
+    ),
+    "referred": _l("Your case went to another service. Nothing to do for now."),
+    "withdrawn": _l("You withdrew this case. Nothing more will happen with it."),
+}
+
+
+def event_text(kind: str | None, agency: str, status: str, reference: str | None) -> str:
+    """One timeline entry in the page's language; the agency's own words are shown beside it."""
+    if kind == "routed":
+        return _("Your case is on its way to %(agency)s.", agency=agency)
+    if kind == "delivered":
+        if reference:
+            return _(
+                "%(agency)s has your case in its system (its reference: %(reference)s).",
+                agency=agency,
+                reference=reference,
+            )
+        return _("%(agency)s has your case in its system.", agency=agency)
+    if kind == "agency_reference":
+        return _(
+            "%(agency)s gave your case its reference %(reference)s.",
+            agency=agency,
+            reference=reference or "",
+        )
+    if kind in ("agency_status", "agency_note") and status:
+        return _("%(agency)s: %(status)s.", agency=agency, status=status)
+    if kind in ("agency_status", "agency_note"):
+        return _("%(agency)s sent a message.", agency=agency)
+    if kind == "consumer_reply":
+        return _("You answered %(agency)s.", agency=agency)
+    if kind == "message_forwarded":
+        return _("Your message was forwarded to %(agency)s.", agency=agency)
+    if kind in ("message_delayed", "delivery_delayed", "resent"):
+        return _(
+            "Forwarding to %(agency)s takes longer than usual; we keep trying, nothing is lost.",
+            agency=agency,
+        )
+    if kind == "past_due":
+        return _("%(agency)s has not answered in time.", agency=agency)
+    if kind == "referred":
+        return _(
+            "%(agency)s is not competent; your case goes to the competent service.", agency=agency
+        )
+    if kind == "withdrawn":
+        return _("You withdrew the case.")
+    if kind == "needs_routing":
+        return _("Our staff are choosing the right service for your case.")
+    if status and agency:
+        return _("%(agency)s: %(status)s.", agency=agency, status=status)
+    return _("Your case was updated.")

@@ -1,0 +1,279 @@
+"""The front desk in a real browser against real processes on loopback.
+
+One stack per test session (the browser tests share it; each files its own cases): the web app
+under gunicorn (`loket serve`), the worker, the telecom ombudsman's REST simulator asking the
+consumer for a document (`--ask-info`), the Economic Inspection's SFTP simulator (asyncssh), and
+aiosmtpd catching the consumers' mail in a Maildir. Playwright drives Debian's Chromium (no
+browser download); axe-core comes from the npm registry (`make install` puts it in
+tests/browser/node_modules). Missing either skips with the reason, or fails under
+LOKET_REQUIRE_PEERS=1.
+"""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from adapters.simulators import sftp_agency
+from hub.config import ROOT
+from hub.db import Database, upgrade
+from hub.models import Case
+from mappings import AGENCIES_DIR
+from mappings.engine import load_agency
+from tests.conftest import (
+    API_KEYS,
+    Processes,
+    env_prefix,
+    free_port,
+    peer_missing,
+    wait_http,
+    wait_until,
+)
+
+CHROMIUM = Path("/usr/bin/chromium")
+AXE = Path(__file__).resolve().parent / "node_modules" / "axe-core" / "axe.min.js"
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TELECOM = "ombudsman-telecom"
+INSPECTION = "economic-inspection"
+
+
+@dataclass
+class Stack:
+    web: str
+    database_url: str
+    maildir: Path
+    telecom: str  # the REST simulator's base URL (without /api)
+    processes: Processes
+
+    def mails(self) -> list:
+        box = mailbox.Maildir(self.maildir, create=False)
+        parser = BytesParser(policy=policy.default)
+        return [parser.parsebytes(box.get_bytes(key)) for key in box.iterkeys()]
+
+    def wait_for_mail(self, to: str, *subject_has: str, timeout: float = 30):
+        def found():
+            for m in self.mails():
+                if m["To"] == to and all(s in str(m["Subject"]) for s in subject_has):
+                    return m
+            return None
+
+        return wait_until(found, timeout, f"a mail to {to} about {subject_has!r}")
+
+    def case_count(self) -> int:
+        db = Database(self.database_url)
+        try:
+            with db.session(read_only=True) as s:
+                return s.scalar(select(func.count(Case.id))) or 0
+        finally:
+            db.dispose()
+
+    def simulated_cases(self) -> list[dict]:
+        return requests.get(f"{self.telecom}/_sim/cases", timeout=5).json()
+
+
+def mail_link(message) -> str:
+    body = message.get_body(preferencelist=("plain",)).get_content()
+    return re.search(r"https?://\S+/track/\S+\?k=\S+", body).group(0)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    home = tmp_path_factory.mktemp("frontdesk")
+    processes = Processes(home)
+    database_url = f"sqlite:///{home / 'loket.db'}"
+    upgrade(database_url)
+    env: dict[str, str] = {
+        "LOKET_DATABASE_URL": database_url,
+        "LOKET_SECRET_KEY": "browser-tests-only",
+        "LOKET_FILING_LIMIT": "1000 per hour",
+        "LOKET_TRACKING_LIMIT": "1000 per hour",
+    }
+    try:
+        smtp = free_port()
+        maildir = home / "Maildir"
+        processes.start(
+            "smtp",
+            [
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                f"127.0.0.1:{smtp}",
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+                str(maildir),
+            ],
+            {},
+        )
+        telecom_port = free_port()
+        processes.start(
+            "sim-telecom",
+            [
+                "-m",
+                "adapters.simulators.rest_agency",
+                "--profile",
+                "telecom",
+                "--port",
+                str(telecom_port),
+                "--step-seconds",
+                "0.5",
+                "--api-key",
+                API_KEYS[TELECOM],
+                "--schema",
+                str(ROOT / "contracts" / "agencies" / TELECOM / "case.schema.json"),
+                "--ask-info",
+            ],
+            {},
+        )
+        telecom = f"http://127.0.0.1:{telecom_port}"
+        env[env_prefix(TELECOM) + "_URL"] = telecom + "/api"
+        env[env_prefix(TELECOM) + "_KEY"] = API_KEYS[TELECOM]
+
+        sftp_port = free_port()
+        sftp_root = home / "inspection"
+        inspection = load_agency(
+            AGENCIES_DIR / f"{INSPECTION}.yaml",
+            env={env_prefix(INSPECTION) + "_PORT": str(sftp_port)},
+        )
+        launch = sftp_agency.launch(
+            INSPECTION,
+            inspection.adapter_config,
+            {
+                "root": str(sftp_root),
+                "profile": "inspection",
+                "step_seconds": 0.5,
+                "contract": inspection.extra["contract"],
+            },
+            ROOT,
+        )
+        processes.start("sim-inspection", launch.command[1:], {})
+        env.update(
+            {
+                env_prefix(INSPECTION) + "_PORT": str(sftp_port),
+                env_prefix(INSPECTION) + "_USERNAME": "loket",
+                env_prefix(INSPECTION) + "_PRIVATE_KEY": f"@file:{sftp_root}/client_ed25519_key",
+                env_prefix(INSPECTION) + "_HOST_KEY": f"@file:{sftp_root}/ssh_host_ed25519_key.pub",
+            }
+        )
+
+        web_port = free_port()
+        web = f"http://127.0.0.1:{web_port}"
+        env.update(
+            {
+                "LOKET_SMTP_HOST": "127.0.0.1",
+                "LOKET_SMTP_PORT": str(smtp),
+                "LOKET_PUBLIC_URL": web,
+            }
+        )
+        wait_http(telecom + "/api/health")
+        wait_until(
+            lambda: (sftp_root / "ssh_host_ed25519_key.pub").exists(), 30, "the SFTP host key"
+        )
+        processes.start(
+            "web",
+            ["-m", "hub.cli", "serve", "--port", str(web_port), "--workers", "2", "--quiet"],
+            env,
+        )
+        processes.start(
+            "worker",
+            ["-m", "hub.cli", "worker"],
+            {
+                **env,
+                "LOKET_POLL_SECONDS": "0.3",
+                "LOKET_DISPATCH_SECONDS": "0.2",
+                "LOKET_HOUSEKEEPING_SECONDS": "0.5",
+            },
+        )
+        wait_http(web + "/healthz")
+        wait_until(lambda: (maildir / "new").is_dir(), 30, "the mail catcher's Maildir")
+        yield Stack(web, database_url, maildir, telecom, processes)
+    finally:
+        processes.stop_all()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        peer_missing("Chromium not installed: apt-get install chromium (.ci/run does)")
+    if not AXE.exists():
+        peer_missing("axe-core not installed: run `make install` (npm install in tests/browser)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def new_page(browser, stack: Stack, locale: str):
+    """A fresh visitor (own cookies) whose browser speaks `locale`. CSP is bypassed so the test
+    can inject axe-core; the pages' own defence against script injection is escaping, which the
+    bad-input tests check with CSP off on purpose."""
+    context = browser.new_context(
+        base_url=stack.web, locale=locale, bypass_csp=True, viewport={"width": 1100, "height": 900}
+    )
+    context.set_default_timeout(15000)
+    return context.new_page()
+
+
+@pytest.fixture
+def page_fr(browser, stack):
+    page = new_page(browser, stack, "fr-BE")
+    yield page
+    page.context.close()
+
+
+@pytest.fixture
+def page_nl(browser, stack):
+    page = new_page(browser, stack, "nl-BE")
+    yield page
+    page.context.close()
+
+
+def check_axe(page, what: str) -> None:
+    """No serious or critical axe-core finding on the page as it is now."""
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        page.add_script_tag(path=str(AXE))
+    found = page.evaluate(
+        """async () => {
+            const r = await axe.run(document, {resultTypes: ['violations']});
+            return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}));
+        }"""
+    )
+    bad = [v for v in found if v["impact"] in ("serious", "critical")]
+    assert not bad, f"axe on {what} ({page.url}):\n" + json.dumps(bad, indent=1)
+
+
+def shot(page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def copy_to_docs(path: Path, name: str) -> None:
+    """Refresh a screenshot the README shows (docs/), when the test run is asked to."""
+    import os
+
+    if os.environ.get("LOKET_UPDATE_DOCS_SCREENSHOTS") == "1":
+        shutil.copy(path, ROOT / "docs" / name)
