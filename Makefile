@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 MO     := $(patsubst %.po,%.mo,$(wildcard hub/translations/*/LC_MESSAGES/messages.po))
 AXE    := tests/browser/node_modules/axe-core/axe.min.js
 
-.PHONY: install run test lint typecheck clean messages
+.PHONY: install run test lint typecheck clean messages bench
 
 $(STAMP): pyproject.toml tests/thirdparty/loket-spool/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,13 @@ typecheck: install
 test: install lint typecheck
 	$(BIN)/loket mappings validate
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Benchmarks next to their denominators (bench/run.py); QUICK=1 for a two-minute smoke.
+# Needs PostgreSQL (127.0.0.1:5432), RabbitMQ (127.0.0.1:5672) and wrk; writes bench/RESULTS.md.
+bench: install
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+	@command -v wrk >/dev/null || apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends wrk
+	$(BIN)/python -m bench.run $(if $(QUICK),--quick,)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache tests/browser/node_modules $(MO)

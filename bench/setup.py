@@ -101,6 +101,18 @@ def reset_deliveries(db: Database) -> None:
         )
 
 
+def ref_of(i: int) -> str:
+    """A valid public reference for seeded case i (Crockford base 32, with its check symbol)."""
+    from hub.reference import ALPHABET, check_symbol
+
+    body = ""
+    for _ in range(7):
+        i, digit = divmod(i, 32)
+        body = ALPHABET[digit] + body
+    full = body + check_symbol(body)
+    return f"LK-{full[:4]}-{full[4:]}"
+
+
 def token_of(i: int) -> str:
     return f"bench-token-{i}"
 
@@ -127,7 +139,7 @@ def seed_cases(
                 [
                     {
                         "id": i + 1,
-                        "ref": f"LK-{i:08d}",
+                        "ref": ref_of(i),
                         "desc": f"Bench case {i}: nothing delivered.",
                         "status": "in_progress" if open_assignments else "resolved",
                         "hash": hashlib.sha256(token_of(i).encode()).hexdigest(),
@@ -191,7 +203,7 @@ def seed_cases(
                     {
                         "id": i + 1,
                         "agency": agencies[i % k],
-                        "key": f"LK-{i:08d}.bench.1",
+                        "key": f"{ref_of(i)}.bench.1",
                         "now": now,
                     }
                     for i in rows

@@ -7,11 +7,10 @@ from typing import Any
 from flask import Blueprint, current_app, json, jsonify, request
 from marshmallow import ValidationError
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
 from hub import intake, lifecycle, taxonomy
 from hub import reference as references
-from hub.models import Assignment, Case
+from hub.models import Assignment, Case, StatusEvent
 from hub.problems import Problem, field_error
 from hub.schemas import CaseInSchema, field_for_path
 from hub.services import Hub
@@ -193,41 +192,50 @@ def _iso(value) -> str | None:
 
 @bp.get("/cases/<reference>")
 def case_status(reference: str):
+    """A status page that is read far more often than cases change: three indexed Core queries
+    on one connection (the case, its lines, its timeline), no ORM."""
     h = hub()
     normalised = references.normalise(reference)
     token = _bearer()
-    case = None
+    body = None
     if normalised:
-        with h.db.session(read_only=True) as s:
-            case = s.scalars(
-                select(Case)
-                .where(Case.reference == normalised)
-                .options(selectinload(Case.assignments), selectinload(Case.events))
-            ).first()
-            if case is not None and not intake.token_matches(token, case.token_hash):
-                case = None
-            if case is not None:
-                body = _status_body(case, h)
+        cases, lines, events = Case.__table__, Assignment.__table__, StatusEvent.__table__
+        with h.db.engine.connect() as conn:
+            case = conn.execute(select(cases).where(cases.c.reference == normalised)).first()
+            if case is not None and intake.token_matches(token, case.token_hash):
+                body = _status_body(
+                    case,
+                    conn.execute(
+                        select(lines).where(lines.c.case_id == case.id).order_by(lines.c.id)
+                    ).all(),
+                    conn.execute(
+                        select(events).where(events.c.case_id == case.id).order_by(events.c.id)
+                    ).all(),
+                    h,
+                )
+            elif case is None:
+                intake.token_matches(token, "0" * 64)  # same work as a wrong token
     else:
         intake.token_matches(token, "0" * 64)  # same work as a wrong token: no timing oracle
-    if case is None:
+    if body is None:
         raise Problem(404, "not-found", NOT_FOUND_DETAIL)
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
-def _agency_of(assignments: dict[int, Assignment], assignment_id: int | None) -> str | None:
+def _agency_of(assignments: dict[int, Any], assignment_id: int | None) -> str | None:
     a = assignments.get(assignment_id) if assignment_id else None
     return a.agency_id if a else None
 
 
-def _status_body(case: Case, h: Hub) -> dict[str, Any]:
+def _status_body(case: Any, assignments: list[Any], events: list[Any], h: Hub) -> dict[str, Any]:
+    """The consumer's view of a case, from rows (or ORM objects: the same attributes)."""
     now = h.clock.now()
     lang = case.language
-    agencies_by_assignment: dict[int, Assignment] = {a.id: a for a in case.assignments}
+    agencies_by_assignment: dict[int, Any] = {a.id: a for a in assignments}
     lines = []
-    for a in case.assignments:
+    for a in assignments:
         mapping = h.directory.agencies.get(a.agency_id)
         past_due = lifecycle.is_past_due(a, now)
         lines.append(
@@ -247,7 +255,7 @@ def _status_body(case: Case, h: Hub) -> dict[str, Any]:
             }
         )
     timeline = []
-    for e in case.events:
+    for e in events:
         a = agencies_by_assignment.get(e.assignment_id) if e.assignment_id else None
         timeline.append(
             {
@@ -261,7 +269,7 @@ def _status_body(case: Case, h: Hub) -> dict[str, Any]:
         )
     open_dues = [
         a.answer_due_at
-        for a in case.assignments
+        for a in assignments
         if a.answer_due_at and not lifecycle.is_terminal(a.status)
     ]
     return {

@@ -45,8 +45,12 @@ def make_engine(url: str):
     return engine
 
 
+def prepare(url: str) -> None:
+    """Create the table once, before the server's workers start (they would race to)."""
+    Base.metadata.create_all(make_engine(url))
+
+
 engine = make_engine(os.environ.get("MINIMAL_DATABASE_URL", "sqlite:///var/minimal.db"))
-Base.metadata.create_all(engine)
 schema = CaseInSchema()
 app = Flask(__name__)
 
