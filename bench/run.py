@@ -589,15 +589,6 @@ def scale(report: Report, quick: bool, work: Path) -> None:
                 status_ms.append((time.perf_counter() - t) * 1000)
                 if r.status_code != 200:
                     raise AssertionError(f"status lookup answered {r.status_code}")
-            status_db_ms = []  # the same lookup without HTTP: the database part alone
-            from hub.consumer import find_case
-
-            for _ in range(lookups):
-                i = rng.randrange(n)
-                t = time.perf_counter()
-                with db.session(read_only=True) as s:
-                    found = find_case(s, ref_of(i), token_of(i))
-                status_db_ms.append((time.perf_counter() - t) * 1000)
             search_ms = []
             queries = ["c{}@example.be", "Trader {:05d}", "Consumer {:07d}", "0{:09d}"]
             for k in range(lookups // 2):
@@ -612,7 +603,6 @@ def scale(report: Report, quick: bool, work: Path) -> None:
                 t = time.perf_counter()
                 search(hub.db, q)
                 search_ms.append((time.perf_counter() - t) * 1000)
-            del found
             p50, p99 = _percentiles(status_ms)
             report.add(
                 Row(
@@ -625,11 +615,6 @@ def scale(report: Report, quick: bool, work: Path) -> None:
                     "< 10 ms",
                     p99 < 10,
                 )
-            )
-            d50, d99 = _percentiles(status_db_ms)
-            report.notes.append(
-                f"{backend}: the database part of the status lookup alone (token check, case, "
-                f"lines, timeline) p50 {d50:.2f} ms, p99 {d99:.2f} ms."
             )
             s50, s99 = _percentiles(search_ms)
             report.add(

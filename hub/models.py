@@ -66,6 +66,7 @@ class Base(DeclarativeBase):
 
 class Case(Base):
     __tablename__ = "cases"
+    __table_args__ = (Index(None, "created_at"),)  # the operator's newest-first lists
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     reference: Mapped[str] = mapped_column(String(16), unique=True)
@@ -303,7 +304,10 @@ class UnmatchedUpdate(Base):
     """
 
     __tablename__ = "unmatched_updates"
-    __table_args__ = (UniqueConstraint("agency_id", "update_key"),)
+    __table_args__ = (
+        UniqueConstraint("agency_id", "update_key"),
+        Index(None, "agency_id", "resolved_at"),  # what still waits, per agency, at every poll
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     agency_id: Mapped[str] = mapped_column(String(64))

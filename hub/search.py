@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 
 from hub import reference as references
 from hub.db import Database
@@ -49,9 +49,12 @@ def search(
         )
     elif q:
         prefix = re.sub(r"[%_\\\\]", "", q.lower())
-        query = query.where(
-            Case.id.in_(select(Party.case_id).where(func.lower(Party.name).like(prefix + "%")))
-        )
+        name = func.lower(Party.name)
+        if db.dialect == "postgresql":  # the text_pattern_ops index serves LIKE 'x%'
+            match = name.like(prefix + "%")
+        else:  # SQLite's LIKE ignores an index on lower(name); a range on it does not
+            match = and_(name >= prefix, name < prefix[:-1] + chr(ord(prefix[-1]) + 1))
+        query = query.where(Case.id.in_(select(Party.case_id).where(match)))
     if agency:
         query = query.where(
             Case.id.in_(select(Assignment.case_id).where(Assignment.agency_id == agency))
