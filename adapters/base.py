@@ -182,6 +182,9 @@ class Adapter(ABC):
     kind: ClassVar[str]
     config_schema: ClassVar[type[Schema]]
     capabilities: ClassVar[frozenset[str]]
+    # How many deliveries may be in flight at once from several threads. 1 unless the adapter
+    # is safe to call concurrently (the REST adapter keeps a session per thread).
+    max_concurrency: ClassVar[int] = 1
 
     def __init__(self, config: Mapping[str, Any]):
         try:

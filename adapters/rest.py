@@ -117,6 +117,7 @@ class RestAdapter(Adapter):
     kind = "rest"
     config_schema = RestConfig
     capabilities = frozenset({DELIVER, POLL, POLL_CHANGES, POLL_PER_ITEM, ATTACHMENTS, MESSAGES})
+    max_concurrency = 16
 
     def __init__(self, config: Mapping[str, Any]):
         super().__init__(config)
@@ -188,6 +189,7 @@ class RestAdapter(Adapter):
         response = self._request(
             "POST",
             path,
+            session=self._thread_session(),
             json=dict(item.payload),
             headers={
                 "Idempotency-Key": item.idempotency_key,

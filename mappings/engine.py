@@ -391,6 +391,9 @@ class DeliveryPolicy:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
     max_in_flight: int = 20  # leased deliveries to this agency at once, across all workers
+    concurrency: int = (
+        4  # deliveries one worker keeps in flight to this agency (if the adapter can)
+    )
 
 
 _RNG = random.Random()
@@ -816,13 +819,13 @@ def parse_delivery(raw: Any, path: Path, lines: _Lines) -> DeliveryPolicy:
             "write e.g. delivery: {retry: {max_attempts: 10}}",
             lines.line("delivery"),
         )
-    unknown = set(raw) - {"retry", "breaker", "max_in_flight"}
+    unknown = set(raw) - {"retry", "breaker", "max_in_flight", "concurrency"}
     if unknown:
         raise MappingError(
             path,
             f"delivery.{sorted(unknown)[0]}",
             "unknown setting",
-            "use retry, breaker or max_in_flight",
+            "use retry, breaker, max_in_flight or concurrency",
             lines.line("delivery"),
         )
 
@@ -877,7 +880,8 @@ def parse_delivery(raw: Any, path: Path, lines: _Lines) -> DeliveryPolicy:
         pause_seconds=number("breaker", "pause", breaker_raw.get("pause", 30.0), 0),
     )
     max_in_flight = int(number("", "max_in_flight", raw.get("max_in_flight", 20), 1))
-    return DeliveryPolicy(RetryPolicy(**retry_values), breaker, max_in_flight)
+    concurrency = int(number("", "concurrency", raw.get("concurrency", 4), 1))
+    return DeliveryPolicy(RetryPolicy(**retry_values), breaker, max_in_flight, concurrency)
 
 
 def load_all(

@@ -17,6 +17,8 @@ import signal
 import socket
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future
 from concurrent.futures import ThreadPoolExecutor as ThreadPool
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,6 +49,20 @@ RECORD_EVERY = 25
 def working_language(mapping: AgencyMapping, case_language: str) -> str:
     """The agency works in the consumer's language when it can, else in its first language."""
     return case_language if case_language in mapping.languages else mapping.languages[0]
+
+
+@dataclass(frozen=True)
+class Sent:
+    item: outbox.Claimed
+    payload: dict[str, Any] | None
+    receipt: Any | None
+    error: AdapterError | None
+
+
+def _done_future(value: Sent) -> Future[Sent]:
+    future: Future[Sent] = Future()
+    future.set_result(value)
+    return future
 
 
 @dataclass
@@ -124,21 +140,57 @@ class Worker:
             )
             if not claimed:
                 break
-            done: list[tuple[outbox.Claimed, Any, dict[str, Any]]] = []
-            try:
-                for i, item in enumerate(claimed):
-                    if self._stop.is_set():
-                        break  # the rest keep their lease and are retaken after it expires
-                    if self._deliver(item, mapping, stats, done):
-                        outbox.release(self.hub.db, claimed[i + 1 :], self.hub.clock.now())
-                        return stats  # the breaker opened: the rest wait, no attempt burnt
-                    if len(done) >= RECORD_EVERY:
-                        self._record(done, mapping)
-            finally:
-                self._record(done, mapping)
+            if self._deliver_batch(claimed, mapping, stats):
+                return stats  # the breaker opened: the rest wait, no attempt burnt
             if len(claimed) < settings.batch_size:
                 break
         return stats
+
+    def _concurrency(self, mapping: AgencyMapping) -> int:
+        """How many deliveries to one agency a lane keeps in flight at once: the agency's
+        setting, capped by what its adapter can do from several threads."""
+        adapter = self.hub.directory.adapter(mapping.id)
+        return max(1, min(mapping.delivery.concurrency, adapter.max_concurrency))
+
+    def _deliver_batch(
+        self, claimed: list[outbox.Claimed], mapping: AgencyMapping, stats: DispatchStats
+    ) -> bool:
+        """Send a claimed batch, a few at a time, recording receipts in groups. Sending is
+        adapter work only (threads overlap the waits); the database work stays on this thread.
+        Returns True when a failure opened the agency's breaker (the unsent rest is released)."""
+        done: list[tuple[outbox.Claimed, Any, dict[str, Any]]] = []
+        pending = deque(claimed)
+        in_flight: deque[Future[Sent]] = deque()
+        width = self._concurrency(mapping)
+        pool = (
+            ThreadPool(max_workers=width, thread_name_prefix=f"send-{mapping.id}")
+            if width > 1
+            else None
+        )
+        try:
+            while pending or in_flight:
+                while pending and len(in_flight) < width and not self._stop.is_set():
+                    item = pending.popleft()
+                    in_flight.append(
+                        pool.submit(self._send, item, mapping)
+                        if pool
+                        else _done_future(self._send(item, mapping))
+                    )
+                if not in_flight:
+                    break  # stopping: the rest keep their lease and are retaken after it expires
+                opened = self._settle(in_flight.popleft().result(), mapping, stats, done)
+                if opened:
+                    while in_flight:  # already sent: their outcomes are recorded too
+                        self._settle(in_flight.popleft().result(), mapping, stats, done)
+                    outbox.release(self.hub.db, list(pending), self.hub.clock.now())
+                    return True
+                if len(done) >= RECORD_EVERY:
+                    self._record(done, mapping)
+            return False
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+            self._record(done, mapping)
 
     def _record(self, done: list, mapping: AgencyMapping) -> None:
         """Record the receipts gathered so far in one transaction."""
@@ -146,11 +198,8 @@ class Worker:
             outbox.complete_many(self.hub.db, done, self.hub.clock.now(), mapping)
             done.clear()
 
-    def _deliver(
-        self, item: outbox.Claimed, mapping: AgencyMapping, stats: DispatchStats, done: list
-    ) -> bool:
-        """Deliver one item; a receipt goes to `done` to be recorded with the others of the batch.
-        Returns True when its failure opened the agency's breaker."""
+    def _send(self, item: outbox.Claimed, mapping: AgencyMapping) -> Sent:
+        """The adapter call alone (no database): safe to run on a sending thread."""
         payload = item.payload
         metrics.ATTEMPTS.labels(item.agency_id).inc()
         started = time.perf_counter()
@@ -184,31 +233,45 @@ class Worker:
                     )
                 )
         except RenderError as exc:
-            error: AdapterError = PermanentError(f"cannot render the case for this agency: {exc}")
+            return Sent(
+                item,
+                payload,
+                None,
+                PermanentError(f"cannot render the case for this agency: {exc}"),
+            )
         except AdapterError as exc:
-            error = exc
+            return Sent(item, payload, None, exc)
         except Exception as exc:  # a bug in an adapter: keep the row, retry later, log loudly
             log.exception("adapter %s raised unexpectedly", item.agency_id)
-            error = TransientError(f"unexpected {type(exc).__name__}: {exc}")
-        else:
-            metrics.DELIVERY_SECONDS.labels(item.agency_id).observe(time.perf_counter() - started)
-            done.append((item, receipt, payload))
+            return Sent(
+                item, payload, None, TransientError(f"unexpected {type(exc).__name__}: {exc}")
+            )
+        metrics.DELIVERY_SECONDS.labels(item.agency_id).observe(time.perf_counter() - started)
+        return Sent(item, payload, receipt, None)
+
+    def _settle(self, sent: Sent, mapping: AgencyMapping, stats: DispatchStats, done: list) -> bool:
+        """What a send came to: a receipt joins `done`; a failure is recorded now. True when
+        the failure opened the agency's breaker."""
+        item = sent.item
+        if sent.error is None:
+            done.append((item, sent.receipt, sent.payload))
             stats.delivered += 1
-            outcome = "duplicate" if receipt.duplicate else "delivered"
+            outcome = "duplicate" if sent.receipt.duplicate else "delivered"
             metrics.DELIVERIES.labels(item.agency_id, outcome).inc()
             log.info(
                 "delivered %s %s to %s as %s",
                 item.kind,
                 item.case_reference,
                 item.agency_id,
-                receipt.agency_reference,
+                sent.receipt.agency_reference,
             )
             return False
+        error = sent.error
         metrics.FAILURES.labels(
             item.agency_id, "transient" if error.retryable else "permanent"
         ).inc()
         failed = outbox.fail(
-            self.hub.db, item, error, self.hub.clock.now(), mapping.delivery, payload=payload
+            self.hub.db, item, error, self.hub.clock.now(), mapping.delivery, payload=sent.payload
         )
         metrics.DELIVERIES.labels(item.agency_id, failed.state).inc()
         log.warning(

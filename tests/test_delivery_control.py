@@ -106,7 +106,8 @@ def test_transient_failures_retry_until_the_rounds_attempts_are_used_then_dead_l
 
 def test_a_down_agency_opens_its_breaker_and_does_not_slow_the_others(hub, sims, clock):
     """Compared by counts: the healthy agency's deliveries per round are those of a healthy run."""
-    set_policy(hub, MEDIATION, breaker=BreakerPolicy(failures=3, pause_seconds=30))
+    # one delivery in flight at a time, so the attempts counted below are exact
+    set_policy(hub, MEDIATION, breaker=BreakerPolicy(failures=3, pause_seconds=30), concurrency=1)
     for _ in range(6):
         file(hub)
         file(hub, **MEDIATION_CASE)
@@ -372,3 +373,20 @@ def test_readyz_checks_the_database_and_its_schema(client, hub):
         s.execute(
             text("UPDATE alembic_version SET version_num = :v"), {"v": ready.get_json()["schema"]}
         )
+
+
+def test_a_lane_keeps_several_deliveries_in_flight_to_a_slow_agency(hub, sims, clock):
+    """An agency answering in 50 ms would get 20 cases a second one at a time."""
+    set_policy(hub, TELECOM, concurrency=4)
+    sims.system(TELECOM).latency = 0.05
+    for _ in range(8):
+        file(hub)
+    assert Worker(hub, "w").dispatch_once().delivered == 8
+    assert sims.system(TELECOM).max_in_flight == 4
+    assert len(sims.system(TELECOM).cases) == 8
+    set_policy(hub, MEDIATION, concurrency=1)
+    sims.system(MEDIATION).latency = 0.05
+    for _ in range(3):
+        file(hub, **MEDIATION_CASE)
+    Worker(hub, "w").dispatch_once()
+    assert sims.system(MEDIATION).max_in_flight == 1

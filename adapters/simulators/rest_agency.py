@@ -217,6 +217,8 @@ class AgencySystem:
         self.changes: list[dict[str, Any]] = []
         self.posts = 0  # POSTs that reached the case handler
         self.post_requests = 0  # every POST, including those answered by an injected fault
+        self.in_flight = 0  # requests being served right now, and the most there ever were
+        self.max_in_flight = 0
         self.replays = 0
         self.rejected = 0
         self.faults = Faults()
@@ -366,9 +368,13 @@ def create_app(system: AgencySystem) -> Flask:
     def _gate():
         if request.path.startswith("/_sim/"):
             return None
+        with system.lock:
+            system.in_flight += 1
+            system.max_in_flight = max(system.max_in_flight, system.in_flight)
         if system.latency:
             time.sleep(system.latency)
         with system.lock:
+            system.in_flight -= 1
             if request.method == "POST":
                 system.post_requests += 1
             active = system.faults.active(request.method)
