@@ -150,7 +150,7 @@ def intake(report: Report, quick: bool, work: Path) -> None:
                 mi,
                 "req/s",
                 f"Loket {spread(loket_rates)}; minimal {spread(minimal_rates)}",
-                "≥ 0.8 of minimal",
+                ">= 0.8 of minimal",
                 lo / mi >= 0.8,
             )
         )
@@ -389,6 +389,7 @@ def delivery(report: Report, quick: bool, work: Path, scaleout: bool) -> None:
             payload_file.write_text(json.dumps(payload))
             env = env_for(url, agencies, routing)
             rss: list[float] = []
+            best: dict[int, float] = {}
             for workers in (1, 2):
                 lo = [_drain_loket(procs, url, env, workers, n, sink, rss) for _ in range(runs)]
                 raw = [_drain_raw(procs, sink, payload_file, workers, n) for _ in range(runs)]
@@ -399,26 +400,26 @@ def delivery(report: Report, quick: bool, work: Path, scaleout: bool) -> None:
                         statistics.median(raw),
                         "deliveries/s",
                         f"Loket {spread(lo)}; raw {spread(raw)}",
-                        "≥ 0.7 of raw",
+                        ">= 0.7 of raw",
                         statistics.median(lo) / statistics.median(raw) >= 0.7,
                     )
                 )
                 report.series.setdefault("Loket", []).append((workers, statistics.median(lo)))
                 report.series.setdefault("raw", []).append((workers, statistics.median(raw)))
-                if workers == 1:
-                    one = statistics.median(lo)
+                best[workers] = statistics.median(lo)
             celery = [_drain_celery(procs, sink, payload, n) for _ in range(runs)]
-            report.add(
-                Row(
-                    "delivery/s, 1 Loket worker vs Celery (prefork 8, acks_late)",
-                    one,
-                    statistics.median(celery),
-                    "deliveries/s",
-                    f"Celery {spread(celery)}",
-                    "≥ 1.5x Celery",
-                    one / statistics.median(celery) >= 1.5,
+            for workers, rate in sorted(best.items()):
+                report.add(
+                    Row(
+                        f"delivery/s, {workers} Loket worker(s) vs Celery (prefork 8, acks_late)",
+                        rate,
+                        statistics.median(celery),
+                        "deliveries/s",
+                        f"Celery {spread(celery)}",
+                        ">= 1.5x Celery",
+                        rate / statistics.median(celery) >= 1.5,
+                    )
                 )
-            )
             report.add(
                 Row(
                     "worker RSS while dispatching (max)",
@@ -483,7 +484,7 @@ def _scaleout(
                 base,
                 "deliveries/s",
                 spread(rates),
-                "2 workers ≥ 1.7x one" if workers == 2 else "",
+                "2 workers >= 1.7x one" if workers == 2 else "",
                 (median / base >= 1.7) if workers == 2 else None,
                 f"sink CPU {statistics.median(sink_cpu):.0%}, machine CPU "
                 f"{statistics.median(machine_cpu):.0%}; saturated: {saturated}",
