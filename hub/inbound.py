@@ -97,33 +97,47 @@ def apply_poll(
     The assignments, the events they already have and the parked updates are loaded for the whole
     batch in a few queries, so a poll of thousands of updates costs no per-update round trips.
     """
-    stats = ApplyStats()
     with db.session() as s:
-        parked = _parked(s, mapping.id)
-        updates = sorted(result.updates, key=lambda u: u.occurred_at)
-        matcher = Matcher(s, mapping.id)
-        matcher.load(
-            refs={u.agency_reference for u in [*updates, *parked] if u.agency_reference},
-            case_refs={u.case_reference for u in [*updates, *parked] if u.case_reference},
-            keys={u.key() for u in updates} | {row.update_key for row in parked},
-        )
-        # Updates parked while a receipt was being recorded concurrently go first, in order.
-        for row in parked:
-            a = matcher.find(row.agency_reference, row.case_reference)
-            if a is not None and a.agency_reference is not None:
-                stats.add(
-                    _apply_to(s, mapping, a, _from_parked(row), now, row.update_key, matcher.seen)
-                )
-                row.resolved_at = now
-        for update in updates:
-            stats.add(_apply_update(s, matcher, mapping, update, now))
-        for problem in result.problems:
-            stats.add(record_problem(s, mapping.id, problem, now))
+        stats = _apply(s, mapping, result.updates, result.problems, now)
         row = _cursor_row(s, mapping.id)
         if worker_id is None or row.leased_by in (None, worker_id):
             row.cursor = result.cursor
         row.updated_at = row.last_success_at = now
         row.last_error = None
+    return stats
+
+
+def apply_updates(
+    db: Database, mapping: AgencyMapping, updates: tuple[StatusUpdate, ...], now: datetime
+) -> ApplyStats:
+    """Apply updates that did not come from a poll (an agency's staff in the back office, an
+    agency pushing to the hub): the same rules, the poll cursor untouched."""
+    with db.session() as s:
+        return _apply(s, mapping, updates, (), now)
+
+
+def _apply(s: Session, mapping: AgencyMapping, updates_in, problems, now: datetime) -> ApplyStats:
+    stats = ApplyStats()
+    parked = _parked(s, mapping.id)
+    updates = sorted(updates_in, key=lambda u: u.occurred_at)
+    matcher = Matcher(s, mapping.id)
+    matcher.load(
+        refs={u.agency_reference for u in [*updates, *parked] if u.agency_reference},
+        case_refs={u.case_reference for u in [*updates, *parked] if u.case_reference},
+        keys={u.key() for u in updates} | {row.update_key for row in parked},
+    )
+    # Updates parked while a receipt was being recorded concurrently go first, in order.
+    for row in parked:
+        a = matcher.find(row.agency_reference, row.case_reference)
+        if a is not None and a.agency_reference is not None:
+            stats.add(
+                _apply_to(s, mapping, a, _from_parked(row), now, row.update_key, matcher.seen)
+            )
+            row.resolved_at = now
+    for update in updates:
+        stats.add(_apply_update(s, matcher, mapping, update, now))
+    for problem in problems:
+        stats.add(record_problem(s, mapping.id, problem, now))
     return stats
 
 
