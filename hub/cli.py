@@ -460,6 +460,65 @@ def dead_letters_resend(
         sys.exit(1)
 
 
+# ---------------------------------------------------------------------------------------- users
+
+
+@main.group()
+def users() -> None:
+    """Back-office accounts: operators (every agency) and agency staff (their own cases)."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["operator", "agency"]), required=True)
+@click.option("--agency", "agency_id", help="the agency an agency account works for")
+@click.option(
+    "--password-stdin", is_flag=True, help="read the password from stdin instead of generating one"
+)
+def users_add(name: str, role: str, agency_id: str | None, password_stdin: bool) -> None:
+    """Create an account; a generated password is printed once."""
+    from admin import accounts
+
+    hub = _hub(_settings())
+    if agency_id:
+        _known_agency(hub, agency_id)
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    if password_stdin and len(password or "") < 10:
+        raise click.UsageError("the password on stdin must have at least 10 characters")
+    try:
+        password = accounts.add(hub.db, name, role, agency_id, hub.clock.now(), password)
+    except accounts.AccountError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"account {name} ({role}{': ' + agency_id if agency_id else ''}) created")
+    if not password_stdin:
+        click.echo(f"password (shown once): {password}")
+
+
+@users.command("list")
+def users_list() -> None:
+    """List accounts."""
+    from admin import accounts
+
+    rows = accounts.all_accounts(_hub(_settings()).db)
+    if not rows:
+        click.echo("no accounts; add one with `loket users add NAME --role operator`")
+    for name, role, agency_id, disabled in rows:
+        click.echo(f"{name:24} {role:9} {agency_id or '-':26} {'disabled' if disabled else ''}")
+
+
+@users.command("disable")
+@click.argument("name")
+def users_disable(name: str) -> None:
+    """Disable an account: it can no longer sign in, its sessions end."""
+    from admin import accounts
+
+    try:
+        accounts.disable(_hub(_settings()).db, name)
+    except accounts.AccountError as exc:
+        raise click.ClickException(f"{exc} (see `loket users list`)") from None
+    click.echo(f"account {name} disabled")
+
+
 # ------------------------------------------------------------------------------------- mappings
 
 
