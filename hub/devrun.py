@@ -18,6 +18,7 @@ import sys
 import textwrap
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from adapters import simulators
@@ -139,6 +140,7 @@ def run_all(settings: Settings, web_port: int = 8000) -> int:
 
     print(f"loket run: database {settings.database_url}", flush=True)
     upgrade(settings.database_url)
+    logins = _demo_accounts(settings)
 
     children: list[Child] = []
     stopping = False
@@ -197,7 +199,7 @@ def run_all(settings: Settings, web_port: int = 8000) -> int:
                 subprocess.Popen([sys.executable, "-m", "hub.cli", "worker"], env=env, cwd=ROOT),
             )
         )
-        _banner(web_url, children)
+        _banner(web_url, children, logins)
         while not stopping:
             dead = [c for c in children if c.process.poll() is not None]
             if dead:
@@ -227,13 +229,34 @@ def _stop(children: list[Child]) -> None:
     print("loket run: all processes stopped", flush=True)
 
 
-def _banner(web_url: str, children: list[Child]) -> None:
+DEMO_ACCOUNTS = (("operator", "operator", None), ("telecom", "agency", "ombudsman-telecom"))
+
+
+def _demo_accounts(settings: Settings) -> list[tuple[str, str, str]]:
+    """Back-office accounts for the demo, with passwords that are new on every run."""
+    from admin import accounts
+    from hub.db import Database
+
+    db = Database(settings.database_url)
+    try:
+        now = datetime.now(UTC)
+        return [
+            (name, accounts.ensure_demo(db, name, role, agency, now), agency or "every agency")
+            for name, role, agency in DEMO_ACCOUNTS
+        ]
+    finally:
+        db.dispose()
+
+
+def _banner(web_url: str, children: list[Child], logins: list[tuple[str, str, str]]) -> None:
     lines = [
         "",
         "Loket is running.",
         f"  front desk      {web_url}/  (nl, fr, de, en: {web_url}/fr/ ...)",
         f"  web and API     {web_url}/",
         f"  file a case     POST {web_url}/api/v1/cases",
+        f"  back office     {web_url}/admin/  sign in as:",
+        *(f"{'':18}{name} / {password}  ({scope})" for name, password, scope in logins),
     ]
     for child in children:
         if child.name == "mail catcher":
