@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import uuid
 from datetime import datetime
 
@@ -27,6 +28,7 @@ from admin import accounts
 from hub import audit, control, inbound, lifecycle, outbox, referral
 from hub import reference as references
 from hub.canonical import case_document
+from hub.frontdesk import csrf, limiter
 from hub.models import (
     Assignment,
     AuditEntry,
@@ -51,6 +53,16 @@ bp = Blueprint(
 )
 
 
+SIGNIN_LIMIT = "LOKET_SIGNIN_LIMIT"
+DEFAULT_SIGNIN_LIMIT = "10 per 15 minutes"
+
+
+def _signin_limit() -> str:
+    return current_app.config.get(SIGNIN_LIMIT) or os.environ.get(
+        SIGNIN_LIMIT, DEFAULT_SIGNIN_LIMIT
+    )
+
+
 def hub() -> Hub:
     return current_app.extensions["loket"]
 
@@ -65,8 +77,6 @@ def now() -> datetime:
 @bp.before_request
 def _guard():
     if request.method == "POST":
-        from hub.frontdesk import csrf
-
         csrf.protect()
     g.account = None
     user_id = session.get("admin_user")
@@ -111,7 +121,16 @@ def agency_staff_only(view):
     return wrapper
 
 
+@bp.errorhandler(429)
+def _too_many(_error):
+    return render_template(
+        "admin/login.html",
+        error="Too many failed sign-ins from this address; wait a quarter of an hour.",
+    ), 429
+
+
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(_signin_limit, methods=["POST"], deduct_when=lambda r: r.status_code == 401)
 def login():
     error = None
     if request.method == "POST":

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from admin import accounts
 from hub import control, outbox
 from hub.cli import main as cli
+from hub.frontdesk import limiter
 from hub.models import AuditEntry
 from scheduler.worker import Worker
 from tests.test_delivery_control import MEDIATION, MEDIATION_CASE, TELECOM, fault
@@ -60,6 +61,22 @@ def test_every_page_needs_a_signed_in_account(client, hub):
     assert wrong.status_code == 401 and "Unknown name or wrong password" in wrong.get_data(
         as_text=True
     )
+
+
+def test_failed_sign_ins_from_one_address_are_limited(client, hub):
+    client.application.config["LOKET_SIGNIN_LIMIT"] = "3 per hour"
+    token = token_of(client, "/admin/login")
+    codes = [
+        client.post(
+            "/admin/login", data={"csrf_token": token, "name": "olga", "password": "guess"}
+        ).status_code
+        for _ in range(4)
+    ]
+    assert codes == [401, 401, 401, 429]
+    assert "Too many failed sign-ins" in client.post(
+        "/admin/login", data={"csrf_token": token, "name": "olga", "password": "guess"}
+    ).get_data(as_text=True)
+    limiter.reset()  # the counters live in this process; leave none for the next test
 
 
 def test_a_disabled_account_is_signed_out_at_its_next_request(hub, operator):
