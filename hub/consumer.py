@@ -110,23 +110,14 @@ def reply(
             )
         )
         files = f" with {len(uploads)} document(s)" if uploads else ""
-        lifecycle.add_event(
+        lifecycle.note(
             s,
-            case,
+            line,
             actor="consumer",
-            at=now,
             now=now,
-            assignment=line,
             message=f"You answered{files}: {text[:500]}",
             kind="consumer_reply",
-        )
-        audit.record(
-            s,
-            at=now,
-            actor="consumer",
             action="message.written",
-            case_id=case.id,
-            agency_id=line.agency_id,
             data={"message_id": message.id, "attachments": [u.sha256 for u in uploads]},
         )
         return message.id

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, object_session
 
+from hub import audit
 from hub.models import Assignment, Case, StatusEvent
 from mappings.engine import canonical_statuses
 
@@ -97,6 +98,34 @@ def add_event(
             event.assignment = assignment
     session.add(event)
     return event
+
+
+def note(
+    session: Session,
+    a: Assignment,
+    *,
+    actor: str,
+    now: datetime,
+    message: str,
+    kind: str,
+    action: str,
+    data: dict | None = None,
+    audit_actor: str | None = None,
+) -> None:
+    """A line's event that moves no status (a message forwarded, delayed, written) and its entry
+    on the case's evidence chain, together: the consumer's timeline and the evidence agree."""
+    add_event(
+        session, a.case, actor=actor, at=now, now=now, assignment=a, message=message, kind=kind
+    )
+    audit.record(
+        session,
+        at=now,
+        actor=audit_actor or actor,
+        action=action,
+        case_id=a.case_id,
+        agency_id=a.agency_id,
+        data=data,
+    )
 
 
 def move(

@@ -516,23 +516,14 @@ def _message_delivered(
         .where(Assignment.id == d.assignment_id)
         .options(selectinload(Assignment.case))
     ).one()
-    lifecycle.add_event(
+    lifecycle.note(
         s,
-        a.case,
+        a,
         actor="hub",
-        at=now,
         now=now,
-        assignment=a,
         message=f"Your message was forwarded to {mapping.name(a.case.language)}.",
         kind="message_forwarded",
-    )
-    audit.record(
-        s,
-        at=now,
-        actor="hub",
         action="message.delivered",
-        case_id=a.case_id,
-        agency_id=a.agency_id,
         data={
             "idempotency_key": d.idempotency_key,
             "message_id": d.message_id,
@@ -586,24 +577,15 @@ def fail(
                 .where(Assignment.id == d.assignment_id)
                 .options(selectinload(Assignment.case))
             ).one()
-            lifecycle.add_event(
+            lifecycle.note(
                 s,
-                a.case,
+                a,
                 actor="hub",
-                at=now,
                 now=now,
-                assignment=a,
                 message="Your message could not be forwarded automatically; "
                 "operators will forward it.",
                 kind="message_delayed",
-            )
-            audit.record(
-                s,
-                at=now,
-                actor="hub",
                 action="message.dead",
-                case_id=a.case_id,
-                agency_id=a.agency_id,
                 data={"error": error.detail, "kind": kind},
             )
             return Failed(DEAD, opened)
@@ -792,25 +774,25 @@ def resend(
                         message=message,
                         kind="resent",
                     )
-                else:
-                    lifecycle.add_event(
+                    audit.record(
                         s,
-                        a.case,
-                        actor="operator",
                         at=now,
+                        actor=f"operator:{operator}",
+                        action="delivery.resend",
+                        case_id=a.case_id,
+                        agency_id=a.agency_id,
+                    )
+                else:
+                    lifecycle.note(
+                        s,
+                        a,
+                        actor="operator",
                         now=now,
-                        assignment=a,
                         message=message,
                         kind="resent",
+                        action="delivery.resend",
+                        audit_actor=f"operator:{operator}",
                     )
-                audit.record(
-                    s,
-                    at=now,
-                    actor=f"operator:{operator}",
-                    action="delivery.resend",
-                    case_id=a.case_id,
-                    agency_id=a.agency_id,
-                )
                 lifecycle.refresh_case(a.case, now)
     skipped: list[tuple[int, str]] = []
     for delivery_id in delivery_ids or []:
