@@ -8,11 +8,15 @@ the mapping file.
 
 from __future__ import annotations
 
+import argparse
 import importlib
-from collections.abc import Mapping
+import json
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 LAUNCHERS: dict[str, str] = {
     "rest": "adapters.simulators.rest_agency",
@@ -78,3 +82,71 @@ def _module(kind: str):
 def env_var(agency_id: str, suffix: str) -> str:
     """LOKET_<AGENCY_ID>_<SUFFIX>: the naming convention of per-agency settings."""
     return "LOKET_" + agency_id.upper().replace("-", "_") + "_" + suffix
+
+
+def where(url: str) -> tuple[str, int]:
+    """The (host, port) a simulator binds to serve `url`."""
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 80
+
+
+def group_launch(
+    module: str,
+    transport: str,
+    agencies: list[SimulatedAgency],
+    url_key: str,
+    extra: Callable[[SimulatedAgency], dict[str, Any]],
+) -> Launch:
+    """ONE process (`python -m module --agency JSON ...`) playing every agency of a transport
+    that listens on its own URL: each agency's spec is id, host, port, step_seconds plus what
+    `extra` adds (profile, credentials, contract). Two agencies on one port are refused."""
+    specs: list[dict[str, Any]] = []
+    taken: dict[tuple[str, int], str] = {}
+    for agency in agencies:
+        host, port = where(agency.adapter_config[url_key])
+        if (host, port) in taken:
+            raise ValueError(
+                f"{transport} simulators {taken[(host, port)]} and {agency.agency_id} are both "
+                f"configured on {host}:{port}; set {env_var(agency.agency_id, 'URL')} to "
+                "another port"
+            )
+        taken[(host, port)] = agency.agency_id
+        specs.append(
+            {
+                "id": agency.agency_id,
+                "host": host,
+                "port": port,
+                "step_seconds": agency.spec.get("step_seconds", 5),
+                **extra(agency),
+            }
+        )
+    cmd = [sys.executable, "-m", module]
+    for spec in specs:
+        cmd += ["--agency", json.dumps(spec)]
+    first = agencies[0]
+    return Launch(
+        cmd,
+        specs[0]["host"],
+        specs[0]["port"],
+        first.adapter_config[url_key],
+        env_var(first.agency_id, "URL"),
+        agencies=tuple(a.agency_id for a in agencies),
+        also_listens=tuple((s["host"], s["port"], env_var(s["id"], "URL")) for s in specs[1:]),
+        agency_urls=tuple((a.agency_id, a.adapter_config[url_key]) for a in agencies),
+    )
+
+
+def parse_agency_spec(text: str, check_profile: Callable[[str], object]) -> dict[str, Any]:
+    """One `--agency` option of a group simulator: a JSON object with at least id, profile and
+    port; `check_profile` raises ValueError naming the known profiles."""
+    try:
+        spec = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(spec, dict) or not {"id", "profile", "port"} <= set(spec):
+        raise argparse.ArgumentTypeError("give a JSON object with at least id, profile and port")
+    try:
+        check_profile(spec["profile"])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return spec

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.serving import make_server
@@ -551,17 +550,12 @@ class SimulatorServer:
         self.thread.join(timeout=5)
 
 
-def _where(base_url: str) -> tuple[str, int]:
-    parts = urlsplit(base_url)
-    return parts.hostname or "127.0.0.1", parts.port or 80
-
-
 def launch(agency_id: str, adapter_config, spec, root: Path):
     """For `loket run`: serve this agency on the port of its configured base_url."""
-    from adapters.simulators import Launch, env_var
+    from adapters.simulators import Launch, env_var, where
 
     base = adapter_config["base_url"]
-    host, port = _where(base)
+    host, port = where(base)
     cmd = [
         sys.executable,
         "-m",
@@ -587,61 +581,31 @@ def launch(agency_id: str, adapter_config, spec, root: Path):
 def launch_group(agencies, root: Path):
     """For `loket run`: ONE process plays every REST agency, each on the port of its own
     base_url with its own profile, API key and JSON Schema (so twenty agencies are one process)."""
-    from adapters.simulators import Launch, env_var
+    from adapters.simulators import group_launch
 
-    specs: list[dict[str, Any]] = []
-    taken: dict[tuple[str, int], str] = {}
-    for agency in agencies:
-        host, port = _where(agency.adapter_config["base_url"])
-        if (host, port) in taken:
-            raise ValueError(
-                f"REST simulators {taken[(host, port)]} and {agency.agency_id} are both configured "
-                f"on {host}:{port}; set {env_var(agency.agency_id, 'URL')} to another port"
-            )
-        taken[(host, port)] = agency.agency_id
+    def extra(agency) -> dict[str, Any]:
         contract = agency.spec.get("contract")
-        specs.append(
-            {
-                "id": agency.agency_id,
-                "profile": agency.spec["profile"],
-                "host": host,
-                "port": port,
-                "step_seconds": agency.spec.get("step_seconds", 5),
-                "api_key": agency.adapter_config.get("api_key"),
-                "schema": str(root / contract) if contract else None,
-                "ask_info": bool(agency.spec.get("ask_info")),
-            }
-        )
-    cmd = [sys.executable, "-m", "adapters.simulators.rest_agency"]
-    for spec in specs:
-        cmd += ["--agency", json.dumps(spec)]
-    first = agencies[0]
-    return Launch(
-        cmd,
-        specs[0]["host"],
-        specs[0]["port"],
-        first.adapter_config["base_url"],
-        env_var(first.agency_id, "URL"),
-        agencies=tuple(a.agency_id for a in agencies),
-        also_listens=tuple((s["host"], s["port"], env_var(s["id"], "URL")) for s in specs[1:]),
-        agency_urls=tuple((a.agency_id, a.adapter_config["base_url"]) for a in agencies),
-    )
+        return {
+            "profile": agency.spec["profile"],
+            "api_key": agency.adapter_config.get("api_key"),
+            "schema": str(root / contract) if contract else None,
+            "ask_info": bool(agency.spec.get("ask_info")),
+        }
+
+    return group_launch("adapters.simulators.rest_agency", "REST", agencies, "base_url", extra)
+
+
+def _known_profile(name: str) -> None:
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r} (known: {', '.join(sorted(PROFILES))})")
 
 
 def agency_spec(text: str) -> dict[str, Any]:
     """One `--agency` option: a JSON object with id, profile, port and optionally host,
     step_seconds, api_key, schema (a path to the agency's JSON Schema) and ask_info."""
-    try:
-        spec = json.loads(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
-    if not isinstance(spec, dict) or not {"id", "profile", "port"} <= set(spec):
-        raise argparse.ArgumentTypeError("give a JSON object with at least id, profile and port")
-    if spec["profile"] not in PROFILES:
-        raise argparse.ArgumentTypeError(
-            f"unknown profile {spec['profile']!r} (known: {', '.join(sorted(PROFILES))})"
-        )
-    return spec
+    from adapters.simulators import parse_agency_spec
+
+    return parse_agency_spec(text, _known_profile)
 
 
 def serve_group(specs: list[dict[str, Any]], latency: float = 0.0) -> list[SimulatorServer]:

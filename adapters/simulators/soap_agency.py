@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from lxml import etree
 from werkzeug.serving import make_server
@@ -621,11 +620,6 @@ def normalise_wsdl(
 # ------------------------------------------------------------------------------------ loket run
 
 
-def _where(endpoint: str) -> tuple[str, int]:
-    parts = urlsplit(endpoint)
-    return parts.hostname or "127.0.0.1", parts.port or 80
-
-
 def _profile_of(agency_id: str, spec) -> str:
     """The simulated system of an agency: its `simulator.profile`, else the agency id."""
     name = spec.get("profile") or agency_id
@@ -635,10 +629,10 @@ def _profile_of(agency_id: str, spec) -> str:
 
 def launch(agency_id: str, adapter_config, spec, root: Path):
     """For `loket run`: serve this agency on the host and port of its configured endpoint."""
-    from adapters.simulators import Launch, env_var
+    from adapters.simulators import Launch, env_var, where
 
     endpoint = adapter_config["endpoint"]
-    host, port = _where(endpoint)
+    host, port = where(endpoint)
     cmd = [
         sys.executable,
         "-m",
@@ -661,60 +655,25 @@ def launch(agency_id: str, adapter_config, spec, root: Path):
 def launch_group(agencies, root: Path):
     """For `loket run`: ONE process plays every SOAP agency, each on the port of its own endpoint
     with its own service (namespace, WSDL, ids, codes) and WS-Security credentials."""
-    from adapters.simulators import Launch, env_var
+    from adapters.simulators import group_launch
 
-    specs: list[dict[str, Any]] = []
-    taken: dict[tuple[str, int], str] = {}
-    for agency in agencies:
+    def extra(agency) -> dict[str, Any]:
         config = agency.adapter_config
-        host, port = _where(config["endpoint"])
-        if (host, port) in taken:
-            raise ValueError(
-                f"SOAP simulators {taken[(host, port)]} and {agency.agency_id} are both configured "
-                f"on {host}:{port}; set {env_var(agency.agency_id, 'URL')} to another port"
-            )
-        taken[(host, port)] = agency.agency_id
-        specs.append(
-            {
-                "id": agency.agency_id,
-                "profile": _profile_of(agency.agency_id, agency.spec),
-                "host": host,
-                "port": port,
-                "step_seconds": agency.spec.get("step_seconds", 5),
-                "username": config.get("username"),
-                "password": (config.get("password") or "") if config.get("username") else None,
-            }
-        )
-    cmd = [sys.executable, "-m", "adapters.simulators.soap_agency"]
-    for spec in specs:
-        cmd += ["--agency", json.dumps(spec)]
-    first = agencies[0]
-    return Launch(
-        cmd,
-        specs[0]["host"],
-        specs[0]["port"],
-        first.adapter_config["endpoint"],
-        env_var(first.agency_id, "URL"),
-        agencies=tuple(a.agency_id for a in agencies),
-        also_listens=tuple((s["host"], s["port"], env_var(s["id"], "URL")) for s in specs[1:]),
-        agency_urls=tuple((a.agency_id, a.adapter_config["endpoint"]) for a in agencies),
-    )
+        return {
+            "profile": _profile_of(agency.agency_id, agency.spec),
+            "username": config.get("username"),
+            "password": (config.get("password") or "") if config.get("username") else None,
+        }
+
+    return group_launch("adapters.simulators.soap_agency", "SOAP", agencies, "endpoint", extra)
 
 
 def agency_spec(text: str) -> dict[str, Any]:
     """One `--agency` option: a JSON object with id, profile, port and optionally host,
     step_seconds, username and password."""
-    try:
-        spec = json.loads(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
-    if not isinstance(spec, dict) or not {"id", "profile", "port"} <= set(spec):
-        raise argparse.ArgumentTypeError("give a JSON object with at least id, profile and port")
-    try:
-        soap_service(spec["profile"])
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return spec
+    from adapters.simulators import parse_agency_spec
+
+    return parse_agency_spec(text, soap_service)
 
 
 def serve_group(specs: list[dict[str, Any]], latency: float = 0.0) -> list[SoapSimulatorServer]:
