@@ -12,7 +12,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACTS_DIR = ROOT / "contracts"
-VAR_DIR = ROOT / "var"
+# Where a dev run keeps its state (SQLite file, consumer mail, simulators' folders and keys).
+# LOKET_VAR_DIR moves it, so a test's `loket run` does not mix its cases with yours.
+VAR_DIR = Path(os.environ.get("LOKET_VAR_DIR") or ROOT / "var").resolve()
 
 
 class ConfigError(ValueError):

@@ -442,7 +442,9 @@ class AgencyMapping:
 
 # -------------------------------------------------------------------------------------- loading
 
-ENV_REF = re.compile(r"\$\{([A-Z0-9_]+)(?::-(.*?))?\}")
+# ${VAR} or ${VAR:-default}; a default may itself hold ${OTHER:-...} (one level), e.g.
+# "${LOKET_X_KEY:-@file:${LOKET_VAR_DIR:-var}/sim/x/key}".
+ENV_REF = re.compile(r"\$\{([A-Z0-9_]+)(?::-((?:[^${}]|\$(?!\{)|\$\{[^{}]*\})*))?\}")
 
 
 def interpolate(value: Any, env: Mapping[str, str], file: Path, key: str) -> Any:
@@ -459,7 +461,7 @@ def interpolate(value: Any, env: Mapping[str, str], file: Path, key: str) -> Any
         if name in env:
             return env[name]
         if default is not None:
-            return default
+            return ENV_REF.sub(sub, default)
         raise MappingError(
             file,
             key,

@@ -207,6 +207,9 @@ def test_loket_run_starts_everything_files_the_readme_example_and_stops_cleanly(
         "LOKET_WEB_PORT": str(web_port),
         "LOKET_SMTP_PORT": str(consumer_mail_port),
         "LOKET_DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}",
+        # the run's state (consumer mail, SFTP folders and keys) stays out of the checkout's
+        # var/, where a later `make run` would meet this run's status files
+        "LOKET_VAR_DIR": str(tmp_path / "var"),
         **{env_prefix(a) + "_URL": f"http://127.0.0.1:{p}/api" for a, p in sim_ports.items()},
         **{
             env_prefix(a) + f"_{k}": str(p)
@@ -307,6 +310,9 @@ def test_loket_run_starts_everything_files_the_readme_example_and_stops_cleanly(
         log.close()
     assert code == 0, (tmp_path / "run.log").read_text()[-2000:]
     assert "all processes stopped" in (tmp_path / "run.log").read_text()
+    # the SFTP agency's folder and the consumer's mail are where LOKET_VAR_DIR said
+    assert list((tmp_path / "var/sim/economic-inspection/data/inbox/archive").glob("LK-*.xml"))
+    assert list((tmp_path / "var/mail/Maildir/new").iterdir())
     import socket
 
     for port in [

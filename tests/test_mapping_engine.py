@@ -76,6 +76,19 @@ def test_environment_interpolation_with_default_and_override():
     assert over.adapter_config["base_url"] == "http://10.0.0.1/x"
 
 
+def test_a_default_may_name_another_variable():
+    path = AGENCIES_DIR / "economic-inspection.yaml"
+    key = "private_key"
+    assert (
+        load_agency(path, env={}).adapter_config[key]
+        == "@file:var/sim/economic-inspection/client_ed25519_key"
+    )
+    moved = load_agency(path, env={"LOKET_VAR_DIR": "/srv/loket"}).adapter_config[key]
+    assert moved == "@file:/srv/loket/sim/economic-inspection/client_ed25519_key"
+    own = {"LOKET_ECONOMIC_INSPECTION_PRIVATE_KEY": "@file:/etc/loket/ei", "LOKET_VAR_DIR": "/x"}
+    assert load_agency(path, env=own).adapter_config[key] == "@file:/etc/loket/ei"
+
+
 GOOD = (AGENCIES_DIR / "ombudsman-telecom.yaml").read_text()
 
 

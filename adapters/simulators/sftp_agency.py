@@ -717,7 +717,7 @@ class SftpAgencySpec:
     def from_mapping(
         cls, agency_id: str, config: Mapping[str, Any], spec: Mapping[str, Any], root: Path
     ) -> SftpAgencySpec:
-        sim_root = root / spec.get("root", f"var/sim/{agency_id}")
+        sim_root = _sim_root(agency_id, spec, root)
         fmt = str(config.get("format", "json"))
         host_public = _file_setting(config.get("host_key"), root)
         host_key = (
@@ -742,6 +742,14 @@ class SftpAgencySpec:
             schema=_case_contract(spec, fmt, root),
             step_seconds=float(spec.get("step_seconds", 5)),
         )
+
+
+def _sim_root(agency_id: str, spec: Mapping[str, Any], root: Path) -> Path:
+    """The agency's simulator folder: the mapping's `simulator.root` (relative to `root`), else
+    <LOKET_VAR_DIR>/sim/<agency id> (var/ under `root` by default, as the mappings' key paths)."""
+    if spec.get("root"):
+        return root / str(spec["root"])
+    return Path(os.environ.get("LOKET_VAR_DIR") or root / "var").resolve() / "sim" / agency_id
 
 
 def _file_setting(value: Any, root: Path) -> Path | None:
@@ -897,7 +905,7 @@ def launch(agency_id: str, adapter_config, spec, root: Path):
     from adapters.simulators import Launch, env_var
 
     host, port = adapter_config.get("host", "127.0.0.1"), int(adapter_config.get("port", 22))
-    sim_root = root / spec.get("root", f"var/sim/{agency_id}")
+    sim_root = _sim_root(agency_id, spec, root)
     cmd = [
         sys.executable,
         "-m",
