@@ -10,6 +10,15 @@ optional fields are left out when empty, which wants `if` and loops; Jinja2 come
 (or its mail filter) recognises it. The agency's own reference is not known until it replies, so
 the Receipt's `agency_reference` is our case reference; replies are matched on it.
 
+send_message: a consumer's reply on an open case (usually to the agency's information request) as
+a mail in the same thread: subject `Re: [{case_reference}] <Reply from the consumer>` (with the
+agency's own reference once known), In-Reply-To/References the case mail's Message-ID, the body
+from `templates/email/message.<lang>.txt` with the consumer's text between two rules of dashes,
+the consumer's documents as MIME parts, and the headers `X-Loket-Kind: message`,
+`X-Loket-Reference` and `X-Loket-Agency-Reference` so the agency's mail filter can file it on the
+case. Its Message-ID is derived from the message's idempotency key, like a case mail's: a repeat
+carries the same Message-ID and the agency recognises it.
+
 poll: reads the hub's mailbox (`imap_folder`), one StatusUpdate per agency reply, matched to the
 case by the reference in the subject or in In-Reply-To/References, status read with
 `status_pattern` (or `status_keywords`), de-duplicated by Message-ID. See `EmailAdapter.poll` for
@@ -54,13 +63,16 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from adapters.base import (
     ATTACHMENTS,
     DELIVER,
+    MESSAGES,
     POLL,
     POLL_CHANGES,
     Adapter,
+    Attachment,
     Health,
     InboundProblem,
     OpenItem,
     Outbound,
+    OutboundMessage,
     PermanentError,
     PollResult,
     Receipt,
@@ -77,6 +89,15 @@ DEFAULT_SUBJECTS = {
     "de": "[{case_reference}] Neue Akte über den Verbraucherschalter",
     "en": "[{case_reference}] New case from the consumer front desk",
 }
+# The subject of a consumer's reply to the agency: (title, how the agency's own reference is named).
+MESSAGE_SUBJECTS = {
+    "nl": ("Antwoord van de consument", "uw dossier"),
+    "fr": ("Réponse du consommateur", "votre dossier"),
+    "de": ("Antwort des Verbrauchers", "Ihre Akte"),
+    "en": ("Reply from the consumer", "your case"),
+}
+# A message key `<case>.<agency>.msg<id>` names the case mail `<case>.<agency>.1` it follows.
+MESSAGE_KEY = re.compile(r"^(?P<base>.+)\.msg[^.]*$")
 # A reply whose MIME structure is broken in one of these ways is not guessed at: operators look.
 STRUCTURAL_DEFECTS = (
     StartBoundaryNotFoundDefect,
@@ -139,6 +160,9 @@ class EmailConfig(Schema):
     subject_template = SubjectTemplate(load_default=lambda: dict(DEFAULT_SUBJECTS))
     template_dir = fields.String(load_default=None, metadata={"doc": "else the built-in ones"})
     template_name = fields.String(load_default="case")
+    message_template_name = fields.String(
+        load_default="message", metadata={"doc": "the consumer's replies to the agency"}
+    )
     # IMAP: how replies come back
     imap_host = fields.String(required=True)
     imap_port = fields.Integer(load_default=993, validate=validate.Range(min=1, max=65535))
@@ -191,7 +215,7 @@ def parse_cursor(cursor: str | None) -> tuple[int, int] | None:
 class EmailAdapter(Adapter):
     kind = "email"
     config_schema = EmailConfig
-    capabilities = frozenset({DELIVER, POLL, POLL_CHANGES, ATTACHMENTS})
+    capabilities = frozenset({DELIVER, POLL, POLL_CHANGES, ATTACHMENTS, MESSAGES})
 
     def __init__(
         self, config: Mapping[str, Any], *, clock: Callable[[], datetime] | None = None
@@ -236,14 +260,48 @@ class EmailAdapter(Adapter):
         msg["X-Loket-Idempotency-Key"] = item.idempotency_key
         msg.set_content(self._body(item), subtype="plain", charset="utf-8")
         msg["Content-Language"] = item.language  # after set_content, which resets Content-*
-        for attachment in item.attachments:
-            maintype, _, subtype = attachment.content_type.partition("/")
-            if not subtype:
-                maintype, subtype = "application", "octet-stream"
-            msg.add_attachment(
-                attachment.data, maintype=maintype, subtype=subtype, filename=attachment.filename
-            )
+        _attach(msg, item.attachments)
+        _language(msg, item.language)
         return msg
+
+    def compose_message(self, item: OutboundMessage) -> EmailMessage:
+        """The mail carrying a consumer's reply on a case the agency already has: in the case's
+        thread (subject, In-Reply-To), in the agency's language, with the consumer's documents."""
+        c = self.config
+        msg = EmailMessage(policy=policy.SMTP)
+        msg["From"] = c["from_address"]
+        msg["To"] = c["to_address"]
+        msg["Subject"] = self._message_subject(item)
+        msg["Date"] = format_datetime(self.clock())
+        msg["Message-ID"] = self.message_id(item.idempotency_key)
+        case_mail = self.case_message_id(item)
+        if case_mail:
+            msg["In-Reply-To"] = case_mail
+            msg["References"] = case_mail
+        msg["Reply-To"] = c["from_address"]
+        msg["X-Loket-Kind"] = "message"
+        msg["X-Loket-Reference"] = item.case_reference
+        if _own_reference(item):
+            msg["X-Loket-Agency-Reference"] = item.agency_reference
+        msg["X-Loket-Idempotency-Key"] = item.idempotency_key
+        msg.set_content(self._message_body(item), subtype="plain", charset="utf-8")
+        msg["Content-Language"] = item.language
+        _attach(msg, item.attachments)
+        _language(msg, item.language)
+        return msg
+
+    def case_message_id(self, item: OutboundMessage) -> str | None:
+        """The Message-ID of the case mail a message follows, when its key names it: the hub
+        keys a message `<case>.<agency>.msg<id>` and the case mail `<case>.<agency>.1`."""
+        m = MESSAGE_KEY.match(item.idempotency_key)
+        return self.message_id(f"{m.group('base')}.1") if m else None
+
+    def _message_subject(self, item: OutboundMessage) -> str:
+        title, theirs = MESSAGE_SUBJECTS.get(item.language) or MESSAGE_SUBJECTS["en"]
+        subject = f"Re: [{item.case_reference}] {title}"
+        if _own_reference(item):
+            subject += f" ({theirs} {item.agency_reference})"
+        return " ".join(subject.split())
 
     def _subject(self, item: Outbound) -> str:
         templates = self.config["subject_template"]
@@ -277,6 +335,31 @@ class EmailAdapter(Adapter):
                 fields=short,
                 texts=long,
                 case_reference=item.case_reference,
+                agency_id=item.agency_id,
+                language=item.language,
+                attachments=[
+                    {"filename": a.filename, "content_type": a.content_type, "size": len(a.data)}
+                    for a in item.attachments
+                ],
+            )
+        except jinja2.TemplateError as exc:
+            raise PermanentError(f"the mail template {template.name} fails: {exc}") from None
+
+    def _message_body(self, item: OutboundMessage) -> str:
+        name = self.config["message_template_name"]
+        candidates = [f"{name}.{item.language}.txt", f"{name}.en.txt"]
+        try:
+            template = self.templates.select_template(candidates)
+        except jinja2.TemplateNotFound:
+            raise PermanentError(
+                f"no mail template {' or '.join(candidates)} in "
+                f"{self.config['template_dir'] or BUILTIN_TEMPLATES}"
+            ) from None
+        try:
+            return template.render(
+                text=item.text.replace("\r\n", "\n").strip(),
+                case_reference=item.case_reference,
+                agency_reference=item.agency_reference if _own_reference(item) else None,
                 agency_id=item.agency_id,
                 language=item.language,
                 attachments=[
@@ -321,8 +404,8 @@ class EmailAdapter(Adapter):
             context.verify_mode = ssl.CERT_NONE
         return context
 
-    def deliver(self, item: Outbound) -> Receipt:
-        msg = self.compose(item)
+    def _send(self, msg: EmailMessage, attachments: Sequence[Attachment]) -> dict[str, Any]:
+        """Send one mail to the agency; what the Receipt's `raw` says about it."""
         where = f"SMTP {self.config['smtp_host']}:{self.config['smtp_port']}"
         try:
             with self._smtp() as smtp:
@@ -331,16 +414,25 @@ class EmailAdapter(Adapter):
                 )
         except Exception as exc:
             raise smtp_error(where, exc) from None
+        return {
+            "message_id": msg["Message-ID"],
+            "to": self.config["to_address"],
+            "subject": msg["Subject"],
+            "attachments": [a.filename for a in attachments],
+            "refused": {k: [v[0], _text(v[1])] for k, v in refused.items()},
+        }
+
+    def deliver(self, item: Outbound) -> Receipt:
         return Receipt(
             agency_reference=item.case_reference,
-            raw={
-                "message_id": msg["Message-ID"],
-                "to": self.config["to_address"],
-                "subject": msg["Subject"],
-                "attachments": [a.filename for a in item.attachments],
-                "refused": {k: [v[0], _text(v[1])] for k, v in refused.items()},
-            },
+            raw=self._send(self.compose(item), item.attachments),
         )
+
+    def send_message(self, item: OutboundMessage) -> Receipt:
+        """A consumer's reply as a mail in the case's thread. A repeat (same idempotency key)
+        carries the same Message-ID, which is how the agency recognises it, as for case mails."""
+        raw = self._send(self.compose_message(item), item.attachments)
+        return Receipt(agency_reference=item.agency_reference or item.case_reference, raw=raw)
 
     # ----------------------------------------------------------------------------------- IMAP
 
@@ -761,6 +853,29 @@ class _Blank(dict):
 
     def __missing__(self, key: str) -> str:
         return ""
+
+
+def _own_reference(item: OutboundMessage) -> bool:
+    """Whether the message knows the agency's own reference (before its first reply the hub
+    knows the case by ours)."""
+    return bool(item.agency_reference) and item.agency_reference != item.case_reference
+
+
+def _attach(msg: EmailMessage, attachments: Sequence[Attachment]) -> None:
+    for attachment in attachments:
+        maintype, _, subtype = attachment.content_type.partition("/")
+        if not subtype:
+            maintype, subtype = "application", "octet-stream"
+        msg.add_attachment(
+            attachment.data, maintype=maintype, subtype=subtype, filename=attachment.filename
+        )
+
+
+def _language(msg: EmailMessage, language: str) -> None:
+    """Content-Language on the mail itself: adding an attachment moves the Content-* headers
+    into the text part, where a filter reading the mail's headers does not look."""
+    if msg["Content-Language"] is None:
+        msg["Content-Language"] = language
 
 
 def _flatten(payload: Mapping[str, Any]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:

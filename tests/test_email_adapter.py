@@ -13,13 +13,16 @@ from email.message import EmailMessage
 import pytest
 
 from adapters.base import (
+    MESSAGES,
     Attachment,
     InboundProblem,
     Outbound,
+    OutboundMessage,
     PermanentError,
     TransientError,
 )
 from adapters.email import EmailAdapter, strip_quoted
+from adapters.simulators.email_agency import Faults
 from tests.conftest import free_port
 from tests.peers_email import case_payload, dovecot_server, email_world  # noqa: F401
 
@@ -155,6 +158,163 @@ def test_check_names_the_side_that_failed(email_world):
     health = EmailAdapter(email_world.adapter_config(smtp_port=free_port())).check()
     assert not health.ok
     assert "SMTP failed" in health.message and "IMAP 127.0.0.1" in health.message
+
+
+# -------------------------------------------------------------------------- consumer replies
+
+
+def message(
+    text="Hierbij de gevraagde factuur.",
+    *,
+    agency_reference="LK-7F3K-9QX2",
+    language="nl",
+    attachments=(),
+    key="LK-7F3K-9QX2.ombudsman-energy.msg7",
+) -> OutboundMessage:
+    return OutboundMessage(
+        idempotency_key=key,
+        case_reference="LK-7F3K-9QX2",
+        agency_id="ombudsman-energy",
+        agency_reference=agency_reference,
+        text=text,
+        language=language,
+        attachments=tuple(attachments),
+    )
+
+
+def test_a_consumer_reply_reaches_its_case_in_the_cases_thread_once(adapter, email_world):
+    assert MESSAGES in adapter.capabilities
+    adapter.deliver(outbound())
+    [case] = email_world.agency.cases.values()
+    assert case.id == "OE/2026/00001"
+    item = message(
+        "Hierbij de gevraagde factuur.\nMet vriendelijke groet,\nAnne",
+        agency_reference=case.id,  # the hub adopted the agency's reference from its first reply
+        attachments=[
+            Attachment("factuur oktober.pdf", "application/pdf", PDF),
+            Attachment("meterstand.txt", "text/plain", NOTE),
+        ],
+    )
+    receipt = adapter.send_message(item)
+    again = adapter.send_message(item)  # the hub lost the receipt and sends it again
+
+    assert len(email_world.agency.cases) == 1  # a reply is never a new case
+    [got] = case.messages
+    assert got["text"] == "Hierbij de gevraagde factuur.\nMet vriendelijke groet,\nAnne"
+    assert got["attachments"] == [
+        ("factuur oktober.pdf", "application/pdf", PDF),
+        ("meterstand.txt", "text/plain", NOTE),
+    ]
+    # the same key, the same Message-ID: the agency recognised the repeat
+    assert got["message_id"] == "<LK-7F3K-9QX2.ombudsman-energy.msg7@loket.invalid>"
+    assert email_world.agency.message_replays == 1
+    # threaded on the case mail, both references in the subject
+    assert got["in_reply_to"] == case.message_id
+    assert got["subject"] == (
+        "Re: [LK-7F3K-9QX2] Antwoord van de consument (uw dossier OE/2026/00001)"
+    )
+    assert receipt.agency_reference == again.agency_reference == "OE/2026/00001"
+    assert receipt.raw["message_id"] == got["message_id"]
+    assert receipt.raw["attachments"] == ["factuur oktober.pdf", "meterstand.txt"]
+
+
+def test_the_reply_mail_names_the_case_for_the_agencys_filters():
+    adapter = EmailAdapter(
+        {
+            "smtp_host": "x",
+            "from_address": "loket@loket.example",
+            "to_address": "klachten@ombudsman-energy.example",
+            "imap_host": "x",
+            "imap_username": "u",
+            "imap_password": "p",
+        },
+        clock=lambda: datetime(2026, 11, 2, tzinfo=UTC),
+    )
+    mail = adapter.compose_message(message(agency_reference="OE/2026/00001"))
+    assert mail["X-Loket-Kind"] == "message"
+    assert mail["X-Loket-Reference"] == "LK-7F3K-9QX2"
+    assert mail["X-Loket-Agency-Reference"] == "OE/2026/00001"
+    assert mail["References"] == "<LK-7F3K-9QX2.ombudsman-energy.1@loket.invalid>"
+    assert mail["Reply-To"] == "loket@loket.example"
+    assert mail["Content-Language"] == "nl"
+    # before the agency named its own reference, the mail carries ours alone
+    mail = adapter.compose_message(message())
+    assert mail["Subject"] == "Re: [LK-7F3K-9QX2] Antwoord van de consument"
+    assert mail["X-Loket-Agency-Reference"] is None
+    # a key that does not name its case mail: no guessed In-Reply-To
+    mail = adapter.compose_message(message(key="reply-42"))
+    assert mail["Message-ID"] == "<reply-42@loket.invalid>"
+    assert mail["In-Reply-To"] is None and mail["References"] is None
+
+
+@pytest.mark.parametrize(
+    "language, subject, says, not_says",
+    [
+        ("nl", "Antwoord van de consument", "antwoordt de consument in dossier", "Guichet"),
+        ("fr", "Réponse du consommateur", "le consommateur répond dans le dossier", "Loket"),
+        ("de", "Antwort des Verbrauchers", "antwortet der Verbraucher in der Akte", "Loket"),
+    ],
+)
+def test_a_reply_is_written_in_the_agencys_working_language(
+    adapter, email_world, language, subject, says, not_says
+):
+    adapter.deliver(outbound(language=language))
+    adapter.send_message(
+        message(
+            "Voici la facture.",
+            language=language,
+            attachments=[Attachment("facture.pdf", "application/pdf", PDF)],
+        )
+    )
+    [case] = email_world.agency.cases.values()
+    [got] = case.messages
+    assert got["subject"] == f"Re: [LK-7F3K-9QX2] {subject}"
+    assert got["language"] == language
+    assert says in got["body"] and not_says not in got["body"]
+    assert "facture.pdf (application/pdf, " in got["body"]  # the documents are listed
+    assert got["text"] == "Voici la facture."  # the consumer's words as they wrote them
+
+
+def test_a_reply_for_a_case_the_agency_does_not_know_is_kept_aside(adapter, email_world):
+    receipt = adapter.send_message(message(key="LK-7F3K-9QX2.ombudsman-energy.msg1"))
+    assert receipt.agency_reference == "LK-7F3K-9QX2"
+    assert email_world.agency.cases == {}
+    [orphan] = email_world.agency.orphans
+    assert orphan["text"] == "Hierbij de gevraagde factuur."
+    # the agency still takes new cases afterwards
+    adapter.deliver(outbound())
+    assert len(email_world.agency.cases) == 1
+
+
+@pytest.mark.parametrize(
+    "fault, error",
+    [("transient", TransientError), ("timeout", TransientError), ("permanent", PermanentError)],
+)
+def test_a_refused_reply_is_classified_like_a_refused_case(adapter, email_world, fault, error):
+    adapter.deliver(outbound())
+    [case] = email_world.agency.cases.values()
+    email_world.agency.faults = Faults(mode=fault, remaining=1, delay=0.5)
+    with pytest.raises(error) as info:
+        adapter.send_message(message())
+    assert "SMTP 127.0.0.1" in info.value.detail
+    assert ("451" if error is TransientError else "550") in info.value.detail
+    assert case.messages == []
+    adapter.send_message(message())  # the retry, with the same key
+    adapter.send_message(message())
+    assert [m["text"] for m in case.messages] == ["Hierbij de gevraagde factuur."]
+
+
+def test_a_reply_with_a_wrong_smtp_password_is_permanent(email_world):
+    adapter = EmailAdapter(email_world.adapter_config(smtp_password="rotated"))
+    with pytest.raises(PermanentError, match="smtp_password"):
+        adapter.send_message(message())
+
+
+def test_a_missing_reply_template_is_permanent_and_named(email_world):
+    adapter = EmailAdapter(email_world.adapter_config(message_template_name="antwoord"))
+    with pytest.raises(PermanentError, match=r"antwoord\.nl\.txt or antwoord\.en\.txt"):
+        adapter.send_message(message())
+    assert email_world.agency.orphans == []
 
 
 # --------------------------------------------------------------------------------------- poll

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from adapters.base import Outbound
-from hub import inbound
+from hub import attachments, consumer, inbound
 from hub.config import Settings
 from hub.models import Delivery, InboundProblem, PollCursor, UnmatchedUpdate
 from hub.services import Hub
@@ -125,3 +125,37 @@ def test_unreadable_and_unmatched_replies_reach_the_operators(hub, energy, clock
         [problem] = s.scalars(select(InboundProblem)).all()
         assert (problem.agency_id, problem.source) == (AGENCY, "<ooo@x>")
         assert "Ik ben afwezig" in problem.excerpt
+
+
+def test_a_consumers_answer_reaches_the_agencys_case_by_mail_once(hub, energy, clock):
+    filed = file(hub, domain="energy.billing")
+    worker = Worker(hub, "w1")
+    worker.dispatch_once()
+    worker.poll_agency(AGENCY)  # the agency's first reply names its own reference
+    a = assignment(hub, filed.reference)
+    assert a.agency_reference == "OE/2026/00001"
+
+    pdf = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+    upload = attachments.check("facture octobre.pdf", pdf)
+    consumer.reply(
+        hub.db, filed.reference, filed.token, a.id, "Voici la facture.", [upload], clock.now()
+    )
+    assert worker.dispatch_once().delivered == 1
+    assert worker.dispatch_once().delivered == 0  # sent once: nothing left to send
+
+    [case] = energy.agency.cases.values()
+    [got] = case.messages
+    assert got["text"] == "Voici la facture."
+    assert [(name, kind) for name, kind, _ in got["attachments"]] == [
+        (upload.filename, "application/pdf")
+    ]
+    assert got["attachments"][0][2] == pdf
+    # in the case's thread, in the agency's working language for this case (French)
+    assert got["in_reply_to"] == case.message_id
+    assert got["subject"] == (
+        f"Re: [{filed.reference}] Réponse du consommateur (votre dossier OE/2026/00001)"
+    )
+    assert got["language"] == "fr" and "Le Guichet des consommateurs" in got["body"]
+    assert len(energy.agency.cases) == 1
+    messages = [e.message for e in timeline(hub, filed.reference)]
+    assert any("Your message was forwarded" in m for m in messages)

@@ -11,7 +11,11 @@ Three real servers play the mail world around the hub:
 The agency replies to every new case with its first status (the energy ombudsman: "Status:
 ONTVANGEN"), then moves it one step every `step_seconds` (IN_BEHANDELING, AFGESLOTEN), each a
 reply in the case's language with the case reference kept in the subject, In-Reply-To set and
-the agency's own reference in the body. Each profile (energy, post, notaries, lawyers,
+the agency's own reference in the body. A consumer's reply the hub forwards (a mail marked
+`X-Loket-Kind: message`) is no new case: it is filed on its case (by the agency's reference in
+`X-Loket-Agency-Reference`, else the case mail named in In-Reply-To, else our case reference)
+with its text (what stands between the two rules of dashes) and its attachments, once per
+Message-ID; one for a case the agency does not know is kept aside, never a crash. Each profile (energy, post, notaries, lawyers,
 construction) has its own case numbers, status codes, flow and status lines.
 
     python -m adapters.simulators.email_agency --profile energy --smtp-port 8125 --imap-port 8143
@@ -35,6 +39,7 @@ import asyncio
 import contextlib
 import ctypes
 import json
+import logging
 import mailbox
 import os
 import re
@@ -60,6 +65,11 @@ from typing import Any
 import yaml
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+
+log = logging.getLogger(__name__)
+
+# Where the consumer's own words start and end in a forwarded reply (adapters/templates/email).
+MESSAGE_RULE = re.compile(r"^[ \t]*-{10,}[ \t]*$", re.MULTILINE)
 
 DOVECOT_MISSING = (
     "neither Dovecot nor pymap is installed, so the hub's mailbox for this email agency is not "
@@ -319,6 +329,9 @@ class SimCase:
     created: datetime
     step: int = -1  # index in the flow of the last status mailed
     history: list[dict[str, Any]] = field(default_factory=list)
+    # the consumer's replies the hub forwarded, in arrival order: message_id, in_reply_to,
+    # text, body, attachments [(filename, content type, data)], language, subject, at
+    messages: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -358,8 +371,11 @@ class EmailAgency:
         self.lock = threading.RLock()
         self.cases: dict[str, SimCase] = {}
         self.by_message_id: dict[str, str] = {}
+        self.message_ids: dict[str, str] = {}  # a forwarded reply's Message-ID -> its case id
+        self.orphans: list[dict[str, Any]] = []  # forwarded replies naming no case we know
         self.received = 0
         self.replays = 0
+        self.message_replays = 0
         self.rejected = 0
         self.replies_sent = 0
         self.faults = Faults()
@@ -383,6 +399,8 @@ class EmailAgency:
             return "550 5.6.0 A Message-ID is required: it is how we recognise a repeated mail"
         body_part = msg.get_body(preferencelist=("plain",))
         body = body_part.get_content() if body_part is not None else ""
+        if str(msg.get("X-Loket-Kind", "")).strip().lower() == "message":
+            return self._receive_message(msg, message_id, body)
         found = parse_fields(body)
         missing = [f for f in self.required_fields if not found.get(f)]
         if missing:
@@ -391,14 +409,7 @@ class EmailAgency:
             return f"550 5.6.0 The case mail lacks required fields: {', '.join(missing)}"
         subject = str(msg.get("Subject", ""))
         ref = self.REFERENCE.search(subject)
-        attachments = [
-            (
-                part.get_filename() or "attachment",
-                part.get_content_type(),
-                _payload_bytes(part),
-            )
-            for part in msg.iter_attachments()
-        ]
+        attachments = _attachments(msg)
         with self.lock:
             self.received += 1
             if message_id in self.by_message_id:
@@ -423,6 +434,55 @@ class EmailAgency:
             self.by_message_id[message_id] = case.id
             self._mail_step(case, 0, now)
             return f"250 2.0.0 Received as {case.id}"
+
+    def _receive_message(self, msg: EmailMessage, message_id: str, body: str) -> str:
+        """A consumer's reply the hub forwarded: filed on its case once per Message-ID."""
+        subject = " ".join(str(msg.get("Subject", "")).split())
+        entry = {
+            "message_id": message_id,
+            "in_reply_to": " ".join(str(msg.get("In-Reply-To", "")).split()) or None,
+            "text": message_text(body),
+            "body": body,
+            "attachments": _attachments(msg),
+            "language": str(msg.get("Content-Language") or "").strip()[:2] or None,
+            "subject": subject,
+        }
+        with self.lock:
+            if message_id in self.message_ids:
+                self.message_replays += 1
+                return f"250 2.0.0 Already received on {self.message_ids[message_id]}"
+            case = self._case_of(msg, subject)
+            entry["at"] = self.clock().isoformat()
+            if case is None:
+                if not any(o["message_id"] == message_id for o in self.orphans):
+                    self.orphans.append(entry)
+                log.warning(
+                    "%s: a forwarded reply %s (%r) names no case we know; kept aside",
+                    self.profile.name,
+                    message_id,
+                    subject,
+                )
+                return "250 2.0.0 Received; no case of ours matches it, a person will look"
+            case.messages.append(entry)
+            self.message_ids[message_id] = case.id
+            return f"250 2.0.0 Added to {case.id}"
+
+    def _case_of(self, msg: EmailMessage, subject: str) -> SimCase | None:
+        """The case a forwarded reply belongs to: our own reference, the case mail it answers,
+        or the hub's case reference (the newest case with it)."""
+        ours = " ".join(str(msg.get("X-Loket-Agency-Reference", "")).split())
+        if ours in self.cases:
+            return self.cases[ours]
+        for answered in str(msg.get("In-Reply-To", "")).split():
+            if answered in self.by_message_id:
+                return self.cases[self.by_message_id[answered]]
+        for text in (str(msg.get("X-Loket-Reference", "")), subject):
+            ref = self.REFERENCE.search(text)
+            if ref:
+                matches = [c for c in self.cases.values() if c.case_reference == ref.group(0)]
+                if matches:
+                    return matches[-1]
+        return None
 
     # ------------------------------------------------------------------------------ outbound
 
@@ -491,6 +551,9 @@ class EmailAgency:
                 "cases": len(self.cases),
                 "received": self.received,
                 "replays": self.replays,
+                "messages": sum(len(c.messages) for c in self.cases.values()),
+                "message_replays": self.message_replays,
+                "orphan_messages": len(self.orphans),
                 "rejected": self.rejected,
                 "replies_sent": self.replies_sent,
             }
@@ -518,6 +581,23 @@ def parse_fields(body: str) -> dict[str, str]:
             value = "\n".join(block)
         found.setdefault(key, value)
     return found
+
+
+def message_text(body: str) -> str:
+    """The consumer's own words in a forwarded reply: between the first and the last rule of
+    dashes (the hub's template puts them there); the whole body when there are none."""
+    body = body.replace("\r\n", "\n")
+    rules = list(MESSAGE_RULE.finditer(body))
+    if len(rules) >= 2:
+        return body[rules[0].end() : rules[-1].start()].strip()
+    return body.strip()
+
+
+def _attachments(msg: EmailMessage) -> list[tuple[str, str, bytes]]:
+    return [
+        (part.get_filename() or "attachment", part.get_content_type(), _payload_bytes(part))
+        for part in msg.iter_attachments()
+    ]
 
 
 def _payload_bytes(part: Any) -> bytes:
