@@ -268,3 +268,70 @@ def read_records(
     if fmt == "csv":
         return _csv_rows(data, delimiter)
     raise FormatError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+# ----------------------------------------------------------------------------- message files
+
+# A consumer's reply to an agency about a case it already has: one record per file, told apart
+# from a case file by its `kind` ("message"). The record's fields are fixed (not the agency's
+# case layout): kind, case_reference, agency_reference, text, language and attachments (the
+# file names of the attachments, each a file of its own in `<message file>.attachments/`).
+MESSAGE_KIND = "message"
+MESSAGE_FIELDS = ("kind", "case_reference", "agency_reference", "text", "language")
+
+
+def write_message(message: Mapping[str, Any], fmt: str, *, delimiter: str = ";") -> bytes:
+    """One message file. JSON: the record as an object, `attachments` a list of names. XML: a
+    <message> root, the names as <attachment> elements under <attachments>. CSV: a header and
+    one row, `attachments` a JSON list (as every list in CSV)."""
+    record = {key: message.get(key) for key in MESSAGE_FIELDS}
+    record["kind"] = MESSAGE_KIND
+    names = [str(name) for name in message.get("attachments") or ()]
+    if fmt == "xml":
+        element = ET.Element(MESSAGE_KIND)
+        for key, value in record.items():
+            _to_element(element, key, "" if value is None else value)
+        _to_element(element, "attachments", {"attachment": names})
+        return _xml_bytes(element)
+    return write_case({**record, "attachments": names}, fmt, delimiter=delimiter)
+
+
+def is_message(data: bytes, fmt: str, *, delimiter: str = ";") -> bool:
+    """Whether a file in an agency's inbox is a message file (not a case file). A file that
+    cannot be read at all is not a message: it is judged as a case file."""
+    try:
+        return read_case(data, fmt, delimiter=delimiter).get("kind") == MESSAGE_KIND
+    except FormatError:
+        return False
+
+
+def read_message(data: bytes, fmt: str, *, delimiter: str = ";") -> dict[str, Any]:
+    """A message file read back (by the agency simulator and tests): the record's fields as
+    text and `attachments` as a list of names, whatever the format."""
+    record = read_case(data, fmt, delimiter=delimiter)
+    if record.get("kind") != MESSAGE_KIND:
+        raise FormatError(f"not a message file (kind is {record.get('kind')!r})")
+    out: dict[str, Any] = {}
+    for key in MESSAGE_FIELDS:
+        value = record.get(key)
+        if isinstance(value, Mapping | list):
+            raise FormatError(f"{key!r} must be text")
+        out[key] = "" if value is None else _text(value)
+    if not out["case_reference"] and not out["agency_reference"]:
+        raise FormatError("names no case (neither 'case_reference' nor 'agency_reference')")
+    raw = record.get("attachments")
+    if isinstance(raw, Mapping):  # XML: <attachments><attachment>..</attachment></attachments>
+        raw = raw.get("attachment")
+    elif fmt == "csv" and isinstance(raw, str) and raw:
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise FormatError("'attachments' is not a JSON list of names") from None
+    if raw in (None, ""):
+        raw = []
+    elif isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not all(isinstance(n, str) and n for n in raw):
+        raise FormatError("'attachments' must be a list of file names")
+    out["attachments"] = raw
+    return out

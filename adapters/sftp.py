@@ -9,6 +9,14 @@ The contract with the agency (documented in README.md, "SFTP agencies"):
   repeat delivery finds the file already in `inbox_dir`, or in `archive_dir` where the agency's
   batch moves what it picked up, and answers `duplicate=True` without writing anything. The
   agency numbers the case later; until then the Receipt's agency reference is the file name.
+- send_message (a consumer's reply on a case): a message file in `inbox_dir`, named from the
+  idempotency key like a case file (`LK-7F3K-9QX2.economic-inspection.msg12.xml`), in the same
+  format: one record with kind "message", case_reference, agency_reference, text, language and
+  attachments (file names; see `adapters.fileformats.write_message`). Each attachment is a file
+  of its own in the folder `<message file>.attachments/` beside it, under a safe name
+  (`attachment_names`; a consumer's name is never a path), written before the record; every file
+  goes under a dot-name first and is renamed into place. A repeat finds the record in
+  `inbox_dir` or `archive_dir` and writes nothing (`duplicate=True`), as for cases.
 - poll: every regular file in `outbox_dir` is a status file (same format family) of one or more
   records naming the agency's own reference and/or our case reference, a status code and a time.
   A file is moved to `processed_dir` only on the poll AFTER the one that returned its updates:
@@ -51,6 +59,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from adapters.base import (
     DELIVER,
+    MESSAGES,
     POLL,
     POLL_CHANGES,
     Adapter,
@@ -59,6 +68,7 @@ from adapters.base import (
     InboundProblem,
     OpenItem,
     Outbound,
+    OutboundMessage,
     PermanentError,
     PollResult,
     Receipt,
@@ -72,6 +82,7 @@ from adapters.fileformats import (
     dig,
     read_records,
     write_case,
+    write_message,
 )
 
 FILE_PREFIX = "@file:"
@@ -126,6 +137,41 @@ def case_file_name(idempotency_key: str, extension: str, prefix: str = "") -> st
             f"{prefix}{stem[: MAX_NAME - len(prefix) - len(extension) - 13]}-{digest}.{extension}"
         )
     return name
+
+
+def attachments_folder(message_file: str) -> str:
+    """The folder beside a message file that holds its attachments."""
+    return f"{message_file}.attachments"
+
+
+def attachment_names(filenames: Sequence[str]) -> list[str]:
+    """Safe, distinct local names for a message's attachments, in order.
+
+    A consumer's file name is never used as a path: only its last component counts, every
+    character outside letters, digits, `.`, `_`, `-` and space becomes `_`, runs of dots
+    collapse (no `..`), leading dots go (no hidden files), an empty result becomes
+    `attachment-N` and a long one is shortened keeping the extension. Names that collide get
+    `-2`, `-3`, ... before the extension.
+    """
+    out: list[str] = []
+    for index, original in enumerate(filenames, start=1):
+        base = posixpath.basename(str(original).replace("\\", "/"))
+        cleaned = re.sub(r"[^\w. -]+", "_", base)
+        cleaned = re.sub(r"\.{2,}", ".", cleaned).strip(" .")
+        if not cleaned.strip("_"):
+            cleaned = f"attachment-{index}"
+        stem, dot, ext = cleaned.rpartition(".")
+        if not dot or not stem or len(ext) > 10:
+            stem, ext = cleaned, ""
+        stem = stem[:100]
+        candidate, n = f"{stem}.{ext}" if ext else stem, 1
+        while candidate in out:
+            n += 1
+            candidate = f"{stem}-{n}.{ext}" if ext else f"{stem}-{n}"
+        if unsafe_name_reason(candidate) or candidate.startswith("."):
+            candidate = f"attachment-{index}"  # not expected; never a doubtful name
+        out.append(candidate)
+    return out
 
 
 # ---------------------------------------------------------------------------------------- keys
@@ -288,7 +334,7 @@ class _Cursor:
 class SftpAdapter(Adapter):
     kind = "sftp"
     config_schema = SftpConfig
-    capabilities = frozenset({DELIVER, POLL, POLL_CHANGES})
+    capabilities = frozenset({DELIVER, POLL, POLL_CHANGES, MESSAGES})
 
     def __init__(self, config: Mapping[str, Any]):
         super().__init__(config)
@@ -417,7 +463,7 @@ class SftpAdapter(Adapter):
 
     # ------------------------------------------------------------------------------- deliver
 
-    def file_name(self, item: Outbound) -> str:
+    def file_name(self, item: Outbound | OutboundMessage) -> str:
         return case_file_name(
             item.idempotency_key, EXTENSIONS[self.config["format"]], self.config["file_prefix"]
         )
@@ -444,19 +490,56 @@ class SftpAdapter(Adapter):
             for where in (final, posixpath.join(c["archive_dir"], name)):
                 if _exists(sftp, where):
                     return Receipt(name, duplicate=True, raw={**raw, "found": where})
-            temp = posixpath.join(c["inbox_dir"], f".{name}.{secrets.token_hex(4)}.part")
-            try:
-                with sftp.open(temp, "wb") as fh:
-                    fh.set_pipelined(True)
-                    fh.write(data)
-                written = sftp.stat(temp).st_size
-                if written != len(data):
-                    raise OSError(f"wrote {written} of {len(data)} bytes")
-                _rename(sftp, temp, final)
-            except BaseException:
-                with suppress(Exception):  # best effort: dot-names are ignored by contract
-                    sftp.remove(temp)
-                raise
+            _put(sftp, c["inbox_dir"], name, data)
+        return Receipt(name, duplicate=False, raw=raw)
+
+    # ------------------------------------------------------------------------------ messages
+
+    @property
+    def effective_capabilities(self) -> frozenset[str]:
+        """Every capability applies whatever the configuration (one inbox, one outbox)."""
+        return self.capabilities
+
+    def send_message(self, item: OutboundMessage) -> Receipt:
+        """A consumer's reply as a message file in the inbox (see the module doc): its
+        attachments first, each a file in `<name>.attachments/`, then the record, each under a
+        dot-name renamed into place. The name comes from the idempotency key, so a repeat finds
+        the record in the inbox or the archive and writes nothing."""
+        c = self.config
+        name = self.file_name(item)
+        files = attachment_names([a.filename for a in item.attachments])
+        record = {
+            "kind": "message",
+            "case_reference": item.case_reference,
+            "agency_reference": item.agency_reference,
+            "text": item.text,
+            "language": item.language,
+            "attachments": files,
+        }
+        try:
+            data = write_message(record, c["format"], delimiter=c["csv_delimiter"])
+        except FormatError as exc:
+            raise PermanentError(f"cannot write the message as {c['format']}: {exc}") from None
+        final = posixpath.join(c["inbox_dir"], name)
+        folder = posixpath.join(c["inbox_dir"], attachments_folder(name))
+        raw: dict[str, Any] = {
+            "request": {
+                "file": final,
+                "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "attachments": [posixpath.join(folder, f) for f in files],
+                "idempotency_key": item.idempotency_key,
+            }
+        }
+        with self._sftp(f"send message {name} to {c['inbox_dir']}") as sftp:
+            for where in (final, posixpath.join(c["archive_dir"], name)):
+                if _exists(sftp, where):
+                    return Receipt(name, duplicate=True, raw={**raw, "found": where})
+            if files:
+                _ensure_dir(sftp, folder)
+                for file, attachment in zip(files, item.attachments, strict=True):
+                    _put(sftp, folder, file, attachment.data)
+            _put(sftp, c["inbox_dir"], name, data)
         return Receipt(name, duplicate=False, raw=raw)
 
     # ---------------------------------------------------------------------------------- poll
@@ -718,6 +801,24 @@ def _exists(sftp: paramiko.SFTPClient, path: str) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def _put(sftp: paramiko.SFTPClient, folder: str, name: str, data: bytes) -> None:
+    """Write `folder/name` under a temporary dot-name and rename it into place, so the final
+    name only ever appears complete."""
+    temp = posixpath.join(folder, f".{name}.{secrets.token_hex(4)}.part")
+    try:
+        with sftp.open(temp, "wb") as fh:
+            fh.set_pipelined(True)
+            fh.write(data)
+        written = sftp.stat(temp).st_size
+        if written != len(data):
+            raise OSError(f"wrote {written} of {len(data)} bytes")
+        _rename(sftp, temp, posixpath.join(folder, name))
+    except BaseException:
+        with suppress(Exception):  # best effort: dot-names are ignored by contract
+            sftp.remove(temp)
+        raise
 
 
 def _ensure_dir(sftp: paramiko.SFTPClient, path: str) -> None:

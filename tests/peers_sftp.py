@@ -4,8 +4,10 @@ the simulated agency's batch on its data folder, and a TCP fault proxy in front.
 Faults that are real for SFTP, made by the proxy for exactly the next connection:
 - "transient": the connection is reset before the server says anything (a network drop);
 - "timeout": the connection is accepted and nothing is ever said (a hung server);
-- "permanent": the connection goes to a second port of the same sshd whose sessions are
-  read-only (`internal-sftp -R`), so the write is refused with "permission denied".
+- "permanent": the connection goes to a second port of the same server whose sessions are
+  read-only, so the write is refused with "permission denied": for sshd a second ListenAddress
+  with `internal-sftp -R`; for the asyncssh demo server a second asyncssh server on the same
+  folder and keys whose SFTP handler refuses every change (`ReadOnlySftp`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from adapters.simulators.sftp_agency import (
     ensure_keys,
 )
 from adapters.testing import FAULTS, Peer
+from adapters.testing.peer import MESSAGES
 from hub.clock import FrozenClock
 from tests.conftest import free_port, peer_missing
 
@@ -189,23 +192,69 @@ def start_sshd(
     )
 
 
-def start_asyncssh(root: Path, *, fmt: str = "xml", server_class: Any = None) -> SftpServer:
+def read_only_sftp() -> type:
+    """An asyncssh SFTP handler that reads like the real one and refuses every change with
+    "permission denied", as `internal-sftp -R` does."""
+    import asyncssh
+
+    def refuse(*_: Any, **__: Any) -> None:
+        raise asyncssh.SFTPPermissionDenied("read-only session")
+
+    writes = asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_TRUNC | asyncssh.FXF_APPEND
+
+    class ReadOnlySftp(asyncssh.SFTPServer):
+        def open(self, path, pflags, attrs):
+            if pflags & writes:
+                refuse()
+            return super().open(path, pflags, attrs)
+
+        def open56(self, path, desired_access, flags, attrs):
+            if desired_access & (asyncssh.ACE4_WRITE_DATA | asyncssh.ACE4_APPEND_DATA):
+                refuse()
+            return super().open56(path, desired_access, flags, attrs)
+
+        mkdir = rmdir = remove = rename = posix_rename = refuse
+        setstat = fsetstat = lsetstat = symlink = link = write = refuse
+
+    return ReadOnlySftp
+
+
+def start_asyncssh(
+    root: Path, *, fmt: str = "xml", server_class: Any = None, read_only: bool = False
+) -> SftpServer:
+    """The demo's asyncssh server on the agency's folder; with `read_only`, a second one on the
+    same folder and keys whose sessions cannot change anything (for FaultProxy "permanent")."""
     clock = FrozenClock(datetime.fromisoformat("2026-11-02T09:00:00+00:00"))
     keys = ensure_keys(root)
     data = root / "data"
     batch = AgencyBatch(data, PROFILES["inspection"], fmt=fmt, step_seconds=60, clock=clock.now)
     port = free_port()
     server = AsyncsshServer(data, keys, port, server_class=server_class).start()
-    return SftpServer(root, data, keys, port, batch, clock, "loket", server.stop)
+    if not read_only:
+        return SftpServer(root, data, keys, port, batch, clock, "loket", server.stop)
+    read_only_port = free_port()
+    try:
+        locked = AsyncsshServer(data, keys, read_only_port, server_class=read_only_sftp()).start()
+    except BaseException:
+        server.stop()
+        raise
+
+    def stop() -> None:
+        locked.stop()
+        server.stop()
+
+    return SftpServer(
+        root, data, keys, port, batch, clock, "loket", stop, read_only_port=read_only_port
+    )
 
 
 class SftpPeer(Peer):
-    capabilities = frozenset({FAULTS})
+    capabilities = frozenset({FAULTS, MESSAGES})
 
     def __init__(self, server: SftpServer, proxy: FaultProxy | None = None):
         self.server, self.proxy = server, proxy
         if proxy is None:
-            self.capabilities = frozenset()
+            self.capabilities = frozenset({MESSAGES})
 
     def case_count(self) -> int:
         return self.server.batch.case_count()
@@ -225,3 +274,9 @@ class SftpPeer(Peer):
     def fail_next(self, kind: str) -> None:
         assert self.proxy is not None
         self.proxy.fail_next(kind)
+
+    def messages(self, agency_reference: str) -> list[tuple[str, list[str]]]:
+        """What the agency received on the case; its batch runs first (it reads the inbox on
+        its own schedule otherwise, as the real one does at night)."""
+        self.server.batch.run_once()
+        return self.server.batch.messages_for(agency_reference)

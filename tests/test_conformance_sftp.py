@@ -41,17 +41,25 @@ class TestSftpAdapterConformance(AdapterConformance):
 
 @pytest.fixture
 def asyncssh_server(tmp_path):
-    server = start_asyncssh(tmp_path / "sftp")
+    server = start_asyncssh(tmp_path / "sftp", read_only=True)
     yield server
     server.stop()
 
 
+@pytest.fixture
+def asyncssh_proxy(asyncssh_server):
+    p = FaultProxy(asyncssh_server.port, asyncssh_server.read_only_port)
+    yield p
+    p.stop()
+
+
 class TestSftpAdapterOnTheDemoServerConformance(AdapterConformance):
-    """The demo's pure-Python server; it has no fault proxy, so fault tests skip by name."""
+    """The demo's pure-Python server behind the same fault proxy; "permanent" faults go to a
+    read-only asyncssh server on the same folder."""
 
     @pytest.fixture
-    def adapter(self, asyncssh_server):
-        return SftpAdapter(asyncssh_server.config())
+    def adapter(self, asyncssh_server, asyncssh_proxy):
+        return SftpAdapter(asyncssh_server.config(port=asyncssh_proxy.port, connect_timeout=2))
 
     @pytest.fixture
     def broken_adapter(self, asyncssh_server, tmp_path):
@@ -60,5 +68,5 @@ class TestSftpAdapterOnTheDemoServerConformance(AdapterConformance):
         return SftpAdapter(asyncssh_server.config(private_key=other.client_key.read_text()))
 
     @pytest.fixture
-    def peer(self, asyncssh_server):
-        return SftpPeer(asyncssh_server)
+    def peer(self, asyncssh_server, asyncssh_proxy):
+        return SftpPeer(asyncssh_server, asyncssh_proxy)

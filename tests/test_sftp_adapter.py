@@ -4,6 +4,7 @@ request, the simulator's asyncssh server with a recording SFTP handler)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import threading
@@ -11,9 +12,16 @@ import time
 
 import pytest
 
-from adapters.base import Outbound, PermanentError, TransientError
-from adapters.fileformats import read_case, write_case, write_records
-from adapters.sftp import SftpAdapter, case_file_name, unsafe_name_reason
+from adapters.base import (
+    MESSAGES,
+    Attachment,
+    Outbound,
+    OutboundMessage,
+    PermanentError,
+    TransientError,
+)
+from adapters.fileformats import read_case, read_message, write_case, write_records
+from adapters.sftp import SftpAdapter, attachment_names, case_file_name, unsafe_name_reason
 from adapters.simulators.sftp_agency import ensure_keys
 from tests.peers_sftp import start_asyncssh, start_sshd
 
@@ -180,6 +188,141 @@ def test_a_missing_inbox_folder_is_permanent_and_names_the_setting(sftp_server):
     with pytest.raises(PermanentError, match="inbox_dir"):
         adapter.deliver(item())
     assert "no-such-folder" in adapter.check().message
+
+
+# ----------------------------------------------------------------------------------- messages
+
+
+def reply(key: str = "LK-7F3K-9QX2.economic-inspection.msg7", *attachments: Attachment):
+    return OutboundMessage(
+        idempotency_key=key,
+        case_reference="LK-7F3K-9QX2",
+        agency_id="economic-inspection",
+        agency_reference="LK-7F3K-9QX2.economic-inspection.1.xml",
+        text='Hierbij de factuur; "dringend" <graag> & snel.\nMet vriendelijke groet',
+        language="nl",
+        attachments=attachments,
+    )
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml", "csv"])
+def test_a_reply_is_a_message_file_in_the_agency_format_with_its_attachments_beside_it(
+    tmp_path, fmt
+):
+    server = start_sshd(tmp_path / "sftp", fmt=fmt)
+    try:
+        adapter = SftpAdapter(server.config(format=fmt))
+        assert MESSAGES in adapter.capabilities and MESSAGES in adapter.effective_capabilities
+        adapter.deliver(item())
+        files = (
+            Attachment("factuur.pdf", "application/pdf", b"%PDF-1.4 one"),
+            Attachment("../../etc/passwd", "text/plain", b"root:x:0:0"),
+            Attachment("factuur.pdf", "application/pdf", b"%PDF-1.4 two"),
+        )
+        receipt = adapter.send_message(reply("LK-7F3K-9QX2.economic-inspection.msg7", *files))
+        name = f"LK-7F3K-9QX2.economic-inspection.msg7.{fmt}"
+        assert receipt.agency_reference == name and not receipt.duplicate
+        data = (server.inbox / name).read_bytes()
+        if fmt == "xml":
+            assert data.startswith(b"<?xml") and b"<message>" in data
+            assert b"<attachment>factuur.pdf</attachment>" in data
+        elif fmt == "json":
+            assert json.loads(data)["attachments"] == ["factuur.pdf", "passwd", "factuur-2.pdf"]
+        else:
+            assert data.splitlines()[0] == (
+                b"kind;case_reference;agency_reference;text;language;attachments"
+            )
+        assert read_message(data, fmt) == {
+            "kind": "message",
+            "case_reference": "LK-7F3K-9QX2",
+            "agency_reference": "LK-7F3K-9QX2.economic-inspection.1.xml",
+            "text": reply().text,
+            "language": "nl",
+            "attachments": ["factuur.pdf", "passwd", "factuur-2.pdf"],
+        }
+        folder = server.inbox / f"{name}.attachments"
+        assert sorted(os.listdir(folder)) == ["factuur-2.pdf", "factuur.pdf", "passwd"]
+        assert (folder / "passwd").read_bytes() == b"root:x:0:0"
+        assert (folder / "factuur-2.pdf").read_bytes() == b"%PDF-1.4 two"
+        assert not (tmp_path / "etc").exists() and not (server.data / "etc").exists()
+        assert not [n for n in os.listdir(server.inbox) if n.startswith(".")]
+        # the message file is not a case; the batch attaches it to the case it answers
+        assert server.batch.case_count() == 1
+        run = server.batch.run_once()
+        assert run.messages == [name] and run.rejected == []
+        assert server.batch.messages_for("EI-2026-000001") == [
+            (reply().text, ["factuur.pdf", "passwd", "factuur-2.pdf"])
+        ]
+        assert (server.inbox / "archive" / f"{name}.attachments" / "passwd").exists()
+    finally:
+        server.stop()
+
+
+def test_a_repeated_reply_writes_nothing_new_before_or_after_the_batch_archived_it(sftp_server):
+    adapter = SftpAdapter(sftp_server.config())
+    adapter.deliver(item())
+    message = reply(
+        "LK-7F3K-9QX2.economic-inspection.msg8", Attachment("a.txt", "text/plain", b"a")
+    )
+    first = adapter.send_message(message)
+    before = sorted(os.listdir(sftp_server.inbox))
+    again = adapter.send_message(message)
+    assert again.duplicate and again.agency_reference == first.agency_reference
+    assert again.raw["found"] == f"inbox/{first.agency_reference}"
+    assert sorted(os.listdir(sftp_server.inbox)) == before
+    sftp_server.batch.run_once()
+    third = adapter.send_message(message)
+    assert third.duplicate and third.raw["found"] == f"inbox/archive/{first.agency_reference}"
+    assert sorted(os.listdir(sftp_server.inbox)) == ["archive", "rejected"]
+    sftp_server.batch.run_once()
+    assert sftp_server.batch.messages_for("LK-7F3K-9QX2") == [(message.text, ["a.txt"])]
+    other = adapter.send_message(reply("LK-7F3K-9QX2.economic-inspection.msg9"))
+    assert other.agency_reference != first.agency_reference and not other.duplicate
+
+
+def test_a_reply_the_server_refuses_is_permanent(sftp_server):
+    adapter = SftpAdapter(sftp_server.config(port=sftp_server.read_only_port))
+    with pytest.raises(PermanentError, match="permission denied"):
+        adapter.send_message(reply("k.msg1", Attachment("a.pdf", "application/pdf", b"x")))
+    assert sorted(os.listdir(sftp_server.inbox)) == ["archive", "rejected"]
+
+
+def test_a_reply_to_an_agency_nobody_answers_for_is_transient():
+    from tests.conftest import free_port
+
+    config = {
+        "host": "127.0.0.1",
+        "port": free_port(),
+        "username": "loket",
+        "password": "x",
+        "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFx1JvKkvwq0kWyXJ1yZ6+1KMmNnmwMhxVt6bC9xqk6h",
+        "inbox_dir": "inbox",
+        "outbox_dir": "outbox",
+    }
+    with pytest.raises(TransientError, match="cannot connect"):
+        SftpAdapter(config).send_message(reply())
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        (["factuur.pdf"], ["factuur.pdf"]),
+        (["../../etc/passwd"], ["passwd"]),
+        (["..\\..\\boot.ini"], ["boot.ini"]),
+        ([".bashrc", "..", "", "/"], ["bashrc", "attachment-2", "attachment-3", "attachment-4"]),
+        (["a\x00b\nc.pdf", "foto 1.JPG", "résumé.pdf"], ["a_b_c.pdf", "foto 1.JPG", "résumé.pdf"]),
+        (["x.pdf", "x.pdf", "x.pdf"], ["x.pdf", "x-2.pdf", "x-3.pdf"]),
+    ],
+)
+def test_attachment_names_are_safe_single_names(given, stored):
+    names = attachment_names(given)
+    assert names == stored
+    assert all(unsafe_name_reason(n) is None and not n.startswith(".") for n in names)
+
+
+def test_a_very_long_attachment_name_is_shortened_keeping_its_extension():
+    [name] = attachment_names(["x" * 400 + ".pdf"])
+    assert name.endswith(".pdf") and len(name) <= 120
 
 
 # ---------------------------------------------------------------------------------- host keys

@@ -8,7 +8,7 @@ import socket
 from lxml import etree
 
 from adapters.base import Outbound
-from adapters.fileformats import write_case
+from adapters.fileformats import write_case, write_message
 from adapters.sftp import SftpAdapter
 from adapters.simulators import LAUNCHERS, launch
 from adapters.simulators.sftp_agency import PROFILES, AgencyBatch
@@ -101,6 +101,109 @@ def test_the_agency_remembers_its_cases_across_a_restart(tmp_path):
     run = again.run_once()
     assert run.replays == ["LK-AAAA-BBBB.e.1.xml"]
     assert again.by_reference("LK-CCCC-DDDD").id == "EI-2026-000002"
+
+
+def message(reference: str, text: str = "Hierbij de factuur.", attachments=(), fmt="xml", **kw):
+    record = {
+        "case_reference": reference,
+        "agency_reference": "",
+        "text": text,
+        "language": "nl",
+        "attachments": list(attachments),
+        **kw,
+    }
+    return write_message(record, fmt)
+
+
+def put_message(agency: AgencyBatch, name: str, data: bytes, files: dict[str, bytes] | None = None):
+    if files:
+        folder = agency.inbox / f"{name}.attachments"
+        folder.mkdir()
+        for file, content in files.items():
+            (folder / file).write_bytes(content)
+    (agency.inbox / name).write_bytes(data)
+
+
+def test_a_message_is_attached_to_its_case_once_and_archived_with_its_attachments(tmp_path):
+    """A message file is not judged against the case contract (case.xsd) and is no case."""
+    clock = FrozenClock()
+    agency = batch(tmp_path, clock)
+    (agency.inbox / "LK-AAAA-BBBB.ei.1.xml").write_bytes(case_xml("LK-AAAA-BBBB"))
+    name = "LK-AAAA-BBBB.ei.msg1.xml"
+    put_message(agency, name, message("LK-AAAA-BBBB", attachments=["f.pdf"]), {"f.pdf": b"%PDF"})
+    assert agency.case_count() == 1
+    run = agency.run_once()
+    assert run.picked_up == ["LK-AAAA-BBBB.ei.1.xml"] and run.messages == [name]
+    assert run.rejected == []
+    assert agency.messages_for("EI-2026-000001") == [("Hierbij de factuur.", ["f.pdf"])]
+    assert (agency.archive / name).exists()
+    assert (agency.archive / f"{name}.attachments" / "f.pdf").read_bytes() == b"%PDF"
+    assert sorted(os.listdir(agency.inbox)) == ["archive", "rejected"]
+    # the same file name again (a repeat): archived, no second message
+    put_message(agency, name, message("LK-AAAA-BBBB", attachments=["f.pdf"]), {"f.pdf": b"%PDF"})
+    later = "LK-AAAA-BBBB.ei.msg2.xml"
+    put_message(agency, later, message("LK-AAAA-BBBB", "Nog een vraag?"))
+    run = agency.run_once()
+    assert run.replays == [name] and run.messages == [later]
+    assert agency.messages_for("LK-AAAA-BBBB") == [
+        ("Hierbij de factuur.", ["f.pdf"]),
+        ("Nog een vraag?", []),
+    ]
+    # remembered across a restart
+    again = batch(tmp_path, clock)
+    assert again.messages_for("LK-AAAA-BBBB.ei.1.xml") == agency.messages_for("LK-AAAA-BBBB")
+    put_message(again, later, message("LK-AAAA-BBBB", "Nog een vraag?"))
+    assert again.run_once().replays == [later]
+    assert again.case_count() == 1
+
+
+def test_a_message_for_an_unknown_case_or_off_contract_is_rejected_with_its_reason(tmp_path):
+    clock = FrozenClock()
+    agency = batch(tmp_path, clock)
+    (agency.inbox / "LK-AAAA-BBBB.ei.1.xml").write_bytes(case_xml("LK-AAAA-BBBB"))
+    agency.run_once()
+    unknown = "LK-ZZZZ-ZZZZ.ei.msg1.xml"
+    put_message(agency, unknown, message("LK-ZZZZ-ZZZZ", attachments=["a.pdf"]), {"a.pdf": b"x"})
+    missing = "LK-AAAA-BBBB.ei.msg2.xml"
+    put_message(agency, missing, message("LK-AAAA-BBBB", attachments=["gone.pdf"]))
+    hostile = "LK-AAAA-BBBB.ei.msg3.xml"
+    put_message(agency, hostile, message("LK-AAAA-BBBB", attachments=["../../etc/passwd"]))
+    nameless = "LK-AAAA-BBBB.ei.msg4.xml"
+    put_message(agency, nameless, message(""))
+    run = agency.run_once()
+    assert sorted(run.rejected) == sorted([unknown, missing, hostile, nameless])
+    assert run.messages == []
+    reasons = {n: (agency.rejected_dir / f"{n}.reason.txt").read_text() for n in run.rejected}
+    assert "no case 'LK-ZZZZ-ZZZZ'" in reasons[unknown]
+    assert "'gone.pdf' is missing" in reasons[missing]
+    assert "path separator" in reasons[hostile]
+    assert "names no case" in reasons[nameless]
+    assert (agency.rejected_dir / f"{unknown}.attachments" / "a.pdf").exists()
+    assert agency.messages_for("LK-AAAA-BBBB") == []
+    assert agency.case_count() == 1
+
+
+def test_a_csv_agency_takes_a_message_beside_its_case_layout(tmp_path):
+    """FOD Financiën's case files are checked against case.layout.yaml; messages are not."""
+    clock = FrozenClock()
+    layout = ROOT / "contracts" / "agencies" / "fod-financien" / "case.layout.yaml"
+    agency = AgencyBatch(
+        tmp_path / "data", PROFILES["finance"], fmt="csv", clock=clock.now, schema=layout
+    )
+    case = {
+        "LOKET_REF": "LK-AAAA-BBBB",
+        "TYPE": "M",
+        "TAAL": "N",
+        "RUBRIEK": "ANDERE",
+        "OMSCHRIJVING": "Geen kasticket; toch betaald",
+    }
+    (agency.inbox / "LK-AAAA-BBBB.fin.1.csv").write_bytes(write_case(case, "csv"))
+    name = "LK-AAAA-BBBB.fin.msg1.csv"
+    text = 'Het "ticket"; zie bijlage\nGroeten'
+    put_message(agency, name, message("LK-AAAA-BBBB", text, ["t.jpg"], "csv"), {"t.jpg": b"j"})
+    run = agency.run_once()
+    assert run.rejected == [] and run.messages == [name]
+    assert agency.messages_for("LK-AAAA-BBBB") == [(text, ["t.jpg"])]
 
 
 def test_loket_run_starts_the_demo_agency_from_its_mapping_and_the_adapter_reaches_it(

@@ -151,3 +151,32 @@ def test_an_unreadable_status_file_is_kept_for_operators_and_moved_to_failed(
         "statussen-kapot.xml",
         "statussen-kapot.xml.reason.txt",
     ]
+
+
+def test_a_consumer_reply_reaches_the_inspection_as_a_message_file_with_its_document(
+    hub, inspection, clock
+):
+    """Not dead-lettered: the SFTP adapter carries messages; the batch attaches it to the case."""
+    from hub import attachments, consumer
+
+    filed = report(hub)
+    worker = Worker(hub, "w1")
+    worker.dispatch_once()
+    inspection.batch.run_once()
+    worker.poll_agency(AGENCY)
+    a = assignment(hub, filed.reference)
+    upload = attachments.check("factuur oktober.pdf", b"%PDF-1.4\n1 0 obj<<>>endobj\n%%EOF\n")
+    message_id = consumer.reply(
+        hub.db, filed.reference, filed.token, a.id, "Hierbij de factuur.", [upload], clock.now()
+    )
+    assert worker.dispatch_once().delivered == 1
+    name = f"{filed.reference}.{AGENCY}.msg{message_id}.xml"
+    assert (inspection.inbox / name).exists()
+    run = inspection.batch.run_once()
+    assert run.messages == [name] and run.rejected == []
+    assert inspection.batch.messages_for("EI-2026-000001") == [
+        ("Hierbij de factuur.", ["factuur oktober.pdf"])
+    ]
+    messages = [e.message for e in timeline(hub, filed.reference)]
+    assert any("Your message was forwarded" in m for m in messages)
+    assert not any("could not be forwarded" in m for m in messages)

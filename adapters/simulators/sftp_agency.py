@@ -6,6 +6,11 @@ dot-names, which are still being written), numbers each new one (`EI-2026-000042
 `inbox/archive/`, de-duplicates on the file name (which the hub derives from the idempotency
 key), moves every case one status further each `step_seconds` (times come from an injectable
 clock), and drops one status file per run into `outbox/` (written under a dot-name, then renamed).
+A message file (a consumer's reply on a case: a record whose `kind` is "message", see
+`adapters.fileformats.write_message`, its attachments in the folder `<name>.attachments/` beside
+it) is attached to its case, de-duplicated on its file name and archived with its attachments;
+one naming no case the agency has, or unreadable, goes to `inbox/rejected/` with the reason, as
+a case file off contract does.
 
 The SFTP server in front of the folder is either
 - `asyncssh` (pure Python, chrooted to the data folder; any username with the authorised key):
@@ -31,6 +36,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -45,8 +51,17 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from adapters.filecontracts import CASE_CONTRACTS, Checker, load_checker
-from adapters.fileformats import EXTENSIONS, FORMATS, FormatError, dig, read_case, write_records
-from adapters.sftp import unsafe_name_reason
+from adapters.fileformats import (
+    EXTENSIONS,
+    FORMATS,
+    FormatError,
+    dig,
+    is_message,
+    read_case,
+    read_message,
+    write_records,
+)
+from adapters.sftp import attachments_folder, unsafe_name_reason
 
 log = logging.getLogger("loket.sim.sftp")
 
@@ -154,6 +169,8 @@ class SimCase:
     created: str  # ISO time
     step: int = 0
     flow: str = ""  # the profile's flow for this case (see Profile.kind_field)
+    # the replies received on it, in order: {"file", "text", "language", "attachments"}
+    messages: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -161,6 +178,7 @@ class BatchRun:
     picked_up: list[str] = field(default_factory=list)
     replays: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)  # message files attached to a case
     status_file: str | None = None
     records: int = 0
 
@@ -201,6 +219,7 @@ class AgencyBatch:
         self.state_file = state_file or self.data_dir.parent / "agency-state.json"
         self.lock = threading.RLock()
         self.cases: dict[str, SimCase] = {}  # by file name: the de-duplication key
+        self.messages: dict[str, str] = {}  # message file name (the de-duplication key) -> case
         self.files_written = 0
         self.replays = 0
         self.rejected = 0
@@ -215,11 +234,13 @@ class AgencyBatch:
             data = json.loads(self.state_file.read_text())
             self.cases = {k: SimCase(**v) for k, v in data["cases"].items()}
             self.files_written = data.get("files_written", 0)
+            self.messages = dict(data.get("messages") or {})
 
     def _save(self) -> None:
         data = {
             "cases": {k: asdict(v) for k, v in self.cases.items()},
             "files_written": self.files_written,
+            "messages": self.messages,
         }
         temp = self.state_file.with_name(f".{self.state_file.name}.part")
         temp.write_text(json.dumps(data, indent=1))
@@ -228,7 +249,7 @@ class AgencyBatch:
     def case_count(self) -> int:
         """Cases the agency holds: those it numbered plus well-named files waiting in its inbox."""
         with self.lock:
-            return len(set(self.cases) | set(self._waiting()))
+            return len(set(self.cases) | set(self._waiting_cases()))
 
     def by_reference(self, reference: str) -> SimCase | None:
         with self.lock:
@@ -247,6 +268,35 @@ class AgencyBatch:
             and unsafe_name_reason(name) is None
             and (self.inbox / name).is_file()
         )
+
+    def _is_message(self, name: str) -> bool:
+        try:
+            data = (self.inbox / name).read_bytes()
+        except OSError:
+            return False
+        return is_message(data, self.fmt, delimiter=self.delimiter)
+
+    def _waiting_cases(self) -> list[str]:
+        return [name for name in self._waiting() if not self._is_message(name)]
+
+    def _waiting_messages(self) -> list[str]:
+        """Message files in the inbox in the order they arrived (then by name)."""
+        found = []
+        for name in self._waiting():
+            if self._is_message(name):
+                try:
+                    found.append(((self.inbox / name).stat().st_mtime_ns, name))
+                except FileNotFoundError:
+                    continue
+        return [name for _, name in sorted(found)]
+
+    def messages_for(self, reference: str) -> list[tuple[str, list[str]]]:
+        """The replies a case received: (text, attachment file names), in order."""
+        with self.lock:
+            case = self.by_reference(reference)
+            if case is None:
+                raise KeyError(f"no case {reference!r} at the agency")
+            return [(m["text"], list(m["attachments"])) for m in case.messages]
 
     def _record(self, case: SimCase, at: datetime) -> None:
         code, note = self.profile.flow_for(case.flow)[case.step]
@@ -308,6 +358,73 @@ class AgencyBatch:
         os.replace(path, self.archive / name)
         run.picked_up.append(name)
 
+    def _move_message(self, name: str, folder: Path) -> None:
+        """A message file and its attachments folder (if any) into `folder`."""
+        files = self.inbox / attachments_folder(name)
+        if files.is_dir():
+            target = folder / files.name
+            if target.exists():  # a replay's copy of what is there already
+                shutil.rmtree(target)
+            os.replace(files, target)
+        os.replace(self.inbox / name, folder / name)
+
+    def _reject_message(self, name: str, reason: str, run: BatchRun) -> None:
+        log.warning("rejected message %s: %s", name, reason)
+        self.rejected += 1
+        run.rejected.append(name)
+        self._move_message(name, self.rejected_dir)
+        (self.rejected_dir / f"{name}.reason.txt").write_text(f"{reason}\n")
+
+    def _take_message(self, name: str, run: BatchRun) -> None:
+        if name in self.messages:  # the same idempotency key again: no second message
+            self.replays += 1
+            run.replays.append(name)
+            self._move_message(name, self.archive)
+            return
+        try:
+            message = read_message(
+                (self.inbox / name).read_bytes(), self.fmt, delimiter=self.delimiter
+            )
+        except FormatError as exc:
+            self._reject_message(name, f"unreadable message file: {exc}", run)
+            return
+        case = None
+        for reference in (message["agency_reference"], message["case_reference"]):
+            if reference and case is None:
+                case = self.by_reference(reference)
+        if case is None:
+            self._reject_message(
+                name,
+                f"no case {message['agency_reference'] or message['case_reference']!r} at the "
+                "agency: a message must answer a case it has",
+                run,
+            )
+            return
+        files = self.inbox / attachments_folder(name)
+        for attachment in message["attachments"]:
+            reason = unsafe_name_reason(attachment)
+            if reason or attachment.startswith("."):
+                self._reject_message(
+                    name, f"attachment name {attachment!r}: {reason or 'a dot-name'}", run
+                )
+                return
+            if not (files / attachment).is_file():
+                self._reject_message(
+                    name, f"attachment {attachment!r} is missing from {files.name}/", run
+                )
+                return
+        case.messages.append(
+            {
+                "file": name,
+                "text": message["text"],
+                "language": message["language"],
+                "attachments": message["attachments"],
+            }
+        )
+        self.messages[name] = case.file
+        self._move_message(name, self.archive)
+        run.messages.append(name)
+
     def _advance(self, now: datetime) -> None:
         due: list[tuple[datetime, str, int]] = []
         for case in self.cases.values():
@@ -341,13 +458,16 @@ class AgencyBatch:
         self._pending = []
 
     def run_once(self) -> BatchRun:
-        """One batch run: pick up new case files, move cases on, write one status file."""
+        """One batch run: pick up new case files, then attach the messages to their cases,
+        move cases on, write one status file."""
         with self.lock:
             now = self.clock()
             run = BatchRun()
             self._advance(now)
-            for name in self._waiting():
+            for name in self._waiting_cases():
                 self._pick_up(name, now, run)
+            for name in self._waiting_messages():
+                self._take_message(name, run)
             self._flush(now, run)
             self._save()
             return run
@@ -360,7 +480,7 @@ class AgencyBatch:
             run = BatchRun()
             case = self.by_reference(reference)
             if case is None:
-                if reference not in self._waiting():
+                if reference not in self._waiting_cases():
                     raise KeyError(f"no case {reference!r} at the agency")
                 self._pick_up(reference, now, run)
                 case = self.cases.get(reference)
@@ -619,6 +739,13 @@ class AsyncsshServer:
             loop.run_forever()
             self._acceptor.close()
             loop.run_until_complete(self._acceptor.wait_closed())
+            # sessions still open (a client that went away as the server stopped) end here,
+            # not as "Task was destroyed but it is pending" when the loop is collected
+            leftover = [task for task in asyncio.all_tasks(loop) if not task.done()]
+            if leftover:
+                for task in leftover:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
             loop.close()
 
         self._thread = threading.Thread(target=run, name="asyncssh-server", daemon=True)
