@@ -5,8 +5,12 @@ parameters, dotted mapping fields become nested complex types) plus the idempote
 `idempotency_key_parameter` element; the agency's reference is read from `reference_field` of the
 answer. poll: `status_mode: changes` calls `status_operation` once per tick with the cursor in
 `cursor_parameter` (following `has_more`); `per_case` calls it per open case with
-`reference_parameter`. check: load the WSDL and call `ping_operation` (or the changes operation
-from the start). A WS-Security UsernameToken is sent when `username` is set.
+`reference_parameter`. send_message: call `message_operation` with the consumer's reply, its
+elements named by `message:` (the agency's case id, our reference, the text, the attachments as
+base64 with their file names) plus the idempotency key, so that a repeat is recognised; without a
+message operation the adapter does not declare MESSAGES and a reply goes to an operator. check:
+load the WSDL and call `ping_operation` (or the changes operation from the start). A WS-Security
+UsernameToken is sent when `username` is set.
 
 Errors are classified as SOAP 1.1 defines its fault classes: a Client (1.2: Sender) fault means
 "do not resend without change" -> PermanentError; a Server (1.2: Receiver) fault means "may
@@ -33,22 +37,25 @@ from typing import Any
 import requests
 import zeep
 import zeep.exceptions as zx
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from zeep.helpers import serialize_object
 from zeep.transports import Transport
 from zeep.wsse.username import UsernameToken
 
 from adapters.base import (
     DELIVER,
+    MESSAGES,
     POLL,
     POLL_CHANGES,
     POLL_PER_ITEM,
     Adapter,
+    Attachment,
     ConfigurationError,
     Health,
     InboundProblem,
     OpenItem,
     Outbound,
+    OutboundMessage,
     PermanentError,
     PollResult,
     Receipt,
@@ -87,6 +94,45 @@ class HostileAnswer(Exception):
     """The agency's answer declares a DTD: refused before any XML parser reads it."""
 
 
+class MessageSchema(Schema):
+    """Where a consumer's reply goes in the request of `message_operation`: element names, dotted
+    for nested ones (like the `fields:` of a case), and where the answer says what it did."""
+
+    agency_reference = fields.String(
+        required=True, metadata={"doc": "element of the agency's own case id (e.g. DossierNummer)"}
+    )
+    text = fields.String(required=True, metadata={"doc": "element of the reply's text"})
+    case_reference = fields.String(
+        load_default=None, metadata={"doc": "element of our case reference (LK-...), if any"}
+    )
+    idempotency_key = fields.String(
+        load_default=None,
+        metadata={"doc": "element of the idempotency key; default: idempotency_key_parameter"},
+    )
+    attachments = fields.String(
+        load_default=None,
+        metadata={
+            "doc": "dotted path of the repeated attachment element (e.g. Bijlagen.Bijlage); "
+            "none: the agency takes no attachments with a reply"
+        },
+    )
+    attachment_name = fields.String(
+        load_default="filename", metadata={"doc": "attachment element: the file name"}
+    )
+    attachment_content = fields.String(
+        load_default="content", metadata={"doc": "attachment element: the bytes (base64Binary)"}
+    )
+    attachment_type = fields.String(
+        load_default=None, metadata={"doc": "attachment element: the content type, if any"}
+    )
+    reference = fields.String(
+        load_default=None, metadata={"doc": "dotted path of the agency's message id in the answer"}
+    )
+    duplicate = fields.String(
+        load_default=None, metadata={"doc": "dotted path of 'this was a repeat' in the answer"}
+    )
+
+
 class SoapConfig(Schema):
     wsdl = fields.String(
         required=True,
@@ -121,6 +167,11 @@ class SoapConfig(Schema):
     reference_parameter = fields.String(load_default="reference")
     status = fields.Nested(StatusSchema, load_default=lambda: StatusSchema().load({}))
     ping_operation = fields.String(load_default=None)
+    message_operation = fields.String(
+        load_default=None,
+        metadata={"doc": "carries a consumer's reply on an open case; none: an operator forwards"},
+    )
+    message = fields.Nested(MessageSchema, load_default=None)
     username = fields.String(load_default=None)
     password = fields.String(load_default=None, metadata={"secret": True})
     password_digest = fields.Boolean(
@@ -130,11 +181,20 @@ class SoapConfig(Schema):
     read_timeout = fields.Float(load_default=10.0, validate=validate.Range(min=0.01))
     verify_tls = fields.Boolean(load_default=True)
 
+    @validates_schema
+    def _message_elements(self, data: Mapping[str, Any], **kwargs: Any) -> None:
+        if data.get("message_operation") and not data.get("message"):
+            raise ValidationError(
+                "name the elements of message_operation: message: {agency_reference: ..., "
+                "text: ..., attachments: ...}",
+                "message",
+            )
+
 
 class SoapAdapter(Adapter):
     kind = "soap"
     config_schema = SoapConfig
-    capabilities = frozenset({DELIVER, POLL, POLL_CHANGES, POLL_PER_ITEM})
+    capabilities = frozenset({DELIVER, POLL, POLL_CHANGES, POLL_PER_ITEM, MESSAGES})
 
     def __init__(self, config: Mapping[str, Any]):
         super().__init__(config)
@@ -156,6 +216,8 @@ class SoapAdapter(Adapter):
                 POLL,
                 POLL_CHANGES if self.config["status_mode"] == "changes" else POLL_PER_ITEM,
             }
+        if self.config["message_operation"]:
+            caps.add(MESSAGES)
         return frozenset(caps)
 
     # ---------------------------------------------------------------------------------- the WSDL
@@ -213,7 +275,12 @@ class SoapAdapter(Adapter):
                     "set `endpoint` in the adapter configuration"
                 )
             names = set(binding._operations)
-            for key in ("submit_operation", "status_operation", "ping_operation"):
+            for key in (
+                "submit_operation",
+                "status_operation",
+                "ping_operation",
+                "message_operation",
+            ):
                 name = self.config[key]
                 if name and name not in names:
                     raise ConfigurationError(
@@ -342,6 +409,64 @@ class SoapAdapter(Adapter):
             },
         )
 
+    def send_message(self, item: OutboundMessage) -> Receipt:
+        """Call `message_operation` with the reply on the agency's case, its attachments as
+        base64 with their file names, and the idempotency key: a repeat is not a second message."""
+        operation = self.config["message_operation"]
+        if not operation:
+            raise PermanentError(
+                "this agency's SOAP configuration has no message_operation (its WSDL offers no "
+                "way to answer on a case); an operator must forward the reply"
+            )
+        if item.attachments and not self.config["message"]["attachments"]:
+            raise PermanentError(
+                f"{operation} takes no attachments in this agency's configuration (message: "
+                f"attachments); an operator must forward the reply with "
+                f"{', '.join(a.filename for a in item.attachments)}"
+            )
+        body = self._call(operation, self._message_arguments(item))
+        spec = self.config["message"]
+        reference = dig(body, spec["reference"]) if spec["reference"] else None
+        duplicate = bool(dig(body, spec["duplicate"])) if spec["duplicate"] else False
+        return Receipt(
+            agency_reference=str(reference)
+            if reference not in (None, "")
+            else item.agency_reference,
+            duplicate=duplicate,
+            raw={
+                "request": {
+                    "operation": operation,
+                    "idempotency_key": item.idempotency_key,
+                    "agency_reference": item.agency_reference,
+                    "attachments": [a.filename for a in item.attachments],
+                },
+                "response": _jsonable(body),
+            },
+        )
+
+    def _message_arguments(self, item: OutboundMessage) -> dict[str, Any]:
+        """The request of `message_operation`, element names from the `message:` block."""
+        spec = self.config["message"]
+        arguments: dict[str, Any] = {}
+        key = spec["idempotency_key"] or self.config["idempotency_key_parameter"]
+        _put(arguments, key, item.idempotency_key)
+        _put(arguments, spec["agency_reference"], item.agency_reference)
+        if spec["case_reference"]:
+            _put(arguments, spec["case_reference"], item.case_reference)
+        _put(arguments, spec["text"], item.text)
+        if item.attachments:
+            files = []
+            for attachment in item.attachments:
+                one = {
+                    spec["attachment_name"]: attachment.filename,
+                    spec["attachment_content"]: attachment.data,  # zeep writes base64Binary
+                }
+                if spec["attachment_type"]:
+                    one[spec["attachment_type"]] = attachment.content_type
+                files.append(one)
+            _put(arguments, spec["attachments"], files)
+        return arguments
+
     def poll(self, cursor: str | None, open_items: Sequence[OpenItem]) -> PollResult:
         if not self.config["status_operation"]:
             raise PermanentError("the soap adapter has no status_operation configured")
@@ -459,7 +584,9 @@ class SoapAdapter(Adapter):
         alone (no network): every element must exist (`Melder.Fax` when `Melder` has no `Fax`),
         every required element (minOccurs >= 1) must be filled, and every value must pass the
         XSD types and facets (enumerations, patterns, lengths, dates), which zeep does not check
-        itself, so the request zeep builds is validated with the WSDL's schema too."""
+        itself, so the request zeep builds is validated with the WSDL's schema too. With a
+        `message_operation`, every element the `message:` block names must be one of its
+        elements, and every element it requires must be one the block fills."""
         try:
             adapter = cls(config)
         except ConfigurationError as exc:
@@ -500,13 +627,104 @@ class SoapAdapter(Adapter):
         return [
             problem.replace("{how_often}", _how_often(count, len(payloads)))
             for problem, count in problems.items()
-        ]
+        ] + _message_problems(adapter, client, service, contract_dir.name, wsdl.name)
 
     def close(self) -> None:
         self.session.close()
 
 
 # ---------------------------------------------------------------------------- contract check
+
+
+def _message_problems(
+    adapter: SoapAdapter, client: zeep.Client, service: Any, agency: str, wsdl: str
+) -> list[str]:
+    """The `message:` block against the input of `message_operation` (none configured: none)."""
+    operation = adapter.config["message_operation"]
+    if not operation:
+        return []
+    spec = adapter.config["message"]
+    body = adapter._binding(client)._operations[operation].input.body
+    named = {
+        "idempotency_key": spec["idempotency_key"] or adapter.config["idempotency_key_parameter"],
+        "agency_reference": spec["agency_reference"],
+        "case_reference": spec["case_reference"],
+        "text": spec["text"],
+        "attachments": spec["attachments"],
+    }
+    out = []
+    filled: set[str] = set()
+    for key, path in named.items():
+        if not path:
+            continue
+        element, problem = _element_at(body.type, path, operation)
+        if problem:
+            where = "adapter.idempotency_key_parameter" if key == "idempotency_key" else key
+            out.append(
+                f"adapter.message.{where}: {problem} in the agency's {wsdl}. Fix: name the "
+                "element that carries it"
+            )
+            continue
+        filled.add(path.split(".")[0])
+        if key == "attachments":
+            inner = dict(getattr(element.type, "elements", []))
+            for part in ("attachment_name", "attachment_content", "attachment_type"):
+                name = spec[part]
+                if name and name not in inner:
+                    out.append(
+                        f"adapter.message.{part}: {path} in {operation} has no element {name!r} "
+                        f"in the agency's {wsdl} (it has {', '.join(inner) or 'none'}). Fix: "
+                        "name one of those"
+                    )
+            if element.max_occurs != "unbounded" and (element.max_occurs or 1) < 2:
+                out.append(
+                    f"adapter.message.attachments: {path} in {operation} is not repeated in the "
+                    f"agency's {wsdl}; a reply may have several attachments. Fix: name the "
+                    "repeated element (e.g. Bijlagen.Bijlage, not Bijlagen)"
+                )
+    if out:
+        return out  # a misnamed element usually is the required one left empty
+    for name, element in body.type.elements:
+        if element.min_occurs >= 1 and name not in filled:
+            out.append(
+                f"adapter.message: the agency's {wsdl} requires {name} in {operation}, which the "
+                "message: block does not fill. Fix: name it there (agency_reference, text, ...)"
+            )
+    if out:
+        return out
+    sample = OutboundMessage(
+        idempotency_key=f"LK-7F3K-9QX2.{agency}.msg1",
+        case_reference="LK-7F3K-9QX2",
+        agency_id=agency,
+        agency_reference="SAMPLE-1",
+        text="Hierbij de gevraagde factuur.",
+        attachments=(Attachment("factuur.pdf", "application/pdf", b"%PDF-1.4 sample"),)
+        if spec["attachments"]
+        else (),
+    )
+    try:
+        client.create_message(service, operation, **adapter._message_arguments(sample))
+    except (TypeError, ValueError, zx.Error) as exc:
+        return [
+            f"adapter.message: zeep cannot build {operation} from the message: block: "
+            f"{_short(exc)}. Fix: name elements of the right types in the agency's {wsdl}"
+        ]
+    return []
+
+
+def _element_at(xsd_type: Any, path: str, operation: str) -> tuple[Any, str | None]:
+    """The element at a dotted path under a complex type, or why there is none."""
+    element = None
+    where = operation
+    for part in path.split("."):
+        elements = dict(getattr(xsd_type, "elements", []))
+        element = elements.get(part)
+        if element is None:
+            return None, (
+                f"{where} has no element {part!r} (it has {', '.join(elements) or 'none'})"
+            )
+        xsd_type, where = element.type, part
+    return element, None
 
 
 def _how_often(count: int, total: int) -> str:
@@ -709,6 +927,14 @@ def _transport_error(operation: str, exc: zx.TransportError) -> TransientError |
 
 
 # ------------------------------------------------------------------------------------- helpers
+
+
+def _put(arguments: dict[str, Any], path: str, value: Any) -> None:
+    """Set a dotted element path (`Bijlagen.Bijlage`) in zeep's nested-dict arguments."""
+    *parents, last = path.split(".")
+    for part in parents:
+        arguments = arguments.setdefault(part, {})
+    arguments[last] = value
 
 
 def _time(value: Any) -> datetime:

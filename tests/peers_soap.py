@@ -14,16 +14,20 @@ import pytest
 from adapters.simulators.soap_agency import SoapAgencySystem, SoapSimulatorServer
 from adapters.soap import SoapAdapter
 from adapters.testing import FAULTS, Peer
+from adapters.testing.peer import MESSAGES
 from hub.clock import FrozenClock
 from hub.config import ROOT
 from mappings.engine import load_agency
 
 FAVV_USER = "favv-test"
 FAVV_PASSWORD = "s3cret-favv-pw"
+# The test adapters' read timeout: short enough for a stall test, long enough that an answer on a
+# loaded two-core machine (CI runs the whole suite there) is never taken for one.
+READ_TIMEOUT = 3.0
 
 
 class SoapPeer(Peer):
-    capabilities = frozenset({FAULTS})
+    capabilities = frozenset({FAULTS, MESSAGES})
 
     def __init__(self, server: SoapSimulatorServer):
         self.server = server
@@ -45,9 +49,16 @@ class SoapPeer(Peer):
     def advance(self, agency_reference: str) -> str:
         return self.system.step_case(agency_reference)
 
+    def messages(self, agency_reference: str) -> list[tuple[str, list[str]]]:
+        """The replies the agency recorded on a case (DienAanvullingIn), in arrival order."""
+        with self.system.lock:
+            case = self.system.cases[agency_reference]
+            return [(m["text"], [a["filename"] for a in m["attachments"]]) for m in case.messages]
+
     def fail_next(self, kind: str) -> None:
         modes = {"transient": "server_fault", "permanent": "client_fault", "timeout": "timeout"}
-        self.system.fail_next(modes[kind], delay=1.0)
+        # a stall twice the adapters' read timeout below: long enough to be one on a busy machine
+        self.system.fail_next(modes[kind], delay=2 * READ_TIMEOUT)
 
 
 def favv_env(server: SoapSimulatorServer, password: str = FAVV_PASSWORD) -> dict[str, str]:
@@ -102,7 +113,7 @@ def make_soap_adapter(soap_server) -> Iterator[Callable[..., SoapAdapter]]:
 
 @pytest.fixture
 def soap_adapter(make_soap_adapter) -> SoapAdapter:
-    return make_soap_adapter(read_timeout=0.5)
+    return make_soap_adapter(read_timeout=READ_TIMEOUT)
 
 
 @pytest.fixture

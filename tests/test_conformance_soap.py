@@ -28,7 +28,7 @@ class TestSoapAdapterPerCaseConformance(TestSoapAdapterConformance):
 
     @pytest.fixture
     def adapter(self, make_soap_adapter):
-        return make_soap_adapter(per_case=True, read_timeout=0.5)
+        return make_soap_adapter(per_case=True, read_timeout=3.0)  # peers_soap.READ_TIMEOUT
 
     @pytest.fixture
     def broken_adapter(self, make_soap_adapter):

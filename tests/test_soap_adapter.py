@@ -11,13 +11,17 @@ import uuid
 import pytest
 
 from adapters.base import (
+    DELIVER,
+    MESSAGES,
+    Attachment,
     ConfigurationError,
     OpenItem,
     Outbound,
+    OutboundMessage,
     PermanentError,
     TransientError,
 )
-from adapters.simulators.soap_agency import WSSE
+from adapters.simulators.soap_agency import NS, WSSE
 
 pytest_plugins = ["tests.peers_soap"]
 
@@ -325,3 +329,201 @@ def test_an_absolute_wsdl_path_works_from_any_directory(
     absolute = make_soap_adapter(wsdl=str(ROOT / "contracts/agencies/favv/complaints.wsdl"))
     relative = make_soap_adapter()  # found in the source checkout though cwd is elsewhere
     assert absolute.check().ok and relative.check().ok
+
+
+# -------------------------------------------------------------------------------------- replies
+
+PDF = b"%PDF-1.4 de gevraagde factuur"
+JPEG = b"\xff\xd8\xff\xe0 verpakking"
+
+
+def reply(outbound: Outbound, agency_reference: str, n: int = 1, **changes) -> OutboundMessage:
+    fields = {
+        "idempotency_key": f"{outbound.case_reference}.favv.msg{n}",
+        "case_reference": outbound.case_reference,
+        "agency_id": "favv",
+        "agency_reference": agency_reference,
+        "text": "Hierbij de factuur en een foto van de verpakking.",
+        "language": "nl",
+        "attachments": (
+            Attachment("factuur.pdf", "application/pdf", PDF),
+            Attachment("verpakking.jpg", "image/jpeg", JPEG),
+        ),
+        **changes,
+    }
+    return OutboundMessage(**fields)
+
+
+@pytest.fixture
+def favv(make_soap_adapter):
+    """FAVV's adapter with its mapping's own timeouts (a busy test machine is no stalled agency)."""
+    return make_soap_adapter()
+
+
+def sent_requests(adapter) -> list[bytes]:
+    """Every request body the adapter puts on the wire, as the agency receives it."""
+    bodies: list[bytes] = []
+    adapter.session.hooks["response"].append(lambda r, *a, **k: bodies.append(r.request.body))
+    return bodies
+
+
+def test_favvs_mapping_declares_messages_and_the_reply_goes_out_in_favvs_own_elements(
+    favv, soap_peer
+):
+    import base64
+
+    from lxml import etree
+
+    assert MESSAGES in favv.effective_capabilities
+    outbound = item(soap_peer)
+    receipt = favv.deliver(outbound)
+    bodies = sent_requests(favv)
+    answer = favv.send_message(reply(outbound, receipt.agency_reference))
+    assert answer.agency_reference == f"{receipt.agency_reference}/A1" and not answer.duplicate
+    [body] = bodies
+    envelope = etree.fromstring(body)
+    assert envelope.find(f".//{{{WSSE}}}UsernameToken") is not None  # WS-Security as for submit
+    [request] = envelope.iter(f"{{{NS}}}DienAanvullingIn")
+    assert [etree.QName(e).localname for e in request] == [
+        "IdempotencyKey",
+        "DossierNummer",
+        "LoketReferentie",
+        "Tekst",
+        "Bijlagen",
+    ]
+    assert request.findtext(f"{{{NS}}}IdempotencyKey") == f"{outbound.case_reference}.favv.msg1"
+    assert request.findtext(f"{{{NS}}}DossierNummer") == receipt.agency_reference
+    assert request.findtext(f"{{{NS}}}LoketReferentie") == outbound.case_reference
+    assert request.findtext(f"{{{NS}}}Tekst").startswith("Hierbij de factuur")
+    files = request.findall(f"{{{NS}}}Bijlagen/{{{NS}}}Bijlage")
+    assert [
+        (
+            f.findtext(f"{{{NS}}}Bestandsnaam"),
+            f.findtext(f"{{{NS}}}MimeType"),
+            f.findtext(f"{{{NS}}}Inhoud"),
+        )
+        for f in files
+    ] == [
+        ("factuur.pdf", "application/pdf", base64.b64encode(PDF).decode()),
+        ("verpakking.jpg", "image/jpeg", base64.b64encode(JPEG).decode()),
+    ]
+    # the agency decoded the base64: it holds the sizes of the files, not of their encoding
+    [kept] = soap_peer.system.cases[receipt.agency_reference].messages
+    assert [a["size"] for a in kept["attachments"]] == [len(PDF), len(JPEG)]
+    assert answer.raw["request"]["attachments"] == ["factuur.pdf", "verpakking.jpg"]
+
+
+def test_a_repeated_reply_is_recognised_and_kept_once_a_new_one_is_not(favv, soap_peer):
+    outbound = item(soap_peer)
+    receipt = favv.deliver(outbound)
+    first = favv.send_message(reply(outbound, receipt.agency_reference))
+    again = favv.send_message(reply(outbound, receipt.agency_reference))
+    assert again.duplicate and again.agency_reference == first.agency_reference
+    second = favv.send_message(
+        reply(outbound, receipt.agency_reference, n=2, text="Nog iets.", attachments=())
+    )
+    assert not second.duplicate and second.agency_reference.endswith("/A2")
+    assert soap_peer.messages(receipt.agency_reference) == [
+        ("Hierbij de factuur en een foto van de verpakking.", ["factuur.pdf", "verpakking.jpg"]),
+        ("Nog iets.", []),
+    ]
+
+
+def test_a_reply_on_a_case_the_agency_does_not_know_is_permanent(favv, soap_peer):
+    outbound = item(soap_peer)
+    with pytest.raises(PermanentError) as info:
+        favv.send_message(reply(outbound, "FAVV-1999-00001"))
+    assert "DienAanvullingIn" in info.value.detail and "Client.UnknownCase" in info.value.detail
+    assert info.value.raw["scope"] == "request"
+
+
+def test_a_server_fault_on_a_reply_is_transient_and_the_retry_records_it_once(favv, soap_peer):
+    outbound = item(soap_peer)
+    receipt = favv.deliver(outbound)
+    message = reply(outbound, receipt.agency_reference)
+    soap_peer.system.fail_next("server_fault")
+    with pytest.raises(TransientError) as info:
+        favv.send_message(message)
+    assert "Server.Unavailable" in info.value.detail
+    favv.send_message(message)
+    favv.send_message(message)
+    assert len(soap_peer.messages(receipt.agency_reference)) == 1
+
+
+def test_a_reply_that_stalls_is_transient_and_the_retry_is_not_a_second_message(
+    make_soap_adapter, soap_peer
+):
+    from tests.conftest import wait_until
+
+    adapter, impatient = make_soap_adapter(), make_soap_adapter(read_timeout=0.2)
+    outbound = item(soap_peer)
+    receipt = adapter.deliver(outbound)
+    message = reply(outbound, receipt.agency_reference)
+    soap_peer.system.fail_next("timeout", delay=1.0)
+    with pytest.raises(TransientError) as info:
+        impatient.send_message(message)
+    assert "did not answer in time" in info.value.detail
+    wait_until(
+        lambda: soap_peer.messages(receipt.agency_reference), 5, "the stalled reply to arrive"
+    )
+    assert adapter.send_message(message).duplicate
+    assert len(soap_peer.messages(receipt.agency_reference)) == 1
+
+
+def test_a_reply_with_a_wrong_password_is_permanent_and_says_to_check_the_credentials(
+    make_soap_adapter, favv, soap_peer
+):
+    outbound = item(soap_peer)
+    receipt = favv.deliver(outbound)
+    wrong = make_soap_adapter(password="wrong")
+    with pytest.raises(PermanentError) as info:
+        wrong.send_message(reply(outbound, receipt.agency_reference))
+    assert "check the credentials" in info.value.detail
+    assert soap_peer.messages(receipt.agency_reference) == []
+
+
+def test_without_a_message_operation_messages_are_not_declared_and_an_operator_forwards(
+    make_soap_adapter, soap_peer
+):
+    adapter = make_soap_adapter(message_operation=None, message=None)
+    assert MESSAGES not in adapter.effective_capabilities
+    assert DELIVER in adapter.effective_capabilities
+    outbound = item(soap_peer)
+    receipt = adapter.deliver(outbound)
+    with pytest.raises(PermanentError) as info:
+        adapter.send_message(reply(outbound, receipt.agency_reference))
+    assert "no message_operation" in info.value.detail
+    assert "an operator must forward the reply" in info.value.detail
+    assert soap_peer.messages(receipt.agency_reference) == []
+
+
+def test_attachments_to_an_agency_that_takes_none_go_to_an_operator(make_soap_adapter, soap_peer):
+    from tests.peers_soap import favv_config
+
+    spec = {**favv_config(soap_peer.server)["message"], "attachments": None}
+    adapter = make_soap_adapter(message=spec)
+    outbound = item(soap_peer)
+    receipt = adapter.deliver(outbound)
+    with pytest.raises(PermanentError) as info:
+        adapter.send_message(reply(outbound, receipt.agency_reference))
+    assert "takes no attachments" in info.value.detail and "factuur.pdf" in info.value.detail
+    assert soap_peer.messages(receipt.agency_reference) == []
+    adapter.send_message(reply(outbound, receipt.agency_reference, attachments=()))
+    assert soap_peer.messages(receipt.agency_reference) == [
+        ("Hierbij de factuur en een foto van de verpakking.", [])
+    ]
+
+
+def test_a_message_operation_without_its_elements_is_a_configuration_error(make_soap_adapter):
+    with pytest.raises(ConfigurationError) as info:
+        make_soap_adapter(message=None)
+    assert "message:" in info.value.detail and "agency_reference" in info.value.detail
+
+
+def test_a_message_operation_the_wsdl_lacks_lists_the_ones_it_has(make_soap_adapter, soap_peer):
+    adapter = make_soap_adapter(message_operation="StuurBericht")
+    outbound = item(soap_peer)
+    with pytest.raises(ConfigurationError) as info:
+        adapter.send_message(reply(outbound, "FAVV-2026-00001"))
+    assert "message_operation 'StuurBericht'" in info.value.detail
+    assert "DienAanvullingIn" in info.value.detail

@@ -142,3 +142,72 @@ def _two_namespace_wsdl(tmp_path: Path) -> Path:
     path.write_bytes(served.get_data())
     assert path.read_bytes().count(b"<xs:schema") == 2
     return path
+
+
+# ------------------------------------------------------------------ FAVV's message operation
+
+FAVV = ROOT / "mappings" / "agencies" / "favv.yaml"
+
+
+def favv_problems(tmp_path: Path, *changes: tuple[str, str]) -> list[str]:
+    """The contract problems of FAVV's real mapping file with some lines changed."""
+    text = FAVV.read_text(encoding="utf-8")
+    for old, new in changes:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    path = tmp_path / "favv.yaml"
+    path.write_text(text, encoding="utf-8")
+    return [p.split(": contract: ", 1)[1] for p in check_contract(load_agency(path, env={}))]
+
+
+def test_favvs_message_operation_fits_its_wsdl(tmp_path):
+    assert favv_problems(tmp_path) == []
+    assert load_agency(FAVV, env={}).adapter_config["message_operation"] == "DienAanvullingIn"
+
+
+def test_a_message_element_the_wsdl_does_not_have_is_named_with_the_elements_it_has(tmp_path):
+    assert favv_problems(tmp_path, ("    text: Tekst\n", "    text: Bericht\n")) == [
+        "adapter.message.text: DienAanvullingIn has no element 'Bericht' (it has "
+        "IdempotencyKey, DossierNummer, LoketReferentie, Tekst, Bijlagen) in the agency's "
+        "complaints.wsdl. Fix: name the element that carries it"
+    ]
+
+
+def test_an_attachment_element_the_wsdl_does_not_have_is_named(tmp_path):
+    [problem] = favv_problems(
+        tmp_path, ("    attachment_name: Bestandsnaam\n", "    attachment_name: Naam\n")
+    )
+    assert problem == (
+        "adapter.message.attachment_name: Bijlagen.Bijlage in DienAanvullingIn has no element "
+        "'Naam' in the agency's complaints.wsdl (it has Bestandsnaam, MimeType, Inhoud). Fix: "
+        "name one of those"
+    )
+
+
+def test_the_attachments_must_name_the_repeated_element(tmp_path):
+    problems = favv_problems(
+        tmp_path, ("    attachments: Bijlagen.Bijlage\n", "    attachments: Bijlagen\n")
+    )
+    assert any("Bijlagen in DienAanvullingIn is not repeated" in p for p in problems), problems
+
+
+def test_a_required_message_element_the_block_leaves_out_is_named(tmp_path):
+    problems = favv_problems(
+        tmp_path,
+        (
+            "    agency_reference: DossierNummer\n    case_reference: LoketReferentie\n",
+            "    agency_reference: LoketReferentie\n",
+        ),
+    )
+    assert problems == [
+        "adapter.message: the agency's complaints.wsdl requires DossierNummer in "
+        "DienAanvullingIn, which the message: block does not fill. Fix: name it there "
+        "(agency_reference, text, ...)"
+    ]
+
+
+def test_a_message_operation_the_wsdl_does_not_offer_is_a_configuration_problem(tmp_path):
+    [problem] = favv_problems(
+        tmp_path, ("message_operation: DienAanvullingIn", "message_operation: StuurBericht")
+    )
+    assert "message_operation 'StuurBericht' is not an operation of complaints.wsdl" in problem

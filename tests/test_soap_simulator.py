@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import pytest
 import requests
 from lxml import etree
 
@@ -48,8 +49,41 @@ def test_the_simulator_serves_exactly_the_wsdl_kept_as_favvs_contract(soap_serve
 def test_the_contract_offers_the_operations_the_mapping_names():
     config = load_agency(MAPPING, env={}).adapter_config
     operations = set(outline(CONTRACT.read_bytes())["operations"])
-    for key in ("submit_operation", "status_operation", "ping_operation"):
+    for key in ("submit_operation", "status_operation", "ping_operation", "message_operation"):
         assert config[key] in operations, key
+
+
+def test_every_element_the_mapping_names_for_a_reply_is_in_the_message_operation():
+    config = load_agency(MAPPING, env={}).adapter_config
+    types = outline(CONTRACT.read_bytes())
+    spec = config["message"]
+    request = types[config["message_operation"]]
+    for key in ("agency_reference", "case_reference", "text"):
+        assert spec[key] in request, key
+    assert config["idempotency_key_parameter"] in request
+    wrapper, repeated = spec["attachments"].split(".")
+    assert wrapper in request and repeated in types[f"{repeated}Array"]
+    for key in ("attachment_name", "attachment_type", "attachment_content"):
+        assert spec[key] in types[repeated], key
+
+
+def test_a_reply_naming_another_case_reference_is_refused(soap_peer, soap_adapter):
+    from adapters.base import OutboundMessage, PermanentError
+    from adapters.testing import outbound
+
+    case = outbound(soap_peer)
+    receipt = soap_adapter.deliver(case)
+    message = OutboundMessage(
+        idempotency_key=f"{case.case_reference}.favv.msg1",
+        case_reference="LK-OTHR-CASE",
+        agency_id="favv",
+        agency_reference=receipt.agency_reference,
+        text="Antwoord",
+    )
+    with pytest.raises(PermanentError) as info:
+        soap_adapter.send_message(message)
+    assert "Client.Validation" in info.value.detail and "LK-OTHR-CASE" in info.value.detail
+    assert soap_peer.messages(receipt.agency_reference) == []
 
 
 def test_every_mapped_field_is_an_element_of_the_submit_operation():

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from adapters.simulators.soap_agency import SoapAgencySystem, SoapSimulatorServer
+from hub import attachments, consumer
 from hub.config import Settings
 from hub.models import AuditEntry, DeliveryAttempt, PollCursor
 from hub.services import Hub
@@ -131,3 +132,24 @@ def test_rotated_credentials_dead_letter_with_a_message_that_names_them(soap_hub
     assert PASSWORD not in d.last_error
     assert assignment(soap_hub, filed.reference).status == "undeliverable"
     assert favv_sim.system.cases == {}
+
+
+def test_a_consumers_answer_reaches_favvs_case_over_soap_once(soap_hub, favv_sim, clock):
+    filed = file(soap_hub, **FOOD_REPORT)
+    worker = Worker(soap_hub, "w1")
+    worker.dispatch_once()
+    a = assignment(soap_hub, filed.reference)
+    pdf = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+    upload = attachments.check("addition restaurant.pdf", pdf)
+    consumer.reply(
+        soap_hub.db, filed.reference, filed.token, a.id, "Voici l'addition.", [upload], clock.now()
+    )
+    assert worker.dispatch_once().delivered == 1
+    assert worker.dispatch_once().delivered == 0  # sent once: nothing left to send
+    [sim_case] = favv_sim.system.cases.values()
+    [got] = sim_case.messages
+    assert got["text"] == "Voici l'addition."
+    assert got["key"].startswith(f"{filed.reference}.favv.msg")
+    assert [(f["filename"], f["size"]) for f in got["attachments"]] == [(upload.filename, len(pdf))]
+    messages = [e.message for e in timeline(soap_hub, filed.reference)]
+    assert any("Your message was forwarded" in m for m in messages)

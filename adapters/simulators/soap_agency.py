@@ -11,8 +11,11 @@ AFGESLOTEN), one status move every `step_seconds` (clock injectable, state share
 simulator's `AgencySystem`), de-duplication on the `IdempotencyKey` element, an optional
 WS-Security UsernameToken check (PasswordText or PasswordDigest), and fault injection for tests:
 SOAP faults of both classes, a stall, an HTTP 503, a malformed envelope, an XML entity bomb and an
-external entity (XXE). Its WSDL is the contract in contracts/agencies/favv/complaints.wsdl; a test
-fails when the two drift apart (regenerate with `--write-wsdl`).
+external entity (XXE). A consumer's answer to the agency's request for more information arrives
+with `DienAanvullingIn` (text and base64 attachments on a known DossierNummer, de-duplicated on
+its IdempotencyKey; `receive_reply` records one for any profile). Its WSDL is the contract in
+contracts/agencies/favv/complaints.wsdl; a test fails when the two drift apart (regenerate with
+`--write-wsdl`).
 
     python -m adapters.simulators.soap_agency --port 8103 --username favv --password demo
     python -m adapters.simulators.soap_agency --profile fagg --port 8121
@@ -52,6 +55,7 @@ with warnings.catch_warnings():
         Application,
         Array,
         Boolean,
+        ByteArray,
         ComplexModel,
         Date,
         DateTime,
@@ -168,6 +172,29 @@ class WijzigingenPagina(ComplexModel):
     ]
 
 
+class Bijlage(ComplexModel):
+    """A document with an answer (een bijlage / une pièce jointe): its content is base64 in the XML."""
+
+    __namespace__ = NS
+    _type_info = [
+        ("Bestandsnaam", Unicode(min_occurs=1, nillable=False, min_len=1, max_len=255)),
+        ("MimeType", Unicode(max_len=100)),
+        ("Inhoud", ByteArray(min_occurs=1, nillable=False)),
+    ]
+
+
+class AanvullingOntvangst(ComplexModel):
+    """Acknowledgement of an answer on a case. `Herhaling` is true for a repeat of a known key."""
+
+    __namespace__ = NS
+    _type_info = [
+        ("BerichtNummer", Unicode(min_occurs=1)),
+        ("DossierNummer", Unicode(min_occurs=1)),
+        ("OntvangenOp", DateTime(min_occurs=1)),
+        ("Herhaling", Boolean(min_occurs=1)),
+    ]
+
+
 class PingAntwoord(ComplexModel):
     __namespace__ = NS
     _type_info = [("Systeem", Unicode(min_occurs=1)), ("Tijdstip", DateTime(min_occurs=1))]
@@ -259,6 +286,26 @@ class MeldpuntService(ServiceBase):
             MeerBeschikbaar=more,
         )
 
+    @rpc(
+        Unicode(min_occurs=1, nillable=False, min_len=1, max_len=200),
+        Required,
+        Unicode(max_len=40),
+        Unicode(min_occurs=1, nillable=False, min_len=1, max_len=10000),
+        Array(Bijlage),
+        _returns=AanvullingOntvangst,
+        _out_variable_name="Ontvangst",
+    )
+    def DienAanvullingIn(ctx, IdempotencyKey, DossierNummer, LoketReferentie, Tekst, Bijlagen):
+        """The consumer's answer on a case (e.g. after AANVULLING_GEVRAAGD), with attachments.
+        A repeat with a known IdempotencyKey answers the same BerichtNummer."""
+        system = guard(ctx)
+        number, replay, at = receive_reply(
+            system, DossierNummer, IdempotencyKey, Tekst, Bijlagen, LoketReferentie
+        )
+        return AanvullingOntvangst(
+            BerichtNummer=number, DossierNummer=DossierNummer, OntvangenOp=at, Herhaling=replay
+        )
+
     @rpc(Required, _returns=Wijziging, _out_variable_name="Status")
     def GeefStatus(ctx, DossierNummer):
         """The current status of one case."""
@@ -293,6 +340,50 @@ def latest(system: SoapAgencySystem, case_id: str) -> dict[str, Any]:
                 faultstring=f"Onbekend dossier / dossier inconnu: {case_id}",
             )
         return case.history[-1]
+
+
+def receive_reply(
+    system: SoapAgencySystem,
+    case_id: str,
+    key: str | None,
+    text: str,
+    attachments: Iterable[Any] | None,
+    case_reference: str | None = None,
+    *,
+    names: tuple[str, str, str] = ("Bestandsnaam", "MimeType", "Inhoud"),
+) -> tuple[str, bool, datetime]:
+    """Record a consumer's reply on a known case: its text and attachments (file name, type,
+    size), once per idempotency key. Returns the agency's message number (`<case id>/A<n>`),
+    whether it was a repeat, and when it arrived. An unknown case is the Client.UnknownCase
+    fault; a `case_reference` other than the case's own is Client.Validation. `names` are the
+    profile's element names of an attachment: file name, content type, content."""
+    filename, content_type, content = names
+    with system.lock:
+        case = system.cases.get(case_id)
+        if case is None:
+            raise Fault(
+                faultcode=FAULT_UNKNOWN_CASE,
+                faultstring=f"Onbekend dossier / dossier inconnu: {case_id}",
+            )
+        if case_reference and case.external_reference not in (None, case_reference):
+            raise Fault(
+                faultcode=FAULT_VALIDATION,
+                faultstring=f"{case_reference} hoort niet bij / n'appartient pas à {case_id}",
+            )
+        files = []
+        for attachment in attachments or ():
+            data = getattr(attachment, content, None)
+            files.append(
+                {
+                    "filename": getattr(attachment, filename, None),
+                    "content_type": getattr(attachment, content_type, None),
+                    # spyne hands base64Binary over as a sequence of byte chunks
+                    "size": sum(map(len, data)) if data is not None else 0,
+                }
+            )
+        n, replay = system.add_message(case_id, key, {"text": text, "attachments": files})
+        at = datetime.fromisoformat(case.messages[n - 1]["at"])
+        return f"{case_id}/A{n}", replay, at
 
 
 def plain(value: Any) -> Any:
