@@ -3,7 +3,10 @@
 Each is its own spyne service with its own namespace and element names, case ids and status
 codes, as the agency's real system would be: the Insurance Ombudsman (French element names),
 FAGG/AFMPS's vigilance intake (English, after the pharmacovigilance vocabulary) and FOD
-Volksgezondheid's product inspection (Dutch). Their WSDLs are the contracts kept in
+Volksgezondheid's product inspection (Dutch). Each also takes the consumer's answer when it asks
+for more (DeposerComplement, SubmitFollowUp, VoegInformatieToe): text and base64 attachments on a
+known case, de-duplicated on the idempotency key, recorded by `soap_agency.receive_reply` (an
+unknown case is the Client.UnknownCase fault). Their WSDLs are the contracts kept in
 contracts/agencies/<id>/; tests/test_agencies_a.py fails when a service and its saved WSDL drift
 apart (regenerate with `python -m adapters.simulators.soap_agency --profile <id> --write-wsdl
 <path>`). All of it is illustrative until each agency confirms its interface.
@@ -16,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from adapters.simulators.rest_agency import Profile
-from adapters.simulators.soap_agency import SoapService, guard, latest, plain
+from adapters.simulators.soap_agency import SoapService, guard, latest, plain, receive_reply
 
 with warnings.catch_warnings():
     warnings.filterwarnings(
@@ -26,6 +29,7 @@ with warnings.catch_warnings():
     from spyne import (
         Array,
         Boolean,
+        ByteArray,
         ComplexModel,
         Date,
         DateTime,
@@ -112,6 +116,29 @@ class PageChangements(ComplexModel):
     ]
 
 
+class PieceJointe(ComplexModel):
+    """A document with the preneur's answer (une pièce jointe): its content is base64 in the XML."""
+
+    __namespace__ = INSURANCE_NS
+    _type_info = [
+        ("NomFichier", _required(min_len=1, max_len=255)),
+        ("TypeMime", Unicode(max_len=100)),
+        ("Contenu", ByteArray(min_occurs=1, nillable=False)),
+    ]
+
+
+class AccuseComplement(ComplexModel):
+    """Acknowledgement of an answer on a dossier. `Doublon` is true for a repeat of a known key."""
+
+    __namespace__ = INSURANCE_NS
+    _type_info = [
+        ("NumeroMessage", Unicode(min_occurs=1)),
+        ("NumeroDossier", Unicode(min_occurs=1)),
+        ("RecuLe", DateTime(min_occurs=1)),
+        ("Doublon", Boolean(min_occurs=1)),
+    ]
+
+
 class EtatService(ComplexModel):
     __namespace__ = INSURANCE_NS
     _type_info = [("Systeme", Unicode(min_occurs=1)), ("Horodatage", DateTime(min_occurs=1))]
@@ -195,6 +222,32 @@ class DossierService(ServiceBase):
             Changements=[_changement(c) for c in page],
             SequenceSuivante=page[-1]["seq"] if page else DepuisSequence,
             Suite=more,
+        )
+
+    @rpc(
+        _required(min_len=1, max_len=200),
+        _required(),
+        Unicode(pattern=LOKET_REFERENCE),
+        _required(min_len=1, max_len=6000),
+        Array(PieceJointe),
+        _returns=AccuseComplement,
+        _out_variable_name="Accuse",
+    )
+    def DeposerComplement(ctx, CleIdempotence, NumeroDossier, ReferenceLoket, Texte, PiecesJointes):
+        """The preneur's answer on a dossier (e.g. after ATTENTE_PRENEUR), with pièces jointes.
+        A repeat with a known CleIdempotence answers the same NumeroMessage."""
+        system = guard(ctx)
+        number, replay, at = receive_reply(
+            system,
+            NumeroDossier,
+            CleIdempotence,
+            Texte,
+            PiecesJointes,
+            ReferenceLoket,
+            names=("NomFichier", "TypeMime", "Contenu"),
+        )
+        return AccuseComplement(
+            NumeroMessage=number, NumeroDossier=NumeroDossier, RecuLe=at, Doublon=replay
         )
 
     @rpc(_required(), _returns=Changement, _out_variable_name="Etat")
@@ -291,6 +344,30 @@ class StateChangePage(ComplexModel):
     ]
 
 
+class Document(ComplexModel):
+    """A document sent with follow-up information (a scan, a photo): base64 in the XML."""
+
+    __namespace__ = FAMHP_NS
+    _type_info = [
+        ("FileName", _required(min_len=1, max_len=255)),
+        ("MediaType", Unicode(max_len=100)),
+        ("Content", ByteArray(min_occurs=1, nillable=False)),
+    ]
+
+
+class FollowUpReceipt(ComplexModel):
+    """Acknowledgement of follow-up information. `Duplicate` is true for a repeat of a known
+    MessageId."""
+
+    __namespace__ = FAMHP_NS
+    _type_info = [
+        ("FollowUpNumber", Unicode(min_occurs=1)),
+        ("CaseNumber", Unicode(min_occurs=1)),
+        ("ReceivedAt", DateTime(min_occurs=1)),
+        ("Duplicate", Boolean(min_occurs=1)),
+    ]
+
+
 class HeartbeatReply(ComplexModel):
     __namespace__ = FAMHP_NS
     _type_info = [("System", Unicode(min_occurs=1)), ("Time", DateTime(min_occurs=1))]
@@ -375,6 +452,32 @@ class VigilanceIntakeService(ServiceBase):
             Changes=[_state_change(c) for c in page],
             LastSequence=page[-1]["seq"] if page else AfterSequence,
             MoreAvailable=more,
+        )
+
+    @rpc(
+        _required(min_len=1, max_len=200),
+        _required(),
+        Unicode(pattern=LOKET_REFERENCE),
+        _required(min_len=1, max_len=10000),
+        Array(Document),
+        _returns=FollowUpReceipt,
+        _out_variable_name="Receipt",
+    )
+    def SubmitFollowUp(ctx, MessageId, CaseNumber, SenderReference, Text, Documents):
+        """The reporter's follow-up information on a case (e.g. after FOLLOW_UP_REQUESTED), with
+        documents. A repeat with a known MessageId answers the same FollowUpNumber."""
+        system = guard(ctx)
+        number, replay, at = receive_reply(
+            system,
+            CaseNumber,
+            MessageId,
+            Text,
+            Documents,
+            SenderReference,
+            names=("FileName", "MediaType", "Content"),
+        )
+        return FollowUpReceipt(
+            FollowUpNumber=number, CaseNumber=CaseNumber, ReceivedAt=at, Duplicate=replay
         )
 
     @rpc(_required(), _returns=StateChange, _out_variable_name="State")
@@ -472,6 +575,30 @@ class Wijzigingsfeed(ComplexModel):
     ]
 
 
+class Stuk(ComplexModel):
+    """A document with the indiener's answer (een stuk): its content is base64 in the XML."""
+
+    __namespace__ = HEALTH_NS
+    _type_info = [
+        ("Naam", _required(min_len=1, max_len=255)),
+        ("Mediatype", Unicode(max_len=100)),
+        ("Gegevens", ByteArray(min_occurs=1, nillable=False)),
+    ]
+
+
+class Informatiebevestiging(ComplexModel):
+    """Acknowledgement of added information. `ReedsBekend` is true for a repeat of a known
+    Sleutel."""
+
+    __namespace__ = HEALTH_NS
+    _type_info = [
+        ("Berichtnummer", Unicode(min_occurs=1)),
+        ("Dossiernummer", Unicode(min_occurs=1)),
+        ("Tijdstip", DateTime(min_occurs=1)),
+        ("ReedsBekend", Boolean(min_occurs=1)),
+    ]
+
+
 class EchoAntwoord(ComplexModel):
     __namespace__ = HEALTH_NS
     _type_info = [("Systeem", Unicode(min_occurs=1)), ("Tijdstip", DateTime(min_occurs=1))]
@@ -552,6 +679,32 @@ class ProductinspectieService(ServiceBase):
             Items=[_toestand(c) for c in page],
             Laatste=page[-1]["seq"] if page else Vanaf,
             Meer=more,
+        )
+
+    @rpc(
+        _required(min_len=1, max_len=200),
+        _required(),
+        Unicode(pattern=LOKET_REFERENCE),
+        _required(min_len=1, max_len=5000),
+        Array(Stuk),
+        _returns=Informatiebevestiging,
+        _out_variable_name="Bevestiging",
+    )
+    def VoegInformatieToe(ctx, Sleutel, Dossiernummer, ExterneReferentie, Bericht, Stukken):
+        """The indiener's answer on a case (e.g. after BIJKOMENDE_INFO), with stukken. A repeat
+        with a known Sleutel answers the same Berichtnummer."""
+        system = guard(ctx)
+        number, replay, at = receive_reply(
+            system,
+            Dossiernummer,
+            Sleutel,
+            Bericht,
+            Stukken,
+            ExterneReferentie,
+            names=("Naam", "Mediatype", "Gegevens"),
+        )
+        return Informatiebevestiging(
+            Berichtnummer=number, Dossiernummer=Dossiernummer, Tijdstip=at, ReedsBekend=replay
         )
 
     @rpc(_required(), _returns=Toestandswijziging, _out_variable_name="Toestand")
