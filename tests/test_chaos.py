@@ -68,6 +68,28 @@ def write_agencies(tmp_path, ports):
     return folder, tmp_path / "routing.yaml"
 
 
+MAX_KILLS = 12
+
+
+def wait_for_progress(count, target: int, what: str, stall: float = 90, ceiling: float = 900):
+    """Wait until count() reaches target; fail when it has not moved for `stall` seconds (stuck,
+    not slow) or after `ceiling`, saying how far it got."""
+    started = last_move = time.monotonic()
+    seen = count()
+    while seen < target:
+        now = time.monotonic()
+        if now - last_move > stall or now - started > ceiling:
+            raise AssertionError(
+                f"{what}: {seen} of {target} after {now - started:.0f}s, "
+                f"no progress for {now - last_move:.0f}s"
+            )
+        time.sleep(0.5)
+        current = count()
+        if current != seen:
+            seen, last_move = current, time.monotonic()
+    assert seen == target, f"{what}: {seen}, more than {target}"
+
+
 def test_chaos_nothing_lost_nothing_twice(processes, pg_server_url, tmp_path, monkeypatch):
     from tests.conftest import _truncate_all
 
@@ -159,8 +181,10 @@ def test_chaos_nothing_lost_nothing_twice(processes, pg_server_url, tmp_path, mo
     stop = threading.Event()
 
     def chaos():
+        # at random moments, but at most MAX_KILLS: on a loaded machine a worker restarted every
+        # second or two spends its life importing, and the run measures start-up, not recovery
         generation = {name: 0 for name in workers}
-        while not stop.wait(rng.uniform(1.0, 3.0)):
+        while len(kills) < MAX_KILLS and not stop.wait(rng.uniform(1.0, 3.0)):
             name = rng.choice(workers)
             processes.kill(name, signal.SIGKILL)
             kills.append((name, delivered()))
@@ -170,7 +194,7 @@ def test_chaos_nothing_lost_nothing_twice(processes, pg_server_url, tmp_path, mo
     killer = threading.Thread(target=chaos, daemon=True)
     killer.start()
     try:
-        wait_until(lambda: delivered() == N_CASES, 240, "every delivery to be done", interval=0.5)
+        wait_for_progress(delivered, N_CASES, "every delivery to be done")
     finally:
         stop.set()
         killer.join(timeout=30)
