@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from adapters import simulators
-from adapters.simulators import Launch
+from adapters.simulators import Launch, wait_listening
 from hub.config import ROOT, VAR_DIR, Settings
 from hub.db import upgrade
 from mappings.engine import load_all
@@ -53,19 +53,6 @@ def _port_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _wait_tcp(host: str, port: int, timeout: float, proc: subprocess.Popen) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        with socket.socket() as s:
-            s.settimeout(1)
-            if s.connect_ex((host, port)) == 0:
-                return True
-        time.sleep(0.1)
-    return False
 
 
 def simulator_launches(settings: Settings) -> list[Launch]:
@@ -157,7 +144,7 @@ def run_all(settings: Settings, web_port: int = 8000) -> int:
                 mail_catcher(mail_port), env=env, cwd=ROOT, stdout=subprocess.DEVNULL
             )
             children.append(Child("mail catcher", f"smtp://127.0.0.1:{mail_port}", catcher))
-            if not _wait_tcp("127.0.0.1", mail_port, 30, catcher):
+            if not wait_listening(catcher, "127.0.0.1", mail_port, 30):
                 print(
                     f"loket run: the mail catcher did not start (exit code {catcher.poll()})",
                     file=sys.stderr,
@@ -167,7 +154,7 @@ def run_all(settings: Settings, web_port: int = 8000) -> int:
             name = f"simulator {', '.join(sim.agencies)}"
             proc = subprocess.Popen(sim.command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
             children.append(Child(name, sim.url, proc, sim.agency_urls))
-            if not _wait_tcp(sim.host, sim.port, 30, proc):
+            if not wait_listening(proc, sim.host, sim.port, 30):
                 print(
                     f"loket run: the {name} did not start (exit code {proc.poll()})",
                     file=sys.stderr,
@@ -189,7 +176,7 @@ def run_all(settings: Settings, web_port: int = 8000) -> int:
             cwd=ROOT,
         )
         children.append(Child("web", web_url, web))
-        if not _wait_tcp("127.0.0.1", web_port, 30, web):
+        if not wait_listening(web, "127.0.0.1", web_port, 30):
             print(f"loket run: the web app did not start (exit code {web.poll()})", file=sys.stderr)
             return 1
         children.append(

@@ -11,11 +11,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import socket
+import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Self, TypeVar
 from urllib.parse import urlsplit
 
 LAUNCHERS: dict[str, str] = {
@@ -150,3 +154,75 @@ def parse_agency_spec(text: str, check_profile: Callable[[str], object]) -> dict
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return spec
+
+
+def wait_listening(process: subprocess.Popen, host: str, port: int, timeout: float) -> bool:
+    """True once something accepts TCP connections on host:port; False when `process` exits
+    first or `timeout` seconds pass (a peer or simulator that did not start)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            if s.connect_ex((host, port)) == 0:
+                return True
+        time.sleep(0.05)
+    return False
+
+
+class WsgiSimulatorServer:
+    """A simulator's WSGI app on a real socket, served from a background thread (`loket run`'s
+    group processes, tests, embedded use)."""
+
+    def __init__(self, app: Any, prefix: str, host: str = "127.0.0.1", port: int = 0):
+        from werkzeug.serving import make_server
+
+        self.server = make_server(host, port, app, threaded=True)
+        self.port = self.server.server_port
+        self.url = f"http://{host}:{self.port}{prefix}"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def start(self) -> Self:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+S = TypeVar("S", bound=WsgiSimulatorServer)
+
+
+def start_all(build: Callable[[dict[str, Any]], S], specs: list[dict[str, Any]]) -> list[S]:
+    """One server per spec, each on its own port. All sockets are bound before any is served,
+    so a port that answers means every agency of the group is reachable; a port that cannot be
+    bound closes the ones already bound."""
+    servers: list[S] = []
+    try:
+        for spec in specs:
+            servers.append(build(spec))
+    except BaseException:
+        for server in servers:
+            server.server.server_close()
+        raise
+    return [server.start() for server in servers]
+
+
+def serve_until_interrupted(
+    servers: list[S], banner: Callable[[dict[str, Any], S], str], specs: list[dict[str, Any]]
+) -> None:
+    """Print one line per agency, serve until Ctrl-C (or SIGINT from `loket run`), stop all."""
+    for spec, server in zip(specs, servers, strict=True):
+        print(banner(spec, server), flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for server in servers:
+            server.stop()

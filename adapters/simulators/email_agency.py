@@ -51,7 +51,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -65,6 +64,8 @@ from typing import Any
 import yaml
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from adapters.simulators import wait_listening
 
 log = logging.getLogger(__name__)
 
@@ -893,7 +894,7 @@ class DovecotServer:
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         for host, port in ((self.host, self.port), *self.more_listeners):
-            if not _wait_listening(self.process, host, port, timeout):
+            if not wait_listening(self.process, host, port, timeout):
                 code = self.process.poll()
                 self.stop()
                 raise RuntimeError(
@@ -987,7 +988,7 @@ class PymapServer:
                 self.process = process
             else:
                 self.others.append(process)
-            if not _wait_listening(process, host, port, timeout):
+            if not wait_listening(process, host, port, timeout):
                 self.stop()
                 raise RuntimeError(f"pymap did not listen on {host}:{port}: {self.log()}")
         return self
@@ -1026,19 +1027,6 @@ class PymapServer:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-
-
-def _wait_listening(process: subprocess.Popen, host: str, port: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return False
-        with socket.socket() as s:
-            s.settimeout(0.5)
-            if s.connect_ex((host, port)) == 0:
-                return True
-        time.sleep(0.05)
-    return False
 
 
 # ---------------------------------------------------------------------------------- the world

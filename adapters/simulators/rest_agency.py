@@ -32,6 +32,8 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.serving import make_server
 
+from adapters.simulators import WsgiSimulatorServer, serve_until_interrupted, start_all
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -529,25 +531,12 @@ def create_app(system: AgencySystem) -> Flask:
     return app
 
 
-class SimulatorServer:
+class SimulatorServer(WsgiSimulatorServer):
     """The simulator on a real socket in a background thread (used by `loket run` and tests)."""
 
     def __init__(self, system: AgencySystem, host: str = "127.0.0.1", port: int = 0):
         self.system = system
-        self.server = make_server(host, port, create_app(system), threaded=True)
-        self.port = self.server.server_port
-        self.url = f"http://{host}:{self.port}{system.profile.prefix}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    def start(self) -> SimulatorServer:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.thread.join(timeout=5)
+        super().__init__(create_app(system), system.profile.prefix, host, port)
 
 
 def launch(agency_id: str, adapter_config, spec, root: Path):
@@ -611,26 +600,20 @@ def agency_spec(text: str) -> dict[str, Any]:
 def serve_group(specs: list[dict[str, Any]], latency: float = 0.0) -> list[SimulatorServer]:
     """Every agency of `specs` on its own port, in this process. All sockets are bound before
     any is served, so a port that answers means every agency of the group is reachable."""
-    servers = []
-    try:
-        for spec in specs:
-            schema_path = spec.get("schema")
-            profile = PROFILES[spec["profile"]]
-            system = AgencySystem(
-                profile.with_info() if spec.get("ask_info") else profile,
-                step_seconds=float(spec.get("step_seconds", 5)),
-                api_key=spec.get("api_key"),
-                schema=json.loads(Path(schema_path).read_text()) if schema_path else None,
-                latency=latency,
-            )
-            servers.append(
-                SimulatorServer(system, spec.get("host", "127.0.0.1"), int(spec["port"]))
-            )
-    except BaseException:
-        for server in servers:
-            server.server.server_close()
-        raise
-    return [server.start() for server in servers]
+
+    def build(spec: dict[str, Any]) -> SimulatorServer:
+        schema_path = spec.get("schema")
+        profile = PROFILES[spec["profile"]]
+        system = AgencySystem(
+            profile.with_info() if spec.get("ask_info") else profile,
+            step_seconds=float(spec.get("step_seconds", 5)),
+            api_key=spec.get("api_key"),
+            schema=json.loads(Path(schema_path).read_text()) if schema_path else None,
+            latency=latency,
+        )
+        return SimulatorServer(system, spec.get("host", "127.0.0.1"), int(spec["port"]))
+
+    return start_all(build, specs)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -667,16 +650,11 @@ def main(argv: list[str] | None = None) -> None:
     if not args.verbose:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
     if args.agency:
-        servers = serve_group(args.agency, args.latency)
-        for spec, sim in zip(args.agency, servers, strict=True):
-            print(f"REST agency simulator {spec['id']!r} on {sim.url}", flush=True)
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            for sim in servers:
-                sim.stop()
+        serve_until_interrupted(
+            serve_group(args.agency, args.latency),
+            lambda spec, sim: f"REST agency simulator {spec['id']!r} on {sim.url}",
+            args.agency,
+        )
         return
     schema = json.loads(args.schema.read_text()) if args.schema else None
     profile = PROFILES[args.profile]

@@ -38,11 +38,9 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -62,6 +60,7 @@ from adapters.fileformats import (
     write_records,
 )
 from adapters.sftp import attachments_folder, unsafe_name_reason
+from adapters.simulators import wait_listening
 
 log = logging.getLogger("loket.sim.sftp")
 
@@ -579,19 +578,6 @@ def ensure_keys(root: Path) -> Keys:
 # -------------------------------------------------------------------------------------- servers
 
 
-def _wait_listening(host: str, port: int, timeout: float, alive: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not alive():
-            return False
-        with socket.socket() as s:
-            s.settimeout(0.5)
-            if s.connect_ex((host, port)) == 0:
-                return True
-        time.sleep(0.05)
-    return False
-
-
 SSHD = "/usr/sbin/sshd"
 
 
@@ -665,7 +651,7 @@ class OpenSshServer:
         proc = self.process
         ports = [self.port] + ([self.read_only_port] if self.read_only_port else [])
         for port in ports:
-            if not _wait_listening(self.host, port, timeout, lambda: proc.poll() is None):
+            if not wait_listening(proc, self.host, port, timeout):
                 self.stop()
                 raise RuntimeError(f"sshd did not start on port {port}:\n{self.log()[-2000:]}")
         return self

@@ -31,7 +31,6 @@ import hmac
 import json
 import logging
 import sys
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -43,6 +42,7 @@ from typing import Any
 from lxml import etree
 from werkzeug.serving import make_server
 
+from adapters.simulators import WsgiSimulatorServer, serve_until_interrupted, start_all
 from adapters.simulators.rest_agency import AgencySystem, Faults, Profile
 
 with warnings.catch_warnings():
@@ -645,27 +645,13 @@ def create_wsgi(system: SoapAgencySystem) -> FaultGate:
     return FaultGate(system, WsgiApplication(soap_application(system)))
 
 
-class SoapSimulatorServer:
+class SoapSimulatorServer(WsgiSimulatorServer):
     """The simulator on a real socket in a background thread (tests, embedded use)."""
 
     def __init__(self, system: SoapAgencySystem, host: str = "127.0.0.1", port: int = 0):
         quiet_logs()
         self.system = system
-        self.server = make_server(host, port, create_wsgi(system), threaded=True)
-        self.port = self.server.server_port
-        self.url = f"http://{host}:{self.port}{system.profile.prefix}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    def start(self) -> SoapSimulatorServer:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+        super().__init__(create_wsgi(system), system.profile.prefix, host, port)
 
 
 # ----------------------------------------------------------------------------------- the contract
@@ -769,24 +755,18 @@ def agency_spec(text: str) -> dict[str, Any]:
 
 def serve_group(specs: list[dict[str, Any]], latency: float = 0.0) -> list[SoapSimulatorServer]:
     """Every agency of `specs` on its own port, in this process; all sockets are bound first."""
-    servers: list[SoapSimulatorServer] = []
-    try:
-        for spec in specs:
-            system = SoapAgencySystem(
-                spec["profile"],
-                step_seconds=float(spec.get("step_seconds", 5)),
-                username=spec.get("username"),
-                password=spec.get("password"),
-                latency=latency,
-            )
-            servers.append(
-                SoapSimulatorServer(system, spec.get("host", "127.0.0.1"), int(spec["port"]))
-            )
-    except BaseException:
-        for server in servers:
-            server.server.server_close()
-        raise
-    return [server.start() for server in servers]
+
+    def build(spec: dict[str, Any]) -> SoapSimulatorServer:
+        system = SoapAgencySystem(
+            spec["profile"],
+            step_seconds=float(spec.get("step_seconds", 5)),
+            username=spec.get("username"),
+            password=spec.get("password"),
+            latency=latency,
+        )
+        return SoapSimulatorServer(system, spec.get("host", "127.0.0.1"), int(spec["port"]))
+
+    return start_all(build, specs)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -829,16 +809,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     quiet_logs(args.verbose)
     if args.agency:
-        servers = serve_group(args.agency, args.latency)
-        for spec, sim in zip(args.agency, servers, strict=True):
-            print(f"SOAP agency simulator {spec['id']!r} on {sim.url}?wsdl", flush=True)
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            for sim in servers:
-                sim.stop()
+        serve_until_interrupted(
+            serve_group(args.agency, args.latency),
+            lambda spec, sim: f"SOAP agency simulator {spec['id']!r} on {sim.url}?wsdl",
+            args.agency,
+        )
         return
     system = SoapAgencySystem(
         args.profile,
