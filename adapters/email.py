@@ -248,44 +248,38 @@ class EmailAdapter(Adapter):
 
     def compose(self, item: Outbound) -> EmailMessage:
         """The case mail for `item` (public so integrators can preview what the agency gets)."""
-        c = self.config
-        msg = EmailMessage(policy=policy.SMTP)
-        msg["From"] = c["from_address"]
-        msg["To"] = c["to_address"]
-        msg["Subject"] = self._subject(item)
-        msg["Date"] = format_datetime(self.clock())
-        msg["Message-ID"] = self.message_id(item.idempotency_key)
-        msg["Reply-To"] = c["from_address"]
-        msg["X-Loket-Reference"] = item.case_reference
-        msg["X-Loket-Idempotency-Key"] = item.idempotency_key
-        msg.set_content(self._body(item), subtype="plain", charset="utf-8")
-        msg["Content-Language"] = item.language  # after set_content, which resets Content-*
-        _attach(msg, item.attachments)
-        _language(msg, item.language)
-        return msg
+        return self._mail(item, self._subject(item), self._body(item), {})
 
     def compose_message(self, item: OutboundMessage) -> EmailMessage:
         """The mail carrying a consumer's reply on a case the agency already has: in the case's
         thread (subject, In-Reply-To), in the agency's language, with the consumer's documents."""
+        headers = {"X-Loket-Kind": "message"}
+        case_mail = self.case_message_id(item)
+        if case_mail:
+            headers["In-Reply-To"] = headers["References"] = case_mail
+        if _own_reference(item):
+            headers["X-Loket-Agency-Reference"] = item.agency_reference
+        return self._mail(item, self._message_subject(item), self._message_body(item), headers)
+
+    def _mail(
+        self, item: Outbound | OutboundMessage, subject: str, body: str, headers: dict[str, str]
+    ) -> EmailMessage:
+        """A mail to the agency: its Message-ID from the idempotency key, the references in
+        X-Loket-* headers, `headers` on top, the body in the item's language, its documents."""
         c = self.config
         msg = EmailMessage(policy=policy.SMTP)
         msg["From"] = c["from_address"]
         msg["To"] = c["to_address"]
-        msg["Subject"] = self._message_subject(item)
+        msg["Subject"] = subject
         msg["Date"] = format_datetime(self.clock())
         msg["Message-ID"] = self.message_id(item.idempotency_key)
-        case_mail = self.case_message_id(item)
-        if case_mail:
-            msg["In-Reply-To"] = case_mail
-            msg["References"] = case_mail
         msg["Reply-To"] = c["from_address"]
-        msg["X-Loket-Kind"] = "message"
         msg["X-Loket-Reference"] = item.case_reference
-        if _own_reference(item):
-            msg["X-Loket-Agency-Reference"] = item.agency_reference
         msg["X-Loket-Idempotency-Key"] = item.idempotency_key
-        msg.set_content(self._message_body(item), subtype="plain", charset="utf-8")
-        msg["Content-Language"] = item.language
+        for name, value in headers.items():
+            msg[name] = value
+        msg.set_content(body, subtype="plain", charset="utf-8")
+        msg["Content-Language"] = item.language  # after set_content, which resets Content-*
         _attach(msg, item.attachments)
         _language(msg, item.language)
         return msg
@@ -319,34 +313,26 @@ class EmailAdapter(Adapter):
         return " ".join(template.format_map(values).split())
 
     def _body(self, item: Outbound) -> str:
-        name = self.config["template_name"]
-        candidates = [f"{name}.{item.language}.txt", f"{name}.en.txt"]
-        try:
-            template = self.templates.select_template(candidates)
-        except jinja2.TemplateNotFound:
-            raise PermanentError(
-                f"no mail template {' or '.join(candidates)} in "
-                f"{self.config['template_dir'] or BUILTIN_TEMPLATES}"
-            ) from None
         short, long = _flatten(item.payload)
-        try:
-            return template.render(
-                payload=item.payload,
-                fields=short,
-                texts=long,
-                case_reference=item.case_reference,
-                agency_id=item.agency_id,
-                language=item.language,
-                attachments=[
-                    {"filename": a.filename, "content_type": a.content_type, "size": len(a.data)}
-                    for a in item.attachments
-                ],
-            )
-        except jinja2.TemplateError as exc:
-            raise PermanentError(f"the mail template {template.name} fails: {exc}") from None
+        return self._render(
+            self.config["template_name"],
+            item,
+            payload=item.payload,
+            fields=short,
+            texts=long,
+        )
 
     def _message_body(self, item: OutboundMessage) -> str:
-        name = self.config["message_template_name"]
+        return self._render(
+            self.config["message_template_name"],
+            item,
+            text=item.text.replace("\r\n", "\n").strip(),
+            agency_reference=item.agency_reference if _own_reference(item) else None,
+        )
+
+    def _render(self, name: str, item: Outbound | OutboundMessage, **values: Any) -> str:
+        """Template `name` in the item's language (else English) with `values`, the references,
+        the language and the documents' names, types and sizes."""
         candidates = [f"{name}.{item.language}.txt", f"{name}.en.txt"]
         try:
             template = self.templates.select_template(candidates)
@@ -357,15 +343,14 @@ class EmailAdapter(Adapter):
             ) from None
         try:
             return template.render(
-                text=item.text.replace("\r\n", "\n").strip(),
                 case_reference=item.case_reference,
-                agency_reference=item.agency_reference if _own_reference(item) else None,
                 agency_id=item.agency_id,
                 language=item.language,
                 attachments=[
                     {"filename": a.filename, "content_type": a.content_type, "size": len(a.data)}
                     for a in item.attachments
                 ],
+                **values,
             )
         except jinja2.TemplateError as exc:
             raise PermanentError(f"the mail template {template.name} fails: {exc}") from None
