@@ -15,7 +15,7 @@ from hub import audit, lifecycle, notify
 from hub import reference as references
 from hub.attachments import Upload
 from hub.db import Database
-from hub.intake import token_matches
+from hub.intake import attachment_row, token_matches
 from hub.models import Assignment, Attachment, Case, Delivery, Message
 
 CANCELLED = "cancelled"
@@ -46,22 +46,43 @@ def find_case(s: Session, reference: str, token: str | None) -> Case | None:
     return case if token_matches(token, case.token_hash) else None
 
 
-def store_attachments(
-    s: Session, case_id: int, uploads: list[Upload], now: datetime, message: Message | None = None
-) -> None:
-    for u in uploads:
-        s.add(
-            Attachment(
-                case_id=case_id,
-                message_id=message.id if message else None,
-                filename=u.filename,
-                content_type=u.content_type,
-                size=len(u.data),
-                sha256=u.sha256,
-                data=u.data,
-                created_at=now,
-            )
+def to_agency(
+    s: Session,
+    case: Case,
+    line: Assignment,
+    text: str,
+    now: datetime,
+    uploads: list[Upload] | None = None,
+) -> Message:
+    """The consumer's message to the agency of `line`, its documents, and its outbox row (keyed
+    `<reference>.<agency>.msg<message id>`), in the caller's transaction."""
+    message = Message(
+        case_id=case.id,
+        assignment_id=line.id,
+        direction="to_agency",
+        author="consumer",
+        text=text,
+        created_at=now,
+    )
+    s.add(message)
+    s.flush()
+    for upload in uploads or []:
+        s.add(Attachment(**attachment_row(case.id, upload, now, message.id)))
+    s.add(
+        Delivery(
+            assignment_id=line.id,
+            kind="message",
+            message_id=message.id,
+            agency_id=line.agency_id,
+            idempotency_key=f"{case.reference}.{line.agency_id}.msg{message.id}",
+            state="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+            updated_at=now,
         )
+    )
+    return message
 
 
 def reply(
@@ -84,31 +105,7 @@ def reply(
         line = next((a for a in case.assignments if a.id == assignment_id), None)
         if line is None or lifecycle.is_terminal(line.status):
             raise NotAllowed("This agency's part of the case is closed; it takes no answers.")
-        message = Message(
-            case_id=case.id,
-            assignment_id=line.id,
-            direction="to_agency",
-            author="consumer",
-            text=text,
-            created_at=now,
-        )
-        s.add(message)
-        s.flush()
-        store_attachments(s, case.id, uploads, now, message)
-        s.add(
-            Delivery(
-                assignment_id=line.id,
-                kind="message",
-                message_id=message.id,
-                agency_id=line.agency_id,
-                idempotency_key=f"{case.reference}.{line.agency_id}.msg{message.id}",
-                state="pending",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-                updated_at=now,
-            )
-        )
+        message = to_agency(s, case, line, text, now, uploads)
         files = f" with {len(uploads)} document(s)" if uploads else ""
         lifecycle.note(
             s,
@@ -145,30 +142,7 @@ def withdraw(db: Database, reference: str, token: str, reason: str, now: datetim
             if unsent is not None:
                 unsent.state, unsent.updated_at = CANCELLED, now
             elif line.agency_reference:
-                message = Message(
-                    case_id=case.id,
-                    assignment_id=line.id,
-                    direction="to_agency",
-                    author="consumer",
-                    created_at=now,
-                    text=f"The consumer withdraws this case. {why}".strip(),
-                )
-                s.add(message)
-                s.flush()
-                s.add(
-                    Delivery(
-                        assignment_id=line.id,
-                        kind="message",
-                        message_id=message.id,
-                        agency_id=line.agency_id,
-                        idempotency_key=f"{case.reference}.{line.agency_id}.msg{message.id}",
-                        state="pending",
-                        attempts=0,
-                        next_attempt_at=now,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
+                to_agency(s, case, line, f"The consumer withdraws this case. {why}".strip(), now)
             lifecycle.move(
                 s,
                 line,

@@ -61,6 +61,22 @@ def idempotency_key(reference: str, agency_id: str, n: int = 1) -> str:
     return f"{reference}.{agency_id}.{n}"
 
 
+def attachment_row(
+    case_id: int, upload: Upload, now: datetime, message_id: int | None = None
+) -> dict[str, Any]:
+    """The attachments row of an upload (of the case itself, or of one of its messages)."""
+    return {
+        "case_id": case_id,
+        "message_id": message_id,
+        "filename": upload.filename,
+        "content_type": upload.content_type,
+        "size": len(upload.data),
+        "sha256": upload.sha256,
+        "data": upload.data,
+        "created_at": now,
+    }
+
+
 class NeedsAnswers(Exception):
     """Pre-checks without an answer: ask these questions, then file again."""
 
@@ -120,19 +136,7 @@ def file_case(
                 if uploads:
                     conn.execute(
                         insert(Attachment.__table__),
-                        [
-                            {
-                                "case_id": case_id,
-                                "message_id": None,
-                                "filename": u.filename,
-                                "content_type": u.content_type,
-                                "size": len(u.data),
-                                "sha256": u.sha256,
-                                "data": u.data,
-                                "created_at": now,
-                            }
-                            for u in uploads
-                        ],
+                        [attachment_row(case_id, u, now) for u in uploads],
                     )
         except IntegrityError:
             if attempt == 4:
