@@ -171,13 +171,7 @@ def flows():
     h = hub()
     states = control.states(h.db)
     with h.db.session(read_only=True) as s:
-        counts: dict[str, dict[str, int]] = {}
-        for agency, state, n in s.execute(
-            select(Delivery.agency_id, Delivery.state, func.count()).group_by(
-                Delivery.agency_id, Delivery.state
-            )
-        ):
-            counts.setdefault(agency, {})[state] = n
+        counts = outbox.counts_by_agency(s)
         oldest = dict(
             s.execute(
                 select(Delivery.agency_id, func.min(Delivery.created_at))

@@ -212,21 +212,12 @@ def agencies_resume(agency_id: str) -> None:
 @agencies.command("status")
 def agencies_status() -> None:
     """Per agency: breaker, pause, and the delivery queue."""
-    from sqlalchemy import func, select
-
-    from hub import control
-    from hub.models import Delivery
+    from hub import control, outbox
 
     hub = _hub(_settings())
     states = control.states(hub.db)
     with hub.db.session(read_only=True) as s:
-        counts: dict[str, dict[str, int]] = {}
-        for agency, state, n in s.execute(
-            select(Delivery.agency_id, Delivery.state, func.count()).group_by(
-                Delivery.agency_id, Delivery.state
-            )
-        ):
-            counts.setdefault(agency, {})[state] = n
+        counts = outbox.counts_by_agency(s)
     click.echo(
         f"{'agency':24} {'breaker':9} {'paused':6} {'pending':>7} {'retry':>5} "
         f"{'leased':>6} {'dead':>4} {'done':>6}  note"

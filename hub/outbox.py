@@ -66,6 +66,18 @@ def due_condition(now: datetime):
     )
 
 
+def counts_by_agency(s) -> dict[str, dict[str, int]]:
+    """How many deliveries each agency has in each state (pending, retry, leased, dead, ...)."""
+    counts: dict[str, dict[str, int]] = {}
+    for agency, state, n in s.execute(
+        select(Delivery.agency_id, Delivery.state, func.count()).group_by(
+            Delivery.agency_id, Delivery.state
+        )
+    ):
+        counts.setdefault(agency, {})[state] = n
+    return counts
+
+
 def agencies_with_due(db: Database, now: datetime) -> list[str]:
     """The agencies that have a delivery to make now (one indexed query, for the dispatcher)."""
     with db.session(read_only=True) as s:
@@ -506,16 +518,20 @@ class Failed:
     breaker_opened: bool = False  # this failure opened the agency's breaker: stop the batch
 
 
+def _line_with_case(s, assignment_id: int) -> Assignment:
+    return s.scalars(
+        select(Assignment)
+        .where(Assignment.id == assignment_id)
+        .options(selectinload(Assignment.case))
+    ).one()
+
+
 def _message_delivered(
     s, d: Delivery, receipt: Receipt, now: datetime, mapping: AgencyMapping
 ) -> None:
     message = s.get(Message, d.message_id)
     message.delivered_at = now
-    a = s.scalars(
-        select(Assignment)
-        .where(Assignment.id == d.assignment_id)
-        .options(selectinload(Assignment.case))
-    ).one()
+    a = _line_with_case(s, d.assignment_id)
     lifecycle.note(
         s,
         a,
@@ -572,11 +588,7 @@ def fail(
             return Failed(RETRY, opened)
         d.state, d.dead_at = DEAD, now
         if d.kind == MESSAGE:
-            a = s.scalars(
-                select(Assignment)
-                .where(Assignment.id == d.assignment_id)
-                .options(selectinload(Assignment.case))
-            ).one()
+            a = _line_with_case(s, d.assignment_id)
             lifecycle.note(
                 s,
                 a,
