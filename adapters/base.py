@@ -230,3 +230,12 @@ class Adapter(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.masked_config()}>"
+
+
+def dig(data: Any, path: str) -> Any:
+    """The value at a dotted path in nested mappings, or None."""
+    for part in path.split("."):
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(part)
+    return data

@@ -69,15 +69,6 @@ def unflatten(data: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def dig(data: Any, path: str) -> Any:
-    """The value at a dotted path in nested mappings, or None."""
-    for part in path.split("."):
-        if not isinstance(data, Mapping):
-            return None
-        data = data.get(part)
-    return data
-
-
 # ---------------------------------------------------------------------------------------- XML
 
 

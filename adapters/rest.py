@@ -36,6 +36,7 @@ from adapters.base import (
     Receipt,
     StatusUpdate,
     TransientError,
+    dig,
 )
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -81,14 +82,6 @@ class RestConfig(Schema):
     message_path = fields.String(load_default=None)  # e.g. /cases/{agency_reference}/messages
     health_path = fields.String(load_default="/health")
     verify_tls = fields.Boolean(load_default=True)
-
-
-def dig(data: Any, path: str) -> Any:
-    for part in path.split("."):
-        if not isinstance(data, Mapping):
-            return None
-        data = data.get(part)
-    return data
 
 
 def parse_time(value: Any) -> datetime:

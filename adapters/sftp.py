@@ -74,12 +74,12 @@ from adapters.base import (
     Receipt,
     StatusUpdate,
     TransientError,
+    dig,
 )
 from adapters.fileformats import (
     EXTENSIONS,
     FORMATS,
     FormatError,
-    dig,
     read_records,
     write_case,
     write_message,

@@ -61,8 +61,9 @@ from adapters.base import (
     Receipt,
     StatusUpdate,
     TransientError,
+    dig,
 )
-from adapters.rest import ChangesSchema, StatusSchema, dig, parse_time
+from adapters.rest import ChangesSchema, StatusSchema, parse_time
 
 # Where a relative `wsdl` path is looked for after the working directory: the source checkout
 # (the folder holding `adapters/` and `contracts/`).

@@ -48,12 +48,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from adapters.base import dig
 from adapters.filecontracts import CASE_CONTRACTS, Checker, load_checker
 from adapters.fileformats import (
     EXTENSIONS,
     FORMATS,
     FormatError,
-    dig,
     is_message,
     read_case,
     read_message,
