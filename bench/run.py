@@ -45,7 +45,15 @@ from bench.common import (  # noqa: E402
     pg_database,
     wait_until,
 )
-from bench.setup import CASE, ref_of, reset_deliveries, seed_cases, token_of, write_agencies  # noqa: E402
+from bench.setup import (  # noqa: E402
+    CASE,
+    file_backlog,
+    ref_of,
+    reset_deliveries,
+    seed_cases,
+    token_of,
+    write_agencies,
+)
 from hub.config import Settings  # noqa: E402
 from hub.db import Database, upgrade  # noqa: E402
 
@@ -223,21 +231,10 @@ def _intake_once(
 
 
 def _file_backlog(url: str, agencies: Path, routing: Path, n: int) -> None:
-    from hub import intake as hub_intake
-    from hub.schemas import CaseInSchema
     from hub.services import Hub
 
     hub = Hub.from_settings(Settings(database_url=url, agencies_dir=agencies, routing_file=routing))
-    data = CaseInSchema().load(CASE)
-    for _ in range(n):
-        hub_intake.file_case(
-            hub.db,
-            data,
-            router=hub.router,
-            directory=hub.directory,
-            clock=hub.clock,
-            random=hub.random,
-        )
+    file_backlog(hub, n, CASE)
     hub.close()
 
 

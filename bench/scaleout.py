@@ -27,11 +27,10 @@ from bench.common import (
     start_rest_sim,
     wait_until,
 )
-from hub import intake
+from bench.setup import file_backlog
 from hub.config import Settings
 from hub.db import upgrade
 from hub.models import Delivery
-from hub.schemas import CaseInSchema
 from hub.services import Hub
 
 CASE = {
@@ -48,19 +47,6 @@ CASE = {
 }
 
 
-def file_backlog(hub: Hub, n: int) -> None:
-    data = CaseInSchema().load(CASE)
-    for _ in range(n):
-        intake.file_case(
-            hub.db,
-            data,
-            router=hub.router,
-            directory=hub.directory,
-            clock=hub.clock,
-            random=hub.random,
-        )
-
-
 def one_run(workers: int, n: int, logdir: Path) -> float:
     procs = Processes(logdir)
     try:
@@ -72,7 +58,7 @@ def one_run(workers: int, n: int, logdir: Path) -> float:
             os.environ["LOKET_OMBUDSMAN_TELECOM_URL"] = sim
             os.environ["LOKET_OMBUDSMAN_TELECOM_KEY"] = "bench-key"
             hub = Hub.from_settings(Settings(database_url=url))
-            file_backlog(hub, n)
+            file_backlog(hub, n, CASE)
             env = {
                 "LOKET_DATABASE_URL": url,
                 "LOKET_OMBUDSMAN_TELECOM_URL": sim,

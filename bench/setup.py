@@ -260,3 +260,20 @@ def seed_cases(
             conn.execute(text("ANALYZE"))
         else:
             conn.execute(text("ANALYZE"))
+
+
+def file_backlog(hub, n: int, case: dict) -> None:
+    """File `n` copies of `case` through the intake (routing, outbox), as the API would."""
+    from hub import intake
+    from hub.schemas import CaseInSchema
+
+    data = CaseInSchema().load(case)
+    for _ in range(n):
+        intake.file_case(
+            hub.db,
+            data,
+            router=hub.router,
+            directory=hub.directory,
+            clock=hub.clock,
+            random=hub.random,
+        )
