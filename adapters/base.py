@@ -196,6 +196,12 @@ class Adapter(ABC):
             )
             raise ConfigurationError(f"{self.kind} adapter configuration: {problems}") from None
 
+    @property
+    def effective_capabilities(self) -> frozenset[str]:
+        """What this configuration offers; an adapter whose settings switch capabilities on or
+        off (a status path, a message operation) narrows it. By default: all it declares."""
+        return self.capabilities
+
     @abstractmethod
     def deliver(self, item: Outbound) -> Receipt: ...
 

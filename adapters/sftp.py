@@ -477,28 +477,9 @@ class SftpAdapter(Adapter):
             )
         except FormatError as exc:
             raise PermanentError(f"cannot write the case as {c['format']}: {exc}") from None
-        final = posixpath.join(c["inbox_dir"], name)
-        raw: dict[str, Any] = {
-            "request": {
-                "file": final,
-                "bytes": len(data),
-                "sha256": hashlib.sha256(data).hexdigest(),
-                "idempotency_key": item.idempotency_key,
-            }
-        }
-        with self._sftp(f"deliver {name} to {c['inbox_dir']}") as sftp:
-            for where in (final, posixpath.join(c["archive_dir"], name)):
-                if _exists(sftp, where):
-                    return Receipt(name, duplicate=True, raw={**raw, "found": where})
-            _put(sftp, c["inbox_dir"], name, data)
-        return Receipt(name, duplicate=False, raw=raw)
+        return self._write_once("deliver", name, data, item.idempotency_key)
 
     # ------------------------------------------------------------------------------ messages
-
-    @property
-    def effective_capabilities(self) -> frozenset[str]:
-        """Every capability applies whatever the configuration (one inbox, one outbox)."""
-        return self.capabilities
 
     def send_message(self, item: OutboundMessage) -> Receipt:
         """A consumer's reply as a message file in the inbox (see the module doc): its
@@ -520,25 +501,39 @@ class SftpAdapter(Adapter):
             data = write_message(record, c["format"], delimiter=c["csv_delimiter"])
         except FormatError as exc:
             raise PermanentError(f"cannot write the message as {c['format']}: {exc}") from None
+        documents = [(f, a.data) for f, a in zip(files, item.attachments, strict=True)]
+        return self._write_once("send message", name, data, item.idempotency_key, documents)
+
+    def _write_once(
+        self,
+        action: str,
+        name: str,
+        data: bytes,
+        key: str,
+        documents: list[tuple[str, bytes]] | None = None,
+    ) -> Receipt:
+        """Put `name` into the inbox (its `documents` first, in `<name>.attachments/`), unless
+        the inbox or the archive already has it: then it is a repeat and nothing is written."""
+        c = self.config
         final = posixpath.join(c["inbox_dir"], name)
         folder = posixpath.join(c["inbox_dir"], attachments_folder(name))
-        raw: dict[str, Any] = {
-            "request": {
-                "file": final,
-                "bytes": len(data),
-                "sha256": hashlib.sha256(data).hexdigest(),
-                "attachments": [posixpath.join(folder, f) for f in files],
-                "idempotency_key": item.idempotency_key,
-            }
+        request: dict[str, Any] = {
+            "file": final,
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
         }
-        with self._sftp(f"send message {name} to {c['inbox_dir']}") as sftp:
+        if documents is not None:
+            request["attachments"] = [posixpath.join(folder, f) for f, _ in documents]
+        request["idempotency_key"] = key
+        raw: dict[str, Any] = {"request": request}
+        with self._sftp(f"{action} {name} to {c['inbox_dir']}") as sftp:
             for where in (final, posixpath.join(c["archive_dir"], name)):
                 if _exists(sftp, where):
                     return Receipt(name, duplicate=True, raw={**raw, "found": where})
-            if files:
+            if documents:
                 _ensure_dir(sftp, folder)
-                for file, attachment in zip(files, item.attachments, strict=True):
-                    _put(sftp, folder, file, attachment.data)
+                for file, content in documents:
+                    _put(sftp, folder, file, content)
             _put(sftp, c["inbox_dir"], name, data)
         return Receipt(name, duplicate=False, raw=raw)
 
