@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from adapters.base import AdapterError, StatusUpdate
-from admin import accounts
+from hub import accounts
 from hub import audit, control, inbound, lifecycle, outbox, referral
 from hub import reference as references
 from hub.canonical import case_document

@@ -17,7 +17,7 @@ from pathlib import Path
 from pyinstrument import Profiler
 
 from bench.setup import CASE
-from hub.app import create_app
+from loket.app import create_app
 from hub.config import Settings
 from hub.db import upgrade
 from hub.services import Hub

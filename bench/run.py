@@ -181,7 +181,7 @@ def _intake_once(
             upgrade(url)
             procs.start(
                 f"intake-{who}",
-                ["-m", "hub.cli", "serve", "--port", str(port), "--workers", "2", "--quiet"],
+                ["-m", "loket.cli", "serve", "--port", str(port), "--workers", "2", "--quiet"],
                 env_for(url),
             )
         else:
@@ -255,7 +255,7 @@ def _drain_loket(
     reset_deliveries(db)
     requests.post(sink + "/_reset", timeout=5)
     started = [
-        procs.start(f"worker-{workers}-{i}", ["-m", "hub.cli", "worker"], env)
+        procs.start(f"worker-{workers}-{i}", ["-m", "loket.cli", "worker"], env)
         for i in range(workers)
     ]
 
@@ -565,7 +565,7 @@ def scale(report: Report, quick: bool, work: Path) -> None:
             t = time.perf_counter()
             seed_cases(db, n, agencies)
             print(f"  seeded {backend} in {time.perf_counter() - t:.0f}s", flush=True)
-            from hub.app import create_app
+            from loket.app import create_app
             from hub.search import search
             from hub.services import Hub
 

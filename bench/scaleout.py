@@ -69,7 +69,7 @@ def one_run(workers: int, n: int, logdir: Path) -> float:
             }
             started = time.perf_counter()
             for i in range(workers):
-                procs.start(f"worker-{workers}-{i}", ["-m", "hub.cli", "worker"], env)
+                procs.start(f"worker-{workers}-{i}", ["-m", "loket.cli", "worker"], env)
 
             def done() -> bool:
                 with hub.db.session(read_only=True) as s:

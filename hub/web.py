@@ -1,7 +1,6 @@
 """The root page (language choice for the front desk), health and metrics endpoints.
 
-The front desk itself (hub/frontdesk) is wired in when this blueprint is registered, so the app
-factory needs no change for it.
+The front desk itself (hub/frontdesk) is wired in by the app factory (loket/app.py).
 """
 
 from __future__ import annotations
@@ -16,13 +15,6 @@ from hub import i18n
 from hub.problems import Problem
 
 bp = Blueprint("web", __name__, template_folder="templates")
-
-
-@bp.record_once
-def _front_desk(state) -> None:
-    from hub import frontdesk
-
-    frontdesk.init_app(state.app)
 
 
 @bp.get("/")

@@ -180,7 +180,7 @@ def hub(db, sims, clock) -> Iterator[Hub]:
 
 @pytest.fixture
 def client(hub):
-    from hub.app import create_app
+    from loket.app import create_app
 
     app = create_app(hub=hub)
     app.testing = True

@@ -7,9 +7,9 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from admin import accounts
+from hub import accounts
 from hub import control, outbox
-from hub.cli import main as cli
+from loket.cli import main as cli
 from hub.frontdesk import limiter
 from hub.models import AuditEntry
 from scheduler.worker import Worker

@@ -153,7 +153,7 @@ def test_chaos_nothing_lost_nothing_twice(processes, pg_server_url, tmp_path, mo
     }
     workers = ["worker-0", "worker-1", "worker-2"]
     for name in workers:
-        processes.start(name, ["-m", "hub.cli", "worker"], worker_env)
+        processes.start(name, ["-m", "loket.cli", "worker"], worker_env)
 
     def sim(agency_id, path, **kw):
         return requests.request(
@@ -189,7 +189,7 @@ def test_chaos_nothing_lost_nothing_twice(processes, pg_server_url, tmp_path, mo
             processes.kill(name, signal.SIGKILL)
             kills.append((name, delivered()))
             generation[name] += 1
-            processes.start(name, ["-m", "hub.cli", "worker"], worker_env)
+            processes.start(name, ["-m", "loket.cli", "worker"], worker_env)
 
     killer = threading.Thread(target=chaos, daemon=True)
     killer.start()

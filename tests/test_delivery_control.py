@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from hub import control, outbox
-from hub.cli import main as cli
+from loket.cli import main as cli
 from hub.models import Assignment, Case, Delivery
 from mappings import AGENCIES_DIR
 from mappings.engine import (

@@ -68,7 +68,7 @@ def sim_stats(env, agency_id="ombudsman-telecom"):
 
 def start_web(processes, env) -> str:
     port = free_port()
-    processes.start("web", ["-m", "hub.cli", "serve", "--port", str(port), "--workers", "1"], env)
+    processes.start("web", ["-m", "loket.cli", "serve", "--port", str(port), "--workers", "1"], env)
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/healthz")
     return url
@@ -80,7 +80,7 @@ WORKER_ENV = {"LOKET_POLL_SECONDS": "0.3", "LOKET_DISPATCH_SECONDS": "0.2"}
 def test_a_case_goes_queued_sent_received_in_progress_resolved(processes, database_url):
     env = {**start_simulators(processes, step_seconds=1.0), "LOKET_DATABASE_URL": database_url}
     web = start_web(processes, env)
-    processes.start("worker", ["-m", "hub.cli", "worker"], {**env, **WORKER_ENV})
+    processes.start("worker", ["-m", "loket.cli", "worker"], {**env, **WORKER_ENV})
 
     filed = requests.post(f"{web}/api/v1/cases", json=CASE, timeout=10)
     assert filed.status_code == 201, filed.text
@@ -164,13 +164,13 @@ def test_a_worker_killed_mid_run_loses_no_delivery_and_duplicates_no_case(
         references.append(filed.reference)
 
     worker_env = {**env, **WORKER_ENV, "LOKET_LEASE_SECONDS": "2"}
-    processes.start("worker-1", ["-m", "hub.cli", "worker"], worker_env)
+    processes.start("worker-1", ["-m", "loket.cli", "worker"], worker_env)
     wait_until(lambda: sim_stats(env)["posts"] >= 5, 30, "the first deliveries")
     processes.kill("worker-1", signal.SIGKILL)
     at_kill = sim_stats(env)
     assert at_kill["cases"] < n, "the worker finished before it could be killed; raise n or latency"
 
-    processes.start("worker-2", ["-m", "hub.cli", "worker"], worker_env)
+    processes.start("worker-2", ["-m", "loket.cli", "worker"], worker_env)
 
     def all_done():
         with hub.db.session(read_only=True) as s:
@@ -235,7 +235,7 @@ def test_loket_run_starts_everything_files_the_readme_example_and_stops_cleanly(
 
     log = open(tmp_path / "run.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hub.cli", "run"],
+        [sys.executable, "-m", "loket.cli", "run"],
         cwd=ROOT,
         env={**os.environ, **env},
         stdout=log,
@@ -348,7 +348,7 @@ def test_dead_letters_resent_by_two_operators_at_once_deliver_once(
         clock=hub.clock,
         random=hub.random,
     )
-    processes.start("worker", ["-m", "hub.cli", "worker"], {**env, **WORKER_ENV})
+    processes.start("worker", ["-m", "loket.cli", "worker"], {**env, **WORKER_ENV})
 
     def dead():
         with hub.db.session(read_only=True) as s:
@@ -361,7 +361,7 @@ def test_dead_letters_resent_by_two_operators_at_once_deliver_once(
             [
                 sys.executable,
                 "-m",
-                "hub.cli",
+                "loket.cli",
                 "dead-letters",
                 "resend",
                 str(letter.id),
@@ -398,7 +398,7 @@ def test_a_case_the_first_agency_is_not_competent_for_ends_up_at_the_next_with_i
     web = start_web(processes, env)
     processes.start(
         "worker",
-        ["-m", "hub.cli", "worker"],
+        ["-m", "loket.cli", "worker"],
         {**env, **WORKER_ENV, "LOKET_HOUSEKEEPING_SECONDS": "0.3"},
     )
     body = requests.post(f"{web}/api/v1/cases", json=CASE, timeout=10).json()

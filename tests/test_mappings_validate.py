@@ -6,7 +6,7 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from hub.cli import main as cli
+from loket.cli import main as cli
 from mappings import AGENCIES_DIR
 from mappings.validate import validate_all
 from scheduler.worker import Worker

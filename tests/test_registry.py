@@ -12,7 +12,7 @@ from adapters.base import Adapter, Health
 from adapters.rest import RestAdapter
 from adapters.testing import AdapterConformance, Peer
 from hub.agencies import Directory
-from hub.cli import main as cli
+from loket.cli import main as cli
 from mappings import AGENCIES_DIR
 from mappings.engine import load_agency
 

@@ -190,12 +190,12 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         )
         processes.start(
             "web",
-            ["-m", "hub.cli", "serve", "--port", str(web_port), "--workers", "2", "--quiet"],
+            ["-m", "loket.cli", "serve", "--port", str(web_port), "--workers", "2", "--quiet"],
             env,
         )
         processes.start(
             "worker",
-            ["-m", "hub.cli", "worker"],
+            ["-m", "loket.cli", "worker"],
             {
                 **env,
                 "LOKET_POLL_SECONDS": "0.3",

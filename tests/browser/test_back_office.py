@@ -9,7 +9,7 @@ import json
 import pytest
 import requests
 
-from admin import accounts
+from hub import accounts
 from hub.config import ROOT
 from hub.db import Database
 from mappings import AGENCIES_DIR

@@ -1,4 +1,7 @@
-"""The Flask app factory: `create_app(settings)`; no import-time side effects."""
+"""The Flask app factory: `create_app(settings)`; no import-time side effects.
+
+The one place that wires the rooms together: the hub's API and pages, the front desk's
+extensions, the back office."""
 
 from __future__ import annotations
 
@@ -26,11 +29,13 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     app.extensions["loket.metrics"] = web_registry(hub.db, hub.clock.now)
 
     from admin import bp as admin_bp
+    from hub import frontdesk
     from hub.api import bp as api_bp
     from hub.web import bp as web_bp
 
     app.register_blueprint(api_bp)
     app.register_blueprint(web_bp)
+    frontdesk.init_app(app)
     app.register_blueprint(admin_bp)
     _register_problem_handlers(app, settings)
     return app

@@ -99,7 +99,7 @@ def serve(host: str, port: int, workers: int, quiet: bool) -> None:
             self.cfg.set("proc_name", "loket-web")
 
         def load(self):
-            from hub.app import create_app
+            from loket.app import create_app
 
             return create_app(settings)
 
@@ -127,7 +127,7 @@ def worker(verbose: bool) -> None:
 )
 def run(port: int) -> None:
     """Start the whole system on this machine: simulators, web and worker, on SQLite."""
-    from hub.devrun import run_all
+    from loket.devrun import run_all
 
     sys.exit(run_all(_settings(), web_port=port))
 
@@ -468,7 +468,7 @@ def users() -> None:
 )
 def users_add(name: str, role: str, agency_id: str | None, password_stdin: bool) -> None:
     """Create an account; a generated password is printed once."""
-    from admin import accounts
+    from hub import accounts
 
     hub = _hub(_settings())
     if agency_id:
@@ -488,7 +488,7 @@ def users_add(name: str, role: str, agency_id: str | None, password_stdin: bool)
 @users.command("list")
 def users_list() -> None:
     """List accounts."""
-    from admin import accounts
+    from hub import accounts
 
     rows = accounts.all_accounts(_hub(_settings()).db)
     if not rows:
@@ -501,7 +501,7 @@ def users_list() -> None:
 @click.argument("name")
 def users_disable(name: str) -> None:
     """Disable an account: it can no longer sign in, its sessions end."""
-    from admin import accounts
+    from hub import accounts
 
     try:
         accounts.disable(_hub(_settings()).db, name)

@@ -164,7 +164,7 @@ def run_all(settings: Settings, web_port: int = 8000) -> int:
             [
                 sys.executable,
                 "-m",
-                "hub.cli",
+                "loket.cli",
                 "serve",
                 "--port",
                 str(web_port),
@@ -183,7 +183,7 @@ def run_all(settings: Settings, web_port: int = 8000) -> int:
             Child(
                 "worker",
                 None,
-                subprocess.Popen([sys.executable, "-m", "hub.cli", "worker"], env=env, cwd=ROOT),
+                subprocess.Popen([sys.executable, "-m", "loket.cli", "worker"], env=env, cwd=ROOT),
             )
         )
         _banner(web_url, children, logins)
@@ -221,7 +221,7 @@ DEMO_ACCOUNTS = (("operator", "operator", None), ("telecom", "agency", "ombudsma
 
 def _demo_accounts(settings: Settings) -> list[tuple[str, str, str]]:
     """Back-office accounts for the demo, with passwords that are new on every run."""
-    from admin import accounts
+    from hub import accounts
     from hub.db import Database
 
     db = Database(settings.database_url)
