@@ -24,8 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from adapters.base import AdapterError, StatusUpdate
-from hub import accounts
-from hub import audit, control, inbound, lifecycle, outbox, referral
+from hub import accounts, audit, control, inbound, lifecycle, outbox, referral
 from hub import reference as references
 from hub.canonical import case_document
 from hub.frontdesk import csrf, limiter

@@ -17,10 +17,10 @@ from pathlib import Path
 from pyinstrument import Profiler
 
 from bench.setup import CASE
-from loket.app import create_app
 from hub.config import Settings
 from hub.db import upgrade
 from hub.services import Hub
+from loket.app import create_app
 
 # A frame's stage is the deepest match on its stack, except the web layer, which only claims
 # what no other stage does (it is at the bottom of every stack).

@@ -565,9 +565,9 @@ def scale(report: Report, quick: bool, work: Path) -> None:
             t = time.perf_counter()
             seed_cases(db, n, agencies)
             print(f"  seeded {backend} in {time.perf_counter() - t:.0f}s", flush=True)
-            from loket.app import create_app
             from hub.search import search
             from hub.services import Hub
+            from loket.app import create_app
 
             agencies_dir, routing = write_agencies(
                 work / f"scale-{backend}", "http://127.0.0.1:9", count=20

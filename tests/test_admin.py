@@ -7,11 +7,10 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from hub import accounts
-from hub import control, outbox
-from loket.cli import main as cli
+from hub import accounts, control, outbox
 from hub.frontdesk import limiter
 from hub.models import AuditEntry
+from loket.cli import main as cli
 from scheduler.worker import Worker
 from tests.test_delivery_control import MEDIATION, MEDIATION_CASE, TELECOM, fault
 from tests.test_worker import assignment, file, timeline

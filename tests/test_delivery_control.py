@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from hub import control, outbox
-from loket.cli import main as cli
 from hub.models import Assignment, Case, Delivery
+from loket.cli import main as cli
 from mappings import AGENCIES_DIR
 from mappings.engine import (
     BreakerPolicy,
