@@ -41,6 +41,7 @@ typecheck: install
 	$(BIN)/mypy
 
 test: install lint typecheck
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/loket mappings validate
 	$(BIN)/pytest $(PYTEST_ARGS)
 
