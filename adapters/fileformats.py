@@ -5,12 +5,17 @@ simulator (which reads case files and writes status files) agree byte for byte.
 
 - JSON: the payload as it is (UTF-8, indented).
 - XML: one root element; the payload's keys become elements, nested mappings nest, lists repeat
-  the element. Read with the stdlib ElementTree; a document with a DOCTYPE or entity declaration
-  is refused outright, so no external (or exponential) entity is ever expanded.
+  the element. Read with defusedxml: a document with a DOCTYPE or entity declaration is refused
+  after decoding (so a UTF-16 file cannot slip one past a byte-level check), and no external
+  (or exponential) entity is ever expanded.
 - CSV: a header row and one row per record; nested keys are flattened with dots
   (`complainant.name`), lists are written as JSON text. A UTF-8 byte order mark is tolerated.
 
 Values read back from XML and CSV are text: these formats carry no types.
+
+Files come from the far side and are hostile until read: nesting deeper than MAX_DEPTH is a
+FormatError (never a RecursionError, which would look like a fault of the hub and stall the
+agency's queue behind one file), and so is any document the parser refuses.
 """
 
 from __future__ import annotations
@@ -23,10 +28,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring as _defused_fromstring
+
 FORMATS = ("json", "xml", "csv")
 EXTENSIONS = {"json": "json", "xml": "xml", "csv": "csv"}
 XML_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-_FORBIDDEN_XML = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+# Deeper than any agency layout needs (a record holds a few levels); bounds the work of reading.
+MAX_DEPTH = 32
 
 
 class FormatError(ValueError):
@@ -105,13 +114,42 @@ def _from_element(element: ET.Element) -> Any:
 
 
 def parse_xml(data: bytes) -> ET.Element:
-    """Parse untrusted XML: no DOCTYPE, no entity declarations, nothing fetched."""
-    if _FORBIDDEN_XML.search(data):
-        raise FormatError("XML with a DOCTYPE or entity declaration is not accepted")
+    """Parse untrusted XML: no DOCTYPE, no entity declarations, nothing fetched, in whatever
+    encoding the document declares; at most MAX_DEPTH levels deep."""
     try:
-        return ET.fromstring(data)
+        root = _defused_fromstring(data, forbid_dtd=True, forbid_entities=True)
+    except DefusedXmlException:
+        raise FormatError("XML with a DOCTYPE or entity declaration is not accepted") from None
     except ET.ParseError as exc:
         raise FormatError(f"not well-formed XML: {exc}") from None
+    except (ValueError, LookupError) as exc:  # an encoding Python does not know, say
+        raise FormatError(f"unreadable XML: {exc}") from None
+    stack = [(root, 1)]
+    while stack:
+        element, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise FormatError(f"XML nested deeper than {MAX_DEPTH} levels")
+        stack.extend((child, depth + 1) for child in element)
+    return root
+
+
+def parse_json(data: bytes) -> Any:
+    """Parse untrusted JSON (UTF-8, a BOM tolerated), at most MAX_DEPTH levels deep."""
+    try:
+        value = json.loads(data.decode("utf-8-sig") if isinstance(data, bytes) else data)
+    except RecursionError:
+        raise FormatError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FormatError(f"not valid JSON: {exc}") from None
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_DEPTH:
+                raise FormatError(f"JSON nested deeper than {MAX_DEPTH} levels")
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return value
 
 
 def _xml_bytes(root: ET.Element) -> bytes:
@@ -183,10 +221,7 @@ def write_case(payload: Mapping[str, Any], fmt: str, *, root: str = "case", deli
 def read_case(data: bytes, fmt: str, *, delimiter: str = ";") -> dict[str, Any]:
     """A case file read back (by the agency simulator and tests)."""
     if fmt == "json":
-        try:
-            value = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise FormatError(f"not valid JSON: {exc}") from None
+        value = parse_json(data)
         if not isinstance(value, dict):
             raise FormatError("a JSON case file must hold an object")
         return value
@@ -236,10 +271,7 @@ def read_records(
     CSV: one record per row after the header.
     """
     if fmt == "json":
-        try:
-            value = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise FormatError(f"not valid JSON: {exc}") from None
+        value = parse_json(data)
         if isinstance(value, dict):
             value = value.get(root, [value])
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
