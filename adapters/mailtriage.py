@@ -95,8 +95,9 @@ def automatic_reason(msg: Message) -> str | None:
 
 def delivery_report(msg: Message) -> DeliveryReport | None:
     """The delivery failure this mail reports, or None when it is not a bounce."""
+    report_type = msg.get_param("report-type")
     report = msg.get_content_type() == "multipart/report" and (
-        (msg.get_param("report-type") or "").lower() == "delivery-status"
+        isinstance(report_type, str) and report_type.lower() == "delivery-status"
     )
     sender = parseaddr(_h(msg, "From") or "")[1]
     bounce = report or (
@@ -193,7 +194,8 @@ def _status_groups(part: Message) -> list[dict[str, str]]:
     payload = part.get_payload()
     if isinstance(payload, list):  # the stdlib parses each group as a header block
         for block in payload:
-            groups.append({k.lower(): " ".join(str(v).split()) for k, v in block.items()})
+            if isinstance(block, Message):
+                groups.append({k.lower(): " ".join(str(v).split()) for k, v in block.items()})
         return groups
     text = payload if isinstance(payload, str) else ""
     for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n")):
