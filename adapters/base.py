@@ -96,7 +96,10 @@ class StatusUpdate:
     def key(self) -> str:
         """A stable identity for de-duplication: the agency's event id, else a content hash."""
         if self.update_id:
-            return f"id:{self.update_id}"
+            if len(self.update_id) <= 160:
+                return f"id:{self.update_id}"
+            # An over-long event id (a 500-character Message-ID) still fits the key's column.
+            return "id:sha256:" + hashlib.sha256(self.update_id.encode()).hexdigest()
         basis = json.dumps(
             [
                 self.agency_reference,

@@ -6,12 +6,19 @@ Rules that keep statuses from being lost or doubled:
 - an update older than the assignment's latest status is kept as history, never moves it back;
 - an update naming an assignment we do not know yet, or one whose receipt is not recorded yet,
   is kept as unmatched and applied as soon as the matching receipt is recorded;
-- an agency status code the mapping does not know is kept on the timeline, not applied.
+- an agency status code the mapping does not know is kept on the timeline, not applied;
+- an agency's event time later than the hub's receive time (plus CLOCK_SKEW) is clamped to the
+  receive time and the timeline says so: a mail dated 2100 cannot freeze later updates;
+- a value longer than its column (a status code, a reference) is an operator problem, not a
+  failed poll: one hostile item never stalls the agency's other updates;
+- an unreadable item is kept once per content: the same bad mail read twice is a duplicate, two
+  different bad mails with one Message-ID are two problems.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select
@@ -34,6 +41,10 @@ from hub.models import (
 from mappings.engine import AgencyMapping
 
 PROBLEM = "problem"
+# How far ahead of the hub's clock an agency's event time may be before it is clamped.
+CLOCK_SKEW = timedelta(minutes=5)
+# Column widths an agency's values must fit (hub/models.py); longer is refused, never truncated.
+LIMITS = {"agency_status": 64, "agency_reference": 128, "case_reference": 16}
 APPLIED, DUPLICATE, UNMATCHED, STALE, UNKNOWN = (
     "applied",
     "duplicate",
@@ -119,7 +130,14 @@ def apply_updates(
 def _apply(s: Session, mapping: AgencyMapping, updates_in, problems, now: datetime) -> ApplyStats:
     stats = ApplyStats()
     parked = _parked(s, mapping.id)
-    updates = sorted(updates_in, key=lambda u: u.occurred_at)
+    updates = []
+    for update in updates_in:
+        refused = _refusal(update)
+        if refused:
+            stats.add(record_problem(s, mapping.id, refused, now))
+        else:
+            updates.append(_bounded(update, now))
+    updates.sort(key=lambda u: u.occurred_at)
     matcher = Matcher(s, mapping.id)
     matcher.load(
         refs={u.agency_reference for u in [*updates, *parked] if u.agency_reference},
@@ -139,6 +157,36 @@ def _apply(s: Session, mapping: AgencyMapping, updates_in, problems, now: dateti
     for problem in problems:
         stats.add(record_problem(s, mapping.id, problem, now))
     return stats
+
+
+def _refusal(update: StatusUpdate) -> InboundProblemValue | None:
+    """An update the hub cannot store as it is, as an operator problem saying which value."""
+    for name, limit in LIMITS.items():
+        value = getattr(update, name)
+        if value is not None and len(value) > limit:
+            return InboundProblemValue(
+                f"{update.update_id or update.key()}"[:400],
+                f"the agency's {name.replace('_', ' ')} is {len(value)} characters long; "
+                f"at most {limit} fit (the update was not applied)",
+                f"{name}: {value[:300]}\nstatus: {update.agency_status[:100]}",
+            )
+    return None
+
+
+def _bounded(update: StatusUpdate, now: datetime) -> StatusUpdate:
+    """The update with its event time bounded by the hub's clock (flagged in its message)."""
+    if update.occurred_at <= now + CLOCK_SKEW:
+        return update
+    note = (
+        f"(the agency dated this {update.occurred_at.isoformat(timespec='seconds')}, "
+        "in the future; the hub's receive time is used)"
+    )
+    return replace(
+        update,
+        occurred_at=now,
+        message=f"{update.message} {note}" if update.message else note,
+        update_id=update.update_id or update.key()[2:],
+    )
 
 
 def _chunks(values, size: int = 500):
@@ -237,23 +285,32 @@ def release_poll(db: Database, agency_id: str, worker_id: str) -> None:
 
 
 def record_problem(s: Session, agency_id: str, problem: InboundProblemValue, now: datetime) -> str:
-    """Keep an unreadable inbound item for operators (once per source)."""
-    exists = s.scalar(
-        select(InboundProblem.id).where(
-            InboundProblem.agency_id == agency_id, InboundProblem.source == problem.source[:500]
+    """Keep an unreadable inbound item for operators, once per content: the same item read
+    again is a DUPLICATE; another item under the same name (a second mail with a Message-ID
+    already seen) is kept as a problem of its own, its name suffixed with its digest."""
+    digest = hashlib.sha256(f"{problem.reason}\0{problem.excerpt}".encode()).hexdigest()[:16]
+    source = problem.source[:460]
+    rows = s.execute(
+        select(InboundProblem.source, InboundProblem.reason, InboundProblem.excerpt).where(
+            InboundProblem.agency_id == agency_id,
+            or_(InboundProblem.source == source, InboundProblem.source == f"{source} #{digest}"),
+        )
+    ).all()
+    if any(
+        (reason, excerpt or "") == (problem.reason, problem.excerpt[:4000])
+        for _, reason, excerpt in rows
+    ):
+        return DUPLICATE
+    s.add(
+        InboundProblem(
+            agency_id=agency_id,
+            source=f"{source} #{digest}" if rows else source,
+            reason=problem.reason,
+            excerpt=problem.excerpt[:4000] or None,
+            received_at=now,
         )
     )
-    if exists is None:
-        s.add(
-            InboundProblem(
-                agency_id=agency_id,
-                source=problem.source[:500],
-                reason=problem.reason,
-                excerpt=problem.excerpt[:4000] or None,
-                received_at=now,
-            )
-        )
-        s.flush()
+    s.flush()
     return PROBLEM
 
 
