@@ -92,6 +92,9 @@ class StatusUpdate:
     case_reference: str | None = None
     message: str | None = None
     update_id: str | None = None
+    # Set when a machine wrote it (an out-of-office reply, say: the reason): the hub keeps it on
+    # the timeline as a note and never applies a status from it.
+    automatic: str | None = None
 
     def key(self) -> str:
         """A stable identity for de-duplication: the agency's event id, else a content hash."""

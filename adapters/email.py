@@ -60,6 +60,7 @@ from typing import Any
 import jinja2
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from adapters import mailtriage
 from adapters.base import (
     ATTACHMENTS,
     DELIVER,
@@ -105,13 +106,6 @@ STRUCTURAL_DEFECTS = (
     MultipartInvariantViolationDefect,
     NoBoundaryInMultipartDefect,
     MissingHeaderBodySeparatorDefect,
-)
-# Where a reply's quoted history starts (nl, fr, de, en mail clients).
-QUOTE_HEADER = re.compile(
-    r"^\s*(?:-{2,}\s*(?:Original Message|Oorspronkelijk bericht|Message d'origine|"
-    r"Ursprüngliche Nachricht)\s*-{2,}|"
-    r"(?:On|Op|Le|Am)\s.{0,200}(?:wrote|schreef|a écrit|schrieb)(?:\s.{0,200})?\s*:)\s*$",
-    re.IGNORECASE,
 )
 MAX_MESSAGE_TEXT = 4000
 
@@ -179,6 +173,14 @@ class EmailConfig(Schema):
     )  # phrase in the reply -> the agency's status code
     reference_pattern = fields.String(load_default=None, validate=_regex("reference"))
     case_reference_pattern = fields.String(load_default=CASE_REFERENCE, validate=_regex(None))
+    allowed_senders = fields.List(
+        fields.String(validate=validate.Length(min=3)),
+        load_default=None,
+        metadata={
+            "doc": "addresses or domains (`@agency.be`) whose mail may set a status; "
+            "default: the domain of to_address. Mail from anyone else is an operator problem."
+        },
+    )
     # Transport: seconds to wait for each server's answer
     smtp_timeout = fields.Float(load_default=30.0, validate=validate.Range(min=0.01))
     imap_timeout = fields.Float(load_default=30.0, validate=validate.Range(min=0.01))
@@ -228,6 +230,9 @@ class EmailAdapter(Adapter):
             re.compile(c["reference_pattern"], re.M | re.I) if c["reference_pattern"] else None
         )
         self.case_re = re.compile(c["case_reference_pattern"])
+        self.allowed_senders = tuple(
+            c["allowed_senders"] or ("@" + c["to_address"].rsplit("@", 1)[1],)
+        )
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(
                 [p for p in (c["template_dir"], str(BUILTIN_TEMPLATES)) if p]
@@ -332,7 +337,8 @@ class EmailAdapter(Adapter):
 
     def _render(self, name: str, item: Outbound | OutboundMessage, **values: Any) -> str:
         """Template `name` in the item's language (else English) with `values`, the references,
-        the language and the documents' names, types and sizes."""
+        the language and the documents' names, types and sizes, under the reply marker line
+        (whatever the template): the agency writes above it, and nothing below it is read."""
         candidates = [f"{name}.{item.language}.txt", f"{name}.en.txt"]
         try:
             template = self.templates.select_template(candidates)
@@ -341,8 +347,9 @@ class EmailAdapter(Adapter):
                 f"no mail template {' or '.join(candidates)} in "
                 f"{self.config['template_dir'] or BUILTIN_TEMPLATES}"
             ) from None
+        marker = mailtriage.REPLY_MARKERS.get(item.language, mailtriage.REPLY_MARKERS["en"])
         try:
-            return template.render(
+            return f"{marker}\n\n" + template.render(
                 case_reference=item.case_reference,
                 agency_id=item.agency_id,
                 language=item.language,
@@ -493,19 +500,17 @@ class EmailAdapter(Adapter):
                 updates: list[StatusUpdate] = []
                 problems: list[InboundProblem] = []
                 flagged: list[int] = []
-                seen: set[str] = set()
                 for uid in uids:
                     raw = self._fetch(imap, uid)
                     if raw is None:
                         continue  # expunged meanwhile by someone else
+                    # Every mail is returned, repeats included: the hub counts a repeat (same
+                    # Message-ID and content) as a duplicate; nothing vanishes unrecorded here.
                     read = self.read_reply(raw, f"uid {validity}/{uid}")
                     if isinstance(read, InboundProblem):
-                        if read.source not in seen:
-                            seen.add(read.source)
-                            problems.append(read)
+                        problems.append(read)
                         flagged.append(uid)
-                    elif read.update_id not in seen:
-                        seen.add(read.update_id or "")
+                    else:
                         updates.append(read)
                 if flagged:
                     imap.uid("STORE", _uid_set(flagged), "+FLAGS.SILENT", "(\\Flagged)")
@@ -566,6 +571,15 @@ class EmailAdapter(Adapter):
     def read_reply(self, raw: bytes, source: str) -> StatusUpdate | InboundProblem:
         """One reply as a StatusUpdate, or an InboundProblem saying why it cannot be one.
 
+        Who wrote it is judged before any status is read (adapters.mailtriage): a delivery
+        report or mail from outside `allowed_senders` is a problem for operators; an automatic
+        reply (out of office) is a note on the case's timeline, never a status. The status is
+        read only from the text above the reply marker, without quoted lines, so words the
+        consumer wrote in the case mail can never become a status. The update's id is the
+        Message-ID plus a digest of what the sender wrote (From, Date, Subject, text; not the
+        Received lines a second delivery adds): the same mail read again is a duplicate, a
+        different mail under a Message-ID already seen is not.
+
         Never raises: an unreadable reply must neither block the others nor be lost.
         `source` names the mail when it has no Message-ID.
         """
@@ -581,32 +595,62 @@ class EmailAdapter(Adapter):
             ]
             if broken:
                 return InboundProblem(ident, f"broken MIME ({', '.join(broken)})", excerpt)
+            report = mailtriage.delivery_report(msg)
+            if report is not None:
+                about = f" about {report.original_message_id}" if report.original_message_id else ""
+                kind = "permanent" if report.permanent else "temporary"
+                return InboundProblem(
+                    ident,
+                    f"delivery report ({kind} failure{about}): {report.diagnostic}; "
+                    "no status was read",
+                    excerpt,
+                )
+            if not mailtriage.sender_allowed(msg, self.allowed_senders):
+                return InboundProblem(
+                    ident,
+                    f"sender {_header(msg, 'From') or '(none)'} is not on the agency's list "
+                    f"({', '.join(self.allowed_senders)}); no status was read",
+                    excerpt,
+                )
             subject = _header(msg, "Subject") or ""
             text = _plain_text(msg)
             if text is None:
                 return InboundProblem(ident, "no readable text part", excerpt)
-            reply = strip_quoted(text)
-            status = self.read_status(reply)
-            if status is None:
+            reply = mailtriage.agency_text(text)
+            case_reference = self._case_reference(msg, subject)
+            agency_reference = self._agency_reference(reply, subject)
+            automatic = mailtriage.automatic_reason(msg)
+            status = None if automatic else self.read_status(reply)
+            if case_reference is None and agency_reference is None:
+                return InboundProblem(ident, "no case reference", f"{subject}\n{reply}"[:1000])
+            if automatic is None and status is None:
                 return InboundProblem(
                     ident, "no readable status line in the reply", f"{subject}\n{reply}"[:1000]
                 )
-            case_reference = self._case_reference(msg, subject)
-            agency_reference = self._agency_reference(reply, subject)
-            if case_reference is None and agency_reference is None:
-                return InboundProblem(ident, "no case reference", f"{subject}\n{reply}"[:1000])
             return StatusUpdate(
-                agency_status=status,
+                agency_status=status or "",
                 occurred_at=self._date(msg),
                 case_reference=case_reference,
                 agency_reference=agency_reference,
-                message=reply[:MAX_MESSAGE_TEXT] or None,
-                update_id=ident,
+                message=self._consumer_text(reply)[:MAX_MESSAGE_TEXT] or None,
+                update_id=_content_id(msg, message_id, text) if message_id else digest,
+                automatic=automatic,
             )
         except Exception as exc:  # the stdlib parser is lenient; this is the last safety net
             return InboundProblem(
                 message_id or digest or source, f"unreadable mail: {type(exc).__name__}", excerpt
             )
+
+    def _consumer_text(self, reply: str) -> str:
+        """The reply as the consumer may read it: the status and reference lines (meant for the
+        hub) left out."""
+        lines = [
+            line
+            for line in reply.split("\n")
+            if not (self.status_re and self.status_re.search(line))
+            and not (self.reference_re and self.reference_re.search(line))
+        ]
+        return "\n".join(lines).strip()
 
     def read_status(self, text: str) -> str | None:
         if self.status_re is not None:
@@ -887,15 +931,16 @@ def _flatten(payload: Mapping[str, Any]) -> tuple[list[tuple[str, str]], list[tu
 
 
 def strip_quoted(text: str) -> str:
-    """The new part of a reply: quoted lines, the quote header and the signature dropped."""
-    kept: list[str] = []
-    for line in text.replace("\r\n", "\n").split("\n"):
-        if QUOTE_HEADER.match(line) or line.rstrip() == "--":
-            break
-        if line.lstrip().startswith(">"):
-            continue
-        kept.append(line.rstrip())
-    return "\n".join(kept).strip()
+    """The new part of a reply (see adapters.mailtriage.agency_text)."""
+    return mailtriage.agency_text(text)
+
+
+def _content_id(msg: EmailMessage, message_id: str, text: str) -> str:
+    """`<Message-ID> #<digest of what the sender wrote>`, short enough for any column."""
+    basis = "\0".join(
+        [message_id, *(_header(msg, h) or "" for h in ("From", "Date", "Subject")), text]
+    )
+    return f"{message_id[:140]} #{hashlib.sha256(basis.encode()).hexdigest()[:16]}"
 
 
 def _plain_text(msg: EmailMessage) -> str | None:

@@ -45,12 +45,13 @@ PROBLEM = "problem"
 CLOCK_SKEW = timedelta(minutes=5)
 # Column widths an agency's values must fit (hub/models.py); longer is refused, never truncated.
 LIMITS = {"agency_status": 64, "agency_reference": 128, "case_reference": 16}
-APPLIED, DUPLICATE, UNMATCHED, STALE, UNKNOWN = (
+APPLIED, DUPLICATE, UNMATCHED, STALE, UNKNOWN, NOTE = (
     "applied",
     "duplicate",
     "unmatched",
     "stale",
     "unknown",
+    "note",  # kept on the timeline, no status taken (an automatic reply)
 )
 
 
@@ -328,6 +329,17 @@ def _apply_update(
     key = update.key()
     # Until the receipt is recorded the assignment is not `sent`; park the update so the timeline
     # keeps its order (sent, then the agency's statuses). The receipt applies it.
+    if assignment is None and update.automatic:
+        return record_problem(
+            s,
+            mapping.id,
+            InboundProblemValue(
+                (update.update_id or key)[:400],
+                f"automatic reply ({update.automatic}) about no known case",
+                update.message or "",
+            ),
+            now,
+        )
     if assignment is None or assignment.agency_reference is None:
         if key not in matcher.parked_keys:
             s.add(
@@ -364,6 +376,22 @@ def _apply_to(
         return DUPLICATE
     if seen is not None:
         seen.add((a.id, key))
+    if update.automatic:
+        lifecycle.add_event(
+            s,
+            a.case,
+            assignment=a,
+            from_status=a.status,
+            to_status=a.status,
+            message=f"Automatic reply from the agency ({update.automatic}); no status was "
+            f"taken from it{': ' + update.message if update.message else ''}",
+            actor="agency",
+            at=update.occurred_at,
+            now=now,
+            dedupe_key=key,
+            kind="agency_note",
+        )
+        return NOTE
     rule = mapping.map_status(update.agency_status)
     common = dict(
         actor="agency",
