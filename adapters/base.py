@@ -130,10 +130,26 @@ class InboundProblem:
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """The agency's side refused a delivery the transport had accepted: a file moved to its
+    rejected folder (with its reason), a mail server's permanent bounce. The hub turns the
+    delivery into a dead letter with this reason; the consumer is told the hub is sorting it
+    out, never that the agency has the case. The delivery is named by the receipt's
+    `agency_reference` (an SFTP file name) or by its `idempotency_key` (a bounce names the
+    case mail's Message-ID, which is derived from it)."""
+
+    source: str
+    reason: str
+    agency_reference: str | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
 class PollResult:
     updates: tuple[StatusUpdate, ...]
     cursor: str | None
     problems: tuple[InboundProblem, ...] = ()
+    refusals: tuple[Refusal, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,7 @@ from adapters.base import (
     PermanentError,
     PollResult,
     Receipt,
+    Refusal,
     StatusUpdate,
     TransientError,
     dig,
@@ -88,6 +89,8 @@ from adapters.fileformats import (
 FILE_PREFIX = "@file:"
 SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 MAX_NAME = 120  # Assignment.agency_reference holds 128 characters
+REASON_SUFFIX = ".reason.txt"  # beside a file the agency refused: why
+MAX_REASON_BYTES = 4000
 
 
 # ----------------------------------------------------------------------------------- file names
@@ -280,6 +283,16 @@ class SftpConfig(Schema):
     outbox_dir = fields.String(required=True, metadata={"doc": "where it drops status files"})
     processed_dir = fields.String(load_default=None, metadata={"doc": "default <outbox>/processed"})
     failed_dir = fields.String(load_default=None, metadata={"doc": "default <outbox>/failed"})
+    rejected_dir = fields.String(
+        load_default=None,
+        metadata={
+            "doc": "where the agency moves case files it refuses, each with <name>.reason.txt; "
+            "read at every poll (the delivery becomes a dead letter with that reason)"
+        },
+    )
+    rejected_read_dir = fields.String(
+        load_default=None, metadata={"doc": "default <rejected>/read: refusals already recorded"}
+    )
     format = fields.String(load_default="json", validate=validate.OneOf(FORMATS))
     file_prefix = fields.String(load_default="", validate=validate.Regexp(r"^[A-Za-z0-9_-]*$"))
     xml_root = fields.String(load_default="case", validate=validate.Regexp(r"^[A-Za-z_][\w.-]*$"))
@@ -311,6 +324,7 @@ class _Cursor:
 
     read: dict[str, list[float]] = field(default_factory=dict)
     failed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refused: dict[str, list[float]] = field(default_factory=dict)  # files in rejected_dir
 
     @classmethod
     def decode(cls, text: str | None) -> _Cursor:
@@ -318,14 +332,21 @@ class _Cursor:
             return cls()
         try:
             data = json.loads(text)
-            return cls(dict(data.get("read") or {}), dict(data.get("failed") or {}))
+            return cls(
+                dict(data.get("read") or {}),
+                dict(data.get("failed") or {}),
+                dict(data.get("refused") or {}),
+            )
         except (ValueError, TypeError, AttributeError):
             return cls()  # an unreadable cursor only means re-reading, which is harmless
 
     def encode(self) -> str | None:
-        if not self.read and not self.failed:
+        if not self.read and not self.failed and not self.refused:
             return None
-        return json.dumps({"v": 1, "read": self.read, "failed": self.failed}, sort_keys=True)
+        data: dict[str, Any] = {"v": 1, "read": self.read, "failed": self.failed}
+        if self.refused:
+            data["refused"] = self.refused
+        return json.dumps(data, sort_keys=True)
 
 
 # -------------------------------------------------------------------------------------- adapter
@@ -342,6 +363,10 @@ class SftpAdapter(Adapter):
         c["archive_dir"] = c["archive_dir"] or posixpath.join(c["inbox_dir"], "archive")
         c["processed_dir"] = c["processed_dir"] or posixpath.join(c["outbox_dir"], "processed")
         c["failed_dir"] = c["failed_dir"] or posixpath.join(c["outbox_dir"], "failed")
+        if c["rejected_dir"]:
+            c["rejected_read_dir"] = c["rejected_read_dir"] or posixpath.join(
+                c["rejected_dir"], "read"
+            )
         self.where = f"{c['username']}@{c['host']}:{c['port']}"
 
     # ---------------------------------------------------------------------------- connection
@@ -581,7 +606,70 @@ class SftpAdapter(Adapter):
                 budget -= 1
                 stamp = [attr.st_size or 0, attr.st_mtime or 0]
                 self._read_one(sftp, name, stamp, updates, problems, nxt)
-        return PollResult(tuple(updates), nxt.encode(), tuple(problems))
+            refusals = self._refusals(sftp, previous, nxt, problems) if c["rejected_dir"] else []
+        return PollResult(tuple(updates), nxt.encode(), tuple(problems), tuple(refusals))
+
+    def _refusals(
+        self,
+        sftp: paramiko.SFTPClient,
+        previous: _Cursor,
+        nxt: _Cursor,
+        problems: list[InboundProblem],
+    ) -> list[Refusal]:
+        """The case files the agency refused: each file in `rejected_dir` with its reason file.
+        Those the previous poll reported (the hub has saved them) move to rejected_read_dir
+        first, so each refusal is reported until it is recorded, and then never again."""
+        c = self.config
+        rejected, done = c["rejected_dir"], c["rejected_read_dir"]
+        _ensure_dir(sftp, done)
+        for name, stamp in previous.refused.items():
+            if unsafe_name_reason(name) or name.startswith("."):
+                continue
+            try:
+                current = sftp.stat(posixpath.join(rejected, name))
+                if [current.st_size or 0, current.st_mtime or 0] != list(stamp):
+                    continue  # replaced meanwhile: reported again below
+                target = _free_name(sftp, done, name)
+                for suffix in (REASON_SUFFIX, ""):
+                    if suffix and not _exists(sftp, posixpath.join(rejected, name + suffix)):
+                        continue
+                    _rename(
+                        sftp,
+                        posixpath.join(rejected, name + suffix),
+                        posixpath.join(done, target + suffix),
+                    )
+            except FileNotFoundError:
+                continue
+            except (OSError, paramiko.SSHException) as exc:
+                problems.append(
+                    InboundProblem(name, f"cannot move a recorded refusal to {done}: {_short(exc)}")
+                )
+                nxt.refused[name] = list(stamp)
+        refusals = []
+        for attr in sorted(sftp.listdir_attr(rejected), key=lambda a: a.filename):
+            name = attr.filename
+            if (
+                name.startswith(".")
+                or name.endswith(REASON_SUFFIX)
+                or name in nxt.refused
+                or unsafe_name_reason(name)
+                or not stat.S_ISREG(attr.st_mode or 0)
+            ):
+                continue
+            try:
+                with sftp.open(posixpath.join(rejected, name + REASON_SUFFIX), "rb") as fh:
+                    reason = fh.read(MAX_REASON_BYTES).decode("utf-8", "replace").strip()
+            except FileNotFoundError:
+                reason = ""
+            refusals.append(
+                Refusal(
+                    source=f"{rejected}/{name}",
+                    reason=" ".join(reason.split())[:1000] or "no reason given",
+                    agency_reference=name,
+                )
+            )
+            nxt.refused[name] = [attr.st_size or 0, attr.st_mtime or 0]
+        return refusals
 
     def _read_one(
         self,

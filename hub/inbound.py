@@ -12,7 +12,9 @@ Rules that keep statuses from being lost or doubled:
 - a value longer than its column (a status code, a reference) is an operator problem, not a
   failed poll: one hostile item never stalls the agency's other updates;
 - an unreadable item is kept once per content: the same bad mail read twice is a duplicate, two
-  different bad mails with one Message-ID are two problems.
+  different bad mails with one Message-ID are two problems;
+- a refusal (a rejected file, a bounce) turns the delivery it names into a dead letter with the
+  agency's reason, and the line becomes `undeliverable` (the consumer reads "being forwarded").
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from sqlalchemy import update as sa_update
 from sqlalchemy.orm import Session, selectinload
 
 from adapters.base import InboundProblem as InboundProblemValue
-from adapters.base import OpenItem, PollResult, StatusUpdate
-from hub import lifecycle
+from adapters.base import OpenItem, PollResult, Refusal, StatusUpdate
+from hub import audit, lifecycle
 from hub.db import Database, insert_if_missing
 from hub.models import (
     Assignment,
@@ -111,6 +113,8 @@ def apply_poll(
     """
     with db.session() as s:
         stats = _apply(s, mapping, result.updates, result.problems, now)
+        for refusal in result.refusals:
+            stats.add(_apply_refusal(s, mapping, refusal, now))
         row = _cursor_row(s, mapping.id)
         if worker_id is None or row.leased_by in (None, worker_id):
             row.cursor = result.cursor
@@ -188,6 +192,82 @@ def _bounded(update: StatusUpdate, now: datetime) -> StatusUpdate:
         message=f"{update.message} {note}" if update.message else note,
         update_id=update.update_id or update.key()[2:],
     )
+
+
+def _apply_refusal(s: Session, mapping: AgencyMapping, refusal: Refusal, now: datetime) -> str:
+    """The agency's side refused a delivery it seemed to have: dead letter, with its reason."""
+    condition = (
+        Delivery.idempotency_key == refusal.idempotency_key
+        if refusal.idempotency_key
+        else (Assignment.agency_reference == refusal.agency_reference) & (Delivery.kind == "case")
+    )
+    found = s.execute(
+        select(Delivery, Assignment)
+        .join(Assignment, Assignment.id == Delivery.assignment_id)
+        .where(Delivery.agency_id == mapping.id, condition)
+        .order_by(Delivery.id.desc())
+        .limit(1)
+        .with_for_update(of=Delivery)
+    ).first()
+    if found is None:
+        return record_problem(
+            s,
+            mapping.id,
+            InboundProblemValue(
+                refusal.source[:400],
+                f"the agency refused a delivery the hub does not know: {refusal.reason}",
+                f"reference: {refusal.agency_reference or ''} key: {refusal.idempotency_key or ''}",
+            ),
+            now,
+        )
+    d, a = found
+    error = f"refused by the agency: {refusal.reason}"[:2000]
+    if d.state == "dead" and d.last_error == error:
+        return DUPLICATE
+    a = s.scalars(
+        select(Assignment)
+        .where(Assignment.id == a.id)
+        .options(selectinload(Assignment.case).selectinload(Case.assignments))
+    ).one()
+    if d.state != "done":  # resent meanwhile: the refusal is history, the new attempt counts
+        lifecycle.add_event(
+            s,
+            a.case,
+            actor="agency",
+            at=now,
+            now=now,
+            assignment=a,
+            from_status=a.status,
+            to_status=a.status,
+            message=f"An earlier delivery was refused ({refusal.reason}); it has been resent.",
+            kind="agency_note",
+        )
+        return STALE
+    d.state, d.dead_at, d.updated_at = "dead", now, now
+    d.last_error, d.last_error_kind = error, "refused"
+    if a.status in (lifecycle.SENT, lifecycle.QUEUED):
+        lifecycle.move(
+            s,
+            a,
+            lifecycle.UNDELIVERABLE,
+            actor="agency",
+            at=now,
+            now=now,
+            message=f"The agency's system refused the case: {refusal.reason}. Operators will "
+            "correct it and send it again.",
+            kind="delivery_refused",
+        )
+    audit.record(
+        s,
+        at=now,
+        actor="agency",
+        action="delivery.refused",
+        case_id=a.case_id,
+        agency_id=a.agency_id,
+        data={"reason": refusal.reason, "source": refusal.source, "delivery": d.id},
+    )
+    lifecycle.refresh_case(a.case, now)
+    return APPLIED
 
 
 def _chunks(values, size: int = 500):

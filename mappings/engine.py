@@ -422,8 +422,26 @@ class AgencyMapping:
     def name(self, language: str = "en") -> str:
         return self.names.get(language) or self.names["en"]
 
+    def working_language(self, case_language: str) -> str:
+        """The agency works in the consumer's language when it can, else in its first one."""
+        return case_language if case_language in self.languages else self.languages[0]
+
     def render(self, document: Mapping[str, Any]) -> dict[str, Any]:
-        """The agency's payload for one case: only mapped fields, empty values left out."""
+        """The agency's payload for one case: only mapped fields, empty values left out.
+
+        `agency.language` is the language the agency handles this case in (its working
+        language): the consumer's when the agency works in it, else the agency's first. A field
+        that tells the agency which language to use maps that, not `case.language`, which may
+        be one the agency's system refuses (an English report to a body working in nl/fr/de)."""
+        case = document.get("case") or {}
+        document = {
+            **document,
+            "agency": {
+                **(document.get("agency") or {}),
+                "id": self.id,
+                "language": self.working_language(str(case.get("language") or "")),
+            },
+        }
         payload: dict[str, Any] = {}
         for rule in self.fields:
             value = rule.evaluate(document)

@@ -48,7 +48,7 @@ RECORD_EVERY = 25
 
 def working_language(mapping: AgencyMapping, case_language: str) -> str:
     """The agency works in the consumer's language when it can, else in its first language."""
-    return case_language if case_language in mapping.languages else mapping.languages[0]
+    return mapping.working_language(case_language)
 
 
 @dataclass(frozen=True)

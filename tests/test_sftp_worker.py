@@ -180,3 +180,66 @@ def test_a_consumer_reply_reaches_the_inspection_as_a_message_file_with_its_docu
     messages = [e.message for e in timeline(hub, filed.reference)]
     assert any("Your message was forwarded" in m for m in messages)
     assert not any("could not be forwarded" in m for m in messages)
+
+
+def test_an_english_report_reaches_the_inspection_in_its_working_language(hub, inspection, clock):
+    """The inspection works in nl, fr and de (its XSD refuses EN): an English report goes out in
+    its first language, is accepted, and its reference comes back."""
+    filed = file(
+        hub,
+        kind="report",
+        domain="ecommerce.fake_webshop",
+        language="en",
+        description="The webshop cheapdeals.example took my money and never delivered.",
+        trader={"name": "Cheap Deals BV", "website": "https://cheapdeals.example"},
+    )
+    worker = Worker(hub, "w1")
+    assert worker.dispatch_once().delivered == 1
+    name = f"{filed.reference}.{AGENCY}.1.xml"
+    assert read_case((inspection.inbox / name).read_bytes(), "xml")["taal"] == "NL"
+    run = inspection.batch.run_once()
+    assert run.picked_up == [name] and run.rejected == []
+    worker.poll_agency(AGENCY)
+    a = assignment(hub, filed.reference)
+    assert (a.status, a.agency_reference) == ("received", "EI-2026-000001")
+
+
+def test_a_case_file_the_inspection_refuses_is_a_dead_letter_never_delivered(
+    hub, inspection, clock
+):
+    """The batch moves a file it cannot take to inbox/rejected with a reason file: the hub reads
+    it, dead-letters the delivery with the agency's reason and tells the consumer the hub is
+    sorting it out; resent after a fix, it arrives."""
+    from hub import outbox
+    from hub.models import Delivery
+
+    filed = report(hub)
+    worker = Worker(hub, "w1")
+    worker.dispatch_once()
+    name = f"{filed.reference}.{AGENCY}.1.xml"
+    good = (inspection.inbox / name).read_bytes()
+    (inspection.inbox / name).write_bytes(good.replace(b"<taal>NL</taal>", b"<taal>EN</taal>"))
+    run = inspection.batch.run_once()
+    assert run.rejected == [name]
+    stats = worker.poll_agency(AGENCY)
+    assert stats.counts == {"applied": 1}
+    a = assignment(hub, filed.reference)
+    assert a.status == "undeliverable"
+    with hub.db.session(read_only=True) as s:
+        d = s.scalars(select(Delivery)).one()
+        assert d.state == "dead" and d.last_error_kind == "refused"
+        assert "taal" in d.last_error  # the agency's own reason, from its reason file
+    events = timeline(hub, filed.reference)
+    assert "refused the case" in events[-1].message
+    # The next poll moves the recorded refusal aside: it is not applied a second time.
+    assert worker.poll_agency(AGENCY).counts == {}
+    assert sorted(os.listdir(inspection.inbox / "rejected" / "read")) == [
+        name,
+        f"{name}.reason.txt",
+    ]
+    # An operator resends; this time the file is as the hub wrote it, and the batch takes it.
+    outbox.resend(hub.db, now=clock.now(), operator="op", agency_id=AGENCY)
+    assert worker.dispatch_once().delivered == 1
+    assert inspection.batch.run_once().picked_up == [name]
+    worker.poll_agency(AGENCY)
+    assert assignment(hub, filed.reference).status == "received"
