@@ -77,6 +77,7 @@ from adapters.base import (
     PermanentError,
     PollResult,
     Receipt,
+    Refusal,
     StatusUpdate,
     TransientError,
 )
@@ -500,6 +501,7 @@ class EmailAdapter(Adapter):
                 updates: list[StatusUpdate] = []
                 problems: list[InboundProblem] = []
                 flagged: list[int] = []
+                refusals: list[Refusal] = []
                 for uid in uids:
                     raw = self._fetch(imap, uid)
                     if raw is None:
@@ -510,6 +512,8 @@ class EmailAdapter(Adapter):
                     if isinstance(read, InboundProblem):
                         problems.append(read)
                         flagged.append(uid)
+                    elif isinstance(read, Refusal):
+                        refusals.append(read)
                     else:
                         updates.append(read)
                 if flagged:
@@ -519,7 +523,15 @@ class EmailAdapter(Adapter):
         except Exception as exc:
             raise imap_error(where, exc) from None
         last = uids[-1] if uids else (state[1] if state and state[0] == validity else 0)
-        return PollResult(tuple(updates), f"{validity}:{last}", tuple(problems))
+        return PollResult(tuple(updates), f"{validity}:{last}", tuple(problems), tuple(refusals))
+
+    def _key_of(self, message_id: str | None) -> str | None:
+        """The idempotency key a Message-ID of ours was made from (see message_id), or None
+        for a Message-ID the hub did not write."""
+        m = re.fullmatch(r"<([^@<>\s]+)@([^@<>\s]+)>", (message_id or "").strip())
+        if not m or m.group(2) != self.config["message_id_domain"]:
+            return None
+        return m.group(1)
 
     def _search(self, imap: imaplib.IMAP4, *criteria: str) -> list[int]:
         typ, data = imap.uid("SEARCH", *criteria)
@@ -568,11 +580,13 @@ class EmailAdapter(Adapter):
 
     # ------------------------------------------------------------------------------- reading
 
-    def read_reply(self, raw: bytes, source: str) -> StatusUpdate | InboundProblem:
+    def read_reply(self, raw: bytes, source: str) -> StatusUpdate | InboundProblem | Refusal:
         """One reply as a StatusUpdate, or an InboundProblem saying why it cannot be one.
 
-        Who wrote it is judged before any status is read (adapters.mailtriage): a delivery
-        report or mail from outside `allowed_senders` is a problem for operators; an automatic
+        Who wrote it is judged before any status is read (adapters.mailtriage): a permanent
+        delivery report about a mail the hub sent is a Refusal of that delivery (its Message-ID
+        names the idempotency key); another report, or mail from outside `allowed_senders`, is
+        a problem for operators; an automatic
         reply (out of office) is a note on the case's timeline, never a status. The status is
         read only from the text above the reply marker, without quoted lines, so words the
         consumer wrote in the case mail can never become a status. The update's id is the
@@ -596,6 +610,9 @@ class EmailAdapter(Adapter):
             if broken:
                 return InboundProblem(ident, f"broken MIME ({', '.join(broken)})", excerpt)
             report = mailtriage.delivery_report(msg)
+            key = self._key_of(report.original_message_id) if report else None
+            if report is not None and report.permanent and key:
+                return Refusal(ident, f"the mail server refused it: {report.diagnostic}", None, key)
             if report is not None:
                 about = f" about {report.original_message_id}" if report.original_message_id else ""
                 kind = "permanent" if report.permanent else "temporary"

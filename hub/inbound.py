@@ -47,13 +47,14 @@ PROBLEM = "problem"
 CLOCK_SKEW = timedelta(minutes=5)
 # Column widths an agency's values must fit (hub/models.py); longer is refused, never truncated.
 LIMITS = {"agency_status": 64, "agency_reference": 128, "case_reference": 16}
-APPLIED, DUPLICATE, UNMATCHED, STALE, UNKNOWN, NOTE = (
+APPLIED, DUPLICATE, UNMATCHED, STALE, UNKNOWN, NOTE, NOT_ALLOWED = (
     "applied",
     "duplicate",
     "unmatched",
     "stale",
     "unknown",
     "note",  # kept on the timeline, no status taken (an automatic reply)
+    "not_allowed",  # kept on the timeline: the status machine allows no such move from here
 )
 
 
@@ -61,8 +62,12 @@ APPLIED, DUPLICATE, UNMATCHED, STALE, UNKNOWN, NOTE = (
 class ApplyStats:
     counts: dict[str, int] = field(default_factory=dict)
 
-    def add(self, outcome: str) -> None:
-        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+    def add(self, outcome: str, n: int = 1) -> None:
+        self.counts[outcome] = self.counts.get(outcome, 0) + n
+
+    def merge(self, other: ApplyStats) -> None:
+        for outcome, n in other.counts.items():
+            self.add(outcome, n)
 
 
 def open_items(db: Database, agency_id: str) -> list[OpenItem]:
@@ -112,9 +117,10 @@ def apply_poll(
     batch in a few queries, so a poll of thousands of updates costs no per-update round trips.
     """
     with db.session() as s:
-        stats = _apply(s, mapping, result.updates, result.problems, now)
-        for refusal in result.refusals:
+        stats = ApplyStats()
+        for refusal in result.refusals:  # about the delivery itself: before any status
             stats.add(_apply_refusal(s, mapping, refusal, now))
+        stats.merge(_apply(s, mapping, result.updates, result.problems, now))
         row = _cursor_row(s, mapping.id)
         if worker_id is None or row.leased_by in (None, worker_id):
             row.cursor = result.cursor
@@ -506,6 +512,11 @@ def _apply_to(
             kind="agency_note",
         )
         return STALE
+    if a.status != rule.status and not lifecycle.can_move(a.status, rule.status):
+        # Not a move the status machine allows from here (a line the agency's server refused
+        # cannot be "received"): kept on the timeline as a note, the line unchanged.
+        lifecycle.move(s, a, rule.status, message=update.message, **common, kind="agency_status")
+        return NOT_ALLOWED
     lifecycle.move(s, a, rule.status, message=update.message, **common, kind="agency_status")
     a.agency_status = update.agency_status
     a.status_at = update.occurred_at

@@ -158,3 +158,34 @@ def test_every_mail_ends_in_its_one_outcome_and_none_changes_a_status_it_may_not
 def _messages(hub, case_id):
     with hub.db.session(read_only=True) as s:
         return list(s.scalars(select(StatusEvent.message).where(StatusEvent.case_id == case_id)))
+
+
+def test_a_bounce_of_the_case_mail_makes_the_delivery_a_dead_letter(hub, energy, clock):
+    """The agency's mail server refused the case mail (RFC 3464, 5.1.1): the delivery is a dead
+    letter with the server's words, the line undeliverable, never 'sent'."""
+    from hub.models import Delivery
+
+    filed = file(hub, domain="energy.billing")
+    worker = Worker(hub, "w1")
+    worker.dispatch_once()
+    with hub.db.session(read_only=True) as s:
+        key = s.scalars(select(Delivery.idempotency_key)).one()
+    ours = hub.directory.adapter(AGENCY).message_id(key)
+    raw = mailcorpus.sample(
+        "dsn-permanent.eml",
+        case=filed.reference,
+        agency=energy.agency_address,
+        hub=energy.hub_address,
+        date=clock.now(),
+    ).replace(f"<{filed.reference}.ombudsman-energy.1@loket.example>".encode(), ours.encode())
+    assert ours.encode() in raw
+    energy.send_to_hub(raw)
+    # The simulated agency's own first reply is in the mailbox too; the refusal is about the
+    # delivery itself and is applied first, so that reply cannot make the line "received".
+    stats = worker.poll_agency(AGENCY)
+    assert stats.counts == {"applied": 1, "not_allowed": 1}
+    with hub.db.session(read_only=True) as s:
+        d = s.scalars(select(Delivery)).one()
+    assert (d.state, d.last_error_kind) == ("dead", "refused")
+    assert "User unknown" in d.last_error
+    assert assignment(hub, filed.reference).status == "undeliverable"
