@@ -305,16 +305,18 @@ def _record_receipts(
         new = lifecycle.aggregate(statuses[case_id])
         if new != current[case_id] and new in lifecycle.NOTIFY_ON:
             notify.append(case_id)  # rare here (sent is not one): the ORM path tells the consumer
-    conn.execute(
-        update(ca)
-        .where(ca.c.id == bindparam("cid"))
-        .values(status=bindparam("st"), updated_at=now),
-        [
-            {"cid": cid, "st": lifecycle.aggregate(statuses[cid])}
-            for cid in case_ids
-            if cid not in notify
-        ],
-    )
+    quiet = [
+        {"cid": cid, "st": lifecycle.aggregate(statuses[cid])}
+        for cid in case_ids
+        if cid not in notify
+    ]
+    if quiet:  # (an empty parameter list would run the UPDATE once, unbound)
+        conn.execute(
+            update(ca)
+            .where(ca.c.id == bindparam("cid"))
+            .values(status=bindparam("st"), updated_at=now),
+            quiet,
+        )
     for case in s.scalars(
         select(Case)
         .where(Case.id.in_(notify))
