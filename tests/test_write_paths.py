@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from adapters.base import Receipt
-from hub import audit, intake, lifecycle, outbox
+from adapters.base import PollResult, Receipt, StatusUpdate
+from hub import audit, inbound, intake, lifecycle, outbox
 from hub.models import (
     Assignment,
     AuditEntry,
@@ -26,6 +26,7 @@ from hub.models import (
     Notification,
     Party,
     StatusEvent,
+    UnmatchedUpdate,
 )
 from hub.reference import new_reference
 from hub.schemas import CaseInSchema
@@ -267,3 +268,32 @@ def test_receipt_paths_agree_on_a_repeat_and_on_telling_the_consumer(hub):
         (lifecycle.QUEUED, lifecycle.SENT),
     ]
     assert one == bulk
+
+
+def test_receipt_paths_agree_when_the_agency_spoke_first(hub):
+    """A status the agency sent before its receipt was recorded waits (parked); either path
+    applies it right after the receipt, with the same timeline, evidence and case status."""
+    cases = file_twice(hub, CASE)
+    telecom = "ombudsman-telecom"
+    mapping = hub.directory[telecom]
+    keys = {}
+    for _, reference in cases:
+        early = StatusUpdate(
+            "INFO_REQUESTED", hub.clock.now(), case_reference=reference, message="Send the bill."
+        )
+        keys[reference] = early.key()
+        stats = inbound.apply_poll(hub.db, mapping, PollResult((early,), "1"), hub.clock.now())
+        assert stats.counts == {"unmatched": 1}
+    hub.clock.advance(minutes=1)
+    record_both_ways(hub, cases, telecom)
+    one, bulk = (receipt_rows(hub.db, cid, ref) for cid, ref in cases)
+    for (_, reference), recorded in zip(cases, (one, bulk), strict=True):
+        for e in recorded["events"]:
+            if e["dedupe_key"] == keys[reference]:
+                e["dedupe_key"] = "the parked update's key"
+    assert one["case"][0] == "waiting_for_consumer"
+    assert [m["kind"] for m in one["mail"]] == ["filed", "waiting"]
+    assert [e["kind"] for e in one["events"]][-2:] == ["delivered", "agency_status"]
+    assert one == bulk
+    with hub.db.session(read_only=True) as s:
+        assert all(u.resolved_at is not None for u in s.scalars(select(UnmatchedUpdate)))
