@@ -76,16 +76,15 @@ def heads(conn: Connection, case_ids: Iterable[int]) -> dict[int, str]:
     )
 
 
-def chained_rows(conn: Connection | None, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def chained_rows(conn: Connection, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows for many new entries, in order, each chained after its case's current head (looked
     up in one query) or after the entry before it in `entries`; for one multi-row INSERT.
 
     Each entry names `at`, `actor`, `action`, `case_id` and optionally `agency_id` and `data`.
-    `conn=None` when every case was created in this very transaction (no head to look up).
     The caller holds the cases' lines locked, as `record` callers do.
     """
     case_ids = {e["case_id"] for e in entries if e["case_id"] is not None}
-    head = heads(conn, case_ids) if conn is not None and case_ids else {}
+    head = heads(conn, case_ids) if case_ids else {}
     rows = []
     for e in entries:
         case_id = e["case_id"]

@@ -179,7 +179,8 @@ def plan_move(
     kind: str | None = None,
 ) -> Move:
     """A move the machine allows changes the status; a refused one is kept as a note, so
-    nothing the agency said is lost."""
+    nothing the agency said is lost. `move` also stops or restarts the answer clock; a bulk
+    writer that uses this plan must only make moves that leave the clock as it is."""
     allowed = current == to_status or can_move(current, to_status)
     return Move(
         allowed,
