@@ -33,6 +33,7 @@ from hub.models import (
     AuditEntry,
     Case,
     Delivery,
+    DeliveryState,
     InboundProblem,
     Message,
     Notification,
@@ -174,7 +175,11 @@ def flows():
         oldest = dict(
             s.execute(
                 select(Delivery.agency_id, func.min(Delivery.created_at))
-                .where(Delivery.state.in_(("pending", "retry", "leased")))
+                .where(
+                    Delivery.state.in_(
+                        (DeliveryState.PENDING, DeliveryState.RETRY, DeliveryState.LEASED)
+                    )
+                )
                 .group_by(Delivery.agency_id)
             ).all()
         )

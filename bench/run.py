@@ -269,9 +269,11 @@ def _drain_loket(
         procs.stop(p)
     stats = _sink_stats(sink)
     with db.session(read_only=True) as s:
-        from hub.models import Delivery
+        from hub.models import Delivery, DeliveryState
 
-        left = s.scalar(select(func.count()).select_from(Delivery).where(Delivery.state != "done"))
+        left = s.scalar(
+            select(func.count()).select_from(Delivery).where(Delivery.state != DeliveryState.DONE)
+        )
     db.dispose()
     if stats["distinct"] != n or left:
         raise AssertionError(f"Loket: sink holds {stats['distinct']} cases of {n}; {left} not done")

@@ -30,7 +30,7 @@ from bench.common import (
 from bench.setup import file_backlog
 from hub.config import Settings
 from hub.db import upgrade
-from hub.models import Delivery
+from hub.models import Delivery, DeliveryState
 from hub.services import Hub
 
 CASE = {
@@ -77,7 +77,7 @@ def one_run(workers: int, n: int, logdir: Path) -> float:
                         s.scalar(
                             select(func.count())
                             .select_from(Delivery)
-                            .where(Delivery.state == "done")
+                            .where(Delivery.state == DeliveryState.DONE)
                         )
                         == n
                     )

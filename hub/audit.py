@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
 from hub.models import AuditEntry
@@ -33,6 +34,69 @@ def digest(
 def normalise(data: Any) -> Any:
     """The data as it will read back from a JSON column, so its hash can be checked later."""
     return json.loads(json.dumps(data, default=str)) if data is not None else None
+
+
+def entry_row(
+    prev: str | None,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    agency_id: str | None = None,
+    data: Any = None,
+) -> dict[str, Any]:
+    """The column values of one entry chained after `prev` (the case's head, None for the
+    first), but its case_id, which the caller attaches. The one place an entry's hash is
+    computed: `record` and the bulk writers use it."""
+    data = normalise(data)
+    return {
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "agency_id": agency_id,
+        "data": data,
+        "prev_hash": prev,
+        "hash": digest(prev, at, actor, action, agency_id, data),
+    }
+
+
+def heads(conn: Connection, case_ids: Iterable[int]) -> dict[int, str]:
+    """The newest entry's hash of each case that has one, in one query."""
+    t = AuditEntry.__table__
+    return dict(
+        conn.execute(
+            select(t.c.case_id, t.c.hash).where(
+                t.c.id.in_(
+                    select(func.max(t.c.id))
+                    .where(t.c.case_id.in_(list(case_ids)))
+                    .group_by(t.c.case_id)
+                )
+            )
+        ).all()
+    )
+
+
+def chained_rows(conn: Connection, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows for many new entries, in order, each chained after its case's current head (looked
+    up in one query) or after the entry before it in `entries`; for one multi-row INSERT.
+
+    Each entry names `at`, `actor`, `action`, `case_id` and optionally `agency_id` and `data`.
+    The caller holds the cases' lines locked, as `record` callers do.
+    """
+    case_ids = {e["case_id"] for e in entries if e["case_id"] is not None}
+    head = heads(conn, case_ids) if case_ids else {}
+    rows = []
+    for e in entries:
+        case_id = e["case_id"]
+        row = {"case_id": case_id, **entry_row(head.get(case_id), **_without(e, "case_id"))}
+        if case_id is not None:
+            head[case_id] = row["hash"]
+        rows.append(row)
+    return rows
+
+
+def _without(row: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != key}
 
 
 def record(
@@ -56,16 +120,9 @@ def record(
             .order_by(AuditEntry.id.desc())
             .limit(1)
         )
-    data = normalise(data)
     entry = AuditEntry(
-        at=at,
-        actor=actor,
-        action=action,
         case_id=case_id,
-        agency_id=agency_id,
-        data=data,
-        prev_hash=prev,
-        hash=digest(prev, at, actor, action, agency_id, data),
+        **entry_row(prev, at=at, actor=actor, action=action, agency_id=agency_id, data=data),
     )
     session.add(entry)
     return entry

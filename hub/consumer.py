@@ -11,14 +11,12 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from hub import audit, lifecycle, notify
+from hub import audit, lifecycle, notify, outbox
 from hub import reference as references
 from hub.attachments import Upload
 from hub.db import Database
 from hub.intake import attachment_row, token_matches
-from hub.models import Assignment, Attachment, Case, Delivery, Message
-
-CANCELLED = "cancelled"
+from hub.models import Assignment, Attachment, Case, Delivery, DeliveryState, Message
 
 
 class NotAllowed(ValueError):
@@ -71,15 +69,13 @@ def to_agency(
     s.add(
         Delivery(
             assignment_id=line.id,
-            kind="message",
-            message_id=message.id,
-            agency_id=line.agency_id,
-            idempotency_key=f"{case.reference}.{line.agency_id}.msg{message.id}",
-            state="pending",
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-            updated_at=now,
+            **outbox.delivery_row(
+                agency_id=line.agency_id,
+                idempotency_key=f"{case.reference}.{line.agency_id}.msg{message.id}",
+                now=now,
+                kind=outbox.MESSAGE,
+                message_id=message.id,
+            ),
         )
     )
     return message
@@ -135,12 +131,14 @@ def withdraw(db: Database, reference: str, token: str, reason: str, now: datetim
             unsent = s.scalars(
                 select(Delivery).where(
                     Delivery.assignment_id == line.id,
-                    Delivery.kind == "case",
-                    Delivery.state.in_(("pending", "retry", "dead")),
+                    Delivery.kind == outbox.CASE,
+                    Delivery.state.in_(
+                        (DeliveryState.PENDING, DeliveryState.RETRY, DeliveryState.DEAD)
+                    ),
                 )
             ).first()
             if unsent is not None:
-                unsent.state, unsent.updated_at = CANCELLED, now
+                unsent.state, unsent.updated_at = DeliveryState.CANCELLED, now
             elif line.agency_reference:
                 to_agency(s, case, line, f"The consumer withdraws this case. {why}".strip(), now)
             lifecycle.move(

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, bindparam, insert, select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hub import audit, lifecycle
+from hub import audit, lifecycle, notify
 from hub.agencies import Directory
 from hub.attachments import Upload
 from hub.clock import Clock, RandomSource
@@ -33,6 +33,7 @@ from hub.models import (
     Party,
     StatusEvent,
 )
+from hub.outbox.rows import delivery_row
 from hub.reference import new_reference
 from hub.routing import Missing, Recipient, Refusal, Router, Situation
 from hub.schemas import enterprise_digits
@@ -146,6 +147,47 @@ def file_case(
     raise RuntimeError("could not draw a free case reference")
 
 
+def assignment_row(
+    mapping: AgencyMapping,
+    *,
+    reason: str,
+    stage: str,
+    now: datetime,
+    referred_from_id: int | None = None,
+) -> dict[str, Any]:
+    """The column values of a new line at `mapping`'s agency, queued, with its due dates, but
+    its case_id, which the caller attaches. Intake's bulk insert and `add_assignment` both
+    build their lines here, so the two cannot drift."""
+    return {
+        "agency_id": mapping.id,
+        "reason": reason,
+        "stage": stage,
+        "referred_from_id": referred_from_id,
+        "status": lifecycle.QUEUED,
+        "acknowledge_due_at": due_at(now, mapping.acknowledge_within)
+        if mapping.acknowledge_within
+        else None,
+        "answer_due_at": due_at(now, mapping.answer_within) if mapping.answer_within else None,
+        "paused_seconds": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def routed_event(
+    mapping: AgencyMapping, *, language: str, reason: str, now: datetime, actor: str = "hub"
+) -> dict[str, Any]:
+    """The timeline entry of a new line (`lifecycle.event_row` values)."""
+    return lifecycle.event_row(
+        actor=actor,
+        at=now,
+        now=now,
+        to_status=lifecycle.QUEUED,
+        message=f"{mapping.name(language)}: {reason}".strip(),
+        kind="routed",
+    )
+
+
 def add_assignment(
     session: Session,
     case: Case,
@@ -159,17 +201,13 @@ def add_assignment(
 ) -> Assignment:
     """One agency's line on a case, and its outbox row, in the caller's transaction."""
     assignment = Assignment(
-        agency_id=mapping.id,
-        reason=reason,
-        stage=stage,
-        referred_from_id=referred_from.id if referred_from else None,
-        status=lifecycle.QUEUED,
-        acknowledge_due_at=due_at(now, mapping.acknowledge_within)
-        if mapping.acknowledge_within
-        else None,
-        answer_due_at=due_at(now, mapping.answer_within) if mapping.answer_within else None,
-        created_at=now,
-        updated_at=now,
+        **assignment_row(
+            mapping,
+            reason=reason,
+            stage=stage,
+            now=now,
+            referred_from_id=referred_from.id if referred_from else None,
+        )
     )
     n = 1 + sum(1 for a in case.assignments if a.agency_id == mapping.id)
     case.assignments.append(assignment)
@@ -177,25 +215,19 @@ def add_assignment(
     session.add(
         Delivery(
             assignment_id=assignment.id,
-            agency_id=mapping.id,
-            idempotency_key=idempotency_key(case.reference, mapping.id, n),
-            state="pending",
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-            updated_at=now,
+            **delivery_row(
+                agency_id=mapping.id,
+                idempotency_key=idempotency_key(case.reference, mapping.id, n),
+                now=now,
+            ),
         )
     )
-    lifecycle.add_event(
-        session,
-        case,
-        actor=actor,
-        at=now,
-        now=now,
-        assignment=assignment,
-        to_status=lifecycle.QUEUED,
-        message=f"{mapping.name(case.language)}: {reason}".strip(),
-        kind="routed",
+    session.add(
+        StatusEvent(
+            case_id=case.id,
+            assignment_id=assignment.id,
+            **routed_event(mapping, language=case.language, reason=reason, now=now, actor=actor),
+        )
     )
     return assignment
 
@@ -208,13 +240,16 @@ def _store(
     recipients: tuple[Recipient, ...],
     directory: Directory,
     now: datetime,
+    one_statement: bool | None = None,
 ) -> int:
     """Insert the case and everything that goes with it; returns the case id.
 
     This is the hot path of the front desk, so it writes rows with SQLAlchemy Core rather than
     through the ORM's unit of work: on PostgreSQL all of it is ONE statement (data-modifying
-    CTEs), on SQLite one statement per table. What it writes is exactly what the ORM model
-    describes (tests read it back through the ORM); later changes go through the ORM as usual.
+    CTEs), on SQLite one statement per table (`one_statement` forces either, for the tests
+    that hold the two equal). The rows come from the builders the ORM writers use
+    (`assignment_row`, `delivery_row`, `lifecycle.event_row`, `notify.notification_row`,
+    `audit.entry_row`); later changes go through the ORM as usual.
     """
     amount = data.get("amount")
     consent = data["consent"]
@@ -243,35 +278,25 @@ def _store(
         "domain": data["domain"],
         "recipients": [r.agency_id for r in recipients],
     }
+    filed = audit.entry_row(
+        None, at=now, actor="consumer", action="case.filed", agency_id=None, data=audit_data
+    )
     children: dict[Any, list[dict[str, Any]]] = {
         Party.__table__: parties,
-        AuditEntry.__table__: [
-            {
-                "at": now,
-                "actor": "consumer",
-                "action": "case.filed",
-                "agency_id": None,
-                "data": audit_data,
-                "prev_hash": None,
-                "hash": audit.digest(None, now, "consumer", "case.filed", None, audit_data),
-            }
-        ],
-        # what notify.enqueue writes: the confirmation mail, with the link's token until sent
+        AuditEntry.__table__: [filed],
+        # the confirmation mail, with the link's token until sent
         Notification.__table__: [
-            {
-                "kind": "filed",
-                "dedupe_key": "filed:filed",
-                "language": data["language"],
-                "to_address": parties[0]["email"],
-                "data": {
+            notify.notification_row(
+                "filed",
+                language=data["language"],
+                to_address=parties[0]["email"],
+                now=now,
+                dedupe="filed",
+                data={
                     "agencies": [{"agency_id": r.agency_id, "why": r.reason} for r in recipients]
                 },
-                "secret": token,
-                "state": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-            }
+                secret=token,
+            )
         ]
         if parties[0]["email"]
         else [],
@@ -281,65 +306,38 @@ def _store(
     routed: list[dict[str, Any]] = []
     for r in recipients:
         mapping = directory[r.agency_id]
-        lines.append(
-            {
-                "agency_id": r.agency_id,
-                "reason": r.reason,
-                "stage": r.stage,
-                "referred_from_id": None,
-                "status": lifecycle.QUEUED,
-                "acknowledge_due_at": due_at(now, mapping.acknowledge_within)
-                if mapping.acknowledge_within
-                else None,
-                "answer_due_at": due_at(now, mapping.answer_within)
-                if mapping.answer_within
-                else None,
-                "paused_seconds": 0,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
+        lines.append(assignment_row(mapping, reason=r.reason, stage=r.stage, now=now))
         outbox.append(
-            {
-                "kind": "case",
-                "message_id": None,
-                "agency_id": r.agency_id,
-                "idempotency_key": idempotency_key(reference, r.agency_id),
-                "state": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-                "updated_at": now,
-                "resends": 0,
-                "round_started_attempts": 0,
-            }
+            delivery_row(
+                agency_id=r.agency_id,
+                idempotency_key=idempotency_key(reference, r.agency_id),
+                now=now,
+            )
         )
-        routed.append(
-            {
-                "actor": "hub",
-                "occurred_at": now,
-                "recorded_at": now,
-                "from_status": None,
-                "to_status": lifecycle.QUEUED,
-                "kind": "routed",
-                "message": f"{mapping.name(data['language'])}: {r.reason}".strip(),
-            }
-        )
+        routed.append(routed_event(mapping, language=data["language"], reason=r.reason, now=now))
     if not recipients:
         children[StatusEvent.__table__] = [
             {
                 "assignment_id": None,
-                "actor": "hub",
-                "occurred_at": now,
-                "recorded_at": now,
-                "from_status": None,
-                "to_status": lifecycle.QUEUED,
-                "kind": "needs_routing",
-                "message": "No routing rule matched; an operator will route this case.",
+                **lifecycle.event_row(
+                    actor="hub",
+                    at=now,
+                    now=now,
+                    to_status=lifecycle.QUEUED,
+                    message="No routing rule matched; an operator will route this case.",
+                    kind="needs_routing",
+                ),
             }
         ]
-    if conn.dialect.name == "postgresql":
+    if one_statement is None:
+        one_statement = conn.dialect.name == "postgresql"
+    if one_statement:
         return _store_in_one_statement(conn, case_row, children, lines, outbox, routed)
+    return _store_per_table(conn, case_row, children, lines, outbox, routed)
+
+
+def _store_per_table(conn, case_row, children, lines, outbox, routed) -> int:
+    """Any database: one INSERT per table (the rows of a table in one statement)."""
     case_id = conn.execute(
         insert(Case.__table__).returning(Case.__table__.c.id), [case_row]
     ).scalar_one()

@@ -7,7 +7,9 @@ aggregation rule; this module only reads it.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, object_session
@@ -59,6 +61,34 @@ def aggregate(assignment_statuses: Iterable[str]) -> str:
     raise ValueError(f"statuses {sorted(seen)} are not in the aggregation precedence list")
 
 
+def event_row(
+    *,
+    actor: str,
+    at: datetime,
+    now: datetime,
+    from_status: str | None = None,
+    to_status: str | None = None,
+    agency_status: str | None = None,
+    message: str | None = None,
+    dedupe_key: str | None = None,
+    kind: str | None = None,
+) -> dict[str, Any]:
+    """The column values of one timeline entry but the keys that tie it to its case and line
+    (case_id, assignment_id), which the caller attaches: what `add_event` stores through the
+    ORM and the bulk writers (intake, receipts) insert with Core."""
+    return {
+        "actor": actor,
+        "occurred_at": at,
+        "recorded_at": now,
+        "from_status": from_status,
+        "to_status": to_status,
+        "agency_status": agency_status,
+        "message": message,
+        "dedupe_key": dedupe_key,
+        "kind": kind,
+    }
+
+
 def add_event(
     session: Session,
     case: Case,
@@ -75,15 +105,17 @@ def add_event(
     kind: str | None = None,
 ) -> StatusEvent:
     event = StatusEvent(
-        actor=actor,
-        occurred_at=at,
-        recorded_at=now,
-        from_status=from_status,
-        to_status=to_status,
-        agency_status=agency_status,
-        message=message,
-        dedupe_key=dedupe_key,
-        kind=kind,
+        **event_row(
+            actor=actor,
+            at=at,
+            now=now,
+            from_status=from_status,
+            to_status=to_status,
+            agency_status=agency_status,
+            message=message,
+            dedupe_key=dedupe_key,
+            kind=kind,
+        )
     )
     # Ids when the rows exist; the objects when they are new in this transaction (one flush at
     # the end orders the inserts). Never through case.events: that would load the timeline.
@@ -128,6 +160,43 @@ def note(
     )
 
 
+@dataclass(frozen=True)
+class Move:
+    """What `move` does to a line in a given status: the status it ends in and the timeline
+    entry it leaves (`event_row` keywords). Pure, so the bulk writers apply the same rule."""
+
+    allowed: bool
+    changed: bool
+    status: str
+    event: dict[str, Any]
+
+
+def plan_move(
+    current: str,
+    to_status: str,
+    *,
+    message: str | None = None,
+    kind: str | None = None,
+) -> Move:
+    """A move the machine allows changes the status; a refused one is kept as a note, so
+    nothing the agency said is lost. `move` also stops or restarts the answer clock; a bulk
+    writer that uses this plan must only make moves that leave the clock as it is."""
+    allowed = current == to_status or can_move(current, to_status)
+    return Move(
+        allowed,
+        allowed and current != to_status,
+        to_status if allowed else current,
+        {
+            "from_status": current,
+            "to_status": to_status if allowed else current,
+            "message": message
+            if allowed
+            else f"{message or ''} (status {to_status} not applied after {current})".strip(),
+            "kind": kind if allowed else "agency_note",
+        },
+    )
+
+
 def move(
     session: Session,
     assignment: Assignment,
@@ -147,11 +216,11 @@ def move(
     nothing the agency said is lost.
     """
     current = assignment.status
-    allowed = current == to_status or can_move(current, to_status)
-    if allowed:
+    plan = plan_move(current, to_status, message=message, kind=kind)
+    if plan.allowed:
         assignment.status = to_status
         assignment.updated_at = now
-        if to_status != current:
+        if plan.changed:
             _clock(assignment, current, to_status, at)
     add_event(
         session,
@@ -160,16 +229,11 @@ def move(
         at=at,
         now=now,
         assignment=assignment,
-        from_status=current,
-        to_status=to_status if allowed else current,
         agency_status=agency_status,
-        message=message
-        if allowed
-        else f"{message or ''} (status {to_status} not applied after {current})".strip(),
         dedupe_key=dedupe_key,
-        kind=kind if allowed else "agency_note",
+        **plan.event,
     )
-    return allowed and current != to_status
+    return plan.changed
 
 
 def pauses_clock(status: str) -> bool:

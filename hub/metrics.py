@@ -17,7 +17,14 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from hub.db import Database
-from hub.models import AgencyState, Delivery, InboundProblem, PollCursor, UnmatchedUpdate
+from hub.models import (
+    AgencyState,
+    Delivery,
+    DeliveryState,
+    InboundProblem,
+    PollCursor,
+    UnmatchedUpdate,
+)
 
 # ------------------------------------------------------------------------------ worker (counters)
 
@@ -81,7 +88,7 @@ class DatabaseCollector(Collector):
                 depth.add_metric([agency, state], count)
             for agency, oldest in s.execute(
                 select(Delivery.agency_id, func.min(Delivery.created_at))
-                .where(Delivery.state != "done")
+                .where(Delivery.state != DeliveryState.DONE)
                 .group_by(Delivery.agency_id)
             ):
                 if oldest is not None:

@@ -7,6 +7,7 @@ classes and the migrations disagree.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -171,12 +172,24 @@ class Assignment(Base):
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="assignment")
 
 
+class DeliveryState(StrEnum):
+    """Where an outbox row stands. The members are the very strings stored in
+    `deliveries.state`, so they compare equal to what a query reads back."""
+
+    PENDING = "pending"  # waiting for its first attempt (or a resend)
+    LEASED = "leased"  # a worker holds it until lease_expires_at
+    DONE = "done"  # the agency answered with a receipt
+    RETRY = "retry"  # a transient failure; due again at next_attempt_at
+    DEAD = "dead"  # out of attempts or refused: a dead letter for operators
+    CANCELLED = "cancelled"  # the consumer withdrew the case before it was sent
+
+
 class Delivery(Base):
     """The transactional outbox: one row per thing to send to an agency.
 
     kind: `case` (the case itself, one per assignment) or `message` (a consumer's reply to the
-    agency, with its attachments). state: pending | leased | done | retry | dead. The idempotency
-    key never changes, across attempts and resends, so the agency can recognise a repeat.
+    agency, with its attachments). state: a `DeliveryState`. The idempotency key never changes,
+    across attempts and resends, so the agency can recognise a repeat.
     """
 
     __tablename__ = "deliveries"

@@ -43,6 +43,37 @@ def tracking_url(public_url: str, language: str, reference: str, token: str | No
     return f"{base}?k={token}" if token else base
 
 
+def notification_row(
+    kind: str,
+    *,
+    language: str,
+    to_address: str,
+    now: datetime,
+    dedupe: str,
+    data: dict[str, Any] | None = None,
+    secret: str | None = None,
+) -> dict[str, Any]:
+    """The column values of one queued mail but its case_id, which the caller attaches: what
+    `enqueue` stores and intake's bulk insert writes for the confirmation mail."""
+    assert kind in KINDS, kind
+    return {
+        "kind": kind,
+        "dedupe_key": dedupe_key(kind, dedupe),
+        "language": language,
+        "to_address": to_address,
+        "data": data or {},
+        "secret": secret,
+        "state": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
+def dedupe_key(kind: str, dedupe: str) -> str:
+    return f"{kind}:{dedupe}"[:120]
+
+
 def enqueue(
     session: Session,
     case: Case,
@@ -59,7 +90,7 @@ def enqueue(
     consumer = case.party("consumer")
     if consumer is None or not consumer.email:
         return
-    key = f"{kind}:{dedupe}"[:120]
+    key = dedupe_key(kind, dedupe)
     pending = [n for n in session.new if isinstance(n, Notification) and n.case_id == case.id]
     if any(n.dedupe_key == key for n in pending):
         return
@@ -76,16 +107,15 @@ def enqueue(
         session.add(
             Notification(
                 case_id=case.id,
-                kind=kind,
-                dedupe_key=key,
-                language=case.language,
-                to_address=consumer.email,
-                data=data or {},
-                secret=secret,
-                state="pending",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
+                **notification_row(
+                    kind,
+                    language=case.language,
+                    to_address=consumer.email,
+                    now=now,
+                    dedupe=dedupe,
+                    data=data,
+                    secret=secret,
+                ),
             )
         )
 

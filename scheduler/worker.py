@@ -36,6 +36,7 @@ from adapters.base import (
     TransientError,
 )
 from hub import inbound, metrics, outbox
+from hub.outbox import DeliveryState
 from hub.services import Hub
 from mappings.engine import AgencyMapping, RenderError
 
@@ -281,9 +282,9 @@ class Worker:
             failed.state,
             error.detail,
         )
-        if failed.state == outbox.DEAD:
+        if failed.state == DeliveryState.DEAD:
             stats.dead += 1
-        elif failed.state == outbox.RETRY:
+        elif failed.state == DeliveryState.RETRY:
             stats.retried += 1
         if failed.breaker_opened:
             log.warning("breaker for %s opened: its deliveries wait", item.agency_id)

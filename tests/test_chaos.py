@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from hub import intake
 from hub.config import ROOT, Settings
-from hub.models import Assignment, Delivery, StatusEvent
+from hub.models import Assignment, Delivery, DeliveryState, StatusEvent
 from hub.schemas import CaseInSchema
 from hub.services import Hub
 from mappings import AGENCIES_DIR
@@ -163,7 +163,9 @@ def test_chaos_nothing_lost_nothing_twice(processes, pg_server_url, tmp_path, mo
     def delivered():
         with hub.db.session(read_only=True) as s:
             return s.scalar(
-                select(func.count()).select_from(Delivery).where(Delivery.state == "done")
+                select(func.count())
+                .select_from(Delivery)
+                .where(Delivery.state == DeliveryState.DONE)
             )
 
     wait_until(lambda: delivered() >= 100, 60, "the first deliveries")
@@ -245,7 +247,7 @@ def test_chaos_nothing_lost_nothing_twice(processes, pg_server_url, tmp_path, mo
         states = dict(
             s.execute(select(Delivery.state, func.count()).group_by(Delivery.state)).all()
         )
-        assert states == {"done": N_CASES}
+        assert states == {DeliveryState.DONE: N_CASES}
         assert (
             s.scalar(
                 select(func.count())

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from adapters.simulators.rest_agency import PROFILES
 from hub import attachments, consumer, notify
 from hub.config import MailSettings
-from hub.models import Assignment, Case, Delivery, Notification
+from hub.models import Assignment, Case, Delivery, DeliveryState, Notification
 from scheduler.worker import Worker
 from tests.conftest import free_port
 from tests.test_worker import file, timeline
@@ -105,7 +105,7 @@ def test_withdrawing_tells_the_agencies_that_have_it_and_cancels_what_was_not_se
                 .where(Delivery.kind == "case")
             ).all()
         )
-    assert states[unsent.reference] == "cancelled"
+    assert states[unsent.reference] == DeliveryState.CANCELLED
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from hub import control, outbox
-from hub.models import Assignment, Case, Delivery
+from hub.models import Assignment, Case, Delivery, DeliveryState
 from loket.cli import main as cli
 from mappings import AGENCIES_DIR
 from mappings.engine import (
@@ -94,7 +94,7 @@ def test_transient_failures_retry_until_the_rounds_attempts_are_used_then_dead_l
         worker.dispatch_once()
         clock.advance(seconds=2)
     [d] = deliveries(hub, TELECOM)
-    assert (d.state, d.attempts, d.last_error_kind) == ("dead", 3, "transient")
+    assert (d.state, d.attempts, d.last_error_kind) == (DeliveryState.DEAD, 3, "transient")
     with hub.db.session(read_only=True) as s:
         a = s.scalars(select(Assignment).join(Case).where(Case.reference == filed.reference)).one()
         assert a.status == "undeliverable"
@@ -116,7 +116,9 @@ def test_a_down_agency_opens_its_breaker_and_does_not_slow_the_others(hub, sims,
     telecom_done_per_round = []
     for _ in range(20):
         worker.dispatch_once()
-        telecom_done_per_round.append(sum(d.state == "done" for d in deliveries(hub, TELECOM)))
+        telecom_done_per_round.append(
+            sum(d.state == DeliveryState.DONE for d in deliveries(hub, TELECOM))
+        )
         clock.advance(seconds=5)
     assert telecom_done_per_round == [6] * 20  # all six in the first round, as without the outage
     state = control.states(hub.db)[MEDIATION]
@@ -125,7 +127,7 @@ def test_a_down_agency_opens_its_breaker_and_does_not_slow_the_others(hub, sims,
     # 3 failures open it; then one probe per 30 s pause over 100 s: 3 probes at most
     assert 3 <= attempts <= 3 + 3, attempts
     assert sims.system(MEDIATION).post_requests == attempts  # waiting cost the agency nothing
-    assert all(d.state != "dead" for d in deliveries(hub, MEDIATION))
+    assert all(d.state != DeliveryState.DEAD for d in deliveries(hub, MEDIATION))
 
 
 def test_after_the_pause_one_probe_goes_out_and_success_closes_the_breaker(hub, sims, clock):
@@ -168,7 +170,7 @@ def test_after_the_pause_one_probe_goes_out_and_success_closes_the_breaker(hub, 
     worker.dispatch_once()
     assert control.states(hub.db)[MEDIATION].breaker == "closed"
     worker.dispatch_once()
-    assert all(d.state == "done" for d in deliveries(hub, MEDIATION))
+    assert all(d.state == DeliveryState.DONE for d in deliveries(hub, MEDIATION))
     assert len(sims.system(MEDIATION).cases) == 4
 
 
@@ -241,7 +243,11 @@ def test_a_permanent_error_dead_letters_at_once_and_a_resend_after_the_fix_deliv
     assert result.resent == (letter.delivery_id,)
     assert worker.dispatch_once().delivered == 1
     [d] = deliveries(hub, TELECOM)
-    assert (d.state, d.idempotency_key, d.resends) == ("done", letter.idempotency_key, 1)
+    assert (d.state, d.idempotency_key, d.resends) == (
+        DeliveryState.DONE,
+        letter.idempotency_key,
+        1,
+    )
     assert len(sims.system(TELECOM).cases) == 1
 
 

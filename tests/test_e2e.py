@@ -20,7 +20,7 @@ from sqlalchemy import select
 from hub import intake
 from hub.config import ROOT, Settings
 from hub.db import Database
-from hub.models import Assignment, Delivery
+from hub.models import Assignment, Delivery, DeliveryState
 from hub.schemas import CaseInSchema
 from hub.services import Hub
 from mappings import AGENCIES_DIR
@@ -175,7 +175,7 @@ def test_a_worker_killed_mid_run_loses_no_delivery_and_duplicates_no_case(
     def all_done():
         with hub.db.session(read_only=True) as s:
             states = s.scalars(select(Delivery.state)).all()
-        return all(state == "done" for state in states)
+        return all(state == DeliveryState.DONE for state in states)
 
     wait_until(all_done, 60, "every delivery to be done after the restart")
     stats = sim_stats(env)
@@ -188,7 +188,7 @@ def test_a_worker_killed_mid_run_loses_no_delivery_and_duplicates_no_case(
                 Assignment
             )
         ).all()
-    assert all(state == "done" and lease is None and ref for state, lease, ref in rows)
+    assert all(state == DeliveryState.DONE and lease is None and ref for state, lease, ref in rows)
     assert len({ref for _, _, ref in rows}) == n  # one agency case per hub case
     hub.close()
 
@@ -352,7 +352,7 @@ def test_dead_letters_resent_by_two_operators_at_once_deliver_once(
 
     def dead():
         with hub.db.session(read_only=True) as s:
-            return s.scalars(select(Delivery).where(Delivery.state == "dead")).first()
+            return s.scalars(select(Delivery).where(Delivery.state == DeliveryState.DEAD)).first()
 
     letter = wait_until(dead, 30, "the refused delivery to be dead-lettered")
     assert sim_stats(env)["cases"] == 0
@@ -383,7 +383,7 @@ def test_dead_letters_resent_by_two_operators_at_once_deliver_once(
 
     def delivered():
         with hub.db.session(read_only=True) as s:
-            return s.get(Delivery, letter.id).state == "done"
+            return s.get(Delivery, letter.id).state == DeliveryState.DONE
 
     wait_until(delivered, 30, "the resent letter to be delivered")
     stats = sim_stats(env)

@@ -6,7 +6,7 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from hub.models import Assignment, Case, Delivery, Party, StatusEvent
+from hub.models import Assignment, Case, Delivery, DeliveryState, Party, StatusEvent
 from hub.reference import is_valid
 from tests.openapi import validate
 
@@ -49,7 +49,7 @@ def test_filing_a_case_stores_it_routes_it_and_writes_the_outbox(client, db):
         assert body["tracking_token"] not in repr(case.__dict__)
         assert case.amount_cents == 4999
         delivery = s.scalars(select(Delivery)).one()
-        assert delivery.state == "pending"
+        assert delivery.state == DeliveryState.PENDING
         assert delivery.idempotency_key == f"{case.reference}.ombudsman-telecom.1"
         assignment = s.scalars(select(Assignment)).one()
         assert assignment.status == "queued" and assignment.answer_due_at is not None

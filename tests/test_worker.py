@@ -13,6 +13,7 @@ from hub.models import (
     Case,
     Delivery,
     DeliveryAttempt,
+    DeliveryState,
     PollCursor,
     StatusEvent,
     UnmatchedUpdate,
@@ -75,7 +76,7 @@ def test_dispatch_delivers_and_records_the_agency_reference(hub, sims):
     assert sim_case.idempotency_key == f"{filed.reference}.ombudsman-telecom.1"
     assert sim_case.payload["externalReference"] == filed.reference
     d = delivery(hub, filed.reference)
-    assert d.state == "done" and d.attempts == 1 and d.payload == sim_case.payload
+    assert d.state == DeliveryState.DONE and d.attempts == 1 and d.payload == sim_case.payload
     with hub.db.session(read_only=True) as s:
         entries = list(s.scalars(select(AuditEntry).where(AuditEntry.case_id == a.case_id)))
         assert [e.action for e in entries] == ["case.filed", "delivery.receipt"]
@@ -217,12 +218,12 @@ def test_a_transient_failure_retries_later_with_the_same_idempotency_key(hub, si
     stats = worker.dispatch_once()
     assert (stats.delivered, stats.retried) == (0, 1)
     d = delivery(hub, filed.reference)
-    assert d.state == "retry" and d.attempts == 1 and "503" in d.last_error
+    assert d.state == DeliveryState.RETRY and d.attempts == 1 and "503" in d.last_error
     assert d.last_error_kind == "transient" and d.next_attempt_at >= clock.now()
     clock.advance(seconds=10)  # past the first backoff ceiling (2 s)
     assert worker.dispatch_once().delivered == 1
     d = delivery(hub, filed.reference)
-    assert d.state == "done" and d.attempts == 2
+    assert d.state == DeliveryState.DONE and d.attempts == 2
     assert len(sim.system.cases) == 1
     assert next(iter(sim.system.cases.values())).idempotency_key == d.idempotency_key
     with hub.db.session(read_only=True) as s:
@@ -240,7 +241,7 @@ def test_a_permanent_failure_dead_letters_at_once_and_the_consumer_sees_queued(
     assert stats.dead == 1
     d = delivery(hub, filed["reference"])
     assert (
-        d.state == "dead"
+        d.state == DeliveryState.DEAD
         and d.attempts == 1
         and "401" in d.last_error
         and "API key" in d.last_error

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from adapters.simulators.soap_agency import SoapAgencySystem, SoapSimulatorServer
 from hub import attachments, consumer
 from hub.config import Settings
-from hub.models import AuditEntry, DeliveryAttempt, PollCursor
+from hub.models import AuditEntry, DeliveryAttempt, DeliveryState, PollCursor
 from hub.services import Hub
 from scheduler.worker import Worker
 from tests.test_worker import assignment, delivery, distinct_statuses, file, timeline
@@ -67,7 +67,7 @@ def test_a_food_case_is_filed_at_favv_over_soap_with_its_reference(soap_hub, fav
     assert sim_case.payload["Inrichting"]["Ondernemingsnummer"] == "0403170701"
     assert favv_sim.system.stats()["auth_failures"] == 0
     d = delivery(soap_hub, filed.reference)
-    assert d.state == "done" and d.attempts == 1
+    assert d.state == DeliveryState.DONE and d.attempts == 1
     with soap_hub.db.session(read_only=True) as s:
         receipt = s.scalars(
             select(AuditEntry).where(
@@ -112,7 +112,7 @@ def test_a_soap_server_fault_retries_later_with_the_same_key_and_files_once(
     stats = worker.dispatch_once()
     assert (stats.delivered, stats.retried) == (0, 1)
     d = delivery(soap_hub, filed.reference)
-    assert d.state == "retry" and d.last_error_kind == "transient"
+    assert d.state == DeliveryState.RETRY and d.last_error_kind == "transient"
     assert "Server.Unavailable" in d.last_error
     clock.advance(seconds=10)
     assert worker.dispatch_once().delivered == 1
@@ -127,7 +127,7 @@ def test_rotated_credentials_dead_letter_with_a_message_that_names_them(soap_hub
     filed = file(soap_hub, **FOOD_REPORT)
     assert Worker(soap_hub, "w1").dispatch_once().dead == 1
     d = delivery(soap_hub, filed.reference)
-    assert d.state == "dead" and d.attempts == 1 and d.payload is not None
+    assert d.state == DeliveryState.DEAD and d.attempts == 1 and d.payload is not None
     assert "Client.Authentication" in d.last_error and "check the credentials" in d.last_error
     assert PASSWORD not in d.last_error
     assert assignment(soap_hub, filed.reference).status == "undeliverable"

@@ -1,0 +1,449 @@
+"""Recording what an attempt came to: the agency's receipt (the line goes to `sent`, with a
+timeline entry and a piece of evidence) or a failure (a retry with backoff, or a dead letter).
+
+Receipts are written two ways from the same row builders (`lifecycle.plan_move`,
+`lifecycle.event_row`, `audit.chained_rows`): `complete` records one receipt through the ORM
+helpers (`lifecycle.move`, `audit.record`, `lifecycle.refresh_case`), and `complete_many`, the
+worker's path, records a lane's group of receipts in a handful of Core statements.
+tests/test_write_paths.py holds the two equal.
+"""
+
+from __future__ import annotations
+
+import random as _random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import JSON, bindparam, func, insert, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from adapters.base import AdapterError, Receipt
+from hub import audit, control, inbound, lifecycle
+from hub.db import Database
+from hub.models import (
+    Assignment,
+    AuditEntry,
+    Case,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryState,
+    Message,
+    StatusEvent,
+)
+from hub.outbox.claim import Claimed
+from hub.outbox.rows import CASE, MESSAGE
+from mappings.engine import AgencyMapping, DeliveryPolicy, RetryPolicy
+
+LEASED, DONE, RETRY, DEAD = (
+    DeliveryState.LEASED,
+    DeliveryState.DONE,
+    DeliveryState.RETRY,
+    DeliveryState.DEAD,
+)
+
+
+def _finish_attempt(s, claimed: Claimed, now: datetime, outcome: str, error: str | None) -> None:
+    s.execute(
+        update(DeliveryAttempt)
+        .where(DeliveryAttempt.id == claimed.attempt_id)
+        .values(finished_at=now, outcome=outcome, error=error)
+    )
+
+
+def _locked_delivery(s, db: Database, delivery_id: int) -> Delivery:
+    query = select(Delivery).where(Delivery.id == delivery_id)
+    if db.dialect == "postgresql":
+        query = query.with_for_update()
+    return s.scalars(query).one()
+
+
+# ------------------------------------------------------------------------------------- receipts
+
+
+def _delivered_message(mapping: AgencyMapping, receipt: Receipt) -> str:
+    return f"Delivered to {mapping.name('en')}; their reference is {receipt.agency_reference}."
+
+
+def _goes_to_sent(status: str) -> bool:
+    """A receipt moves a line that waited to be sent; a later one (a resend, a line the agency
+    already moved on) only leaves its note on the timeline."""
+    return status in (lifecycle.QUEUED, lifecycle.UNDELIVERABLE)
+
+
+def _receipt_evidence(idempotency_key: str, attempt: int, receipt: Receipt) -> dict[str, Any]:
+    return {
+        "idempotency_key": idempotency_key,
+        "attempt": attempt,
+        "agency_reference": receipt.agency_reference,
+        "duplicate": receipt.duplicate,
+        "exchange": dict(receipt.raw),
+    }
+
+
+def complete(
+    db: Database,
+    claimed: Claimed,
+    receipt: Receipt,
+    payload: dict[str, Any],
+    now: datetime,
+    mapping: AgencyMapping,
+) -> bool:
+    """Record one receipt, one object at a time through the ORM helpers. Returns False when
+    another worker already did (a no-op). The worker records its groups with `complete_many`."""
+    with db.session() as s:
+        d = _locked_delivery(s, db, claimed.delivery_id)
+        _finish_attempt(s, claimed, now, "ok", None)
+        if d.state == DONE:
+            return False
+        d.state, d.delivered_at, d.updated_at = DONE, now, now
+        d.lease_expires_at = d.leased_by = d.last_error = d.last_error_kind = None
+        if d.payload is None:
+            d.payload = payload
+        control.reachable(s, mapping.id, now)
+        if d.kind == MESSAGE:
+            _message_delivered(s, d, receipt, now, mapping)
+            return True
+        a = s.scalars(
+            select(Assignment)
+            .where(Assignment.id == d.assignment_id)
+            .options(selectinload(Assignment.case).selectinload(Case.assignments))
+            .with_for_update(of=Assignment)  # a concurrent poll parks or applies, never both
+        ).one()
+        record_receipt(
+            s,
+            a,
+            idempotency_key=d.idempotency_key,
+            attempt=claimed.attempt,
+            receipt=receipt,
+            now=now,
+            mapping=mapping,
+        )
+        if inbound.has_parked(s, mapping.id):  # statuses that came before this receipt
+            inbound.apply_unmatched(s, mapping, a, now)
+        lifecycle.refresh_case(a.case, now)
+        return True
+
+
+def record_receipt(
+    s: Session,
+    a: Assignment,
+    *,
+    idempotency_key: str,
+    attempt: int,
+    receipt: Receipt,
+    now: datetime,
+    mapping: AgencyMapping,
+) -> None:
+    """One line's receipt through the ORM: its reference, its move to `sent` (or a note), and
+    its evidence. The caller refreshes the case's status."""
+    a.agency_reference = receipt.agency_reference
+    a.updated_at = now
+    message = _delivered_message(mapping, receipt)
+    if _goes_to_sent(a.status):
+        lifecycle.move(
+            s, a, lifecycle.SENT, actor="hub", at=now, now=now, message=message, kind="delivered"
+        )
+    else:
+        lifecycle.add_event(
+            s, a.case, actor="hub", at=now, now=now, assignment=a, message=message, kind="delivered"
+        )
+    audit.record(
+        s,
+        at=now,
+        actor="hub",
+        action="delivery.receipt",
+        case_id=a.case_id,
+        agency_id=a.agency_id,
+        data=_receipt_evidence(idempotency_key, attempt, receipt),
+    )
+
+
+def complete_many(
+    db: Database,
+    done: list[tuple[Claimed, Receipt, dict[str, Any]]],
+    now: datetime,
+    mapping: AgencyMapping,
+) -> int:
+    """Record a batch of receipts from one agency in one transaction; returns how many were new.
+
+    A lane delivers a batch and records it here in a handful of Core statements instead of a
+    dozen ORM round trips per case. Nothing is lost if the worker dies before: the leases
+    expire, the cases are sent again with the same idempotency keys, and the agency answers with
+    the cases it already has. Receipts another worker recorded meanwhile are skipped.
+    """
+    if not done:
+        return 0
+    deliveries_t, attempts_t = Delivery.__table__, DeliveryAttempt.__table__
+    with db.session() as s:
+        conn = s.connection()
+        query = (
+            select(
+                deliveries_t.c.id,
+                deliveries_t.c.state,
+                deliveries_t.c.kind,
+                deliveries_t.c.assignment_id,
+                deliveries_t.c.idempotency_key,
+            )
+            .where(deliveries_t.c.id.in_([c.delivery_id for c, _, _ in done]))
+            .order_by(deliveries_t.c.id)
+        )
+        if db.dialect == "postgresql":
+            query = query.with_for_update()
+        rows = {r.id: r for r in conn.execute(query)}
+        conn.execute(
+            update(attempts_t)
+            .where(attempts_t.c.id == bindparam("attempt_id"))
+            .values(finished_at=now, outcome="ok", error=None),
+            [{"attempt_id": c.attempt_id} for c, _, _ in done],
+        )
+        fresh = [(c, r, p) for c, r, p in done if rows[c.delivery_id].state != DONE]
+        if not fresh:
+            return 0
+        control.reachable(s, mapping.id, now)
+        conn.execute(
+            update(deliveries_t)
+            .where(deliveries_t.c.id == bindparam("delivery_id"))
+            .values(
+                state=DONE,
+                delivered_at=now,
+                updated_at=now,
+                lease_expires_at=None,
+                leased_by=None,
+                last_error=None,
+                last_error_kind=None,
+                payload=func.coalesce(deliveries_t.c.payload, bindparam("new_payload", type_=JSON)),
+            ),
+            [{"delivery_id": c.delivery_id, "new_payload": p} for c, _, p in fresh],
+        )
+        messages = [(c, r) for c, r, _ in fresh if rows[c.delivery_id].kind == MESSAGE]
+        for c, r in messages:
+            _message_delivered(s, s.get(Delivery, c.delivery_id), r, now, mapping)
+        cases_ = [(c, r) for c, r, _ in fresh if rows[c.delivery_id].kind == CASE]
+        if cases_:
+            _record_receipts(s, rows, cases_, now, mapping)
+        return len(fresh)
+
+
+def _record_receipts(
+    s, rows: dict, items: list[tuple[Claimed, Receipt]], now: datetime, mapping: AgencyMapping
+) -> None:
+    """`record_receipt` for a group, in Core statements, one per table: the same moves, events
+    and evidence (built by the same functions); each case's one status is recomputed."""
+    conn = s.connection()
+    at, ev, au, ca = (
+        Assignment.__table__,
+        StatusEvent.__table__,
+        AuditEntry.__table__,
+        Case.__table__,
+    )
+    assignment_ids = sorted(rows[c.delivery_id].assignment_id for c, _ in items)
+    lines = {
+        r.id: r
+        for r in conn.execute(
+            select(at.c.id, at.c.case_id, at.c.status, at.c.agency_id)
+            .where(at.c.id.in_(assignment_ids))
+            .order_by(at.c.id)  # one lock order for every worker
+            .with_for_update()  # a concurrent poll parks or applies, never both
+        )
+    }
+    case_ids = sorted({line.case_id for line in lines.values()})
+    moves, events, evidence = [], [], []
+    for c, receipt in items:
+        d = rows[c.delivery_id]
+        line = lines[d.assignment_id]
+        message = _delivered_message(mapping, receipt)
+        status, change = line.status, {"message": message, "kind": "delivered"}
+        if _goes_to_sent(line.status):
+            plan = lifecycle.plan_move(
+                line.status, lifecycle.SENT, message=message, kind="delivered"
+            )
+            status, change = plan.status, plan.event
+        moves.append({"aid": line.id, "ref": receipt.agency_reference, "st": status})
+        events.append(
+            {
+                "case_id": line.case_id,
+                "assignment_id": line.id,
+                **lifecycle.event_row(actor="hub", at=now, now=now, **change),
+            }
+        )
+        evidence.append(
+            {
+                "at": now,
+                "actor": "hub",
+                "action": "delivery.receipt",
+                "case_id": line.case_id,
+                "agency_id": line.agency_id,
+                "data": _receipt_evidence(d.idempotency_key, c.attempt, receipt),
+            }
+        )
+    conn.execute(
+        update(at)
+        .where(at.c.id == bindparam("aid"))
+        .values(agency_reference=bindparam("ref"), status=bindparam("st"), updated_at=now),
+        moves,
+    )
+    conn.execute(insert(ev), events)
+    conn.execute(insert(au), audit.chained_rows(conn, evidence))
+    if inbound.has_parked(s, mapping.id):  # statuses that came before these receipts
+        for a in s.scalars(
+            select(Assignment)
+            .where(Assignment.id.in_(assignment_ids))
+            .options(selectinload(Assignment.case).selectinload(Case.assignments))
+        ):
+            inbound.apply_unmatched(s, mapping, a, now)
+            lifecycle.refresh_case(a.case, now)
+        return
+    statuses: dict[int, list[str]] = {}
+    for case_id, status in conn.execute(
+        select(at.c.case_id, at.c.status).where(at.c.case_id.in_(case_ids))
+    ):
+        statuses.setdefault(case_id, []).append(status)
+    current = dict(conn.execute(select(ca.c.id, ca.c.status).where(ca.c.id.in_(case_ids))).all())
+    notify = []
+    for case_id in case_ids:
+        new = lifecycle.aggregate(statuses[case_id])
+        if new != current[case_id] and new in lifecycle.NOTIFY_ON:
+            notify.append(case_id)  # rare here (sent is not one): the ORM path tells the consumer
+    quiet = [
+        {"cid": cid, "st": lifecycle.aggregate(statuses[cid])}
+        for cid in case_ids
+        if cid not in notify
+    ]
+    if quiet:  # (an empty parameter list would run the UPDATE once, unbound)
+        conn.execute(
+            update(ca)
+            .where(ca.c.id == bindparam("cid"))
+            .values(status=bindparam("st"), updated_at=now),
+            quiet,
+        )
+    for case in s.scalars(
+        select(Case)
+        .where(Case.id.in_(notify))
+        .options(
+            selectinload(Case.assignments), selectinload(Case.events), selectinload(Case.parties)
+        )
+    ):
+        lifecycle.refresh_case(case, now)
+
+
+# ------------------------------------------------------------------------------------- failures
+
+
+@dataclass(frozen=True)
+class Failed:
+    state: DeliveryState  # the delivery's state now: retry | dead (or what another worker made it)
+    breaker_opened: bool = False  # this failure opened the agency's breaker: stop the batch
+
+
+def _line_with_case(s, assignment_id: int) -> Assignment:
+    return s.scalars(
+        select(Assignment)
+        .where(Assignment.id == assignment_id)
+        .options(selectinload(Assignment.case))
+    ).one()
+
+
+def _message_delivered(
+    s, d: Delivery, receipt: Receipt, now: datetime, mapping: AgencyMapping
+) -> None:
+    message = s.get(Message, d.message_id)
+    message.delivered_at = now
+    a = _line_with_case(s, d.assignment_id)
+    lifecycle.note(
+        s,
+        a,
+        actor="hub",
+        now=now,
+        message=f"Your message was forwarded to {mapping.name(a.case.language)}.",
+        kind="message_forwarded",
+        action="message.delivered",
+        data={
+            "idempotency_key": d.idempotency_key,
+            "message_id": d.message_id,
+            "exchange": dict(receipt.raw),
+        },
+    )
+
+
+def fail(
+    db: Database,
+    claimed: Claimed,
+    error: AdapterError,
+    now: datetime,
+    policy: DeliveryPolicy | RetryPolicy,
+    payload: dict[str, Any] | None = None,
+    rng: _random.Random | None = None,
+) -> Failed:
+    """Record a failed attempt.
+
+    Transient errors count towards the agency's breaker and retry with backoff until the round's
+    attempts are used up; permanent errors dead-letter at once. A worker whose lease was taken
+    over meanwhile only closes its attempt record.
+    """
+    delivery_policy = policy if isinstance(policy, DeliveryPolicy) else DeliveryPolicy(retry=policy)
+    retry = delivery_policy.retry
+    kind = "transient" if error.retryable else "permanent"
+    with db.session() as s:
+        d = _locked_delivery(s, db, claimed.delivery_id)
+        _finish_attempt(s, claimed, now, kind, error.detail)
+        if d.state != LEASED or (claimed.worker_id and d.leased_by != claimed.worker_id):
+            return Failed(DeliveryState(d.state))
+        d.last_error, d.last_error_kind, d.updated_at = error.detail, kind, now
+        d.lease_expires_at = d.leased_by = None
+        if d.payload is None and payload is not None:
+            d.payload = payload
+        opened = False
+        if error.retryable:
+            opened = control.unreachable(s, d.agency_id, now, delivery_policy.breaker, error.detail)
+        else:
+            control.reachable(s, d.agency_id, now)
+        round_attempts = d.attempts - d.round_started_attempts
+        if error.retryable and round_attempts < retry.max_attempts:
+            d.state = RETRY
+            wait = retry.delay(round_attempts, rng, getattr(error, "retry_after", None))
+            d.next_attempt_at = now + timedelta(seconds=wait)
+            return Failed(RETRY, opened)
+        d.state, d.dead_at = DEAD, now
+        if d.kind == MESSAGE:
+            a = _line_with_case(s, d.assignment_id)
+            lifecycle.note(
+                s,
+                a,
+                actor="hub",
+                now=now,
+                message="Your message could not be forwarded automatically; "
+                "operators will forward it.",
+                kind="message_delayed",
+                action="message.dead",
+                data={"error": error.detail, "kind": kind},
+            )
+            return Failed(DEAD, opened)
+        a = s.scalars(
+            select(Assignment)
+            .where(Assignment.id == d.assignment_id)
+            .options(selectinload(Assignment.case).selectinload(Case.assignments))
+        ).one()
+        why = "was refused" if not error.retryable else f"failed {round_attempts} times"
+        if a.status == lifecycle.QUEUED:
+            lifecycle.move(
+                s,
+                a,
+                lifecycle.UNDELIVERABLE,
+                actor="hub",
+                at=now,
+                now=now,
+                message=f"Delivery {why}; operators will forward it. Last error: {error.detail}",
+                kind="delivery_delayed",
+            )
+        audit.record(
+            s,
+            at=now,
+            actor="hub",
+            action="delivery.dead",
+            case_id=a.case_id,
+            agency_id=a.agency_id,
+            data={"error": error.detail, "kind": kind, "attempts": d.attempts, "raw": error.raw},
+        )
+        lifecycle.refresh_case(a.case, now)
+        return Failed(DEAD, opened)

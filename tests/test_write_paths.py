@@ -1,0 +1,306 @@
+"""Each concept is written one way: the bulk/Core writers and the ORM writers store the same rows.
+
+Intake files a case in one statement per table (any database) or in ONE statement (PostgreSQL);
+a referral adds a line with `add_assignment` (ORM). Receipts are recorded one at a time through
+the ORM helpers (`outbox.complete`) or a group at a time in Core (`outbox.complete_many`, the
+worker's path). Here the same case goes through every path and the rows are compared field by
+field, leaving out only what must differ (ids, the case's reference and token, the keys and
+hashes that contain them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from adapters.base import PollResult, Receipt, StatusUpdate
+from hub import audit, inbound, intake, lifecycle, outbox
+from hub.models import (
+    Assignment,
+    AuditEntry,
+    Case,
+    Delivery,
+    DeliveryState,
+    Notification,
+    Party,
+    StatusEvent,
+    UnmatchedUpdate,
+)
+from hub.reference import new_reference
+from hub.routing import Router
+from hub.schemas import CaseInSchema
+from tests.test_intake_api import CASE
+
+# a complaint about a fake webshop: handled by the Consumer Mediation Service, and the
+# Economic Inspection is informed (two lines, two deliveries)
+FAN_OUT = {
+    **CASE,
+    "domain": "ecommerce.fake_webshop",
+    "trader": {"name": "Shop BV", "address": {"country": "BE"}},
+}
+IDS = {"id", "case_id", "assignment_id"}
+
+
+def rows(s, model, case_id: int, *, leave_out=()) -> list[dict[str, Any]]:
+    """The case's rows of one table in insertion order, as dicts without ids."""
+    table = model.__table__
+    if model is Delivery:
+        query = select(table).join(Assignment).where(Assignment.case_id == case_id)
+    else:
+        query = select(table).where(table.c.case_id == case_id)
+    return [
+        {k: v for k, v in r._mapping.items() if k not in IDS and k not in leave_out}
+        for r in s.execute(query.order_by(table.c.id))
+    ]
+
+
+def filed_rows(db, case_id: int, reference: str) -> dict[str, Any]:
+    with db.session(read_only=True) as s:
+        case = s.get(Case, case_id)
+        out = {
+            "case": {
+                c.name: getattr(case, c.key)
+                for c in Case.__table__.columns
+                if c.name not in ("id", "reference", "token_hash")
+            },
+            "parties": rows(s, Party, case_id),
+            "lines": rows(s, Assignment, case_id),
+            "deliveries": rows(s, Delivery, case_id),
+            "events": rows(s, StatusEvent, case_id),
+            "evidence": rows(s, AuditEntry, case_id),
+            "mail": rows(s, Notification, case_id, leave_out={"secret"}),
+        }
+        for d in out["deliveries"]:
+            assert d.pop("idempotency_key") == f"{reference}.{d['agency_id']}.1"
+        assert audit.verify(s, case_id)
+    return out
+
+
+def store(hub, data: dict, token: str, *, one_statement: bool) -> tuple[int, str]:
+    now = hub.clock.now()
+    decision = hub.router.route(intake.situation_of(data, now.date()))
+    assert not decision.missing, decision
+    reference = new_reference(hub.random)
+    with hub.db.engine.begin() as conn:
+        case_id = intake._store(
+            conn,
+            data,
+            reference,
+            token,
+            decision.recipients,
+            hub.directory,
+            now,
+            one_statement=one_statement,
+        )
+    return case_id, reference
+
+
+def paths(db) -> list[bool]:
+    """one_statement values this database supports: the per-table path everywhere, the single
+    statement (data-modifying CTEs) on PostgreSQL."""
+    return [False, True] if db.dialect == "postgresql" else [False]
+
+
+UNROUTED = {**CASE, "kind": "question", "domain": "general.other"}
+
+
+@pytest.mark.parametrize(
+    ("case", "lines"), [(CASE, 1), (FAN_OUT, 2), (UNROUTED, 0)], ids=["one", "fan-out", "none"]
+)
+def test_intake_paths_store_the_same_rows(hub, case, lines):
+    if case is UNROUTED:  # only the cross-border rule: nothing matches, operators route it
+        hub.router = Router(hub.router.handle[:1], (), hub.router.agencies)
+    data = CaseInSchema().load(case)
+    stored = {}
+    for one_statement in paths(hub.db):
+        case_id, reference = store(hub, data, "token-1", one_statement=one_statement)
+        stored[one_statement] = filed_rows(hub.db, case_id, reference)
+    first = stored[False]
+    assert len(first["lines"]) == lines
+    assert [d["state"] for d in first["deliveries"]] == [DeliveryState.PENDING] * lines
+    assert [e["kind"] for e in first["events"]] == (["routed"] * lines or ["needs_routing"])
+    assert first["mail"] and first["evidence"][0]["action"] == "case.filed"
+    for other in stored.values():
+        assert other == first
+
+
+def test_add_assignment_writes_what_intake_writes_for_a_line(hub):
+    """A referral's new line (ORM) and intake's line (Core, every path) for the same agency
+    agree, but for the idempotency key's counter."""
+    for one_statement in paths(hub.db):
+        _add_a_line_like_intakes(hub, one_statement)
+
+
+def _add_a_line_like_intakes(hub, one_statement: bool) -> None:
+    data = CaseInSchema().load(CASE)
+    case_id, reference = store(hub, data, "token-1", one_statement=one_statement)
+    with hub.db.session() as s:
+        case = s.get(Case, case_id)
+        [line] = case.assignments
+        intake.add_assignment(
+            s,
+            case,
+            hub.directory[line.agency_id],
+            reason=line.reason,
+            stage=line.stage,
+            now=hub.clock.now(),
+        )
+    with hub.db.session(read_only=True) as s:
+        lines = rows(s, Assignment, case_id)
+        deliveries = rows(s, Delivery, case_id)
+        events = rows(s, StatusEvent, case_id)
+    assert lines[0] == lines[1]
+    keys = [d.pop("idempotency_key") for d in deliveries]
+    assert keys == [f"{reference}.{line.agency_id}.1", f"{reference}.{line.agency_id}.2"]
+    assert deliveries[0] == deliveries[1]
+    assert events[0] == events[1] and events[0]["kind"] == "routed"
+
+
+# ------------------------------------------------------------------------------------- receipts
+
+
+def receipt_rows(db, case_id: int, reference: str) -> dict[str, Any]:
+    with db.session(read_only=True) as s:
+        evidence = rows(s, AuditEntry, case_id, leave_out={"hash", "prev_hash"})
+        for e in evidence:
+            if e["action"] == "delivery.receipt":
+                key = e["data"]["idempotency_key"]
+                assert key.startswith(f"{reference}.")
+                e["data"]["idempotency_key"] = key.removeprefix(f"{reference}.")
+        assert audit.verify(s, case_id), "the evidence chain must verify"
+        case = s.get(Case, case_id)
+        out = {
+            "case": (case.status, case.updated_at),
+            "lines": rows(s, Assignment, case_id),
+            "deliveries": rows(s, Delivery, case_id, leave_out={"idempotency_key"}),
+            "events": rows(s, StatusEvent, case_id),
+            "evidence": evidence,
+            "mail": rows(s, Notification, case_id, leave_out={"secret"}),
+        }
+    return out
+
+
+def file_twice(hub, case: dict) -> list[tuple[int, str]]:
+    data = CaseInSchema().load(case)
+    out = []
+    for _ in range(2):
+        filed = intake.file_case(
+            hub.db,
+            data,
+            router=hub.router,
+            directory=hub.directory,
+            clock=hub.clock,
+            random=hub.random,
+        )
+        with hub.db.session(read_only=True) as s:
+            out.append(
+                (
+                    s.scalar(select(Case.id).where(Case.reference == filed.reference)),
+                    filed.reference,
+                )
+            )
+    return out
+
+
+def claimed_by_case(hub, agency_id: str) -> dict[str, outbox.Claimed]:
+    return {
+        c.case_reference: c
+        for c in outbox.claim(
+            hub.db,
+            worker_id="w1",
+            now=hub.clock.now(),
+            lease_seconds=60,
+            limit=10,
+            agency_id=agency_id,
+        )
+    }
+
+
+def receipt(n: int = 1) -> Receipt:
+    return Receipt(f"AG-{n}", duplicate=False, raw={"status": 201, "body": {"id": f"AG-{n}"}})
+
+
+def record_both_ways(hub, cases, agency_id: str, n: int = 1) -> None:
+    """The first case's receipt through the ORM path, the second's through the bulk path."""
+    claimed = claimed_by_case(hub, agency_id)
+    (_, one), (_, bulk) = cases
+    mapping = hub.directory[agency_id]
+    now = hub.clock.now()
+    assert outbox.complete(hub.db, claimed[one], receipt(n), {"p": 1}, now, mapping)
+    assert outbox.complete_many(hub.db, [(claimed[bulk], receipt(n), {"p": 1})], now, mapping) == 1
+
+
+@pytest.mark.parametrize("case", [CASE, FAN_OUT], ids=["one-line", "fan-out"])
+def test_receipt_paths_record_the_same_rows(hub, case):
+    cases = file_twice(hub, case)
+    with hub.db.session(read_only=True) as s:
+        agencies = [a.agency_id for a in s.get(Case, cases[0][0]).assignments]
+    for n, agency_id in enumerate(agencies, start=1):
+        hub.clock.advance(minutes=n)
+        record_both_ways(hub, cases, agency_id, n)
+    one, bulk = (receipt_rows(hub.db, cid, ref) for cid, ref in cases)
+    assert {line["status"] for line in one["lines"]} == {lifecycle.SENT}
+    assert [d["state"] for d in one["deliveries"]] == [DeliveryState.DONE] * len(agencies)
+    assert [e["action"] for e in one["evidence"]].count("delivery.receipt") == len(agencies)
+    assert one == bulk
+
+
+def test_receipt_paths_agree_on_a_repeat_and_on_telling_the_consumer(hub):
+    """A line that is past `sent` only gets a note; a case whose status moves to one the
+    consumer cares about queues the same mail either way."""
+    cases = file_twice(hub, FAN_OUT)
+    mediation, inspection = "consumer-mediation", "economic-inspection"
+    with hub.db.session() as s:
+        # the inspection's line already moved on (its receipt is a repeat): the note path; the
+        # case's status is stale, so recomputing it tells the consumer (the mail path)
+        s.execute(
+            update(Assignment)
+            .where(
+                Assignment.case_id.in_([cid for cid, _ in cases]),
+                Assignment.agency_id == inspection,
+            )
+            .values(status="waiting_for_consumer")
+        )
+    hub.clock.advance(minutes=1)
+    record_both_ways(hub, cases, inspection)
+    record_both_ways(hub, cases, mediation, 2)
+    one, bulk = (receipt_rows(hub.db, cid, ref) for cid, ref in cases)
+    assert one["case"][0] == "waiting_for_consumer"
+    assert [m["kind"] for m in one["mail"]] == ["filed", "waiting"]
+    notes = [e for e in one["events"] if e["kind"] == "delivered"]
+    assert [(e["from_status"], e["to_status"]) for e in notes] == [
+        (None, None),
+        (lifecycle.QUEUED, lifecycle.SENT),
+    ]
+    assert one == bulk
+
+
+def test_receipt_paths_agree_when_the_agency_spoke_first(hub):
+    """A status the agency sent before its receipt was recorded waits (parked); either path
+    applies it right after the receipt, with the same timeline, evidence and case status."""
+    cases = file_twice(hub, CASE)
+    telecom = "ombudsman-telecom"
+    mapping = hub.directory[telecom]
+    keys = {}
+    for _, reference in cases:
+        early = StatusUpdate(
+            "INFO_REQUESTED", hub.clock.now(), case_reference=reference, message="Send the bill."
+        )
+        keys[reference] = early.key()
+        stats = inbound.apply_poll(hub.db, mapping, PollResult((early,), "1"), hub.clock.now())
+        assert stats.counts == {"unmatched": 1}
+    hub.clock.advance(minutes=1)
+    record_both_ways(hub, cases, telecom)
+    one, bulk = (receipt_rows(hub.db, cid, ref) for cid, ref in cases)
+    for (_, reference), recorded in zip(cases, (one, bulk), strict=True):
+        for e in recorded["events"]:
+            if e["dedupe_key"] == keys[reference]:
+                e["dedupe_key"] = "the parked update's key"
+    assert one["case"][0] == "waiting_for_consumer"
+    assert [m["kind"] for m in one["mail"]] == ["filed", "waiting"]
+    assert [e["kind"] for e in one["events"]][-2:] == ["delivered", "agency_status"]
+    assert one == bulk
+    with hub.db.session(read_only=True) as s:
+        assert all(u.resolved_at is not None for u in s.scalars(select(UnmatchedUpdate)))
