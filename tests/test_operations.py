@@ -252,3 +252,27 @@ def test_admin_imports_nothing_of_hub_but_operations_and_queries():
     assert not wrong, "admin/ reaches past hub.operations and hub.queries: " + ", ".join(
         sorted(wrong)
     )
+
+
+def test_the_cli_finds_a_case_and_refers_it_like_the_console(hub, monkeypatch):
+    monkeypatch.setenv("LOKET_DATABASE_URL", hub.db.url)
+    reference = file(hub).reference
+    Worker(hub, "w").dispatch_once()
+    runner = CliRunner()
+    found = runner.invoke(cli, ["cases", "search", reference.lower()])
+    assert found.exit_code == 0 and reference in found.output and TELECOM in found.output
+    unknown = runner.invoke(cli, ["cases", "search", "--status", "lost"])
+    assert unknown.exit_code == 2 and "known:" in unknown.output
+    referred = runner.invoke(
+        cli, ["cases", "refer", reference, "--to", MEDIATION, "--operator", "olga"]
+    )
+    assert referred.exit_code == 0, referred.output
+    assert f"{reference}: {TELECOM} -> {MEDIATION}" in referred.output
+    [entry] = evidence(hub, "case.referred")
+    assert (entry.actor, entry.agency_id) == ("operator:olga", MEDIATION)
+    lines = {line.agency_id: line.status for line in queries.case_detail(hub, reference).lines}
+    assert lines == {TELECOM: "referred", MEDIATION: "queued"}
+    again = runner.invoke(cli, ["cases", "refer", reference, "--from", TELECOM])
+    assert again.exit_code == 1 and f"no open line at {TELECOM}" in again.output
+    missing = runner.invoke(cli, ["cases", "refer", "LK-0000-0000", "--to", MEDIATION])
+    assert missing.exit_code == 2 and "no case" in missing.output
