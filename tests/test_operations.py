@@ -276,3 +276,20 @@ def test_the_cli_finds_a_case_and_refers_it_like_the_console(hub, monkeypatch):
     assert again.exit_code == 1 and f"no open line at {TELECOM}" in again.output
     missing = runner.invoke(cli, ["cases", "refer", "LK-0000-0000", "--to", MEDIATION])
     assert missing.exit_code == 2 and "no case" in missing.output
+
+
+def test_agencies_status_reads_the_same_flow_as_the_console(hub, client, monkeypatch):
+    monkeypatch.setenv("LOKET_DATABASE_URL", hub.db.url)
+    file(hub)
+    operations.pause_agency(hub, TELECOM, operator="olga", reason="maintenance")
+    answer = CliRunner().invoke(cli, ["agencies", "status"])
+    assert answer.exit_code == 0, answer.output
+    [row] = [line for line in answer.output.splitlines() if line.startswith(TELECOM)]
+    assert row.split()[1:4] == ["closed", "yes", "1"]  # breaker, paused, pending
+    assert "paused by olga: maintenance" in row
+    [flow] = [f for f in queries.agency_flows(hub) if f.id == TELECOM]
+    assert flow.paused and flow.counts == {"pending": 1}
+    accounts.add(hub.db, "olga", "operator", None, hub.clock.now(), PASSWORD)
+    sign_in(client, "olga")
+    page = client.get("/admin/flows").get_data(as_text=True)
+    assert "by olga: maintenance" in page
