@@ -39,7 +39,7 @@ from hub.outbox import Attempt, DeadLetter
 from hub.search import Hit
 from hub.services import Hub
 
-__all__ = [
+__all__ = [  # the read models; the functions are used as `queries.<name>`
     "Account",
     "AgencyControl",
     "AgencyFlow",
@@ -47,15 +47,29 @@ __all__ = [
     "Attention",
     "CaseDetail",
     "DeadLetter",
+    "DeadMail",
+    "EventView",
+    "EvidenceView",
     "FlowSnapshot",
     "Hit",
+    "LateLine",
+    "LineView",
+    "MessageView",
+    "PartyView",
+    "ProblemItem",
     "StaffCase",
+    "StatusCode",
+    "StuckDelivery",
+    "StuckLine",
+    "UnmatchedItem",
+    "UnroutedCase",
     "UserRow",
     "Workspace",
+    "WorkspaceLine",
 ]
 
 LIST_LIMIT = 200
-WAITING = ("pending", "retry", "leased")
+WAITING = (outbox.PENDING, outbox.RETRY, outbox.LEASED)
 
 
 # ------------------------------------------------------------------------------------ accounts
@@ -125,12 +139,6 @@ class AgencyFlow:
         return self.control.breaker if self.control else control.CLOSED
 
 
-def delivery_counts(hub: Hub) -> dict[str, dict[str, int]]:
-    """How many deliveries each agency has in each state (pending, retry, leased, dead, done)."""
-    with hub.db.session(read_only=True) as s:
-        return outbox.counts_by_agency(s)
-
-
 def agency_flows(hub: Hub) -> list[AgencyFlow]:
     """Every configured agency's flow, in id order (the console's first page, `agencies
     status`)."""
@@ -162,10 +170,6 @@ def agency_flows(hub: Hub) -> list[AgencyFlow]:
     return flows
 
 
-def agency_control(hub: Hub, agency_id: str) -> AgencyControl | None:
-    return control.states(hub.db).get(agency_id)
-
-
 @dataclass(frozen=True)
 class FlowSnapshot:
     """The shared truth /metrics exports, read in one transaction at scrape time."""
@@ -183,7 +187,7 @@ def flow_snapshot(hub: Hub) -> FlowSnapshot:
         counts = outbox.counts_by_agency(s)
         return FlowSnapshot(
             depth={(a, st): n for a, by_state in counts.items() for st, n in by_state.items()},
-            oldest_unfinished=_oldest(s, Delivery.state != "done"),
+            oldest_unfinished=_oldest(s, Delivery.state != outbox.DONE),
             last_poll={
                 a: last
                 for a, last in s.execute(select(PollCursor.agency_id, PollCursor.last_success_at))
@@ -354,7 +358,7 @@ def attention(hub: Hub, limit: int = LIST_LIMIT) -> Attention:
             select(Delivery, Case.reference)
             .join(Assignment, Assignment.id == Delivery.assignment_id)
             .join(Case, Case.id == Assignment.case_id)
-            .where(Delivery.state == "leased", Delivery.lease_expires_at <= now)
+            .where(Delivery.state == outbox.LEASED, Delivery.lease_expires_at <= now)
             .order_by(Delivery.lease_expires_at)
             .limit(limit)
         ).all()
@@ -418,7 +422,8 @@ def search_cases(
 
 def load_case(s: Session, reference: str) -> Case | None:
     """The case a reference names (typed any way people type them), with its lines, timeline
-    and parties loaded; None when it names none. The one case lookup of the service layer."""
+    and parties loaded; None when it names none. The service layer's one case lookup: for
+    hub's own modules (it returns the ORM row, which must not leave hub/)."""
     normalised = references.normalise(reference)
     if normalised is None:
         return None
