@@ -420,6 +420,12 @@ def search_cases(
     return search.search(hub.db, q, agency=agency, status=status, limit=limit)
 
 
+def case_reference(text: str) -> str | None:
+    """The case reference in its canonical form (`LK-XXXX-XXXX`), however it was typed; None
+    when the text is not a valid reference (its check character included)."""
+    return references.normalise(text)
+
+
 def load_case(s: Session, reference: str) -> Case | None:
     """The case a reference names (typed any way people type them), with its lines, timeline
     and parties loaded; None when it names none. The service layer's one case lookup: for
@@ -592,6 +598,18 @@ def _payload(hub: Hub, c: Case, a: Assignment) -> str:
     except Exception as exc:  # a preview must not break the page
         return f"cannot render: {exc}"
     return json.dumps(rendered, indent=2, ensure_ascii=False, default=str)
+
+
+def agency_payload(hub: Hub, agency_id: str, reference: str) -> dict[str, Any] | None:
+    """The payload `agency_id` would receive for the case (nothing is sent), whether or not the
+    case has a line there; None when the reference names no case. Raises the mapping's
+    RenderError when the case cannot be rendered for that agency."""
+    with hub.db.session(read_only=True) as s:
+        c = load_case(s, reference)
+        if c is None:
+            return None
+        line = next((a for a in c.assignments if a.agency_id == agency_id), None)
+        return hub.directory[agency_id].render(case_document(c, line))
 
 
 def _event(e) -> EventView:

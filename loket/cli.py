@@ -253,6 +253,17 @@ def cases() -> None:
     """Look at a case and act on it as an operator."""
 
 
+def _reference(text: str) -> str:
+    from hub import queries
+
+    reference = queries.case_reference(text)
+    if reference is None:
+        raise click.BadParameter(
+            f"{text!r} is not a case reference (LK-XXXX-XXXX)", param_hint="REFERENCE"
+        )
+    return reference
+
+
 def _case_or_fail(hub, reference: str):
     from sqlalchemy import select
     from sqlalchemy.orm import selectinload
@@ -363,6 +374,7 @@ def cases_refer(
     hub = _hub(_settings())
     if to_agency:
         _known_agency(hub, to_agency, "--to")
+    reference = _reference(reference)
     case = queries.case_detail(hub, reference)
     if case is None:
         raise click.BadParameter(f"no case {reference}", param_hint="REFERENCE")
@@ -590,17 +602,18 @@ def mappings_preview(agency_id: str, reference: str) -> None:
     """Print the payload AGENCY_ID would receive for case REFERENCE (nothing is sent)."""
     import json
 
-    from hub.canonical import case_document
+    from hub import queries
     from mappings.engine import RenderError
 
     hub = _hub(_settings())
     _known_agency(hub, agency_id)
-    case = _case_or_fail(hub, reference)
-    line = next((a for a in case.assignments if a.agency_id == agency_id), None)
+    reference = _reference(reference)
     try:
-        payload = hub.directory[agency_id].render(case_document(case, line))
+        payload = queries.agency_payload(hub, agency_id, reference)
     except RenderError as exc:
-        raise click.ClickException(f"{agency_id} cannot receive {case.reference}: {exc}") from None
+        raise click.ClickException(f"{agency_id} cannot receive {reference}: {exc}") from None
+    if payload is None:
+        raise click.BadParameter(f"no case {reference}", param_hint="REFERENCE")
     click.echo(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
 
 

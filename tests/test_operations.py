@@ -275,7 +275,7 @@ def test_the_cli_finds_a_case_and_refers_it_like_the_console(hub, monkeypatch):
     again = runner.invoke(cli, ["cases", "refer", reference, "--from", TELECOM])
     assert again.exit_code == 1 and f"no open line at {TELECOM}" in again.output
     missing = runner.invoke(cli, ["cases", "refer", "LK-0000-0000", "--to", MEDIATION])
-    assert missing.exit_code == 2 and "no case" in missing.output
+    assert missing.exit_code == 2 and "is not a case reference" in missing.output
 
 
 def test_agencies_status_reads_the_same_flow_as_the_console(hub, client, monkeypatch):
