@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -72,7 +73,7 @@ def _unit_of_work(hub: Hub) -> Iterator[Session]:
 
 def _evidence(
     s: Session,
-    hub: Hub,
+    at: datetime,
     actor: str,
     action: str,
     *,
@@ -82,7 +83,7 @@ def _evidence(
 ) -> None:
     audit.record(
         s,
-        at=hub.clock.now(),
+        at=at,
         actor=actor,
         action=action,
         case_id=case_id,
@@ -103,11 +104,12 @@ def pause_agency(hub: Hub, agency_id: str, *, operator: str, reason: str) -> Age
     """Stop delivering to an agency: its cases wait, burn no attempts, nothing is lost."""
     _known_agency(hub, agency_id)
     reason = reason.strip() or "paused by an operator"
+    now = hub.clock.now()
     with _unit_of_work(hub) as s:
-        state = control.pause(s, agency_id, by=operator, reason=reason, now=hub.clock.now())
+        state = control.pause(s, agency_id, by=operator, reason=reason, now=now)
         _evidence(
             s,
-            hub,
+            now,
             _operator(operator),
             "agency.paused",
             agency_id=agency_id,
@@ -119,9 +121,10 @@ def pause_agency(hub: Hub, agency_id: str, *, operator: str, reason: str) -> Age
 def resume_agency(hub: Hub, agency_id: str, *, operator: str) -> AgencyControl:
     """Deliver to the agency again, with a fresh start (its circuit breaker closed)."""
     _known_agency(hub, agency_id)
+    now = hub.clock.now()
     with _unit_of_work(hub) as s:
-        state = control.resume(s, agency_id, now=hub.clock.now())
-        _evidence(s, hub, _operator(operator), "agency.resumed", agency_id=agency_id)
+        state = control.resume(s, agency_id, now=now)
+        _evidence(s, now, _operator(operator), "agency.resumed", agency_id=agency_id)
         return control.view(state)
 
 
@@ -197,7 +200,7 @@ def retry_now(hub: Hub, delivery_id: int, *, operator: str) -> int:
             )
         _evidence(
             s,
-            hub,
+            now,
             _operator(operator),
             "delivery.retry_now",
             agency_id=agency_id,
@@ -308,7 +311,7 @@ def record_staff_status(
         )
         _evidence(
             s,
-            hub,
+            now,
             _staff(staff),
             "status.backoffice",
             agency_id=staff.agency_id,
@@ -334,12 +337,13 @@ def resolve_unmatched(hub: Hub, update_id: int, *, operator: str) -> int:
 
 
 def _resolve(hub: Hub, model, item_id: int, operator: str, action: str, key: str) -> int:
+    now = hub.clock.now()
     with _unit_of_work(hub) as s:
         row = s.get(model, item_id)
         if row is None:
             raise NotFound(f"no {key} {item_id}")
-        row.resolved_at = hub.clock.now()
-        _evidence(s, hub, _operator(operator), action, agency_id=row.agency_id, data={key: item_id})
+        row.resolved_at = now
+        _evidence(s, now, _operator(operator), action, agency_id=row.agency_id, data={key: item_id})
     return item_id
 
 
@@ -366,12 +370,13 @@ def add_user(
     """Create a back-office account; the password is generated unless given."""
     if agency_id:
         _known_agency(hub, agency_id)
+    now = hub.clock.now()
     try:
         with _unit_of_work(hub) as s:
-            password = accounts.create(s, name, role, agency_id, hub.clock.now(), password)
+            password = accounts.create(s, name, role, agency_id, now, password)
             _evidence(
                 s,
-                hub,
+                now,
                 _operator(operator),
                 "user.added",
                 agency_id=agency_id,
@@ -385,10 +390,11 @@ def add_user(
 def disable_user(hub: Hub, name: str, *, operator: str) -> str:
     """Disable an account: it can no longer sign in, and its sessions end at their next
     request."""
+    now = hub.clock.now()
     try:
         with _unit_of_work(hub) as s:
             accounts.deactivate(s, name)
-            _evidence(s, hub, _operator(operator), "user.disabled", data={"name": name})
+            _evidence(s, now, _operator(operator), "user.disabled", data={"name": name})
     except accounts.AccountError as exc:
         raise NotFound(str(exc)) from None
     return name
