@@ -4,8 +4,12 @@ Operators see every agency's flow (breakers, queues, polls), what is stuck or la
 (resend safely), any case (timeline, evidence chain, refer) and unreadable items. Agency staff
 see only their own agency's lines, follow them and update them (a status in their agency's own
 codes, or "not competent", which the hub then refers). Accounts: `loket users add`.
+
+The pages call only `hub.operations` and `hub.queries`. The app factory provides the CSRF
+extension and applies its rate limiter to `SIGNIN_ENDPOINT` (see admin/views.py).
 """
 
-from admin.views import bp
+from admin import console, workspace  # noqa: F401 - their routes join the blueprint
+from admin.views import SIGNIN_ENDPOINT, bp, signin_failed, signin_limit
 
-__all__ = ["bp"]
+__all__ = ["SIGNIN_ENDPOINT", "bp", "signin_failed", "signin_limit"]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from hub.db import Database
@@ -40,6 +41,19 @@ def add(
     password: str | None = None,
 ) -> str:
     """Create an account; returns its password (generated unless given), shown once."""
+    with db.session() as s:
+        return create(s, name, role, agency_id, now, password)
+
+
+def create(
+    s: Session,
+    name: str,
+    role: str,
+    agency_id: str | None,
+    now: datetime,
+    password: str | None = None,
+) -> str:
+    """`add` in the caller's transaction (hub.operations writes the evidence in the same one)."""
     if role not in ROLES:
         raise AccountError(f"unknown role {role!r}; use operator or agency")
     if role == "agency" and not agency_id:
@@ -47,19 +61,18 @@ def add(
     if role == "operator" and agency_id:
         raise AccountError("an operator account serves every agency; leave out --agency")
     password = password or secrets.token_urlsafe(12)
-    with db.session() as s:
-        if s.scalar(select(User.id).where(User.name == name)):
-            raise AccountError(f"an account named {name!r} exists already")
-        s.add(
-            User(
-                name=name,
-                password_hash=generate_password_hash(password),
-                role=role,
-                agency_id=agency_id,
-                disabled=False,
-                created_at=now,
-            )
+    if s.scalar(select(User.id).where(User.name == name)):
+        raise AccountError(f"an account named {name!r} exists already")
+    s.add(
+        User(
+            name=name,
+            password_hash=generate_password_hash(password),
+            role=role,
+            agency_id=agency_id,
+            disabled=False,
+            created_at=now,
         )
+    )
     return password
 
 
@@ -96,10 +109,15 @@ def ensure_demo(db: Database, name: str, role: str, agency_id: str | None, now: 
 
 def disable(db: Database, name: str) -> None:
     with db.session() as s:
-        user = s.scalars(select(User).where(User.name == name)).first()
-        if user is None:
-            raise AccountError(f"no account named {name!r}")
-        user.disabled = True
+        deactivate(s, name)
+
+
+def deactivate(s: Session, name: str) -> None:
+    """`disable` in the caller's transaction: the account can no longer sign in."""
+    user = s.scalars(select(User).where(User.name == name)).first()
+    if user is None:
+        raise AccountError(f"no account named {name!r}")
+    user.disabled = True
 
 
 def all_accounts(db: Database) -> list[tuple[str, str, str | None, bool]]:

@@ -113,34 +113,38 @@ def unreachable(
     return False
 
 
-def pause(db: Database, agency_id: str, *, by: str, reason: str, now: datetime) -> None:
-    with db.session() as s:
-        state = lock(s, agency_id)
-        state.paused, state.paused_by, state.paused_reason, state.updated_at = True, by, reason, now
+def pause(s: Session, agency_id: str, *, by: str, reason: str, now: datetime) -> AgencyState:
+    """Stop claims for the agency, in the caller's transaction (hub.operations writes the
+    evidence in the same one)."""
+    state = lock(s, agency_id)
+    state.paused, state.paused_by, state.paused_reason, state.updated_at = True, by, reason, now
+    return state
 
 
-def resume(db: Database, agency_id: str, *, now: datetime) -> None:
-    """Lift a manual pause and give the agency a fresh start (breaker closed)."""
-    with db.session() as s:
-        state = lock(s, agency_id)
-        state.paused, state.paused_by, state.paused_reason = False, None, None
-        state.breaker, state.consecutive_failures = CLOSED, 0
-        state.probe_at = state.probe_until = state.opened_at = None
-        state.updated_at = now
+def resume(s: Session, agency_id: str, *, now: datetime) -> AgencyState:
+    """Lift a manual pause and give the agency a fresh start (breaker closed), in the caller's
+    transaction."""
+    state = lock(s, agency_id)
+    state.paused, state.paused_by, state.paused_reason = False, None, None
+    state.breaker, state.consecutive_failures = CLOSED, 0
+    state.probe_at = state.probe_until = state.opened_at = None
+    state.updated_at = now
+    return state
+
+
+def view(row: AgencyState) -> AgencyControl:
+    return AgencyControl(
+        row.agency_id,
+        row.breaker,
+        row.consecutive_failures,
+        row.probe_at,
+        row.last_error,
+        row.paused,
+        row.paused_by,
+        row.paused_reason,
+    )
 
 
 def states(db: Database) -> dict[str, AgencyControl]:
     with db.session(read_only=True) as s:
-        return {
-            row.agency_id: AgencyControl(
-                row.agency_id,
-                row.breaker,
-                row.consecutive_failures,
-                row.probe_at,
-                row.last_error,
-                row.paused,
-                row.paused_by,
-                row.paused_reason,
-            )
-            for row in s.scalars(select(AgencyState))
-        }
+        return {row.agency_id: view(row) for row in s.scalars(select(AgencyState))}

@@ -135,7 +135,15 @@ def apply_updates(
     """Apply updates that did not come from a poll (an agency's staff in the back office, an
     agency pushing to the hub): the same rules, the poll cursor untouched."""
     with db.session() as s:
-        return _apply(s, mapping, updates, (), now)
+        return apply_in(s, mapping, updates, now)
+
+
+def apply_in(
+    s: Session, mapping: AgencyMapping, updates: tuple[StatusUpdate, ...], now: datetime
+) -> ApplyStats:
+    """`apply_updates` in the caller's transaction (hub.operations records who did it in the
+    same one)."""
+    return _apply(s, mapping, updates, (), now)
 
 
 def _apply(s: Session, mapping: AgencyMapping, updates_in, problems, now: datetime) -> ApplyStats:

@@ -8,23 +8,15 @@ it is right however many workers and web processes run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 
-from hub.db import Database
-from hub.models import (
-    AgencyState,
-    Delivery,
-    DeliveryState,
-    InboundProblem,
-    PollCursor,
-    UnmatchedUpdate,
-)
+from hub import queries
+from hub.services import Hub
 
 # ------------------------------------------------------------------------------ worker (counters)
 
@@ -52,12 +44,12 @@ POLL_SECONDS = Histogram("loket_poll_seconds", "Time one poll of an agency took"
 
 
 class DatabaseCollector(Collector):
-    def __init__(self, db: Database, clock: Callable[[], datetime]):
-        self.db = db
-        self.clock = clock
+    def __init__(self, hub: Hub):
+        self.hub = hub
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        now = self.clock()
+        now = self.hub.clock.now()
+        snapshot = queries.flow_snapshot(self.hub)
         depth = GaugeMetricFamily(
             "loket_queue_depth", "Deliveries per agency and state", labels=["agency", "state"]
         )
@@ -79,45 +71,17 @@ class DatabaseCollector(Collector):
         problems = GaugeMetricFamily(
             "loket_inbound_problems", "Unreadable inbound items to look at"
         )
-        with self.db.session(read_only=True) as s:
-            for agency, state, count in s.execute(
-                select(Delivery.agency_id, Delivery.state, func.count()).group_by(
-                    Delivery.agency_id, Delivery.state
-                )
-            ):
-                depth.add_metric([agency, state], count)
-            for agency, oldest in s.execute(
-                select(Delivery.agency_id, func.min(Delivery.created_at))
-                .where(Delivery.state != DeliveryState.DONE)
-                .group_by(Delivery.agency_id)
-            ):
-                if oldest is not None:
-                    oldest = _aware(oldest)
-                    age.add_metric([agency], max(0.0, (now - oldest).total_seconds()))
-            for agency, last in s.execute(select(PollCursor.agency_id, PollCursor.last_success_at)):
-                if last is not None:
-                    lag.add_metric([agency], max(0.0, (now - last).total_seconds()))
-            for row in s.scalars(select(AgencyState)):
-                breaker.add_metric([row.agency_id], 0 if row.breaker == "closed" else 1)
-                paused.add_metric([row.agency_id], 1 if row.paused else 0)
-            unmatched.add_metric(
-                [],
-                s.scalar(
-                    select(func.count())
-                    .select_from(UnmatchedUpdate)
-                    .where(UnmatchedUpdate.resolved_at.is_(None))
-                )
-                or 0,
-            )
-            problems.add_metric(
-                [],
-                s.scalar(
-                    select(func.count())
-                    .select_from(InboundProblem)
-                    .where(InboundProblem.resolved_at.is_(None))
-                )
-                or 0,
-            )
+        for (agency, state), count in snapshot.depth.items():
+            depth.add_metric([agency, state], count)
+        for agency, oldest in snapshot.oldest_unfinished.items():
+            age.add_metric([agency], max(0.0, (now - _aware(oldest)).total_seconds()))
+        for agency, last in snapshot.last_poll.items():
+            lag.add_metric([agency], max(0.0, (now - last).total_seconds()))
+        for agency, state in snapshot.controls.items():
+            breaker.add_metric([agency], 0 if state.breaker == "closed" else 1)
+            paused.add_metric([agency], 1 if state.paused else 0)
+        unmatched.add_metric([], snapshot.unmatched_updates)
+        problems.add_metric([], snapshot.inbound_problems)
         yield from (depth, age, lag, breaker, paused, unmatched, problems)
 
 
@@ -127,7 +91,7 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def web_registry(db: Database, clock: Callable[[], datetime]) -> CollectorRegistry:
+def web_registry(hub: Hub) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(DatabaseCollector(db, clock))
+    registry.register(DatabaseCollector(hub))
     return registry

@@ -1,7 +1,10 @@
 """The Flask app factory: `create_app(settings)`; no import-time side effects.
 
-The one place that wires the rooms together: the hub's API and pages, the front desk's
-extensions, the back office."""
+The one place that wires the rooms together: the hub's API and pages, the front desk, the back
+office, and the extensions they share, set up once: the CSRF check (`app.extensions["csrf"]`,
+used by the front desk and the back office alike) and the per-address rate limiter (applied here
+to the back office's sign-in, so the back office depends on no other room but the hub's
+operations and queries)."""
 
 from __future__ import annotations
 
@@ -26,19 +29,31 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     app.extensions["loket"] = hub
     from hub.metrics import web_registry
 
-    app.extensions["loket.metrics"] = web_registry(hub.db, hub.clock.now)
+    app.extensions["loket.metrics"] = web_registry(hub)
 
-    from admin import bp as admin_bp
+    import admin
     from hub import frontdesk
     from hub.api import bp as api_bp
     from hub.web import bp as web_bp
 
     app.register_blueprint(api_bp)
     app.register_blueprint(web_bp)
-    frontdesk.init_app(app)
-    app.register_blueprint(admin_bp)
+    frontdesk.init_app(app)  # sets up CSRF (app.extensions["csrf"]) and the rate limiter
+    app.register_blueprint(admin.bp)
+    _limit_sign_in(app, frontdesk.limiter)
     _register_problem_handlers(app, settings)
     return app
+
+
+def _limit_sign_in(app: Flask, limiter) -> None:
+    """Failed back-office sign-ins are limited per address (LOKET_SIGNIN_LIMIT), counted by the
+    app's one rate limiter."""
+    import admin
+
+    view = app.view_functions[admin.SIGNIN_ENDPOINT]
+    app.view_functions[admin.SIGNIN_ENDPOINT] = limiter.limit(
+        admin.signin_limit, methods=["POST"], deduct_when=admin.signin_failed
+    )(view)
 
 
 def _register_problem_handlers(app: Flask, settings: Settings) -> None:

@@ -153,28 +153,22 @@ def agencies_list() -> None:
 @click.argument("agency_id", required=False)
 def agencies_check(agency_id: str | None) -> None:
     """Test the connection to each agency (or one) and print a table."""
-    from adapters.base import AdapterError
+    from hub import operations, queries
 
     hub = _hub(_settings())
-    ids = hub.directory.ids()
+    ids = queries.agency_ids(hub)
     if agency_id is not None:
-        if agency_id not in hub.directory:
-            raise click.BadParameter(
-                f"no agency {agency_id!r}; known: {', '.join(ids)}", param_hint="AGENCY_ID"
-            )
+        _known_agency(hub, agency_id)
         ids = [agency_id]
     failed = 0
     click.echo(f"{'agency':24} {'kind':6} {'ok':3} {'ms':>7}  message")
     for aid in ids:
-        try:
-            health = hub.directory.adapter(aid).check()
-            ok, ms, msg = health.ok, health.latency_ms, health.message
-        except AdapterError as exc:
-            ok, ms, msg = False, None, exc.detail
-        failed += not ok
+        result = operations.check_agency(hub, aid)
+        failed += not result.ok
+        ms = result.latency_ms
         click.echo(
-            f"{aid:24} {hub.directory[aid].adapter_kind:6} {'yes' if ok else 'NO':3} "
-            f"{(f'{ms:7.1f}' if ms is not None else '      -')}  {msg}"
+            f"{aid:24} {result.kind:6} {'yes' if result.ok else 'NO':3} "
+            f"{(f'{ms:7.1f}' if ms is not None else '      -')}  {result.message}"
         )
     hub.close()
     if failed:
@@ -188,43 +182,42 @@ def agencies_check(agency_id: str | None) -> None:
     "--operator", default=lambda: os.environ.get("USER", "operator"), show_default="$USER"
 )
 def agencies_pause(agency_id: str, reason: str, operator: str) -> None:
-    """Stop delivering to an agency (its cases wait; nothing is lost)."""
-    from hub import control
+    """Stop delivering to an agency (its cases wait; nothing is lost). On the evidence log."""
+    from hub import operations
 
     hub = _hub(_settings())
     _known_agency(hub, agency_id)
-    control.pause(hub.db, agency_id, by=operator, reason=reason, now=hub.clock.now())
-    click.echo(f"{agency_id} paused by {operator}: {reason}")
+    state = operations.pause_agency(hub, agency_id, operator=operator, reason=reason)
+    click.echo(f"{agency_id} paused by {state.paused_by}: {state.paused_reason}")
 
 
 @agencies.command("resume")
 @click.argument("agency_id")
-def agencies_resume(agency_id: str) -> None:
-    """Resume delivering to an agency (and close its circuit breaker)."""
-    from hub import control
+@click.option(
+    "--operator", default=lambda: os.environ.get("USER", "operator"), show_default="$USER"
+)
+def agencies_resume(agency_id: str, operator: str) -> None:
+    """Resume delivering to an agency (and close its circuit breaker). On the evidence log."""
+    from hub import operations
 
     hub = _hub(_settings())
     _known_agency(hub, agency_id)
-    control.resume(hub.db, agency_id, now=hub.clock.now())
+    operations.resume_agency(hub, agency_id, operator=operator)
     click.echo(f"{agency_id} resumed")
 
 
 @agencies.command("status")
 def agencies_status() -> None:
     """Per agency: breaker, pause, and the delivery queue."""
-    from hub import control, outbox
+    from hub import queries
 
     hub = _hub(_settings())
-    states = control.states(hub.db)
-    with hub.db.session(read_only=True) as s:
-        counts = outbox.counts_by_agency(s)
     click.echo(
         f"{'agency':24} {'breaker':9} {'paused':6} {'pending':>7} {'retry':>5} "
         f"{'leased':>6} {'dead':>4} {'done':>6}  note"
     )
-    for agency_id in hub.directory.ids():
-        st = states.get(agency_id)
-        c = counts.get(agency_id, {})
+    for flow in queries.agency_flows(hub):
+        st, c = flow.control, flow.counts
         note = ""
         if st and st.paused:
             note = f"paused by {st.paused_by}: {st.paused_reason}"
@@ -235,18 +228,20 @@ def agencies_status() -> None:
                 else ""
             )
         click.echo(
-            f"{agency_id:24} {(st.breaker if st else 'closed'):9} "
-            f"{('yes' if st and st.paused else 'no'):6} {c.get('pending', 0):>7} "
+            f"{flow.id:24} {flow.breaker:9} "
+            f"{('yes' if flow.paused else 'no'):6} {c.get('pending', 0):>7} "
             f"{c.get('retry', 0):>5} {c.get('leased', 0):>6} {c.get('dead', 0):>4} "
             f"{c.get('done', 0):>6}  {note}"
         )
 
 
-def _known_agency(hub, agency_id: str) -> None:
-    if agency_id not in hub.directory:
+def _known_agency(hub, agency_id: str, param_hint: str = "AGENCY_ID") -> None:
+    from hub import queries
+
+    known = queries.agency_ids(hub)
+    if agency_id not in known:
         raise click.BadParameter(
-            f"no agency {agency_id!r}; known: {', '.join(hub.directory.ids())}",
-            param_hint="AGENCY_ID",
+            f"no agency {agency_id!r}; known: {', '.join(known)}", param_hint=param_hint
         )
 
 
@@ -256,6 +251,17 @@ def _known_agency(hub, agency_id: str) -> None:
 @main.group()
 def cases() -> None:
     """Look at a case and act on it as an operator."""
+
+
+def _reference(text: str) -> str:
+    from hub import queries
+
+    reference = queries.case_reference(text)
+    if reference is None:
+        raise click.BadParameter(
+            f"{text!r} is not a case reference (LK-XXXX-XXXX)", param_hint="REFERENCE"
+        )
+    return reference
 
 
 def _case_or_fail(hub, reference: str):
@@ -315,6 +321,34 @@ def cases_show(reference: str) -> None:
         )
 
 
+@cases.command("search")
+@click.argument("q", required=False, default="")
+@click.option("--agency", "agency_id", help="only cases with a line at this agency")
+@click.option("--status", help="only cases with this status")
+@click.option("--limit", default=50, show_default=True, type=int)
+def cases_search(q: str, agency_id: str | None, status: str | None, limit: int) -> None:
+    """Find cases by reference, e-mail, enterprise number or a name's start (newest first;
+    without Q, the newest cases): the console's search box."""
+    from hub import queries
+
+    hub = _hub(_settings())
+    if agency_id:
+        _known_agency(hub, agency_id, "--agency")
+    if status and status not in queries.statuses():
+        raise click.BadParameter(
+            f"no status {status!r}; known: {', '.join(queries.statuses())}", param_hint="--status"
+        )
+    hits = queries.search_cases(hub, q, agency=agency_id, status=status, limit=limit)
+    if not hits:
+        click.echo("no case found")
+        return
+    for h in hits:
+        click.echo(
+            f"{h.reference:14} {h.created_at:%Y-%m-%d %H:%M} {h.kind:10} {h.domain:24} "
+            f"{h.status:22} {', '.join(h.agencies) or '-':30} {h.consumer or ''}"
+        )
+
+
 @cases.command("refer")
 @click.argument("reference")
 @click.option("--to", "to_agency", help="the competent agency (default: what routing finds next)")
@@ -335,41 +369,34 @@ def cases_refer(
     operator: str,
 ) -> None:
     """Refer a case to the competent agency, with its history (or route a case nobody has)."""
-    from hub import lifecycle, referral
+    from hub import operations, queries
 
     hub = _hub(_settings())
-    case = _case_or_fail(hub, reference)
     if to_agency:
-        _known_agency(hub, to_agency)
-    candidates = [
-        a
-        for a in case.assignments
-        if (from_agency is None or a.agency_id == from_agency)
-        and (not lifecycle.is_terminal(a.status) or a.status == "not_competent")
-    ]
-    if from_agency and not candidates:
-        raise click.BadParameter(
-            f"{case.reference} has no open line at {from_agency}", param_hint="--from"
-        )
-    if len(candidates) > 1:
-        raise click.UsageError(
-            "the case has several open lines ("
-            + ", ".join(a.agency_id for a in candidates)
-            + "); say which with --from AGENCY"
-        )
+        _known_agency(hub, to_agency, "--to")
+    reference = _reference(reference)
+    case = queries.case_detail(hub, reference)
+    if case is None:
+        raise click.BadParameter(f"no case {reference}", param_hint="REFERENCE")
+    if from_agency is None:
+        open_lines = [line.agency_id for line in case.lines if line.referable]
+        if len(open_lines) > 1:
+            raise click.UsageError(
+                "the case has several open lines ("
+                + ", ".join(open_lines)
+                + "); say which with --from AGENCY"
+            )
+        from_agency = open_lines[0] if open_lines else None
     try:
-        done = referral.refer(
-            hub.db,
-            router=hub.router,
-            directory=hub.directory,
-            now=hub.clock.now(),
-            actor=f"operator:{operator}",
-            assignment_id=candidates[0].id if candidates else None,
-            case_reference=case.reference,
+        done = operations.refer_case(
+            hub,
+            case.reference,
+            operator=operator,
+            from_agency=from_agency,
             to_agency=to_agency,
             reason=reason,
         )
-    except referral.ReferralError as exc:
+    except operations.CommandError as exc:
         raise click.ClickException(str(exc)) from None
     if done.to_agency is None:
         raise click.ClickException("routing found no other competent agency; name one with --to")
@@ -391,12 +418,12 @@ def dead_letters() -> None:
 )
 def dead_letters_list(agency_id: str | None, as_json: bool) -> None:
     """List dead letters with their last error."""
-    from hub import outbox
+    from hub import queries
 
     hub = _hub(_settings())
     if agency_id:
-        _known_agency(hub, agency_id)
-    letters = outbox.dead_letters(hub.db, agency_id)
+        _known_agency(hub, agency_id, "--agency")
+    letters = queries.dead_letters(hub, agency_id)
     if as_json:
         import dataclasses
         import json
@@ -425,7 +452,7 @@ def dead_letters_resend(
     delivery_ids: tuple[int, ...], agency_id: str | None, operator: str
 ) -> None:
     """Resend dead letters (by id, or all of an agency's) with their original idempotency key."""
-    from hub import outbox
+    from hub import operations
 
     if not delivery_ids and not agency_id:
         raise click.UsageError(
@@ -434,13 +461,9 @@ def dead_letters_resend(
         )
     hub = _hub(_settings())
     if agency_id:
-        _known_agency(hub, agency_id)
-    result = outbox.resend(
-        hub.db,
-        now=hub.clock.now(),
-        operator=operator,
-        delivery_ids=list(delivery_ids) or None,
-        agency_id=agency_id,
+        _known_agency(hub, agency_id, "--agency")
+    result = operations.resend_dead_letters(
+        hub, operator=operator, delivery_ids=list(delivery_ids), agency_id=agency_id
     )
     for delivery_id in result.resent:
         click.echo(f"resent {delivery_id}")
@@ -449,6 +472,28 @@ def dead_letters_resend(
     click.echo(f"{len(result.resent)} resent, {len(result.skipped)} skipped")
     if result.skipped and not result.resent:
         sys.exit(1)
+
+
+@main.group()
+def deliveries() -> None:
+    """Deliveries waiting in the outbox."""
+
+
+@deliveries.command("retry-now")
+@click.argument("delivery_id", type=int)
+@click.option(
+    "--operator", default=lambda: os.environ.get("USER", "operator"), show_default="$USER"
+)
+def deliveries_retry_now(delivery_id: int, operator: str) -> None:
+    """Send a delivery that waits for its next retry at the next dispatch (same idempotency
+    key; after the agency says it is back, say)."""
+    from hub import operations
+
+    try:
+        operations.retry_now(_hub(_settings()), delivery_id, operator=operator)
+    except operations.CommandError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"delivery {delivery_id} goes out at the next dispatch")
 
 
 # ---------------------------------------------------------------------------------------- users
@@ -466,46 +511,58 @@ def users() -> None:
 @click.option(
     "--password-stdin", is_flag=True, help="read the password from stdin instead of generating one"
 )
-def users_add(name: str, role: str, agency_id: str | None, password_stdin: bool) -> None:
+@click.option(
+    "--operator", default=lambda: os.environ.get("USER", "operator"), show_default="$USER"
+)
+def users_add(
+    name: str, role: str, agency_id: str | None, password_stdin: bool, operator: str
+) -> None:
     """Create an account; a generated password is printed once."""
-    from hub import accounts
+    from hub import operations
 
     hub = _hub(_settings())
     if agency_id:
-        _known_agency(hub, agency_id)
+        _known_agency(hub, agency_id, "--agency")
     password = sys.stdin.readline().rstrip("\n") if password_stdin else None
     if password_stdin and len(password or "") < 10:
         raise click.UsageError("the password on stdin must have at least 10 characters")
     try:
-        password = accounts.add(hub.db, name, role, agency_id, hub.clock.now(), password)
-    except accounts.AccountError as exc:
+        account = operations.add_user(
+            hub, name, role, operator=operator, agency_id=agency_id, password=password
+        )
+    except operations.CommandError as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(f"account {name} ({role}{': ' + agency_id if agency_id else ''}) created")
     if not password_stdin:
-        click.echo(f"password (shown once): {password}")
+        click.echo(f"password (shown once): {account.password}")
 
 
 @users.command("list")
 def users_list() -> None:
     """List accounts."""
-    from hub import accounts
+    from hub import queries
 
-    rows = accounts.all_accounts(_hub(_settings()).db)
+    rows = queries.users(_hub(_settings()))
     if not rows:
         click.echo("no accounts; add one with `loket users add NAME --role operator`")
-    for name, role, agency_id, disabled in rows:
-        click.echo(f"{name:24} {role:9} {agency_id or '-':26} {'disabled' if disabled else ''}")
+    for u in rows:
+        click.echo(
+            f"{u.name:24} {u.role:9} {u.agency_id or '-':26} {'disabled' if u.disabled else ''}"
+        )
 
 
 @users.command("disable")
 @click.argument("name")
-def users_disable(name: str) -> None:
+@click.option(
+    "--operator", default=lambda: os.environ.get("USER", "operator"), show_default="$USER"
+)
+def users_disable(name: str, operator: str) -> None:
     """Disable an account: it can no longer sign in, its sessions end."""
-    from hub import accounts
+    from hub import operations
 
     try:
-        accounts.disable(_hub(_settings()).db, name)
-    except accounts.AccountError as exc:
+        operations.disable_user(_hub(_settings()), name, operator=operator)
+    except operations.CommandError as exc:
         raise click.ClickException(f"{exc} (see `loket users list`)") from None
     click.echo(f"account {name} disabled")
 
@@ -545,17 +602,18 @@ def mappings_preview(agency_id: str, reference: str) -> None:
     """Print the payload AGENCY_ID would receive for case REFERENCE (nothing is sent)."""
     import json
 
-    from hub.canonical import case_document
+    from hub import queries
     from mappings.engine import RenderError
 
     hub = _hub(_settings())
     _known_agency(hub, agency_id)
-    case = _case_or_fail(hub, reference)
-    line = next((a for a in case.assignments if a.agency_id == agency_id), None)
+    reference = _reference(reference)
     try:
-        payload = hub.directory[agency_id].render(case_document(case, line))
+        payload = queries.agency_payload(hub, agency_id, reference)
     except RenderError as exc:
-        raise click.ClickException(f"{agency_id} cannot receive {case.reference}: {exc}") from None
+        raise click.ClickException(f"{agency_id} cannot receive {reference}: {exc}") from None
+    if payload is None:
+        raise click.BadParameter(f"no case {reference}", param_hint="REFERENCE")
     click.echo(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
 
 

@@ -9,7 +9,7 @@ import requests
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from hub import control, outbox
+from hub import control, operations, outbox
 from hub.models import Assignment, Case, Delivery, DeliveryState
 from loket.cli import main as cli
 from mappings import AGENCIES_DIR
@@ -176,9 +176,7 @@ def test_after_the_pause_one_probe_goes_out_and_success_closes_the_breaker(hub, 
 
 def test_an_operator_can_pause_and_resume_an_agency(hub, sims, clock):
     file(hub)
-    control.pause(
-        hub.db, TELECOM, by="ops-anne", reason="agency maintenance window", now=clock.now()
-    )
+    operations.pause_agency(hub, TELECOM, operator="ops-anne", reason="agency maintenance window")
     assert Worker(hub, "w").dispatch_once().delivered == 0
     assert deliveries(hub, TELECOM)[0].attempts == 0  # waiting burns no attempt
     state = control.states(hub.db)[TELECOM]
@@ -187,7 +185,7 @@ def test_an_operator_can_pause_and_resume_an_agency(hub, sims, clock):
         "ops-anne",
         "agency maintenance window",
     )
-    control.resume(hub.db, TELECOM, now=clock.now())
+    operations.resume_agency(hub, TELECOM, operator="ops-anne")
     assert Worker(hub, "w").dispatch_once().delivered == 1
 
 

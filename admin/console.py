@@ -1,0 +1,184 @@
+"""The operator console: flow health, what needs attention, dead letters, cases."""
+
+from __future__ import annotations
+
+from flask import abort, flash, redirect, render_template, request, url_for
+
+from admin.views import bp, hub, operator_name, operators_only
+from hub import operations, queries
+
+# ---------------------------------------------------------------------------------- agencies
+
+
+@bp.get("/flows")
+@operators_only
+def flows():
+    """Flow health per agency: breaker, pause, queue, oldest waiting, last poll."""
+    return render_template("admin/flows.html", flows=queries.agency_flows(hub()))
+
+
+@bp.post("/agencies/<agency_id>/pause")
+@operators_only
+def pause(agency_id: str):
+    reason = request.form.get("reason", "").strip() or "paused from the console"
+    try:
+        operations.pause_agency(hub(), agency_id, operator=operator_name(), reason=reason)
+    except operations.NotFound:
+        abort(404)
+    flash(f"{agency_id} paused: its cases wait, nothing is lost.")
+    return redirect(url_for("admin.flows"))
+
+
+@bp.post("/agencies/<agency_id>/resume")
+@operators_only
+def resume(agency_id: str):
+    try:
+        operations.resume_agency(hub(), agency_id, operator=operator_name())
+    except operations.NotFound:
+        abort(404)
+    flash(f"{agency_id} resumed.")
+    return redirect(url_for("admin.flows"))
+
+
+@bp.post("/agencies/<agency_id>/check")
+@operators_only
+def check(agency_id: str):
+    try:
+        result = operations.check_agency(hub(), agency_id)
+    except operations.NotFound:
+        abort(404)
+    flash(f"{agency_id}: {'OK' if result.ok else 'FAILED'}: {result.message}")
+    return redirect(url_for("admin.flows"))
+
+
+# --------------------------------------------------------------------------- needs attention
+
+
+@bp.get("/attention")
+@operators_only
+def attention():
+    """What is stuck or late, each with what can be done about it."""
+    return render_template("admin/attention.html", items=queries.attention(hub()))
+
+
+@bp.post("/problems/<int:problem_id>/resolve")
+@operators_only
+def resolve_problem(problem_id: int):
+    try:
+        operations.resolve_problem(hub(), problem_id, operator=operator_name())
+    except operations.NotFound:
+        abort(404)
+    flash("Marked as handled.")
+    return redirect(url_for("admin.attention"))
+
+
+@bp.post("/unmatched/<int:update_id>/resolve")
+@operators_only
+def resolve_unmatched(update_id: int):
+    try:
+        operations.resolve_unmatched(hub(), update_id, operator=operator_name())
+    except operations.NotFound:
+        abort(404)
+    flash("Marked as handled.")
+    return redirect(url_for("admin.attention"))
+
+
+# ------------------------------------------------------------------------------ dead letters
+
+
+@bp.get("/dead-letters")
+@operators_only
+def dead_letters():
+    agency = request.args.get("agency") or None
+    return render_template(
+        "admin/dead_letters.html",
+        letters=queries.dead_letters(hub(), agency),
+        agency=agency,
+        agencies=queries.agency_ids(hub()),
+    )
+
+
+@bp.post("/dead-letters/resend")
+@operators_only
+def resend():
+    agency = request.form.get("agency") or None
+    ids = (
+        []
+        if request.form.get("all") and agency
+        else [int(x) for x in request.form.getlist("delivery_id") if x.isdigit()]
+    )
+    try:
+        result = operations.resend_dead_letters(
+            hub(), operator=operator_name(), delivery_ids=ids, agency_id=None if ids else agency
+        )
+    except operations.CommandError:
+        flash("Choose the letters to resend, or an agency.")
+        return redirect(url_for("admin.dead_letters"))
+    flash(
+        f"{len(result.resent)} resent with their original idempotency keys"
+        + (
+            f"; {len(result.skipped)} skipped: "
+            + "; ".join(f"{i}: {why}" for i, why in result.skipped)
+            if result.skipped
+            else "."
+        )
+    )
+    return redirect(url_for("admin.dead_letters", agency=agency or ""))
+
+
+# ------------------------------------------------------------------------------------- cases
+
+
+@bp.get("/cases")
+@operators_only
+def cases():
+    q = request.args.get("q", "")
+    agency = request.args.get("agency") or None
+    status = request.args.get("status") or None
+    return render_template(
+        "admin/cases.html",
+        hits=queries.search_cases(hub(), q, agency=agency, status=status),
+        q=q,
+        agency=agency,
+        status=status,
+        agencies=queries.agency_ids(hub()),
+        statuses=queries.statuses(),
+    )
+
+
+@bp.get("/cases/<reference>")
+@operators_only
+def case(reference: str):
+    detail = queries.case_detail(hub(), reference)
+    if detail is None:
+        abort(404)
+    return render_template(
+        "admin/case.html",
+        case=detail,
+        agencies=queries.agency_ids(hub()),
+        names=queries.agency_names(hub()),
+    )
+
+
+@bp.post("/cases/<reference>/refer")
+@operators_only
+def refer(reference: str):
+    from_line = request.form.get("from_line")
+    try:
+        done = operations.refer_case(
+            hub(),
+            reference,
+            operator=operator_name(),
+            from_line=int(from_line) if from_line and from_line.isdigit() else None,
+            to_agency=request.form.get("to") or None,
+            reason=request.form.get("reason"),
+        )
+    except operations.CommandError as exc:
+        flash(f"Not referred: {exc}")
+    else:
+        flash(
+            f"Referred to {done.to_agency}."
+            if done.to_agency
+            else "Routing found no other competent agency: choose one."
+        )
+    return redirect(url_for("admin.case", reference=reference))

@@ -1,0 +1,400 @@
+"""Commands: everything an operator or an agency's staff does to the hub, from the console or the
+CLI alike.
+
+Each command is one unit of work: the change and its evidence entry (hub/audit.py, with who
+acted) are written in the same transaction, so there is never an action without its evidence nor
+evidence of an action that did not happen. Callers say who acts (an operator's name, or the
+signed-in agency account) and get a frozen result back, or a `CommandError` whose message says
+what was wrong and what to do. The logic lives in the domain modules (control, outbox, referral,
+inbound, accounts); this module decides the transaction and the evidence.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from adapters.base import AdapterError, StatusUpdate
+from hub import accounts, audit, control, inbound, outbox, referral
+from hub.accounts import Account
+from hub.control import AgencyControl
+from hub.models import Assignment, Delivery, DeliveryState, InboundProblem, UnmatchedUpdate
+from hub.outbox import ResendResult
+from hub.queries import load_case, referable
+from hub.referral import Referred
+from hub.services import Hub
+
+__all__ = [
+    "AgencyControl",
+    "CommandError",
+    "ConnectionCheck",
+    "NewAccount",
+    "NotFound",
+    "Referred",
+    "Refused",
+    "ResendResult",
+    "StaffUpdate",
+]
+
+
+class CommandError(ValueError):
+    """The command was not carried out; the message says why and what to do instead."""
+
+
+class NotFound(CommandError, LookupError):
+    """The command names something that does not exist (or that the actor may not see)."""
+
+
+class Refused(CommandError):
+    """The command cannot be done as asked; nothing was changed."""
+
+
+def _operator(name: str) -> str:
+    return f"operator:{name}"[:32]  # the evidence log's actor column
+
+
+def _staff(account: Account) -> str:
+    return f"{account.role}:{account.name}"[:32]
+
+
+@contextmanager
+def _unit_of_work(hub: Hub) -> Iterator[Session]:
+    """One transaction: commits when the block ends, rolls everything back on any error."""
+    with hub.db.session() as s:
+        yield s
+
+
+def _evidence(
+    s: Session,
+    at: datetime,
+    actor: str,
+    action: str,
+    *,
+    agency_id: str | None = None,
+    case_id: int | None = None,
+    data: Mapping[str, Any] | None = None,
+) -> None:
+    audit.record(
+        s,
+        at=at,
+        actor=actor,
+        action=action,
+        case_id=case_id,
+        agency_id=agency_id,
+        data=dict(data or {}),
+    )
+
+
+def _known_agency(hub: Hub, agency_id: str) -> None:
+    if agency_id not in hub.directory:
+        raise NotFound(f"no agency {agency_id!r}; known: {', '.join(hub.directory.ids())}")
+
+
+# ------------------------------------------------------------------------------------ agencies
+
+
+def pause_agency(hub: Hub, agency_id: str, *, operator: str, reason: str) -> AgencyControl:
+    """Stop delivering to an agency: its cases wait, burn no attempts, nothing is lost."""
+    _known_agency(hub, agency_id)
+    reason = reason.strip() or "paused by an operator"
+    now = hub.clock.now()
+    with _unit_of_work(hub) as s:
+        state = control.pause(s, agency_id, by=operator, reason=reason, now=now)
+        _evidence(
+            s,
+            now,
+            _operator(operator),
+            "agency.paused",
+            agency_id=agency_id,
+            data={"reason": reason},
+        )
+        return control.view(state)
+
+
+def resume_agency(hub: Hub, agency_id: str, *, operator: str) -> AgencyControl:
+    """Deliver to the agency again, with a fresh start (its circuit breaker closed)."""
+    _known_agency(hub, agency_id)
+    now = hub.clock.now()
+    with _unit_of_work(hub) as s:
+        state = control.resume(s, agency_id, now=now)
+        _evidence(s, now, _operator(operator), "agency.resumed", agency_id=agency_id)
+        return control.view(state)
+
+
+@dataclass(frozen=True)
+class ConnectionCheck:
+    agency_id: str
+    kind: str
+    ok: bool
+    latency_ms: float | None
+    message: str
+
+
+def check_agency(hub: Hub, agency_id: str) -> ConnectionCheck:
+    """Test the connection to the agency's system ("Test" in the console, `agencies check`).
+    Nothing is written: it changes nothing in the hub."""
+    _known_agency(hub, agency_id)
+    kind = hub.directory[agency_id].adapter_kind
+    try:
+        health = hub.directory.adapter(agency_id).check()
+    except AdapterError as exc:
+        return ConnectionCheck(agency_id, kind, False, None, exc.detail)
+    return ConnectionCheck(agency_id, kind, health.ok, health.latency_ms, health.message)
+
+
+# ---------------------------------------------------------------------------------- deliveries
+
+
+def resend_dead_letters(
+    hub: Hub,
+    *,
+    operator: str,
+    delivery_ids: list[int] | None = None,
+    agency_id: str | None = None,
+) -> ResendResult:
+    """Put dead letters (by id, all of an agency's, or those ids of that agency) back in the queue with their original
+    idempotency key and payload; two operators resending the same letter deliver it once. The
+    outbox writes each resend's timeline entry and evidence in the resend's transaction."""
+    if not delivery_ids and not agency_id:
+        raise Refused("name the dead letters to resend, or an agency")
+    if agency_id:
+        _known_agency(hub, agency_id)
+    return outbox.resend(
+        hub.db,
+        now=hub.clock.now(),
+        operator=operator,
+        delivery_ids=list(delivery_ids) if delivery_ids else None,
+        agency_id=agency_id,
+    )
+
+
+def retry_now(hub: Hub, delivery_id: int, *, operator: str) -> int:
+    """Bring a delivery waiting for its next retry forward to now (after the agency says it is
+    back, say). Same idempotency key, no attempt added. Returns the delivery id."""
+    now = hub.clock.now()
+    with _unit_of_work(hub) as s:
+        row = s.execute(
+            select(Delivery.state, Delivery.agency_id, Assignment.case_id)
+            .join(Assignment, Assignment.id == Delivery.assignment_id)
+            .where(Delivery.id == delivery_id)
+        ).first()
+        if row is None:
+            raise NotFound(f"no delivery {delivery_id}")
+        state, agency_id, case_id = row
+        moved = s.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery_id, Delivery.state == DeliveryState.RETRY)
+            .values(next_attempt_at=now, updated_at=now)
+        ).rowcount
+        if not moved:
+            raise Refused(
+                f"delivery {delivery_id} is {state}, not waiting for a retry"
+                + ("; resend it as a dead letter" if state == DeliveryState.DEAD else "")
+            )
+        _evidence(
+            s,
+            now,
+            _operator(operator),
+            "delivery.retry_now",
+            agency_id=agency_id,
+            case_id=case_id,
+            data={"delivery": delivery_id},
+        )
+    return delivery_id
+
+
+# --------------------------------------------------------------------------------------- cases
+
+
+def refer_case(
+    hub: Hub,
+    reference: str,
+    *,
+    operator: str,
+    from_line: int | None = None,
+    from_agency: str | None = None,
+    to_agency: str | None = None,
+    reason: str | None = None,
+) -> Referred:
+    """Refer a case's line (`from_line`, or its referable line at `from_agency`) to `to_agency`
+    or to the next competent agency routing finds; with neither line nor agency named, route the
+    case to a new agency. The referral writes its timeline, mail and evidence in one
+    transaction."""
+    if to_agency is not None:
+        _known_agency(hub, to_agency)
+    with hub.db.session(read_only=True) as s:
+        case = load_case(s, reference)
+        if case is None:
+            raise NotFound(f"no case {reference!r}")
+        case_reference = case.reference
+        lines = [(a.id, a.agency_id, a.status) for a in case.assignments]
+    assignment_id = None
+    if from_line is not None:
+        if from_line not in {line_id for line_id, _, _ in lines}:
+            raise NotFound(f"{case_reference} has no line #{from_line}")
+        assignment_id = from_line
+    elif from_agency is not None:
+        open_lines = [
+            i for i, agency, status in lines if agency == from_agency and referable(status)
+        ]
+        if not open_lines:
+            raise Refused(f"{case_reference} has no open line at {from_agency}")
+        assignment_id = open_lines[-1]
+    try:
+        return referral.refer(
+            hub.db,
+            router=hub.router,
+            directory=hub.directory,
+            now=hub.clock.now(),
+            actor=_operator(operator),
+            assignment_id=assignment_id,
+            case_reference=case_reference,
+            to_agency=to_agency,
+            reason=(reason or "").strip() or None,
+        )
+    except referral.ReferralError as exc:
+        raise Refused(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class StaffUpdate:
+    reference: str
+    code: str
+    applied: bool  # False: kept on the timeline but not applied (stale, duplicate, ...)
+    outcome: Mapping[str, int]
+
+
+def record_staff_status(
+    hub: Hub, staff: Account, reference: str, code: str, message: str | None = None
+) -> StaffUpdate:
+    """An agency's staff record a status in their agency's own codes. It goes through the same
+    rules as a polled status (a "not competent" code is then referred by the hub)."""
+    if staff.agency_id is None:
+        raise Refused("only an agency's staff record their agency's statuses")
+    mapping = hub.directory[staff.agency_id]
+    now = hub.clock.now()
+    message = (message or "").strip()[:4000] or None
+    with _unit_of_work(hub) as s:
+        case = load_case(s, reference)
+        line = (
+            next((a for a in reversed(case.assignments) if a.agency_id == staff.agency_id), None)
+            if case is not None
+            else None
+        )
+        if case is None or line is None:
+            raise NotFound(f"no case {reference!r} at {staff.agency_id}")
+        if code not in mapping.statuses:
+            raise Refused("Choose one of your agency's status codes.")
+        if line.agency_reference is None:
+            raise Refused("The case has not reached your system yet; wait for it to be delivered.")
+        stats = inbound.apply_in(
+            s,
+            mapping,
+            (
+                StatusUpdate(
+                    agency_status=code,
+                    occurred_at=now,
+                    agency_reference=line.agency_reference,
+                    case_reference=case.reference,
+                    message=message,
+                    update_id=f"backoffice-{uuid.uuid4().hex}",
+                ),
+            ),
+            now,
+        )
+        _evidence(
+            s,
+            now,
+            _staff(staff),
+            "status.backoffice",
+            agency_id=staff.agency_id,
+            case_id=case.id,
+            data={"case": case.reference, "status": code, "outcome": stats.counts},
+        )
+        return StaffUpdate(
+            case.reference, code, bool(stats.counts.get(inbound.APPLIED)), dict(stats.counts)
+        )
+
+
+# ------------------------------------------------------------------------------------- inbound
+
+
+def resolve_problem(hub: Hub, problem_id: int, *, operator: str) -> int:
+    """Mark an unreadable inbound item as handled."""
+    return _resolve(hub, InboundProblem, problem_id, operator, "problem.resolved", "problem")
+
+
+def resolve_unmatched(hub: Hub, update_id: int, *, operator: str) -> int:
+    """Mark an agency status that matched no case as handled."""
+    return _resolve(hub, UnmatchedUpdate, update_id, operator, "unmatched.resolved", "update")
+
+
+def _resolve(hub: Hub, model, item_id: int, operator: str, action: str, key: str) -> int:
+    now = hub.clock.now()
+    with _unit_of_work(hub) as s:
+        row = s.get(model, item_id)
+        if row is None:
+            raise NotFound(f"no {key} {item_id}")
+        row.resolved_at = now
+        _evidence(s, now, _operator(operator), action, agency_id=row.agency_id, data={key: item_id})
+    return item_id
+
+
+# ---------------------------------------------------------------------------------------- users
+
+
+@dataclass(frozen=True)
+class NewAccount:
+    name: str
+    role: str
+    agency_id: str | None
+    password: str  # shown once: only its hash is stored
+
+
+def add_user(
+    hub: Hub,
+    name: str,
+    role: str,
+    *,
+    operator: str,
+    agency_id: str | None = None,
+    password: str | None = None,
+) -> NewAccount:
+    """Create a back-office account; the password is generated unless given."""
+    if agency_id:
+        _known_agency(hub, agency_id)
+    now = hub.clock.now()
+    try:
+        with _unit_of_work(hub) as s:
+            password = accounts.create(s, name, role, agency_id, now, password)
+            _evidence(
+                s,
+                now,
+                _operator(operator),
+                "user.added",
+                agency_id=agency_id,
+                data={"name": name, "role": role},
+            )
+    except accounts.AccountError as exc:
+        raise Refused(str(exc)) from None
+    return NewAccount(name, role, agency_id, password)
+
+
+def disable_user(hub: Hub, name: str, *, operator: str) -> str:
+    """Disable an account: it can no longer sign in, and its sessions end at their next
+    request."""
+    now = hub.clock.now()
+    try:
+        with _unit_of_work(hub) as s:
+            accounts.deactivate(s, name)
+            _evidence(s, now, _operator(operator), "user.disabled", data={"name": name})
+    except accounts.AccountError as exc:
+        raise NotFound(str(exc)) from None
+    return name
