@@ -120,7 +120,11 @@ def write(tmp_path: Path, text: str) -> Path:
             "cannot read the duration",
         ),
         (lambda t: t.replace("body: ombudsman\n", ""), "body", "missing"),
-        (lambda t: t.replace("  de: Ombudsdienst für Telekommunikation\n", ""), "names", "de"),
+        (
+            lambda t: t.replace("  de: Ombudsdienst für Telekommunikation\n", ""),
+            "names.de",
+            "missing",
+        ),
         (
             lambda t: t.replace("languages: [nl, fr, de]", "languages: [nl, fr, de\n"),
             "(yaml)",
