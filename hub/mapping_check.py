@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters import registry
-from mappings.engine import AgencyMapping, check_agency
+from mappings.engine import CONTRACT_BLOCKS, AgencyMapping, blocks_with_problems, check_agency
 from mappings.problems import Problem, guide
 from mappings.validate import Reporter, check_mapping, contract_dir
 
@@ -38,9 +38,10 @@ def _messages(errors: Any, where: tuple[str, ...] = ()) -> Iterator[tuple[tuple[
 
 
 def check_adapter(
-    mapping: AgencyMapping, payloads: Sequence[Mapping[str, Any]] = ()
+    mapping: AgencyMapping, payloads: Sequence[Mapping[str, Any]] = (), contract: bool = True
 ) -> list[Problem]:
-    """The `adapter:` block against its transport: the kind, the settings, the contract."""
+    """The `adapter:` block against its transport: the kind, the settings and (with `contract`)
+    the transport's check of the sample payloads against the agency's contract."""
     report = Reporter(mapping)
     try:
         adapter = registry.get(mapping.adapter_kind)
@@ -63,7 +64,7 @@ def check_adapter(
                 "adapter",
             )
         )
-    if problems:
+    if problems or not contract:
         return problems
     for text in adapter.check_contract(contract_dir(mapping), mapping.adapter_config, payloads):
         problem, _, fix = text.partition(". Fix: ")
@@ -110,8 +111,12 @@ def validate_all(directory: Path) -> tuple[list[Problem], list[str]]:
         )
     for path in files:
         mapping, found = check_agency(path)
-        problems.extend(found)
         loaded.append(mapping.id if mapping else path.stem)
         if mapping is not None:
-            problems.extend(p for p in check_contract(mapping) if p not in found)
+            if blocks_with_problems(found) & CONTRACT_BLOCKS:  # its payloads would mislead
+                more = check_adapter(mapping, contract=False)
+            else:
+                more = check_contract(mapping)
+            found += [p for p in more if p not in found]
+        problems.extend(sorted(found, key=lambda p: p.line or 0))
     return problems, loaded

@@ -20,7 +20,7 @@ import inspect
 import os
 import random
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -724,9 +724,9 @@ class _Reading:
         return tuple(out)
 
     def mapping(self, env: Mapping[str, str]) -> AgencyMapping | None:
-        """Runs every check. The AgencyMapping, or None when a problem touches a block that
-        rendering and the contract checks read (`CONTRACT_BLOCKS`); so a misspelt `poll:` does
-        not hide what the contract checks would find. Problems are in `problems`."""
+        """Runs every check; the problems are in `problems`. The AgencyMapping built from what
+        is right, or None when a problem is in `IDENTITY_BLOCKS`: so a misspelt `poll:` does not
+        hide what the transport and contract checks would find."""
         self.check_id()
         handles = self.block("handles")
         kinds = tuple(handles.get("kinds") or ()) if self.clean("handles", "kinds") else ()
@@ -741,8 +741,7 @@ class _Reading:
         poll_every = self.duration("poll", "every")
         delivery = self.delivery()
         prechecks = self.prechecks(kinds)
-        touched = {re.split(r"[.\[]", p.key, maxsplit=1)[0] for p in self.problems}
-        if touched & CONTRACT_BLOCKS:
+        if blocks_with_problems(self.problems) & IDENTITY_BLOCKS:
             return None
         data = self.data
         return AgencyMapping(
@@ -768,10 +767,15 @@ class _Reading:
 
 # Blocks the engine does not read itself; `AgencyMapping.extra` carries them to their readers.
 EXTRA_KEYS = ("contract", "simulator")
-# What rendering and the contract checks read: a problem here leaves nothing to check further.
-CONTRACT_BLOCKS = frozenset(
-    {"(file)", "(yaml)", "id", "handles", "languages", "adapter", "fields", "statuses", *EXTRA_KEYS}
-)
+# Without these a mapping cannot be built at all.
+IDENTITY_BLOCKS = frozenset({"(file)", "(yaml)", "id", "adapter", "languages", "handles"})
+# What rendering and the contract checks read besides: a problem here makes them pointless.
+CONTRACT_BLOCKS = frozenset({*IDENTITY_BLOCKS, "fields", "statuses"})
+
+
+def blocks_with_problems(problems: Iterable[Problem]) -> set[str]:
+    """The top-level blocks (`fields`, `poll`, ...) that the problems are in."""
+    return {re.split(r"[.\[]", p.key, maxsplit=1)[0] for p in problems}
 
 
 def check_agency(
@@ -779,9 +783,10 @@ def check_agency(
 ) -> tuple[AgencyMapping | None, list[Problem]]:
     """Read and check one mapping file: (the mapping, every problem in file order).
 
-    The mapping is None when the file cannot be read as one; it is given despite problems
-    outside `CONTRACT_BLOCKS`, for `loket mappings validate` to check it further. The hub
-    uses `load_agency`, which accepts no problem at all.
+    The mapping is None when the file cannot be read as one (a problem in `IDENTITY_BLOCKS`);
+    otherwise it is given despite problems, without the fields and statuses that have one, for
+    `loket mappings validate` to check it further. The hub uses `load_agency`, which accepts no
+    problem at all.
     """
     path = Path(path)
     env = os.environ if env is None else env
