@@ -3,7 +3,9 @@
 A file is loaded and checked once (`load_agency`): its shape against the declared schema
 (`contracts/agency-mapping.schema.json`, see mappings/schema.py), then what a schema cannot say
 (canonical statuses, transforms, domains, durations, prechecks). Every problem is collected and
-raised as one `MappingError`, each naming the file, the line, the key and the fix. `AgencyMapping.render` turns a canonical case document into the agency's payload; only the
+raised as one `MappingError`, each naming the file, the line, the key and the fix.
+
+`AgencyMapping.render` turns a canonical case document into the agency's payload; only the
 mapped fields leave the hub, which makes the file the data-minimisation rule as well.
 `AgencyMapping.map_status` reads an agency's own status code as a canonical status.
 
@@ -36,7 +38,6 @@ from mappings.problems import MappingError, Problem, guide
 from mappings.schema import Lines, PathPart, dotted, schema_problems
 
 LANGUAGES = ("nl", "fr", "de", "en")
-BODIES = ("ombudsman", "inspection", "regulator", "mediation", "dispute_committee", "network")
 
 
 class RenderError(ValueError):
@@ -524,8 +525,9 @@ class _Reading:
         return True
 
     def block(self, name: str) -> dict[str, Any]:
+        """A top-level block that is a block; its entries may still have problems (`clean`)."""
         value = self.data.get(name)
-        return value if isinstance(value, dict) and self.clean(name) else {}
+        return value if isinstance(value, dict) and name not in self._shape_keys else {}
 
     # -------------------------------------------------------------------------------- the checks
 
@@ -587,7 +589,7 @@ class _Reading:
             if not self.clean("fields", target):
                 continue
             try:
-                rules.append(parse_field(target, expression))
+                rules.append(parse_field(str(target), expression))
             except Invalid as exc:
                 self.invalid(("fields", target), exc)
         targets = [rule.target for rule in rules]
@@ -613,12 +615,14 @@ class _Reading:
                 rule = StatusRule(target)
             else:
                 rule = StatusRule(target["status"], target.get("outcome"))
+            wrong = 0
             for word, value, allowed in (
                 ("canonical status", rule.status, known),
                 ("outcome", rule.outcome, outcomes),
             ):
                 if value is None or value in allowed:
                     continue
+                wrong += 1
                 close = difflib.get_close_matches(value, allowed, n=1)
                 hint = f"did you mean `{close[0]}`? " if close else ""
                 self.add(
@@ -627,7 +631,8 @@ class _Reading:
                     f"{hint}use one of contracts/statuses.yaml: " + ", ".join(allowed),
                     "statuses",
                 )
-            out[str(code)] = rule
+            if not wrong:
+                out[str(code)] = rule
         return out
 
     def duration(self, block: str, key: str) -> Duration | None:
@@ -641,7 +646,7 @@ class _Reading:
             return None
 
     def delivery(self) -> DeliveryPolicy:
-        raw = self.block("delivery")
+        raw = self.block("delivery") if self.clean("delivery") else {}
 
         def seconds(value: Any, where: Where) -> float:
             if not isinstance(value, str):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 GUIDE = "mappings/agencies/README.md"
 
@@ -94,9 +93,3 @@ class MappingError(ValueError):
                 f"  {p}" for p in self.problems
             )
         super().__init__(text)
-
-    @classmethod
-    def one(
-        cls, file: str | Path, key: str, problem: str, fix: str, line: int | None = None
-    ) -> MappingError:
-        return cls([Problem(str(file), line, key, problem, fix)])

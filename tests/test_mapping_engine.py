@@ -268,3 +268,16 @@ def test_load_all_raises_one_error_for_every_file(tmp_path):
         ("ombudsman-telecom.yaml", "pol"),
     }
     assert str(info.value).startswith("3 problems in 2 mapping files:\n")
+
+
+def test_a_bad_field_name_does_not_hide_a_bad_transform_in_another_field(tmp_path):
+    text = GOOD.replace(
+        "  externalReference: case.reference\n", "  external Reference: case.reference\n"
+    )
+    path = write(tmp_path, text.replace("| upper", "| shout"))
+    with pytest.raises(MappingError) as info:
+        load_agency(path, env={})
+    assert {p.key: p.problem for p in info.value.problems} == {
+        "fields.external Reference": "'external Reference' is not a valid agency field name",
+        "fields.language": "unknown transform 'shout'",
+    }
