@@ -35,7 +35,7 @@ import yaml
 
 from mappings import AGENCIES_DIR, CONTRACTS_DIR
 from mappings.problems import MappingError, Problem, guide
-from mappings.schema import Lines, PathPart, dotted, schema_problems
+from mappings.schema import Lines, PathPart, dotted, read_yaml, schema_problems
 
 LANGUAGES = ("nl", "fr", "de", "en")
 
@@ -494,8 +494,8 @@ class _Reading:
     (`clean`), so one mistake is reported once, and everything else is still checked.
     """
 
-    def __init__(self, path: Path, text: str, data: dict[str, Any]):
-        self.path, self.lines, self.data = path, Lines(text), data
+    def __init__(self, path: Path, lines: Lines, data: dict[str, Any]):
+        self.path, self.lines, self.data = path, lines, data
         self.problems: list[Problem] = schema_problems(data, path, self.lines)
         self._shape_keys = [p.key for p in self.problems]
 
@@ -808,7 +808,7 @@ def check_agency(
             )
         ]
     try:
-        data = yaml.safe_load(text)
+        data, lines = read_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -831,7 +831,7 @@ def check_agency(
                 f"start from the example in {guide('the-whole-file')}",
             )
         ]
-    reading = _Reading(path, text, data)
+    reading = _Reading(path, lines, data)
     mapping = reading.mapping(env)
     return mapping, sorted(reading.problems, key=lambda p: (p.line or 0, p.key))
 

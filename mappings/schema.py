@@ -36,14 +36,34 @@ def mapping_schema(path: Path = SCHEMA_FILE) -> dict[str, Any]:
     return schema
 
 
-class Lines:
-    """Where each key of a YAML document is, from its node tree (`yaml.compose`)."""
+# libyaml where it is installed: a mapping file is parsed once per check, at every start-up.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-    def __init__(self, text: str):
+
+def read_yaml(text: str) -> tuple[Any, Lines]:
+    """Parse once: the data (as `yaml.safe_load` gives it) and where each key is. Raises
+    yaml.YAMLError."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
+    return data, Lines(node)
+
+
+class Lines:
+    """Where each key of a YAML document is, from its node tree."""
+
+    def __init__(self, root: yaml.Node | None):
+        self.root = root
+
+    @classmethod
+    def of(cls, text: str) -> Lines:
         try:
-            self.root: yaml.Node | None = yaml.compose(text, Loader=yaml.SafeLoader)
+            return read_yaml(text)[1]
         except yaml.YAMLError:
-            self.root = None
+            return cls(None)
 
     def _walk(self, path: Sequence[PathPart]) -> tuple[yaml.Node | None, int | None]:
         """The node at `path` and the line of its key (or item); stops at the deepest found."""

@@ -36,9 +36,9 @@ class Reporter:
     def __init__(self, mapping: AgencyMapping):
         self.mapping, self.file = mapping, str(mapping.source)
         try:
-            self.lines = Lines(mapping.source.read_text(encoding="utf-8"))
+            self.lines = Lines.of(mapping.source.read_text(encoding="utf-8"))
         except OSError:
-            self.lines = Lines("")
+            self.lines = Lines(None)
 
     def __call__(
         self, where: tuple[PathPart, ...], problem: str, fix: str, section: str
