@@ -68,11 +68,11 @@ def check_adapter(
         return problems
     for text in adapter.check_contract(contract_dir(mapping), mapping.adapter_config, payloads):
         problem, _, fix = text.partition(". Fix: ")
-        where = report.where(text)
+        located = report.where(text)
         problems.append(
             Problem(
                 report.file,
-                report.lines.line(*where) if where else None,
+                report.lines.line(*located) if located else None,
                 "contract",
                 problem,
                 fix or f"make the mapping fit the contract (see {guide('the-agencys-contract')})",
