@@ -578,11 +578,12 @@ def mappings() -> None:
 @mappings.command("validate")
 def mappings_validate() -> None:
     """Check every mapping file and the routing rules; print each error with its fix."""
+    from hub.mapping_check import validate_all
     from hub.routing import Router, RoutingError
-    from mappings.validate import validate_all
 
     settings = _settings()
-    errors, loaded = validate_all(settings.agencies_dir)
+    problems, loaded = validate_all(settings.agencies_dir)
+    errors = [str(problem) for problem in problems]
     for err in errors:
         click.echo(f"ERROR {err}", err=True)
     try:

@@ -1,7 +1,11 @@
 """The mapping engine: one YAML file per agency says what leaves the hub and how status comes back.
 
-A file is loaded and checked once (`load_agency`); errors name the file, the key, the line and the
-fix. `AgencyMapping.render` turns a canonical case document into the agency's payload; only the
+A file is loaded and checked once (`load_agency`): its shape against the declared schema
+(`contracts/agency-mapping.schema.json`, see mappings/schema.py), then what a schema cannot say
+(canonical statuses, transforms, domains, durations, prechecks). Every problem is collected and
+raised as one `MappingError`, each naming the file, the line, the key and the fix.
+
+`AgencyMapping.render` turns a canonical case document into the agency's payload; only the
 mapped fields leave the hub, which makes the file the data-minimisation rule as well.
 `AgencyMapping.map_status` reads an agency's own status code as a canonical status.
 
@@ -13,13 +17,16 @@ or a quoted literal (`'LOKET'`).
 from __future__ import annotations
 
 import ast
+import difflib
+import inspect
 import os
 import random
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from fnmatch import fnmatchcase
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -27,18 +34,10 @@ from typing import Any
 import yaml
 
 from mappings import AGENCIES_DIR, CONTRACTS_DIR
+from mappings.problems import MappingError, Problem, guide
+from mappings.schema import Lines, PathPart, dotted, read_yaml, schema_problems
 
 LANGUAGES = ("nl", "fr", "de", "en")
-BODIES = ("ombudsman", "inspection", "regulator", "mediation", "dispute_committee", "network")
-
-
-class MappingError(ValueError):
-    """A mapping file is wrong. str() gives `file:line: key: problem. Fix: ...`."""
-
-    def __init__(self, file: str | Path, key: str, problem: str, fix: str, line: int | None = None):
-        self.file, self.key, self.problem, self.fix, self.line = str(file), key, problem, fix, line
-        where = f"{self.file}:{line}" if line else self.file
-        super().__init__(f"{where}: {key}: {problem}. Fix: {fix}")
 
 
 class RenderError(ValueError):
@@ -230,15 +229,21 @@ def _split_pipes(expression: str) -> list[str]:
     return parts
 
 
-def parse_field(target: str, expression: Any, file: Path, line: int | None) -> FieldRule:
-    key = f"fields.{target}"
+class Invalid(ValueError):
+    """One problem found while reading one value; the loader adds file, line and key."""
+
+    def __init__(self, problem: str, fix: str, section: str):
+        super().__init__(problem)
+        self.problem, self.fix, self.section = problem, fix, section
+
+
+def parse_field(target: str, expression: Any) -> FieldRule:
+    """`source | transform(args) | ...` for agency field `target`; raises Invalid."""
     if not isinstance(expression, str) or not expression.strip():
-        raise MappingError(
-            file,
-            key,
+        raise Invalid(
             "the expression is empty or not text",
             "write `source | transform`, e.g. `case.description | truncate(4000)`",
-            line,
+            "fields",
         )
     head, *rest = _split_pipes(expression)
     source: str | None
@@ -247,55 +252,57 @@ def parse_field(target: str, expression: Any, file: Path, line: int | None) -> F
         try:
             literal = ast.literal_eval(head)
         except (ValueError, SyntaxError):
-            raise MappingError(
-                file, key, f"cannot read the literal {head}", "quote a literal like 'LOKET'", line
+            raise Invalid(
+                f"cannot read the literal {head}", "quote a literal like 'LOKET'", "sources"
             ) from None
         source = None
     else:
         if not PATH.match(head) or head.split(".")[0] not in DOCUMENT_ROOTS:
-            raise MappingError(
-                file,
-                key,
+            raise Invalid(
                 f"unknown source {head!r}",
                 "start the path with one of "
                 + ", ".join(DOCUMENT_ROOTS)
                 + " (e.g. case.reference)",
-                line,
+                "sources",
             )
         source = head
     steps = []
     for raw in rest:
         m = STEP.match(raw)
         if not m:
-            raise MappingError(
-                file,
-                key,
-                f"cannot read the transform {raw!r}",
-                "write name or name(arg, ...)",
-                line,
+            raise Invalid(
+                f"cannot read the transform {raw!r}", "write name or name(arg, ...)", "transforms"
             )
         name, args_text = m.group(1), m.group(2)
         if name not in TRANSFORMS:
-            raise MappingError(
-                file,
-                key,
+            close = difflib.get_close_matches(name, sorted(TRANSFORMS), n=1)
+            hint = f"did you mean `{close[0]}`? " if close else ""
+            raise Invalid(
                 f"unknown transform {name!r}",
-                "use one of: " + ", ".join(sorted(TRANSFORMS)),
-                line,
+                f"{hint}use one of: " + ", ".join(sorted(TRANSFORMS)),
+                "transforms",
             )
         args: tuple[Any, ...] = ()
         if args_text and args_text.strip():
             try:
                 parsed = ast.literal_eval(f"({args_text},)")
             except (ValueError, SyntaxError):
-                raise MappingError(
-                    file,
-                    key,
+                raise Invalid(
                     f"cannot read the arguments of {name}({args_text})",
                     "give Python-style literals, e.g. truncate(4000) or date('%d/%m/%Y')",
-                    line,
+                    "transforms",
                 ) from None
             args = tuple(parsed)
+        signature = inspect.signature(TRANSFORMS[name])
+        try:
+            signature.bind(None, *args)
+        except TypeError:
+            wanted = ", ".join(list(signature.parameters)[1:])
+            raise Invalid(
+                f"{name} does not take {len(args)} argument(s)",
+                f"write {name}({wanted})" if wanted else f"write {name} without arguments",
+                "transforms",
+            ) from None
         steps.append(Step(name, args))
     return FieldRule(target, source, literal, tuple(steps), expression)
 
@@ -316,15 +323,14 @@ class Duration:
         return self.amount * per[self.unit]
 
 
-def parse_duration(text: Any, file: Path, key: str, line: int | None) -> Duration:
+def parse_duration(text: Any) -> Duration:
+    """'3 business days', '30 days', '5 minutes', ...; raises Invalid."""
     m = DURATION.match(str(text))
     if not m:
-        raise MappingError(
-            file,
-            key,
+        raise Invalid(
             f"cannot read the duration {text!r}",
             "write e.g. '3 business days', '30 days', '5 minutes'",
-            line,
+            "durations",
         )
     unit = m.group(2).rstrip("s").replace(" ", "_") + "s"
     return Duration(int(m.group(1)), unit)
@@ -464,13 +470,18 @@ class AgencyMapping:
 # "${LOKET_X_KEY:-@file:${LOKET_VAR_DIR:-var}/sim/x/key}".
 ENV_REF = re.compile(r"\$\{([A-Z0-9_]+)(?::-((?:[^${}]|\$(?!\{)|\$\{[^{}]*\})*))?\}")
 
+Where = tuple[PathPart, ...]
 
-def interpolate(value: Any, env: Mapping[str, str], file: Path, key: str) -> Any:
-    """Replace ${VAR} and ${VAR:-default} in strings, recursively."""
+
+def interpolate(
+    value: Any, env: Mapping[str, str], missing: list[tuple[Where, str]], where: Where = ()
+) -> Any:
+    """Replace ${VAR} and ${VAR:-default} in strings, recursively; a variable that is not set
+    and has no default is added to `missing` as (where, name) and left as written."""
     if isinstance(value, dict):
-        return {k: interpolate(v, env, file, f"{key}.{k}") for k, v in value.items()}
+        return {k: interpolate(v, env, missing, (*where, k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [interpolate(v, env, file, f"{key}[{i}]") for i, v in enumerate(value)]
+        return [interpolate(v, env, missing, (*where, i)) for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
 
@@ -480,436 +491,391 @@ def interpolate(value: Any, env: Mapping[str, str], file: Path, key: str) -> Any
             return env[name]
         if default is not None:
             return ENV_REF.sub(sub, default)
-        raise MappingError(
-            file,
-            key,
-            f"the environment variable {name} is not set",
-            f"set {name}, or write ${{{name}:-default}} in the file",
-        )
+        missing.append((where, name))
+        return m.group(0)
 
     return ENV_REF.sub(sub, value)
 
 
-class _Lines:
-    """Line numbers of keys in a YAML file, for error messages."""
+@lru_cache(maxsize=2)
+def domain_codes(path: Path = CONTRACTS_DIR / "domains.yaml") -> tuple[str, ...]:
+    """Every area.subarea code of the taxonomy."""
+    with open(path, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh)
+    return tuple(f"{a}.{s}" for a, spec in data["areas"].items() for s in spec["subareas"])
 
-    def __init__(self, text: str):
-        try:
-            self.root = yaml.compose(text)
-        except yaml.YAMLError:
-            self.root = None
 
-    def line(self, *path: str) -> int | None:
-        node, found = self.root, None
-        for part in path:
-            if not isinstance(node, yaml.MappingNode):
-                return found
-            for k, v in node.value:
-                if k.value == part:
-                    found, node = k.start_mark.line + 1, v
-                    break
+class _Reading:
+    """One mapping file being read: where its keys are, and every problem found so far.
+
+    The schema checks the shape first; the checks here read only values whose shape is right
+    (`clean`), so one mistake is reported once, and everything else is still checked.
+    """
+
+    def __init__(self, path: Path, lines: Lines, data: dict[str, Any]):
+        self.path, self.lines, self.data = path, lines, data
+        self.problems: list[Problem] = schema_problems(data, path, self.lines)
+        self._shape_keys = [p.key for p in self.problems]
+
+    def add(self, where: Where, problem: str, fix: str, section: str) -> None:
+        self.problems.append(
+            Problem(
+                str(self.path),
+                self.lines.line(*where),
+                dotted(where),
+                problem,
+                f"{fix} (see {guide(section)})",
+            )
+        )
+
+    def invalid(self, where: Where, exc: Invalid) -> None:
+        self.add(where, exc.problem, exc.fix, exc.section)
+
+    def clean(self, *where: PathPart) -> bool:
+        """True when the schema found nothing wrong at, above or below `where`."""
+        key = dotted(where)
+        for bad in self._shape_keys:
+            if bad == key or bad == "(file)":
+                return False
+            for a, b in ((bad, key), (key, bad)):
+                if a.startswith(b + ".") or a.startswith(b + "["):
+                    return False
+        return True
+
+    def block(self, name: str) -> dict[str, Any]:
+        """A top-level block that is a block; its entries may still have problems (`clean`)."""
+        value = self.data.get(name)
+        return value if isinstance(value, dict) and name not in self._shape_keys else {}
+
+    # -------------------------------------------------------------------------------- the checks
+
+    def check_id(self) -> None:
+        agency_id = self.data.get("id")
+        if self.clean("id") and agency_id != self.path.stem:
+            self.add(
+                ("id",),
+                f"the id {agency_id!r} differs from the file name {self.path.name}",
+                f"rename the file to {agency_id}.yaml or change the id",
+                "id",
+            )
+
+    def check_domains(self, domains: tuple[str, ...]) -> None:
+        codes = domain_codes()
+        areas = sorted({c.split(".")[0] + ".*" for c in codes})
+        for i, pattern in enumerate(domains):
+            if any(fnmatchcase(code, pattern) for code in codes):
+                continue
+            close = difflib.get_close_matches(pattern, [*areas, *codes], n=1)
+            hint = f"did you mean `{close[0]}`? " if close else ""
+            self.add(
+                ("handles", "domains", i),
+                f"the domain {pattern!r} matches no code in contracts/domains.yaml",
+                f"{hint}use area.subarea codes from contracts/domains.yaml, or area.*",
+                "handles",
+            )
+
+    def check_contract_path(self) -> None:
+        contract = self.data.get("contract")
+        if contract is None or not self.clean("contract"):
+            return
+        if not (CONTRACTS_DIR.parent / contract).exists():
+            self.add(
+                ("contract",),
+                f"{contract} does not exist",
+                "give the path of the agency's contract file or folder, from the project root",
+                "contract",
+            )
+
+    def adapter_config(self, env: Mapping[str, str]) -> dict[str, Any]:
+        adapter = self.block("adapter")
+        missing: list[tuple[Where, str]] = []
+        config = interpolate(
+            {k: v for k, v in adapter.items() if k != "kind"}, env, missing, ("adapter",)
+        )
+        for where, name in missing:
+            self.add(
+                where,
+                f"the environment variable {name} is not set",
+                f"set {name}, or write ${{{name}:-default}} in the file",
+                "environment-variables",
+            )
+        return config
+
+    def fields(self) -> tuple[FieldRule, ...]:
+        rules = []
+        for target, expression in self.block("fields").items():
+            if not self.clean("fields", target):
+                continue
+            try:
+                rules.append(parse_field(str(target), expression))
+            except Invalid as exc:
+                self.invalid(("fields", target), exc)
+        targets = [rule.target for rule in rules]
+        for outer in targets:
+            for inner in targets:
+                if inner.startswith(outer + "."):
+                    self.add(
+                        ("fields", inner),
+                        f"`{outer}` is mapped to a value and also holds `{inner}`",
+                        f"map either `{outer}` or its parts, not both",
+                        "fields",
+                    )
+        return tuple(rules)
+
+    def statuses(self) -> dict[str, StatusRule]:
+        vocabulary = canonical_statuses()
+        known, outcomes = sorted(vocabulary["statuses"]), sorted(vocabulary["outcomes"])
+        out: dict[str, StatusRule] = {}
+        for code, target in self.block("statuses").items():
+            if not self.clean("statuses", code):
+                continue
+            if isinstance(target, str):
+                rule = StatusRule(target)
             else:
-                return found
-        return found
+                rule = StatusRule(target["status"], target.get("outcome"))
+            wrong = 0
+            for word, value, allowed in (
+                ("canonical status", rule.status, known),
+                ("outcome", rule.outcome, outcomes),
+            ):
+                if value is None or value in allowed:
+                    continue
+                wrong += 1
+                close = difflib.get_close_matches(value, allowed, n=1)
+                hint = f"did you mean `{close[0]}`? " if close else ""
+                self.add(
+                    ("statuses", code),
+                    f"unknown {word} {value!r}",
+                    f"{hint}use one of contracts/statuses.yaml: " + ", ".join(allowed),
+                    "statuses",
+                )
+            if not wrong:
+                out[str(code)] = rule
+        return out
+
+    def duration(self, block: str, key: str) -> Duration | None:
+        raw = self.block(block).get(key)
+        if raw is None or not self.clean(block, key):
+            return None
+        try:
+            return parse_duration(raw)
+        except Invalid as exc:
+            self.invalid((block, key), exc)
+            return None
+
+    def delivery(self) -> DeliveryPolicy:
+        raw = self.block("delivery") if self.clean("delivery") else {}
+
+        def seconds(value: Any, where: Where) -> float:
+            if not isinstance(value, str):
+                return float(value)
+            try:
+                return parse_duration(value).seconds
+            except Invalid as exc:
+                self.invalid(where, exc)
+                return 0.0
+
+        retry_raw = raw.get("retry") or {}
+        names = {"base": "base_seconds", "multiplier": "multiplier", "cap": "cap_seconds"}
+        retry: dict[str, Any] = {
+            names[k]: seconds(v, ("delivery", "retry", k))
+            for k, v in retry_raw.items()
+            if k in names
+        }
+        if "max_attempts" in retry_raw:
+            retry["max_attempts"] = int(retry_raw["max_attempts"])
+        breaker_raw = raw.get("breaker") or {}
+        breaker = BreakerPolicy(
+            failures=int(breaker_raw.get("failures", 5)),
+            pause_seconds=seconds(breaker_raw.get("pause", 30.0), ("delivery", "breaker", "pause")),
+        )
+        return DeliveryPolicy(
+            RetryPolicy(**retry),
+            breaker,
+            int(raw.get("max_in_flight", 20)),
+            int(raw.get("concurrency", 4)),
+        )
+
+    def prechecks(self, kinds: tuple[str, ...]) -> tuple[Precheck, ...]:
+        raw = self.data.get("prechecks")
+        if not isinstance(raw, list):
+            return ()
+        out: list[Precheck] = []
+        seen: dict[str, int] = {}
+        for i, item in enumerate(raw):
+            if not isinstance(item, dict) or not self.clean("prechecks", i):
+                continue
+            check_id = item["id"]
+            if check_id in seen:
+                self.add(
+                    ("prechecks", i, "id"),
+                    f"{check_id!r} is also the id of prechecks[{seen[check_id]}]",
+                    "give each check its own id",
+                    "prechecks",
+                )
+            seen.setdefault(check_id, i)
+            applies = tuple(item.get("applies_to") or kinds)
+            bad = [k for k in applies if k not in kinds]
+            if bad and kinds:
+                self.add(
+                    ("prechecks", i, "applies_to"),
+                    f"{', '.join(bad)}: not a kind this agency handles",
+                    f"use some of {', '.join(kinds)} (handles.kinds)",
+                    "prechecks",
+                )
+            if ("ask" in item) == ("max_age" in item):
+                self.add(
+                    ("prechecks", i),
+                    "a check needs exactly one of `ask` or `max_age`",
+                    "ask a yes/no question, or limit the incident's age (max_age: 1 year)",
+                    "prechecks",
+                )
+            max_age = None
+            m = re.match(r"^\s*(\d+)\s*(years?|days?)\s*$", str(item.get("max_age", "")))
+            if m:
+                max_age = int(m.group(1)) * (365 if m.group(2).startswith("year") else 1)
+            out.append(
+                Precheck(
+                    check_id,
+                    applies,
+                    dict(item["ask"]) if "ask" in item else None,
+                    max_age,
+                    dict(item.get("reason") or {}),
+                    dict(item["advice"]),
+                )
+            )
+        return tuple(out)
+
+    def mapping(self, env: Mapping[str, str]) -> AgencyMapping | None:
+        """Runs every check; the problems are in `problems`. The AgencyMapping built from what
+        is right, or None when a problem is in `IDENTITY_BLOCKS`: so a misspelt `poll:` does not
+        hide what the transport and contract checks would find."""
+        self.check_id()
+        handles = self.block("handles")
+        kinds = tuple(handles.get("kinds") or ()) if self.clean("handles", "kinds") else ()
+        domains = tuple(handles.get("domains") or ()) if self.clean("handles", "domains") else ()
+        self.check_domains(domains)
+        self.check_contract_path()
+        adapter_config = self.adapter_config(env)
+        rules = self.fields()
+        statuses = self.statuses()
+        acknowledge = self.duration("sla", "acknowledge")
+        answer = self.duration("sla", "answer")
+        poll_every = self.duration("poll", "every")
+        delivery = self.delivery()
+        prechecks = self.prechecks(kinds)
+        if blocks_with_problems(self.problems) & IDENTITY_BLOCKS:
+            return None
+        data = self.data
+        return AgencyMapping(
+            id=data["id"],
+            names=dict(data["names"]) if self.clean("names") else {},
+            body=data["body"] if self.clean("body") else "",
+            kinds=kinds,
+            domains=domains,
+            languages=tuple(data["languages"]),
+            adapter_kind=str(data["adapter"]["kind"]),
+            adapter_config=adapter_config,
+            fields=rules,
+            statuses=statuses,
+            acknowledge_within=acknowledge,
+            answer_within=answer,
+            poll_every=poll_every,
+            source=self.path,
+            extra={k: data[k] for k in EXTRA_KEYS if k in data},
+            delivery=delivery,
+            prechecks=prechecks,
+        )
 
 
-REQUIRED_KEYS = (
-    "id",
-    "names",
-    "body",
-    "handles",
-    "languages",
-    "adapter",
-    "fields",
-    "statuses",
-    "sla",
-)
+# Blocks the engine does not read itself; `AgencyMapping.extra` carries them to their readers.
+EXTRA_KEYS = ("contract", "simulator")
+# Without these a mapping cannot be built at all.
+IDENTITY_BLOCKS = frozenset({"(file)", "(yaml)", "id", "adapter", "languages", "handles"})
+# What rendering and the contract checks read besides: a problem here makes them pointless.
+CONTRACT_BLOCKS = frozenset({*IDENTITY_BLOCKS, "fields", "statuses"})
 
 
-def load_agency(path: str | Path, env: Mapping[str, str] | None = None) -> AgencyMapping:
+def blocks_with_problems(problems: Iterable[Problem]) -> set[str]:
+    """The top-level blocks (`fields`, `poll`, ...) that the problems are in."""
+    return {re.split(r"[.\[]", p.key, maxsplit=1)[0] for p in problems}
+
+
+def check_agency(
+    path: str | Path, env: Mapping[str, str] | None = None
+) -> tuple[AgencyMapping | None, list[Problem]]:
+    """Read and check one mapping file: (the mapping, every problem in file order).
+
+    The mapping is None when the file cannot be read as one (a problem in `IDENTITY_BLOCKS`);
+    otherwise it is given despite problems, without the fields and statuses that have one, for
+    `loket mappings validate` to check it further. The hub uses `load_agency`, which accepts no
+    problem at all.
+    """
     path = Path(path)
     env = os.environ if env is None else env
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise MappingError(
-            path,
-            "(file)",
-            f"cannot read the file: {exc.strerror}",
-            "check the path and permissions",
-        ) from None
+        return None, [
+            Problem(
+                str(path),
+                None,
+                "(file)",
+                f"cannot read the file: {exc.strerror}",
+                "check the path and permissions",
+            )
+        ]
     try:
-        data = yaml.safe_load(text)
+        data, lines = read_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else None
         problem = getattr(exc, "problem", None) or str(exc)
-        raise MappingError(
-            path,
-            "(yaml)",
-            f"not valid YAML: {problem}",
-            "check indentation and quoting near that line",
-            line,
-        ) from None
-    lines = _Lines(text)
+        return None, [
+            Problem(
+                str(path),
+                mark.line + 1 if mark else None,
+                "(yaml)",
+                f"not valid YAML: {problem}",
+                "check indentation and quoting near that line; quote a value that contains `: `",
+            )
+        ]
     if not isinstance(data, dict):
-        raise MappingError(
-            path,
-            "(file)",
-            "the file does not hold a mapping",
-            "start from mappings/agencies/README.md's example",
-        )
-    for key in REQUIRED_KEYS:
-        if key not in data:
-            raise MappingError(
-                path, key, "this key is missing", f"add `{key}:` (see mappings/agencies/README.md)"
+        return None, [
+            Problem(
+                str(path),
+                1,
+                "(file)",
+                "the file does not hold a block of `key: value` lines",
+                f"start from the example in {guide('the-whole-file')}",
             )
-
-    agency_id = data["id"]
-    if not isinstance(agency_id, str) or not re.match(r"^[a-z][a-z0-9-]{1,62}$", agency_id):
-        raise MappingError(
-            path,
-            "id",
-            f"{agency_id!r} is not a valid agency id",
-            "use lower case letters, digits and dashes",
-            lines.line("id"),
-        )
-    if path.stem != agency_id:
-        raise MappingError(
-            path,
-            "id",
-            f"the id {agency_id!r} differs from the file name",
-            f"rename the file to {agency_id}.yaml or change the id",
-            lines.line("id"),
-        )
-
-    names = data["names"]
-    if not isinstance(names, dict) or any(not names.get(lang) for lang in LANGUAGES):
-        missing = [lang for lang in LANGUAGES if not isinstance(names, dict) or not names.get(lang)]
-        raise MappingError(
-            path,
-            "names",
-            f"names missing for {', '.join(missing)}",
-            "give the agency's name in nl, fr, de and en",
-            lines.line("names"),
-        )
-
-    body = data["body"]
-    if body not in BODIES:
-        raise MappingError(
-            path,
-            "body",
-            f"unknown kind of body {body!r}",
-            "use one of: " + ", ".join(BODIES),
-            lines.line("body"),
-        )
-
-    handles = data["handles"] or {}
-    kinds = tuple(handles.get("kinds") or ())
-    domains = tuple(handles.get("domains") or ())
-    bad_kinds = [k for k in kinds if k not in ("question", "complaint", "report", "mediation")]
-    if not kinds or bad_kinds:
-        raise MappingError(
-            path,
-            "handles.kinds",
-            f"unknown or no case kinds {bad_kinds}",
-            "list some of: question, complaint, report, mediation",
-            lines.line("handles", "kinds"),
-        )
-
-    languages = tuple(data["languages"] or ())
-    if not languages or any(lang not in LANGUAGES for lang in languages):
-        raise MappingError(
-            path,
-            "languages",
-            f"bad working languages {languages}",
-            "list some of: nl, fr, de, en",
-            lines.line("languages"),
-        )
-
-    adapter = data["adapter"]
-    if not isinstance(adapter, dict) or not adapter.get("kind"):
-        raise MappingError(
-            path,
-            "adapter.kind",
-            "the adapter kind is missing",
-            "say which transport: rest, soap, email or sftp",
-            lines.line("adapter"),
-        )
-    adapter_config = interpolate(
-        {k: v for k, v in adapter.items() if k != "kind"}, env, path, "adapter"
-    )
-
-    raw_fields = data["fields"]
-    if not isinstance(raw_fields, dict) or not raw_fields:
-        raise MappingError(
-            path,
-            "fields",
-            "no fields are mapped",
-            "map at least the case reference, e.g. `Reference: case.reference`",
-            lines.line("fields"),
-        )
-    rules = tuple(
-        parse_field(str(target), expr, path, lines.line("fields", str(target)))
-        for target, expr in raw_fields.items()
-    )
-
-    vocabulary = canonical_statuses()
-    known = set(vocabulary["statuses"])
-    outcomes = set(vocabulary["outcomes"])
-    statuses: dict[str, StatusRule] = {}
-    if not isinstance(data["statuses"], dict) or not data["statuses"]:
-        raise MappingError(
-            path,
-            "statuses",
-            "no status codes are mapped",
-            "map each of the agency's codes to a canonical status",
-            lines.line("statuses"),
-        )
-    for code, target in data["statuses"].items():
-        key, line = f"statuses.{code}", lines.line("statuses", str(code))
-        rule = StatusRule(target) if isinstance(target, str) else StatusRule(**(target or {}))
-        if rule.status not in known:
-            raise MappingError(
-                path,
-                key,
-                f"unknown canonical status {rule.status!r}",
-                "use one of contracts/statuses.yaml: " + ", ".join(sorted(known)),
-                line,
-            )
-        if rule.outcome is not None and rule.outcome not in outcomes:
-            raise MappingError(
-                path,
-                key,
-                f"unknown outcome {rule.outcome!r}",
-                "use one of: " + ", ".join(sorted(outcomes)),
-                line,
-            )
-        statuses[str(code)] = rule
-
-    sla = data["sla"] or {}
-    ack = (
-        parse_duration(
-            sla["acknowledge"], path, "sla.acknowledge", lines.line("sla", "acknowledge")
-        )
-        if sla.get("acknowledge")
-        else None
-    )
-    answer = (
-        parse_duration(sla["answer"], path, "sla.answer", lines.line("sla", "answer"))
-        if sla.get("answer")
-        else None
-    )
-    poll = data.get("poll") or {}
-    poll_every = (
-        parse_duration(poll["every"], path, "poll.every", lines.line("poll", "every"))
-        if poll.get("every")
-        else None
-    )
-
-    delivery = parse_delivery(data.get("delivery"), path, lines)
-    prechecks = parse_prechecks(data.get("prechecks"), kinds, path, lines)
-    known_keys = {*REQUIRED_KEYS, "poll", "delivery", "prechecks"}
-    extra = {k: v for k, v in data.items() if k not in known_keys}
-    return AgencyMapping(
-        id=agency_id,
-        names=dict(names),
-        body=body,
-        kinds=kinds,
-        domains=domains,
-        languages=languages,
-        adapter_kind=str(adapter["kind"]),
-        adapter_config=adapter_config,
-        fields=rules,
-        statuses=statuses,
-        acknowledge_within=ack,
-        answer_within=answer,
-        poll_every=poll_every,
-        source=path,
-        extra=extra,
-        delivery=delivery,
-        prechecks=prechecks,
-    )
+        ]
+    reading = _Reading(path, lines, data)
+    mapping = reading.mapping(env)
+    return mapping, sorted(reading.problems, key=lambda p: (p.line or 0, p.key))
 
 
-def _four_languages(value: Any, path: Path, key: str, line: int | None) -> dict[str, str]:
-    if not isinstance(value, dict) or any(not value.get(lang) for lang in LANGUAGES):
-        missing = [lang for lang in LANGUAGES if not isinstance(value, dict) or not value.get(lang)]
-        raise MappingError(
-            path,
-            key,
-            f"text missing in {', '.join(missing)}",
-            "write it in nl, fr, de and en",
-            line,
-        )
-    return {lang: str(value[lang]) for lang in LANGUAGES}
-
-
-def parse_prechecks(
-    raw: Any, kinds: tuple[str, ...], path: Path, lines: _Lines
-) -> tuple[Precheck, ...]:
-    """The `prechecks:` list: admissibility conditions the front desk asks before sending."""
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        raise MappingError(
-            path,
-            "prechecks",
-            "not a list",
-            "write a list of checks, each with id, ask or max_age, and advice",
-            lines.line("prechecks"),
-        )
-    out, seen = [], set()
-    for i, item in enumerate(raw):
-        key = f"prechecks[{i}]"
-        line = lines.line("prechecks")
-        if not isinstance(item, dict) or not re.match(
-            r"^[a-z][a-z0-9_]{1,40}$", str(item.get("id", ""))
-        ):
-            raise MappingError(
-                path,
-                f"{key}.id",
-                "missing or not a lower_case id",
-                "give each check an id like contacted_trader",
-                line,
-            )
-        check_id = item["id"]
-        if check_id in seen:
-            raise MappingError(
-                path, f"{key}.id", f"{check_id!r} appears twice", "give each check its own id", line
-            )
-        seen.add(check_id)
-        unknown = set(item) - {"id", "applies_to", "ask", "max_age", "reason", "advice"}
-        if unknown:
-            raise MappingError(
-                path,
-                f"{key}.{sorted(unknown)[0]}",
-                "unknown setting",
-                "use id, applies_to, ask or max_age, reason, advice",
-                line,
-            )
-        applies = tuple(item.get("applies_to") or kinds)
-        bad = [k for k in applies if k not in kinds]
-        if bad:
-            raise MappingError(
-                path,
-                f"{key}.applies_to",
-                f"kinds {bad} are not handled by this agency",
-                f"use some of {list(kinds)}",
-                line,
-            )
-        if ("ask" in item) == ("max_age" in item):
-            raise MappingError(
-                path,
-                key,
-                "a check needs exactly one of `ask` or `max_age`",
-                "ask a yes/no question, or limit the incident's age (max_age: 1 year)",
-                line,
-            )
-        ask = _four_languages(item["ask"], path, f"{key}.ask", line) if "ask" in item else None
-        max_age = None
-        if "max_age" in item:
-            m = re.match(r"^\s*(\d+)\s*(years?|days?)\s*$", str(item["max_age"]))
-            if not m:
-                raise MappingError(
-                    path,
-                    f"{key}.max_age",
-                    f"cannot read {item['max_age']!r}",
-                    "write e.g. max_age: 1 year, or max_age: 90 days",
-                    line,
-                )
-            max_age = int(m.group(1)) * (365 if m.group(2).startswith("year") else 1)
-        reason = (
-            _four_languages(item["reason"], path, f"{key}.reason", line) if "reason" in item else {}
-        )
-        advice = _four_languages(item.get("advice"), path, f"{key}.advice", line)
-        out.append(Precheck(check_id, applies, ask, max_age, reason, advice))
-    return tuple(out)
-
-
-def parse_delivery(raw: Any, path: Path, lines: _Lines) -> DeliveryPolicy:
-    """The `delivery:` block: retry, breaker and back-pressure settings, each with a default."""
-    if raw is None:
-        return DeliveryPolicy()
-    if not isinstance(raw, dict):
-        raise MappingError(
-            path,
-            "delivery",
-            "not a mapping",
-            "write e.g. delivery: {retry: {max_attempts: 10}}",
-            lines.line("delivery"),
-        )
-    unknown = set(raw) - {"retry", "breaker", "max_in_flight", "concurrency"}
-    if unknown:
-        raise MappingError(
-            path,
-            f"delivery.{sorted(unknown)[0]}",
-            "unknown setting",
-            "use retry, breaker, max_in_flight or concurrency",
-            lines.line("delivery"),
-        )
-
-    def number(section: str, key: str, value: Any, minimum: float) -> float:
-        where = f"delivery.{section}.{key}" if section else f"delivery.{key}"
-        if isinstance(value, str):
-            return parse_duration(value, path, where, lines.line("delivery", section, key)).seconds
-        if not isinstance(value, int | float) or isinstance(value, bool) or value < minimum:
-            raise MappingError(
-                path,
-                where,
-                f"{value!r} is not a number >= {minimum}",
-                "give a number (or a duration like '30 seconds')",
-                lines.line("delivery", section, key),
-            )
-        return float(value)
-
-    retry_raw = raw.get("retry") or {}
-    names = {
-        "max_attempts": "max_attempts",
-        "base": "base_seconds",
-        "multiplier": "multiplier",
-        "cap": "cap_seconds",
-    }
-    bad = set(retry_raw) - set(names)
-    if bad:
-        raise MappingError(
-            path,
-            f"delivery.retry.{sorted(bad)[0]}",
-            "unknown setting",
-            "use max_attempts, base, multiplier or cap",
-            lines.line("delivery", "retry"),
-        )
-    retry_values: dict[str, Any] = {
-        names[k]: number("retry", k, v, 1 if k in ("max_attempts", "multiplier") else 0)
-        for k, v in retry_raw.items()
-    }
-    if "max_attempts" in retry_values:
-        retry_values["max_attempts"] = int(retry_values["max_attempts"])
-    breaker_raw = raw.get("breaker") or {}
-    bad = set(breaker_raw) - {"failures", "pause"}
-    if bad:
-        raise MappingError(
-            path,
-            f"delivery.breaker.{sorted(bad)[0]}",
-            "unknown setting",
-            "use failures or pause",
-            lines.line("delivery", "breaker"),
-        )
-    breaker = BreakerPolicy(
-        failures=int(number("breaker", "failures", breaker_raw.get("failures", 5), 1)),
-        pause_seconds=number("breaker", "pause", breaker_raw.get("pause", 30.0), 0),
-    )
-    max_in_flight = int(number("", "max_in_flight", raw.get("max_in_flight", 20), 1))
-    concurrency = int(number("", "concurrency", raw.get("concurrency", 4), 1))
-    return DeliveryPolicy(RetryPolicy(**retry_values), breaker, max_in_flight, concurrency)
+def load_agency(path: str | Path, env: Mapping[str, str] | None = None) -> AgencyMapping:
+    """Read and check one mapping file. Raises one MappingError listing every problem in it."""
+    mapping, problems = check_agency(path, env)
+    if problems or mapping is None:
+        raise MappingError(problems)
+    return mapping
 
 
 def load_all(
     directory: str | Path = AGENCIES_DIR, env: Mapping[str, str] | None = None
 ) -> dict[str, AgencyMapping]:
-    """Every `<id>.yaml` in `directory`, keyed by agency id."""
+    """Every `<id>.yaml` in `directory`, keyed by agency id. Raises one MappingError listing the
+    problems of every file."""
     out: dict[str, AgencyMapping] = {}
+    problems: list[Problem] = []
     for path in sorted(Path(directory).glob("*.yaml")):
-        mapping = load_agency(path, env)
+        try:
+            mapping = load_agency(path, env)
+        except MappingError as exc:
+            problems.extend(exc.problems)
+            continue
         out[mapping.id] = mapping
+    if problems:
+        raise MappingError(problems)
     return out

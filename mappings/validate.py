@@ -1,96 +1,146 @@
-"""`loket mappings validate`: every agency file, checked alone and against its agency's contract.
+"""The checks of a loaded mapping against its agency's contract that need no transport.
 
-For each agency:
-- the file loads (engine.load_agency: keys, transforms, canonical statuses, durations);
 - contracts/agencies/<id>/statuses.yaml lists the agency's own status codes: each must be mapped,
   and each mapped code must exist there;
 - sample cases (every kind the agency handles, with all optional fields and with none) render
-  without error, and the adapter's `check_contract` finds the payloads fit the agency's contract
-  (its JSON Schema, WSDL types, file layout or mail template).
-All errors are collected, each naming the file, the key and the fix.
+  without error; the payloads are returned for the adapter's own contract check.
+
+The transport's part (its configuration, its `check_contract` against a JSON Schema, WSDL, file
+layout or mail template) needs `adapters.registry`, which this room may not import: it lives in
+`hub/mapping_check.py`, which `loket mappings validate` runs. Every problem names the file, the
+line, the key and the fix.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from adapters import registry
 from mappings import CONTRACTS_DIR
-from mappings.engine import AgencyMapping, MappingError, RenderError, load_agency
+from mappings.engine import AgencyMapping, RenderError
+from mappings.problems import Problem, guide
 from mappings.samples import sample_documents
+from mappings.schema import Lines, PathPart, dotted
 
 
 def contract_dir(mapping: AgencyMapping) -> Path:
     return CONTRACTS_DIR / "agencies" / mapping.id
 
 
-def check_statuses(mapping: AgencyMapping) -> list[str]:
+class Reporter:
+    """Problems about one loaded mapping, placed on the lines of its file."""
+
+    def __init__(self, mapping: AgencyMapping):
+        self.mapping, self.file = mapping, str(mapping.source)
+        try:
+            self.lines = Lines.of(mapping.source.read_text(encoding="utf-8"))
+        except OSError:
+            self.lines = Lines(None)
+
+    def __call__(
+        self, where: tuple[PathPart, ...], problem: str, fix: str, section: str
+    ) -> Problem:
+        return Problem(
+            self.file,
+            self.lines.line(*where) if where else None,
+            dotted(where) if where else "contract",
+            problem,
+            f"{fix} (see {guide(section)})",
+        )
+
+    def where(self, text: str) -> tuple[PathPart, ...]:
+        """Where a transport's contract problem (`fields.<agency field>: ...` or
+        `adapter.<setting>: ...`) is in the file: for a field, the mapped field itself, the first
+        one inside it, or the one holding it."""
+        named = text.split(":", 1)[0]
+        block, _, rest = named.partition(".")
+        if block == "adapter" and rest:
+            return ("adapter", *rest.split("."))
+        if block != "fields" or not rest:
+            return ()
+        targets = [rule.target for rule in self.mapping.fields]
+        for target in targets:
+            if target == rest or target.startswith(rest + "."):
+                return ("fields", target)
+        holders = [t for t in targets if rest.startswith(t + ".")]
+        return ("fields", max(holders, key=len)) if holders else ("fields",)
+
+
+def check_statuses(mapping: AgencyMapping) -> list[Problem]:
+    report = Reporter(mapping)
     path = contract_dir(mapping) / "statuses.yaml"
     if not path.exists():
         return [
-            f"{mapping.source}: statuses: the agency's contract has no {path.relative_to(CONTRACTS_DIR.parent)}. "
-            "Fix: list the agency's own status codes there (codes: [...])."
+            report(
+                ("statuses",),
+                f"the agency's contract has no {path.relative_to(CONTRACTS_DIR.parent)}",
+                "list the agency's own status codes there (codes: [...])",
+                "the-agencys-contract",
+            )
         ]
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     codes = [str(c) for c in data.get("codes") or []]
-    errors = []
-    for code in codes:
-        if code not in mapping.statuses:
-            errors.append(
-                f"{mapping.source}: statuses.{code}: the agency sends {code} but the "
-                "mapping does not read it. Fix: map it to a canonical status."
-            )
-    for code in mapping.statuses:
-        if code not in codes:
-            errors.append(
-                f"{mapping.source}: statuses.{code}: the agency's contract has no such "
-                f"code ({path.name} lists {', '.join(codes)}). Fix: remove it or correct "
-                "the contract."
-            )
-    return errors
+    problems = [
+        report(
+            ("statuses", code),  # not in the file: the line is the block's
+            f"the agency sends {code} but the mapping does not read it",
+            f"map {code} to a canonical status",
+            "statuses",
+        )
+        for code in codes
+        if code not in mapping.statuses
+    ]
+    problems += [
+        report(
+            ("statuses", code),
+            f"the agency's contract has no such code ({path.name} lists {', '.join(codes)})",
+            "remove it or correct the contract",
+            "statuses",
+        )
+        for code in mapping.statuses
+        if code not in codes
+    ]
+    return problems
 
 
-def check_contract(mapping: AgencyMapping) -> list[str]:
-    folder = contract_dir(mapping)
-    if not folder.is_dir():
-        return [
-            f"{mapping.source}: contract: no folder {folder.relative_to(CONTRACTS_DIR.parent)}. "
-            "Fix: put the agency's contract (schema, WSDL, file layout or mail template) there."
-        ]
-    errors = check_statuses(mapping)
-    payloads = []
+def render_samples(mapping: AgencyMapping) -> tuple[list[Mapping[str, Any]], list[Problem]]:
+    """The payloads of the sample cases, and a problem for each sample that cannot render."""
+    report = Reporter(mapping)
+    payloads: list[Mapping[str, Any]] = []
+    problems: list[Problem] = []
     for label, document in sample_documents(mapping):
         try:
             payloads.append(mapping.render(document))
         except RenderError as exc:
-            errors.append(
-                f"{mapping.source}: fields: cannot render {label}: {exc}. Fix: give the "
-                "field a default(...) or make it optional in the agency's contract."
+            target = str(exc).split(" <- ", 1)[0]
+            where: tuple[PathPart, ...] = ("fields", target) if " <- " in str(exc) else ("fields",)
+            problems.append(
+                report(
+                    where,
+                    f"cannot render {label}: {exc}",
+                    "give the field a default(...) or make it optional in the agency's contract",
+                    "fields",
+                )
             )
-    try:
-        adapter = registry.get(mapping.adapter_kind)
-    except registry.UnknownAdapter as exc:
-        return [*errors, f"{mapping.source}: adapter.kind: {exc}"]
-    for problem in adapter.check_contract(folder, mapping.adapter_config, payloads):
-        errors.append(f"{mapping.source}: contract: {problem}")
-    return errors
+    return payloads, problems
 
 
-def validate_all(directory: Path) -> tuple[list[str], list[str]]:
-    """Returns (errors, ids of the agencies that loaded)."""
-    errors: list[str] = []
-    loaded: list[str] = []
-    files = sorted(Path(directory).glob("*.yaml"))
-    if not files:
-        errors.append(f"{directory}: no agency files (*.yaml). Fix: add one per agency.")
-    for path in files:
-        try:
-            mapping = load_agency(path)
-        except MappingError as exc:
-            errors.append(str(exc))
-            continue
-        loaded.append(mapping.id)
-        errors.extend(check_contract(mapping))
-    return errors, loaded
+def check_mapping(mapping: AgencyMapping) -> tuple[list[Mapping[str, Any]], list[Problem]]:
+    """The transport-free checks against the agency's contract folder: (sample payloads,
+    problems). The caller holds the payloads against the adapter's own contract check."""
+    folder = contract_dir(mapping)
+    if not folder.is_dir():
+        report = Reporter(mapping)
+        return [], [
+            report(
+                ("contract",) if "contract" in mapping.extra else (),
+                f"no folder {folder.relative_to(CONTRACTS_DIR.parent)}",
+                "put the agency's contract (schema, WSDL, file layout or mail template) there",
+                "the-agencys-contract",
+            )
+        ]
+    payloads, problems = render_samples(mapping)
+    return payloads, [*check_statuses(mapping), *problems]

@@ -33,11 +33,11 @@ from adapters.simulators.soap_agency import (
 from adapters.soap import SoapAdapter
 from hub import intake
 from hub.config import ROOT, Settings
+from hub.mapping_check import check_contract
 from hub.routing import Router, Rule
 from hub.schemas import CaseInSchema
 from hub.services import Hub
 from mappings.engine import AgencyMapping, load_agency
-from mappings.validate import check_contract
 from scheduler.worker import Worker
 from tests.conftest import free_port, wait_until
 from tests.test_intake_api import CASE

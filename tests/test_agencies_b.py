@@ -44,13 +44,13 @@ from adapters.simulators.sftp_agency import AgencyBatch
 from hub.clock import FrozenClock
 from hub.config import ROOT, Settings
 from hub.intake import NeedsAnswers, NotAdmissible
+from hub.mapping_check import check_contract
 from hub.models import InboundProblem, UnmatchedUpdate
 from hub.routing import Router
 from hub.services import Hub
 from mappings import AGENCIES_DIR, CONTRACTS_DIR
 from mappings.engine import load_agency, load_all
 from mappings.samples import sample_documents
-from mappings.validate import check_contract
 from scheduler.worker import Worker
 from tests.conftest import env_prefix, free_port, peer_missing, wait_until
 from tests.peers_email import dovecot_server  # noqa: F401

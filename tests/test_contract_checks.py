@@ -9,10 +9,10 @@ import copy
 
 from adapters.email import EmailAdapter
 from adapters.sftp import SftpAdapter
+from hub.mapping_check import check_contract
 from mappings import AGENCIES_DIR, CONTRACTS_DIR
 from mappings.engine import load_agency
 from mappings.samples import sample_documents
-from mappings.validate import check_contract
 
 
 def payloads(agency_id: str, drop: str | None = None) -> tuple[dict, list[dict]]:

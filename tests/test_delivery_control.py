@@ -74,7 +74,7 @@ def test_delivery_policy_is_read_from_the_mapping_file(tmp_path):
     with pytest.raises(MappingError, match=r"delivery\.retry\.max_attempts"):
         load_agency(path, env={})
     path.write_text(text.replace("breaker: {failures: 2", "breaker: {fails: 2"))
-    with pytest.raises(MappingError, match="use failures or pause"):
+    with pytest.raises(MappingError, match="did you mean `failures`"):
         load_agency(path, env={})
 
 

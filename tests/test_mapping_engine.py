@@ -120,7 +120,11 @@ def write(tmp_path: Path, text: str) -> Path:
             "cannot read the duration",
         ),
         (lambda t: t.replace("body: ombudsman\n", ""), "body", "missing"),
-        (lambda t: t.replace("  de: Ombudsdienst für Telekommunikation\n", ""), "names", "de"),
+        (
+            lambda t: t.replace("  de: Ombudsdienst für Telekommunikation\n", ""),
+            "names.de",
+            "missing",
+        ),
         (
             lambda t: t.replace("languages: [nl, fr, de]", "languages: [nl, fr, de\n"),
             "(yaml)",
@@ -167,3 +171,113 @@ def test_required_transform_refuses_to_render_a_missing_value(tmp_path):
     mapping = load_agency(path, env={})
     with pytest.raises(RenderError, match=r"complainant\.phone"):
         mapping.render(DOC)
+
+
+def test_one_mapping_error_lists_every_problem_of_the_file(tmp_path):
+    text = GOOD
+    for old, new in [
+        ("poll: {every", "pol: {every"),
+        ("languages: [nl, fr, de]", "languages: nl"),
+        ("NEW: received", "NEW: recieved"),
+        ("| upper", "| upper(2)"),
+        ("domains: [telecom.*]", "domains: [telcom.*]"),
+    ]:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    path = write(tmp_path, text + "delivery: {breaker: {fails: 2}}\n")
+    with pytest.raises(MappingError) as info:
+        load_agency(path, env={})
+    lines = path.read_text().splitlines()
+    found = {p.key: p for p in info.value.problems}
+    assert set(found) == {
+        "pol",
+        "languages",
+        "statuses.NEW",
+        "fields.language",
+        "handles.domains[0]",
+        "delivery.breaker.fails",
+    }
+    for needle, key, fix in [
+        ("pol:", "pol", "did you mean `poll`?"),
+        ("languages: nl", "languages", "write e.g. `languages: [nl, fr, de]`"),
+        ("NEW: recieved", "statuses.NEW", "did you mean `received`?"),
+        ("upper(2)", "fields.language", "write upper without arguments"),
+        ("telcom", "handles.domains[0]", "did you mean `telecom.*`?"),
+        ("fails", "delivery.breaker.fails", "did you mean `failures`?"),
+    ]:
+        problem = found[key]
+        assert needle in lines[problem.line - 1], (needle, problem)
+        assert problem.file == str(path) and fix in problem.fix
+        assert "(see mappings/agencies/README.md#" in problem.fix
+        assert str(problem) in str(info.value)
+    assert str(info.value).startswith(f"6 problems in {path}:\n")
+
+
+def test_a_key_given_twice_is_named_with_both_lines(tmp_path):
+    path = write(tmp_path, GOOD + "sla: {acknowledge: 5 days}\n")
+    with pytest.raises(MappingError) as info:
+        load_agency(path, env={})
+    [problem] = info.value.problems
+    first = next(i for i, t in enumerate(GOOD.splitlines(), 1) if t.startswith("sla:"))
+    assert (problem.key, problem.line) == ("sla", len(GOOD.splitlines()) + 1)
+    assert f"first on line {first}" in problem.problem
+
+
+def test_prechecks_and_fields_are_checked_beyond_their_shape(tmp_path):
+    text = GOOD.replace(
+        "    applies_to: [complaint, mediation]\n    max_age: 1 year",
+        "    applies_to: [report]\n    max_age: 1 year\n    ask: {nl: a, fr: b, de: c, en: d}",
+    ).replace(
+        "  operator.name: trader.name\n", "  operator: trader.name\n  operator.name: trader.name\n"
+    )
+    path = write(tmp_path, text)
+    with pytest.raises(MappingError) as info:
+        load_agency(path, env={})
+    problems = {p.key: p.problem for p in info.value.problems}
+    assert problems == {
+        "prechecks[1].applies_to": "report: not a kind this agency handles",
+        "prechecks[1]": "a check needs exactly one of `ask` or `max_age`",
+        "fields.operator.name": "`operator` is mapped to a value and also holds `operator.name`",
+        "fields.operator.companyNumber": "`operator` is mapped to a value and also holds "
+        "`operator.companyNumber`",
+    }
+
+
+def test_a_missing_environment_variable_is_on_its_line(tmp_path):
+    path = write(
+        tmp_path,
+        GOOD.replace("${LOKET_OMBUDSMAN_TELECOM_KEY:-demo-telecom-key}", "${TELECOM_SECRET}"),
+    )
+    with pytest.raises(MappingError) as info:
+        load_agency(path, env={})
+    [problem] = info.value.problems
+    assert problem.key == "adapter.api_key"
+    assert "TELECOM_SECRET" in path.read_text().splitlines()[problem.line - 1]
+    assert "#environment-variables" in problem.fix
+
+
+def test_load_all_raises_one_error_for_every_file(tmp_path):
+    (tmp_path / "ombudsman-telecom.yaml").write_text(GOOD.replace("poll: {every", "pol: {every"))
+    mediation = (AGENCIES_DIR / "consumer-mediation.yaml").read_text()
+    (tmp_path / "consumer-mediation.yaml").write_text(mediation.replace("body: ", "bodie: "))
+    with pytest.raises(MappingError) as info:
+        load_all(tmp_path, env={})
+    assert {(p.file.rsplit("/", 1)[1], p.key) for p in info.value.problems} == {
+        ("consumer-mediation.yaml", "bodie"),
+        ("consumer-mediation.yaml", "body"),
+        ("ombudsman-telecom.yaml", "pol"),
+    }
+    assert str(info.value).startswith("3 problems in 2 mapping files:\n")
+
+
+def test_a_bad_field_name_does_not_hide_a_bad_transform_in_another_field(tmp_path):
+    text = GOOD.replace(
+        "  externalReference: case.reference\n", "  external Reference: case.reference\n"
+    )
+    path = write(tmp_path, text.replace("| upper", "| shout"))
+    with pytest.raises(MappingError) as info:
+        load_agency(path, env={})
+    assert {p.key: p.problem for p in info.value.problems} == {
+        "fields.external Reference": "'external Reference' is not a valid agency field name",
+        "fields.language": "unknown transform 'shout'",
+    }

@@ -6,9 +6,9 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
+from hub.mapping_check import validate_all
 from loket.cli import main as cli
 from mappings import AGENCIES_DIR
-from mappings.validate import validate_all
 from scheduler.worker import Worker
 from tests.test_worker import file
 
@@ -27,7 +27,7 @@ def errors_for(folder, change):
     path = folder / TELECOM.name
     path.write_text(change(path.read_text()))
     errors, _ = validate_all(folder)
-    return errors
+    return [str(e) for e in errors]
 
 
 def test_the_shipped_mappings_are_valid():
@@ -137,3 +137,134 @@ def test_preview_prints_the_payload_an_agency_would_receive(hub, sims, monkeypat
     assert unknown.exit_code == 2 and f"no case {nobody}" in unknown.output
     typo = CliRunner().invoke(cli, ["mappings", "preview", "ombudsman-telecom", "LK-0000-0000"])
     assert typo.exit_code == 2 and "is not a case reference" in typo.output
+
+
+def line_of(path, text):
+    """The 1-based line of `path` that contains `text`."""
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
+@pytest.fixture
+def every_agency(agencies):
+    """Every shipped mapping file in a folder of its own, so the routing rules find them all."""
+    for path in AGENCIES_DIR.glob("*.yaml"):
+        shutil.copy(path, agencies / path.name)
+    return agencies
+
+
+def validate_cli(agencies, monkeypatch):
+    monkeypatch.setenv("LOKET_AGENCIES_DIR", str(agencies))
+    result = CliRunner().invoke(cli, ["mappings", "validate"])
+    errors = [line for line in result.output.splitlines() if line.startswith("ERROR ")]
+    return result, errors
+
+
+def test_a_misspelt_block_fails_validate_with_its_line_and_did_you_mean(every_agency, monkeypatch):
+    """`pol:` used to load: the agency was never polled and validate said 0 errors."""
+    agencies = every_agency
+    path = agencies / TELECOM.name
+    path.write_text(TELECOM.read_text().replace("poll: {every", "pol: {every"))
+    result, errors = validate_cli(agencies, monkeypatch)
+    assert result.exit_code == 1
+    assert errors == [
+        f"ERROR {path}:{line_of(path, 'pol:')}: pol: unknown key `pol` in this file. Fix: did you "
+        "mean `poll`? the keys here are adapter, body, contract, delivery, fields, handles, id, "
+        "languages, names, poll, prechecks, simulator, sla or statuses "
+        "(see mappings/agencies/README.md#poll)"
+    ]
+
+
+def test_an_unknown_key_inside_a_block_is_named_with_the_keys_it_takes(every_agency, monkeypatch):
+    agencies = every_agency
+    path = agencies / TELECOM.name
+    path.write_text(
+        TELECOM.read_text().replace(
+            "poll: {every: 5 minutes}", "poll: {every: 5 minutes, jitter: 2}"
+        )
+    )
+    result, [error] = validate_cli(agencies, monkeypatch)
+    assert result.exit_code == 1
+    assert error.startswith(f"ERROR {path}:{line_of(path, 'jitter')}: poll.jitter: unknown key")
+    assert "Fix: the keys here are every (see mappings/agencies/README.md#poll)" in error
+
+
+def test_a_wrong_type_is_named_with_what_was_expected_and_an_example(every_agency, monkeypatch):
+    agencies = every_agency
+    path = agencies / TELECOM.name
+    path.write_text(TELECOM.read_text().replace("languages: [nl, fr, de]", "languages: nl"))
+    result, [error] = validate_cli(agencies, monkeypatch)
+    assert result.exit_code == 1
+    assert error == (
+        f"ERROR {path}:{line_of(path, 'languages:')}: languages: expected a list, found the text "
+        "'nl'. Fix: write e.g. `languages: [nl, fr, de]` "
+        "(see mappings/agencies/README.md#languages)"
+    )
+
+
+def test_every_problem_of_a_file_is_reported_at_once_with_file_line_and_fix(
+    every_agency, monkeypatch
+):
+    agencies = every_agency
+    path = agencies / TELECOM.name
+    text = TELECOM.read_text()
+    for old, new in [
+        ("poll: {every", "pol: {every"),  # misspelt block
+        ("body: ombudsman", "body: ombudsmen"),  # not one of the allowed values
+        ("sla: {acknowledge: 3 business days", "sla: {acknowledge: 3"),  # a number, not text
+        ("  NEW: received", "  NEW: recieved"),  # not a canonical status
+        ("| upper", "| uper"),  # no such transform
+        ("  submit_path: /cases", "  submit_pth: /cases"),  # not a REST setting
+    ]:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    path.write_text(text + "colour: blue\n")
+    result, errors = validate_cli(agencies, monkeypatch)
+    assert result.exit_code == 1
+    expected = {
+        "pol:": ("pol: unknown key `pol`", "did you mean `poll`?", "#poll"),
+        "body:": ("body: unknown kind of body 'ombudsmen'", "did you mean `ombudsman`?", "#body"),
+        "sla:": ("sla.acknowledge: expected text, found the number 3", "3 business days", "#sla"),
+        "NEW:": ("statuses.NEW: unknown canonical status", "did you mean `received`?", "#statuses"),
+        "| uper": (
+            "fields.language: unknown transform 'uper'",
+            "did you mean `upper`?",
+            "#transforms",
+        ),
+        "submit_pth": (
+            "adapter.submit_pth: rest adapter setting: Unknown field",
+            "submit_path",
+            "#adapter",
+        ),
+        "colour:": ("colour: unknown key `colour`", "the keys here are adapter", "#the-whole-file"),
+    }
+    for anchor_text, (problem, fix, section) in expected.items():
+        where = f"ERROR {path}:{line_of(path, anchor_text)}: "
+        [error] = [e for e in errors if e.startswith(where + problem)]
+        assert f"Fix: {fix}" in error or fix in error.split("Fix: ", 1)[1], error
+        assert error.endswith(f"(see mappings/agencies/README.md{section})"), error
+    assert len(errors) == len(expected), errors
+    assert f"Error: {len(expected)} problem(s) in the mappings" in result.output
+
+
+def test_the_contract_is_still_checked_when_a_block_outside_it_is_wrong(every_agency, monkeypatch):
+    agencies = every_agency
+    path = agencies / TELECOM.name
+    path.write_text(
+        TELECOM.read_text()
+        .replace("poll: {every", "pol: {every")
+        .replace("  complainant.email: consumer.email\n", "")
+    )
+    result, errors = validate_cli(agencies, monkeypatch)
+    assert result.exit_code == 1
+    assert any("pol: unknown key" in e for e in errors)
+    [contract] = [e for e in errors if ": contract: fields.complainant" in e]
+    assert f"{path}:{line_of(path, 'complainant.name')}: contract:" in contract
+    assert "'email' is a required property" in contract and "Fix:" in contract
+
+
+def test_the_shipped_mappings_pass_the_cli(monkeypatch):
+    monkeypatch.delenv("LOKET_AGENCIES_DIR", raising=False)
+    result = CliRunner().invoke(cli, ["mappings", "validate"])
+    assert result.exit_code == 0, result.output
+    count = len(list(AGENCIES_DIR.glob("*.yaml")))
+    assert f"{count} agency mapping(s) and the routing rules are valid" in result.output
