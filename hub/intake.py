@@ -295,6 +295,7 @@ def _store(
                 if mapping.answer_within
                 else None,
                 "paused_seconds": 0,
+                "agency_reference_provisional": False,
                 "created_at": now,
                 "updated_at": now,
             }

@@ -415,12 +415,18 @@ def _record_receipts(
     for c, receipt in items:
         d = rows[c.delivery_id]
         line = lines[d.assignment_id]
-        message = f"Delivered to {name}; their reference is {receipt.agency_reference}."
+        message = (
+            f"Delivered to {name} as {receipt.agency_reference}; they give their own reference "
+            "later."
+            if receipt.provisional
+            else f"Delivered to {name}; their reference is {receipt.agency_reference}."
+        )
         to_sent = line.status in (lifecycle.QUEUED, lifecycle.UNDELIVERABLE)
         moves.append(
             {
                 "aid": line.id,
                 "ref": receipt.agency_reference,
+                "prov": receipt.provisional,
                 "st": lifecycle.SENT if to_sent else line.status,
             }
         )
@@ -444,6 +450,7 @@ def _record_receipts(
                 "idempotency_key": d.idempotency_key,
                 "attempt": c.attempt,
                 "agency_reference": receipt.agency_reference,
+                "provisional": receipt.provisional,
                 "duplicate": receipt.duplicate,
                 "exchange": dict(receipt.raw),
             }
@@ -467,7 +474,12 @@ def _record_receipts(
     conn.execute(
         update(at)
         .where(at.c.id == bindparam("aid"))
-        .values(agency_reference=bindparam("ref"), status=bindparam("st"), updated_at=now),
+        .values(
+            agency_reference=bindparam("ref"),
+            agency_reference_provisional=bindparam("prov"),
+            status=bindparam("st"),
+            updated_at=now,
+        ),
         moves,
     )
     conn.execute(insert(ev), events)
