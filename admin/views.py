@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import uuid
 from datetime import datetime
 
@@ -57,9 +56,7 @@ DEFAULT_SIGNIN_LIMIT = "10 per 15 minutes"
 
 
 def _signin_limit() -> str:
-    return current_app.config.get(SIGNIN_LIMIT) or os.environ.get(
-        SIGNIN_LIMIT, DEFAULT_SIGNIN_LIMIT
-    )
+    return current_app.config.get(SIGNIN_LIMIT) or hub().settings.signin_limit
 
 
 def hub() -> Hub:

@@ -20,6 +20,14 @@ def hub() -> Hub:
     return current_app.extensions["loket"]
 
 
+def _schema(h: Hub) -> CaseInSchema:
+    """The case schema of this app, judging dates by its hub's clock (built once per app)."""
+    schema = current_app.extensions.get("loket.case_schema")
+    if schema is None:
+        schema = current_app.extensions["loket.case_schema"] = CaseInSchema(clock=h.clock)
+    return schema
+
+
 def _flatten(messages: Any, path: list[str]) -> list[tuple[list[str], str]]:
     if isinstance(messages, dict):
         out = []
@@ -102,11 +110,11 @@ def file_case():
                 )
             ],
         )
+    h = hub()
     try:
-        data = _case_schema.load(body)
+        data = _schema(h).load(body)
     except ValidationError as exc:
         raise validation_problem(exc) from None
-    h = hub()
     lang = data["language"]
     try:
         filed = intake.file_case(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -228,7 +228,7 @@ def _offered(s: taxonomy.Subarea, kind: str) -> None:
 
 def _recipients(s: taxonomy.Subarea, kind: str, answers: dict[str, bool] | None = None):
     decision = hub().router.route(
-        Situation(kind, s.code, g.lang, None, answers or {}, None, date.today()),
+        Situation(kind, s.code, g.lang, None, answers or {}, None, hub().clock.now().date()),
         skip_missing=True,
     )
     return decision
@@ -442,6 +442,7 @@ def case_form(area: str, sub: str, kind: str):
                 language=g.lang,
                 answers=answers,
                 anonymous_allowed=anonymous_allowed,
+                clock=hub().clock,
             )
         except ValueError as exc:
             filled.errors[str(exc)] = _("Check this field.")
