@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.engine import Connection
 
 from hub import intake, lifecycle
 from hub import reference as references
@@ -182,7 +183,7 @@ def for_operator(hub: Hub, reference: str, *, documents: bool = False) -> CaseVi
 
 
 def build(
-    conn, case: Any, directory: Directory, now: datetime, *, documents: bool = False
+    conn: Connection, case: Any, directory: Directory, now: datetime, *, documents: bool = False
 ) -> CaseView:
     """The view of the case row `case` at `now`, read on `conn`."""
     lines_t, events_t = Assignment.__table__, StatusEvent.__table__
@@ -254,7 +255,7 @@ def _line(a: Any, directory: Directory, agency_of: dict[int, str], now: datetime
     )
 
 
-def _documents(conn, case_id: int) -> dict[str, Any]:
+def _documents(conn: Connection, case_id: int) -> dict[str, Any]:
     """The consumer's address, the messages and the files' metadata: three more queries."""
     parties, messages_t, files_t = Party.__table__, Message.__table__, Attachment.__table__
     email = conn.execute(

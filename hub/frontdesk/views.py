@@ -236,8 +236,19 @@ def _recipients(s: taxonomy.Subarea, kind: str, answers: dict[str, bool] | None 
 
 def _agency_view(agency_id: str, why: str, stage: str) -> dict[str, Any]:
     mapping = hub().directory[agency_id]
-    will = texts.INFORMED_WILL if stage == "inform" else texts.BODY_WILL.get(mapping.body, "")
-    return {"id": agency_id, "name": mapping.name(g.lang), "why": why, "will": str(will)}
+    return {
+        "id": agency_id,
+        "name": mapping.name(g.lang),
+        "why": why,
+        "will": _will(stage, mapping.body),
+    }
+
+
+def _will(stage: str, body: str | None) -> str:
+    """What the agency will do with the case, in the page's language."""
+    if stage == "inform":
+        return str(texts.INFORMED_WILL)
+    return str(texts.BODY_WILL.get(body or "", ""))
 
 
 def _questions(s: taxonomy.Subarea, kind: str):
@@ -487,13 +498,6 @@ def _due(value: datetime | None) -> str | None:
     return format_date(value, format="long") if value else None
 
 
-def _will(line: caseview.Line) -> str:
-    """What the agency will do with the case, in the page's language."""
-    if line.stage == "inform":
-        return str(texts.INFORMED_WILL)
-    return str(texts.BODY_WILL.get(line.body or "", ""))
-
-
 def _lines(view: caseview.CaseView) -> list[dict[str, Any]]:
     """The view's lines as the pages show them (names, labels and dates in the page's language)."""
     return [
@@ -505,7 +509,7 @@ def _lines(view: caseview.CaseView) -> list[dict[str, Any]]:
             "status_label": lifecycle.label(line.consumer_status, g.lang),
             "reference": line.shown_reference,
             "why": line.reason,
-            "will": _will(line) if line.names else "",
+            "will": _will(line.stage, line.body) if line.names else "",
             "acknowledge_by": _due(line.acknowledge_by),
             "answer_by": _due(line.answer_by),
             "past_due": line.past_due,
