@@ -65,11 +65,14 @@ class OutboundMessage:
 
 @dataclass(frozen=True)
 class Receipt:
-    """The agency accepted the case. `duplicate` is true when it recognised a repeat delivery."""
+    """The agency accepted the case. `duplicate` is true when it recognised a repeat delivery.
+    `provisional` is true when `agency_reference` is only a stand-in (a file name, say) until
+    the agency numbers the case itself and names that number in a later status."""
 
     agency_reference: str
     duplicate: bool = False
     raw: Mapping[str, Any] = field(default_factory=dict)
+    provisional: bool = False
 
 
 @dataclass(frozen=True)

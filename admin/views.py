@@ -10,7 +10,6 @@ say how), so the back office depends on no other blueprint. Pages talk to the do
 from __future__ import annotations
 
 import functools
-import os
 
 from flask import (
     Blueprint,
@@ -42,10 +41,8 @@ DEFAULT_SIGNIN_LIMIT = "10 per 15 minutes"
 
 
 def signin_limit() -> str:
-    """Failed sign-ins allowed per address (LOKET_SIGNIN_LIMIT, app config or environment)."""
-    return current_app.config.get(SIGNIN_LIMIT) or os.environ.get(
-        SIGNIN_LIMIT, DEFAULT_SIGNIN_LIMIT
-    )
+    """Failed sign-ins allowed per address (LOKET_SIGNIN_LIMIT, app config or settings)."""
+    return current_app.config.get(SIGNIN_LIMIT) or hub().settings.signin_limit
 
 
 def signin_failed(response: Response) -> bool:

@@ -6,11 +6,8 @@ from typing import Any
 
 from flask import Blueprint, current_app, json, jsonify, request
 from marshmallow import ValidationError
-from sqlalchemy import select
 
-from hub import intake, lifecycle, taxonomy
-from hub import reference as references
-from hub.models import Assignment, Case, StatusEvent
+from hub import caseview, intake, taxonomy
 from hub.problems import Problem, field_error
 from hub.schemas import CaseInSchema, field_for_path
 from hub.services import Hub
@@ -21,6 +18,14 @@ _case_schema = CaseInSchema()
 
 def hub() -> Hub:
     return current_app.extensions["loket"]
+
+
+def _schema(h: Hub) -> CaseInSchema:
+    """The case schema of this app, judging dates by its hub's clock (built once per app)."""
+    schema = current_app.extensions.get("loket.case_schema")
+    if schema is None:
+        schema = current_app.extensions["loket.case_schema"] = CaseInSchema(clock=h.clock)
+    return schema
 
 
 def _flatten(messages: Any, path: list[str]) -> list[tuple[list[str], str]]:
@@ -105,11 +110,11 @@ def file_case():
                 )
             ],
         )
+    h = hub()
     try:
-        data = _case_schema.load(body)
+        data = _schema(h).load(body)
     except ValidationError as exc:
         raise validation_problem(exc) from None
-    h = hub()
     lang = data["language"]
     try:
         filed = intake.file_case(
@@ -192,98 +197,57 @@ def _iso(value) -> str | None:
 
 @bp.get("/cases/<reference>")
 def case_status(reference: str):
-    """A status page that is read far more often than cases change: three indexed Core queries
-    on one connection (the case, its lines, its timeline), no ORM."""
-    h = hub()
-    normalised = references.normalise(reference)
-    token = _bearer()
-    body = None
-    if normalised:
-        cases, lines, events = Case.__table__, Assignment.__table__, StatusEvent.__table__
-        with h.db.engine.connect() as conn:
-            case = conn.execute(select(cases).where(cases.c.reference == normalised)).first()
-            if case is not None and intake.token_matches(token, case.token_hash):
-                body = _status_body(
-                    case,
-                    conn.execute(
-                        select(lines).where(lines.c.case_id == case.id).order_by(lines.c.id)
-                    ).all(),
-                    conn.execute(
-                        select(events).where(events.c.case_id == case.id).order_by(events.c.id)
-                    ).all(),
-                    h,
-                )
-            elif case is None:
-                intake.token_matches(token, "0" * 64)  # same work as a wrong token
-    else:
-        intake.token_matches(token, "0" * 64)  # same work as a wrong token: no timing oracle
-    if body is None:
+    """The token holder's view of the case (hub/caseview.py), as JSON."""
+    view = caseview.for_consumer(hub(), reference, _bearer())
+    if view is None:
         raise Problem(404, "not-found", NOT_FOUND_DETAIL)
-    response = jsonify(body)
+    response = jsonify(_status_body(view))
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
-def _agency_of(assignments: dict[int, Any], assignment_id: int | None) -> str | None:
-    a = assignments.get(assignment_id) if assignment_id else None
-    return a.agency_id if a else None
-
-
-def _status_body(case: Any, assignments: list[Any], events: list[Any], h: Hub) -> dict[str, Any]:
-    """The consumer's view of a case, from rows (or ORM objects: the same attributes)."""
-    now = h.clock.now()
-    lang = case.language
-    agencies_by_assignment: dict[int, Any] = {a.id: a for a in assignments}
-    lines = []
-    for a in assignments:
-        mapping = h.directory.agencies.get(a.agency_id)
-        past_due = lifecycle.is_past_due(a, now)
-        lines.append(
+def _status_body(view: caseview.CaseView) -> dict[str, Any]:
+    """The CaseStatus of contracts/openapi.yaml."""
+    lang = view.language
+    return {
+        "reference": view.reference,
+        "kind": view.kind,
+        "domain": view.domain,
+        "language": lang,
+        "status": view.status,
+        "filed_at": _iso(view.created_at),
+        "updated_at": _iso(view.updated_at),
+        "expected_answer_by": _iso(view.expected_answer_by),
+        "past_due": view.past_due,
+        "agencies": [
             {
-                "agency": a.agency_id,
-                "name": mapping.name(lang) if mapping else a.agency_id,
-                "status": lifecycle.consumer_sees(a.status),
-                "agency_status": a.agency_status,
-                "agency_reference": a.agency_reference,
-                "acknowledge_by": _iso(a.acknowledge_due_at),
-                "answer_by": _iso(a.answer_due_at),
-                "past_due": past_due,
-                "outcome": a.outcome,
-                "why": a.reason,
-                "clock_paused": a.paused_at is not None,
-                "referred_from": _agency_of(agencies_by_assignment, a.referred_from_id),
+                "agency": line.agency_id,
+                "name": line.name(lang),
+                "status": line.consumer_status,
+                "agency_status": line.agency_status,
+                "agency_reference": line.agency_reference,
+                "agency_reference_provisional": line.reference_provisional,
+                "acknowledge_by": _iso(line.acknowledge_by),
+                "answer_by": _iso(line.answer_by),
+                "past_due": line.past_due,
+                "outcome": line.outcome,
+                "why": line.reason,
+                "clock_paused": line.clock_paused,
+                "referred_from": line.referred_from,
             }
-        )
-    timeline = []
-    for e in events:
-        a = agencies_by_assignment.get(e.assignment_id) if e.assignment_id else None
-        timeline.append(
+            for line in view.lines
+        ],
+        "timeline": [
             {
-                "at": _iso(e.occurred_at),
+                "at": _iso(e.at),
                 "actor": e.actor,
-                "agency": a.agency_id if a else None,
-                "from": lifecycle.consumer_sees(e.from_status) if e.from_status else None,
-                "to": lifecycle.consumer_sees(e.to_status) if e.to_status else None,
+                "agency": e.agency_id,
+                "from": e.consumer_from,
+                "to": e.consumer_to,
                 "message": e.message,
             }
-        )
-    open_dues = [
-        a.answer_due_at
-        for a in assignments
-        if a.answer_due_at and not lifecycle.is_terminal(a.status)
-    ]
-    return {
-        "reference": case.reference,
-        "kind": case.kind,
-        "domain": case.domain,
-        "language": case.language,
-        "status": case.status,
-        "filed_at": _iso(case.created_at),
-        "updated_at": _iso(case.updated_at),
-        "expected_answer_by": _iso(max(open_dues)) if open_dues else None,
-        "past_due": any(line["past_due"] for line in lines),
-        "agencies": lines,
-        "timeline": timeline,
+            for e in view.timeline
+        ],
     }
 
 

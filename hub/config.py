@@ -7,14 +7,25 @@ LOKET_DATABASE_URL to PostgreSQL.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACTS_DIR = ROOT / "contracts"
-# Where a dev run keeps its state (SQLite file, consumer mail, simulators' folders and keys).
-# LOKET_VAR_DIR moves it, so a test's `loket run` does not mix its cases with yours.
-VAR_DIR = Path(os.environ.get("LOKET_VAR_DIR") or ROOT / "var").resolve()
+DEFAULT_VAR_DIR = ROOT / "var"
+
+
+def var_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where a dev run keeps its state (SQLite file, consumer mail, the front desk's key,
+    simulators' folders and keys): LOKET_VAR_DIR, so a test's `loket run` does not mix its cases
+    with yours, else ./var. Read when asked, never at import."""
+    env = os.environ if env is None else env
+    return Path(env.get("LOKET_VAR_DIR") or DEFAULT_VAR_DIR).resolve()
+
+
+def sqlite_url(directory: Path) -> str:
+    return f"sqlite:///{directory / 'loket.db'}"
 
 
 class ConfigError(ValueError):
@@ -54,7 +65,7 @@ class MailSettings:
     sender: str = "Loket <noreply@loket.example.be>"
     starttls: bool = False
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     public_url: str = "http://127.0.0.1:8000"
     timeout: float = 10.0
 
@@ -76,9 +87,33 @@ class MailSettings:
         )
 
 
+def _port(env: dict[str, str], name: str) -> int | None:
+    raw = env.get(name)
+    if not raw:
+        return None
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ConfigError(f"{name}={raw!r} is not a port number; e.g. {name}=9464")
+    return int(raw)
+
+
+def _limit(env: dict[str, str], name: str, default: str) -> str:
+    """A Flask-Limiter rate such as "10 per hour", checked here so a typo stops the start."""
+    raw = env.get(name) or default
+    from limits import parse_many
+
+    try:
+        parse_many(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{name}={raw!r} is not a rate; write it like {default!r} (count per period)"
+        ) from None
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = field(default_factory=lambda: f"sqlite:///{VAR_DIR / 'loket.db'}")
+    var_dir: Path = field(default_factory=lambda: DEFAULT_VAR_DIR.resolve())
+    database_url: str = field(default_factory=lambda: sqlite_url(DEFAULT_VAR_DIR.resolve()))
     agencies_dir: Path = field(default_factory=lambda: ROOT / "mappings" / "agencies")
     routing_file: Path = field(default_factory=lambda: ROOT / "mappings" / "routing.yaml")
     # Worker timing. poll_seconds, when set, overrides every agency's own poll schedule (demo, tests).
@@ -93,13 +128,22 @@ class Settings:
     batch_size: int = 50
     max_body_bytes: int = 1024 * 1024
     mail: MailSettings = field(default_factory=MailSettings)
+    # Signs the front desk's forms and session; None: a random key kept in <var_dir>/secret_key,
+    # shared by the processes of one machine (set it when several machines serve).
+    secret_key: str | None = field(default=None, repr=False)
+    # Per client address, per process (Flask-Limiter): successful filings on the front desk,
+    # failed guesses of a case's reference and code, back-office sign-in attempts.
+    filing_limit: str = "10 per hour"
+    tracking_limit: str = "20 per hour"
+    signin_limit: str = "10 per 15 minutes"
+    # The worker serves its Prometheus metrics on 127.0.0.1 at this port when set.
+    worker_metrics_port: int | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
-        s = cls()
-        if env.get("LOKET_DATABASE_URL"):
-            s = replace(s, database_url=env["LOKET_DATABASE_URL"])
+        var = var_dir(env)
+        s = cls(var_dir=var, database_url=env.get("LOKET_DATABASE_URL") or sqlite_url(var))
         if env.get("LOKET_AGENCIES_DIR"):
             s = replace(s, agencies_dir=Path(env["LOKET_AGENCIES_DIR"]))
         if env.get("LOKET_ROUTING_FILE"):
@@ -113,5 +157,13 @@ class Settings:
             poll_lease_seconds=_float(env, "LOKET_POLL_LEASE_SECONDS", s.poll_lease_seconds),
             housekeeping_seconds=_float(env, "LOKET_HOUSEKEEPING_SECONDS", s.housekeeping_seconds),
         )
-        s = replace(s, mail=MailSettings.from_env(env))
+        s = replace(
+            s,
+            mail=MailSettings.from_env(env),
+            secret_key=env.get("LOKET_SECRET_KEY") or None,
+            filing_limit=_limit(env, "LOKET_FILING_LIMIT", s.filing_limit),
+            tracking_limit=_limit(env, "LOKET_TRACKING_LIMIT", s.tracking_limit),
+            signin_limit=_limit(env, "LOKET_SIGNIN_LIMIT", s.signin_limit),
+            worker_metrics_port=_port(env, "LOKET_WORKER_METRICS_PORT"),
+        )
         return replace(s, database_url=normalise_database_url(s.database_url))

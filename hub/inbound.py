@@ -538,11 +538,12 @@ def _apply_to(
 def _adopt_agency_reference(s: Session, a: Assignment, update: StatusUpdate, now: datetime) -> None:
     """An agency that numbers a case only when its batch runs (SFTP, email) names that number in
     a later status; the receipt held a provisional reference (e.g. the file name). When the
-    update names our case reference too, the agency's own number becomes the reference shown,
-    and the timeline says so."""
+    update names our case reference too, the agency's own number becomes the reference shown
+    (no longer provisional), and the timeline says so."""
     new = update.agency_reference
     if new and new != a.agency_reference and update.case_reference == a.case.reference:
         a.agency_reference = new[:128]
+        a.agency_reference_provisional = False
         lifecycle.add_event(
             s,
             a.case,

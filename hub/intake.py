@@ -169,6 +169,7 @@ def assignment_row(
         else None,
         "answer_due_at": due_at(now, mapping.answer_within) if mapping.answer_within else None,
         "paused_seconds": 0,
+        "agency_reference_provisional": False,
         "created_at": now,
         "updated_at": now,
     }

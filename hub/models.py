@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -157,6 +158,11 @@ class Assignment(Base):
     status: Mapped[str] = mapped_column(String(32))
     agency_status: Mapped[str | None] = mapped_column(String(64))
     agency_reference: Mapped[str | None] = mapped_column(String(128))
+    # The reference is a stand-in (the file name an SFTP agency got) until the agency numbers
+    # the case and names its own reference in a status: consumers are not shown a stand-in.
+    agency_reference_provisional: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
     outcome: Mapped[str | None] = mapped_column(String(32))
     acknowledge_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     answer_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -181,7 +181,7 @@ def send_due(
             n.attempts += 1
             try:
                 subject, body = render(n, cases[n.case_id], settings, names)
-                _smtp_send(settings, n.to_address, subject, body, cases[n.case_id].reference)
+                _smtp_send(settings, n.to_address, subject, body, cases[n.case_id].reference, now)
             except (OSError, smtplib.SMTPException) as exc:
                 n.last_error = f"{type(exc).__name__}: {exc}"[:1000]
                 permanent = isinstance(exc, smtplib.SMTPRecipientsRefused)
@@ -196,12 +196,14 @@ def send_due(
         return sent
 
 
-def _smtp_send(settings: MailSettings, to: str, subject: str, body: str, reference: str) -> None:
+def _smtp_send(
+    settings: MailSettings, to: str, subject: str, body: str, reference: str, now: datetime
+) -> None:
     msg = EmailMessage()
     msg["From"] = settings.sender
     msg["To"] = to
     msg["Subject"] = subject
-    msg["Date"] = format_datetime(datetime.now().astimezone())
+    msg["Date"] = format_datetime(now)  # the hub's clock (aware UTC)
     msg["Message-ID"] = make_msgid(domain="loket.example.be")
     msg["X-Loket-Reference"] = reference
     msg.set_content(body)

@@ -9,7 +9,7 @@ consumer's timeline says where the case went and why. An agency's "not competent
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -35,7 +35,7 @@ class Referred:
     to_agency: str | None  # None: nobody competent found; operators must route it
 
 
-def situation_of_case(case: Case) -> Situation:
+def situation_of_case(case: Case, today: date) -> Situation:
     trader = case.party("trader")
     return Situation(
         kind=case.kind,
@@ -44,6 +44,7 @@ def situation_of_case(case: Case) -> Situation:
         trader_country=trader.country if trader else None,
         answers=case.answers or {},
         incident_date=case.incident_date,
+        today=today,
     )
 
 
@@ -95,7 +96,9 @@ def refer(
         tried = {a.agency_id for a in case.assignments}
         target = to_agency
         if target is None:
-            decision = router.route(situation_of_case(case), exclude=tried, skip_missing=True)
+            decision = router.route(
+                situation_of_case(case, now.date()), exclude=tried, skip_missing=True
+            )
             handlers = [r for r in decision.recipients if r.stage == "handle"]
             target = handlers[0].agency_id if handlers else None
         if target is None:

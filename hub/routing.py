@@ -326,8 +326,11 @@ def evaluate(check: Precheck, s: Situation) -> bool | None:
     if check.max_age_days is not None:
         if s.incident_date is None:
             return None
-        today = s.today or date.today()
-        return (today - s.incident_date).days <= check.max_age_days
+        if s.today is None:
+            raise ValueError(
+                "Situation.today is needed to judge the incident date: pass the date of the hub's clock"
+            )
+        return (s.today - s.incident_date).days <= check.max_age_days
     return True
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from marshmallow import (
     RAISE,
@@ -21,6 +22,7 @@ from marshmallow import (
 )
 
 from hub import taxonomy
+from hub.clock import Clock, SystemClock
 
 KINDS = ("question", "complaint", "report", "mediation")
 LANGUAGES = ("nl", "fr", "de", "en")
@@ -122,7 +124,12 @@ class ConsentSchema(Strict):
 
 
 class CaseInSchema(Strict):
-    """The canonical case as filed (contracts/case.schema.json)."""
+    """The canonical case as filed (contracts/case.schema.json). "The future" is judged by
+    `clock` (the hub's; the system clock when none is given)."""
+
+    def __init__(self, *args: Any, clock: Clock | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.clock: Clock = clock or SystemClock()
 
     kind = fields.String(
         required=True,
@@ -193,7 +200,7 @@ class CaseInSchema(Strict):
 
     @validates("incident_date")
     def _not_future(self, value: date, **_: object) -> None:
-        if value > date.today():
+        if value > self.clock.now().date():
             raise ValidationError("The incident date is in the future.")
 
     @validates("amount")

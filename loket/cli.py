@@ -293,31 +293,49 @@ def _case_or_fail(hub, reference: str):
 
 @cases.command("show")
 @click.argument("reference")
-def cases_show(reference: str) -> None:
-    """The case's lines per agency and its whole timeline (operator view)."""
-    from hub import lifecycle
+@click.pass_context
+def cases_show(ctx: click.Context, reference: str) -> None:
+    """The case's lines per agency and its whole timeline (operator view).
 
-    hub = _hub(_settings())
-    case = _case_or_fail(hub, reference)
-    now = hub.clock.now()
-    click.echo(
-        f"{case.reference}  {case.kind} about {case.domain}  status {case.status}  "
-        f"filed {case.created_at:%Y-%m-%d %H:%M}"
-    )
-    for a in case.assignments:
-        due = f"answer by {a.answer_due_at:%Y-%m-%d}" if a.answer_due_at else ""
-        late = " PAST DUE" if lifecycle.is_past_due(a, now) else ""
-        click.echo(
-            f"  #{a.id:<5} {a.agency_id:24} {a.status:22} {a.agency_reference or '-':18} "
-            f"{due}{late}"
+    The same view of the case as the consumer's page and the API (hub/caseview.py), with the
+    canonical statuses an operator needs. A Hub given as the context object (tests, embedding)
+    is used instead of one built from the environment."""
+    from hub import caseview
+    from hub import reference as references
+    from hub.services import Hub
+
+    hub = ctx.obj if isinstance(ctx.obj, Hub) else _hub(_settings())
+    if references.normalise(reference) is None:
+        raise click.BadParameter(
+            f"{reference!r} is not a case reference (LK-XXXX-XXXX)", param_hint="REFERENCE"
         )
+    view = caseview.for_operator(hub, reference)
+    if view is None:
+        raise click.BadParameter(
+            f"no case {references.normalise(reference)}", param_hint="REFERENCE"
+        )
+    expected = (
+        f"  expected answer by {view.expected_answer_by:%Y-%m-%d}"
+        if view.expected_answer_by
+        else ""
+    )
+    click.echo(
+        f"{view.reference}  {view.kind} about {view.domain}  status {view.status}  "
+        f"filed {view.created_at:%Y-%m-%d %H:%M}{expected}"
+    )
+    for line in view.lines:
+        due = f"answer by {line.answer_by:%Y-%m-%d}" if line.answer_by else ""
+        late = " PAST DUE" if line.past_due else ""
+        ref = line.agency_reference or "-"
+        if line.reference_provisional:
+            ref += " (provisional)"
+        click.echo(f"  #{line.id:<5} {line.agency_id:24} {line.status:22} {ref:18} {due}{late}")
     click.echo("timeline:")
-    by_id = {a.id: a.agency_id for a in case.assignments}
-    for e in case.events:
+    for e in view.timeline:
         move = f"{e.from_status or ''} -> {e.to_status}" if e.to_status else ""
         click.echo(
-            f"  {e.occurred_at:%Y-%m-%d %H:%M:%S} {e.actor:8} "
-            f"{by_id.get(e.assignment_id, ''):20} {move:32} {e.message or ''}"
+            f"  {e.at:%Y-%m-%d %H:%M:%S} {e.actor:8} "
+            f"{e.agency_id or '':20} {move:32} {e.message or ''}"
         )
 
 

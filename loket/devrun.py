@@ -18,18 +18,17 @@ import sys
 import textwrap
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from adapters import simulators
 from adapters.simulators import Launch, wait_listening
-from hub.config import ROOT, VAR_DIR, Settings
+from hub.clock import Clock, SystemClock
+from hub.config import ROOT, Settings
 from hub.db import upgrade
 from mappings.engine import load_all
 
 # What the demo simulators do beyond their mapping's `simulator:` block.
 DEMO_SIMULATORS = {"ombudsman-telecom": {"ask_info": True}}
-MAILDIR = VAR_DIR / "mail" / "Maildir"
 DEMO_ENV = {
     "LOKET_POLL_SECONDS": "2",  # demo: see status moves in seconds, not minutes
     "LOKET_DISPATCH_SECONDS": "0.5",
@@ -75,7 +74,12 @@ def simulator_launches(settings: Settings) -> list[Launch]:
     ]
 
 
-def mail_catcher(port: int, maildir: Path = MAILDIR) -> list[str]:
+def maildir(settings: Settings) -> Path:
+    """Where the mail catcher writes the consumers' mail."""
+    return settings.var_dir / "mail" / "Maildir"
+
+
+def mail_catcher(port: int, maildir: Path) -> list[str]:
     """aiosmtpd on loopback, writing every consumer mail into a Maildir (one file each)."""
     maildir.parent.mkdir(parents=True, exist_ok=True)
     return [
@@ -141,7 +145,10 @@ def run_all(settings: Settings, web_port: int = 8000) -> int:
     try:
         if catch_mail:
             catcher = subprocess.Popen(
-                mail_catcher(mail_port), env=env, cwd=ROOT, stdout=subprocess.DEVNULL
+                mail_catcher(mail_port, maildir(settings)),
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
             )
             children.append(Child("mail catcher", f"smtp://127.0.0.1:{mail_port}", catcher))
             if not wait_listening(catcher, "127.0.0.1", mail_port, 30):
@@ -186,7 +193,7 @@ def run_all(settings: Settings, web_port: int = 8000) -> int:
                 subprocess.Popen([sys.executable, "-m", "loket.cli", "worker"], env=env, cwd=ROOT),
             )
         )
-        _banner(web_url, children, logins)
+        _banner(web_url, children, logins, maildir(settings))
         while not stopping:
             dead = [c for c in children if c.process.poll() is not None]
             if dead:
@@ -219,14 +226,14 @@ def _stop(children: list[Child]) -> None:
 DEMO_ACCOUNTS = (("operator", "operator", None), ("telecom", "agency", "ombudsman-telecom"))
 
 
-def _demo_accounts(settings: Settings) -> list[tuple[str, str, str]]:
+def _demo_accounts(settings: Settings, clock: Clock | None = None) -> list[tuple[str, str, str]]:
     """Back-office accounts for the demo, with passwords that are new on every run."""
     from hub import accounts
     from hub.db import Database
 
     db = Database(settings.database_url)
     try:
-        now = datetime.now(UTC)
+        now = (clock or SystemClock()).now()
         return [
             (name, accounts.ensure_demo(db, name, role, agency, now), agency or "every agency")
             for name, role, agency in DEMO_ACCOUNTS
@@ -235,7 +242,9 @@ def _demo_accounts(settings: Settings) -> list[tuple[str, str, str]]:
         db.dispose()
 
 
-def _banner(web_url: str, children: list[Child], logins: list[tuple[str, str, str]]) -> None:
+def _banner(
+    web_url: str, children: list[Child], logins: list[tuple[str, str, str]], mail: Path
+) -> None:
     lines = [
         "",
         "Loket is running.",
@@ -247,7 +256,7 @@ def _banner(web_url: str, children: list[Child], logins: list[tuple[str, str, st
     ]
     for child in children:
         if child.name == "mail catcher":
-            shown = MAILDIR.relative_to(ROOT) if MAILDIR.is_relative_to(ROOT) else MAILDIR
+            shown = mail.relative_to(ROOT) if mail.is_relative_to(ROOT) else mail
             lines.append(f"  consumer mail   {child.url} -> {shown}/new/ (one file per mail)")
     for child in children:
         if not child.name.startswith("simulator"):

@@ -21,7 +21,7 @@ from collections import deque
 from concurrent.futures import Future
 from concurrent.futures import ThreadPoolExecutor as ThreadPool
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -397,7 +397,7 @@ class Worker:
             executors={"default": ThreadPoolExecutor(max_workers=2 * len(agencies) + 2)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
         )
-        now = datetime.now(UTC)
+        now = self.hub.clock.now()
         scheduler.add_job(
             self.dispatch_tick,
             "interval",
@@ -446,7 +446,7 @@ class Worker:
     def run(self) -> None:
         """Run until SIGTERM or SIGINT; in-flight deliveries finish, leases of the rest expire."""
         self.scheduler = self.build_scheduler()
-        port = os.environ.get("LOKET_WORKER_METRICS_PORT")
+        port = self.hub.settings.worker_metrics_port
         if port:
             from prometheus_client import start_http_server
 

@@ -2,6 +2,7 @@
 
 import copy
 import json
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -177,3 +178,14 @@ def test_domains_are_listed_in_the_asked_language(client):
     domains = client.get("/api/v1/domains?lang=nl").get_json()["domains"]
     telecom = next(d for d in domains if d["code"] == "telecom.billing")
     assert telecom["label"] == "Factuur"
+
+
+def test_the_future_is_judged_by_the_hubs_clock(client, clock, db):
+    """The hub's clock says 2 November 2026: an incident on the 3rd has not happened yet, and
+    once the clock has moved on, it has."""
+    tomorrow = (clock.now().date() + timedelta(days=1)).isoformat()
+    resp = client.post("/api/v1/cases", json={**CASE, "incident_date": tomorrow})
+    assert resp.status_code == 422
+    assert resp.get_json()["errors"][0]["field"] == "incident_date"
+    clock.advance(days=2)
+    assert client.post("/api/v1/cases", json={**CASE, "incident_date": tomorrow}).status_code == 201

@@ -78,6 +78,7 @@ def test_an_ecommerce_report_reaches_the_inspection_and_ends_as_market_intellige
     a = assignment(hub, filed.reference)
     name = f"{filed.reference}.{AGENCY}.1.xml"
     assert (a.agency_id, a.status, a.agency_reference) == (AGENCY, "sent", name)
+    assert a.agency_reference_provisional  # the file name stands in until the batch numbers it
     case_file = read_case((inspection.inbox / name).read_bytes(), "xml")
     assert case_file["referentie_loket"] == filed.reference
     assert case_file["soort"] == "MELDING" and case_file["onderneming"]["kbo"] == "0403170701"
@@ -88,6 +89,7 @@ def test_an_ecommerce_report_reaches_the_inspection_and_ends_as_market_intellige
     worker.poll_agency(AGENCY)
     a = assignment(hub, filed.reference)
     assert (a.status, a.agency_reference) == ("received", "EI-2026-000001")
+    assert not a.agency_reference_provisional
 
     for _ in range(2):
         clock.advance(seconds=STEP)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
-from pathlib import Path
 
 from flask import Flask, g, request
 from flask_babel import Babel
@@ -23,7 +22,7 @@ from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
 
 from hub import i18n
-from hub.config import VAR_DIR
+from hub.config import Settings
 
 csrf = CSRFProtect()
 limiter = Limiter(
@@ -34,24 +33,22 @@ limiter = Limiter(
     strategy="moving-window",
 )
 
-# The front desk's own limits (per client address). Filing counts successful filings only;
-# tracking counts failed guesses of a reference and its private code only.
+# The app config keys of the front desk's own limits per client address (from Settings: filing
+# counts successful filings only; tracking counts failed guesses of a reference and its code).
 FILING_LIMIT = "LOKET_FILING_LIMIT"
 TRACKING_LIMIT = "LOKET_TRACKING_LIMIT"
-DEFAULT_FILING_LIMIT = "10 per hour"
-DEFAULT_TRACKING_LIMIT = "20 per hour"
 # The largest form body the front desk reads (files included). Above the per-file and total caps
 # of hub/attachments.py so that a too-large file gets its message next to the field with
 # everything typed kept; a body beyond this gets a page that says so instead.
 UPLOAD_BODY_LIMIT = 64 * 1024 * 1024
 
 
-def secret_key(env: dict[str, str] | None = None, var_dir: Path = VAR_DIR) -> str:
-    """LOKET_SECRET_KEY, else a random key kept in var/secret_key: every web process on this
-    machine (gunicorn workers) must sign forms with the same key."""
-    env = dict(os.environ if env is None else env)
-    if env.get("LOKET_SECRET_KEY"):
-        return env["LOKET_SECRET_KEY"]
+def secret_key(settings: Settings) -> str:
+    """The configured key, else a random key kept in <var_dir>/secret_key: every web process on
+    this machine (gunicorn workers) must sign forms with the same key."""
+    if settings.secret_key:
+        return settings.secret_key
+    var_dir = settings.var_dir
     path = var_dir / "secret_key"
     if not path.exists():
         import secrets
@@ -78,20 +75,21 @@ def _locale() -> str:
 
 def init_app(app: Flask) -> None:
     i18n.compile_catalogs()
+    hub = app.extensions["loket"]
+    settings = hub.settings
     if not app.config.get("SECRET_KEY"):
-        app.config["SECRET_KEY"] = secret_key()
+        app.config["SECRET_KEY"] = secret_key(settings)
     app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)  # checked by the front desk only
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # a long complaint may take hours
     app.config.setdefault("WTF_CSRF_SSL_STRICT", False)
-    hub = app.extensions["loket"]
     app.config.update(
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SECURE=hub.settings.mail.public_url.startswith("https://"),
+        SESSION_COOKIE_SECURE=settings.mail.public_url.startswith("https://"),
         PERMANENT_SESSION_LIFETIME=timedelta(days=1),
     )
-    app.config.setdefault(FILING_LIMIT, os.environ.get(FILING_LIMIT, DEFAULT_FILING_LIMIT))
-    app.config.setdefault(TRACKING_LIMIT, os.environ.get(TRACKING_LIMIT, DEFAULT_TRACKING_LIMIT))
+    app.config.setdefault(FILING_LIMIT, settings.filing_limit)
+    app.config.setdefault(TRACKING_LIMIT, settings.tracking_limit)
     Babel(
         app,
         locale_selector=_locale,

@@ -18,6 +18,7 @@ from marshmallow import ValidationError, validate
 from werkzeug.datastructures import MultiDict
 
 from hub import attachments
+from hub.clock import Clock
 from hub.schemas import (
     DESCRIPTION_MAX,
     DESCRIPTION_MIN,
@@ -225,6 +226,7 @@ def to_case(
     language: str,
     answers: dict[str, bool],
     anonymous_allowed: bool,
+    clock: Clock,
 ) -> dict[str, Any]:
     """The canonical case, loaded through CaseInSchema. Raises ValueError(field) if the schema
     still refuses something (it names the form field)."""
@@ -260,7 +262,7 @@ def to_case(
     if answers:
         body["answers"] = answers
     try:
-        return CaseInSchema().load(body)
+        return CaseInSchema(clock=clock).load(body)
     except ValidationError as exc:
         first = next(iter(exc.messages))
         nested = exc.messages[first]

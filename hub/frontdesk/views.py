@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -27,7 +27,7 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from hub import consumer, i18n, intake, lifecycle, taxonomy
+from hub import caseview, consumer, i18n, intake, lifecycle, taxonomy
 from hub import reference as references
 from hub.config import CONTRACTS_DIR
 from hub.frontdesk import (
@@ -228,7 +228,7 @@ def _offered(s: taxonomy.Subarea, kind: str) -> None:
 
 def _recipients(s: taxonomy.Subarea, kind: str, answers: dict[str, bool] | None = None):
     decision = hub().router.route(
-        Situation(kind, s.code, g.lang, None, answers or {}, None, date.today()),
+        Situation(kind, s.code, g.lang, None, answers or {}, None, hub().clock.now().date()),
         skip_missing=True,
     )
     return decision
@@ -236,8 +236,19 @@ def _recipients(s: taxonomy.Subarea, kind: str, answers: dict[str, bool] | None 
 
 def _agency_view(agency_id: str, why: str, stage: str) -> dict[str, Any]:
     mapping = hub().directory[agency_id]
-    will = texts.INFORMED_WILL if stage == "inform" else texts.BODY_WILL.get(mapping.body, "")
-    return {"id": agency_id, "name": mapping.name(g.lang), "why": why, "will": str(will)}
+    return {
+        "id": agency_id,
+        "name": mapping.name(g.lang),
+        "why": why,
+        "will": _will(stage, mapping.body),
+    }
+
+
+def _will(stage: str, body: str | None) -> str:
+    """What the agency will do with the case, in the page's language."""
+    if stage == "inform":
+        return str(texts.INFORMED_WILL)
+    return str(texts.BODY_WILL.get(body or "", ""))
 
 
 def _questions(s: taxonomy.Subarea, kind: str):
@@ -442,6 +453,7 @@ def case_form(area: str, sub: str, kind: str):
                 language=g.lang,
                 answers=answers,
                 anonymous_allowed=anonymous_allowed,
+                clock=hub().clock,
             )
         except ValueError as exc:
             filled.errors[str(exc)] = _("Check this field.")
@@ -486,36 +498,28 @@ def _due(value: datetime | None) -> str | None:
     return format_date(value, format="long") if value else None
 
 
-def _lines(case, now: datetime) -> list[dict[str, Any]]:
-    directory = hub().directory
-    out = []
-    for a in case.assignments:
-        mapping = directory.agencies.get(a.agency_id)
-        shown = lifecycle.consumer_sees(a.status)
-        out.append(
-            {
-                "id": a.id,
-                "agency_id": a.agency_id,
-                "name": mapping.name(g.lang) if mapping else a.agency_id,
-                "status": shown,
-                "status_label": lifecycle.label(shown, g.lang),
-                "reference": a.agency_reference
-                if a.agency_reference and "." not in a.agency_reference
-                else None,
-                "why": a.reason,
-                "will": _agency_view(a.agency_id, a.reason or "", a.stage)["will"]
-                if mapping
-                else "",
-                "acknowledge_by": _due(a.acknowledge_due_at),
-                "answer_by": _due(a.answer_due_at),
-                "past_due": lifecycle.is_past_due(a, now),
-                "paused": a.paused_at is not None,
-                "terminal": lifecycle.is_terminal(a.status),
-                "waiting": a.status == "waiting_for_consumer",
-                "outcome": a.outcome,
-            }
-        )
-    return out
+def _lines(view: caseview.CaseView) -> list[dict[str, Any]]:
+    """The view's lines as the pages show them (names, labels and dates in the page's language)."""
+    return [
+        {
+            "id": line.id,
+            "agency_id": line.agency_id,
+            "name": line.name(g.lang),
+            "status": line.consumer_status,
+            "status_label": lifecycle.label(line.consumer_status, g.lang),
+            "reference": line.shown_reference,
+            "why": line.reason,
+            "will": _will(line.stage, line.body) if line.names else "",
+            "acknowledge_by": _due(line.acknowledge_by),
+            "answer_by": _due(line.answer_by),
+            "past_due": line.past_due,
+            "paused": line.clock_paused,
+            "terminal": line.terminal,
+            "waiting": line.needs_answer,
+            "outcome": line.outcome,
+        }
+        for line in view.lines
+    ]
 
 
 @bp.get("/filed/<reference>")
@@ -523,14 +527,9 @@ def filed(reference: str):
     held = session.get("filed") or {}
     if held.get("reference") != reference:
         abort(404)
-    h = hub()
-    with h.db.session(read_only=True) as s:
-        case = consumer.find_case(s, reference, held.get("token"))
-        if case is None:
-            abort(404)
-        lines = _lines(case, h.clock.now())
-        email = (case.party("consumer").email if case.party("consumer") else "") or ""
-        kind = case.kind
+    view = caseview.for_consumer(hub(), reference, held.get("token"), documents=True)
+    if view is None:
+        abort(404)
     link = f"{request.url_root.rstrip('/')}" + url_for(
         ".track", reference=reference, k=held["token"]
     )
@@ -538,9 +537,9 @@ def filed(reference: str):
         "filed.html",
         reference=reference,
         link=link,
-        lines=lines,
-        email=email,
-        kind=kind,
+        lines=_lines(view),
+        email=view.consumer_email or "",
+        kind=view.kind,
         kinds=texts.KINDS,
         not_sent=held.get("not_sent") or [],
     )
@@ -642,84 +641,69 @@ def track(reference: str):
 
 
 def _tracking_page(reference: str, status: int = 200, **extra: Any) -> Response:
-    h = hub()
     token = _token(reference)
-    now = h.clock.now()
-    with h.db.session(read_only=True) as s:
-        case = consumer.find_case(s, reference, token) if token else None
-        if case is None:
-            response = _page("open.html", reference=reference, error=None)
-            if token:
-                _forget_case(response, reference)
-            return response
-        lines = _lines(case, now)
-        names = {a.id: line["name"] for a, line in zip(case.assignments, lines, strict=True)}
-        by_id = {a.id: a for a in case.assignments}
-        timeline = []
-        said = []
-        for e in case.events:
-            a = by_id.get(e.assignment_id) if e.assignment_id else None
-            label = (
-                lifecycle.label(lifecycle.consumer_sees(e.to_status), g.lang)
-                if (e.to_status and e.kind in ("agency_status", "agency_note", None))
-                else ""
-            )
-            entry = {
-                "at": format_datetime(e.occurred_at, format="medium"),
-                "iso": e.occurred_at.isoformat(),
-                "text": texts.event_text(
-                    e.kind,
-                    names.get(a.id, "") if a else "",
-                    label,
-                    a.agency_reference
-                    if a and e.kind in ("delivered", "agency_reference")
-                    else None,
-                ),
-                "agency_said": e.message if e.actor == "agency" and e.message else None,
-            }
-            timeline.append(entry)
-            if entry["agency_said"]:
-                said.append({"agency": names.get(a.id, "") if a else "", **entry})
-        messages = [
-            {
-                "agency": names.get(m.assignment_id or 0, ""),
-                "text": m.text,
-                "at": format_datetime(m.created_at, format="medium"),
-                "files": [{"id": f.id, "name": f.filename, "size": f.size} for f in m.attachments],
-                "mine": m.author == "consumer",
-            }
-            for m in consumer.messages(s, case)
-            if m.author == "consumer" and not m.text.startswith("The consumer withdraws")
-        ]
-        files = [{"id": f.id, "name": f.filename, "size": f.size} for f in case.attachments]
-        case_status = case.status
-        kind = case.kind
-        filed_at = format_date(case.created_at, format="long")
-        open_lines = [line for line in lines if not line["terminal"]]
-        open_dues = [
-            a.answer_due_at
-            for a in case.assignments
-            if a.answer_due_at and not lifecycle.is_terminal(a.status)
-        ]
-        expected = _due(max(open_dues)) if open_dues else None
+    view = caseview.for_consumer(hub(), reference, token, documents=True) if token else None
+    if view is None:
+        response = _page("open.html", reference=reference, error=None)
+        if token:
+            _forget_case(response, reference)
+        return response
+    lines = _lines(view)
+    names = {line.id: shown["name"] for line, shown in zip(view.lines, lines, strict=True)}
+    timeline = []
+    said = []
+    for e in view.timeline:
+        line = view.line(e.line_id)
+        label = (
+            lifecycle.label(e.consumer_to, g.lang)
+            if (e.consumer_to and e.kind in ("agency_status", "agency_note", None))
+            else ""
+        )
+        entry = {
+            "at": format_datetime(e.at, format="medium"),
+            "iso": e.at.isoformat(),
+            "text": texts.event_text(
+                e.kind,
+                names.get(line.id, "") if line else "",
+                label,
+                line.shown_reference
+                if line and e.kind in ("delivered", "agency_reference")
+                else None,
+            ),
+            "agency_said": e.message if e.actor == "agency" and e.message else None,
+        }
+        timeline.append(entry)
+        if entry["agency_said"]:
+            said.append({"agency": names.get(line.id, "") if line else "", **entry})
+    messages = [
+        {
+            "agency": names.get(m.line_id or 0, ""),
+            "text": m.text,
+            "at": format_datetime(m.at, format="medium"),
+            "files": [{"id": f.id, "name": f.name, "size": f.size} for f in m.files],
+            "mine": m.author == "consumer",
+        }
+        for m in view.messages
+        if m.author == "consumer" and not m.text.startswith("The consumer withdraws")
+    ]
     return _page(
         "track.html",
         status,
         reference=reference,
-        status_code=case_status,
-        status_label=lifecycle.label(case_status, g.lang),
-        next_step=texts.NEXT_STEP.get(case_status, ""),
+        status_code=view.status,
+        status_label=lifecycle.label(view.status, g.lang),
+        next_step=texts.NEXT_STEP.get(view.status, ""),
         lines=lines,
         timeline=list(reversed(timeline)),
         said=list(reversed(said)),
         messages=messages,
-        files=files,
-        kind=kind,
+        files=[{"id": f.id, "name": f.name, "size": f.size} for f in view.files],
+        kind=view.kind,
         kinds=texts.KINDS,
-        filed_at=filed_at,
-        can_withdraw=bool(open_lines),
-        expected=expected,
-        past_due=any(line["past_due"] for line in lines),
+        filed_at=format_date(view.created_at, format="long"),
+        can_withdraw=view.can_withdraw,
+        expected=_due(view.expected_answer_by),
+        past_due=view.past_due,
         notices=get_flashed_messages(),
         reply_errors=extra.get("reply_errors", {}),
         reply_text=extra.get("reply_text", ""),

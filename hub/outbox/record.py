@@ -62,7 +62,13 @@ def _locked_delivery(s, db: Database, delivery_id: int) -> Delivery:
 
 
 def _delivered_message(mapping: AgencyMapping, receipt: Receipt) -> str:
-    return f"Delivered to {mapping.name('en')}; their reference is {receipt.agency_reference}."
+    name = mapping.name("en")
+    if receipt.provisional:
+        return (
+            f"Delivered to {name} as {receipt.agency_reference}; they give their own reference "
+            "later."
+        )
+    return f"Delivered to {name}; their reference is {receipt.agency_reference}."
 
 
 def _goes_to_sent(status: str) -> bool:
@@ -76,6 +82,7 @@ def _receipt_evidence(idempotency_key: str, attempt: int, receipt: Receipt) -> d
         "idempotency_key": idempotency_key,
         "attempt": attempt,
         "agency_reference": receipt.agency_reference,
+        "provisional": receipt.provisional,
         "duplicate": receipt.duplicate,
         "exchange": dict(receipt.raw),
     }
@@ -138,6 +145,7 @@ def record_receipt(
     """One line's receipt through the ORM: its reference, its move to `sent` (or a note), and
     its evidence. The caller refreshes the case's status."""
     a.agency_reference = receipt.agency_reference
+    a.agency_reference_provisional = receipt.provisional
     a.updated_at = now
     message = _delivered_message(mapping, receipt)
     if _goes_to_sent(a.status):
@@ -259,7 +267,14 @@ def _record_receipts(
                 line.status, lifecycle.SENT, message=message, kind="delivered"
             )
             status, change = plan.status, plan.event
-        moves.append({"aid": line.id, "ref": receipt.agency_reference, "st": status})
+        moves.append(
+            {
+                "aid": line.id,
+                "ref": receipt.agency_reference,
+                "prov": receipt.provisional,
+                "st": status,
+            }
+        )
         events.append(
             {
                 "case_id": line.case_id,
@@ -280,7 +295,12 @@ def _record_receipts(
     conn.execute(
         update(at)
         .where(at.c.id == bindparam("aid"))
-        .values(agency_reference=bindparam("ref"), status=bindparam("st"), updated_at=now),
+        .values(
+            agency_reference=bindparam("ref"),
+            agency_reference_provisional=bindparam("prov"),
+            status=bindparam("st"),
+            updated_at=now,
+        ),
         moves,
     )
     conn.execute(insert(ev), events)
