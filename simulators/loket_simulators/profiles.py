@@ -140,5 +140,5 @@ def load(kind: str, build: Callable[[Reader], P], folder: Path | None = None) ->
 def unknown(kind: str, name: str, known: Mapping[str, Any]) -> ValueError:
     return ValueError(
         f"no {kind} simulator profile {name!r} (known: {', '.join(sorted(known))}); a profile "
-        f"is contracts/agencies/<agency id>/{FILE} with kind: {kind}"
+        f"is contracts/agencies/<agency id>/{FILE} with kind: {kind.lower()}"
     )

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
-from werkzeug.serving import make_server
 
 from loket_simulators import WsgiSimulatorServer, serve_until_interrupted, start_all
 from loket_simulators.profiles import Reader, load, unknown
@@ -532,7 +531,7 @@ def main(argv: list[str] | None = None) -> None:
         action="append",
         default=[],
         metavar="JSON",
-        help="play this agency too (repeatable; instead of --profile): "
+        help="play this agency (repeatable; with or instead of --profile): "
         '{"id", "profile", "port", "host", "step_seconds", "api_key", "schema", "ask_info"}',
     )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
@@ -545,38 +544,28 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.profile and not args.agency:
         parser.error("give --profile (one agency) or --agency (one or more)")
-    if args.profile:
+    specs = list(args.agency)
+    if args.profile:  # one agency from the options: a group of one
         try:
             profile(args.profile)
         except ValueError as exc:
             parser.error(str(exc))
+        specs.append(
+            {
+                "id": args.profile,
+                "profile": args.profile,
+                "host": args.host,
+                "port": args.port,
+                "step_seconds": args.step_seconds,
+                "api_key": args.api_key,
+                "schema": str(args.schema) if args.schema else None,
+                "ask_info": args.ask_info,
+            }
+        )
     if not args.verbose:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    if args.agency:
-        serve_until_interrupted(
-            serve_group(args.agency, args.latency),
-            lambda spec, sim: f"REST agency simulator {spec['id']!r} on {sim.url}",
-            args.agency,
-        )
-        return
-    schema = json.loads(args.schema.read_text()) if args.schema else None
-    played = profile(args.profile)
-    system = AgencySystem(
-        played.with_info() if args.ask_info else played,
-        step_seconds=args.step_seconds,
-        api_key=args.api_key,
-        schema=schema,
-        latency=args.latency,
+    serve_until_interrupted(
+        serve_group(specs, args.latency),
+        lambda spec, sim: f"REST agency simulator {spec['id']!r} on {sim.url}",
+        specs,
     )
-    server = make_server(args.host, args.port, create_app(system), threaded=True)
-    print(
-        f"REST agency simulator '{args.profile}' on http://{args.host}:{server.server_port}"
-        f"{system.profile.prefix}",
-        flush=True,
-    )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()

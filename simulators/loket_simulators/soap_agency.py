@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 from lxml import etree
-from werkzeug.serving import make_server
 
 from loket_simulators import WsgiSimulatorServer, serve_until_interrupted, start_all
 from loket_simulators.profiles import load, unknown
@@ -788,29 +787,24 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {args.write_wsdl}")
         return
     quiet_logs(args.verbose)
-    if args.agency:
-        serve_until_interrupted(
-            serve_group(args.agency, args.latency),
-            lambda spec, sim: f"SOAP agency simulator {spec['id']!r} on {sim.url}?wsdl",
-            args.agency,
-        )
-        return
-    system = SoapAgencySystem(
-        args.profile,
-        step_seconds=args.step_seconds,
-        username=args.username,
-        password=args.password,
-        latency=args.latency,
+    specs = args.agency or [  # one agency from the options: a group of one
+        {
+            "id": args.profile,
+            "profile": args.profile,
+            "host": args.host,
+            "port": args.port,
+            "step_seconds": args.step_seconds,
+            "username": args.username,
+            "password": args.password,
+        }
+    ]
+    serve_until_interrupted(
+        serve_group(specs, args.latency),
+        lambda spec, sim: (
+            f"SOAP agency simulator {spec['id']!r} on {sim.url}  WSDL: {sim.url}?wsdl"
+        ),
+        specs,
     )
-    server = make_server(args.host, args.port, create_wsgi(system), threaded=True)
-    url = f"http://{args.host}:{server.server_port}{system.profile.prefix}"
-    print(f"SOAP agency simulator ({args.profile}) on {url}  WSDL: {url}?wsdl", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
 
 
 def quiet_logs(verbose: bool = False) -> None:
