@@ -10,9 +10,9 @@ AXE    := tests/browser/node_modules/axe-core/axe.min.js
 
 .PHONY: install run test lint typecheck clean messages bench
 
-$(STAMP): pyproject.toml tests/thirdparty/loket-spool/pyproject.toml
+$(STAMP): pyproject.toml simulators/pyproject.toml tests/thirdparty/loket-spool/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]' -e tests/thirdparty/loket-spool
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]' -e simulators -e tests/thirdparty/loket-spool
 	touch $(STAMP)
 
 install: $(STAMP) $(MO) $(AXE)

@@ -99,13 +99,14 @@ class Processes:
 
 
 def start_rest_sim(
-    procs: Processes, port: int, profile: str = "telecom", workers_note: str = ""
+    procs: Processes, port: int, profile: str = "ombudsman-telecom", workers_note: str = ""
 ) -> str:
     procs.start(
         f"sim-{port}",
         [
             "-m",
-            "adapters.simulators.rest_agency",
+            "loket_simulators",
+            "rest",
             "--profile",
             profile,
             "--port",

@@ -8,7 +8,6 @@ import sys
 
 import click
 
-from adapters import simulators
 from hub.config import ConfigError, Settings
 
 
@@ -640,13 +639,20 @@ def mappings_preview(agency_id: str, reference: str) -> None:
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.argument("kind", type=click.Choice(sorted(simulators.LAUNCHERS)))
+@click.argument("kind")
 @click.pass_context
 def simulate(ctx: click.Context, kind: str) -> None:
-    """Run an agency simulator (options: see `loket simulate KIND --help`)."""
-    import importlib
+    """Run an agency simulator of KIND: rest, soap, email or sftp (its options: `loket simulate
+    KIND --help`). Comes with the loket-simulators distribution (pip install -e ./simulators)."""
+    from loket.devrun import SimulatorsMissing, simulators
 
-    importlib.import_module(simulators.LAUNCHERS[kind]).main(ctx.args)
+    try:
+        module = simulators().kind_module(kind)
+    except SimulatorsMissing as exc:
+        raise click.ClickException(str(exc)) from None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="KIND") from None
+    module.main(ctx.args)
 
 
 if __name__ == "__main__":

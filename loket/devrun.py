@@ -6,6 +6,10 @@ var/mail/, unless LOKET_SMTP_HOST points at a real server); then the web app and
 SQLite unless LOKET_DATABASE_URL says otherwise. The telecom ombudsman's simulator asks the
 consumer for a document, so the demo shows the front desk's reply form. Prints the URLs and a
 curl example. Ctrl-C (or SIGTERM) stops every child and waits.
+
+The simulators (and the mail catcher's aiosmtpd) come with the `loket-simulators` distribution
+(simulators/ in the repository; `make install` adds it). Without it, `loket run` says how to
+install it instead of starting half a system.
 """
 
 from __future__ import annotations
@@ -19,13 +23,37 @@ import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-from adapters import simulators
-from adapters.simulators import Launch, wait_listening
 from hub.clock import Clock, SystemClock
 from hub.config import ROOT, Settings
 from hub.db import upgrade
 from mappings.engine import load_all
+
+if TYPE_CHECKING:
+    from loket_simulators import Launch
+
+SIMULATORS_MISSING = (
+    "the agency simulators are not installed. Install them with `pip install -e ./simulators` "
+    "(from the repository's root; `make install` does it), then try again."
+)
+
+
+class SimulatorsMissing(RuntimeError):
+    """The `loket-simulators` distribution is not installed; the message says how to fix it."""
+
+
+def simulators() -> ModuleType:
+    """The simulators' package, or SimulatorsMissing naming the install command."""
+    try:
+        import loket_simulators
+    except ImportError:
+        raise SimulatorsMissing(SIMULATORS_MISSING) from None
+    if not loket_simulators.kinds():  # importable from a checkout but not installed
+        raise SimulatorsMissing(SIMULATORS_MISSING)
+    return loket_simulators
+
 
 # What the demo simulators do beyond their mapping's `simulator:` block.
 DEMO_SIMULATORS = {"ombudsman-telecom": {"ask_info": True}}
@@ -56,7 +84,8 @@ def _port_free(host: str, port: int) -> bool:
 
 def simulator_launches(settings: Settings) -> list[Launch]:
     """The simulator processes for every agency whose mapping names one, grouped by kind."""
-    groups: dict[str, list[simulators.SimulatedAgency]] = {}
+    sims = simulators()
+    groups: dict[str, list[Any]] = {}
     for agency_id, mapping in load_all(settings.agencies_dir).items():
         spec = dict(mapping.extra.get("simulator") or {})
         if not spec:
@@ -65,12 +94,12 @@ def simulator_launches(settings: Settings) -> list[Launch]:
         if mapping.extra.get("contract"):
             spec.setdefault("contract", mapping.extra["contract"])
         groups.setdefault(spec["kind"], []).append(
-            simulators.SimulatedAgency(agency_id, mapping.adapter_config, spec)
+            sims.SimulatedAgency(agency_id, mapping.adapter_config, spec)
         )
     return [
         launch
         for kind, agencies in sorted(groups.items())
-        for launch in simulators.launch_all(kind, agencies, ROOT)
+        for launch in sims.launch_all(kind, agencies, ROOT)
     ]
 
 
@@ -108,7 +137,12 @@ def run_all(settings: Settings, web_port: int = 8000) -> int:
     }
     if catch_mail:
         env.update({"LOKET_SMTP_HOST": "127.0.0.1", "LOKET_SMTP_PORT": str(mail_port)})
-    sims = simulator_launches(settings)
+    try:
+        sims = simulator_launches(settings)
+    except (SimulatorsMissing, ValueError) as exc:
+        print(f"loket run: {exc}", file=sys.stderr)
+        return 2
+    wait_listening = simulators().wait_listening
     busy = []
     if not _port_free("127.0.0.1", web_port):
         busy.append(f"web port {web_port} is in use: stop what uses it or set LOKET_WEB_PORT")

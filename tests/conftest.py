@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from loket_simulators.rest_agency import AgencySystem, SimulatorServer, profiles
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from adapters.simulators.rest_agency import PROFILES, AgencySystem, SimulatorServer
 from hub.clock import FrozenClock
 from hub.config import ROOT, Settings, normalise_database_url
 from hub.db import Database, upgrade
@@ -118,7 +118,11 @@ def clock() -> FrozenClock:
 # ------------------------------------------------------------------------------------ simulators
 
 API_KEYS = {"ombudsman-telecom": "test-telecom-key", "consumer-mediation": "test-mediation-key"}
-SIM_PROFILES = {"ombudsman-telecom": "telecom", "consumer-mediation": "mediation"}
+# agency -> the simulator profile it plays (its own: contracts/agencies/<id>/simulator.yaml)
+SIM_PROFILES = {
+    "ombudsman-telecom": "ombudsman-telecom",
+    "consumer-mediation": "consumer-mediation",
+}
 
 
 def env_prefix(agency_id: str) -> str:
@@ -154,7 +158,7 @@ def sims(clock, monkeypatch) -> Iterator[Sims]:
     servers = {
         agency_id: SimulatorServer(
             AgencySystem(
-                PROFILES[profile],
+                profiles()[profile],
                 step_seconds=60,
                 api_key=API_KEYS[agency_id],
                 schema=agency_schema(agency_id),

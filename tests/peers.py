@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from adapters.simulators.rest_agency import Faults, SimulatorServer
+from loket_simulators.rest_agency import Faults, SimulatorServer
+
 from adapters.testing import FAULTS, Peer
 from adapters.testing.peer import MESSAGES
 

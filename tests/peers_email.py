@@ -21,9 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from adapters.simulators.email_agency import (
-    PROFILES,
+from loket_simulators.email_agency import (
     AgencySmtpHandler,
     DovecotServer,
     EmailAgency,
@@ -31,10 +29,12 @@ from adapters.simulators.email_agency import (
     MailboxHandler,
     MaildirDelivery,
     dovecot_binary,
+    profiles,
     read_contract,
     smtp_controller,
     smtp_sender,
 )
+
 from adapters.testing import FAULTS, Peer
 from adapters.testing.peer import MESSAGES as PEER_MESSAGES
 from hub.config import ROOT
@@ -142,7 +142,7 @@ def email_world(dovecot_server, clock) -> Iterator[EmailWorld]:
     mx = smtp_controller(MailboxHandler(mailbox), "127.0.0.1", free_port())
     mx.start()
     agency = EmailAgency(
-        PROFILES["energy"],
+        profiles()["ombudsman-energy"],
         address="klachten@ombudsman-energy.example",
         send=smtp_sender(mx.hostname, mx.port),
         step_seconds=60,

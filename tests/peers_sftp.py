@@ -21,14 +21,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from adapters.simulators.sftp_agency import (
-    PROFILES,
+from loket_simulators.sftp_agency import (
     AgencyBatch,
     AsyncsshServer,
     Keys,
     OpenSshServer,
     ensure_keys,
+    profiles,
 )
+
 from adapters.testing import FAULTS, Peer
 from adapters.testing.peer import MESSAGES
 from hub.clock import FrozenClock
@@ -167,7 +168,7 @@ def start_sshd(
     layout: dict[str, Any] | None = None,
     schema: Path | None = None,
     step_seconds: float = 60,
-    profile: str = "inspection",
+    profile: str = "economic-inspection",
     delimiter: str = ";",
 ) -> SftpServer:
     if not OpenSshServer.installed():
@@ -177,7 +178,7 @@ def start_sshd(
     data = root / "data"
     batch = AgencyBatch(
         data,
-        PROFILES[profile],
+        profiles()[profile],
         fmt=fmt,
         step_seconds=step_seconds,
         clock=clock.now,
@@ -227,7 +228,9 @@ def start_asyncssh(
     clock = FrozenClock(datetime.fromisoformat("2026-11-02T09:00:00+00:00"))
     keys = ensure_keys(root)
     data = root / "data"
-    batch = AgencyBatch(data, PROFILES["inspection"], fmt=fmt, step_seconds=60, clock=clock.now)
+    batch = AgencyBatch(
+        data, profiles()["economic-inspection"], fmt=fmt, step_seconds=60, clock=clock.now
+    )
     port = free_port()
     server = AsyncsshServer(data, keys, port, server_class=server_class).start()
     if not read_only:

@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from loket_simulators.soap_agency import SoapAgencySystem, SoapSimulatorServer
 
-from adapters.simulators.soap_agency import SoapAgencySystem, SoapSimulatorServer
 from adapters.soap import SoapAdapter
 from adapters.testing import FAULTS, Peer
 from adapters.testing.peer import MESSAGES

@@ -17,19 +17,19 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import loket_simulators as simulators
 import pytest
 import requests
 import yaml
-from lxml import etree
-
-from adapters import simulators
-from adapters.simulators.rest_agency import PROFILES, AgencySystem, SimulatorServer
-from adapters.simulators.soap_agency import (
+from loket_simulators.rest_agency import AgencySystem, SimulatorServer, profiles
+from loket_simulators.soap_agency import (
     SoapAgencySystem,
     SoapSimulatorServer,
     normalise_wsdl,
     soap_service,
 )
+from lxml import etree
+
 from adapters.soap import SoapAdapter
 from hub import intake
 from hub.config import ROOT, Settings
@@ -194,10 +194,9 @@ def mapping(agency_id: str, env: dict[str, str] | None = None) -> AgencyMapping:
 
 
 def flow_of(agency_id: str) -> tuple[tuple[str, str], ...]:
-    spec = mapping(agency_id).extra["simulator"]
     if JOINED[agency_id].transport == "rest":
-        return PROFILES[spec["profile"]].flow
-    return soap_service(spec["profile"]).profile.flow
+        return profiles()[agency_id].flow
+    return soap_service(agency_id).profile.flow
 
 
 def env_name(agency_id: str, suffix: str) -> str:
@@ -242,7 +241,7 @@ def test_every_code_of_the_simulated_flow_is_in_the_contract_and_the_flow_ends_c
 
 @pytest.mark.parametrize("agency_id", SOAP)
 def test_the_simulator_serves_exactly_the_wsdl_kept_as_the_agencys_contract(agency_id):
-    spec = soap_service(mapping(agency_id).extra["simulator"]["profile"])
+    spec = soap_service(agency_id)
     server = SoapSimulatorServer(SoapAgencySystem(spec)).start()
     try:
         live = requests.get(server.url + "?wsdl", timeout=5)
@@ -253,7 +252,7 @@ def test_the_simulator_serves_exactly_the_wsdl_kept_as_the_agencys_contract(agen
     assert mapping(agency_id).adapter_config["wsdl"] == spec.contract
     assert normalise_wsdl(live.content, agency=spec) == saved, (
         f"the simulator's WSDL and {spec.contract} differ. If the change is intended, "
-        f"regenerate it: python -m adapters.simulators.soap_agency --profile {spec.key} "
+        f"regenerate it: loket-simulator soap --profile {spec.key} "
         f"--write-wsdl {spec.contract}"
     )
 
@@ -282,14 +281,13 @@ def simulated(request, clock, monkeypatch) -> Iterator[Any]:
     """The agency's simulator on loopback with the test's clock; the environment points its
     mapping at it, with credentials of this test."""
     agency_id = request.param
-    spec = mapping(agency_id).extra["simulator"]
     if JOINED[agency_id].transport == "rest":
         schema = json.loads(
             (ROOT / "contracts" / "agencies" / agency_id / "case.schema.json").read_text()
         )
         server: Any = SimulatorServer(
             AgencySystem(
-                PROFILES[spec["profile"]],
+                profiles()[agency_id],
                 step_seconds=60,
                 api_key=f"test-key-{agency_id}",
                 schema=schema,
@@ -300,7 +298,7 @@ def simulated(request, clock, monkeypatch) -> Iterator[Any]:
     else:
         server = SoapSimulatorServer(
             SoapAgencySystem(
-                spec["profile"],
+                agency_id,
                 step_seconds=60,
                 username=f"hub-{agency_id}",
                 password=f"pw-{agency_id}",
@@ -406,7 +404,7 @@ def test_loket_run_plays_all_rest_agencies_in_one_process_each_with_its_own_key(
     processes.start("rest-group", how.command[1:], {})
 
     def health(agency: simulators.SimulatedAgency, key: str | None) -> int:
-        header = PROFILES[agency.spec["profile"]].key_header
+        header = profiles()[agency.agency_id].key_header
         return requests.get(
             agency.adapter_config["base_url"] + "/health", headers={header: key or ""}, timeout=2
         ).status_code
@@ -422,7 +420,7 @@ def test_loket_run_plays_all_rest_agencies_in_one_process_each_with_its_own_key(
         agencies[0].adapter_config["base_url"] + "/cases",
         json={},
         headers={
-            PROFILES[agencies[0].spec["profile"]].key_header: agencies[0].adapter_config["api_key"]
+            profiles()[agencies[0].agency_id].key_header: agencies[0].adapter_config["api_key"]
         },
         timeout=2,
     )

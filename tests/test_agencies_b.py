@@ -22,6 +22,18 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from loket_simulators import SimulatedAgency, launch_all
+from loket_simulators.email_agency import (
+    EmailGroupSimulator,
+    MailAgencySpec,
+    dovecot_binary,
+    read_contract,
+)
+from loket_simulators.email_agency import (
+    profiles as mail_profiles,
+)
+from loket_simulators.sftp_agency import AgencyBatch
+from loket_simulators.sftp_agency import profiles as file_profiles
 from sqlalchemy import func, select
 
 from adapters.base import Outbound
@@ -29,18 +41,6 @@ from adapters.email import EmailAdapter
 from adapters.filecontracts import CsvLayout, load_checker
 from adapters.fileformats import read_case, read_records, write_case
 from adapters.sftp import SftpAdapter
-from adapters.simulators import SimulatedAgency, launch_all
-from adapters.simulators.email_agency import (
-    PROFILES as MAIL_PROFILES,
-)
-from adapters.simulators.email_agency import (
-    EmailGroupSimulator,
-    MailAgencySpec,
-    dovecot_binary,
-    read_contract,
-)
-from adapters.simulators.sftp_agency import PROFILES as FILE_PROFILES
-from adapters.simulators.sftp_agency import AgencyBatch
 from hub.clock import FrozenClock
 from hub.config import ROOT, Settings
 from hub.intake import NeedsAnswers, NotAdmissible
@@ -283,7 +283,7 @@ def sftp_agency(tmp_path, clock, monkeypatch, agency_id):
         layout=dict(c["status"]),
         schema=contract / {"csv": "case.layout.yaml", "json": "case.schema.json"}[c["format"]],
         step_seconds=STEP,
-        profile=mapping.extra["simulator"]["profile"],
+        profile=mapping.id,
         delimiter=c.get("csv_delimiter", ";"),
     )
     for key, value in server.env(agency_id).items():
@@ -418,7 +418,7 @@ def batch_for(agency_id, tmp_path, clock) -> tuple[AgencyBatch, dict]:
     contract = CONTRACTS_DIR / "agencies" / agency_id
     batch = AgencyBatch(
         tmp_path / "data",
-        FILE_PROFILES[mapping.extra["simulator"]["profile"]],
+        file_profiles()[mapping.id],
         fmt=c["format"],
         step_seconds=60,
         clock=clock.now,
@@ -558,7 +558,7 @@ def test_one_process_plays_every_email_agency_each_with_its_own_mailbox(processe
         adapter = EmailAdapter(mapping.adapter_config)
         assert adapter.check().ok, adapter.check().message
         adapter.deliver(_sample_outbound(mapping, n))
-        flow = [code for code, _ in MAIL_PROFILES[mapping.extra["simulator"]["profile"]].flow]
+        flow = [code for code, _ in mail_profiles()[mapping.id].flow]
         seen: list[str] = []
         wait_until(_poll_until(adapter, flow[-1], seen), 30, f"{agency_id}'s statuses")
         assert seen == flow  # its own codes only: no other agency's replies in its mailbox
@@ -600,7 +600,7 @@ def test_one_process_plays_every_sftp_agency_each_with_its_own_user_and_folder(p
         adapter = SftpAdapter(mapping.adapter_config)
         assert adapter.check().ok, adapter.check().message
         receipt = adapter.deliver(_sample_outbound(mapping, n))
-        flow = [code for code, _ in FILE_PROFILES[mapping.extra["simulator"]["profile"]].flow]
+        flow = [code for code, _ in file_profiles()[mapping.id].flow]
         seen: list[str] = []
         wait_until(_poll_until(adapter, flow[-1], seen), 30, f"{agency_id}'s statuses")
         assert seen == flow
@@ -614,7 +614,7 @@ def test_one_process_plays_every_sftp_agency_each_with_its_own_user_and_folder(p
 
 
 def test_a_group_that_would_mix_agencies_replies_is_refused_before_it_starts():
-    from adapters.simulators.email_agency import group_problems
+    from loket_simulators.email_agency import group_problems
 
     mappings = [load_agency(AGENCIES_DIR / f"{a}.yaml", env={}) for a in EMAIL_AGENCIES[:2]]
     specs = [
@@ -641,7 +641,7 @@ def test_times_round_trip_through_the_csv_layout():
 
 
 def test_sftp_agencies_that_cannot_share_one_server_are_refused_before_it_starts():
-    from adapters.simulators.sftp_agency import SftpAgencySpec, group_problems
+    from loket_simulators.sftp_agency import SftpAgencySpec, group_problems
 
     def spec(agency_id, **changes):
         m = load_agency(AGENCIES_DIR / f"{agency_id}.yaml", env={})

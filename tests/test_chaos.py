@@ -102,9 +102,10 @@ def test_chaos_nothing_lost_nothing_twice(processes, pg_server_url, tmp_path, mo
             f"sim-{agency_id}",
             [
                 "-m",
-                "adapters.simulators.rest_agency",
+                "loket_simulators",
+                "rest",
                 "--profile",
-                "telecom",
+                "ombudsman-telecom",
                 "--port",
                 str(port),
                 "--step-seconds",

@@ -1,9 +1,9 @@
 """The REST adapter passes the conformance kit against the live REST simulator."""
 
 import pytest
+from loket_simulators.rest_agency import AgencySystem, SimulatorServer, profiles
 
 from adapters.rest import RestAdapter
-from adapters.simulators.rest_agency import PROFILES, AgencySystem, SimulatorServer
 from adapters.testing import AdapterConformance
 from hub.clock import FrozenClock
 from tests.conftest import agency_schema
@@ -13,7 +13,7 @@ from tests.peers import RestPeer
 @pytest.fixture
 def rest_server():
     system = AgencySystem(
-        PROFILES["telecom"],
+        profiles()["ombudsman-telecom"],
         step_seconds=3600,
         api_key="conformance-key",
         schema=agency_schema("ombudsman-telecom"),

@@ -2,9 +2,9 @@
 pure-Python asyncssh server that `loket run` uses for the demo agency."""
 
 import pytest
+from loket_simulators.sftp_agency import ensure_keys
 
 from adapters.sftp import SftpAdapter
-from adapters.simulators.sftp_agency import ensure_keys
 from adapters.testing import AdapterConformance
 from tests.peers_sftp import FaultProxy, SftpPeer, start_asyncssh, start_sshd
 

@@ -8,9 +8,9 @@ from dataclasses import replace
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Mailbox
+from loket_simulators.rest_agency import profiles
 from sqlalchemy import select
 
-from adapters.simulators.rest_agency import PROFILES
 from hub import attachments, consumer, notify
 from hub.config import MailSettings
 from hub.models import Assignment, Case, Delivery, DeliveryState, Notification
@@ -26,7 +26,7 @@ PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 def asking(sims):
     """The telecom ombudsman asks the consumer for the disputed bill before it goes on."""
     system = sims.system(TELECOM)
-    system.profile = PROFILES["telecom"].with_info()
+    system.profile = profiles()["ombudsman-telecom"].with_info()
     return system
 
 

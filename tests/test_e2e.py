@@ -37,7 +37,8 @@ def start_simulators(processes, step_seconds: float, latency: float = 0.0) -> di
         port = free_port()
         args = [
             "-m",
-            "adapters.simulators.rest_agency",
+            "loket_simulators",
+            "rest",
             "--profile",
             profile,
             "--port",

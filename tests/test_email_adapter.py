@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 
 import pytest
+from loket_simulators.email_agency import Faults
 
 from adapters.base import (
     MESSAGES,
@@ -22,7 +23,6 @@ from adapters.base import (
     TransientError,
 )
 from adapters.email import EmailAdapter, strip_quoted
-from adapters.simulators.email_agency import Faults
 from tests.conftest import free_port
 from tests.peers_email import case_payload, dovecot_server, email_world  # noqa: F401
 

@@ -8,10 +8,10 @@ import signal
 import socket
 
 import pytest
+from loket_simulators.email_agency import dovecot_binary
 
 from adapters.base import Outbound
 from adapters.email import EmailAdapter
-from adapters.simulators.email_agency import dovecot_binary
 from hub.config import ROOT
 from tests.conftest import free_port, peer_missing, wait_until
 from tests.peers_email import case_payload
@@ -23,9 +23,10 @@ def start(processes, imap_server: str) -> dict:
     smtp_port, imap_port = free_port(), free_port()
     args = [
         "-m",
-        "adapters.simulators.email_agency",
+        "loket_simulators",
+        "email",
         "--profile",
-        "energy",
+        "ombudsman-energy",
         "--smtp-port",
         str(smtp_port),
         "--smtp-user",

@@ -285,9 +285,9 @@ def test_an_answer_with_a_refused_file_keeps_the_text_and_a_good_one_goes_to_the
 ):
     from io import BytesIO
 
-    from adapters.simulators.rest_agency import PROFILES
+    from loket_simulators.rest_agency import profiles
 
-    sims.system("ombudsman-telecom").profile = PROFILES["telecom"].with_info()
+    sims.system("ombudsman-telecom").profile = profiles()["ombudsman-telecom"].with_info()
     reference, code = filed(client, "nl")
     worker = Worker(hub, "w")
     worker.dispatch_once()

@@ -3,14 +3,16 @@
 from datetime import UTC, datetime
 
 import requests
+from loket_simulators.rest_agency import AgencySystem, SimulatorServer, profiles
 
-from adapters.simulators.rest_agency import PROFILES, AgencySystem, SimulatorServer
 from hub.clock import FrozenClock
 
 
 def server(clock, **kwargs):
     return SimulatorServer(
-        AgencySystem(PROFILES["telecom"], step_seconds=10, api_key="k", clock=clock.now, **kwargs)
+        AgencySystem(
+            profiles()["ombudsman-telecom"], step_seconds=10, api_key="k", clock=clock.now, **kwargs
+        )
     ).start()
 
 

@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+from loket_simulators.sftp_agency import ensure_keys
 
 from adapters.base import (
     MESSAGES,
@@ -22,7 +23,6 @@ from adapters.base import (
 )
 from adapters.fileformats import read_case, read_message, write_case, write_records
 from adapters.sftp import SftpAdapter, attachment_names, case_file_name, unsafe_name_reason
-from adapters.simulators.sftp_agency import ensure_keys
 from tests.peers_sftp import start_asyncssh, start_sshd
 
 

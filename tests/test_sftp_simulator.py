@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 
+from loket_simulators import kinds, launch
+from loket_simulators.sftp_agency import AgencyBatch, profiles
 from lxml import etree
 
 from adapters.base import Outbound
 from adapters.fileformats import write_case, write_message
 from adapters.sftp import SftpAdapter
-from adapters.simulators import LAUNCHERS, launch
-from adapters.simulators.sftp_agency import PROFILES, AgencyBatch
 from hub.clock import FrozenClock
 from hub.config import ROOT
 from mappings.engine import load_agency
@@ -45,7 +46,7 @@ def case_xml(reference: str, **extra) -> bytes:
 def batch(tmp_path, clock) -> AgencyBatch:
     return AgencyBatch(
         tmp_path / "data",
-        PROFILES["inspection"],
+        profiles()["economic-inspection"],
         fmt="xml",
         step_seconds=60,
         clock=clock.now,
@@ -188,7 +189,7 @@ def test_a_csv_agency_takes_a_message_beside_its_case_layout(tmp_path):
     clock = FrozenClock()
     layout = ROOT / "contracts" / "agencies" / "fod-financien" / "case.layout.yaml"
     agency = AgencyBatch(
-        tmp_path / "data", PROFILES["finance"], fmt="csv", clock=clock.now, schema=layout
+        tmp_path / "data", profiles()["fod-financien"], fmt="csv", clock=clock.now, schema=layout
     )
     case = {
         "LOKET_REF": "LK-AAAA-BBBB",
@@ -210,7 +211,7 @@ def test_loket_run_starts_the_demo_agency_from_its_mapping_and_the_adapter_reach
     tmp_path, processes
 ):
     """No sshd needed: the demo server is asyncssh; its keys are made at first start."""
-    assert LAUNCHERS["sftp"] == "adapters.simulators.sftp_agency"
+    assert kinds()["sftp"].value == "loket_simulators.sftp_agency"
     root = tmp_path / "sim"
     port = free_port()
     env = {
@@ -227,7 +228,8 @@ def test_loket_run_starts_the_demo_agency_from_its_mapping_and_the_adapter_reach
         port,
         "LOKET_ECONOMIC_INSPECTION_PORT",
     )
-    assert "--schema" in how.command and str(CONTRACT / "case.xsd") in how.command
+    [agency] = json.loads(how.command[how.command.index("--group") + 1])
+    assert agency["schema"] == str(CONTRACT / "case.xsd")
     processes.start("sftp-sim", how.command[1:], {})
 
     def listening():

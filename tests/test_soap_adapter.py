@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from loket_simulators.soap_agency import NS, WSSE
 
 from adapters.base import (
     DELIVER,
@@ -21,7 +22,6 @@ from adapters.base import (
     PermanentError,
     TransientError,
 )
-from adapters.simulators.soap_agency import NS, WSSE
 
 pytest_plugins = ["tests.peers_soap"]
 

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import loket_simulators as simulators
 import pytest
+from loket_simulators.soap_agency import SoapAgencySystem, SoapSimulatorServer
 
-from adapters import simulators
 from adapters.base import MESSAGES, Attachment, Outbound, OutboundMessage, PermanentError
-from adapters.simulators.soap_agency import SoapAgencySystem, SoapSimulatorServer
 from adapters.soap import SoapAdapter
 from hub.clock import FrozenClock
 from hub.config import ROOT

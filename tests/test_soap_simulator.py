@@ -6,10 +6,10 @@ import sys
 
 import pytest
 import requests
+from loket_simulators import launch
+from loket_simulators.soap_agency import FAVV, normalise_wsdl
 from lxml import etree
 
-from adapters.simulators import launch
-from adapters.simulators.soap_agency import PROFILE, normalise_wsdl
 from adapters.soap import SoapAdapter
 from hub.config import ROOT
 from mappings.engine import load_agency
@@ -23,7 +23,7 @@ XS = "{http://www.w3.org/2001/XMLSchema}"
 WSDL = "{http://schemas.xmlsoap.org/wsdl/}"
 REGENERATE = (
     "the simulator's WSDL and contracts/agencies/favv/complaints.wsdl differ. If the change is "
-    "intended, regenerate the contract: python -m adapters.simulators.soap_agency --write-wsdl "
+    "intended, regenerate the contract: loket-simulator soap --write-wsdl "
     "contracts/agencies/favv/complaints.wsdl"
 )
 
@@ -100,7 +100,7 @@ def test_every_mapped_field_is_an_element_of_the_submit_operation():
 
 def test_every_status_the_simulator_emits_is_mapped():
     mapping = load_agency(MAPPING, env={})
-    for code, _note in PROFILE.flow:
+    for code, _note in FAVV.profile.flow:
         assert mapping.map_status(code) is not None, code
 
 
@@ -139,7 +139,7 @@ def test_the_command_line_explains_itself():
     import subprocess
 
     out = subprocess.run(
-        [sys.executable, "-m", "adapters.simulators.soap_agency", "--help"],
+        [sys.executable, "-m", "loket_simulators", "soap", "--help"],
         capture_output=True,
         text=True,
         cwd=ROOT,

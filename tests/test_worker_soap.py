@@ -7,9 +7,9 @@ statuses to resolved. Runs on SQLite and PostgreSQL (the `db` fixture).
 from collections.abc import Iterator
 
 import pytest
+from loket_simulators.soap_agency import SoapAgencySystem, SoapSimulatorServer
 from sqlalchemy import select
 
-from adapters.simulators.soap_agency import SoapAgencySystem, SoapSimulatorServer
 from hub import attachments, consumer
 from hub.config import Settings
 from hub.models import AuditEntry, DeliveryAttempt, DeliveryState, PollCursor

@@ -21,11 +21,11 @@ from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 
+import loket_simulators
 import pytest
 import requests
 from sqlalchemy import func, select
 
-from adapters.simulators import sftp_agency
 from hub.config import ROOT
 from hub.db import Database, upgrade
 from hub.models import Case
@@ -129,9 +129,10 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
             "sim-telecom",
             [
                 "-m",
-                "adapters.simulators.rest_agency",
+                "loket_simulators",
+                "rest",
                 "--profile",
-                "telecom",
+                "ombudsman-telecom",
                 "--port",
                 str(telecom_port),
                 "--step-seconds",
@@ -152,14 +153,18 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         sftp_root = home / "inspection"
         inspection = load_agency(
             AGENCIES_DIR / f"{INSPECTION}.yaml",
-            env={env_prefix(INSPECTION) + "_PORT": str(sftp_port)},
+            env={
+                env_prefix(INSPECTION) + "_PORT": str(sftp_port),
+                env_prefix(INSPECTION) + "_PRIVATE_KEY": f"@file:{sftp_root}/client_ed25519_key",
+                env_prefix(INSPECTION) + "_HOST_KEY": f"@file:{sftp_root}/ssh_host_ed25519_key.pub",
+            },
         )
-        launch = sftp_agency.launch(
+        launch = loket_simulators.launch(
+            "sftp",
             INSPECTION,
             inspection.adapter_config,
             {
                 "root": str(sftp_root),
-                "profile": "inspection",
                 "step_seconds": 0.5,
                 "contract": inspection.extra["contract"],
             },

@@ -6,9 +6,8 @@ dot-names, which are still being written), numbers each new one (`EI-2026-000042
 `inbox/archive/`, de-duplicates on the file name (which the hub derives from the idempotency
 key), moves every case one status further each `step_seconds` (times come from an injectable
 clock), and drops one status file per run into `outbox/` (written under a dot-name, then renamed).
-A message file (a consumer's reply on a case: a record whose `kind` is "message", see
-`adapters.fileformats.write_message`, its attachments in the folder `<name>.attachments/` beside
-it) is attached to its case, de-duplicated on its file name and archived with its attachments;
+A message file (a consumer's reply on a case: a record whose `kind` is "message", its
+attachments in the folder `<name>.attachments/` beside it) is attached to its case, de-duplicated on its file name and archived with its attachments;
 one naming no case the agency has, or unreadable, goes to `inbox/rejected/` with the reason, as
 a case file off contract does.
 
@@ -21,7 +20,11 @@ Keys are generated at first start under the root folder (`ssh_host_ed25519_key[.
 `client_ed25519_key[.pub]`, `authorized_keys`); the mapping file points the adapter at them with
 `@file:` (see mappings/agencies/economic-inspection.yaml).
 
-    python -m adapters.simulators.sftp_agency --root var/sim/sftp --port 8104
+Each agency's profile (case numbers, status codes, flows) is data:
+contracts/agencies/<id>/simulator.yaml with `kind: sftp`. The files themselves are read, checked
+and written by `casefiles`, the agency's own code (nothing shared with the hub's adapter).
+
+    loket-simulator sftp --root var/sim/sftp --port 8104 --profile economic-inspection
 
 Many agencies in one process (`launch_group`, what `loket run` uses): one asyncssh server per
 address the mappings name (normally one, 127.0.0.1:8104, with one host key at the path the
@@ -44,23 +47,28 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from adapters.base import dig
-from adapters.filecontracts import CASE_CONTRACTS, Checker, load_checker
-from adapters.fileformats import (
+from loket_simulators import command, wait_listening
+from loket_simulators.casefiles import (
     EXTENSIONS,
     FORMATS,
-    FormatError,
+    Contract,
+    FileRefused,
+    attachments_dir,
+    case_contract,
     is_message,
-    read_case,
+    load_contract,
+    name_problem,
     read_message,
-    write_records,
+    read_record,
+    write_statuses,
 )
-from adapters.sftp import attachments_folder, unsafe_name_reason
-from adapters.simulators import wait_listening
+from loket_simulators.profiles import Reader, load, unknown
 
 log = logging.getLogger("loket.sim.sftp")
 
@@ -82,69 +90,36 @@ class Profile:
         return self.flows.get(key, self.flow)
 
 
-PROFILES: dict[str, Profile] = {
-    "inspection": Profile(
-        name="Economic Inspection (simulated)",
-        id_format="EI-{year}-{n:06d}",
-        flow=(
-            ("REGISTERED", "Melding geregistreerd / signalement enregistré"),
-            ("ANALYSIS", "In analyse bij de Economische Inspectie"),
-            (
-                "CLOSED_INTELLIGENCE",
-                "Gebruikt als marktinformatie; geen individuele opvolging / utilisé comme "
-                "information de marché, sans suivi individuel",
-            ),
-        ),
-        reference_field="referentie_loket",
-    ),
-    "finance": Profile(
-        name="FOD Financiën (simulated)",
-        id_format="FIN-{yy}-{n:07d}",
-        flow=(
-            ("ONTV", "Melding ontvangen / signalement reçu / Meldung erhalten"),
-            ("ANAL", "In analyse bij de fiscale administratie / en analyse à l'administration"),
-            (
-                "AFG_INFO",
-                "Gebruikt voor risicoanalyse en controleselectie; wegens het fiscaal "
-                "beroepsgeheim volgt geen individuele terugkoppeling / utilisé pour l'analyse "
-                "de risques ; secret professionnel fiscal : pas de suivi individuel",
-            ),
-        ),
-        reference_field="LOKET_REF",
-        kind_field="TYPE",
-        flows={
-            "V": (
-                ("ONTV", "Vraag ontvangen / question reçue / Frage erhalten"),
-                (
-                    "ANTW",
-                    "Antwoord per e-mail verstuurd / réponse envoyée par e-mail / Antwort "
-                    "per E-Mail gesendet",
-                ),
-            )
-        },
-    ),
-    "products": Profile(
-        name="Centraal Meldpunt voor Producten (simulated)",
-        id_format="CMP-{year}-{n:05d}",
-        flow=(
-            ("NEW", "Melding geregistreerd / signalement enregistré"),
-            ("TRIAGE", "Risicobeoordeling door de productveiligheidsdienst"),
-            (
-                "CLOSED_MARKET_SURVEILLANCE",
-                "Opgenomen in het markttoezicht; geen individuele opvolging / intégré à la "
-                "surveillance du marché, sans suivi individuel",
-            ),
-        ),
-        reference_field="loketReference",
-        kind_field="reportType",
-        flows={
-            "QUESTION": (
-                ("NEW", "Vraag geregistreerd / question enregistrée"),
-                ("ANSWERED", "Antwoord verstuurd / réponse envoyée"),
-            )
-        },
-    ),
-}
+def read_profile(data: Reader) -> Profile:
+    data.known({"name", "case_number", "reference_field", "kind_field", "statuses", "flows"})
+    raw_flows = data.data.get("flows") or {}
+    if not isinstance(raw_flows, dict):
+        raise data.fail("flows", "map each value of kind_field to its statuses")
+    flows = {str(k): Reader(data.path, raw_flows).statuses(str(k)) for k in raw_flows}
+    if flows and not data.optional("kind_field"):
+        raise data.fail("flows", "name the case file's field that picks a flow in kind_field")
+    return Profile(
+        name=data.text("name"),
+        id_format=data.case_number(),
+        flow=data.statuses(),
+        reference_field=data.text("reference_field", "reference"),
+        kind_field=data.optional("kind_field"),
+        flows=flows,
+    )
+
+
+@cache
+def profiles() -> dict[str, Profile]:
+    """Every SFTP agency's profile by agency id (simulator.yaml files with `kind: sftp`)."""
+    return load("sftp", read_profile)
+
+
+def profile(name: str) -> Profile:
+    known = profiles()
+    if name not in known:
+        raise unknown("SFTP", name, known)
+    return known[name]
+
 
 # Where a status record's fields go: the same keys as the adapter's `status` layout.
 DEFAULT_LAYOUT: dict[str, Any] = {
@@ -223,7 +198,7 @@ class AgencyBatch:
         self.replays = 0
         self.rejected = 0
         self._pending: list[dict[str, Any]] = []
-        self._validator: Checker | None = load_checker(schema, fmt) if schema else None
+        self._validator: Contract | None = load_contract(schema, fmt) if schema else None
         self._load()
 
     # ---------------------------------------------------------------------------------- state
@@ -264,7 +239,7 @@ class AgencyBatch:
             name
             for name in os.listdir(self.inbox)
             if not name.startswith(".")
-            and unsafe_name_reason(name) is None
+            and name_problem(name) is None
             and (self.inbox / name).is_file()
         )
 
@@ -331,9 +306,9 @@ class AgencyBatch:
         try:
             problems = self._validator(data) if self._validator else []
             if problems:
-                raise FormatError("; ".join(str(p) for p in problems[:5]))
-            payload = read_case(data, self.fmt, delimiter=self.delimiter)
-        except FormatError as exc:
+                raise FileRefused("; ".join(problems[:5]))
+            payload = read_record(data, self.fmt, delimiter=self.delimiter)
+        except FileRefused as exc:
             log.warning("rejected %s: %s", name, exc)
             self.rejected += 1
             run.rejected.append(name)
@@ -359,7 +334,7 @@ class AgencyBatch:
 
     def _move_message(self, name: str, folder: Path) -> None:
         """A message file and its attachments folder (if any) into `folder`."""
-        files = self.inbox / attachments_folder(name)
+        files = self.inbox / attachments_dir(name)
         if files.is_dir():
             target = folder / files.name
             if target.exists():  # a replay's copy of what is there already
@@ -384,7 +359,7 @@ class AgencyBatch:
             message = read_message(
                 (self.inbox / name).read_bytes(), self.fmt, delimiter=self.delimiter
             )
-        except FormatError as exc:
+        except FileRefused as exc:
             self._reject_message(name, f"unreadable message file: {exc}", run)
             return
         case = None
@@ -399,9 +374,9 @@ class AgencyBatch:
                 run,
             )
             return
-        files = self.inbox / attachments_folder(name)
+        files = self.inbox / attachments_dir(name)
         for attachment in message["attachments"]:
-            reason = unsafe_name_reason(attachment)
+            reason = name_problem(attachment)
             if reason or attachment.startswith("."):
                 self._reject_message(
                     name, f"attachment name {attachment!r}: {reason or 'a dot-name'}", run
@@ -443,7 +418,7 @@ class AgencyBatch:
             return
         self.files_written += 1
         name = f"status-{now:%Y%m%d%H%M%S}-{self.files_written:06d}.{EXTENSIONS[self.fmt]}"
-        data = write_records(
+        data = write_statuses(
             self._pending,
             self.fmt,
             root=self.layout["root"],
@@ -840,7 +815,7 @@ class SftpAgencySpec:
         )
         return cls(
             agency_id=agency_id,
-            profile=str(spec.get("profile", "inspection")),
+            profile=str(spec.get("profile") or agency_id),
             root=str(sim_root),
             username=str(config.get("username", "loket")),
             client_key=str(
@@ -885,7 +860,8 @@ def _case_contract(spec: Mapping[str, Any], fmt: str, root: Path) -> str | None:
         return None
     contract = root / spec["contract"]
     if contract.is_dir():
-        contract = contract / CASE_CONTRACTS.get(fmt, "")
+        found = case_contract(contract, fmt)
+        return str(found) if found else None
     return str(contract) if contract.is_file() else None
 
 
@@ -901,10 +877,11 @@ def group_problems(specs: Sequence[SftpAgencySpec]) -> list[str]:
     out: list[str] = []
     folders: dict[str, str] = {}
     for s in specs:
-        if s.profile not in PROFILES:
+        if s.profile not in profiles():
             out.append(
                 f"{s.agency_id}: no SFTP simulator profile {s.profile!r}; set simulator.profile "
-                f"to one of {', '.join(sorted(PROFILES))}"
+                f"to one of {', '.join(sorted(profiles()))} or write "
+                f"contracts/agencies/{s.profile}/simulator.yaml"
             )
         if s.root in folders:
             out.append(
@@ -949,7 +926,7 @@ class SftpGroup:
                 data = Path(s.root) / "data"
                 self.batches[s.agency_id] = AgencyBatch(
                     data,
-                    PROFILES[s.profile],
+                    profile(s.profile),
                     fmt=s.format,
                     step_seconds=s.step_seconds,
                     layout=s.layout,
@@ -981,7 +958,7 @@ def launch_group(agencies: Sequence[Any], root: Path):
     """For `loket run`: every SFTP agency in one process (see SftpGroup). Agencies whose mappings
     name the same host and port share one server there; the hint to move it names every such
     agency's PORT variable, as they move together."""
-    from adapters.simulators import Launch, env_var
+    from loket_simulators import Launch, env_var
 
     specs = [
         SftpAgencySpec.from_mapping(a.agency_id, a.adapter_config, a.spec, root) for a in agencies
@@ -991,13 +968,7 @@ def launch_group(agencies: Sequence[Any], root: Path):
     def hint(here: list[SftpAgencySpec]) -> str:
         return ", ".join(env_var(s.agency_id, "PORT") for s in here)
 
-    cmd = [
-        sys.executable,
-        "-m",
-        "adapters.simulators.sftp_agency",
-        "--group",
-        json.dumps([asdict(s) for s in specs]),
-    ]
+    cmd = command("sftp", "--group", json.dumps([asdict(s) for s in specs]))
     url = ", ".join(
         f"sftp://{h}:{p} (users " + ", ".join(s.username for s in here) + ")"
         for (h, p), here in _sftp_endpoints(specs).items()
@@ -1013,48 +984,16 @@ def launch_group(agencies: Sequence[Any], root: Path):
     )
 
 
-def launch(agency_id: str, adapter_config, spec, root: Path):
-    """For `loket run`: serve this agency's folder on the host/port of its adapter config."""
-    from adapters.simulators import Launch, env_var
-
-    host, port = adapter_config.get("host", "127.0.0.1"), int(adapter_config.get("port", 22))
-    sim_root = _sim_root(agency_id, spec, root)
-    cmd = [
-        sys.executable,
-        "-m",
-        "adapters.simulators.sftp_agency",
-        "--root",
-        str(sim_root),
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--profile",
-        spec.get("profile", "inspection"),
-        "--format",
-        adapter_config.get("format", "json"),
-        "--step-seconds",
-        str(spec.get("step_seconds", 5)),
-        "--layout",
-        json.dumps(_batch_layout(adapter_config)),
-        "--server",
-        spec.get("server", "asyncssh"),
-    ]
-    if adapter_config.get("csv_delimiter"):
-        cmd += ["--delimiter", adapter_config["csv_delimiter"]]
-    schema = _case_contract(spec, str(adapter_config.get("format", "json")), root)
-    if schema:
-        cmd += ["--schema", schema]
-    user = adapter_config.get("username", "loket")
-    return Launch(cmd, host, port, f"sftp://{user}@{host}:{port}", env_var(agency_id, "PORT"))
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="loket-simulator sftp",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--root", type=Path, default=Path("var/sim/sftp"), help="keys and data")
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="inspection")
+    parser.add_argument(
+        "--profile", default="economic-inspection", help="the agency to play (its id)"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8104)
     parser.add_argument("--format", choices=FORMATS, default="xml")
@@ -1089,12 +1028,16 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger("asyncssh").setLevel(logging.WARNING)
     if args.group:
         sys.exit(serve_group([SftpAgencySpec(**entry) for entry in json.loads(args.group)]))
+    try:
+        played = profile(args.profile)
+    except ValueError as exc:
+        parser.error(str(exc))
     root = args.root.resolve()
     keys = ensure_keys(root)
     data_dir = root / "data"
     batch = AgencyBatch(
         data_dir,
-        PROFILES[args.profile],
+        played,
         fmt=args.format,
         step_seconds=args.step_seconds,
         layout=json.loads(args.layout),
@@ -1152,7 +1095,3 @@ def serve_group(specs: list[SftpAgencySpec]) -> int:
     finally:
         group.stop()
     return 0
-
-
-if __name__ == "__main__":
-    main()

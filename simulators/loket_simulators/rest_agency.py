@@ -6,11 +6,13 @@ flow one step each `step_seconds`, offers a changes-since feed, de-duplicates on
 (contracts/agencies/<id>/case.schema.json). `/_sim/...` lets tests count what arrived and inject
 faults (errors, timeouts, garbage).
 
-One process can play many agencies, each on its own port with its own profile (ids, codes,
-flow), API key and JSON Schema: `loket run` starts all REST agencies that way (`launch_group`).
+Each agency's profile (ids, codes, flow, the header its API key travels in) is data:
+contracts/agencies/<id>/simulator.yaml with `kind: rest`. One process can play many agencies,
+each on its own port with its own profile, API key and JSON Schema: `loket run` starts all REST
+agencies that way (`launch_group`).
 
-    python -m adapters.simulators.rest_agency --profile telecom --port 8101
-    python -m adapters.simulators.rest_agency \
+    loket-simulator rest --profile ombudsman-telecom --port 8101
+    loket-simulator rest \
         --agency '{"id": "ombudsfin", "profile": "ombudsfin", "port": 8111, "api_key": "k"}' \
         --agency '{"id": "fsma", "profile": "fsma", "port": 8114, "schema": "contracts/...json"}'
 """
@@ -20,19 +22,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
-from werkzeug.serving import make_server
 
-from adapters.simulators import WsgiSimulatorServer, serve_until_interrupted, start_all
+from loket_simulators import WsgiSimulatorServer, serve_until_interrupted, start_all
+from loket_simulators.profiles import Reader, load, unknown
 
 
 @dataclass(frozen=True)
@@ -54,103 +56,29 @@ class Profile:
         return replace(self, flow=(*self.flow[:2], self.info, *self.flow[2:]))
 
 
-PROFILES: dict[str, Profile] = {
-    "telecom": Profile(
-        name="Ombudsman for Telecommunications (simulated)",
-        id_format="OMB-{year}-{n:06d}",
-        flow=(
-            ("NEW", "Klacht ontvangen / plainte reçue"),
-            ("ASSIGNED", "Assigned to a mediator"),
-            ("MEDIATING", "The operator has been asked to respond"),
-            ("CLOSED_AGREEMENT", "Closed: the operator credited the disputed amount"),
-        ),
-        info=("INFO_REQUESTED", "Please send us a copy of the disputed bill."),
-    ),
-    "mediation": Profile(
-        name="Consumer Mediation Service (simulated)",
-        id_format="CMS/{yy}/{n:05d}",
-        flow=(
-            ("ONTVANGEN", "Dossier ontvangen"),
-            ("IN_BEHANDELING", "Dossier in behandeling"),
-            ("AFGESLOTEN_MINNELIJK", "Minnelijke schikking bereikt"),
-        ),
-        info=("INFO_CONSUMENT", "Bezorg ons een kopie van uw bestelling en de briefwisseling."),
-    ),
-    "inspection": Profile(
-        name="Economic Inspection (simulated)",
-        id_format="EI{year}{n:07d}",
-        flow=(
-            ("REGISTERED", "Melding geregistreerd"),
-            ("ANALYSIS", "Under analysis"),
-            ("FILED_FOR_INTELLIGENCE", "Used for market surveillance"),
-        ),
-    ),
-    "ombudsman-rail": Profile(
-        name="Ombudsman for Rail Passengers (simulated)",
-        id_format="OTR-{year}-{n:05d}",
-        flow=(
-            ("RECU", "Plainte reçue / klacht ontvangen"),
-            ("RECEVABLE", "Plainte recevable, transmise à l'opérateur ferroviaire"),
-            ("EN_MEDIATION", "Médiation en cours avec la SNCB / bemiddeling met de NMBS"),
-            ("CLOTURE_ACCORD", "Clôturé: l'opérateur rembourse le titre de transport"),
-        ),
-    ),
-    "ombudsfin": Profile(
-        name="Ombudsfin (simulated)",
-        id_format="OF/{year}/{n:04d}",
-        flow=(
-            ("REGISTERED", "Complaint registered"),
-            ("ADMISSIBLE", "Admissible; the bank has been asked for its position"),
-            ("WAITING_FOR_CLIENT", "Please send the bank's written answer to your complaint"),
-            ("INVESTIGATION", "Documents received; the file is being examined"),
-            ("SETTLED", "Settled: the bank reverses the disputed charges"),
-        ),
-        key_header="X-Ombudsfin-Key",
-    ),
-    "travel-disputes": Profile(
-        name="Geschillencommissie Reizen (simulated)",
-        id_format="GCR-{yy}-{n:04d}",
-        flow=(
-            ("INGESCHREVEN", "Dossier ingeschreven / dossier inscrit"),
-            ("VERZOENING", "Verzoeningspoging met de reisorganisator / tentative de conciliation"),
-            ("ARBITRAGE", "Geen akkoord: het college behandelt de zaak / arbitrage"),
-            ("UITSPRAAK_DEELS_GEGROND", "Uitspraak: de klacht is deels gegrond"),
-        ),
-    ),
-    "ecc-belgium": Profile(
-        name="European Consumer Centre Belgium (simulated)",
-        id_format="ECCBE-{year}-{n:06d}",
-        flow=(
-            ("OPEN", "Case opened"),
-            ("ASSESSMENT", "A legal adviser assesses the case"),
-            ("TRANSFERRED_TO_ECC", "Shared with the ECC in the trader's country"),
-            ("CLOSED_RESOLVED", "Closed: the trader refunded the consumer"),
-        ),
-    ),
-    "fsma": Profile(
-        name="FSMA (simulated)",
-        id_format="FSMA-SIG-{year}-{n:05d}",
-        flow=(
-            ("ENREGISTRE", "Signalement enregistré / melding geregistreerd"),
-            ("EN_ANALYSE", "Analyse par le service surveillance / analyse door toezicht"),
-            (
-                "UTILISE_POUR_SURVEILLANCE",
-                "Utilisé pour la surveillance; pas de suivi individuel / gebruikt voor toezicht",
-            ),
-        ),
-        key_header="X-FSMA-Client-Token",
-    ),
-    "fod-mobility": Profile(
-        name="FPS Mobility and Transport, air passenger rights (simulated)",
-        id_format="PAX-{year}-{n:06d}",
-        flow=(
-            ("RECEIVED", "Complaint received by the air passenger rights service"),
-            ("UNDER_REVIEW", "Checked against Regulation (EC) 261/2004"),
-            ("AIRLINE_CONTACTED", "The airline has been asked to explain"),
-            ("AIRLINE_COMPLIED", "The airline agreed to pay the compensation"),
-        ),
-    ),
-}
+def read_profile(data: Reader) -> Profile:
+    data.known({"name", "case_number", "statuses", "information_request", "path", "api_key_header"})
+    return Profile(
+        name=data.text("name"),
+        id_format=data.case_number(),
+        flow=data.statuses(),
+        prefix=data.text("path", "/api"),
+        key_header=data.text("api_key_header", "X-API-Key"),
+        info=data.status("information_request"),
+    )
+
+
+@cache
+def profiles() -> dict[str, Profile]:
+    """Every REST agency's profile by agency id, from contracts/agencies/<id>/simulator.yaml."""
+    return load("rest", read_profile)
+
+
+def profile(name: str) -> Profile:
+    known = profiles()
+    if name not in known:
+        raise unknown("REST", name, known)
+    return known[name]
 
 
 @dataclass
@@ -539,62 +467,29 @@ class SimulatorServer(WsgiSimulatorServer):
         super().__init__(create_app(system), system.profile.prefix, host, port)
 
 
-def launch(agency_id: str, adapter_config, spec, root: Path):
-    """For `loket run`: serve this agency on the port of its configured base_url."""
-    from adapters.simulators import Launch, env_var, where
-
-    base = adapter_config["base_url"]
-    host, port = where(base)
-    cmd = [
-        sys.executable,
-        "-m",
-        "adapters.simulators.rest_agency",
-        "--profile",
-        spec["profile"],
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--step-seconds",
-        str(spec.get("step_seconds", 5)),
-    ]
-    if adapter_config.get("api_key"):
-        cmd += ["--api-key", adapter_config["api_key"]]
-    if spec.get("ask_info"):
-        cmd += ["--ask-info"]
-    if spec.get("contract"):
-        cmd += ["--schema", str(root / spec["contract"])]
-    return Launch(cmd, host, port, base, env_var(agency_id, "URL"))
-
-
 def launch_group(agencies, root: Path):
     """For `loket run`: ONE process plays every REST agency, each on the port of its own
     base_url with its own profile, API key and JSON Schema (so twenty agencies are one process)."""
-    from adapters.simulators import group_launch
+    from loket_simulators import group_launch
 
     def extra(agency) -> dict[str, Any]:
         contract = agency.spec.get("contract")
         return {
-            "profile": agency.spec["profile"],
+            "profile": agency.spec.get("profile") or agency.agency_id,
             "api_key": agency.adapter_config.get("api_key"),
             "schema": str(root / contract) if contract else None,
             "ask_info": bool(agency.spec.get("ask_info")),
         }
 
-    return group_launch("adapters.simulators.rest_agency", "REST", agencies, "base_url", extra)
-
-
-def _known_profile(name: str) -> None:
-    if name not in PROFILES:
-        raise ValueError(f"unknown profile {name!r} (known: {', '.join(sorted(PROFILES))})")
+    return group_launch("rest", "REST", agencies, "base_url", extra)
 
 
 def agency_spec(text: str) -> dict[str, Any]:
     """One `--agency` option: a JSON object with id, profile, port and optionally host,
     step_seconds, api_key, schema (a path to the agency's JSON Schema) and ask_info."""
-    from adapters.simulators import parse_agency_spec
+    from loket_simulators import parse_agency_spec
 
-    return parse_agency_spec(text, _known_profile)
+    return parse_agency_spec(text, profile)
 
 
 def serve_group(specs: list[dict[str, Any]], latency: float = 0.0) -> list[SimulatorServer]:
@@ -603,9 +498,9 @@ def serve_group(specs: list[dict[str, Any]], latency: float = 0.0) -> list[Simul
 
     def build(spec: dict[str, Any]) -> SimulatorServer:
         schema_path = spec.get("schema")
-        profile = PROFILES[spec["profile"]]
+        played = profile(spec["profile"])
         system = AgencySystem(
-            profile.with_info() if spec.get("ask_info") else profile,
+            played.with_info() if spec.get("ask_info") else played,
             step_seconds=float(spec.get("step_seconds", 5)),
             api_key=spec.get("api_key"),
             schema=json.loads(Path(schema_path).read_text()) if schema_path else None,
@@ -618,9 +513,11 @@ def serve_group(specs: list[dict[str, Any]], latency: float = 0.0) -> list[Simul
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="loket-simulator rest",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--profile", choices=sorted(PROFILES), help="the agency to play")
+    parser.add_argument("--profile", help="the agency to play (its id: ombudsman-telecom, ...)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--step-seconds", type=float, default=5.0, help="time between status moves")
@@ -634,7 +531,7 @@ def main(argv: list[str] | None = None) -> None:
         action="append",
         default=[],
         metavar="JSON",
-        help="play this agency too (repeatable; instead of --profile): "
+        help="play this agency (repeatable; with or instead of --profile): "
         '{"id", "profile", "port", "host", "step_seconds", "api_key", "schema", "ask_info"}',
     )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
@@ -647,37 +544,28 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.profile and not args.agency:
         parser.error("give --profile (one agency) or --agency (one or more)")
+    specs = list(args.agency)
+    if args.profile:  # one agency from the options: a group of one
+        try:
+            profile(args.profile)
+        except ValueError as exc:
+            parser.error(str(exc))
+        specs.append(
+            {
+                "id": args.profile,
+                "profile": args.profile,
+                "host": args.host,
+                "port": args.port,
+                "step_seconds": args.step_seconds,
+                "api_key": args.api_key,
+                "schema": str(args.schema) if args.schema else None,
+                "ask_info": args.ask_info,
+            }
+        )
     if not args.verbose:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    if args.agency:
-        serve_until_interrupted(
-            serve_group(args.agency, args.latency),
-            lambda spec, sim: f"REST agency simulator {spec['id']!r} on {sim.url}",
-            args.agency,
-        )
-        return
-    schema = json.loads(args.schema.read_text()) if args.schema else None
-    profile = PROFILES[args.profile]
-    system = AgencySystem(
-        profile.with_info() if args.ask_info else profile,
-        step_seconds=args.step_seconds,
-        api_key=args.api_key,
-        schema=schema,
-        latency=args.latency,
+    serve_until_interrupted(
+        serve_group(specs, args.latency),
+        lambda spec, sim: f"REST agency simulator {spec['id']!r} on {sim.url}",
+        specs,
     )
-    server = make_server(args.host, args.port, create_app(system), threaded=True)
-    print(
-        f"REST agency simulator '{args.profile}' on http://{args.host}:{server.server_port}"
-        f"{system.profile.prefix}",
-        flush=True,
-    )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-
-
-if __name__ == "__main__":
-    main()

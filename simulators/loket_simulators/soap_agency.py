@@ -17,9 +17,12 @@ its IdempotencyKey; `receive_reply` records one for any profile). Its WSDL is th
 contracts/agencies/favv/complaints.wsdl; a test fails when the two drift apart (regenerate with
 `--write-wsdl`).
 
-    python -m adapters.simulators.soap_agency --port 8103 --username favv --password demo
-    python -m adapters.simulators.soap_agency --profile fagg --port 8121
-    python -m adapters.simulators.soap_agency --profile fagg --write-wsdl contracts/agencies/fagg/intake.wsdl
+Each agency's case ids, status flow and URL path are data (contracts/agencies/<id>/simulator.yaml,
+`kind: soap`); its types and operations are the spyne service below or in `soap_services.py`.
+
+    loket-simulator soap --port 8103 --username favv --password demo
+    loket-simulator soap --profile fagg --port 8121
+    loket-simulator soap --profile fagg --write-wsdl contracts/agencies/fagg/intake.wsdl
 """
 
 from __future__ import annotations
@@ -30,20 +33,20 @@ import hashlib
 import hmac
 import json
 import logging
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from lxml import etree
-from werkzeug.serving import make_server
 
-from adapters.simulators import WsgiSimulatorServer, serve_until_interrupted, start_all
-from adapters.simulators.rest_agency import AgencySystem, Faults, Profile
+from loket_simulators import WsgiSimulatorServer, serve_until_interrupted, start_all
+from loket_simulators.profiles import load, unknown
+from loket_simulators.rest_agency import AgencySystem, Faults, Profile, read_profile
 
 with warnings.catch_warnings():
     # spyne 2.14 imports `cgi` and a bundled `six` that warn on Python 3.11+; nothing we use.
@@ -76,29 +79,13 @@ PASSWORD_DIGEST = (
     "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0"
     "#PasswordDigest"
 )
-DEFAULT_PATH = "/meldpunt"
 CONTRACT_LOCATION = "http://127.0.0.1:8103/meldpunt"  # the address written into the saved WSDL
 
 CONTRACT_NOTE = (
     " FAVV/AFSCA meldpunt: illustrative until the agency confirms it. Generated from the simulator "
-    "with the write-wsdl option of python -m adapters.simulators.soap_agency; "
+    "with the write-wsdl option of loket-simulator soap; "
     "tests/test_soap_simulator.py "
     "fails when the two drift apart. "
-)
-
-PROFILE = Profile(
-    name="FAVV/AFSCA meldpunt (simulated)",
-    id_format="FAVV-{year}-{n:05d}",
-    flow=(
-        ("NIEUW", "Melding geregistreerd / signalement enregistré"),
-        (
-            "IN_ONDERZOEK",
-            "Een controleur onderzoekt de melding / un contrôleur examine le signalement",
-        ),
-        ("INSPECTIE_GEPLAND", "Inspectie ter plaatse gepland / inspection sur place planifiée"),
-        ("AFGESLOTEN", "Onderzoek afgesloten, maatregelen genomen / enquête clôturée"),
-    ),
-    prefix=DEFAULT_PATH,
 )
 
 # Fault codes this system answers with (SOAP 1.1: Client = fix the request, Server = try later).
@@ -429,7 +416,6 @@ class SoapService:
     """One agency's SOAP system: what the simulator serves and what its saved contract holds."""
 
     key: str  # the agency id; `--profile` and the mapping's `simulator.profile` name it
-    profile: Profile  # its case ids, status flow and URL path
     services: tuple[type[ServiceBase], ...]
     tns: str  # its target namespace
     name: str  # the WSDL's name
@@ -437,10 +423,23 @@ class SoapService:
     location: str  # the soap:address written into the saved WSDL
     note: str  # the comment at the top of the saved WSDL (no double dash: XML comments forbid it)
 
+    @property
+    def profile(self) -> Profile:
+        """Its case ids, status flow and URL path: contracts/agencies/<key>/simulator.yaml."""
+        known = soap_profiles()
+        if self.key not in known:
+            raise unknown("SOAP", self.key, known)
+        return known[self.key]
+
+
+@cache
+def soap_profiles() -> dict[str, Profile]:
+    """Every SOAP agency's profile by agency id (simulator.yaml files with `kind: soap`)."""
+    return load("soap", read_profile)
+
 
 FAVV = SoapService(
     key="favv",
-    profile=PROFILE,
     services=(MeldpuntService,),
     tns=NS,
     name="FavvMeldpunt",
@@ -452,7 +451,7 @@ FAVV = SoapService(
 
 def services() -> dict[str, SoapService]:
     """Every SOAP agency the simulator can play, by agency id."""
-    from adapters.simulators.soap_services import OTHER_SERVICES
+    from loket_simulators.soap_services import OTHER_SERVICES
 
     return {FAVV.key: FAVV, **{s.key: s for s in OTHER_SERVICES}}
 
@@ -462,7 +461,10 @@ def soap_service(key: str | SoapService) -> SoapService:
         return key
     known = services()
     if key not in known:
-        raise ValueError(f"no SOAP agency {key!r} in the simulator (known: {', '.join(known)})")
+        raise ValueError(
+            f"no SOAP agency {key!r} in the simulator (known: {', '.join(known)}); each is a "
+            "spyne service in loket_simulators.soap_services and a simulator.yaml"
+        )
     return known[key]
 
 
@@ -704,35 +706,10 @@ def _profile_of(agency_id: str, spec) -> str:
     return name
 
 
-def launch(agency_id: str, adapter_config, spec, root: Path):
-    """For `loket run`: serve this agency on the host and port of its configured endpoint."""
-    from adapters.simulators import Launch, env_var, where
-
-    endpoint = adapter_config["endpoint"]
-    host, port = where(endpoint)
-    cmd = [
-        sys.executable,
-        "-m",
-        "adapters.simulators.soap_agency",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--step-seconds",
-        str(spec.get("step_seconds", 5)),
-    ]
-    if _profile_of(agency_id, spec) != FAVV.key:
-        cmd += ["--profile", _profile_of(agency_id, spec)]
-    if adapter_config.get("username"):
-        cmd += ["--username", adapter_config["username"]]
-        cmd += ["--password", adapter_config.get("password") or ""]
-    return Launch(cmd, host, port, endpoint, env_var(agency_id, "URL"))
-
-
 def launch_group(agencies, root: Path):
     """For `loket run`: ONE process plays every SOAP agency, each on the port of its own endpoint
     with its own service (namespace, WSDL, ids, codes) and WS-Security credentials."""
-    from adapters.simulators import group_launch
+    from loket_simulators import group_launch
 
     def extra(agency) -> dict[str, Any]:
         config = agency.adapter_config
@@ -742,13 +719,13 @@ def launch_group(agencies, root: Path):
             "password": (config.get("password") or "") if config.get("username") else None,
         }
 
-    return group_launch("adapters.simulators.soap_agency", "SOAP", agencies, "endpoint", extra)
+    return group_launch("soap", "SOAP", agencies, "endpoint", extra)
 
 
 def agency_spec(text: str) -> dict[str, Any]:
     """One `--agency` option: a JSON object with id, profile, port and optionally host,
     step_seconds, username and password."""
-    from adapters.simulators import parse_agency_spec
+    from loket_simulators import parse_agency_spec
 
     return parse_agency_spec(text, soap_service)
 
@@ -771,7 +748,9 @@ def serve_group(specs: list[dict[str, Any]], latency: float = 0.0) -> list[SoapS
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="loket-simulator soap",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--profile",
@@ -808,29 +787,24 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {args.write_wsdl}")
         return
     quiet_logs(args.verbose)
-    if args.agency:
-        serve_until_interrupted(
-            serve_group(args.agency, args.latency),
-            lambda spec, sim: f"SOAP agency simulator {spec['id']!r} on {sim.url}?wsdl",
-            args.agency,
-        )
-        return
-    system = SoapAgencySystem(
-        args.profile,
-        step_seconds=args.step_seconds,
-        username=args.username,
-        password=args.password,
-        latency=args.latency,
+    specs = args.agency or [  # one agency from the options: a group of one
+        {
+            "id": args.profile,
+            "profile": args.profile,
+            "host": args.host,
+            "port": args.port,
+            "step_seconds": args.step_seconds,
+            "username": args.username,
+            "password": args.password,
+        }
+    ]
+    serve_until_interrupted(
+        serve_group(specs, args.latency),
+        lambda spec, sim: (
+            f"SOAP agency simulator {spec['id']!r} on {sim.url}  WSDL: {sim.url}?wsdl"
+        ),
+        specs,
     )
-    server = make_server(args.host, args.port, create_wsgi(system), threaded=True)
-    url = f"http://{args.host}:{server.server_port}{system.profile.prefix}"
-    print(f"SOAP agency simulator ({args.profile}) on {url}  WSDL: {url}?wsdl", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
 
 
 def quiet_logs(verbose: bool = False) -> None:
@@ -839,11 +813,3 @@ def quiet_logs(verbose: bool = False) -> None:
     logging.getLogger("spyne").setLevel(level)
     if not verbose:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-
-
-if __name__ == "__main__":
-    # soap_services.py imports this module by name: run that one copy, not a second `__main__`
-    # one whose classes it would not recognise.
-    from adapters.simulators import soap_agency
-
-    soap_agency.main()

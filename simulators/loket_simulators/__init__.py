@@ -1,15 +1,20 @@
 """Real protocol servers that play an agency's own system, for the demo, tests and integrators.
 
-`loket run` starts one simulator per agency whose mapping file has a `simulator:` block. The
-block's `kind` names a module in LAUNCHERS; that module's `launch()` turns the agency's adapter
-configuration into the command that serves it, so ports and credentials are configured once, in
-the mapping file.
+A distribution of its own (`loket-simulators`, folder simulators/ of the repository), so the
+hub does not carry spyne, aiosmtpd, pymap or asyncssh. It imports nothing of the hub but
+`adapters.base`: a test peer sharing code with what it tests would share its bugs.
+
+Each kind of simulator (rest, soap, email, sftp) is a module registered in the entry-point group
+`loket.simulators`; it offers `launch_group(agencies, root) -> Launch` (ONE process playing every
+agency of that kind, what `loket run` starts) and `main(argv)` (its command line, reached through
+the one launcher: `loket-simulator KIND ...` or `python -m loket_simulators KIND ...`). What each
+agency's system looks like (case numbers, status flow, codes, texts) is data:
+contracts/agencies/<id>/simulator.yaml (see `profiles`).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import socket
 import subprocess
@@ -17,17 +22,35 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Self, TypeVar
 from urllib.parse import urlsplit
 
-LAUNCHERS: dict[str, str] = {
-    "rest": "adapters.simulators.rest_agency",
-    "sftp": "adapters.simulators.sftp_agency",
-    "soap": "adapters.simulators.soap_agency",
-    "email": "adapters.simulators.email_agency",
-}
+GROUP = "loket.simulators"
+
+
+@cache
+def kinds() -> dict[str, EntryPoint]:
+    """The installed kinds of simulator, by name (entry-point group `loket.simulators`)."""
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
+
+
+def kind_module(kind: str) -> ModuleType:
+    """The module that plays agencies of `kind`; a ValueError names the known kinds."""
+    found = kinds()
+    if kind not in found:
+        known = ", ".join(sorted(found)) or "none: pip install -e ./simulators"
+        raise ValueError(f"no simulator of kind {kind!r} (known: {known})")
+    return found[kind].load()
+
+
+def command(kind: str, *args: str) -> list[str]:
+    """The argv that runs the simulator of `kind` in a process of its own."""
+    return [sys.executable, "-m", "loket_simulators", kind, *args]
 
 
 @dataclass(frozen=True)
@@ -58,29 +81,16 @@ def launch(
     spec: Mapping[str, Any],
     root: Path,
 ) -> Launch:
-    module = _module(kind)
-    return module.launch(agency_id, adapter_config, spec, root)
+    """The process that plays one agency alone (a group of one)."""
+    [one] = launch_all(kind, [SimulatedAgency(agency_id, adapter_config, spec)], root)
+    return one
 
 
 def launch_all(kind: str, agencies: list[SimulatedAgency], root: Path) -> list[Launch]:
-    """The processes that play every agency of one kind. A simulator module that can host many
-    agencies in one process offers `launch_group(agencies, root) -> Launch`; otherwise each agency
-    gets its own process through `launch(...)`."""
-    module = _module(kind)
-    if hasattr(module, "launch_group") and agencies:
-        return [module.launch_group(agencies, root)]
-    out = []
-    for a in agencies:
-        one = module.launch(a.agency_id, a.adapter_config, a.spec, root)
-        out.append(one if one.agencies else replace(one, agencies=(a.agency_id,)))
-    return out
-
-
-def _module(kind: str):
-    if kind not in LAUNCHERS:
-        known = ", ".join(sorted(LAUNCHERS))
-        raise ValueError(f"no simulator of kind {kind!r} (known: {known})")
-    return importlib.import_module(LAUNCHERS[kind])
+    """The process that plays every agency of one kind (none for no agencies)."""
+    if not agencies:
+        return []
+    return [kind_module(kind).launch_group(agencies, root)]
 
 
 def env_var(agency_id: str, suffix: str) -> str:
@@ -95,13 +105,13 @@ def where(url: str) -> tuple[str, int]:
 
 
 def group_launch(
-    module: str,
+    kind: str,
     transport: str,
     agencies: list[SimulatedAgency],
     url_key: str,
     extra: Callable[[SimulatedAgency], dict[str, Any]],
 ) -> Launch:
-    """ONE process (`python -m module --agency JSON ...`) playing every agency of a transport
+    """ONE process (`loket-simulator KIND --agency JSON ...`) playing every agency of a transport
     that listens on its own URL: each agency's spec is id, host, port, step_seconds plus what
     `extra` adds (profile, credentials, contract). Two agencies on one port are refused."""
     specs: list[dict[str, Any]] = []
@@ -124,7 +134,7 @@ def group_launch(
                 **extra(agency),
             }
         )
-    cmd = [sys.executable, "-m", module]
+    cmd = command(kind)
     for spec in specs:
         cmd += ["--agency", json.dumps(spec)]
     first = agencies[0]

@@ -8,8 +8,9 @@ for more (DeposerComplement, SubmitFollowUp, VoegInformatieToe): text and base64
 known case, de-duplicated on the idempotency key, recorded by `soap_agency.receive_reply` (an
 unknown case is the Client.UnknownCase fault). Their WSDLs are the contracts kept in
 contracts/agencies/<id>/; tests/test_agencies_a.py fails when a service and its saved WSDL drift
-apart (regenerate with `python -m adapters.simulators.soap_agency --profile <id> --write-wsdl
-<path>`). All of it is illustrative until each agency confirms its interface.
+apart (regenerate with `loket-simulator soap --profile <id> --write-wsdl <path>`). Their case
+ids, status flows and URL paths are data: contracts/agencies/<id>/simulator.yaml. All of it is
+illustrative until each agency confirms its interface.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ import warnings
 from datetime import datetime
 from typing import Any
 
-from adapters.simulators.rest_agency import Profile
-from adapters.simulators.soap_agency import SoapService, guard, latest, plain, receive_reply
+from loket_simulators.soap_agency import SoapService, guard, latest, plain, receive_reply
 
 with warnings.catch_warnings():
     warnings.filterwarnings(
@@ -45,7 +45,7 @@ def _note(name: str, agency: str, contract: str) -> str:
     # An XML comment may not contain a double dash, hence the wording of the command.
     return (
         f" {name}: illustrative until the agency confirms it. Generated from the simulator "
-        f"(python -m adapters.simulators.soap_agency, profile {agency}, option write-wsdl "
+        f"(loket-simulator soap, profile {agency}, option write-wsdl "
         f"{contract}); tests/test_agencies_a.py fails when the two drift apart. "
     )
 
@@ -264,17 +264,6 @@ class DossierService(ServiceBase):
 
 INSURANCE = SoapService(
     key="ombudsman-insurance",
-    profile=Profile(
-        name="Ombudsman des Assurances (simulated)",
-        id_format="{year}/OA/{n:05d}",
-        flow=(
-            ("ENREGISTRE", "Dossier enregistré / dossier geregistreerd"),
-            ("RECEVABLE", "Recevable; l'assureur est interrogé / ontvankelijk"),
-            ("INSTRUCTION", "Instruction du dossier avec l'assureur / onderzoek"),
-            ("CLOS_FONDE", "Clôturé: l'assureur révise sa position / verzekeraar herziet"),
-        ),
-        prefix="/services/dossiers",
-    ),
     services=(DossierService,),
     tns=INSURANCE_NS,
     name="OmbudsmanAssurances",
@@ -494,20 +483,6 @@ class VigilanceIntakeService(ServiceBase):
 
 FAGG = SoapService(
     key="fagg",
-    profile=Profile(
-        name="FAGG/AFMPS vigilance intake (simulated)",
-        id_format="BE-FAMHP-{year}-{n:06d}",
-        flow=(
-            ("RECEIVED", "Notification received"),
-            ("TRIAGE", "Triage by the vigilance unit"),
-            ("ASSESSMENT", "Medical assessment"),
-            (
-                "ENTERED_IN_DATABASE",
-                "Entered in the national vigilance database; used for signal detection",
-            ),
-        ),
-        prefix="/vigilance/intake",
-    ),
     services=(VigilanceIntakeService,),
     tns=FAMHP_NS,
     name="FamhpVigilanceIntake",
@@ -721,20 +696,6 @@ class ProductinspectieService(ServiceBase):
 
 FOD_HEALTH = SoapService(
     key="fod-health",
-    profile=Profile(
-        name="FOD Volksgezondheid productinspectie (simulated)",
-        id_format="VG-{year}-{n:05d}",
-        flow=(
-            ("GEREGISTREERD", "Dossier geregistreerd / dossier enregistré"),
-            ("TOEGEWEZEN", "Toegewezen aan een inspecteur / attribué à un inspecteur"),
-            ("CONTROLE", "Controle bij de verkoper / contrôle chez le vendeur"),
-            (
-                "AFGEHANDELD_MAATREGEL",
-                "Afgehandeld: het product is uit de handel genomen / retiré du marché",
-            ),
-        ),
-        prefix="/productinspectie/ws",
-    ),
     services=(ProductinspectieService,),
     tns=HEALTH_NS,
     name="FodVolksgezondheidProductinspectie",

@@ -15,10 +15,11 @@ the agency's own reference in the body. A consumer's reply the hub forwards (a m
 `X-Loket-Kind: message`) is no new case: it is filed on its case (by the agency's reference in
 `X-Loket-Agency-Reference`, else the case mail named in In-Reply-To, else our case reference)
 with its text (what stands between the two rules of dashes) and its attachments, once per
-Message-ID; one for a case the agency does not know is kept aside, never a crash. Each profile (energy, post, notaries, lawyers,
-construction) has its own case numbers, status codes, flow and status lines.
+Message-ID; one for a case the agency does not know is kept aside, never a crash. Each agency's
+profile (contracts/agencies/<id>/simulator.yaml, `kind: email`) holds its own case numbers,
+status codes, flow, status lines and the texts of its replies per language.
 
-    python -m adapters.simulators.email_agency --profile energy --smtp-port 8125 --imap-port 8143
+    loket-simulator email --profile ombudsman-energy --smtp-port 8125 --imap-port 8143
 
 Many agencies in one process (`launch_group`, what `loket run` uses): one agencies' SMTP server
 per endpoint the mappings name (normally one) routes each case mail by its recipient to that
@@ -28,7 +29,7 @@ every agency's adapter reads only its own replies; one Dovecot (or pymap) serves
 
 For `loket run` the simulator serves the hub's mailbox itself: with Dovecot when it is installed
 (`apt-get install dovecot-imapd`), else with pymap, a pure-Python IMAP server over the same Maildir
-(a dependency of Loket). Without either, the agency still accepts cases and says plainly at
+(a dependency of loket-simulators). Without either, the agency still accepts cases and says plainly at
 start-up that its replies cannot be read back. Tests always use Dovecot.
 """
 
@@ -58,6 +59,7 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import format_datetime, parseaddr
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +67,8 @@ import yaml
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from adapters.simulators import wait_listening
+from loket_simulators import wait_listening
+from loket_simulators.profiles import Reader, load, unknown
 
 log = logging.getLogger(__name__)
 
@@ -96,166 +99,41 @@ class Profile:
     reference_line: str = "Dossier: {id}"
 
 
-PROFILES: dict[str, Profile] = {
-    "energy": Profile(
-        name="Ombudsman for Energy (simulated)",
-        domain="ombudsman-energy.invalid",
-        id_format="OE/{year}/{n:05d}",
-        flow=(
-            (
-                "ONTVANGEN",
-                {
-                    "nl": "Wij hebben uw dossier goed ontvangen.",
-                    "fr": "Nous avons bien reçu votre dossier.",
-                    "de": "Wir haben Ihre Akte erhalten.",
-                },
-            ),
-            (
-                "IN_BEHANDELING",
-                {
-                    "nl": "Een bemiddelaar behandelt het dossier; de leverancier is gecontacteerd.",
-                    "fr": "Un médiateur traite le dossier ; le fournisseur a été contacté.",
-                    "de": "Ein Schlichter bearbeitet die Akte; der Versorger wurde kontaktiert.",
-                },
-            ),
-            (
-                "AFGESLOTEN",
-                {
-                    "nl": "Dossier afgesloten: de leverancier crediteert de betwiste factuur.",
-                    "fr": "Dossier clôturé : le fournisseur crédite la facture contestée.",
-                    "de": "Akte geschlossen: der Versorger schreibt die Rechnung gut.",
-                },
-            ),
-        ),
-    ),
-    "post": Profile(
-        name="Ombudsman for the Postal Sector (simulated)",
-        domain="ombudsman-post.invalid",
-        id_format="POST/{yy}/{n:04d}",
-        status_line="Statut: {code}",
-        reference_line="Ref: {id}",
-        flow=(
-            (
-                "RECU",
-                {
-                    "nl": "Uw klacht is geregistreerd bij de Ombudsdienst voor de postsector.",
-                    "fr": "Votre plainte est enregistrée par le Service de médiation pour le "
-                    "secteur postal.",
-                    "de": "Ihre Beschwerde wurde beim Ombudsdienst für den Postsektor registriert.",
-                },
-            ),
-            (
-                "EN_COURS",
-                {
-                    "nl": "Wij hebben de postoperator om uitleg gevraagd.",
-                    "fr": "Nous avons demandé des explications à l'opérateur postal.",
-                    "de": "Wir haben den Postbetreiber um eine Stellungnahme gebeten.",
-                },
-            ),
-            (
-                "CLOTURE_ACCORD",
-                {
-                    "nl": "Akkoord bereikt: de postoperator vergoedt het verloren pakje.",
-                    "fr": "Accord trouvé : l'opérateur postal rembourse le colis perdu.",
-                    "de": "Einigung erzielt: der Postbetreiber erstattet das verlorene Paket.",
-                },
-            ),
-        ),
-    ),
-    "notaries": Profile(
-        name="Ombudsman for Notaries (simulated)",
-        domain="ombudsman-notariaat.invalid",
-        id_format="NOT-{year}-{n:05d}",
-        reference_line="Dossiernummer: {id}",
-        flow=(
-            (
-                "NIEUW",
-                {
-                    "nl": "De Ombudsman voor het notariaat heeft uw klacht ontvangen.",
-                    "fr": "L'Ombudsman du notariat a bien reçu votre plainte.",
-                },
-            ),
-            (
-                "ONDERZOEK",
-                {
-                    "nl": "Wij hebben de notaris om zijn standpunt gevraagd.",
-                    "fr": "Nous avons demandé sa position au notaire.",
-                },
-            ),
-            (
-                "MINNELIJK_OPGELOST",
-                {
-                    "nl": "De notaris heeft de kosten herberekend; het dossier is minnelijk "
-                    "opgelost.",
-                    "fr": "Le notaire a recalculé ses frais ; le dossier est réglé à l'amiable.",
-                },
-            ),
-        ),
-    ),
-    "lawyers": Profile(
-        name="Ombudsman for Lawyers (simulated)",
-        domain="ombudsman-advocatuur.invalid",
-        id_format="OA/{year}/{n:04d}",
-        status_line="Code: {code}",
-        reference_line="Kenmerk: {id}",
-        flow=(
-            (
-                "100",
-                {
-                    "nl": "Uw klacht over uw advocaat is ontvangen.",
-                    "fr": "Votre plainte concernant votre avocat a été reçue.",
-                },
-            ),
-            (
-                "200",
-                {
-                    "nl": "De ombudsman bemiddelt tussen u en uw advocaat.",
-                    "fr": "L'ombudsman mène une médiation entre vous et votre avocat.",
-                },
-            ),
-            (
-                "300",
-                {
-                    "nl": "Bemiddeling geslaagd: de advocaat herziet zijn staat van ereloon.",
-                    "fr": "Médiation réussie : l'avocat revoit son état d'honoraires.",
-                },
-            ),
-        ),
-    ),
-    "construction": Profile(
-        name="Geschillencommissie Bouw (simulated)",
-        domain="geschillencommissie-bouw.invalid",
-        id_format="GCB-{year}-{n:04d}",
-        status_line="Stand van het dossier: {code}",
-        reference_line="Ons dossier: {id}",
-        flow=(
-            (
-                "AANVRAAG_ONTVANGEN",
-                {
-                    "nl": "Uw aanvraag bij de Geschillencommissie Bouw is ingeschreven.",
-                    "fr": "Votre demande auprès de la Commission de conciliation construction "
-                    "est inscrite.",
-                },
-            ),
-            (
-                "DESKUNDIGE_AANGESTELD",
-                {
-                    "nl": "Een deskundige bezoekt de werf; de aannemer is verwittigd.",
-                    "fr": "Un expert visitera le chantier ; l'entrepreneur est averti.",
-                },
-            ),
-            (
-                "UITSPRAAK_DEELS_GEGROND",
-                {
-                    "nl": "Uitspraak: de klacht is deels gegrond; de aannemer herstelt de "
-                    "voegen binnen 30 dagen.",
-                    "fr": "Sentence : la plainte est partiellement fondée ; l'entrepreneur "
-                    "répare les joints dans les 30 jours.",
-                },
-            ),
-        ),
-    ),
-}
+def _notes(value: object) -> Mapping[str, str]:
+    if not isinstance(value, Mapping) or not value:
+        raise ValueError("give the note per language, e.g. {nl: ..., fr: ...}")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def read_profile(data: Reader) -> Profile:
+    data.known(
+        {"name", "message_id_domain", "case_number", "status_line", "reference_line", "statuses"}
+    )
+    try:
+        flow = data.statuses(note=_notes)
+    except ValueError as exc:
+        raise data.fail("statuses", str(exc)) from None
+    return Profile(
+        name=data.text("name"),
+        domain=data.text("message_id_domain"),
+        id_format=data.case_number(),
+        flow=flow,
+        status_line=data.text("status_line", "Status: {code}"),
+        reference_line=data.text("reference_line", "Dossier: {id}"),
+    )
+
+
+@cache
+def profiles() -> dict[str, Profile]:
+    """Every email agency's profile by agency id (simulator.yaml files with `kind: email`)."""
+    return load("email", read_profile)
+
+
+def profile(name: str) -> Profile:
+    known = profiles()
+    if name not in known:
+        raise unknown("email", name, known)
+    return known[name]
 
 
 # ------------------------------------------------------------------------------------ maildir
@@ -1062,7 +940,7 @@ class MailAgencySpec:
         contract = spec.get("contract")
         return cls(
             agency_id=agency_id,
-            profile=str(spec["profile"]),
+            profile=str(spec.get("profile") or agency_id),
             address=str(c["to_address"]),
             hub_address=str(c["from_address"]),
             smtp_host=str(c["smtp_host"]),
@@ -1085,10 +963,11 @@ def group_problems(specs: Sequence[MailAgencySpec]) -> list[str]:
     users: dict[str, str] = {}
     hub_addresses: dict[str, str] = {}
     for s in specs:
-        if s.profile not in PROFILES:
+        if s.profile not in profiles():
             out.append(
                 f"{s.agency_id}: no email simulator profile {s.profile!r}; set simulator.profile "
-                f"to one of {', '.join(sorted(PROFILES))}"
+                f"to one of {', '.join(sorted(profiles()))} or write "
+                f"contracts/agencies/{s.profile}/simulator.yaml"
             )
         key = (s.smtp_host, s.smtp_port, s.address.lower())
         if key in mailboxes:
@@ -1148,7 +1027,7 @@ class EmailGroupSimulator:
         self.imap_server = imap_server
         self.agencies = {
             s.agency_id: EmailAgency(
-                PROFILES[s.profile],
+                profile(s.profile),
                 address=s.address,
                 send=lambda _m: None,
                 step_seconds=s.step_seconds,
@@ -1209,51 +1088,11 @@ def read_contract(folder: Path | None) -> tuple[str, ...]:
     return tuple(data.get("case_mail", {}).get("required_fields", ()))
 
 
-def launch(agency_id: str, adapter_config: Mapping[str, Any], spec: Mapping[str, Any], root: Path):
-    """For one agency alone: serve it on the ports of its configured SMTP and IMAP."""
-    from adapters.simulators import Launch, env_var
-
-    c = adapter_config
-    host, smtp_port = str(c["smtp_host"]), int(c["smtp_port"])
-    imap_port = int(c["imap_port"])
-    cmd = [
-        sys.executable,
-        "-m",
-        "adapters.simulators.email_agency",
-        "--profile",
-        spec["profile"],
-        "--host",
-        host,
-        "--smtp-port",
-        str(smtp_port),
-        "--agency-address",
-        str(c["to_address"]),
-        "--imap-port",
-        str(imap_port),
-        "--imap-user",
-        str(c["imap_username"]),
-        "--imap-password",
-        str(c["imap_password"]),
-        "--step-seconds",
-        str(spec.get("step_seconds", 5)),
-        "--imap-port-variable",
-        env_var(agency_id, "IMAP_PORT"),
-    ]
-    if c.get("smtp_username"):
-        cmd += ["--smtp-user", str(c["smtp_username"]), "--smtp-password", str(c["smtp_password"])]
-    if spec.get("contract"):
-        cmd += ["--contract", str(root / spec["contract"])]
-    url = f"smtp://{host}:{smtp_port} -> {c['to_address']}; replies read via " + _imap_text(
-        [(str(c["imap_host"]), imap_port)]
-    )
-    return Launch(cmd, host, smtp_port, url, env_var(agency_id, "SMTP_PORT"))
-
-
 def launch_group(agencies: Sequence[Any], root: Path):
     """For `loket run`: every email agency in one process (see EmailGroupSimulator). Agencies
     whose mappings name the same SMTP (IMAP) endpoint share one server there; the hint to move
     a port names every agency's variable for it, as they must move together."""
-    from adapters.simulators import Launch, env_var
+    from loket_simulators import Launch, command, env_var
 
     specs = [
         MailAgencySpec.from_mapping(a.agency_id, a.adapter_config, a.spec, root) for a in agencies
@@ -1266,13 +1105,7 @@ def launch_group(agencies: Sequence[Any], root: Path):
     [((host, port), first), *more] = smtp.items()
     also = [(h, p, hint(ids, "SMTP_PORT")) for (h, p), ids in more]
     also += [(h, p, hint(ids, "IMAP_PORT")) for (h, p), ids in imap.items()]
-    cmd = [
-        sys.executable,
-        "-m",
-        "adapters.simulators.email_agency",
-        "--group",
-        json.dumps([asdict(s) for s in specs]),
-    ]
+    cmd = command("email", "--group", json.dumps([asdict(s) for s in specs]))
     mailboxes = f"{len(specs)} agency mailbox{'es' if len(specs) > 1 else ''}"
     servers = ", ".join(f"smtp://{h}:{p}" for h, p in smtp)
     url = f"{servers} -> {mailboxes}; replies read via {_imap_text(list(imap))}"
@@ -1297,9 +1130,14 @@ def _imap_text(endpoints: list[tuple[str, int]]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="loket-simulator email",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--profile", choices=sorted(PROFILES), help="required without --group")
+    parser.add_argument(
+        "--profile",
+        help="the agency to play (its id: ombudsman-energy, ...); required without --group",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--smtp-port", type=int, help="the agency's SMTP server")
     parser.add_argument("--smtp-user", default=None, help="require this SMTP login")
@@ -1386,7 +1224,7 @@ def main(argv: list[str] | None = None) -> None:
             imap_server.start()
         except RuntimeError as exc:
             if args.group:
-                from adapters.simulators import env_var
+                from loket_simulators import env_var
 
                 hint = " (set " + ", ".join(env_var(s.agency_id, "IMAP_PORT") for s in specs) + ")"
             else:
@@ -1423,7 +1261,3 @@ def main(argv: list[str] | None = None) -> None:
         sim.stop()
         if args.mail_root is None:
             shutil.rmtree(root, ignore_errors=True)
-
-
-if __name__ == "__main__":
-    main()

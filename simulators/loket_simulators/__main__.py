@@ -1,0 +1,3 @@
+from loket_simulators.main import main
+
+main()
