@@ -35,6 +35,7 @@ from hub.models import (
     Assignment,
     Case,
     Delivery,
+    DeliveryState,
     InboundProblem,
     PollCursor,
     StatusEvent,
@@ -236,14 +237,16 @@ def _apply_refusal(s: Session, mapping: AgencyMapping, refusal: Refusal, now: da
         )
     d, a = found
     error = f"refused by the agency: {refusal.reason}"[:2000]
-    if d.state == "dead" and d.last_error == error:
+    if d.state == DeliveryState.DEAD and d.last_error == error:
         return DUPLICATE
     a = s.scalars(
         select(Assignment)
         .where(Assignment.id == a.id)
         .options(selectinload(Assignment.case).selectinload(Case.assignments))
     ).one()
-    if d.state != "done":  # resent meanwhile: the refusal is history, the new attempt counts
+    if (
+        d.state != DeliveryState.DONE
+    ):  # resent meanwhile: the refusal is history, the new attempt counts
         lifecycle.add_event(
             s,
             a.case,
@@ -257,7 +260,7 @@ def _apply_refusal(s: Session, mapping: AgencyMapping, refusal: Refusal, now: da
             kind="agency_note",
         )
         return STALE
-    d.state, d.dead_at, d.updated_at = "dead", now, now
+    d.state, d.dead_at, d.updated_at = DeliveryState.DEAD, now, now
     d.last_error, d.last_error_kind = error, "refused"
     if a.status in (lifecycle.SENT, lifecycle.QUEUED):
         lifecycle.move(
