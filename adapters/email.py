@@ -215,7 +215,7 @@ def parse_cursor(cursor: str | None) -> tuple[int, int] | None:
 class EmailAdapter(Adapter):
     kind = "email"
     config_schema = EmailConfig
-    capabilities = frozenset({DELIVER, POLL, POLL_CHANGES, ATTACHMENTS, MESSAGES})
+    declared_capabilities = frozenset({DELIVER, POLL, POLL_CHANGES, ATTACHMENTS, MESSAGES})
 
     def __init__(
         self, config: Mapping[str, Any], *, clock: Callable[[], datetime] | None = None

@@ -8,7 +8,8 @@ The contract with the agency (documented in README.md, "SFTP agencies"):
   file name comes from the idempotency key (`LK-7F3K-9QX2.economic-inspection.1.xml`), so a
   repeat delivery finds the file already in `inbox_dir`, or in `archive_dir` where the agency's
   batch moves what it picked up, and answers `duplicate=True` without writing anything. The
-  agency numbers the case later; until then the Receipt's agency reference is the file name.
+  agency numbers the case later; until then the Receipt's agency reference is the file name,
+  marked `provisional`.
 - send_message (a consumer's reply on a case): a message file in `inbox_dir`, named from the
   idempotency key like a case file (`LK-7F3K-9QX2.economic-inspection.msg12.xml`), in the same
   format: one record with kind "message", case_reference, agency_reference, text, language and
@@ -334,7 +335,7 @@ class _Cursor:
 class SftpAdapter(Adapter):
     kind = "sftp"
     config_schema = SftpConfig
-    capabilities = frozenset({DELIVER, POLL, POLL_CHANGES, MESSAGES})
+    declared_capabilities = frozenset({DELIVER, POLL, POLL_CHANGES, MESSAGES})
 
     def __init__(self, config: Mapping[str, Any]):
         super().__init__(config)
@@ -529,13 +530,14 @@ class SftpAdapter(Adapter):
         with self._sftp(f"{action} {name} to {c['inbox_dir']}") as sftp:
             for where in (final, posixpath.join(c["archive_dir"], name)):
                 if _exists(sftp, where):
-                    return Receipt(name, duplicate=True, raw={**raw, "found": where})
+                    found = {**raw, "found": where}
+                    return Receipt(name, duplicate=True, raw=found, provisional=True)
             if documents:
                 _ensure_dir(sftp, folder)
                 for file, content in documents:
                     _put(sftp, folder, file, content)
             _put(sftp, c["inbox_dir"], name, data)
-        return Receipt(name, duplicate=False, raw=raw)
+        return Receipt(name, duplicate=False, raw=raw, provisional=True)
 
     # ---------------------------------------------------------------------------------- poll
 

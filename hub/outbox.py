@@ -445,6 +445,7 @@ def _record_receipts(
                 "attempt": c.attempt,
                 "agency_reference": receipt.agency_reference,
                 "duplicate": receipt.duplicate,
+                **({"provisional": True} if receipt.provisional else {}),
                 "exchange": dict(receipt.raw),
             }
         )

@@ -142,11 +142,13 @@ def agencies() -> None:
 
 @agencies.command("list")
 def agencies_list() -> None:
-    """List agencies with their transport and endpoint (secrets masked)."""
+    """List agencies with their transport, what their configured adapter does, and name."""
     hub = _hub(_settings())
     for agency_id in hub.directory.ids():
         m = hub.directory[agency_id]
-        click.echo(f"{agency_id:24} {m.adapter_kind:6} {m.name('en')}")
+        click.echo(
+            f"{agency_id:24} {m.adapter_kind:6} {_capabilities(hub, agency_id):44} {m.name('en')}"
+        )
 
 
 @agencies.command("check")
@@ -164,7 +166,7 @@ def agencies_check(agency_id: str | None) -> None:
             )
         ids = [agency_id]
     failed = 0
-    click.echo(f"{'agency':24} {'kind':6} {'ok':3} {'ms':>7}  message")
+    click.echo(f"{'agency':24} {'kind':6} {'ok':3} {'ms':>7}  {'capabilities':44} message")
     for aid in ids:
         try:
             health = hub.directory.adapter(aid).check()
@@ -174,7 +176,8 @@ def agencies_check(agency_id: str | None) -> None:
         failed += not ok
         click.echo(
             f"{aid:24} {hub.directory[aid].adapter_kind:6} {'yes' if ok else 'NO':3} "
-            f"{(f'{ms:7.1f}' if ms is not None else '      -')}  {msg}"
+            f"{(f'{ms:7.1f}' if ms is not None else '      -')}  "
+            f"{_capabilities(hub, aid):44} {msg}"
         )
     hub.close()
     if failed:
@@ -240,6 +243,16 @@ def agencies_status() -> None:
             f"{c.get('retry', 0):>5} {c.get('leased', 0):>6} {c.get('dead', 0):>4} "
             f"{c.get('done', 0):>6}  {note}"
         )
+
+
+def _capabilities(hub, agency_id: str) -> str:
+    """What the agency's configured adapter does (deliver, poll, messages, ...), as a column."""
+    from adapters.base import AdapterError
+
+    try:
+        return ",".join(sorted(hub.directory.adapter(agency_id).capabilities))
+    except AdapterError:
+        return "(configuration error)"
 
 
 def _known_agency(hub, agency_id: str) -> None:

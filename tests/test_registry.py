@@ -35,7 +35,7 @@ def test_register_makes_a_kind_available_at_run_time():
     class Fake(Adapter):
         kind = "fake"
         config_schema = RestAdapter.config_schema
-        capabilities = frozenset({"deliver"})
+        declared_capabilities = frozenset({"deliver"})
 
         def deliver(self, item):
             raise NotImplementedError
@@ -51,6 +51,26 @@ def test_register_makes_a_kind_available_at_run_time():
         registry.unregister("fake")
     with pytest.raises(registry.UnknownAdapter):
         registry.get("fake")
+
+
+def test_an_adapter_with_the_older_class_attribute_still_has_one_capabilities_per_instance():
+    """Adapters written before `declared_capabilities` set `capabilities` on the class."""
+
+    class Older(Adapter):
+        kind = "older"
+        config_schema = RestAdapter.config_schema
+        capabilities = frozenset({"deliver", "poll", "poll_changes"})
+
+        def deliver(self, item):
+            raise NotImplementedError
+
+        def check(self):
+            return Health(True, "fine")
+
+    adapter = Older({"base_url": "http://127.0.0.1:9"})
+    assert Older.declared_capabilities == {"deliver", "poll", "poll_changes"}
+    assert adapter.capabilities == Older.declared_capabilities
+    assert isinstance(Adapter.__dict__["capabilities"], property)
 
 
 # ---------------------------------------------------------------- a third-party adapter package
@@ -150,10 +170,21 @@ def test_agencies_check_prints_a_table_and_fails_when_an_agency_is_down(sims, mo
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].split()[:3] == ["agency", "kind", "ok"]
-    assert any(line.startswith("ombudsman-telecom") and " yes " in line for line in lines)
+    [telecom] = [line for line in lines if line.startswith("ombudsman-telecom")]
+    assert " yes " in telecom
+    # what its configured adapter does (changes feed, replies; no attachments_field)
+    assert "deliver,messages,poll,poll_changes " in telecom
     monkeypatch.setenv("LOKET_CONSUMER_MEDIATION_KEY", "wrong")
     result = runner.invoke(cli, ["agencies", "check", "consumer-mediation"])
     assert result.exit_code == 1
     assert "NO" in result.output and "API key" in result.output
     result = runner.invoke(cli, ["agencies", "check", "ombudsman-tlecom"])
     assert result.exit_code == 2 and "no agency 'ombudsman-tlecom'" in result.output
+
+
+def test_agencies_list_shows_what_each_configured_adapter_does():
+    result = CliRunner().invoke(cli, ["agencies", "list"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split() for line in result.output.splitlines()}
+    assert rows["favv"][1:3] == ["soap", "deliver,messages,poll,poll_changes"]
+    assert rows["ombudsman-telecom"][1:3] == ["rest", "deliver,messages,poll,poll_changes"]

@@ -374,7 +374,7 @@ def test_favvs_mapping_declares_messages_and_the_reply_goes_out_in_favvs_own_ele
 
     from lxml import etree
 
-    assert MESSAGES in favv.effective_capabilities
+    assert MESSAGES in favv.capabilities
     outbound = item(soap_peer)
     receipt = favv.deliver(outbound)
     bodies = sent_requests(favv)
@@ -482,12 +482,13 @@ def test_a_reply_with_a_wrong_password_is_permanent_and_says_to_check_the_creden
     assert soap_peer.messages(receipt.agency_reference) == []
 
 
-def test_without_a_message_operation_messages_are_not_declared_and_an_operator_forwards(
+def test_without_a_message_operation_messages_are_not_offered_and_an_operator_forwards(
     make_soap_adapter, soap_peer
 ):
     adapter = make_soap_adapter(message_operation=None, message=None)
-    assert MESSAGES not in adapter.effective_capabilities
-    assert DELIVER in adapter.effective_capabilities
+    assert MESSAGES not in adapter.capabilities
+    assert MESSAGES in adapter.declared_capabilities  # what SOAP can do, not what FAVV does
+    assert DELIVER in adapter.capabilities
     outbound = item(soap_peer)
     receipt = adapter.deliver(outbound)
     with pytest.raises(PermanentError) as info:
