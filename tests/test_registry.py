@@ -1,16 +1,11 @@
 """Adapters are found by kind: entry points (third-party packages) and register() for tests."""
 
-import json
-from datetime import UTC, datetime
-from pathlib import Path
-
 import pytest
 from click.testing import CliRunner
 
 from adapters import registry
 from adapters.base import Adapter, Health
 from adapters.rest import RestAdapter
-from adapters.testing import AdapterConformance, Peer
 from hub.agencies import Directory
 from loket.cli import main as cli
 from mappings import AGENCIES_DIR
@@ -111,57 +106,6 @@ def test_the_third_party_adapter_is_configured_from_a_mapping_file(tmp_path):
     adapter = directory.adapter(mapping.id)
     assert adapter.kind == "spool" and adapter.check().ok
     assert adapter.masked_config()["token"] == "***"
-
-
-class SpoolPeer(Peer):
-    def __init__(self, inbox: Path, outbox: Path):
-        self.inbox, self.outbox = inbox, outbox
-        self.statuses: dict[str, int] = {}
-
-    def case_count(self) -> int:
-        return len(list(self.inbox.glob("*.json")))
-
-    def payload(self, case_reference):
-        return {"ref": case_reference}
-
-    def advance(self, agency_reference: str) -> str:
-        step = self.statuses.get(agency_reference, 0) + 1
-        self.statuses[agency_reference] = step
-        code = f"STEP_{step}"
-        with open(self.outbox / "status.jsonl", "a") as fh:
-            fh.write(
-                json.dumps(
-                    {"ref": agency_reference, "status": code, "at": datetime.now(UTC).isoformat()}
-                )
-                + "\n"
-            )
-        return code
-
-
-@needs_spool
-class TestThirdPartySpoolAdapterConformance(AdapterConformance):
-    @pytest.fixture
-    def folders(self, tmp_path):
-        inbox, outbox = tmp_path / "in", tmp_path / "out"
-        inbox.mkdir()
-        outbox.mkdir()
-        return inbox, outbox
-
-    @pytest.fixture
-    def adapter(self, folders):
-        return registry.create(
-            "spool", {"inbox": str(folders[0]), "outbox": str(folders[1]), "token": "t0ps3cret"}
-        )
-
-    @pytest.fixture
-    def broken_adapter(self, tmp_path):
-        return registry.create(
-            "spool", {"inbox": str(tmp_path / "missing"), "outbox": str(tmp_path / "missing")}
-        )
-
-    @pytest.fixture
-    def peer(self, folders):
-        return SpoolPeer(*folders)
 
 
 def test_agencies_check_prints_a_table_and_fails_when_an_agency_is_down(sims, monkeypatch):
