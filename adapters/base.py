@@ -75,8 +75,9 @@ class Receipt:
     """The agency accepted the case. `duplicate` is true when it recognised a repeat delivery.
 
     `provisional` is true when `agency_reference` is not yet the agency's own number but a name
-    the adapter chose (an SFTP file name before the agency's batch numbers the case): show it as
-    a placeholder and expect the agency's reference to arrive with a later status."""
+    the adapter chose (an SFTP file name before the agency's batch numbers the case, our own case
+    reference until an email agency replies with its own): show it as a placeholder, never as
+    the agency's reference, and expect that to arrive with a later status."""
 
     agency_reference: str
     duplicate: bool = False

@@ -163,6 +163,8 @@ def test_a_repeat_delivery_after_the_agency_picked_the_file_up_writes_nothing(sf
     sftp_server.batch.run_once()  # moved to inbox/archive and numbered
     again = adapter.deliver(item())
     assert again.agency_reference == first.agency_reference and again.duplicate
+    # the file name stands in for the agency's number until a status file brings it
+    assert first.provisional and again.provisional
     assert again.raw["found"] == f"inbox/archive/{first.agency_reference}"
     assert sorted(os.listdir(sftp_server.inbox)) == ["archive", "rejected"]
     assert sftp_server.batch.case_count() == 1

@@ -254,6 +254,7 @@ class AdapterConformance:
         assert isinstance(receipt, Receipt)
         assert receipt.agency_reference
         assert not receipt.duplicate
+        assert isinstance(receipt.provisional, bool)
         assert peer.case_count() == before + 1
 
     def test_a_repeat_with_the_same_idempotency_key_creates_nothing_new(
