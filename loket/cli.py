@@ -247,12 +247,8 @@ def agencies_status() -> None:
 
 def _capabilities(hub, agency_id: str) -> str:
     """What the agency's configured adapter does (deliver, poll, messages, ...), as a column."""
-    from adapters.base import AdapterError
-
-    try:
-        return ",".join(sorted(hub.directory.adapter(agency_id).capabilities))
-    except AdapterError:
-        return "(configuration error)"
+    capabilities = hub.directory.capabilities(agency_id)
+    return "(configuration error)" if capabilities is None else ",".join(sorted(capabilities))
 
 
 def _known_agency(hub, agency_id: str) -> None:

@@ -306,11 +306,8 @@ class Worker:
     def can_poll(self, agency_id: str) -> bool:
         """Whether the agency's configured adapter polls. An adapter that cannot even be built
         counts as polling, so that its poll job records the configuration error for operators."""
-        try:
-            adapter = self.hub.directory.adapter(agency_id)
-        except Exception:  # built again, and its error recorded, by the poll itself
-            return True
-        return POLL in adapter.capabilities
+        capabilities = self.hub.directory.capabilities(agency_id)
+        return capabilities is None or POLL in capabilities
 
     def poll_agency(self, agency_id: str) -> inbound.ApplyStats | None:
         """Poll one agency if its adapter polls and no other worker is polling it; None when

@@ -4,7 +4,7 @@ import pytest
 from click.testing import CliRunner
 
 from adapters import registry
-from adapters.base import Adapter, Health
+from adapters.base import Adapter, ConfigurationError, Health
 from adapters.rest import RestAdapter
 from hub.agencies import Directory
 from loket.cli import main as cli
@@ -106,6 +106,22 @@ def test_the_third_party_adapter_is_configured_from_a_mapping_file(tmp_path):
     adapter = directory.adapter(mapping.id)
     assert adapter.kind == "spool" and adapter.check().ok
     assert adapter.masked_config()["token"] == "***"
+    assert directory.capabilities(mapping.id) == {"deliver", "poll", "poll_changes"}
+
+
+@needs_spool
+def test_an_agency_whose_adapter_configuration_is_refused_has_no_capabilities_to_show(tmp_path):
+    text = (AGENCIES_DIR / "ombudsman-telecom.yaml").read_text()
+    start, end = text.index("adapter:"), text.index("fields:")
+    text = text[:start] + "adapter:\n  kind: spool\n  inbox: 42\n" + text[end:]
+    path = tmp_path / "ombudsman-telecom.yaml"
+    path.write_text(text.replace("simulator: {kind: rest, profile: telecom}\n", ""))
+    mapping = load_agency(path, env={})
+    directory = Directory({mapping.id: mapping})
+    assert directory.capabilities(mapping.id) is None
+    with pytest.raises(ConfigurationError) as info:
+        directory.adapter(mapping.id)
+    assert "outbox" in info.value.detail
 
 
 def test_agencies_check_prints_a_table_and_fails_when_an_agency_is_down(sims, monkeypatch):
