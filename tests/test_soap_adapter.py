@@ -13,6 +13,7 @@ import pytest
 from adapters.base import (
     DELIVER,
     MESSAGES,
+    POLL,
     Attachment,
     ConfigurationError,
     OpenItem,
@@ -22,6 +23,7 @@ from adapters.base import (
     TransientError,
 )
 from adapters.simulators.soap_agency import NS, WSSE
+from adapters.testing.suite import require
 
 pytest_plugins = ["tests.peers_soap"]
 
@@ -528,3 +530,18 @@ def test_a_message_operation_the_wsdl_lacks_lists_the_ones_it_has(make_soap_adap
         adapter.send_message(reply(outbound, "FAVV-2026-00001"))
     assert "message_operation 'StuurBericht'" in info.value.detail
     assert "DienAanvullingIn" in info.value.detail
+
+
+def test_without_a_status_operation_polling_is_not_offered_and_the_kit_skips_it_by_name(
+    make_soap_adapter,
+):
+    adapter = make_soap_adapter(status_operation=None)
+    assert POLL not in adapter.capabilities and POLL in adapter.declared_capabilities
+    with pytest.raises(PermanentError) as info:
+        adapter.poll(None, [])
+    assert "no status_operation" in info.value.detail
+    with pytest.raises(
+        pytest.skip.Exception, match=r"does not offer capability 'poll' \(its class"
+    ):
+        require(adapter, POLL)
+    require(adapter, DELIVER)  # what it does offer is tested
