@@ -23,7 +23,7 @@ from adapters.base import (
     TransientError,
 )
 from adapters.simulators.soap_agency import NS, WSSE
-from adapters.testing.suite import require
+from adapters.testing import require
 
 pytest_plugins = ["tests.peers_soap"]
 
