@@ -4,6 +4,12 @@ An adapter speaks one transport (REST, SOAP, email, SFTP) to one agency system. 
 the database or Flask. The hub gives it an `Outbound` and gets a `Receipt`; it asks `poll` for
 `StatusUpdate`s and a cursor to resume from; `check` powers "test connection".
 
+What an adapter can do depends on its configuration as much as on its class: a SOAP agency whose
+WSDL has no status operation cannot be polled, a REST agency without a message path takes no
+replies. So a class declares what its transport *can* do (`declared_capabilities`) and each
+instance says what it *does* with its configuration (`capabilities`). Everything that decides
+(the worker's jobs, the conformance kit, `loket agencies`, the console) reads the instance.
+
 Errors are classified once, here: `TransientError` (try again later, same idempotency key) or
 `PermanentError` (retrying will not help; an operator must act). Anything else escaping an
 adapter is a bug and is treated as transient by the worker, with the traceback logged.
@@ -22,7 +28,8 @@ from typing import Any, ClassVar
 
 from marshmallow import Schema, ValidationError
 
-# Capabilities an adapter may declare. The conformance kit skips what is not declared, by name.
+# Capabilities an adapter may declare and offer. The conformance kit skips what the configured
+# adapter does not offer, naming the capability.
 DELIVER = "deliver"
 POLL = "poll"
 POLL_CHANGES = "poll_changes"  # one request per tick: changes since a cursor
@@ -66,8 +73,11 @@ class OutboundMessage:
 @dataclass(frozen=True)
 class Receipt:
     """The agency accepted the case. `duplicate` is true when it recognised a repeat delivery.
-    `provisional` is true when `agency_reference` is only a stand-in (a file name, say) until
-    the agency numbers the case itself and names that number in a later status."""
+
+    `provisional` is true when `agency_reference` is not yet the agency's own number but a name
+    the adapter chose (an SFTP file name before the agency's batch numbers the case, our own case
+    reference until an email agency replies with its own): show it as a placeholder, never as
+    the agency's reference, and expect that to arrive with a later status."""
 
     agency_reference: str
     duplicate: bool = False
@@ -202,11 +212,13 @@ def mask(config: Mapping[str, Any], schema: type[Schema]) -> dict[str, Any]:
 
 
 class Adapter(ABC):
-    """Base class of every transport. Subclasses set the three class attributes."""
+    """Base class of every transport. Subclasses set the three class attributes, and override
+    `capabilities` when a setting switches one off."""
 
     kind: ClassVar[str]
     config_schema: ClassVar[type[Schema]]
-    capabilities: ClassVar[frozenset[str]]
+    # Everything the transport can do with some configuration; `capabilities` narrows it.
+    declared_capabilities: ClassVar[frozenset[str]]
     # How many deliveries may be in flight at once from several threads. 1 unless the adapter
     # is safe to call concurrently (the REST adapter keeps a session per thread).
     max_concurrency: ClassVar[int] = 1
@@ -221,11 +233,21 @@ class Adapter(ABC):
             )
             raise ConfigurationError(f"{self.kind} adapter configuration: {problems}") from None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Adapters written before `declared_capabilities` set a class attribute
+        `capabilities`; it is taken as the declaration, so the instance property still rules."""
+        super().__init_subclass__(**kwargs)
+        old = cls.__dict__.get("capabilities")
+        if isinstance(old, frozenset | set):
+            cls.declared_capabilities = frozenset(old)
+            delattr(cls, "capabilities")
+
     @property
-    def effective_capabilities(self) -> frozenset[str]:
-        """What this configuration offers; an adapter whose settings switch capabilities on or
-        off (a status path, a message operation) narrows it. By default: all it declares."""
-        return self.capabilities
+    def capabilities(self) -> frozenset[str]:
+        """What this adapter does with its configuration: the one answer the worker (poll
+        jobs, replies), the conformance kit, the CLI and the console read. A subset of
+        `declared_capabilities`; by default all of it."""
+        return self.declared_capabilities
 
     @abstractmethod
     def deliver(self, item: Outbound) -> Receipt: ...

@@ -8,7 +8,8 @@ so replies thread. Templates are Jinja2, not string.Template: payloads are neste
 optional fields are left out when empty, which wants `if` and loops; Jinja2 comes with Flask. The Message-ID is derived from the idempotency key
 (`<{key}@{message_id_domain}>`), so a repeat delivery carries the same Message-ID and the agency
 (or its mail filter) recognises it. The agency's own reference is not known until it replies, so
-the Receipt's `agency_reference` is our case reference; replies are matched on it.
+the Receipt's `agency_reference` is our case reference, marked `provisional`; replies are matched
+on it.
 
 send_message: a consumer's reply on an open case (usually to the agency's information request) as
 a mail in the same thread: subject `Re: [{case_reference}] <Reply from the consumer>` (with the
@@ -218,7 +219,7 @@ def parse_cursor(cursor: str | None) -> tuple[int, int] | None:
 class EmailAdapter(Adapter):
     kind = "email"
     config_schema = EmailConfig
-    capabilities = frozenset({DELIVER, POLL, POLL_CHANGES, ATTACHMENTS, MESSAGES})
+    declared_capabilities = frozenset({DELIVER, POLL, POLL_CHANGES, ATTACHMENTS, MESSAGES})
 
     def __init__(
         self, config: Mapping[str, Any], *, clock: Callable[[], datetime] | None = None
@@ -419,6 +420,7 @@ class EmailAdapter(Adapter):
         return Receipt(
             agency_reference=item.case_reference,
             raw=self._send(self.compose(item), item.attachments),
+            provisional=True,  # our reference, until the agency's reply gives its own
         )
 
     def send_message(self, item: OutboundMessage) -> Receipt:

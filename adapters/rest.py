@@ -1,12 +1,16 @@
 """REST adapter: JSON over HTTP(S) with an API-key header, via one `requests.Session`.
 
-deliver: POST the payload to `submit_path` with `Idempotency-Key`; the agency's reference is read
-from `reference_field` of the answer. poll: `changes_path` (changes since a cursor, one request
-per tick, following `has_more`) when the agency offers it, else `status_path` per open case.
+deliver: POST the payload to `submit_path` with `Idempotency-Key` (the case's documents, base64,
+at `attachments_field` when the agency takes them); the agency's reference is read from
+`reference_field` of the answer. poll: `changes_path` (changes since a cursor, one request
+per tick, following `has_more`, asking for `page_size` changes a page when the agency takes a
+`page_size_param`) when the agency offers it, else `status_path` per open case.
 """
 
 from __future__ import annotations
 
+import base64
+import copy
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -26,6 +30,7 @@ from adapters.base import (
     POLL_CHANGES,
     POLL_PER_ITEM,
     Adapter,
+    Attachment,
     Health,
     InboundProblem,
     OpenItem,
@@ -38,30 +43,9 @@ from adapters.base import (
     TransientError,
     dig,
 )
+from adapters.wire import ChangesSchema, StatusSchema, opt_str, parse_time
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-
-class ChangesSchema(Schema):
-    """Where the fields of a changes-since answer live (dotted paths into the JSON)."""
-
-    items = fields.String(load_default="changes")
-    next_cursor = fields.String(load_default="next")
-    has_more = fields.String(load_default="has_more")
-    reference = fields.String(load_default="case_id")
-    case_reference = fields.String(load_default="external_reference")
-    status = fields.String(load_default="status")
-    time = fields.String(load_default="at")
-    message = fields.String(load_default="note")
-    id = fields.String(load_default="seq")
-
-
-class StatusSchema(Schema):
-    """Where the fields of a per-case status answer live."""
-
-    status = fields.String(load_default="status")
-    time = fields.String(load_default="updated_at")
-    message = fields.String(load_default="note")
 
 
 class RestConfig(Schema):
@@ -74,23 +58,25 @@ class RestConfig(Schema):
     reference_field = fields.String(load_default="id")
     changes_path = fields.String(load_default=None)
     cursor_param = fields.String(load_default="since")
+    page_size_param = fields.String(
+        load_default=None, metadata={"doc": "query parameter asking for at most page_size changes"}
+    )
+    page_size = fields.Integer(load_default=200, validate=validate.Range(min=1))
     max_pages = fields.Integer(load_default=20, validate=validate.Range(min=1))
     changes = fields.Nested(ChangesSchema, load_default=lambda: ChangesSchema().load({}))
     status_path = fields.String(load_default=None)
     status = fields.Nested(StatusSchema, load_default=lambda: StatusSchema().load({}))
     poll_concurrency = fields.Integer(load_default=4, validate=validate.Range(min=1, max=32))
     message_path = fields.String(load_default=None)  # e.g. /cases/{agency_reference}/messages
+    attachments_field = fields.String(
+        load_default=None,
+        metadata={
+            "doc": "dotted payload field that carries the case's documents as a list of "
+            "{filename, content_type, data (base64)}; none: the agency takes no documents"
+        },
+    )
     health_path = fields.String(load_default="/health")
     verify_tls = fields.Boolean(load_default=True)
-
-
-def parse_time(value: Any) -> datetime:
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC)
-    if isinstance(value, str) and value:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-    raise ValueError(f"no usable time in {value!r}")
 
 
 def _retry_after(response: requests.Response) -> float | None:
@@ -109,7 +95,9 @@ def _retry_after(response: requests.Response) -> float | None:
 class RestAdapter(Adapter):
     kind = "rest"
     config_schema = RestConfig
-    capabilities = frozenset({DELIVER, POLL, POLL_CHANGES, POLL_PER_ITEM, ATTACHMENTS, MESSAGES})
+    declared_capabilities = frozenset(
+        {DELIVER, POLL, POLL_CHANGES, POLL_PER_ITEM, ATTACHMENTS, MESSAGES}
+    )
     max_concurrency = 16
 
     def __init__(self, config: Mapping[str, Any]):
@@ -125,12 +113,18 @@ class RestAdapter(Adapter):
         self._local = threading.local()
 
     @property
-    def effective_capabilities(self) -> frozenset[str]:
-        caps = {DELIVER, POLL}
+    def capabilities(self) -> frozenset[str]:
+        """Polling as `poll` does it (the changes feed wins when both paths are set), replies
+        with a `message_path`, attachments with an `attachments_field`."""
+        caps = {DELIVER}
         if self.config["changes_path"]:
-            caps.add(POLL_CHANGES)
-        if self.config["status_path"]:
-            caps.add(POLL_PER_ITEM)
+            caps |= {POLL, POLL_CHANGES}
+        elif self.config["status_path"]:
+            caps |= {POLL, POLL_PER_ITEM}
+        if self.config["message_path"]:
+            caps.add(MESSAGES)
+        if self.config["attachments_field"]:
+            caps.add(ATTACHMENTS)
         return frozenset(caps)
 
     # -------------------------------------------------------------------------------- transport
@@ -183,7 +177,7 @@ class RestAdapter(Adapter):
             "POST",
             path,
             session=self._thread_session(),
-            json=dict(item.payload),
+            json=self._with_attachments(item),
             headers={
                 "Idempotency-Key": item.idempotency_key,
                 "X-Loket-Reference": item.case_reference,
@@ -210,10 +204,21 @@ class RestAdapter(Adapter):
             },
         )
 
+    def _with_attachments(self, item: Outbound) -> dict[str, Any]:
+        """The payload, with the case's documents at `attachments_field` when one is set."""
+        field = self.config["attachments_field"]
+        if not (field and item.attachments):
+            return dict(item.payload)
+        payload = copy.deepcopy(dict(item.payload))
+        *parents, last = field.split(".")
+        target = payload
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[last] = _encoded(item.attachments)
+        return payload
+
     def send_message(self, item: OutboundMessage) -> Receipt:
         """POST the reply (text + base64 attachments) to `message_path` with the idempotency key."""
-        import base64
-
         if not self.config["message_path"]:
             raise PermanentError(
                 "this agency's REST configuration has no message_path; an "
@@ -225,14 +230,7 @@ class RestAdapter(Adapter):
         body = {
             "text": item.text,
             "language": item.language,
-            "attachments": [
-                {
-                    "filename": a.filename,
-                    "content_type": a.content_type,
-                    "data": base64.b64encode(a.data).decode("ascii"),
-                }
-                for a in item.attachments
-            ],
+            "attachments": _encoded(item.attachments),
         }
         response = self._request(
             "POST",
@@ -270,6 +268,8 @@ class RestAdapter(Adapter):
         updates: list[StatusUpdate] = []
         for _ in range(self.config["max_pages"]):
             params = {self.config["cursor_param"]: cursor} if cursor is not None else {}
+            if self.config["page_size_param"]:
+                params[self.config["page_size_param"]] = str(self.config["page_size"])
             body = self._json(self._request("GET", path, params=params), f"GET {path}")
             items = dig(body, spec["items"])
             if not isinstance(items, list):
@@ -280,10 +280,10 @@ class RestAdapter(Adapter):
                         StatusUpdate(
                             agency_status=str(dig(entry, spec["status"])),
                             occurred_at=parse_time(dig(entry, spec["time"])),
-                            agency_reference=_opt_str(dig(entry, spec["reference"])),
-                            case_reference=_opt_str(dig(entry, spec["case_reference"])),
-                            message=_opt_str(dig(entry, spec["message"])),
-                            update_id=_opt_str(dig(entry, spec["id"])),
+                            agency_reference=opt_str(dig(entry, spec["reference"])),
+                            case_reference=opt_str(dig(entry, spec["case_reference"])),
+                            message=opt_str(dig(entry, spec["message"])),
+                            update_id=opt_str(dig(entry, spec["id"])),
                         )
                     )
                 except (TypeError, ValueError) as exc:
@@ -341,7 +341,7 @@ class RestAdapter(Adapter):
             occurred_at=occurred,
             agency_reference=item.agency_reference,
             case_reference=item.case_reference,
-            message=_opt_str(dig(body, spec["message"])),
+            message=opt_str(dig(body, spec["message"])),
         )
 
     def _thread_session(self) -> requests.Session:
@@ -395,8 +395,15 @@ class RestAdapter(Adapter):
         self.session.close()
 
 
-def _opt_str(value: Any) -> str | None:
-    return None if value is None else str(value)
+def _encoded(attachments: Sequence[Attachment]) -> list[dict[str, str]]:
+    return [
+        {
+            "filename": a.filename,
+            "content_type": a.content_type,
+            "data": base64.b64encode(a.data).decode("ascii"),
+        }
+        for a in attachments
+    ]
 
 
 def _short(exc: Exception) -> str:

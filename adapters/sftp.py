@@ -9,7 +9,7 @@ The contract with the agency (documented in README.md, "SFTP agencies"):
   repeat delivery finds the file already in `inbox_dir`, or in `archive_dir` where the agency's
   batch moves what it picked up, and answers `duplicate=True` without writing anything. The
   agency numbers the case later; until then the Receipt's agency reference is the file name,
-  flagged `provisional`.
+  marked `provisional`.
 - send_message (a consumer's reply on a case): a message file in `inbox_dir`, named from the
   idempotency key like a case file (`LK-7F3K-9QX2.economic-inspection.msg12.xml`), in the same
   format: one record with kind "message", case_reference, agency_reference, text, language and
@@ -356,7 +356,7 @@ class _Cursor:
 class SftpAdapter(Adapter):
     kind = "sftp"
     config_schema = SftpConfig
-    capabilities = frozenset({DELIVER, POLL, POLL_CHANGES, MESSAGES})
+    declared_capabilities = frozenset({DELIVER, POLL, POLL_CHANGES, MESSAGES})
 
     def __init__(self, config: Mapping[str, Any]):
         super().__init__(config)
@@ -555,9 +555,8 @@ class SftpAdapter(Adapter):
         with self._sftp(f"{action} {name} to {c['inbox_dir']}") as sftp:
             for where in (final, posixpath.join(c["archive_dir"], name)):
                 if _exists(sftp, where):
-                    return Receipt(
-                        name, duplicate=True, raw={**raw, "found": where}, provisional=True
-                    )
+                    found = {**raw, "found": where}
+                    return Receipt(name, duplicate=True, raw=found, provisional=True)
             if documents:
                 _ensure_dir(sftp, folder)
                 for file, content in documents:

@@ -29,7 +29,7 @@ import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,7 @@ from adapters.base import (
     TransientError,
     dig,
 )
-from adapters.rest import ChangesSchema, StatusSchema, parse_time
+from adapters.wire import ChangesSchema, StatusSchema, opt_str, parse_time
 
 # Where a relative `wsdl` path is looked for after the working directory: the source checkout
 # (the folder holding `adapters/` and `contracts/`).
@@ -195,7 +195,7 @@ class SoapConfig(Schema):
 class SoapAdapter(Adapter):
     kind = "soap"
     config_schema = SoapConfig
-    capabilities = frozenset({DELIVER, POLL, POLL_CHANGES, POLL_PER_ITEM, MESSAGES})
+    declared_capabilities = frozenset({DELIVER, POLL, POLL_CHANGES, POLL_PER_ITEM, MESSAGES})
 
     def __init__(self, config: Mapping[str, Any]):
         super().__init__(config)
@@ -210,7 +210,9 @@ class SoapAdapter(Adapter):
         self._service: Any = None
 
     @property
-    def effective_capabilities(self) -> frozenset[str]:
+    def capabilities(self) -> frozenset[str]:
+        """Polling only with a `status_operation` (in its `status_mode`), replies only with a
+        `message_operation`: an agency whose WSDL lacks them is neither polled nor sent replies."""
         caps = {DELIVER}
         if self.config["status_operation"]:
             caps |= {
@@ -496,11 +498,11 @@ class SoapAdapter(Adapter):
                     updates.append(
                         StatusUpdate(
                             agency_status=_required(dig(entry, spec["status"]), spec["status"]),
-                            occurred_at=_time(dig(entry, spec["time"])),
-                            agency_reference=_opt_str(dig(entry, spec["reference"])),
-                            case_reference=_opt_str(dig(entry, spec["case_reference"])),
-                            message=_opt_str(dig(entry, spec["message"])),
-                            update_id=_opt_str(dig(entry, spec["id"])),
+                            occurred_at=parse_time(dig(entry, spec["time"])),
+                            agency_reference=opt_str(dig(entry, spec["reference"])),
+                            case_reference=opt_str(dig(entry, spec["case_reference"])),
+                            message=opt_str(dig(entry, spec["message"])),
+                            update_id=opt_str(dig(entry, spec["id"])),
                         )
                     )
                 except (TypeError, ValueError) as exc:
@@ -543,10 +545,10 @@ class SoapAdapter(Adapter):
                 updates.append(
                     StatusUpdate(
                         agency_status=code,
-                        occurred_at=_time(dig(body, spec["time"])),
+                        occurred_at=parse_time(dig(body, spec["time"])),
                         agency_reference=item.agency_reference,
                         case_reference=item.case_reference,
-                        message=_opt_str(dig(body, spec["message"])),
+                        message=opt_str(dig(body, spec["message"])),
                     )
                 )
             except (TypeError, ValueError) as exc:
@@ -938,21 +940,10 @@ def _put(arguments: dict[str, Any], path: str, value: Any) -> None:
     arguments[last] = value
 
 
-def _time(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        # xs:dateTime without an offset: read it as UTC rather than guess the agency's zone.
-        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-    return parse_time(value)
-
-
 def _required(value: Any, name: str) -> str:
     if value is None or value == "":
         raise ValueError(f"no {name!r}")
     return str(value)
-
-
-def _opt_str(value: Any) -> str | None:
-    return None if value is None else str(value)
 
 
 def _jsonable(value: Any) -> Any:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from adapters import registry
-from adapters.base import Adapter
+from adapters.base import Adapter, AdapterError
 from mappings.engine import AgencyMapping, load_all
 
 
@@ -38,6 +38,15 @@ class Directory:
                     mapping.adapter_kind, mapping.adapter_config
                 )
             return self._adapters[agency_id]
+
+    def capabilities(self, agency_id: str) -> frozenset[str] | None:
+        """What the agency's configured adapter does (`Adapter.capabilities`): what the worker,
+        `loket agencies` and the console go by. None when its configuration builds no adapter
+        (the error then shows wherever the adapter is used)."""
+        try:
+            return self.adapter(agency_id).capabilities
+        except (AdapterError, registry.UnknownAdapter):
+            return None
 
     def close(self) -> None:
         with self._lock:

@@ -109,6 +109,12 @@ def agency_ids(hub: Hub) -> list[str]:
     return hub.directory.ids()
 
 
+def capabilities(hub: Hub, agency_id: str) -> frozenset[str] | None:
+    """What the agency's configured adapter does (deliver, poll, messages, ...); None when its
+    configuration cannot build an adapter."""
+    return hub.directory.capabilities(agency_id)
+
+
 def agency_names(hub: Hub, language: str = "en") -> dict[str, str]:
     return {a: hub.directory[a].name(language) for a in hub.directory.ids()}
 

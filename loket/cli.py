@@ -141,11 +141,13 @@ def agencies() -> None:
 
 @agencies.command("list")
 def agencies_list() -> None:
-    """List agencies with their transport and endpoint (secrets masked)."""
+    """List agencies with their transport, what their configured adapter does, and name."""
     hub = _hub(_settings())
     for agency_id in hub.directory.ids():
         m = hub.directory[agency_id]
-        click.echo(f"{agency_id:24} {m.adapter_kind:6} {m.name('en')}")
+        click.echo(
+            f"{agency_id:24} {m.adapter_kind:6} {_capabilities(hub, agency_id):44} {m.name('en')}"
+        )
 
 
 @agencies.command("check")
@@ -160,14 +162,15 @@ def agencies_check(agency_id: str | None) -> None:
         _known_agency(hub, agency_id)
         ids = [agency_id]
     failed = 0
-    click.echo(f"{'agency':24} {'kind':6} {'ok':3} {'ms':>7}  message")
+    click.echo(f"{'agency':24} {'kind':6} {'ok':3} {'ms':>7}  {'capabilities':44} message")
     for aid in ids:
         result = operations.check_agency(hub, aid)
         failed += not result.ok
         ms = result.latency_ms
         click.echo(
             f"{aid:24} {result.kind:6} {'yes' if result.ok else 'NO':3} "
-            f"{(f'{ms:7.1f}' if ms is not None else '      -')}  {result.message}"
+            f"{(f'{ms:7.1f}' if ms is not None else '      -')}  "
+            f"{_capabilities(hub, aid):44} {result.message}"
         )
     hub.close()
     if failed:
@@ -232,6 +235,14 @@ def agencies_status() -> None:
             f"{c.get('retry', 0):>5} {c.get('leased', 0):>6} {c.get('dead', 0):>4} "
             f"{c.get('done', 0):>6}  {note}"
         )
+
+
+def _capabilities(hub, agency_id: str) -> str:
+    """What the agency's configured adapter does (deliver, poll, messages, ...), as a column."""
+    from hub import queries
+
+    capabilities = queries.capabilities(hub, agency_id)
+    return "(configuration error)" if capabilities is None else ",".join(sorted(capabilities))
 
 
 def _known_agency(hub, agency_id: str, param_hint: str = "AGENCY_ID") -> None:

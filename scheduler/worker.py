@@ -7,6 +7,11 @@ the adapter, and records the receipt or schedules a retry, looping until nothing
 
 Poll runs per agency on its own schedule, under a lease in the database, so among many workers
 only one polls a given agency at a time. The cursor is saved with the updates it produced.
+
+What an agency's configured adapter cannot do is never attempted: an agency whose adapter does
+not offer POLL (a SOAP WSDL without a status operation) gets no poll job, and a consumer's reply
+to an agency whose adapter does not offer MESSAGES goes to the dead letters for an operator to
+forward, without calling the adapter. Both read `adapter.capabilities`, the configured ones.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from adapters.base import (
+    MESSAGES,
     POLL,
     AdapterError,
     Outbound,
@@ -207,6 +213,12 @@ class Worker:
         try:
             adapter = self.hub.directory.adapter(item.agency_id)
             language = working_language(mapping, item.language)
+            if item.kind == outbox.MESSAGE and MESSAGES not in adapter.capabilities:
+                raise PermanentError(
+                    f"the {adapter.kind} adapter of {item.agency_id} is configured without "
+                    f"capability {MESSAGES!r}: it cannot carry the consumer's reply; an operator "
+                    "must forward it"
+                )
             if item.kind == outbox.MESSAGE:
                 payload = payload or {"text": item.message_text}
                 receipt = adapter.send_message(
@@ -292,8 +304,17 @@ class Worker:
 
     # --------------------------------------------------------------------------------------- poll
 
+    def can_poll(self, agency_id: str) -> bool:
+        """Whether the agency's configured adapter polls. An adapter that cannot even be built
+        counts as polling, so that its poll job records the configuration error for operators."""
+        capabilities = self.hub.directory.capabilities(agency_id)
+        return capabilities is None or POLL in capabilities
+
     def poll_agency(self, agency_id: str) -> inbound.ApplyStats | None:
-        """Poll one agency if no other worker is polling it; None when skipped or failed."""
+        """Poll one agency if its adapter polls and no other worker is polling it; None when
+        skipped or failed."""
+        if not self.can_poll(agency_id):
+            return None
         mapping = self.hub.directory[agency_id]
         db = self.hub.db
         lease = self.hub.settings.poll_lease_seconds
@@ -311,8 +332,6 @@ class Worker:
         db = self.hub.db
         try:
             adapter = self.hub.directory.adapter(agency_id)
-            if POLL not in adapter.capabilities:
-                return None
             result = adapter.poll(
                 inbound.get_cursor(db, agency_id), inbound.open_items(db, agency_id)
             )
@@ -407,6 +426,9 @@ class Worker:
             next_run_time=now,
         )
         for agency_id, mapping in agencies.items():
+            if not self.can_poll(agency_id):
+                log.info("%s is not polled: its adapter is configured without %r", agency_id, POLL)
+                continue
             scheduler.add_job(
                 self.poll_agency,
                 "interval",

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+
 from loket_simulators.rest_agency import Faults, SimulatorServer
 
 from adapters.testing import FAULTS, Peer
-from adapters.testing.peer import MESSAGES
+from adapters.testing.peer import ATTACHMENTS, MESSAGES
 
 
 class RestPeer(Peer):
-    capabilities = frozenset({FAULTS, MESSAGES})
+    capabilities = frozenset({FAULTS, MESSAGES, ATTACHMENTS})
 
     def __init__(self, server: SimulatorServer):
         self.server = server
@@ -34,6 +36,13 @@ class RestPeer(Peer):
     def messages(self, agency_reference: str):
         case = self.system.cases[agency_reference]
         return [(m["text"], [a["filename"] for a in m["attachments"]]) for m in case.messages]
+
+    def attachments(self, agency_reference: str):
+        """What arrived in the payload's `attachments` (the conformance adapters' field)."""
+        payload = self.system.cases[agency_reference].payload
+        return [
+            (a["filename"], base64.b64decode(a["data"])) for a in payload.get("attachments", [])
+        ]
 
     def fail_next(self, kind: str) -> None:
         faults = {

@@ -36,6 +36,7 @@ from loket_simulators.email_agency import (
 )
 
 from adapters.testing import FAULTS, Peer
+from adapters.testing.peer import ATTACHMENTS as PEER_ATTACHMENTS
 from adapters.testing.peer import MESSAGES as PEER_MESSAGES
 from hub.config import ROOT
 from tests.conftest import env_prefix, free_port, peer_missing
@@ -176,7 +177,7 @@ def case_payload(case_reference: str) -> dict[str, Any]:
 class EmailPeer(Peer):
     """The simulated email agency, as the conformance kit sees it."""
 
-    capabilities = frozenset({FAULTS, PEER_MESSAGES})
+    capabilities = frozenset({FAULTS, PEER_MESSAGES, PEER_ATTACHMENTS})
 
     def __init__(self, world: EmailWorld):
         self.world = world
@@ -196,6 +197,11 @@ class EmailPeer(Peer):
     def fail_next(self, kind: str) -> None:
         with self.agency.lock:
             self.agency.faults = Faults(mode=kind, remaining=1, delay=4.0)
+
+    def attachments(self, agency_reference: str) -> list[tuple[str, bytes]]:
+        case = self.agency.find(agency_reference) or self.agency.cases[agency_reference]
+        with self.agency.lock:
+            return [(name, data) for name, _, data in case.attachments]
 
     def messages(self, agency_reference: str) -> list[tuple[str, list[str]]]:
         # The agency files a forwarded reply before its SMTP server answers 250, so what

@@ -112,6 +112,12 @@ def make_soap_adapter(soap_server) -> Iterator[Callable[..., SoapAdapter]]:
 
 
 @pytest.fixture
+def soap_config(soap_server) -> Callable[..., dict[str, Any]]:
+    """FAVV's adapter configuration pointed at the simulator, with overrides (unchecked)."""
+    return lambda **overrides: favv_config(soap_server, **overrides)
+
+
+@pytest.fixture
 def soap_adapter(make_soap_adapter) -> SoapAdapter:
     return make_soap_adapter(read_timeout=READ_TIMEOUT)
 

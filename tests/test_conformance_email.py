@@ -27,3 +27,14 @@ class TestEmailAdapterConformance(AdapterConformance):
     @pytest.fixture
     def peer(self, email_world):
         return EmailPeer(email_world)
+
+    @pytest.fixture
+    def bad_config(self, email_world):
+        return email_world.adapter_config(smtp_ssl=True, smtp_starttls=True, imap_port="imap")
+
+    @pytest.fixture
+    def paged_adapter(self, email_world):
+        """Reads two replies a poll."""
+        adapter = EmailAdapter(email_world.adapter_config(smtp_timeout=2, max_messages=2))
+        yield adapter
+        adapter.close()

@@ -10,16 +10,21 @@ from tests.conftest import agency_schema
 from tests.peers import RestPeer
 
 
-@pytest.fixture
-def rest_server():
+def start_rest_server(schema):
     system = AgencySystem(
         profiles()["ombudsman-telecom"],
         step_seconds=3600,
         api_key="conformance-key",
-        schema=agency_schema("ombudsman-telecom"),
+        schema=schema,
         clock=FrozenClock().now,
     )
-    server = SimulatorServer(system).start()
+    return SimulatorServer(system).start()
+
+
+@pytest.fixture
+def rest_server():
+    """The telecom ombudsman's simulator, holding what it receives against its JSON Schema."""
+    server = start_rest_server(agency_schema("ombudsman-telecom"))
     yield server
     server.stop()
 
@@ -51,9 +56,37 @@ class TestRestAdapterConformance(AdapterConformance):
     def peer(self, rest_server):
         return RestPeer(rest_server)
 
+    @pytest.fixture
+    def bad_config(self):
+        return {"base_url": "not a url", "api_key": "s3cret-conformance-key", "max_pages": 0}
+
+    @pytest.fixture
+    def paged_adapter(self, rest_server):
+        """Two changes a page (`?limit=2`), one page a poll."""
+        adapter = RestAdapter(
+            {
+                "base_url": rest_server.url,
+                "api_key": "conformance-key",
+                "changes_path": "/changes",
+                "page_size_param": "limit",
+                "page_size": 2,
+                "max_pages": 1,
+            }
+        )
+        yield adapter
+        adapter.close()
+
 
 class TestRestAdapterPerCaseConformance(TestRestAdapterConformance):
-    """The same adapter, configured for an agency that only answers per case."""
+    """The same adapter, configured for an agency that only answers per case and takes the
+    case's documents in the payload (a schema-less agency: the telecom schema has no field for
+    them)."""
+
+    @pytest.fixture
+    def rest_server(self):
+        server = start_rest_server(None)
+        yield server
+        server.stop()
 
     @pytest.fixture
     def adapter(self, rest_server):
@@ -64,6 +97,7 @@ class TestRestAdapterPerCaseConformance(TestRestAdapterConformance):
                 "status_path": "/cases/{agency_reference}",
                 "read_timeout": 0.5,
                 "message_path": "/cases/{agency_reference}/messages",
+                "attachments_field": "attachments",
             }
         )
         yield adapter

@@ -38,6 +38,15 @@ class TestSftpAdapterConformance(AdapterConformance):
     def peer(self, sshd_server, proxy):
         return SftpPeer(sshd_server, proxy)
 
+    @pytest.fixture
+    def bad_config(self, sshd_server):
+        return sshd_server.config(host_key="ssh-ed25519 not-a-key", password="s3cret-sftp")
+
+    @pytest.fixture
+    def paged_adapter(self, sshd_server, proxy):
+        """Reads two status files a poll."""
+        return SftpAdapter(sshd_server.config(port=proxy.port, connect_timeout=2, max_files=2))
+
 
 @pytest.fixture
 def asyncssh_server(tmp_path):
@@ -70,3 +79,14 @@ class TestSftpAdapterOnTheDemoServerConformance(AdapterConformance):
     @pytest.fixture
     def peer(self, asyncssh_server, asyncssh_proxy):
         return SftpPeer(asyncssh_server, asyncssh_proxy)
+
+    @pytest.fixture
+    def bad_config(self, asyncssh_server):
+        return asyncssh_server.config(format="yaml", password="s3cret-sftp")
+
+    @pytest.fixture
+    def paged_adapter(self, asyncssh_server, asyncssh_proxy):
+        """Reads two status files a poll."""
+        return SftpAdapter(
+            asyncssh_server.config(port=asyncssh_proxy.port, connect_timeout=2, max_files=2)
+        )

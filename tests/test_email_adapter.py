@@ -96,7 +96,7 @@ def test_the_subject_carries_the_case_reference_and_the_message_id_the_key(adapt
     assert case.case_reference == "LK-7F3K-9QX2"
     assert case.message_id == "<LK-7F3K-9QX2.ombudsman-energy.1@loket.invalid>"
     # the agency's own reference is only known when it replies: we are known by ours
-    assert receipt.agency_reference == "LK-7F3K-9QX2"
+    assert receipt.agency_reference == "LK-7F3K-9QX2" and receipt.provisional
     assert receipt.raw["message_id"] == case.message_id
 
 

@@ -1,16 +1,11 @@
 """Adapters are found by kind: entry points (third-party packages) and register() for tests."""
 
-import json
-from datetime import UTC, datetime
-from pathlib import Path
-
 import pytest
 from click.testing import CliRunner
 
 from adapters import registry
-from adapters.base import Adapter, Health
+from adapters.base import Adapter, ConfigurationError, Health
 from adapters.rest import RestAdapter
-from adapters.testing import AdapterConformance, Peer
 from hub.agencies import Directory
 from loket.cli import main as cli
 from mappings import AGENCIES_DIR
@@ -35,7 +30,7 @@ def test_register_makes_a_kind_available_at_run_time():
     class Fake(Adapter):
         kind = "fake"
         config_schema = RestAdapter.config_schema
-        capabilities = frozenset({"deliver"})
+        declared_capabilities = frozenset({"deliver"})
 
         def deliver(self, item):
             raise NotImplementedError
@@ -51,6 +46,26 @@ def test_register_makes_a_kind_available_at_run_time():
         registry.unregister("fake")
     with pytest.raises(registry.UnknownAdapter):
         registry.get("fake")
+
+
+def test_an_adapter_with_the_older_class_attribute_still_has_one_capabilities_per_instance():
+    """Adapters written before `declared_capabilities` set `capabilities` on the class."""
+
+    class Older(Adapter):
+        kind = "older"
+        config_schema = RestAdapter.config_schema
+        capabilities = frozenset({"deliver", "poll", "poll_changes"})
+
+        def deliver(self, item):
+            raise NotImplementedError
+
+        def check(self):
+            return Health(True, "fine")
+
+    adapter = Older({"base_url": "http://127.0.0.1:9"})
+    assert Older.declared_capabilities == {"deliver", "poll", "poll_changes"}
+    assert adapter.capabilities == Older.declared_capabilities
+    assert isinstance(Adapter.__dict__["capabilities"], property)
 
 
 # ---------------------------------------------------------------- a third-party adapter package
@@ -91,57 +106,22 @@ def test_the_third_party_adapter_is_configured_from_a_mapping_file(tmp_path):
     adapter = directory.adapter(mapping.id)
     assert adapter.kind == "spool" and adapter.check().ok
     assert adapter.masked_config()["token"] == "***"
-
-
-class SpoolPeer(Peer):
-    def __init__(self, inbox: Path, outbox: Path):
-        self.inbox, self.outbox = inbox, outbox
-        self.statuses: dict[str, int] = {}
-
-    def case_count(self) -> int:
-        return len(list(self.inbox.glob("*.json")))
-
-    def payload(self, case_reference):
-        return {"ref": case_reference}
-
-    def advance(self, agency_reference: str) -> str:
-        step = self.statuses.get(agency_reference, 0) + 1
-        self.statuses[agency_reference] = step
-        code = f"STEP_{step}"
-        with open(self.outbox / "status.jsonl", "a") as fh:
-            fh.write(
-                json.dumps(
-                    {"ref": agency_reference, "status": code, "at": datetime.now(UTC).isoformat()}
-                )
-                + "\n"
-            )
-        return code
+    assert directory.capabilities(mapping.id) == {"deliver", "poll", "poll_changes"}
 
 
 @needs_spool
-class TestThirdPartySpoolAdapterConformance(AdapterConformance):
-    @pytest.fixture
-    def folders(self, tmp_path):
-        inbox, outbox = tmp_path / "in", tmp_path / "out"
-        inbox.mkdir()
-        outbox.mkdir()
-        return inbox, outbox
-
-    @pytest.fixture
-    def adapter(self, folders):
-        return registry.create(
-            "spool", {"inbox": str(folders[0]), "outbox": str(folders[1]), "token": "t0ps3cret"}
-        )
-
-    @pytest.fixture
-    def broken_adapter(self, tmp_path):
-        return registry.create(
-            "spool", {"inbox": str(tmp_path / "missing"), "outbox": str(tmp_path / "missing")}
-        )
-
-    @pytest.fixture
-    def peer(self, folders):
-        return SpoolPeer(*folders)
+def test_an_agency_whose_adapter_configuration_is_refused_has_no_capabilities_to_show(tmp_path):
+    text = (AGENCIES_DIR / "ombudsman-telecom.yaml").read_text()
+    start, end = text.index("adapter:"), text.index("fields:")
+    text = text[:start] + "adapter:\n  kind: spool\n  inbox: 42\n" + text[end:]
+    path = tmp_path / "ombudsman-telecom.yaml"
+    path.write_text(text.replace("simulator: {kind: rest, profile: telecom}\n", ""))
+    mapping = load_agency(path, env={})
+    directory = Directory({mapping.id: mapping})
+    assert directory.capabilities(mapping.id) is None
+    with pytest.raises(ConfigurationError) as info:
+        directory.adapter(mapping.id)
+    assert "outbox" in info.value.detail
 
 
 def test_agencies_check_prints_a_table_and_fails_when_an_agency_is_down(sims, monkeypatch):
@@ -150,10 +130,21 @@ def test_agencies_check_prints_a_table_and_fails_when_an_agency_is_down(sims, mo
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].split()[:3] == ["agency", "kind", "ok"]
-    assert any(line.startswith("ombudsman-telecom") and " yes " in line for line in lines)
+    [telecom] = [line for line in lines if line.startswith("ombudsman-telecom")]
+    assert " yes " in telecom
+    # what its configured adapter does (changes feed, replies; no attachments_field)
+    assert "deliver,messages,poll,poll_changes " in telecom
     monkeypatch.setenv("LOKET_CONSUMER_MEDIATION_KEY", "wrong")
     result = runner.invoke(cli, ["agencies", "check", "consumer-mediation"])
     assert result.exit_code == 1
     assert "NO" in result.output and "API key" in result.output
     result = runner.invoke(cli, ["agencies", "check", "ombudsman-tlecom"])
     assert result.exit_code == 2 and "no agency 'ombudsman-tlecom'" in result.output
+
+
+def test_agencies_list_shows_what_each_configured_adapter_does():
+    result = CliRunner().invoke(cli, ["agencies", "list"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split() for line in result.output.splitlines()}
+    assert rows["favv"][1:3] == ["soap", "deliver,messages,poll,poll_changes"]
+    assert rows["ombudsman-telecom"][1:3] == ["rest", "deliver,messages,poll,poll_changes"]

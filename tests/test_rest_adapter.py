@@ -1,12 +1,26 @@
 """REST adapter unit tests (responses): how each answer of an agency is read and classified."""
 
+import base64
+import contextlib
+import json
+import os
+import threading
+import time
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 import responses
 
-from adapters.base import ConfigurationError, OpenItem, Outbound, PermanentError, TransientError
+from adapters.base import (
+    Attachment,
+    ConfigurationError,
+    OpenItem,
+    Outbound,
+    PermanentError,
+    TransientError,
+)
 from adapters.rest import RestAdapter
 
 BASE = "http://agency.test/api"
@@ -205,3 +219,95 @@ def test_per_case_polling_fails_as_a_whole_when_the_agency_is_down():
     rest = RestAdapter({"base_url": BASE, "status_path": "/cases/{agency_reference}"})
     with pytest.raises(TransientError):
         rest.poll(None, [OpenItem("A", "LK-1", "k1"), OpenItem("B", "LK-2", "k2")])
+
+
+# ------------------------------------------------------------ what the configuration offers
+
+
+def test_the_capabilities_follow_the_configured_paths():
+    assert adapter().capabilities == {"deliver", "poll", "poll_changes"}
+    per_case = adapter(changes_path=None, status_path="/cases/{agency_reference}")
+    assert per_case.capabilities == {"deliver", "poll", "poll_per_item"}
+    assert adapter(changes_path=None).capabilities == {"deliver"}
+    full = adapter(message_path="/m/{agency_reference}", attachments_field="files")
+    assert full.capabilities == {"deliver", "poll", "poll_changes", "messages", "attachments"}
+    assert full.capabilities == RestAdapter.declared_capabilities - {"poll_per_item"}
+
+
+@responses.activate
+def test_documents_travel_base64_at_the_attachments_field_and_nowhere_without_one():
+    responses.post(f"{BASE}/cases", json={"id": "OMB-1"}, status=201)
+    pdf = b"%PDF-1.4\x00\xff"
+    item = Outbound(
+        "LK-AAAA-BBBB.x.1",
+        "LK-AAAA-BBBB",
+        "x",
+        {"a": 1, "case": {"b": 2}},
+        attachments=(Attachment("bon été.pdf", "application/pdf", pdf),),
+    )
+    adapter(attachments_field="case.documents").deliver(item)
+    adapter().deliver(item)
+    with_field, without = (json.loads(c.request.body) for c in responses.calls)
+    assert with_field == {
+        "a": 1,
+        "case": {
+            "b": 2,
+            "documents": [
+                {
+                    "filename": "bon été.pdf",
+                    "content_type": "application/pdf",
+                    "data": base64.b64encode(pdf).decode(),
+                }
+            ],
+        },
+    }
+    assert without == {"a": 1, "case": {"b": 2}}
+    assert item.payload == {"a": 1, "case": {"b": 2}}  # the rendered payload is not changed
+
+
+@responses.activate
+def test_a_page_size_is_asked_for_when_the_agency_takes_one():
+    responses.get(f"{BASE}/changes", json={"changes": [], "next": "7", "has_more": False})
+    adapter(page_size_param="limit", page_size=50).poll("7", [])
+    assert responses.calls[0].request.params == {"since": "7", "limit": "50"}
+
+
+def test_close_lets_a_kept_alive_connection_go_and_may_be_called_twice():
+    """The simulators close every HTTP connection; a real agency keeps it alive."""
+
+    class KeepAlive(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), KeepAlive)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        rest = RestAdapter({"base_url": f"http://127.0.0.1:{server.server_port}/api"})
+        before = sockets()
+        assert rest.check().ok
+        assert sockets() > before  # the connection is kept for the next request
+        rest.close()
+        rest.close()
+        deadline = time.monotonic() + 5
+        while sockets() > before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sockets() == before
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def sockets() -> int:
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+    return count

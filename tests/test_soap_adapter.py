@@ -14,6 +14,7 @@ from loket_simulators.soap_agency import NS, WSSE
 from adapters.base import (
     DELIVER,
     MESSAGES,
+    POLL,
     Attachment,
     ConfigurationError,
     OpenItem,
@@ -22,6 +23,7 @@ from adapters.base import (
     PermanentError,
     TransientError,
 )
+from adapters.testing import require
 
 pytest_plugins = ["tests.peers_soap"]
 
@@ -374,7 +376,7 @@ def test_favvs_mapping_declares_messages_and_the_reply_goes_out_in_favvs_own_ele
 
     from lxml import etree
 
-    assert MESSAGES in favv.effective_capabilities
+    assert MESSAGES in favv.capabilities
     outbound = item(soap_peer)
     receipt = favv.deliver(outbound)
     bodies = sent_requests(favv)
@@ -482,12 +484,13 @@ def test_a_reply_with_a_wrong_password_is_permanent_and_says_to_check_the_creden
     assert soap_peer.messages(receipt.agency_reference) == []
 
 
-def test_without_a_message_operation_messages_are_not_declared_and_an_operator_forwards(
+def test_without_a_message_operation_messages_are_not_offered_and_an_operator_forwards(
     make_soap_adapter, soap_peer
 ):
     adapter = make_soap_adapter(message_operation=None, message=None)
-    assert MESSAGES not in adapter.effective_capabilities
-    assert DELIVER in adapter.effective_capabilities
+    assert MESSAGES not in adapter.capabilities
+    assert MESSAGES in adapter.declared_capabilities  # what SOAP can do, not what FAVV does
+    assert DELIVER in adapter.capabilities
     outbound = item(soap_peer)
     receipt = adapter.deliver(outbound)
     with pytest.raises(PermanentError) as info:
@@ -527,3 +530,18 @@ def test_a_message_operation_the_wsdl_lacks_lists_the_ones_it_has(make_soap_adap
         adapter.send_message(reply(outbound, "FAVV-2026-00001"))
     assert "message_operation 'StuurBericht'" in info.value.detail
     assert "DienAanvullingIn" in info.value.detail
+
+
+def test_without_a_status_operation_polling_is_not_offered_and_the_kit_skips_it_by_name(
+    make_soap_adapter,
+):
+    adapter = make_soap_adapter(status_operation=None)
+    assert POLL not in adapter.capabilities and POLL in adapter.declared_capabilities
+    with pytest.raises(PermanentError) as info:
+        adapter.poll(None, [])
+    assert "no status_operation" in info.value.detail
+    with pytest.raises(
+        pytest.skip.Exception, match=r"does not offer capability 'poll' \(its class"
+    ):
+        require(adapter, POLL)
+    require(adapter, DELIVER)  # what it does offer is tested

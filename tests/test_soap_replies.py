@@ -104,7 +104,7 @@ def reply(served: Served, agency_reference: str, key: str, **changes: Any) -> Ou
 
 def test_the_mapping_declares_the_reply_operation(served):
     assert served.mapping.adapter_config["message_operation"]
-    assert MESSAGES in served.adapter.effective_capabilities
+    assert MESSAGES in served.adapter.capabilities
 
 
 def test_a_reply_with_an_attachment_sent_twice_is_recorded_once(served):

@@ -4,15 +4,17 @@ A food case is routed to FAVV, filed over SOAP with WS-Security, and followed th
 statuses to resolved. Runs on SQLite and PostgreSQL (the `db` fixture).
 """
 
+import shutil
 from collections.abc import Iterator
 
 import pytest
 from loket_simulators.soap_agency import SoapAgencySystem, SoapSimulatorServer
 from sqlalchemy import select
 
+from adapters.base import POLL
 from hub import attachments, consumer
-from hub.config import Settings
-from hub.models import AuditEntry, DeliveryAttempt, DeliveryState, PollCursor
+from hub.config import ROOT, Settings
+from hub.models import AuditEntry, Delivery, DeliveryAttempt, DeliveryState, PollCursor
 from hub.services import Hub
 from scheduler.worker import Worker
 from tests.test_worker import assignment, delivery, distinct_statuses, file, timeline
@@ -153,3 +155,61 @@ def test_a_consumers_answer_reaches_favvs_case_over_soap_once(soap_hub, favv_sim
     assert [(f["filename"], f["size"]) for f in got["attachments"]] == [(upload.filename, len(pdf))]
     messages = [e.message for e in timeline(soap_hub, filed.reference)]
     assert any("Your message was forwarded" in m for m in messages)
+
+
+@pytest.fixture
+def favv_without_status(favv_sim, db, clock, tmp_path) -> Iterator[Hub]:
+    """A hub whose FAVV mapping names neither a status nor a message operation: a WSDL that
+    offers neither, as some agencies' do."""
+    agencies = tmp_path / "agencies"
+    shutil.copytree(ROOT / "mappings" / "agencies", agencies)
+    favv = agencies / "favv.yaml"
+    text = favv.read_text()
+    for line in (
+        "  status_operation: GeefWijzigingen\n",
+        "  message_operation: DienAanvullingIn\n",
+    ):
+        assert line in text
+        text = text.replace(line, "")
+    favv.write_text(text)
+    h = Hub.from_settings(Settings(database_url=db.url, agencies_dir=agencies), db=db, clock=clock)
+    yield h
+    h.close()
+
+
+def test_an_agency_whose_adapter_cannot_poll_gets_no_poll_job_and_no_error_each_tick(
+    favv_without_status, favv_sim, clock
+):
+    hub = favv_without_status
+    adapter = hub.directory.adapter("favv")
+    assert POLL not in adapter.capabilities and POLL in adapter.declared_capabilities
+    worker = Worker(hub, "w1")
+    jobs = {job.id for job in worker.build_scheduler().get_jobs()}
+    assert "poll:favv" not in jobs
+    assert "poll:ombudsman-telecom" in jobs  # the others are polled as before
+    filed = file(hub, **FOOD_REPORT)
+    assert worker.dispatch_once().delivered == 1  # delivering does not need polling
+    for _ in range(3):
+        assert worker.poll_agency("favv") is None
+        clock.advance(seconds=60)
+    with hub.db.session(read_only=True) as s:
+        assert s.get(PollCursor, "favv") is None  # no lease taken, no error recorded
+    assert assignment(hub, filed.reference).status == "sent"
+
+
+def test_a_reply_to_an_agency_whose_adapter_takes_none_goes_to_operators_unsent(
+    favv_without_status, favv_sim, clock
+):
+    hub = favv_without_status
+    filed = file(hub, **FOOD_REPORT)
+    worker = Worker(hub, "w1")
+    worker.dispatch_once()
+    a = assignment(hub, filed.reference)
+    consumer.reply(hub.db, filed.reference, filed.token, a.id, "Voici l'addition.", [], clock.now())
+    assert worker.dispatch_once().dead == 1
+    with hub.db.session(read_only=True) as s:
+        d = s.scalars(select(Delivery).where(Delivery.kind == "message")).one()
+    assert d.state == "dead" and d.last_error_kind == "permanent"
+    assert "'messages'" in d.last_error and "an operator must forward it" in d.last_error
+    [sim_case] = favv_sim.system.cases.values()
+    assert sim_case.messages == []

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 # Peer capabilities (what the test can make the far side do)
 FAULTS = "faults"  # fail_next("transient" | "permanent" | "timeout")
 MESSAGES = "messages"  # messages(agency_reference): what the agency received as replies
+ATTACHMENTS = "attachments"  # attachments(agency_reference): the documents a case arrived with
 
 
 class Peer(ABC):
@@ -39,4 +40,9 @@ class Peer(ABC):
     def messages(self, agency_reference: str) -> list[tuple[str, list[str]]]:
         """The replies the agency received on a case: (text, attachment file names) in order
         (capability MESSAGES)."""
+        raise NotImplementedError
+
+    def attachments(self, agency_reference: str) -> list[tuple[str, bytes]]:
+        """The documents the agency received with a case: (file name, bytes) in order
+        (capability ATTACHMENTS)."""
         raise NotImplementedError

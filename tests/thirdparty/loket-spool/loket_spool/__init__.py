@@ -2,7 +2,11 @@
 
 Transport: a local spool folder shared with the agency (a network share, say). Cases are written as
 `<inbox>/<key>.json` (temp file, then rename); the agency answers with JSON lines appended to
-`<outbox>/status.jsonl`; the cursor is the byte offset already read.
+`<outbox>/status.jsonl`; the cursor is the byte offset already read (`max_lines` a poll, if set).
+A cursor that is not an offset into the file (damaged, or the file was replaced) reads it again
+from the start: the hub de-duplicates by update id.
+
+Its own tests (`tests/`) run Loket's conformance kit against it, as any adapter package would.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from adapters.base import (
     DELIVER,
@@ -36,12 +40,13 @@ class SpoolConfig(Schema):
     inbox = fields.String(required=True)
     outbox = fields.String(required=True)
     token = fields.String(load_default=None, metadata={"secret": True})
+    max_lines = fields.Integer(load_default=None, validate=validate.Range(min=1))
 
 
 class SpoolAdapter(Adapter):
     kind = "spool"
     config_schema = SpoolConfig
-    capabilities = frozenset({DELIVER, POLL, POLL_CHANGES})
+    declared_capabilities = frozenset({DELIVER, POLL, POLL_CHANGES})
 
     def _dir(self, key: str) -> Path:
         path = Path(self.config[key])
@@ -65,9 +70,11 @@ class SpoolAdapter(Adapter):
 
     def poll(self, cursor: str | None, open_items: list[OpenItem]) -> PollResult:
         path = self._dir("outbox") / "status.jsonl"
-        offset = int(cursor or 0)
         if not path.exists():
             return PollResult((), cursor)
+        offset = int(cursor) if cursor and cursor.isascii() and cursor.isdigit() else 0
+        if offset > path.stat().st_size:
+            offset = 0  # not an offset into this file: read it again
         with open(path, "rb") as fh:
             fh.seek(offset)
             data = fh.read()
@@ -76,6 +83,8 @@ class SpoolAdapter(Adapter):
         for raw in data.splitlines(keepends=True):
             if not raw.endswith(b"\n"):
                 break  # a line the agency is still writing
+            if self.config["max_lines"] and len(updates) == self.config["max_lines"]:
+                break  # the rest next time
             entry = json.loads(raw)
             updates.append(
                 StatusUpdate(
