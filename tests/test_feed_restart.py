@@ -167,3 +167,39 @@ def test_the_adapter_says_whether_a_cursor_went_back(hub):
     assert not adapter.cursor_behind("5", "5") and not adapter.cursor_behind("5", "7")
     assert adapter.cursor_behind("2026-11-02T10:00:00+00:00", "2026-11-01T10:00:00Z")
     assert not adapter.cursor_behind("opaque-a", "opaque-b")
+
+
+def test_a_restarted_email_agency_keeps_its_cases(tmp_path, clock):
+    from email.message import EmailMessage
+
+    from loket_simulators.email_agency import EmailAgency
+    from loket_simulators.email_agency import profile as email_profile
+
+    def agency() -> EmailAgency:
+        made = EmailAgency(
+            email_profile("ombudsman-energy"),
+            address="klachten@ombudsman-energy.example",
+            send=lambda _m: None,
+            step_seconds=60,
+            clock=clock.now,
+        )
+        made.keep_state_in(tmp_path / "energy.json")
+        return made
+
+    def mail(message_id: str, reference: str) -> bytes:
+        msg = EmailMessage()
+        msg["From"], msg["To"] = "loket@hub.example", "klachten@ombudsman-energy.example"
+        msg["Subject"], msg["Message-ID"] = f"Klacht {reference}", message_id
+        msg.add_attachment(b"%PDF-1.4", maintype="application", subtype="pdf", filename="a.pdf")
+        return bytes(msg)
+
+    first = agency()
+    assert first.receive(mail("<a@hub>", "LK-AAAA-AAAA")).startswith("250")
+    clock.advance(seconds=60)
+    first.advance()
+    again = agency()
+    [case] = again.cases.values()
+    assert case.step == 1 and case.created == first.cases[case.id].created
+    assert "Already received" in again.receive(mail("<a@hub>", "LK-AAAA-AAAA"))
+    again.receive(mail("<b@hub>", "LK-BBBB-BBBB"))
+    assert len({c.id for c in again.cases.values()}) == 2  # numbering continues
