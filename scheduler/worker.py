@@ -361,10 +361,9 @@ class Worker:
         """Why this poll's answer cannot be trusted to continue from, or None: the feed went
         backwards (the adapter says so from its cursor format), or it stays silent while lines
         wait past their acknowledgement date (each such situation once)."""
-        if cursor is None:
-            return None
-        if result.cursor is not None and adapter.cursor_behind(cursor, result.cursor):
-            return inbound.feed_went_back(cursor, result.cursor)
+        comparable = cursor is not None and result.cursor is not None
+        if comparable and adapter.cursor_behind(cursor or "", result.cursor or ""):
+            return inbound.feed_went_back(cursor or "", result.cursor)
         if result.updates:
             return None
         late = inbound.late_unacknowledged(self.hub.db, agency_id, self.hub.clock.now())
