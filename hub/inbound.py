@@ -522,11 +522,14 @@ class Matcher:
         holders = self.holders.get(agency_reference or "", []) if agency_reference else []
         by_case = self.by_case.get(case_reference) if case_reference else None
         if by_case is not None:
+            # the line of that case holding the reference (a case referred back to an agency
+            # has two lines there), else the case's newest line
+            same = [a for a in holders if a.case_id == by_case.case_id]
             others = [a for a in holders if a.case_id != by_case.case_id]
             alert = None
             if others and agency_reference:
                 alert = _shared(agency_reference, _case_refs([*others, by_case]))
-            return by_case, alert
+            return (same[-1] if same else by_case), alert
         if not holders:
             return None, None
         if case_reference and all(a.case.reference != case_reference for a in holders):
