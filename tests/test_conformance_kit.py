@@ -53,7 +53,7 @@ def test_an_adapter_that_ignores_the_idempotency_key_fails_the_kit(pytester):
     result = pytester.runpytest_subprocess(
         "-q", "-p", "no:cacheprovider", f"--rootdir={pytester.path}", "-o", f"pythonpath={ROOT}"
     )
-    result.assert_outcomes(failed=1, passed=7, skipped=6)
+    result.assert_outcomes(failed=1, passed=8, skipped=6)
     result.stdout.fnmatch_lines(
         ["*FAILED*test_a_repeat_with_the_same_idempotency_key_creates_nothing_new*"]
     )

@@ -187,6 +187,20 @@ class AdapterConformance:
         again = adapter.poll(cursor, items)
         assert not [u for u in again.updates if _names(u, ref, item.case_reference)]
 
+    def test_a_cursor_that_moved_on_is_never_called_behind(self, adapter: Adapter, peer: Peer):
+        """`cursor_behind` raises a feed alert and a full re-read in the hub: the adapter's own
+        cursors, as a feed moves on, must never read as going back."""
+        require(adapter, POLL)
+        item = outbound(peer)
+        ref = adapter.deliver(item).agency_reference
+        start = [OpenItem(ref, item.case_reference, item.idempotency_key)]
+        _, first, items = poll_until_quiet(adapter, None, start)
+        peer.advance(ref)
+        _, second, _ = poll_until_quiet(adapter, first, items)
+        for stored, returned in ((first, second), (second, second)):
+            if stored is not None and returned is not None:
+                assert not adapter.cursor_behind(stored, returned), (stored, returned)
+
     # ---------------------------------------------------------------------------- messages
 
     def test_a_reply_reaches_the_agency_once_with_its_attachment(
