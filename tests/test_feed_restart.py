@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from loket_simulators.rest_agency import AgencySystem, SimulatorServer, profiles
 from sqlalchemy import select
 
-from hub import inbound, queries
+from hub import accounts, inbound, queries
 from hub.models import AuditEntry, PollCursor
 from scheduler.worker import Worker
 from tests.conftest import API_KEYS, agency_schema
+from tests.test_admin import PASSWORD, sign_in
 from tests.test_worker import TELECOM, assignment, file, timeline
 
 
@@ -33,6 +35,14 @@ def restart_empty(sims, clock, step_seconds: float = 60) -> AgencySystem:
     return system
 
 
+@pytest.fixture
+def console(hub, client):
+    """The back office, signed in as an operator."""
+    accounts.add(hub.db, "olga", "operator", None, hub.clock.now(), PASSWORD)
+    sign_in(client, "olga")
+    return client
+
+
 def problems(hub):
     return [p for p in queries.attention(hub).problems if p.agency_id == TELECOM]
 
@@ -46,7 +56,7 @@ def agency_events(hub, reference):
     return [(e.agency_status, e.to_status) for e in timeline(hub, reference) if e.actor == "agency"]
 
 
-def test_a_feed_that_starts_over_is_noticed_and_open_cases_keep_moving(hub, sims, clock):
+def test_a_feed_that_starts_over_is_noticed_and_open_cases_keep_moving(hub, sims, clock, console):
     worker = Worker(hub, "w1")
     first = file(hub)
     worker.dispatch_once()
@@ -90,6 +100,9 @@ def test_a_feed_that_starts_over_is_noticed_and_open_cases_keep_moving(hub, sims
     clock.advance(seconds=60)
     worker.poll_agency(TELECOM)
     assert len(problems(hub)) == 2
+    # the operator's console says it, naming both cases
+    page = console.get("/admin/attention").get_data(as_text=True)
+    assert "went backwards" in page and first.reference in page and second.reference in page
 
 
 def test_an_update_naming_only_a_shared_reference_is_applied_to_no_case(hub, sims, clock):
