@@ -79,6 +79,10 @@ class ApplyStats:
 
 
 def open_items(db: Database, agency_id: str) -> list[OpenItem]:
+    """The agency's open lines, for per-case polling. A reference two lines hold (the agency
+    numbered anew) is asked about once, for the newest line: it is what the number means at
+    the agency now, and the answer, which names the case asked about, must not land on the
+    older line too (operators are told about the shared reference)."""
     terminal = [s for s in lifecycle.statuses() if lifecycle.is_terminal(s)]
     with db.session(read_only=True) as s:
         rows = s.execute(
@@ -97,7 +101,8 @@ def open_items(db: Database, agency_id: str) -> list[OpenItem]:
             )
             .order_by(Assignment.id)
         ).all()
-    return [OpenItem(ref, case_ref, key, status) for ref, case_ref, key, status in rows]
+    newest = {ref: OpenItem(ref, case_ref, key, status) for ref, case_ref, key, status in rows}
+    return list(newest.values())  # ordered by line: the newest holder of a reference wins
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,13 @@ def test_a_feed_that_starts_over_is_noticed_and_open_cases_keep_moving(hub, sims
     assert before.agency_reference in shared.source
     assert first.reference in shared.reason and second.reference in shared.reason
     assert audit_actions(hub).count(inbound.REFERENCE_SHARED) == 2
+    # per-case polling asks about the shared number once, for the case it now means
+    [item] = [
+        i
+        for i in inbound.open_items(hub.db, TELECOM)
+        if i.agency_reference == again.agency_reference
+    ]
+    assert item.case_reference == second.reference
 
     worker.poll_agency(TELECOM)  # the feed is at 1, behind the hub's 2
     reasons = [p.reason for p in problems(hub)]
