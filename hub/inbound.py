@@ -322,7 +322,7 @@ def _apply(s: Session, mapping: AgencyMapping, updates_in, problems, now: dateti
     stats = ApplyStats()
     parked = _parked(s, mapping.id)
     updates = []
-    for update in updates_in:
+    for update in map(_cleaned, updates_in):
         refused = _refusal(update)
         if refused:
             stats.add(record_problem(s, mapping.id, refused, now))
@@ -348,6 +348,23 @@ def _apply(s: Session, mapping: AgencyMapping, updates_in, problems, now: dateti
     for problem in problems:
         stats.add(record_problem(s, mapping.id, problem, now))
     return stats
+
+
+_CONTROL = str.maketrans({c: None for c in range(32) if chr(c) not in "\t\n\r"} | {127: None})
+
+
+def clean(text: str | None) -> str | None:
+    """Far-side text as the hub stores it: no NUL or other control characters (PostgreSQL
+    refuses NUL in text; the others only hide what an operator should see)."""
+    return text.translate(_CONTROL) if text else text
+
+
+def _cleaned(update: StatusUpdate) -> StatusUpdate:
+    fields = ("agency_status", "agency_reference", "case_reference", "message", "update_id")
+    values = {name: clean(getattr(update, name)) for name in fields}
+    if all(values[name] == getattr(update, name) for name in fields):
+        return update
+    return replace(update, **values)
 
 
 def _refusal(update: StatusUpdate) -> InboundProblemValue | None:
@@ -590,6 +607,9 @@ def record_problem(s: Session, agency_id: str, problem: InboundProblemValue, now
     """Keep an unreadable inbound item for operators, once per content: the same item read
     again is a DUPLICATE; another item under the same name (a second mail with a Message-ID
     already seen) is kept as a problem of its own, its name suffixed with its digest."""
+    problem = InboundProblemValue(
+        clean(problem.source) or "", clean(problem.reason) or "", clean(problem.excerpt) or ""
+    )
     digest = hashlib.sha256(f"{problem.reason}\0{problem.excerpt}".encode()).hexdigest()[:16]
     source = problem.source[:460]
     rows = s.execute(
@@ -692,56 +712,46 @@ def _apply_to(
         return DUPLICATE
     if seen is not None:
         seen.add((a.id, key))
-    if update.automatic:
-        lifecycle.add_event(
-            s,
-            a.case,
-            assignment=a,
-            from_status=a.status,
-            to_status=a.status,
-            message=f"Automatic reply from the agency ({update.automatic}); no status was "
-            f"taken from it{': ' + update.message if update.message else ''}",
-            actor="agency",
-            at=update.occurred_at,
-            now=now,
-            dedupe_key=key,
-            kind="agency_note",
-        )
-        return NOTE
-    rule = mapping.map_status(update.agency_status)
     common = dict(
         actor="agency",
         at=update.occurred_at,
         now=now,
-        agency_status=update.agency_status,
+        agency_status=update.agency_status or None,
         dedupe_key=key,
     )
+
+    def keep(message: str, outcome: str) -> str:
+        """On the timeline as the agency's note; the line does not move."""
+        lifecycle.add_event(
+            s,
+            a.case,
+            assignment=a,
+            from_status=a.status,
+            to_status=a.status,
+            message=message,
+            **common,
+            kind="agency_note",
+        )
+        return outcome
+
+    said = f": {update.message}" if update.message else ""
+    if update.automatic:
+        return keep(
+            f"Automatic reply from the agency ({update.automatic}); no status was taken "
+            f"from it{said}",
+            NOTE,
+        )
+    rule = mapping.map_status(update.agency_status)
     if rule is None:
-        lifecycle.add_event(
-            s,
-            a.case,
-            assignment=a,
-            from_status=a.status,
-            to_status=a.status,
-            message=f"Unknown status code {update.agency_status!r} from the agency"
-            f"{': ' + update.message if update.message else ''} (not applied)",
-            **common,
-            kind="agency_note",
+        return keep(
+            f"Unknown status code {update.agency_status!r} from the agency{said} (not applied)",
+            UNKNOWN,
         )
-        return UNKNOWN
     if a.status_at is not None and update.occurred_at < a.status_at:
-        lifecycle.add_event(
-            s,
-            a.case,
-            assignment=a,
-            from_status=a.status,
-            to_status=a.status,
-            message=f"{update.message or update.agency_status} (arrived late; "
-            f"status kept at {a.status})",
-            **common,
-            kind="agency_note",
+        return keep(
+            f"{update.message or update.agency_status} (arrived late; status kept at {a.status})",
+            STALE,
         )
-        return STALE
     if a.status != rule.status and not lifecycle.can_move(a.status, rule.status):
         # Not a move the status machine allows from here (a line the agency's server refused
         # cannot be "received"): kept on the timeline as a note, the line unchanged.
