@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -27,6 +27,8 @@ from hub.models import Case, Notification
 
 TEMPLATES = Path(__file__).resolve().parent / "templates" / "mail"
 KINDS = ("filed", "status", "waiting", "past_due", "referred", "withdrawn", "message")
+# A line's change: those pending for one case go out together, in one mail (`send_due`).
+BATCHED = ("status", "waiting")
 MAX_ATTEMPTS = 8
 
 _env = Environment(
@@ -84,8 +86,10 @@ def enqueue(
     data: dict[str, Any] | None = None,
     secret: str | None = None,
     new_case: bool = False,
+    delay: timedelta | None = None,
 ) -> None:
-    """Queue a mail to the case's consumer, once per (case, dedupe)."""
+    """Queue a mail to the case's consumer, once per (case, dedupe). A `delay` holds it back so
+    that other changes of the case can join it in one mail (see `send_due`)."""
     assert kind in KINDS, kind
     consumer = case.party("consumer")
     if consumer is None or not consumer.email:
@@ -104,20 +108,18 @@ def enqueue(
         )
     )
     if exists is None:
-        session.add(
-            Notification(
-                case_id=case.id,
-                **notification_row(
-                    kind,
-                    language=case.language,
-                    to_address=consumer.email,
-                    now=now,
-                    dedupe=dedupe,
-                    data=data,
-                    secret=secret,
-                ),
-            )
+        row = notification_row(
+            kind,
+            language=case.language,
+            to_address=consumer.email,
+            now=now,
+            dedupe=dedupe,
+            data=data,
+            secret=secret,
         )
+        if delay:
+            row["next_attempt_at"] = now + delay
+        session.add(Notification(case_id=case.id, **row))
 
 
 Names = Callable[[str, str], str]  # (agency id, language) -> the agency's name
@@ -144,6 +146,36 @@ def render(
         reference=case.reference,
         link=tracking_url(settings.public_url, lang, case.reference, n.secret),
         **data,
+    )
+    subject, _, body = text.partition("\n")
+    return subject.removeprefix("Subject: ").strip(), body.lstrip("\n")
+
+
+def render_batch(
+    rows: Sequence[Notification], case: Case, settings: MailSettings, names: Names = _ids
+) -> tuple[str, str]:
+    """(subject, body) of one mail telling every change in `rows` (line changes of one case);
+    a single change reads as its own kind of mail."""
+    if len(rows) == 1:
+        return render(rows[0], case, settings, names)
+    lang = rows[0].language
+    changes = []
+    for n in rows:
+        data = n.data or {}
+        changes.append(
+            {
+                "agency": names(data["agency_id"], lang) if data.get("agency_id") else "",
+                "status": data.get("status") or "",
+                "message": data.get("message") or "",
+                "waiting": n.kind == "waiting",
+                "reply_by": data.get("reply_by") or "",
+            }
+        )
+    text = _env.get_template(f"changes.{lang}.txt").render(
+        reference=case.reference,
+        link=tracking_url(settings.public_url, lang, case.reference),
+        changes=changes,
+        waiting=any(c["waiting"] for c in changes),
     )
     subject, _, body = text.partition("\n")
     return subject.removeprefix("Subject: ").strip(), body.lstrip("\n")
@@ -178,9 +210,14 @@ def send_due(
         }
         sent = 0
         for n in rows:
+            if n.state == "sent":  # went out with an earlier row's batch
+                continue
+            batch = [n]
+            if n.kind in BATCHED:
+                batch = sorted(batch + _pending_changes(s, db, n), key=lambda m: m.id)
             n.attempts += 1
             try:
-                subject, body = render(n, cases[n.case_id], settings, names)
+                subject, body = render_batch(batch, cases[n.case_id], settings, names)
                 _smtp_send(settings, n.to_address, subject, body, cases[n.case_id].reference, now)
             except (OSError, smtplib.SMTPException) as exc:
                 n.last_error = f"{type(exc).__name__}: {exc}"[:1000]
@@ -191,9 +228,27 @@ def send_due(
                     n.state = "retry"
                     n.next_attempt_at = now + timedelta(seconds=min(3600, 5 * 2**n.attempts))
                 continue
-            n.state, n.sent_at, n.secret, n.last_error = "sent", now, None, None
+            for m in batch:
+                m.state, m.sent_at, m.secret, m.last_error = "sent", now, None, None
             sent += 1
         return sent
+
+
+def _pending_changes(s: Session, db: Database, first: Notification) -> list[Notification]:
+    """The other line changes pending for `first`'s case, due or not yet: they join its mail."""
+    query = (
+        select(Notification)
+        .where(
+            Notification.case_id == first.case_id,
+            Notification.id != first.id,
+            Notification.kind.in_(BATCHED),
+            or_(Notification.state == "pending", Notification.state == "retry"),
+        )
+        .order_by(Notification.id)
+    )
+    if db.dialect == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list(s.scalars(query))
 
 
 def _smtp_send(
