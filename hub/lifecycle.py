@@ -50,6 +50,14 @@ def label(status: str, language: str) -> str:
     return labels.get(language) or labels["en"]
 
 
+def outcome_label(outcome: str | None, language: str) -> str | None:
+    """The consumer-facing name of a resolved line's outcome (statuses.yaml `outcome_labels`)."""
+    if not outcome:
+        return None
+    labels = (vocabulary().get("outcome_labels") or {}).get(outcome)
+    return (labels.get(language) or labels["en"]) if labels else outcome
+
+
 def consumer_sees(status: str) -> str:
     """What the consumer is shown for an assignment status (undeliverable shows as queued)."""
     return vocabulary()["statuses"][status].get("consumer_sees", status)
@@ -403,7 +411,7 @@ def notify_line(
     session: Session, a: Assignment, to_status: str, *, message: str | None, now: datetime
 ) -> None:
     """Queue the mail for one line's change; the worker sends every change pending for the case
-    in one mail once the first has waited `batch_delay` (hub/notify.py)."""
+    in one mail once the first has waited `batch_delay` (hub/notify.send_due)."""
     from hub import notify
 
     case = a.case
@@ -423,7 +431,6 @@ def notify_line(
         now=now,
         dedupe=f"{a.agency_id}:{to_status}@{now.isoformat()}",
         data=data,
-        delay=batch_delay(),
     )
 
 

@@ -86,10 +86,8 @@ def enqueue(
     data: dict[str, Any] | None = None,
     secret: str | None = None,
     new_case: bool = False,
-    delay: timedelta | None = None,
 ) -> None:
-    """Queue a mail to the case's consumer, once per (case, dedupe). A `delay` holds it back so
-    that other changes of the case can join it in one mail (see `send_due`)."""
+    """Queue a mail to the case's consumer, once per (case, dedupe)."""
     assert kind in KINDS, kind
     consumer = case.party("consumer")
     if consumer is None or not consumer.email:
@@ -117,8 +115,6 @@ def enqueue(
             data=data,
             secret=secret,
         )
-        if delay:
-            row["next_attempt_at"] = now + delay
         session.add(Notification(case_id=case.id, **row))
 
 
@@ -191,6 +187,11 @@ def send_due(
             .where(
                 or_(Notification.state == "pending", Notification.state == "retry"),
                 Notification.next_attempt_at <= now,
+                # a line's change waits a little for the case's other changes to join its mail
+                or_(
+                    Notification.kind.not_in(BATCHED),
+                    Notification.created_at <= now - batch_delay(settings),
+                ),
             )
             .order_by(Notification.id)
             .limit(limit)
@@ -232,6 +233,15 @@ def send_due(
                 m.state, m.sent_at, m.secret, m.last_error = "sent", now, None, None
             sent += 1
         return sent
+
+
+def batch_delay(settings: MailSettings) -> timedelta:
+    """How long a line's change waits for others (the setting, else statuses.yaml)."""
+    if settings.batch_seconds is not None:
+        return timedelta(seconds=settings.batch_seconds)
+    from hub import lifecycle
+
+    return lifecycle.batch_delay()
 
 
 def _pending_changes(s: Session, db: Database, first: Notification) -> list[Notification]:

@@ -520,6 +520,7 @@ def _lines(view: caseview.CaseView) -> list[dict[str, Any]]:
             "answers": line.answers_consumer,
             "reply_by": _due(line.reply_by),
             "outcome": line.outcome,
+            "outcome_label": lifecycle.outcome_label(line.outcome, g.lang),
         }
         for line in view.lines
     ]
