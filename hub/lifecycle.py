@@ -420,6 +420,7 @@ def notify_line(
         "status": label(shown_status(to_status), case.language),
         "agency_id": a.agency_id,
         "message": message or "",
+        "to": to_status,
     }
     if waiting:
         data["reply_by"] = local_date(reply_by(to_status, a.paused_at or now) or now, case.language)

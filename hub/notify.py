@@ -132,6 +132,7 @@ def render(
     template = _env.get_template(f"{n.kind}.{n.language}.txt")
     data = dict(n.data or {})
     lang = n.language
+    data["status"] = _with_outcome(data, case, lang)
     data["agency"] = names(data["agency_id"], lang) if data.get("agency_id") else ""
     data["from_agency"] = names(data["from_agency_id"], lang) if data.get("from_agency_id") else ""
     data["agencies"] = [
@@ -145,6 +146,21 @@ def render(
     )
     subject, _, body = text.partition("\n")
     return subject.removeprefix("Subject: ").strip(), body.lstrip("\n")
+
+
+def _with_outcome(data: dict[str, Any], case: Case, language: str) -> str:
+    """A resolved line's status with its outcome ("Resolved (solved)"): the agency names the
+    outcome with the status, so it is read when the mail goes out."""
+    status = str(data.get("status") or "")
+    if data.get("to") != "resolved" or not data.get("agency_id"):
+        return status
+    from hub import lifecycle
+
+    line = next(
+        (a for a in case.assignments if a.agency_id == data["agency_id"] and a.outcome), None
+    )
+    outcome = lifecycle.outcome_label(line.outcome, language) if line else None
+    return f"{status} ({outcome})" if outcome else status
 
 
 def render_batch(
@@ -161,7 +177,7 @@ def render_batch(
         changes.append(
             {
                 "agency": names(data["agency_id"], lang) if data.get("agency_id") else "",
-                "status": data.get("status") or "",
+                "status": _with_outcome(data, case, lang),
                 "message": data.get("message") or "",
                 "waiting": n.kind == "waiting",
                 "reply_by": data.get("reply_by") or "",
@@ -206,7 +222,7 @@ def send_due(
             for c in s.scalars(
                 select(Case)
                 .where(Case.id.in_([n.case_id for n in rows]))
-                .options(selectinload(Case.parties))
+                .options(selectinload(Case.parties), selectinload(Case.assignments))
             )
         }
         sent = 0

@@ -115,7 +115,7 @@ def test_the_mediation_resolves_and_the_case_shows_its_answer_though_the_inspect
     # received, in progress and resolved came within minutes: one mail, in Dutch, lists them
     assert news["Subject"] == f"Nieuws over uw dossier {reference}"
     text = news.get_content()
-    assert "Consumentenombudsdienst: Afgehandeld" in text
+    assert "Consumentenombudsdienst: Afgehandeld (Opgelost)" in text  # with the outcome
     assert "Minnelijke schikking bereikt" in text  # the mediation's own words
     assert (
         text.index("Ontvangen door de dienst")
