@@ -217,7 +217,7 @@ def test_after_the_consumer_answers_the_page_says_the_service_acts_not_the_consu
     assert 'data-status="waiting_for_consumer"' in waiting
     assert f"Your answer is needed by {day}." in waiting
     assert "Expected answer by" not in waiting
-    assert 'data-acts="consumer"' in waiting and f"by {day} at the latest" in waiting
+    assert 'data-acts="consumer"' in waiting and f"Please answer by {day}." in waiting
     action = re.search(r'action="(/en/track/[^"]+/reply/\d+)"', waiting).group(1)
     token = re.search(r'name="csrf_token" value="([^"]+)"', waiting).group(1)
     api = client.get(

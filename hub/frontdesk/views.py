@@ -722,16 +722,9 @@ def _tracking_page(reference: str, status: int = 200, **extra: Any) -> Response:
 
 
 def _next_step(view: caseview.CaseView) -> str:
-    """What the consumer should do now: answer (and by when) while a service waits for them; once
-    they have answered, nothing until the service asks again."""
-    waiting = view.waiting_lines
-    if waiting:
-        first = waiting[0]
-        if first.reply_by is not None:
-            return _(
-                "It is your turn: answer below by %(date)s. You can add documents.",
-                date=_due(first.reply_by),
-            )
+    """What the consumer should do now: answer while a service waits for them (the page shows
+    by when); once they have answered, nothing until the service asks again."""
+    if view.waiting_lines:
         return texts.NEXT_STEP["waiting_for_consumer"]
     if view.answered_lines and view.status == "in_progress":
         return texts.ANSWER_SENT
