@@ -314,22 +314,22 @@ def _record_receipts(
             inbound.apply_unmatched(s, mapping, a, now)
             lifecycle.refresh_case(a.case, now)
         return
-    statuses: dict[int, list[str]] = {}
-    for case_id, status in conn.execute(
-        select(at.c.case_id, at.c.status).where(at.c.case_id.in_(case_ids))
+    lines: dict[int, list[tuple[str, str | None, bool]]] = {}
+    for case_id, status, stage in conn.execute(
+        select(at.c.case_id, at.c.status, at.c.stage).where(at.c.case_id.in_(case_ids))
     ):
-        statuses.setdefault(case_id, []).append(status)
+        lines.setdefault(case_id, []).append((status, stage, False))
     current = dict(conn.execute(select(ca.c.id, ca.c.status).where(ca.c.id.in_(case_ids))).all())
     notify = []
+    new_status: dict[int, str] = {}
     for case_id in case_ids:
-        new = lifecycle.aggregate(statuses[case_id])
-        if new != current[case_id] and new in lifecycle.NOTIFY_ON:
+        # The same rule as refresh_case (lifecycle.case_status). Whether the consumer answered
+        # a waiting line needs the timeline: such a (rare) case goes the ORM way too.
+        waiting = any(st == lifecycle.WAITING_FOR_CONSUMER for st, _, _ in lines[case_id])
+        new_status[case_id] = new = lifecycle.case_status(lines[case_id])
+        if waiting or (new != current[case_id] and new in lifecycle.NOTIFY_ON):
             notify.append(case_id)  # rare here (sent is not one): the ORM path tells the consumer
-    quiet = [
-        {"cid": cid, "st": lifecycle.aggregate(statuses[cid])}
-        for cid in case_ids
-        if cid not in notify
-    ]
+    quiet = [{"cid": cid, "st": new_status[cid]} for cid in case_ids if cid not in notify]
     if quiet:  # (an empty parameter list would run the UPDATE once, unbound)
         conn.execute(
             update(ca)
