@@ -182,3 +182,23 @@ def test_the_contract_is_compiled_once_per_agency(kind, monkeypatch, tmp_path):
     first = directory.contract_checker(agency)
     assert directory.contract_checker(agency) is first
     assert built == [agency]
+
+
+def test_an_adapter_that_only_overrides_check_contract_still_guards_the_send_path(tmp_path):
+    """Third-party transports written before `contract_checker` keep their check on both
+    sides: validate and send."""
+    from adapters.base import Adapter
+
+    class Fax(Adapter):
+        kind = "fax"
+
+        @classmethod
+        def check_contract(cls, contract_dir, config, payloads):
+            return [
+                f"fields.pages: {p['pages']} pages, at most 3" for p in payloads if p["pages"] > 3
+            ]
+
+    checker = Fax.contract_checker(tmp_path, {})
+    assert checker({"pages": 2}) == []
+    assert checker({"pages": 9}) == ["fields.pages: 9 pages, at most 3"]
+    assert Fax.check_contract(tmp_path, {}, [{"pages": 9}]) == ["fields.pages: 9 pages, at most 3"]
