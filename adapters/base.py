@@ -322,6 +322,21 @@ class Adapter(ABC):
     def poll(self, cursor: str | None, open_items: Sequence[OpenItem]) -> PollResult:
         raise PermanentError(f"the {self.kind} adapter cannot poll")
 
+    def cursor_behind(self, stored: str, returned: str) -> bool:
+        """Whether a poll handed `stored` answered with a cursor *before* it: the agency's feed
+        went backwards (restored from a backup, reset). The hub then re-reads the feed from an
+        empty cursor and tells operators. The default understands the two common formats, a
+        sequence number and an ISO 8601 time; anything else is never called behind. An adapter
+        with its own cursor format overrides this (it is the one that knows the format)."""
+        try:
+            return int(returned) < int(stored)
+        except ValueError:
+            pass
+        try:
+            return _cursor_time(returned) < _cursor_time(stored)
+        except ValueError:
+            return False
+
     def send_message(self, item: OutboundMessage) -> Receipt:
         """Send a consumer's reply on an open case (capability MESSAGES)."""
         raise PermanentError(
@@ -360,6 +375,13 @@ class Adapter(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.masked_config()}>"
+
+
+def _cursor_time(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError("a cursor time without a zone is not comparable")
+    return parsed
 
 
 def dig(data: Any, path: str) -> Any:

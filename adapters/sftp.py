@@ -694,7 +694,7 @@ class SftpAdapter(Adapter):
             data = fh.read(c["max_file_bytes"] + 1)
         digest = hashlib.sha256(data).hexdigest()[:12]
         try:
-            found = self._parse(name, data, digest)
+            found = self._parse(data)
         except (FormatError, ValueError) as exc:
             reason = f"unreadable status file: {exc}"
             excerpt = data[:500].decode("utf-8", "replace")
@@ -704,7 +704,7 @@ class SftpAdapter(Adapter):
         updates.extend(found)
         nxt.read[name] = stamp
 
-    def _parse(self, name: str, data: bytes, digest: str) -> list[StatusUpdate]:
+    def _parse(self, data: bytes) -> list[StatusUpdate]:
         c, layout = self.config, self.config["status"]
         records = read_records(
             data,
@@ -741,7 +741,10 @@ class SftpAdapter(Adapter):
                     agency_reference=agency_ref,
                     case_reference=case_ref,
                     message=_opt_str(dig(record, layout["message"])),
-                    update_id=own_id or f"{name[:120]}#{index}@{digest}",
+                    # Without the agency's own event id, the hub identifies the update by its
+                    # content (StatusUpdate.key): the same record in a second file, or the
+                    # same file dropped again, is a duplicate, whatever the file is called.
+                    update_id=own_id,
                 )
             )
         return out
