@@ -5,6 +5,11 @@ up its own lane. Each lane claims its agency's due deliveries under a lease (as 
 breaker, pause and in-flight cap allow), renders each with the agency's mapping, delivers through
 the adapter, and records the receipt or schedules a retry, looping until nothing is due.
 
+Before a case leaves, its payload is held against the agency's own contract (JSON Schema, XSD,
+WSDL types, file layout, email contract), compiled once per agency (`Directory.contract_checker`,
+the same check `loket mappings validate` runs): a payload off the contract is never sent; it
+becomes a dead letter with the contract's own message for the operators.
+
 Poll runs per agency on its own schedule, under a lease in the database, so among many workers
 only one polls a given agency at a time. The cursor is saved with the updates it produced.
 
@@ -36,6 +41,7 @@ from adapters.base import (
     MESSAGES,
     POLL,
     AdapterError,
+    ContractViolation,
     OpenItem,
     Outbound,
     OutboundMessage,
@@ -246,6 +252,9 @@ class Worker:
             else:
                 if payload is None:
                     payload = mapping.render(item.document)
+                problems = self.hub.directory.contract_checker(item.agency_id)(payload)
+                if problems:
+                    raise ContractViolation(problems)
                 receipt = adapter.deliver(
                     Outbound(
                         idempotency_key=item.idempotency_key,
@@ -263,6 +272,9 @@ class Worker:
                 None,
                 PermanentError(f"cannot render the case for this agency: {exc}"),
             )
+        except ContractViolation as exc:
+            # Not kept as the payload to retry: after the mapping is fixed, a resend renders anew.
+            return Sent(item, None, None, exc)
         except AdapterError as exc:
             return Sent(item, payload, None, exc)
         except Exception as exc:  # a bug in an adapter: keep the row, retry later, log loudly

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import JSON, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from adapters.base import AdapterError, Receipt
+from adapters.base import AdapterError, ContractViolation, Receipt
 from hub import audit, control, inbound, lifecycle
 from hub.db import Database
 from hub.models import (
@@ -398,8 +398,9 @@ def fail(
     """Record a failed attempt.
 
     Transient errors count towards the agency's breaker and retry with backoff until the round's
-    attempts are used up; permanent errors dead-letter at once. A worker whose lease was taken
-    over meanwhile only closes its attempt record.
+    attempts are used up; permanent errors dead-letter at once (a payload off the agency's
+    contract too, without touching the breaker: it was never sent). A worker whose lease was
+    taken over meanwhile only closes its attempt record.
     """
     delivery_policy = policy if isinstance(policy, DeliveryPolicy) else DeliveryPolicy(retry=policy)
     retry = delivery_policy.retry
@@ -414,7 +415,11 @@ def fail(
         if d.payload is None and payload is not None:
             d.payload = payload
         opened = False
-        if error.retryable:
+        if isinstance(error, ContractViolation):
+            # Never sent, so it says nothing of the agency's reachability; and a resend after
+            # the mapping is fixed must render anew, not send the refused payload again.
+            d.payload = None
+        elif error.retryable:
             opened = control.unreachable(s, d.agency_id, now, delivery_policy.breaker, error.detail)
         else:
             control.reachable(s, d.agency_id, now)
