@@ -270,11 +270,19 @@ class HttpClient:
     ) -> TransientError:
         elapsed = time.monotonic() - started
         cause = f"; {type(exc).__name__}" if exc is not None else ""
+        raw = {"error": "deadline", "deadline_seconds": self.deadline_seconds}
+        if self.read_timeout and elapsed < self.deadline_seconds - 0.05:
+            return TransientError(
+                f"{what}: the agency did not answer in time: nothing arrived for "
+                f"{self.read_timeout:g} s (read_timeout{cause}); it is retried later",
+                raw={**raw, "error": "read_timeout"},
+            )
         return TransientError(
-            f"{what}: the agency did not answer within the deadline of {self.deadline_seconds:g} s "
-            f"(gave up after {elapsed:.1f} s{cause}); it is retried later. If this agency is "
-            f"always this slow, raise {self.setting_prefix}.deadline_seconds in its mapping",
-            raw={"error": "deadline", "deadline_seconds": self.deadline_seconds},
+            f"{what}: the agency did not answer in time: the call passed its deadline of "
+            f"{self.deadline_seconds:g} s (gave up after {elapsed:.1f} s{cause}); it is retried "
+            f"later. If this agency is always this slow, raise "
+            f"{self.setting_prefix}.deadline_seconds in its mapping",
+            raw=raw,
         )
 
     def _too_big(self, what: str, how: str) -> PermanentError:
