@@ -97,6 +97,13 @@ CREDENTIALS_HINT = (
 TRANSIENT_HTTP = frozenset({408, 425, 429})
 # A DOCTYPE in the prolog (after an optional BOM, XML declaration, comments and PIs).
 DOCTYPE = re.compile(rb"^(?:\xef\xbb\xbf)?\s*(?:<\?.*?\?>\s*|<!--.*?-->\s*)*<!DOCTYPE", re.S | re.I)
+# An HTML page (`<!DOCTYPE html ...>` without an internal subset, or `<html`): what a proxy shows.
+# It is never parsed (so an XHTML doctype's DTD is never fetched), only reported.
+HTML_PAGE = re.compile(
+    rb"^(?:\xef\xbb\xbf)?\s*(?:<!--.*?-->\s*)*"
+    rb'(?:<!DOCTYPE\s+html(?:\s+PUBLIC\s+"[^"]*"(?:\s+"[^"]*")?)?\s*>|<html[\s>])',
+    re.S | re.I,
+)
 
 
 class HostileAnswer(Exception):
@@ -333,7 +340,16 @@ class SoapAdapter(Adapter):
         these too, but libxml2 may fail first with a mere syntax error on an entity bomb; checking
         the bytes here makes the refusal explicit and independent of the parser's version."""
         self._last.status = response.status
-        if DOCTYPE.match(response.body[:4096]):
+        head = response.body[:4096]
+        if HTML_PAGE.match(head):
+            # A gateway's error or maintenance page, not an attack: retried later.
+            raise TransientError(
+                f"HTTP {response.status} with an HTML page instead of a SOAP envelope (a gateway "
+                f"or maintenance page?): {response.text(200)!r}; retrying with the same "
+                "idempotency key is safe",
+                raw={"status": response.status, "body": response.text(2000)},
+            )
+        if DOCTYPE.match(head):
             raise HostileAnswer(f"HTTP {response.status}")
 
     def _call(self, operation: str, arguments: Mapping[str, Any]) -> Any:
