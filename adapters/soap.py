@@ -344,9 +344,9 @@ class SoapAdapter(Adapter):
         if HTML_PAGE.match(head):
             # A gateway's error or maintenance page, not an attack: retried later.
             raise TransientError(
-                f"HTTP {response.status} with an HTML page instead of a SOAP envelope (a gateway "
-                f"or maintenance page?): {response.text(200)!r}; retrying with the same "
-                "idempotency key is safe",
+                f"the agency's answer is not a readable SOAP envelope: HTTP {response.status} "
+                f"with an HTML page (a gateway or maintenance page?): {response.text(200)!r}; "
+                "retrying with the same idempotency key is safe",
                 raw={"status": response.status, "body": response.text(2000)},
             )
         if DOCTYPE.match(head):

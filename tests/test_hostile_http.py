@@ -82,7 +82,10 @@ for call in ("REST poll", "REST deliver"):
     EXPECTED[("invalid UTF-8", call)] = (TransientError, "not valid JSON")
     EXPECTED[("nested too deep", call)] = (TransientError, "nested deeper than")
     EXPECTED[("XML entity bomb", call)] = (TransientError, "not JSON we can read")
-EXPECTED[("HTML page, status 200", "SOAP poll")] = (TransientError, "HTML page instead of a SOAP")
+EXPECTED[("HTML page, status 200", "SOAP poll")] = (
+    TransientError,
+    "not a readable SOAP envelope: HTTP 200 with an HTML page",
+)
 EXPECTED[("invalid UTF-8", "SOAP poll")] = (TransientError, "malformed SOAP envelope")
 EXPECTED[("nested too deep", "SOAP poll")] = (TransientError, "malformed SOAP envelope")
 EXPECTED[("XML entity bomb", "SOAP poll")] = (PermanentError, "declares a DTD or XML entities")
@@ -183,3 +186,45 @@ def test_no_proxy_from_the_environment_is_used(peer, monkeypatch):
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
     peer.get("/api/changes", json={"changes": [], "next": "1", "has_more": False})
     assert rest_adapter(peer).poll("0", []).cursor == "1"
+
+
+# ------------------------------------------------------------------ in the worker, per agency
+
+
+@pytest.fixture
+def hub_with_a_hostile_agency(db, sims, clock, peer, monkeypatch):
+    """The hub with ombudsman-telecom on its simulator and consumer-mediation answering its
+    changes feed with 50 MB (the mapping's default cap: 5 MB)."""
+    from hub.config import Settings
+    from hub.services import Hub
+
+    peer.get("/api/changes", writer=huge_body())
+    monkeypatch.setenv("LOKET_CONSUMER_MEDIATION_URL", peer.url + "/api")
+    h = Hub.from_settings(Settings(database_url=db.url), db=db, clock=clock)
+    yield h
+    h.directory.close()
+
+
+def test_a_hostile_agencys_poll_fails_for_operators_and_the_other_agency_is_still_polled(
+    hub_with_a_hostile_agency, clock
+):
+    from hub.models import PollCursor
+    from scheduler.worker import Worker
+    from tests.test_worker import TELECOM, assignment, file
+
+    hub = hub_with_a_hostile_agency
+    filed = file(hub)
+    worker = Worker(hub, "w1")
+    worker.dispatch_once()
+    started = time.monotonic()
+    assert worker.poll_agency("consumer-mediation") is None
+    assert time.monotonic() - started < 5
+    worker.poll_agency(TELECOM)
+    with hub.db.session(read_only=True) as s:
+        hostile = s.get(PollCursor, "consumer-mediation")
+        fine = s.get(PollCursor, TELECOM)
+        assert "over the cap of 5,242,880 bytes (max_response_bytes)" in hostile.last_error
+        assert "raise adapter.max_response_bytes" in hostile.last_error
+        assert hostile.last_success_at is None
+        assert fine.last_error is None and fine.last_success_at is not None
+    assert assignment(hub, filed.reference).status == "received"
