@@ -30,7 +30,10 @@ different things to REST and to SOAP.
 
 from __future__ import annotations
 
+import contextlib
 import json as jsonlib
+import socket
+import threading
 import time
 import zlib
 from collections.abc import Mapping
@@ -40,6 +43,8 @@ from urllib.parse import urlencode
 
 import urllib3
 from marshmallow import fields, validate
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     HTTPError,
     NewConnectionError,
@@ -59,20 +64,68 @@ CHUNK = 64 * 1024
 USER_AGENT = "Loket/0.1 (+hub)"
 
 
-def limit_fields() -> dict[str, fields.Field]:
-    """The settings every HTTP transport's config schema takes (one declaration, two schemas)."""
-    return {
-        "deadline_seconds": fields.Float(
-            load_default=DEFAULT_DEADLINE_SECONDS,
-            validate=validate.Range(min=0.1, max=600),
-            metadata={"doc": "whole-call deadline: connect, headers and the entire body (seconds)"},
-        ),
-        "max_response_bytes": fields.Integer(
-            load_default=DEFAULT_MAX_RESPONSE_BYTES,
-            validate=validate.Range(min=1024),
-            metadata={"doc": "largest answer read from the agency; a larger one is refused"},
-        ),
-    }
+def deadline_field() -> fields.Float:
+    """`deadline_seconds` of an HTTP transport's config schema (REST and SOAP declare it)."""
+    return fields.Float(
+        load_default=DEFAULT_DEADLINE_SECONDS,
+        validate=validate.Range(min=0.1, max=600),
+        metadata={"doc": "whole-call deadline: connect, headers and the entire body (seconds)"},
+    )
+
+
+def max_response_bytes_field() -> fields.Integer:
+    """`max_response_bytes` of an HTTP transport's config schema (REST and SOAP declare it)."""
+    return fields.Integer(
+        load_default=DEFAULT_MAX_RESPONSE_BYTES,
+        validate=validate.Range(min=1024),
+        metadata={"doc": "largest answer read from the agency; a larger one is refused"},
+    )
+
+
+# The deadline of the call this thread is making, for the watchdog of the connection it uses.
+_call = threading.local()
+
+
+class _Watched:
+    """A connection whose wait for the status line and headers ends at the call's deadline: a
+    timer shuts the socket down then, so a peer trickling its headers cannot hold the call (the
+    body is bounded by the chunked read in `HttpClient._read`)."""
+
+    sock: socket.socket | None
+
+    def getresponse(self) -> Any:
+        deadline = getattr(_call, "deadline", None)
+        if deadline is None:
+            return super().getresponse()  # type: ignore[misc]
+        timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            return super().getresponse()  # type: ignore[misc]
+        finally:
+            timer.cancel()
+
+    def _expire(self) -> None:
+        sock = self.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+class _HTTPConnection(_Watched, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_Watched, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
 
 
 @dataclass(frozen=True)
@@ -140,6 +193,7 @@ class HttpClient:
             retries=False,
             cert_reqs="CERT_REQUIRED" if verify_tls else "CERT_NONE",
         )
+        self._pool.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
     def request(
         self,
@@ -169,6 +223,7 @@ class HttpClient:
         def left() -> float:
             return deadline - time.monotonic()
 
+        _call.deadline = deadline
         try:
             response = self._pool.request(
                 method,
@@ -193,7 +248,11 @@ class HttpClient:
         except SSLError as exc:
             raise _tls_error(what, exc) from None
         except (ProtocolError, HTTPError, OSError) as exc:
+            if left() <= 0:  # the watchdog cut a peer that trickled its headers
+                raise self._too_slow(what, started, exc) from None
             raise TransientError(f"{what}: cannot connect to the agency ({_short(exc)})") from None
+        finally:
+            _call.deadline = None
         try:
             data = self._read(response, what, started, left)
         finally:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -45,13 +46,13 @@ from adapters.base import (
     TransientError,
     dig,
 )
-from adapters.http import Answer, HttpClient, limit_fields
+from adapters.http import Answer, HttpClient, deadline_field, max_response_bytes_field
 from adapters.wire import ChangesSchema, StatusSchema, opt_str, parse_time
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-class RestConfig(Schema.from_dict(limit_fields())):  # type: ignore[misc]
+class RestConfig(Schema):
     base_url = fields.Url(required=True, require_tld=False, metadata={"doc": "Agency API root"})
     api_key = fields.String(load_default=None, metadata={"secret": True})
     api_key_header = fields.String(load_default="X-API-Key")
@@ -80,6 +81,8 @@ class RestConfig(Schema.from_dict(limit_fields())):  # type: ignore[misc]
     )
     health_path = fields.String(load_default="/health")
     verify_tls = fields.Boolean(load_default=True)
+    deadline_seconds = deadline_field()
+    max_response_bytes = max_response_bytes_field()
 
 
 def _retry_after(response: Answer) -> float | None:
@@ -286,8 +289,24 @@ class RestAdapter(Adapter):
         if workers == 1:
             results = [self._status_of(item) for item in open_items]
         else:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rest-poll") as pool:
-                results = list(pool.map(self._status_of, open_items))
+            # The first failure ends the poll: cases not yet asked are not asked, so a slow
+            # agency costs about one deadline, not one per open case.
+            failed = threading.Event()
+
+            def status_of(item: OpenItem) -> StatusUpdate | InboundProblem | None:
+                if failed.is_set():
+                    return None
+                try:
+                    return self._status_of(item)
+                except BaseException:
+                    failed.set()
+                    raise
+
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rest-poll")
+            try:
+                results = list(pool.map(status_of, open_items))
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
         updates = tuple(r for r in results if isinstance(r, StatusUpdate))
         problems = tuple(r for r in results if isinstance(r, InboundProblem))
         return PollResult(updates, cursor, problems)

@@ -70,7 +70,7 @@ from adapters.base import (
     TransientError,
     dig,
 )
-from adapters.http import Answer, HttpClient, limit_fields
+from adapters.http import Answer, HttpClient, deadline_field, max_response_bytes_field
 from adapters.wire import ChangesSchema, StatusSchema, opt_str, parse_time
 
 # Where a relative `wsdl` path is looked for after the working directory: the source checkout
@@ -149,7 +149,7 @@ class MessageSchema(Schema):
     )
 
 
-class SoapConfig(Schema.from_dict(limit_fields())):  # type: ignore[misc]
+class SoapConfig(Schema):
     wsdl = fields.String(
         required=True,
         metadata={"doc": "WSDL file; relative paths from the working dir or the source checkout"},
@@ -196,6 +196,8 @@ class SoapConfig(Schema.from_dict(limit_fields())):  # type: ignore[misc]
     connect_timeout = fields.Float(load_default=3.05, validate=validate.Range(min=0.01))
     read_timeout = fields.Float(load_default=10.0, validate=validate.Range(min=0.01))
     verify_tls = fields.Boolean(load_default=True)
+    deadline_seconds = deadline_field()
+    max_response_bytes = max_response_bytes_field()
 
     @validates_schema
     def _message_elements(self, data: Mapping[str, Any], **kwargs: Any) -> None:

@@ -159,6 +159,20 @@ def slow_body(total: int = 120, per_second: int = 1, status: int = 200) -> Write
     return write
 
 
+def slow_headers(count: int = 120) -> Writer:
+    """The status line, then header bytes one a second: the body never starts."""
+
+    def write(handler: BaseHTTPRequestHandler) -> None:
+        handler.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        handler.wfile.flush()
+        for _ in range(count):
+            handler.wfile.write(b"x")
+            handler.wfile.flush()
+            time.sleep(1)
+
+    return write
+
+
 def huge_body(size: int = 50 * 1024 * 1024, announce: bool = False) -> Writer:
     """`size` bytes streamed in chunks (chunked encoding unless the length is announced)."""
 
