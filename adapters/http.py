@@ -312,17 +312,24 @@ class HttpClient:
                 f"{what}: the answer is in an encoding we did not ask for: {encoding}"
             )
         decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS if "gzip" in encoding else 0)
+        out = bytearray()
+        pending = data
         try:
-            out = decompressor.decompress(data, self.max_response_bytes + 1)
+            while True:  # in steps, so a decompression bomb stops at the cap
+                piece = decompressor.decompress(pending, CHUNK)
+                out += piece
+                if len(out) > self.max_response_bytes:
+                    raise self._too_big(
+                        what, f"it decompresses to more than {self.max_response_bytes:,} bytes"
+                    )
+                pending = decompressor.unconsumed_tail
+                if not piece and not pending:
+                    break
         except zlib.error as exc:
             raise TransientError(
                 f"{what}: the {encoding} answer does not decompress ({exc})"
             ) from None
-        if len(out) > self.max_response_bytes:
-            raise self._too_big(
-                what, f"it decompresses to more than {self.max_response_bytes:,} bytes"
-            )
-        return out
+        return bytes(out)
 
     def _too_slow(
         self, what: str, started: float, exc: BaseException | None = None

@@ -254,3 +254,29 @@ def test_a_hostile_agencys_poll_fails_for_operators_and_the_other_agency_is_stil
         assert hostile.last_success_at is None
         assert fine.last_error is None and fine.last_success_at is not None
     assert assignment(hub, filed.reference).status == "received"
+
+
+def test_a_compressed_answer_is_capped_after_decompressing_too(peer):
+    import gzip
+
+    bomb = gzip.compress(b"[" * (20 * CAP))  # ~20 KB on the wire, 20 MiB unpacked
+    assert len(bomb) < CAP
+    peer.get(
+        "/api/changes",
+        body=bomb,
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+    error, elapsed, peak = measured(lambda: rest_adapter(peer).poll("0", []))
+    assert isinstance(error, PermanentError), error
+    assert elapsed < DEADLINE + MARGIN
+    assert "decompresses to more than 1,048,576 bytes" in error.detail
+    assert peak < 2 * CAP + len(bomb)
+    small = gzip.compress(b'{"changes": [], "next": "3", "has_more": false}')
+    peer.add(
+        "GET",
+        "/api/changes",
+        body=small,
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        replace=True,
+    )
+    assert rest_adapter(peer).poll("0", []).cursor == "3"
