@@ -87,23 +87,36 @@ _call = threading.local()
 
 
 class _Watched:
-    """A connection whose wait for the status line and headers ends at the call's deadline: a
-    timer shuts the socket down then, so a peer trickling its headers cannot hold the call (the
-    body is bounded by the chunked read in `HttpClient._read`)."""
+    """A connection whose sending and wait for the status line and headers end at the call's
+    deadline: a timer shuts the socket down then, so a peer that stops reading our request or
+    trickles its headers cannot hold the call (the body is bounded by the chunked read in
+    `HttpClient._read`; connecting by `connect_timeout`)."""
 
     sock: socket.socket | None
+    _watchdog: threading.Timer | None = None
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        deadline = getattr(_call, "deadline", None)
+        if deadline is not None:
+            self._watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), self._expire)
+            self._watchdog.daemon = True
+            self._watchdog.start()
+        try:
+            return super().request(*args, **kwargs)  # type: ignore[misc]
+        except BaseException:
+            self._stop_watchdog()
+            raise
 
     def getresponse(self) -> Any:
-        deadline = getattr(_call, "deadline", None)
-        if deadline is None:
-            return super().getresponse()  # type: ignore[misc]
-        timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._expire)
-        timer.daemon = True
-        timer.start()
         try:
             return super().getresponse()  # type: ignore[misc]
         finally:
-            timer.cancel()
+            self._stop_watchdog()
+
+    def _stop_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
 
     def _expire(self) -> None:
         sock = self.sock
@@ -248,7 +261,7 @@ class HttpClient:
         except SSLError as exc:
             raise _tls_error(what, exc) from None
         except (ProtocolError, HTTPError, OSError) as exc:
-            if left() <= 0:  # the watchdog cut a peer that trickled its headers
+            if left() <= 0:  # the watchdog cut a peer that stalled the request or its headers
                 raise self._too_slow(what, started, exc) from None
             raise TransientError(f"{what}: cannot connect to the agency ({_short(exc)})") from None
         finally:

@@ -31,6 +31,7 @@ from tests.httppeer import (
     HttpPeer,
     fixed,
     huge_body,
+    self_signed_tls,
     slow_body,
     slow_headers,
 )
@@ -280,3 +281,20 @@ def test_a_compressed_answer_is_capped_after_decompressing_too(peer):
         replace=True,
     )
     assert rest_adapter(peer).poll("0", []).cursor == "3"
+
+
+def test_tls_certificates_are_verified_unless_the_mapping_says_otherwise(tmp_path):
+    agency = HttpPeer(tls=self_signed_tls(tmp_path))
+    try:
+        agency.get("/api/changes", json={"changes": [], "next": "2", "has_more": False})
+        config = {"base_url": agency.url + "/api", "changes_path": "/changes", **LIMITS}
+        with pytest.raises(PermanentError, match="TLS certificate does not verify") as info:
+            RestAdapter(config).poll("0", [])
+        assert agency.calls == []  # nothing was sent to an endpoint we could not verify
+        assert "verify_tls" in info.value.detail
+        from urllib3.exceptions import InsecureRequestWarning
+
+        with pytest.warns(InsecureRequestWarning):
+            assert RestAdapter({**config, "verify_tls": False}).poll("0", []).cursor == "2"
+    finally:
+        agency.close()
