@@ -1,10 +1,14 @@
-"""REST adapter: JSON over HTTP(S) with an API-key header, via one `requests.Session`.
+"""REST adapter: JSON over HTTP(S) with an API-key header, via the agency's `HttpClient` pool.
 
 deliver: POST the payload to `submit_path` with `Idempotency-Key` (the case's documents, base64,
 at `attachments_field` when the agency takes them); the agency's reference is read from
 `reference_field` of the answer. poll: `changes_path` (changes since a cursor, one request
 per tick, following `has_more`, asking for `page_size` changes a page when the agency takes a
 `page_size_param`) when the agency offers it, else `status_path` per open case.
+
+Every call has the whole-call deadline and the answer size cap of `adapters.http`
+(`deadline_seconds`, `max_response_bytes`), and every answer is read as untrusted JSON (an HTML
+page with status 200, broken UTF-8 or absurd nesting is a classified error, never a crash).
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import requests
 from marshmallow import Schema, fields, validate
 
 from adapters.base import (
@@ -44,6 +47,7 @@ from adapters.base import (
     TransientError,
     dig,
 )
+from adapters.http import Answer, HttpClient, deadline_field, max_response_bytes_field
 from adapters.wire import ChangesSchema, StatusSchema, opt_str, parse_time
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -78,9 +82,11 @@ class RestConfig(Schema):
     )
     health_path = fields.String(load_default="/health")
     verify_tls = fields.Boolean(load_default=True)
+    deadline_seconds = deadline_field()
+    max_response_bytes = max_response_bytes_field()
 
 
-def _retry_after(response: requests.Response) -> float | None:
+def _retry_after(response: Answer) -> float | None:
     value = response.headers.get("Retry-After")
     if not value:
         return None
@@ -104,14 +110,18 @@ class RestAdapter(Adapter):
     def __init__(self, config: Mapping[str, Any]):
         super().__init__(config)
         self.base_url = self.config["base_url"].rstrip("/")
-        self.session = requests.Session()
-        self.session.headers["Accept"] = "application/json"
-        self.session.headers["User-Agent"] = "Loket/0.1 (+hub)"
+        headers = {"Accept": "application/json"}
         if self.config["api_key"]:
-            self.session.headers[self.config["api_key_header"]] = self.config["api_key"]
-        self.session.verify = self.config["verify_tls"]
-        self.timeout = (self.config["connect_timeout"], self.config["read_timeout"])
-        self._local = threading.local()
+            headers[self.config["api_key_header"]] = self.config["api_key"]
+        self.http = HttpClient(
+            deadline_seconds=self.config["deadline_seconds"],
+            max_response_bytes=self.config["max_response_bytes"],
+            connect_timeout=self.config["connect_timeout"],
+            read_timeout=self.config["read_timeout"],
+            verify_tls=self.config["verify_tls"],
+            headers=headers,
+            maxsize=max(self.max_concurrency, self.config["poll_concurrency"]),
+        )
 
     @property
     def capabilities(self) -> frozenset[str]:
@@ -130,45 +140,19 @@ class RestAdapter(Adapter):
 
     # -------------------------------------------------------------------------------- transport
 
-    def _request(
-        self, method: str, path: str, session: requests.Session | None = None, **kwargs: Any
-    ) -> requests.Response:
-        url = self.base_url + path
-        try:
-            response = (session or self.session).request(
-                method, url, timeout=self.timeout, **kwargs
-            )
-        except requests.Timeout as exc:
-            raise TransientError(
-                f"{method} {path}: the agency did not answer in time ({exc.__class__.__name__})"
-            ) from None
-        except requests.ConnectionError as exc:
-            raise TransientError(
-                f"{method} {path}: cannot connect to the agency ({_short(exc)})"
-            ) from None
-        except requests.RequestException as exc:
-            raise TransientError(f"{method} {path}: {_short(exc)}") from None
+    def _request(self, method: str, path: str, **kwargs: Any) -> Answer:
+        """One call within the agency's deadline and cap; HTTP refusals classified here."""
+        response = self.http.request(method, self.base_url + path, path=path, **kwargs)
         if response.ok:
             return response
-        raw = {"status": response.status_code, "body": response.text[:2000]}
-        detail = (
-            f"{method} {path}: HTTP {response.status_code} {response.reason}: {response.text[:300]}"
-        )
-        if response.status_code in TRANSIENT_STATUSES or response.status_code >= 500:
+        text = response.text(2000)
+        raw = {"status": response.status, "body": text}
+        detail = f"{method} {path}: HTTP {response.status} {response.reason}: {text[:300]}"
+        if response.status in TRANSIENT_STATUSES or response.status >= 500:
             raise TransientError(detail, retry_after=_retry_after(response), raw=raw)
-        if response.status_code in (401, 403):
+        if response.status in (401, 403):
             detail += " (check the API key in the agency's adapter configuration)"
         raise PermanentError(detail, raw=raw)
-
-    def _json(self, response: requests.Response, what: str) -> Any:
-        try:
-            return response.json()
-        except ValueError:
-            # The agency said yes but we cannot read it; a retry with the same key is safe.
-            raise TransientError(
-                f"{what}: HTTP {response.status_code} but the body is not JSON: {response.text[:200]!r}",
-                raw={"status": response.status_code, "body": response.text[:2000]},
-            ) from None
 
     # -------------------------------------------------------------------------------- interface
 
@@ -177,31 +161,30 @@ class RestAdapter(Adapter):
         response = self._request(
             "POST",
             path,
-            session=self._thread_session(),
             json=self._with_attachments(item),
             headers={
                 "Idempotency-Key": item.idempotency_key,
                 "X-Loket-Reference": item.case_reference,
             },
         )
-        body = self._json(response, f"POST {path}")
+        body = response.json()
         reference = dig(body, self.config["reference_field"])
         if reference in (None, ""):
             raise TransientError(
                 f"POST {path}: the answer has no {self.config['reference_field']!r}: {str(body)[:200]}",
-                raw={"status": response.status_code, "body": body},
+                raw={"status": response.status, "body": body},
             )
         replay = response.headers.get("Idempotent-Replay", "").lower() == "true"
         return Receipt(
             agency_reference=str(reference),
-            duplicate=replay or response.status_code == 200,
+            duplicate=replay or response.status == 200,
             raw={
                 "request": {
                     "method": "POST",
                     "path": path,
                     "idempotency_key": item.idempotency_key,
                 },
-                "response": {"status": response.status_code, "body": body},
+                "response": {"status": response.status, "body": body},
             },
         )
 
@@ -242,7 +225,7 @@ class RestAdapter(Adapter):
                 "X-Loket-Reference": item.case_reference,
             },
         )
-        answer = self._json(response, f"POST {path}")
+        answer = response.json()
         return Receipt(
             agency_reference=str(dig(answer, "id") or item.agency_reference),
             duplicate=response.headers.get("Idempotent-Replay", "").lower() == "true",
@@ -252,7 +235,7 @@ class RestAdapter(Adapter):
                     "path": path,
                     "idempotency_key": item.idempotency_key,
                 },
-                "response": {"status": response.status_code, "body": answer},
+                "response": {"status": response.status, "body": answer},
             },
         )
 
@@ -271,7 +254,7 @@ class RestAdapter(Adapter):
             params = {self.config["cursor_param"]: cursor} if cursor is not None else {}
             if self.config["page_size_param"]:
                 params[self.config["page_size_param"]] = str(self.config["page_size"])
-            body = self._json(self._request("GET", path, params=params), f"GET {path}")
+            body = self._request("GET", path, params=params).json()
             items = dig(body, spec["items"])
             if not isinstance(items, list):
                 raise TransientError(f"GET {path}: no list at {spec['items']!r} in the answer")
@@ -307,8 +290,24 @@ class RestAdapter(Adapter):
         if workers == 1:
             results = [self._status_of(item) for item in open_items]
         else:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rest-poll") as pool:
-                results = list(pool.map(self._status_of, open_items))
+            # The first failure ends the poll: cases not yet asked are not asked, so a slow
+            # agency costs about one deadline, not one per open case.
+            failed = threading.Event()
+
+            def status_of(item: OpenItem) -> StatusUpdate | InboundProblem | None:
+                if failed.is_set():
+                    return None
+                try:
+                    return self._status_of(item)
+                except BaseException:
+                    failed.set()
+                    raise
+
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rest-poll")
+            try:
+                results = list(pool.map(status_of, open_items))
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
         updates = tuple(r for r in results if isinstance(r, StatusUpdate))
         problems = tuple(r for r in results if isinstance(r, InboundProblem))
         return PollResult(updates, cursor, problems)
@@ -319,10 +318,10 @@ class RestAdapter(Adapter):
             agency_reference=item.agency_reference, case_reference=item.case_reference
         )
         try:
-            body = self._json(
-                self._request("GET", path, session=self._thread_session()), f"GET {path}"
-            )
+            body = self._request("GET", path).json()
         except PermanentError as exc:
+            if exc.raw.get("scope") in ("limits", "configuration"):
+                raise  # every case would fail the same way: the poll fails, once, for operators
             return InboundProblem(
                 source=f"{item.case_reference} ({item.agency_reference})", reason=exc.detail
             )
@@ -344,18 +343,6 @@ class RestAdapter(Adapter):
             case_reference=item.case_reference,
             message=opt_str(dig(body, spec["message"])),
         )
-
-    def _thread_session(self) -> requests.Session:
-        """requests.Session is not made for sharing between threads: one per polling thread."""
-        if threading.current_thread() is threading.main_thread():
-            return self.session
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.headers.update(self.session.headers)
-            session.verify = self.session.verify
-            self._local.session = session
-        return session
 
     def check(self) -> Health:
         started = time.perf_counter()
@@ -394,7 +381,7 @@ class RestAdapter(Adapter):
         return ContractChecker(check)
 
     def close(self) -> None:
-        self.session.close()
+        self.http.close()
 
 
 def _encoded(attachments: Sequence[Attachment]) -> list[dict[str, str]]:

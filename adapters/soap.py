@@ -1,4 +1,4 @@
-"""SOAP adapter: an agency's own WSDL, called with zeep over one `requests.Session`.
+"""SOAP adapter: an agency's own WSDL, called with zeep over the agency's `HttpClient` pool.
 
 deliver: call `submit_operation` with the rendered payload (its keys are the operation's
 parameters, dotted mapping fields become nested complex types) plus the idempotency key in the
@@ -19,6 +19,13 @@ are transient (the same idempotency key makes a retry safe). An answer that decl
 entities (entity-expansion bombs, external entities/XXE) is refused without expanding or fetching
 anything and is *permanent*: SOAP forbids DTDs in messages, so such an answer is an attack or a
 broken gateway that needs a person, and retrying would only send the consumer's data again into it.
+
+zeep sends through `CappedTransport`, a zeep Transport whose post/get go through
+`adapters.http.HttpClient`: each call has the same whole-call deadline (`deadline_seconds`) and
+answer size cap (`max_response_bytes`) as a REST call, classified the same way. `requests` stays
+only because zeep's Transport base class makes a Session; it is built with `trust_env=False` and
+nothing is sent through it (a `file://` WSDL is read directly, an `http(s)://` one through the
+client).
 """
 
 from __future__ import annotations
@@ -64,6 +71,7 @@ from adapters.base import (
     TransientError,
     dig,
 )
+from adapters.http import Answer, HttpClient, deadline_field, max_response_bytes_field
 from adapters.wire import ChangesSchema, StatusSchema, opt_str, parse_time
 
 # Where a relative `wsdl` path is looked for after the working directory: the source checkout
@@ -90,6 +98,13 @@ CREDENTIALS_HINT = (
 TRANSIENT_HTTP = frozenset({408, 425, 429})
 # A DOCTYPE in the prolog (after an optional BOM, XML declaration, comments and PIs).
 DOCTYPE = re.compile(rb"^(?:\xef\xbb\xbf)?\s*(?:<\?.*?\?>\s*|<!--.*?-->\s*)*<!DOCTYPE", re.S | re.I)
+# An HTML page (`<!DOCTYPE html ...>` without an internal subset, or `<html`): what a proxy shows.
+# It is never parsed (so an XHTML doctype's DTD is never fetched), only reported.
+HTML_PAGE = re.compile(
+    rb"^(?:\xef\xbb\xbf)?\s*(?:<!--.*?-->\s*)*"
+    rb'(?:<!DOCTYPE\s+html(?:\s+PUBLIC\s+"[^"]*"(?:\s+"[^"]*")?)?\s*>|<html[\s>])',
+    re.S | re.I,
+)
 
 
 class HostileAnswer(Exception):
@@ -182,6 +197,8 @@ class SoapConfig(Schema):
     connect_timeout = fields.Float(load_default=3.05, validate=validate.Range(min=0.01))
     read_timeout = fields.Float(load_default=10.0, validate=validate.Range(min=0.01))
     verify_tls = fields.Boolean(load_default=True)
+    deadline_seconds = deadline_field()
+    max_response_bytes = max_response_bytes_field()
 
     @validates_schema
     def _message_elements(self, data: Mapping[str, Any], **kwargs: Any) -> None:
@@ -200,12 +217,14 @@ class SoapAdapter(Adapter):
 
     def __init__(self, config: Mapping[str, Any]):
         super().__init__(config)
-        self.session = requests.Session()
-        self.session.headers["User-Agent"] = "Loket/0.1 (+hub)"
-        self.session.verify = self.config["verify_tls"]
-        self.session.hooks["response"].append(self._inspect)
+        self.http = HttpClient(
+            deadline_seconds=self.config["deadline_seconds"],
+            max_response_bytes=self.config["max_response_bytes"],
+            connect_timeout=self.config["connect_timeout"],
+            read_timeout=self.config["read_timeout"],
+            verify_tls=self.config["verify_tls"],
+        )
         self._last = threading.local()
-        self.timeout = (self.config["connect_timeout"], self.config["read_timeout"])
         self._lock = threading.Lock()
         self._client: zeep.Client | None = None
         self._service: Any = None
@@ -244,11 +263,7 @@ class SoapAdapter(Adapter):
             if self._service is not None and self._client is not None:
                 return self._client, self._service
             path = self.wsdl_path()
-            transport = Transport(
-                session=self.session,
-                timeout=sum(self.timeout),
-                operation_timeout=self.timeout,
-            )
+            transport = CappedTransport(self.http, self._inspect)
             settings = zeep.Settings(
                 strict=True,
                 forbid_dtd=True,
@@ -321,15 +336,24 @@ class SoapAdapter(Adapter):
 
     # ------------------------------------------------------------------------------- transport
 
-    def _inspect(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    def _inspect(self, response: Answer) -> None:
         """Every HTTP answer, before zeep parses it: note the status, refuse a DTD outright.
 
         zeep (forbid_dtd, forbid_entities) and lxml (no entity resolution, no network) refuse
         these too, but libxml2 may fail first with a mere syntax error on an entity bomb; checking
         the bytes here makes the refusal explicit and independent of the parser's version."""
-        self._last.status = response.status_code
-        if DOCTYPE.match(response.content[:4096]):
-            raise HostileAnswer(f"HTTP {response.status_code}")
+        self._last.status = response.status
+        head = response.body[:4096]
+        if HTML_PAGE.match(head):
+            # A gateway's error or maintenance page, not an attack: retried later.
+            raise TransientError(
+                f"the agency's answer is not a readable SOAP envelope: HTTP {response.status} "
+                f"with an HTML page (a gateway or maintenance page?): {response.text(200)!r}; "
+                "retrying with the same idempotency key is safe",
+                raw={"status": response.status, "body": response.text(2000)},
+            )
+        if DOCTYPE.match(head):
+            raise HostileAnswer(f"HTTP {response.status}")
 
     def _call(self, operation: str, arguments: Mapping[str, Any]) -> Any:
         """Call one operation and return its answer as plain data; every failure classified."""
@@ -352,6 +376,12 @@ class SoapAdapter(Adapter):
             answer = getattr(service, operation)(**arguments)
         except zx.Fault as exc:
             raise _fault_error(operation, exc, self._last.status) from None
+        except TransientError as exc:  # from the HTTP client: deadline, connection
+            raise TransientError(
+                f"{operation}: {exc.detail}", retry_after=exc.retry_after, raw=exc.raw
+            ) from None
+        except PermanentError as exc:  # from the HTTP client: size cap, certificate
+            raise PermanentError(f"{operation}: {exc.detail}", raw=exc.raw) from None
         except (
             HostileAnswer,
             zx.DTDForbidden,
@@ -372,16 +402,6 @@ class SoapAdapter(Adapter):
                 f"{operation}: the agency's answer is not a readable SOAP envelope "
                 f"({_short(exc)}); retrying with the same idempotency key is safe"
             ) from None
-        except requests.Timeout as exc:
-            raise TransientError(
-                f"{operation}: the agency did not answer in time ({exc.__class__.__name__})"
-            ) from None
-        except requests.ConnectionError as exc:
-            raise TransientError(
-                f"{operation}: cannot connect to the agency ({_short(exc)})"
-            ) from None
-        except requests.RequestException as exc:
-            raise TransientError(f"{operation}: {_short(exc)}") from None
         except Exception as exc:
             raise TransientError(
                 f"{operation}: unexpected {type(exc).__name__} reading the answer: {_short(exc)}"
@@ -638,7 +658,69 @@ class SoapAdapter(Adapter):
         return ContractChecker(check, problems)
 
     def close(self) -> None:
-        self.session.close()
+        self.http.close()
+
+
+class _Reply:
+    """What zeep reads of an HTTP answer (the shape of a requests.Response it uses)."""
+
+    encoding = None
+
+    def __init__(self, answer: Answer):
+        self.status_code = answer.status
+        self.content = answer.body
+        self.headers = answer.headers
+
+    def close(self) -> None:
+        pass
+
+
+class CappedTransport(Transport):
+    """zeep's transport over the agency's HttpClient: SOAP calls get the deadline and the cap.
+
+    `inspect` sees every answer before zeep parses it (the DOCTYPE refusal)."""
+
+    def __init__(self, http: HttpClient, inspect: Any):
+        session = requests.Session()
+        session.trust_env = False  # zeep's base class wants one; nothing is sent through it
+        super().__init__(session=session, timeout=http.deadline_seconds)
+        self._close_session = True
+        self.http = http
+        self.inspect = inspect
+
+    def post(self, address: str, message: Any, headers: Any) -> Any:
+        body = message.encode("utf-8") if isinstance(message, str) else message
+        answer = self.http.request(
+            "POST", address, path=_path_of(address), body=body, headers=dict(headers or {})
+        )
+        self.inspect(answer)
+        return _Reply(answer)
+
+    def get(self, address: str, params: Any, headers: Any) -> Any:
+        answer = self.http.request(
+            "GET", address, path=_path_of(address), params=params, headers=dict(headers or {})
+        )
+        self.inspect(answer)
+        return _Reply(answer)
+
+    def _load_remote_data(self, url: str) -> bytes:
+        """A WSDL or XSD zeep needs: a file:// one from disk, an http(s):// one via the client."""
+        if url.startswith("file://"):
+            from urllib.parse import unquote, urlparse
+
+            return Path(unquote(urlparse(url).path)).read_bytes()
+        answer = self.http.request("GET", url)
+        if not answer.ok:
+            raise zx.TransportError(
+                f"GET {url}: HTTP {answer.status}", status_code=answer.status, content=answer.body
+            )
+        return answer.body
+
+
+def _path_of(address: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(address).path or "/"
 
 
 # ---------------------------------------------------------------------------- contract check

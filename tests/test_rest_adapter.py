@@ -1,4 +1,5 @@
-"""REST adapter unit tests (responses): how each answer of an agency is read and classified."""
+"""REST adapter unit tests against a real loopback peer: how each answer of an agency is read
+and classified."""
 
 import base64
 import contextlib
@@ -10,8 +11,6 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import requests
-import responses
 
 from adapters.base import (
     Attachment,
@@ -22,9 +21,22 @@ from adapters.base import (
     TransientError,
 )
 from adapters.rest import RestAdapter
+from tests.conftest import free_port
+from tests.httppeer import HttpPeer, slow_body
 
-BASE = "http://agency.test/api"
+BASE = "http://agency.test/api"  # replaced by the loopback peer's address in each test
 ITEM = Outbound("LK-AAAA-BBBB.x.1", "LK-AAAA-BBBB", "x", {"a": 1})
+
+
+@pytest.fixture(autouse=True)
+def agency():
+    """The agency: a real HTTP peer on loopback; tests register its answers under /api."""
+    global BASE
+    peer = HttpPeer()
+    BASE, saved = peer.url + "/api", BASE
+    yield peer
+    BASE = saved
+    peer.close()
 
 
 def adapter(**config):
@@ -33,37 +45,31 @@ def adapter(**config):
     )
 
 
-@responses.activate
-def test_deliver_posts_json_with_key_headers_and_reads_the_reference():
-    responses.post(f"{BASE}/cases", json={"id": "OMB-1"}, status=201)
+def test_deliver_posts_json_with_key_headers_and_reads_the_reference(agency):
+    agency.post("/api/cases", json={"id": "OMB-1"}, status=201)
     receipt = adapter().deliver(ITEM)
     assert receipt.agency_reference == "OMB-1" and not receipt.duplicate
-    sent = responses.calls[0].request
+    sent = agency.calls[0]
     assert sent.headers["Idempotency-Key"] == "LK-AAAA-BBBB.x.1"
     assert sent.headers["X-API-Key"] == "s3cret"
     assert sent.body == b'{"a": 1}'
 
 
-@responses.activate
-def test_a_replayed_delivery_is_recognised():
-    responses.post(
-        f"{BASE}/cases", json={"id": "OMB-1"}, status=200, headers={"Idempotent-Replay": "true"}
+def test_a_replayed_delivery_is_recognised(agency):
+    agency.post(
+        "/api/cases", json={"id": "OMB-1"}, status=200, headers={"Idempotent-Replay": "true"}
     )
     assert adapter().deliver(ITEM).duplicate
 
 
-@responses.activate
-def test_reference_field_may_be_nested():
-    responses.post(f"{BASE}/cases", json={"data": {"caseId": 7}}, status=201)
+def test_reference_field_may_be_nested(agency):
+    agency.post("/api/cases", json={"data": {"caseId": 7}}, status=201)
     assert adapter(reference_field="data.caseId").deliver(ITEM).agency_reference == "7"
 
 
 @pytest.mark.parametrize("status", [408, 425, 429, 500, 502, 503, 504])
-@responses.activate
-def test_server_trouble_and_throttling_are_transient(status):
-    responses.post(
-        f"{BASE}/cases", json={"error": "busy"}, status=status, headers={"Retry-After": "7"}
-    )
+def test_server_trouble_and_throttling_are_transient(status, agency):
+    agency.post("/api/cases", json={"error": "busy"}, status=status, headers={"Retry-After": "7"})
     with pytest.raises(TransientError) as info:
         adapter().deliver(ITEM)
     assert str(status) in info.value.detail
@@ -71,54 +77,51 @@ def test_server_trouble_and_throttling_are_transient(status):
 
 
 @pytest.mark.parametrize("status", [400, 404, 409, 422])
-@responses.activate
-def test_refusals_are_permanent(status):
-    responses.post(f"{BASE}/cases", json={"error": "no"}, status=status)
+def test_refusals_are_permanent(status, agency):
+    agency.post("/api/cases", json={"error": "no"}, status=status)
     with pytest.raises(PermanentError):
         adapter().deliver(ITEM)
 
 
-@responses.activate
-def test_a_refused_api_key_is_permanent_and_says_what_to_check():
-    responses.post(f"{BASE}/cases", json={"error": "who are you"}, status=401)
+def test_a_refused_api_key_is_permanent_and_says_what_to_check(agency):
+    agency.post("/api/cases", json={"error": "who are you"}, status=401)
     with pytest.raises(PermanentError, match="check the API key"):
         adapter().deliver(ITEM)
 
 
-@responses.activate
-def test_a_2xx_without_json_or_reference_is_transient_so_the_same_key_is_retried():
-    responses.post(f"{BASE}/cases", body="<html>OK</html>", status=200)
+def test_a_2xx_without_json_or_reference_is_transient_so_the_same_key_is_retried(agency):
+    agency.post("/api/cases", body="<html>OK</html>", status=200)
     with pytest.raises(TransientError, match="not JSON"):
         adapter().deliver(ITEM)
-    responses.replace(responses.POST, f"{BASE}/cases", json={"ok": True}, status=201)
+    agency.add("POST", "/api/cases", replace=True, json={"ok": True}, status=201)
     with pytest.raises(TransientError, match="no 'id'"):
         adapter().deliver(ITEM)
 
 
-@responses.activate
-def test_timeouts_and_refused_connections_are_transient():
-    responses.post(f"{BASE}/cases", body=requests.ConnectTimeout("slow"))
-    with pytest.raises(TransientError, match="did not answer in time"):
-        adapter().deliver(ITEM)
-    responses.replace(responses.POST, f"{BASE}/cases", body=requests.ConnectionError("refused"))
+def test_timeouts_and_refused_connections_are_transient(agency):
+    agency.post("/api/cases", writer=slow_body(total=20))
+    with pytest.raises(
+        TransientError, match="did not answer in time: the call passed its deadline of 1 s"
+    ):
+        adapter(deadline_seconds=1).deliver(ITEM)
+    closed = RestAdapter({"base_url": f"http://127.0.0.1:{free_port()}/api"})
     with pytest.raises(TransientError, match="cannot connect"):
-        adapter().deliver(ITEM)
+        closed.deliver(ITEM)
 
 
-@responses.activate
-def test_changes_since_follows_pages_and_returns_the_last_cursor():
-    responses.get(
-        f"{BASE}/changes",
-        match=[responses.matchers.query_param_matcher({"since": "3"})],
+def test_changes_since_follows_pages_and_returns_the_last_cursor(agency):
+    agency.get(
+        "/api/changes",
+        query={"since": "3"},
         json={
             "changes": [{"seq": 4, "case_id": "A", "status": "NEW", "at": "2026-11-02T09:00:00Z"}],
             "next": "4",
             "has_more": True,
         },
     )
-    responses.get(
-        f"{BASE}/changes",
-        match=[responses.matchers.query_param_matcher({"since": "4"})],
+    agency.get(
+        "/api/changes",
+        query={"since": "4"},
         json={
             "changes": [
                 {
@@ -144,18 +147,16 @@ def test_changes_since_follows_pages_and_returns_the_last_cursor():
     assert result.updates[1].case_reference == "LK-AAAA-BBBB" and result.updates[1].message == "hi"
 
 
-@responses.activate
-def test_a_first_poll_sends_no_cursor_and_an_empty_feed_keeps_it():
-    responses.get(f"{BASE}/changes", json={"changes": [], "next": None, "has_more": False})
+def test_a_first_poll_sends_no_cursor_and_an_empty_feed_keeps_it(agency):
+    agency.get("/api/changes", json={"changes": [], "next": None, "has_more": False})
     result = adapter().poll(None, [])
     assert result.updates == () and result.cursor is None
-    assert "since" not in responses.calls[0].request.url
+    assert "since" not in agency.calls[0].url
 
 
-@responses.activate
-def test_an_unreadable_change_fails_the_poll_so_the_cursor_does_not_move():
-    responses.get(
-        f"{BASE}/changes",
+def test_an_unreadable_change_fails_the_poll_so_the_cursor_does_not_move(agency):
+    agency.get(
+        "/api/changes",
         json={
             "changes": [{"seq": 1, "case_id": "A", "status": "NEW", "at": "yesterday"}],
             "next": "1",
@@ -166,10 +167,9 @@ def test_an_unreadable_change_fails_the_poll_so_the_cursor_does_not_move():
         adapter().poll("0", [])
 
 
-@responses.activate
-def test_per_case_polling_when_the_agency_has_no_changes_feed():
-    responses.get(f"{BASE}/cases/A", json={"status": "OPEN", "updated_at": "2026-11-02T09:00:00Z"})
-    responses.get(f"{BASE}/cases/B", json={"status": "NEW", "updated_at": "2026-11-02T09:00:00Z"})
+def test_per_case_polling_when_the_agency_has_no_changes_feed(agency):
+    agency.get("/api/cases/A", json={"status": "OPEN", "updated_at": "2026-11-02T09:00:00Z"})
+    agency.get("/api/cases/B", json={"status": "NEW", "updated_at": "2026-11-02T09:00:00Z"})
     rest = RestAdapter({"base_url": BASE, "status_path": "/cases/{agency_reference}"})
     result = rest.poll(
         "c", [OpenItem("A", "LK-1", "k1", "NEW"), OpenItem("B", "LK-2", "k2", "NEW")]
@@ -178,11 +178,10 @@ def test_per_case_polling_when_the_agency_has_no_changes_feed():
     assert result.cursor == "c"
 
 
-@responses.activate
-def test_check_tells_a_working_agency_from_a_refusing_one():
-    responses.get(f"{BASE}/health", json={"status": "ok"})
+def test_check_tells_a_working_agency_from_a_refusing_one(agency):
+    agency.get("/api/health", json={"status": "ok"})
     assert adapter().check().ok
-    responses.replace(responses.GET, f"{BASE}/health", status=401, json={})
+    agency.add("GET", "/api/health", replace=True, status=401, json={})
     health = adapter().check()
     assert not health.ok and "API key" in health.message
 
@@ -199,10 +198,9 @@ def test_the_api_key_is_masked_in_repr_and_masked_config():
     assert rest.masked_config()["api_key"] == "***"
 
 
-@responses.activate
-def test_per_case_polling_reports_a_case_the_agency_does_not_know_and_reads_the_others():
-    responses.get(f"{BASE}/cases/A", json={"status": "OPEN", "updated_at": "2026-11-02T09:00:00Z"})
-    responses.get(f"{BASE}/cases/GONE", json={"error": "no such case"}, status=404)
+def test_per_case_polling_reports_a_case_the_agency_does_not_know_and_reads_the_others(agency):
+    agency.get("/api/cases/A", json={"status": "OPEN", "updated_at": "2026-11-02T09:00:00Z"})
+    agency.get("/api/cases/GONE", json={"error": "no such case"}, status=404)
     rest = RestAdapter(
         {"base_url": BASE, "status_path": "/cases/{agency_reference}", "poll_concurrency": 2}
     )
@@ -212,10 +210,9 @@ def test_per_case_polling_reports_a_case_the_agency_does_not_know_and_reads_the_
     assert "LK-2" in problem.source and "404" in problem.reason
 
 
-@responses.activate
-def test_per_case_polling_fails_as_a_whole_when_the_agency_is_down():
-    responses.get(f"{BASE}/cases/A", json={"status": "OPEN", "updated_at": "2026-11-02T09:00:00Z"})
-    responses.get(f"{BASE}/cases/B", status=503, json={})
+def test_per_case_polling_fails_as_a_whole_when_the_agency_is_down(agency):
+    agency.get("/api/cases/A", json={"status": "OPEN", "updated_at": "2026-11-02T09:00:00Z"})
+    agency.get("/api/cases/B", status=503, json={})
     rest = RestAdapter({"base_url": BASE, "status_path": "/cases/{agency_reference}"})
     with pytest.raises(TransientError):
         rest.poll(None, [OpenItem("A", "LK-1", "k1"), OpenItem("B", "LK-2", "k2")])
@@ -234,9 +231,8 @@ def test_the_capabilities_follow_the_configured_paths():
     assert full.capabilities == RestAdapter.declared_capabilities - {"poll_per_item"}
 
 
-@responses.activate
-def test_documents_travel_base64_at_the_attachments_field_and_nowhere_without_one():
-    responses.post(f"{BASE}/cases", json={"id": "OMB-1"}, status=201)
+def test_documents_travel_base64_at_the_attachments_field_and_nowhere_without_one(agency):
+    agency.post("/api/cases", json={"id": "OMB-1"}, status=201)
     pdf = b"%PDF-1.4\x00\xff"
     item = Outbound(
         "LK-AAAA-BBBB.x.1",
@@ -247,7 +243,7 @@ def test_documents_travel_base64_at_the_attachments_field_and_nowhere_without_on
     )
     adapter(attachments_field="case.documents").deliver(item)
     adapter().deliver(item)
-    with_field, without = (json.loads(c.request.body) for c in responses.calls)
+    with_field, without = (json.loads(c.body) for c in agency.calls)
     assert with_field == {
         "a": 1,
         "case": {
@@ -265,11 +261,10 @@ def test_documents_travel_base64_at_the_attachments_field_and_nowhere_without_on
     assert item.payload == {"a": 1, "case": {"b": 2}}  # the rendered payload is not changed
 
 
-@responses.activate
-def test_a_page_size_is_asked_for_when_the_agency_takes_one():
-    responses.get(f"{BASE}/changes", json={"changes": [], "next": "7", "has_more": False})
+def test_a_page_size_is_asked_for_when_the_agency_takes_one(agency):
+    agency.get("/api/changes", json={"changes": [], "next": "7", "has_more": False})
     adapter(page_size_param="limit", page_size=50).poll("7", [])
-    assert responses.calls[0].request.params == {"since": "7", "limit": "50"}
+    assert agency.calls[0].params == {"since": "7", "limit": "50"}
 
 
 def test_close_lets_a_kept_alive_connection_go_and_may_be_called_twice():

@@ -365,7 +365,13 @@ def favv(make_soap_adapter):
 def sent_requests(adapter) -> list[bytes]:
     """Every request body the adapter puts on the wire, as the agency receives it."""
     bodies: list[bytes] = []
-    adapter.session.hooks["response"].append(lambda r, *a, **k: bodies.append(r.request.body))
+    send = adapter.http.request
+
+    def recorded(method, url, **kwargs):
+        bodies.append(kwargs.get("body"))
+        return send(method, url, **kwargs)
+
+    adapter.http.request = recorded
     return bodies
 
 
