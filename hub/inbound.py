@@ -408,6 +408,15 @@ def record_problem(s: Session, agency_id: str, problem: InboundProblemValue, now
             received_at=now,
         )
     )
+    audit.defer(
+        s,
+        at=now,
+        actor="agency",
+        action="inbound.problem",
+        case_id=None,
+        agency_id=agency_id,
+        data={"source": source, "reason": problem.reason, "content_digest": digest},
+    )
     s.flush()
     return PROBLEM
 
@@ -457,6 +466,37 @@ def _apply_update(
 
 
 def _apply_to(
+    s: Session,
+    mapping: AgencyMapping,
+    a: Assignment,
+    update: StatusUpdate,
+    now: datetime,
+    key: str | None = None,
+    seen: set[tuple[int, str]] | None = None,
+) -> str:
+    """`_apply_one`, and its outcome on the evidence log (applied, or refused as stale, unknown,
+    not allowed or an automatic note); a duplicate was recorded the first time."""
+    outcome = _apply_one(s, mapping, a, update, now, key, seen)
+    if outcome != DUPLICATE:
+        audit.defer(
+            s,
+            at=now,
+            actor="agency",
+            action=f"status.{outcome}",
+            case_id=a.case_id,
+            agency_id=a.agency_id,
+            data={
+                "agency_reference": update.agency_reference,
+                "agency_status": update.agency_status,
+                "occurred_at": update.occurred_at.isoformat(),
+                "update": key or update.key(),
+                "message_sha256": hashlib.sha256((update.message or "").encode()).hexdigest(),
+            },
+        )
+    return outcome
+
+
+def _apply_one(
     s: Session,
     mapping: AgencyMapping,
     a: Assignment,
