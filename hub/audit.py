@@ -34,6 +34,17 @@ def digest(
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+def payload_digest(payload: Any) -> str | None:
+    """SHA-256 of a payload as canonical JSON (sorted keys, no spaces, UTF-8): what the
+    evidence log keeps of the bytes sent, so the payload stored with a delivery can be proved."""
+    if payload is None:
+        return None
+    body = json.dumps(
+        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
 def normalise(data: Any) -> Any:
     """The data as it will read back from a JSON column, so its hash can be checked later."""
     return json.loads(json.dumps(data, default=str)) if data is not None else None

@@ -13,7 +13,7 @@ from sqlalchemy import select, text
 
 from adapters.base import StatusUpdate
 from hub import audit, evidence, inbound, operations, queries
-from hub.models import AuditEntry, Case
+from hub.models import Assignment, AuditEntry, Case, Delivery
 from loket.cli import main as cli
 from scheduler.worker import Worker
 from tests.test_worker import TELECOM, assignment, file
@@ -347,3 +347,54 @@ def test_the_worker_signs_a_checkpoint_when_entries_wait(hub, store, clock):
     file(hub)
     clock.advance(seconds=7200)
     assert worker.checkpoint_evidence() == 4  # the last checkpoint is old: any waiting entry goes
+
+
+def test_a_receipt_names_the_digest_of_the_payload_sent(hub, logged):
+    with hub.db.session(read_only=True) as s:
+        for reference in logged:
+            d = s.scalars(
+                select(Delivery).join(Assignment).join(Case).where(Case.reference == reference)
+            ).one()
+            [receipt] = [
+                e
+                for e in s.scalars(
+                    select(AuditEntry).where(AuditEntry.case_id == d.assignment.case_id)
+                )
+                if e.action == "delivery.receipt"
+            ]
+            assert receipt.data["payload_sha256"] == audit.payload_digest(d.payload) is not None
+
+
+# ----------------------------------------------------------------------------------------- Merkle
+
+
+def _mth(leaves: list[bytes]) -> bytes:
+    """RFC 6962 section 2.1, as written: the largest power of two smaller than n splits."""
+    if len(leaves) == 1:
+        return leaves[0]
+    k = 1 << (len(leaves) - 1).bit_length() - 1
+    return evidence.node_hash(_mth(leaves[:k]), _mth(leaves[k:]))
+
+
+def _path(m: int, leaves: list[bytes]) -> list[bytes]:
+    if len(leaves) == 1:
+        return []
+    k = 1 << (len(leaves) - 1).bit_length() - 1
+    if m < k:
+        return [*_path(m, leaves[:k]), _mth(leaves[k:])]
+    return [*_path(m - k, leaves[k:]), _mth(leaves[:k])]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 17, 31, 33])
+def test_tree_heads_and_proofs_are_rfc_6962s(n):
+    leaves = [evidence.leaf_hash(bytes([i]) * 32) for i in range(n)]
+    root = _mth(leaves)
+    assert evidence.merkle_root(leaves) == root
+    levels = evidence._levels(leaves)
+    for m in range(n):
+        proof = evidence._proof(levels, m)
+        assert proof == _path(m, leaves)
+        assert evidence.verify_inclusion(m, n, leaves[m], proof, root)
+        assert not evidence.verify_inclusion(m, n, evidence.leaf_hash(b"x" * 32), proof, root)
+        if n > 1:
+            assert not evidence.verify_inclusion((m + 1) % n, n, leaves[m], proof, root)
