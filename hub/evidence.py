@@ -246,6 +246,29 @@ class KeyStore:
     def keyring_path(self) -> Path:
         return self.dir / "keyring.json"
 
+    @property
+    def published_path(self) -> Path:
+        """The latest signed checkpoint, kept outside the database too: a log cut back together
+        with its checkpoint rows still falls short of it. Copy it anywhere you like."""
+        return self.dir / "checkpoint.json"
+
+    def publish(self, cp: Checkpoint) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.published_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(cp.to_json(), indent=2) + "\n")
+        tmp.replace(self.published_path)
+
+    def published(self) -> Checkpoint | None:
+        try:
+            doc = json.loads(self.published_path.read_text())
+            return Checkpoint(
+                doc["size"], doc["root"], _time(doc["at"]), doc["key_id"], doc["signature"]
+            )
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise EvidenceError(f"{self.published_path} is not a checkpoint ({exc!r})") from None
+
     def keyring(self) -> Keyring:
         return Keyring.load(self.keyring_path)
 
@@ -416,7 +439,8 @@ def checkpoint(db: Database, store: KeyStore, now: datetime) -> Checkpoint | Non
                 size=cp.size, root=cp.root, at=at, key_id=kid, signature=signature, leaves=added
             )
         )
-        return cp
+    store.publish(cp)
+    return cp
 
 
 def checkpoint_due(db: Database, now: datetime, *, every: timedelta, entries: int) -> bool:
@@ -575,14 +599,16 @@ def _against_checkpoints(
     return found
 
 
-def verify(db: Database, ring: Keyring | None) -> Report:
+def verify(db: Database, ring: Keyring | None, published: Checkpoint | None = None) -> Report:
     """Walk the whole log: every entry's hash, every case's chain, the numbering against the
-    signed checkpoints. Findings are in log order; the first is the first entry that changed."""
+    signed checkpoints (and against `published`, a checkpoint kept outside the database).
+    Findings are in log order; the first is the first entry that changed."""
     with db.session(read_only=True) as s:
         rows = s.scalars(select(EvidenceCheckpoint).order_by(EvidenceCheckpoint.size)).all()
         last = _checkpoint(rows[-1]) if rows else None
         try:
             trusted = _trusted_leaves(rows, ring) if rows else []
+            _against_published(rows, published, ring)
         except EvidenceError as exc:
             return Report(0, last, (Finding(0, str(exc)),))
         entries = _entries(s)
@@ -597,6 +623,26 @@ def verify(db: Database, ring: Keyring | None) -> Report:
     findings = _against_checkpoints(entries, trusted, refs) + list(_chain(entries, refs, position))
     findings.sort(key=lambda f: f.position)
     return Report(len(entries), last, tuple(dict.fromkeys(findings)))
+
+
+def _against_published(
+    rows: Sequence[EvidenceCheckpoint], published: Checkpoint | None, ring: Keyring | None
+) -> None:
+    if published is None:
+        return
+    if ring is not None:
+        published.check_signature(ring)
+    same = next((r for r in rows if r.size == published.size), None)
+    if same is None and published.size > (rows[-1].size if rows else 0):
+        raise EvidenceError(
+            f"the log is truncated: the published checkpoint signed {published.size} entries, "
+            f"the database's checkpoints end at {rows[-1].size if rows else 0}"
+        )
+    if same is not None and same.root != published.root:
+        raise EvidenceError(
+            f"the checkpoint of size {published.size} differs from the published one: "
+            "the checkpoint table was rewritten"
+        )
 
 
 @dataclass(frozen=True)

@@ -707,7 +707,9 @@ def evidence_verify() -> None:
     ring = store.keyring() if store.keyring_path.exists() else None
     db = _evidence_db(settings)
     try:
-        report = ev.verify(db, ring)
+        report = ev.verify(db, ring, store.published())
+    except ev.EvidenceError as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         db.dispose()
     if report.checkpoint is not None and ring is None:

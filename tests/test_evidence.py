@@ -235,6 +235,23 @@ def test_an_entry_forged_into_a_case_after_the_checkpoint_breaks_its_chain(hub, 
     )
 
 
+def test_a_log_cut_back_with_its_checkpoints_falls_short_of_the_published_one(
+    hub, store, logged, clock
+):
+    file(hub)
+    clock.advance(seconds=60)
+    cp = evidence.checkpoint(hub.db, store, clock.now())
+    assert cp is not None and store.published() == cp
+    # Cut back the last checkpoint and the entries it added: the database alone cannot tell.
+    sql(hub, "DELETE FROM evidence_checkpoints WHERE size = :n", n=cp.size)
+    sql(hub, "DELETE FROM audit_entries WHERE seq = :n", n=cp.size)
+    answer = run(hub, store, "verify")
+    assert answer.exit_code == 1
+    assert f"the published checkpoint signed {cp.size} entries" in answer.output
+    store.published_path.unlink()
+    assert run(hub, store, "verify").exit_code == 0  # why the head is published
+
+
 def test_a_changed_checkpoint_is_refused(hub, store, logged):
     sql(hub, "UPDATE evidence_checkpoints SET size = size + 1")
     answer = run(hub, store, "verify")
