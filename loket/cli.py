@@ -726,7 +726,11 @@ def evidence_verify() -> None:
             click.echo(f"  ... and {more - 10} more", err=True)
         sys.exit(1)
     cp = report.checkpoint
-    covered = f"; checkpoint of {cp.size} signed by {cp.key_id} at {cp.at}" if cp else ""
+    covered = (
+        f"; checkpoint of {cp.size} signed by {cp.key_id} at {cp.at}"
+        if cp
+        else "; no signed checkpoint yet (`loket evidence checkpoint`)"
+    )
     click.echo(f"evidence log intact: {report.entries} entries{covered}")
 
 

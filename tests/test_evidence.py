@@ -85,6 +85,36 @@ def test_every_exchange_and_action_is_on_one_numbered_log(hub, logged):
     assert applied.data["agency_status"] == "ASSIGNED" and applied.case_id is not None
 
 
+def test_an_update_the_hub_cannot_store_is_on_the_log_as_a_refused_item(hub, store, clock):
+    long_reference = "X" * 500
+    stats = inbound.apply_updates(
+        hub.db,
+        hub.directory.agencies[TELECOM],
+        (StatusUpdate("ASSIGNED", clock.now(), agency_reference=long_reference),),
+        clock.now(),
+    )
+    assert stats.counts == {"problem": 1}
+    [entry] = [e for e in entries(hub) if e.action == "inbound.problem"]
+    assert entry.case_id is None and entry.agency_id == TELECOM
+    assert "agency reference is 500 characters long" in entry.data["reason"]
+
+
+def test_a_log_without_checkpoints_says_so(hub, store):
+    file(hub)
+    answer = run(hub, store, "verify")
+    assert answer.exit_code == 0, answer.output
+    assert "evidence log intact: 1 entries; no signed checkpoint yet" in answer.output
+
+
+def test_rotate_key_from_the_cli_keeps_the_old_key_listed(hub, store, logged):
+    answer = run(hub, store, "rotate-key")
+    assert answer.exit_code == 0, answer.output
+    old, new = store.keyring().keys
+    assert f"signing with key {new.key_id}" in answer.output
+    assert old.valid_to == new.valid_from and new.valid_to is None
+    assert (store.dir / "keys" / f"{new.key_id}.pem").exists()
+
+
 def test_an_intact_log_verifies(hub, store, logged):
     answer = run(hub, store, "verify")
     assert answer.exit_code == 0, answer.output
