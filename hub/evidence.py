@@ -23,10 +23,12 @@ the public keyring, in one canonical JSON file (`export_case`).
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -167,7 +169,9 @@ class PublicKey:
     valid_to: datetime | None = None  # None: the current signing key
 
     def valid_at(self, at: datetime) -> bool:
-        return self.valid_from <= at and (self.valid_to is None or at < self.valid_to)
+        """Both ends included: times are whole seconds, and a checkpoint signed in the second
+        its key was rotated stays valid."""
+        return self.valid_from <= at and (self.valid_to is None or at <= self.valid_to)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -278,8 +282,21 @@ class KeyStore:
         tmp.write_text(json.dumps(ring.to_json(), indent=2) + "\n")
         tmp.replace(self.keyring_path)
 
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One process at a time makes or rotates keys (two first checkpoints at once would
+        otherwise each make a key)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
     def rotate(self, now: datetime) -> PublicKey:
         """A new signing key from `now`; the current one stays in the keyring, valid until now."""
+        with self._locked():
+            return self._rotate(now)
+
+    def _rotate(self, now: datetime) -> PublicKey:
         private = Ed25519PrivateKey.generate()
         public = private.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
@@ -308,7 +325,9 @@ class KeyStore:
     def signer(self, now: datetime) -> tuple[str, Ed25519PrivateKey]:
         """The current key's id and private key; the first call makes one."""
         if not self.keyring_path.exists() and self.key_file is None:
-            self.rotate(now)
+            with self._locked():
+                if not self.keyring_path.exists():
+                    self._rotate(now)
         ring = self.keyring()
         key = ring.current()
         if key is None:
