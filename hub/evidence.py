@@ -9,7 +9,8 @@ outside the database (`<var_dir>/evidence/keys/`, or `LOKET_EVIDENCE_KEY`). The 
 the time each was valid, are in a small keyring file (`<var_dir>/evidence/keyring.json`); a
 rotated key stays there so older checkpoints still verify.
 
-Each checkpoint row also keeps the entry hashes it added: the signed root authenticates them, so
+Each checkpoint row also keeps the entry hashes it added and the tree's right edge (so the next
+checkpoint costs what it adds, not the log's size): the signed root authenticates them, so
 `verify` can name the exact entry that was altered, removed, inserted or moved, and truncation
 shows as fewer entries than a checkpoint signed. What the log cannot see: a change to entries not
 yet under a checkpoint beyond what the per-case chains show (checkpoints often keep that window
@@ -84,6 +85,18 @@ class Frontier:
             n >>= 1
         self._stack.append(node)
         self.size += 1
+
+    def state(self) -> bytes:
+        """The right edge, one 32-byte hash per set bit of the size: enough to go on appending."""
+        return b"".join(self._stack)
+
+    @classmethod
+    def restore(cls, size: int, state: bytes) -> Frontier:
+        f = cls()
+        f.size, f._stack = size, [state[i : i + 32] for i in range(0, len(state), 32)]
+        if len(f._stack) != size.bit_count() or len(state) % 32:
+            raise EvidenceError(f"the checkpoint of size {size} has a malformed tree edge")
+        return f
 
     def root(self) -> bytes:
         if not self._stack:
@@ -427,9 +440,16 @@ def checkpoint(db: Database, store: KeyStore, now: datetime) -> Checkpoint | Non
     kid, private = store.signer(now)
     with db.session() as s:
         _lock(s)
-        rows = s.scalars(select(EvidenceCheckpoint).order_by(EvidenceCheckpoint.size)).all()
-        hashes = _trusted_leaves(rows, None)
-        size = len(hashes)
+        last = s.scalars(
+            select(EvidenceCheckpoint).order_by(EvidenceCheckpoint.size.desc()).limit(1)
+        ).first()
+        size = last.size if last else 0
+        frontier = Frontier.restore(size, bytes(last.frontier)) if last else Frontier()
+        if last and frontier.root().hex() != last.root:
+            raise EvidenceError(
+                f"the checkpoint of size {size} no longer matches its signed root: "
+                "run `loket evidence verify`"
+            )
         top = s.scalar(select(func.max(AuditEntry.seq))) or 0
         if top != size:
             raise EvidenceError(
@@ -446,16 +466,21 @@ def checkpoint(db: Database, store: KeyStore, now: datetime) -> Checkpoint | Non
             execution_options={"synchronize_session": False},
         )
         added = b"".join(bytes.fromhex(h) for _, h in new)
-        root = merkle_root(
-            [leaf_hash(h) for h in hashes] + [leaf_hash(bytes.fromhex(h)) for _, h in new]
-        )
+        for _, h in new:
+            frontier.append(leaf_hash(bytes.fromhex(h)))
         at = now.replace(microsecond=0)
-        unsigned = Checkpoint(size + len(new), root.hex(), at, kid, "")
+        unsigned = Checkpoint(frontier.size, frontier.root().hex(), at, kid, "")
         signature = base64.b64encode(private.sign(unsigned.note())).decode()
         cp = Checkpoint(unsigned.size, unsigned.root, at, kid, signature)
         s.add(
             EvidenceCheckpoint(
-                size=cp.size, root=cp.root, at=at, key_id=kid, signature=signature, leaves=added
+                size=cp.size,
+                root=cp.root,
+                at=at,
+                key_id=kid,
+                signature=signature,
+                leaves=added,
+                frontier=frontier.state(),
             )
         )
     store.publish(cp)

@@ -475,3 +475,4 @@ class EvidenceCheckpoint(Base):
     key_id: Mapped[str] = mapped_column(String(32))
     signature: Mapped[str] = mapped_column(String(128))
     leaves: Mapped[bytes] = mapped_column(LargeBinary)
+    frontier: Mapped[bytes] = mapped_column(LargeBinary)  # the tree's right edge (Frontier)

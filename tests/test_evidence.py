@@ -437,6 +437,14 @@ def test_tree_heads_and_proofs_are_rfc_6962s(n):
     leaves = [evidence.leaf_hash(bytes([i]) * 32) for i in range(n)]
     root = _mth(leaves)
     assert evidence.merkle_root(leaves) == root
+    for cut in range(n + 1):  # a checkpoint's saved edge carries on as if never stopped
+        f = evidence.Frontier()
+        for leaf in leaves[:cut]:
+            f.append(leaf)
+        f = evidence.Frontier.restore(cut, f.state())
+        for leaf in leaves[cut:]:
+            f.append(leaf)
+        assert f.root() == root
     levels = evidence._levels(leaves)
     for m in range(n):
         proof = evidence._proof(levels, m)

@@ -26,6 +26,7 @@ def upgrade() -> None:
     sa.Column('key_id', sa.String(length=32), nullable=False),
     sa.Column('signature', sa.String(length=128), nullable=False),
     sa.Column('leaves', sa.LargeBinary(), nullable=False),
+    sa.Column('frontier', sa.LargeBinary(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_evidence_checkpoints')),
     sa.UniqueConstraint('size', name=op.f('uq_evidence_checkpoints_size'))
     )
