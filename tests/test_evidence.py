@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from sqlalchemy import select, text
 
 from adapters.base import StatusUpdate
-from hub import audit, evidence, inbound, operations, queries
+from hub import accounts, audit, evidence, inbound, operations, queries
 from hub.models import Assignment, AuditEntry, Case, Delivery
 from loket.cli import main as cli
 from scheduler.worker import Worker
@@ -296,6 +296,18 @@ def test_the_case_page_uses_the_signed_checkpoint(hub, store, logged):
     detail = queries.case_detail(hub, logged[0])
     assert detail is not None and not detail.evidence_intact
     assert "is not the entry the checkpoint signed" in (detail.evidence_problem or "")
+
+
+def test_the_back_office_case_page_names_what_is_wrong(hub, store, logged, client):
+    from tests.test_admin import PASSWORD, sign_in
+
+    accounts.add(hub.db, "olga", "operator", None, hub.clock.now(), PASSWORD)
+    sign_in(client, "olga")
+    page = client.get(f"/admin/cases/{logged[0]}").get_data(as_text=True)
+    assert "(chain intact)" in page and "entries under a signed checkpoint" in page
+    sql(hub, "DELETE FROM audit_entries WHERE seq = :s", s=_seqs(hub, logged[0])[0])
+    page = client.get(f"/admin/cases/{logged[0]}").get_data(as_text=True)
+    assert "(chain BROKEN)" in page and "does not follow the case&#39;s previous entry" in page
 
 
 # ---------------------------------------------------------------------------------------- bundles
