@@ -316,7 +316,7 @@ class KeyStore:
         )
         new = PublicKey(key_id(public), public, now.replace(microsecond=0))
         keys_dir = self.dir / "keys"
-        keys_dir.mkdir(parents=True, exist_ok=True)
+        keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = keys_dir / f"{new.key_id}.pem"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as out:

@@ -259,6 +259,15 @@ def _apply_refusal(s: Session, mapping: AgencyMapping, refusal: Refusal, now: da
             message=f"An earlier delivery was refused ({refusal.reason}); it has been resent.",
             kind="agency_note",
         )
+        audit.defer(
+            s,
+            at=now,
+            actor="agency",
+            action="delivery.refused",
+            case_id=a.case_id,
+            agency_id=a.agency_id,
+            data={"reason": refusal.reason, "source": refusal.source, "delivery": d.id},
+        )
         return STALE
     d.state, d.dead_at, d.updated_at = DeliveryState.DEAD, now, now
     d.last_error, d.last_error_kind = error, "refused"
