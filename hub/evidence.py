@@ -465,9 +465,13 @@ def checkpoint(db: Database, store: KeyStore, now: datetime) -> Checkpoint | Non
             [{"b_id": id_, "b_seq": size + i + 1} for i, (id_, _) in enumerate(new)],
             execution_options={"synchronize_session": False},
         )
-        added = b"".join(bytes.fromhex(h) for _, h in new)
-        for _, h in new:
-            frontier.append(leaf_hash(bytes.fromhex(h)))
+        hashes = [_raw(h) for _, h in new]
+        bad = next((id_ for (id_, _), h in zip(new, hashes, strict=True) if len(h) != 32), None)
+        if bad is not None:
+            raise EvidenceError(f"entry id {bad} has a malformed hash: run `loket evidence verify`")
+        added = b"".join(hashes)
+        for h in hashes:
+            frontier.append(leaf_hash(h))
         at = now.replace(microsecond=0)
         unsigned = Checkpoint(frontier.size, frontier.root().hex(), at, kid, "")
         signature = base64.b64encode(private.sign(unsigned.note())).decode()
@@ -575,16 +579,25 @@ def _chain(entries: Sequence[_Entry], refs: dict[int, str], position: Callable[[
             heads[e.case_id] = e.hash
 
 
+def _raw(hex_hash: str) -> bytes:
+    """A stored hash as bytes; b"" when someone wrote something that is not hex there."""
+    try:
+        return bytes.fromhex(hex_hash)
+    except (TypeError, ValueError):
+        return b""
+
+
 def _against_checkpoints(
     entries: Sequence[_Entry], trusted: Sequence[bytes], refs: dict[int, str]
 ) -> list[Finding]:
     by_seq = {e.seq: e for e in entries if e.seq is not None}
+    unnumbered = {_raw(e.hash): e for e in entries if e.seq is None}
     where = {h: i + 1 for i, h in enumerate(trusted)}
     found = []
     for p, h in enumerate(trusted, start=1):
         e = by_seq.get(p)
         if e is None:
-            moved = next((x for x in entries if x.seq is None and bytes.fromhex(x.hash) == h), None)
+            moved = unnumbered.get(h)
             found.append(
                 Finding(
                     p,
@@ -596,22 +609,22 @@ def _against_checkpoints(
                     ),
                 )
             )
-        elif bytes.fromhex(e.hash) != h:
+        elif _raw(e.hash) != h:
             if e.recomputed() != e.hash:
                 found.append(
                     Finding(
                         p, f"{e.name(refs)} was altered: its content no longer matches its hash"
                     )
                 )
-            elif bytes.fromhex(e.hash) in where:
+            elif _raw(e.hash) in where:
                 found.append(
                     Finding(
                         p,
                         f"{e.name(refs)} was reordered: the checkpoint has it at "
-                        f"#{where[bytes.fromhex(e.hash)]}",
+                        f"#{where[_raw(e.hash)]}",
                     )
                 )
-            elif (nxt := by_seq.get(p + 1)) is not None and bytes.fromhex(nxt.hash) == h:
+            elif (nxt := by_seq.get(p + 1)) is not None and _raw(nxt.hash) == h:
                 found.append(
                     Finding(
                         p, f"{e.name(refs)} was inserted: the checkpoint has another entry at #{p}"
@@ -730,7 +743,7 @@ def verify_case(s: Session, case_id: int, ring: Keyring | None) -> CaseCheck:
             leaves[start + i // 32 + 1] = blob[i : i + 32]
         start = row.size
     for e in numbered:
-        if e.seq is None or leaves.get(e.seq) != bytes.fromhex(e.hash):
+        if e.seq is None or leaves.get(e.seq) != _raw(e.hash):
             return CaseCheck(False, f"{e.name(refs)} is not the entry the checkpoint signed", 0)
     return CaseCheck(True, None, len(numbered))
 
@@ -768,7 +781,7 @@ def export_case(db: Database, store: KeyStore, reference: str, now: datetime) ->
     out = []
     for e in entries:
         assert e.seq is not None
-        if e.seq > len(trusted) or trusted[e.seq - 1] != bytes.fromhex(e.hash):
+        if e.seq > len(trusted) or trusted[e.seq - 1] != _raw(e.hash):
             raise EvidenceError(f"{e.name({})} is not the entry the checkpoint signed: run verify")
         out.append(
             {

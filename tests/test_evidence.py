@@ -179,6 +179,11 @@ def edit(hub, refs):
     return "entry #4 (id 4, delivery.receipt", "was altered: its content no longer matches"
 
 
+def garble_a_hash(hub, refs):
+    sql(hub, "UPDATE audit_entries SET hash = 'not a hash' WHERE seq = 3")
+    return "entry #3 (id 3", "was altered"
+
+
 def edit_without_case(hub, refs):
     sql(hub, "UPDATE audit_entries SET actor = 'nobody' WHERE action = 'agency.paused'")
     return "agency.paused, no case", "was altered"
@@ -223,6 +228,7 @@ def truncate(hub, refs):
 
 TAMPERINGS = [
     edit,
+    garble_a_hash,
     edit_without_case,
     delete_middle,
     delete_last_of_case,
