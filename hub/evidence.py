@@ -530,6 +530,9 @@ class Report:
 
 @dataclass(frozen=True)
 class _Entry:
+    """An entry as the checks need it: its content is hashed when read (`intact`) and kept only
+    for an export, so walking millions of entries holds no JSON."""
+
     id: int
     seq: int | None
     case_id: int | None
@@ -537,14 +540,10 @@ class _Entry:
     actor: str
     action: str
     agency_id: str | None
-    data: Any
     prev_hash: str | None
     hash: str
-
-    def recomputed(self) -> str:
-        return audit.digest(
-            self.prev_hash, self.at, self.actor, self.action, self.agency_id, self.data
-        )
+    intact: bool
+    data: Any = None
 
     def name(self, refs: dict[int, str]) -> str:
         where = f"case {refs.get(self.case_id, self.case_id)}" if self.case_id else "no case"
@@ -552,17 +551,33 @@ class _Entry:
         return f"entry {number} (id {self.id}, {self.action}, {where}, {_stamp(self.at)})"
 
 
-def _entries(s: Session, *conditions) -> list[_Entry]:
+_COLUMNS = ("id", "seq", "case_id", "at", "actor", "action", "agency_id", "prev_hash", "hash")
+
+
+def _entries(s: Session, *conditions, with_data: bool = False) -> list[_Entry]:
     t = AuditEntry.__table__
-    cols = [t.c[name] for name in _Entry.__dataclass_fields__]
-    return [_Entry(*row) for row in s.execute(select(*cols).where(*conditions).order_by(t.c.id))]
+    query = select(*(t.c[name] for name in _COLUMNS), t.c.data).where(*conditions)
+    out = []
+    for row in s.execute(query.order_by(t.c.id).execution_options(yield_per=2000)):
+        e = row._mapping
+        digest = audit.digest(
+            e["prev_hash"], e["at"], e["actor"], e["action"], e["agency_id"], e["data"]
+        )
+        out.append(
+            _Entry(
+                *(e[name] for name in _COLUMNS),
+                intact=digest == e["hash"],
+                data=e["data"] if with_data else None,
+            )
+        )
+    return out
 
 
 def _chain(entries: Sequence[_Entry], refs: dict[int, str], position: Callable[[_Entry], float]):
     """Findings of the per-case chains (entries in id order) and of each entry's own hash."""
     heads: dict[int, str] = {}
     for e in entries:
-        if e.recomputed() != e.hash:
+        if not e.intact:
             yield Finding(
                 position(e), f"{e.name(refs)} was altered: its content no longer matches its hash"
             )
@@ -610,7 +625,7 @@ def _against_checkpoints(
                 )
             )
         elif _raw(e.hash) != h:
-            if e.recomputed() != e.hash:
+            if not e.intact:
                 found.append(
                     Finding(
                         p, f"{e.name(refs)} was altered: its content no longer matches its hash"
@@ -774,7 +789,7 @@ def export_case(db: Database, store: KeyStore, reference: str, now: datetime) ->
     with db.session(read_only=True) as s:
         rows = s.scalars(select(EvidenceCheckpoint).order_by(EvidenceCheckpoint.size)).all()
         trusted = _trusted_leaves(rows, ring)
-        entries = _entries(s, AuditEntry.case_id == case_id)
+        entries = _entries(s, AuditEntry.case_id == case_id, with_data=True)
     if not rows:
         raise EvidenceError(f"case {reference} has no evidence entries")
     levels = _levels([leaf_hash(h) for h in trusted])
