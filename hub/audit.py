@@ -2,7 +2,8 @@
 
 Each entry's hash covers its content and the previous entry's hash for the same case, so editing
 or deleting an entry breaks the chain (`verify`). Chaining per case keeps writers on different
-cases from contending for one lock.
+cases from contending for one lock. The one global order, the signed checkpoints over it and the
+whole-log check are hub/evidence.py's.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, event, func, insert, select
 from sqlalchemy.orm import Session
 
-from hub.models import AuditEntry
+from hub.models import AuditEntry, Case
+
+_DEFERRED = "loket.audit.deferred"
 
 
 def digest(
@@ -27,6 +30,17 @@ def digest(
         sort_keys=True,
         ensure_ascii=False,
         default=str,
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def payload_digest(payload: Any) -> str | None:
+    """SHA-256 of a payload as canonical JSON (sorted keys, no spaces, UTF-8): what the
+    evidence log keeps of the bytes sent, so the payload stored with a delivery can be proved."""
+    if payload is None:
+        return None
+    body = json.dumps(
+        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
     )
     return hashlib.sha256(body.encode()).hexdigest()
 
@@ -141,3 +155,40 @@ def verify(session: Session, case_id: int) -> bool:
             return False
         prev = entry.hash
     return True
+
+
+def defer(
+    session: Session,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    case_id: int | None,
+    agency_id: str | None = None,
+    data: Any = None,
+) -> None:
+    """`record`, written when the transaction commits: all the entries deferred in it go in one
+    multi-row INSERT (`chained_rows`), so a poll of thousands of updates costs one statement.
+    Rolled back with the transaction like any other row."""
+    entry = {"at": at, "actor": actor, "action": action, "case_id": case_id}
+    session.info.setdefault(_DEFERRED, []).append({**entry, "agency_id": agency_id, "data": data})
+
+
+@event.listens_for(Session, "before_commit")
+def _write_deferred(session: Session) -> None:
+    entries = session.info.pop(_DEFERRED, None)
+    if not entries:
+        return
+    session.flush()
+    conn = session.connection()
+    case_ids = sorted({e["case_id"] for e in entries if e["case_id"] is not None})
+    if case_ids and conn.dialect.name == "postgresql":
+        # Writers of one case queue here so its chain never forks (SQLite has one writer).
+        c = Case.__table__
+        conn.execute(select(c.c.id).where(c.c.id.in_(case_ids)).order_by(c.c.id).with_for_update())
+    conn.execute(insert(AuditEntry.__table__), chained_rows(conn, entries))
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_deferred(session: Session) -> None:
+    session.info.pop(_DEFERRED, None)

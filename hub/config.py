@@ -149,6 +149,14 @@ class Settings:
     signin_limit: str = "10 per 15 minutes"
     # The worker serves its Prometheus metrics on 127.0.0.1 at this port when set.
     worker_metrics_port: int | None = None
+    # The worker signs an evidence checkpoint when this many entries wait for one, or when any
+    # wait and the last is this old (hub/evidence.py).
+    checkpoint_seconds: float = 300.0
+    checkpoint_entries: int = 1000
+    # The evidence keyring and private keys (None: <var_dir>/evidence), and the signing key's
+    # file when it is kept elsewhere (a mounted secret); never in the database.
+    evidence_dir: Path | None = None
+    evidence_key: Path | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -176,5 +184,13 @@ class Settings:
             tracking_limit=_limit(env, "LOKET_TRACKING_LIMIT", s.tracking_limit),
             signin_limit=_limit(env, "LOKET_SIGNIN_LIMIT", s.signin_limit),
             worker_metrics_port=_port(env, "LOKET_WORKER_METRICS_PORT"),
+            checkpoint_seconds=_float(
+                env, "LOKET_EVIDENCE_CHECKPOINT_SECONDS", s.checkpoint_seconds
+            ),
+            evidence_dir=Path(env["LOKET_EVIDENCE_DIR"]) if env.get("LOKET_EVIDENCE_DIR") else None,
+            evidence_key=Path(env["LOKET_EVIDENCE_KEY"]) if env.get("LOKET_EVIDENCE_KEY") else None,
+            checkpoint_entries=int(
+                _float(env, "LOKET_EVIDENCE_CHECKPOINT_ENTRIES", s.checkpoint_entries)
+            ),
         )
         return replace(s, database_url=normalise_database_url(s.database_url))

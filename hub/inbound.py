@@ -447,6 +447,15 @@ def _apply_refusal(s: Session, mapping: AgencyMapping, refusal: Refusal, now: da
             message=f"An earlier delivery was refused ({refusal.reason}); it has been resent.",
             kind="agency_note",
         )
+        audit.defer(
+            s,
+            at=now,
+            actor="agency",
+            action="delivery.refused",
+            case_id=a.case_id,
+            agency_id=a.agency_id,
+            data={"reason": refusal.reason, "source": refusal.source, "delivery": d.id},
+        )
         return STALE
     d.state, d.dead_at, d.updated_at = DeliveryState.DEAD, now, now
     d.last_error, d.last_error_kind = error, "refused"
@@ -632,6 +641,15 @@ def record_problem(s: Session, agency_id: str, problem: InboundProblemValue, now
             received_at=now,
         )
     )
+    audit.defer(
+        s,
+        at=now,
+        actor="agency",
+        action="inbound.problem",
+        case_id=None,
+        agency_id=agency_id,
+        data={"source": source, "reason": problem.reason, "content_digest": digest},
+    )
     s.flush()
     return PROBLEM
 
@@ -696,6 +714,37 @@ def _apply_update(
 
 
 def _apply_to(
+    s: Session,
+    mapping: AgencyMapping,
+    a: Assignment,
+    update: StatusUpdate,
+    now: datetime,
+    key: str | None = None,
+    seen: set[tuple[int, str]] | None = None,
+) -> str:
+    """`_apply_one`, and its outcome on the evidence log (applied, or refused as stale, unknown,
+    not allowed or an automatic note); a duplicate was recorded the first time."""
+    outcome = _apply_one(s, mapping, a, update, now, key, seen)
+    if outcome != DUPLICATE:
+        audit.defer(
+            s,
+            at=now,
+            actor="agency",
+            action=f"status.{outcome}",
+            case_id=a.case_id,
+            agency_id=a.agency_id,
+            data={
+                "agency_reference": update.agency_reference,
+                "agency_status": update.agency_status,
+                "occurred_at": update.occurred_at.isoformat(),
+                "update": key or update.key(),
+                "message_sha256": hashlib.sha256((update.message or "").encode()).hexdigest(),
+            },
+        )
+    return outcome
+
+
+def _apply_one(
     s: Session,
     mapping: AgencyMapping,
     a: Assignment,

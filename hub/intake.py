@@ -275,6 +275,7 @@ def _store(
     if data.get("trader"):
         parties.append(_party_row("trader", data["trader"]))
     audit_data = {
+        "reference": reference,  # binds the case's chain to its reference (an exported bundle)
         "kind": data["kind"],
         "domain": data["domain"],
         "recipients": [r.agency_id for r in recipients],

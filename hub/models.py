@@ -439,7 +439,11 @@ class User(Base):
 
 
 class AuditEntry(Base):
-    """Evidence of every exchange, hash-chained per case so a changed entry breaks the chain."""
+    """Evidence of every exchange, hash-chained per case so a changed entry breaks the chain.
+
+    `seq` is the entry's place in the one global log (1, 2, 3, ... without gaps), given by the
+    next signed checkpoint (hub/evidence.py); None until then. Writers never take a global lock.
+    """
 
     __tablename__ = "audit_entries"
     __table_args__ = (Index(None, "case_id", "id"),)
@@ -453,3 +457,22 @@ class AuditEntry(Base):
     data: Mapped[Any | None] = mapped_column(JSON)
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+
+
+class EvidenceCheckpoint(Base):
+    """A signed tree head: the RFC 6962 Merkle root of the log's entries 1..size, signed with an
+    Ed25519 key kept outside the database. `leaves` holds the entry hashes this checkpoint added
+    (size - the previous size, 32 bytes each): authenticated by the signed root, they let
+    `verify` name the exact entry that changed."""
+
+    __tablename__ = "evidence_checkpoints"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger, unique=True)
+    root: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    key_id: Mapped[str] = mapped_column(String(32))
+    signature: Mapped[str] = mapped_column(String(128))
+    leaves: Mapped[bytes] = mapped_column(LargeBinary)
+    frontier: Mapped[bytes] = mapped_column(LargeBinary)  # the tree's right edge (Frontier)

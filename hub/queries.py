@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from hub import accounts, audit, control, lifecycle, outbox, search
+from hub import accounts, control, evidence, lifecycle, outbox, search
 from hub import reference as references
 from hub.accounts import Account
 from hub.canonical import case_document
@@ -531,6 +531,14 @@ class CaseDetail:
     messages: tuple[MessageView, ...]
     evidence: tuple[EvidenceView, ...]
     evidence_intact: bool
+    evidence_problem: str | None = None  # the first thing wrong with the case's evidence
+    evidence_checkpointed: int = 0  # how many of its entries a signed checkpoint covers
+
+
+def _keyring(hub: Hub) -> evidence.Keyring | None:
+    """The public keyring the checkpoints are checked with; None before the first checkpoint."""
+    store = evidence.KeyStore.from_settings(hub.settings)
+    return store.keyring() if store.keyring_path.exists() else None
 
 
 def case_detail(hub: Hub, reference: str) -> CaseDetail | None:
@@ -540,9 +548,13 @@ def case_detail(hub: Hub, reference: str) -> CaseDetail | None:
         c = load_case(s, reference)
         if c is None:
             return None
-        evidence = s.scalars(
+        entries = s.scalars(
             select(AuditEntry).where(AuditEntry.case_id == c.id).order_by(AuditEntry.id)
         ).all()
+        try:
+            check = evidence.verify_case(s, c.id, _keyring(hub))
+        except evidence.EvidenceError as exc:  # an unreadable keyring
+            check = evidence.CaseCheck(False, str(exc), 0)
         messages = s.scalars(
             select(Message)
             .where(Message.case_id == c.id)
@@ -575,9 +587,11 @@ def case_detail(hub: Hub, reference: str) -> CaseDetail | None:
                 for m in messages
             ),
             evidence=tuple(
-                EvidenceView(x.at, x.actor, x.action, x.agency_id, x.hash) for x in evidence
+                EvidenceView(x.at, x.actor, x.action, x.agency_id, x.hash) for x in entries
             ),
-            evidence_intact=audit.verify(s, c.id),
+            evidence_intact=check.ok,
+            evidence_problem=check.problem,
+            evidence_checkpointed=check.checkpointed,
         )
 
 

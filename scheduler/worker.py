@@ -462,6 +462,24 @@ class Worker:
             log.info("%d line(s) went past due", n)
         return n
 
+    def checkpoint_evidence(self) -> int:
+        """Sign an evidence checkpoint when enough entries wait or the last one is old."""
+        from datetime import timedelta
+
+        from hub import evidence
+
+        settings, now = self.hub.settings, self.hub.clock.now()
+        every = timedelta(seconds=settings.checkpoint_seconds)
+        if not evidence.checkpoint_due(
+            self.hub.db, now, every=every, entries=settings.checkpoint_entries
+        ):
+            return 0
+        cp = evidence.checkpoint(self.hub.db, evidence.KeyStore.from_settings(settings), now)
+        if cp is None:
+            return 0
+        log.info("evidence checkpoint: %d entries, root %s, key %s", cp.size, cp.root, cp.key_id)
+        return cp.size
+
     # ------------------------------------------------------------------------------------ running
 
     def poll_interval(self, mapping: AgencyMapping) -> float:
@@ -521,6 +539,14 @@ class Worker:
             seconds=every,
             id="sla",
             name="mark past-due lines",
+            next_run_time=now,
+        )
+        scheduler.add_job(
+            self.checkpoint_evidence,
+            "interval",
+            seconds=every,
+            id="evidence",
+            name="sign evidence checkpoints",
             next_run_time=now,
         )
         return scheduler

@@ -69,13 +69,30 @@ def filed_rows(db, case_id: int, reference: str) -> dict[str, Any]:
             "lines": rows(s, Assignment, case_id),
             "deliveries": rows(s, Delivery, case_id),
             "events": rows(s, StatusEvent, case_id),
-            "evidence": rows(s, AuditEntry, case_id),
+            "evidence": _evidence(s, case_id, reference),
             "mail": rows(s, Notification, case_id, leave_out={"secret"}),
         }
         for d in out["deliveries"]:
             assert d.pop("idempotency_key") == f"{reference}.{d['agency_id']}.1"
         assert audit.verify(s, case_id)
     return out
+
+
+def _evidence(s, case_id: int, reference: str) -> list[dict[str, Any]]:
+    """The case's evidence rows without what differs from case to case: the reference (in the
+    filing entry, so its hash) and the keys made from it."""
+    evidence = rows(s, AuditEntry, case_id, leave_out={"hash", "prev_hash"})
+    for e in evidence:
+        data = e["data"] or {}
+        if e["action"] == "case.filed":
+            assert data.pop("reference") == reference
+        if e["action"] == "delivery.receipt":
+            key = data["idempotency_key"]
+            assert key.startswith(f"{reference}.")
+            data["idempotency_key"] = key.removeprefix(f"{reference}.")
+        if e["action"].startswith("status."):
+            data["update"] = "the update's key"
+    return evidence
 
 
 def store(hub, data: dict, token: str, *, one_statement: bool) -> tuple[int, str]:
@@ -163,12 +180,7 @@ def _add_a_line_like_intakes(hub, one_statement: bool) -> None:
 
 def receipt_rows(db, case_id: int, reference: str) -> dict[str, Any]:
     with db.session(read_only=True) as s:
-        evidence = rows(s, AuditEntry, case_id, leave_out={"hash", "prev_hash"})
-        for e in evidence:
-            if e["action"] == "delivery.receipt":
-                key = e["data"]["idempotency_key"]
-                assert key.startswith(f"{reference}.")
-                e["data"]["idempotency_key"] = key.removeprefix(f"{reference}.")
+        evidence = _evidence(s, case_id, reference)
         assert audit.verify(s, case_id), "the evidence chain must verify"
         case = s.get(Case, case_id)
         out = {

@@ -77,8 +77,13 @@ def _goes_to_sent(status: str) -> bool:
     return status in (lifecycle.QUEUED, lifecycle.UNDELIVERABLE)
 
 
-def _receipt_evidence(idempotency_key: str, attempt: int, receipt: Receipt) -> dict[str, Any]:
+def _receipt_evidence(
+    idempotency_key: str, attempt: int, receipt: Receipt, payload: Any = None
+) -> dict[str, Any]:
+    """What the evidence log keeps of a delivery: the digest of the payload sent (SHA-256 of
+    its canonical JSON, `audit.payload_digest`) and the agency's answer as the adapter saw it."""
     return {
+        "payload_sha256": audit.payload_digest(payload),
         "idempotency_key": idempotency_key,
         "attempt": attempt,
         "agency_reference": receipt.agency_reference,
@@ -125,6 +130,7 @@ def complete(
             receipt=receipt,
             now=now,
             mapping=mapping,
+            payload=payload,
         )
         if inbound.has_parked(s, mapping.id):  # statuses that came before this receipt
             inbound.apply_unmatched(s, mapping, a, now)
@@ -141,6 +147,7 @@ def record_receipt(
     receipt: Receipt,
     now: datetime,
     mapping: AgencyMapping,
+    payload: Any = None,
 ) -> None:
     """One line's receipt through the ORM: its reference, its move to `sent` (or a note), and
     its evidence. The caller refreshes the case's status."""
@@ -163,7 +170,7 @@ def record_receipt(
         action="delivery.receipt",
         case_id=a.case_id,
         agency_id=a.agency_id,
-        data=_receipt_evidence(idempotency_key, attempt, receipt),
+        data=_receipt_evidence(idempotency_key, attempt, receipt, payload),
     )
 
 
@@ -229,12 +236,18 @@ def complete_many(
             _message_delivered(s, s.get(Delivery, c.delivery_id), r, now, mapping)
         cases_ = [(c, r) for c, r, _ in fresh if rows[c.delivery_id].kind == CASE]
         if cases_:
-            _record_receipts(s, rows, cases_, now, mapping)
+            sent = {c.delivery_id: p for c, _, p in fresh}
+            _record_receipts(s, rows, cases_, now, mapping, sent)
         return len(fresh)
 
 
 def _record_receipts(
-    s, rows: dict, items: list[tuple[Claimed, Receipt]], now: datetime, mapping: AgencyMapping
+    s,
+    rows: dict,
+    items: list[tuple[Claimed, Receipt]],
+    now: datetime,
+    mapping: AgencyMapping,
+    sent: dict[int, Any],
 ) -> None:
     """`record_receipt` for a group, in Core statements, one per table: the same moves, events
     and evidence (built by the same functions); each case's one status is recomputed."""
@@ -289,7 +302,9 @@ def _record_receipts(
                 "action": "delivery.receipt",
                 "case_id": line.case_id,
                 "agency_id": line.agency_id,
-                "data": _receipt_evidence(d.idempotency_key, c.attempt, receipt),
+                "data": _receipt_evidence(
+                    d.idempotency_key, c.attempt, receipt, sent.get(c.delivery_id)
+                ),
             }
         )
     conn.execute(
