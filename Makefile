@@ -28,7 +28,7 @@ $(AXE): tests/browser/package.json
 # After changing a page's text: collect the strings and add the new ones to every catalog.
 messages: install
 	$(BIN)/pybabel extract -F babel.cfg -k _l --no-location --omit-header -o hub/translations/messages.pot .
-	$(BIN)/pybabel update -i hub/translations/messages.pot -d hub/translations --no-location --omit-header -w 100
+	$(BIN)/pybabel update -i hub/translations/messages.pot -d hub/translations -w 100
 
 run: install
 	$(BIN)/loket run
