@@ -43,6 +43,8 @@ def check_adapter(
     """The `adapter:` block against its transport: the kind, the settings and (with `contract`)
     the transport's check of the sample payloads against the agency's contract."""
     report = Reporter(mapping)
+    if not mapping.connected:
+        return []  # a referral body: nothing is delivered, so no transport to check
     try:
         adapter = registry.get(mapping.adapter_kind)
     except registry.UnknownAdapter as exc:

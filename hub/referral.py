@@ -37,6 +37,7 @@ class Referred:
 
 def situation_of_case(case: Case, today: date) -> Situation:
     trader = case.party("trader")
+    consumer = case.party("consumer")
     return Situation(
         kind=case.kind,
         domain=case.domain,
@@ -45,6 +46,7 @@ def situation_of_case(case: Case, today: date) -> Situation:
         answers=case.answers or {},
         incident_date=case.incident_date,
         today=today,
+        postcode=consumer.postcode if consumer else None,
     )
 
 

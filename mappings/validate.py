@@ -130,7 +130,10 @@ def render_samples(mapping: AgencyMapping) -> tuple[list[Mapping[str, Any]], lis
 
 def check_mapping(mapping: AgencyMapping) -> tuple[list[Mapping[str, Any]], list[Problem]]:
     """The transport-free checks against the agency's contract folder: (sample payloads,
-    problems). The caller holds the payloads against the adapter's own contract check."""
+    problems). The caller holds the payloads against the adapter's own contract check. A
+    referral body has no contract: nothing is sent to it."""
+    if not mapping.connected:
+        return [], []
     folder = contract_dir(mapping)
     if not folder.is_dir():
         report = Reporter(mapping)
