@@ -36,6 +36,9 @@ def token_of(client, path: str) -> str:
 def case_form(lang: str = "fr", **override) -> dict:
     return {
         "a_contacted_trader": "yes",
+        "a_court_case_pending": "no",
+        "a_trader_is_business": "yes",
+        "complaint_date": "2026-10-20",
         "consumer_name": "Marie Dubois",
         "consumer_email": "marie@example.be",
         "trader_name": "Telco SA",
@@ -51,7 +54,13 @@ def case_form(lang: str = "fr", **override) -> dict:
 
 def file_by_page(client, lang: str = "fr", files=None, **override):
     path = FORM.format(lang=lang)
-    data = {"csrf_token": token_of(client, path + "?a_contacted_trader=yes"), **case_form(lang)}
+    data = {
+        "csrf_token": token_of(
+            client,
+            path + "?a_contacted_trader=yes&a_court_case_pending=no&a_trader_is_business=yes",
+        ),
+        **case_form(lang),
+    }
     data.update(override)
     if files:
         data["attachments"] = files
@@ -353,10 +362,17 @@ def test_withdrawing_asks_first_then_closes_every_line(client, app_client, hub):
 
 def test_the_anonymity_choice_is_offered_only_where_the_agency_takes_it(client):
     mediation = text(
-        client.get("/en/problem/ecommerce/withdrawal/complaint/form?a_contacted_trader=yes")
+        client.get(
+            "/en/problem/ecommerce/withdrawal/complaint/form?a_contacted_trader=yes&a_court_case_pending=no&a_trader_is_business=yes"
+        )
     )
     assert 'name="anonymous"' in mediation  # the Consumer Mediation Service maps it
-    telecom = text(client.get(FORM.format(lang="en") + "?a_contacted_trader=yes"))
+    telecom = text(
+        client.get(
+            FORM.format(lang="en")
+            + "?a_contacted_trader=yes&a_court_case_pending=no&a_trader_is_business=yes"
+        )
+    )
     assert 'name="anonymous"' not in telecom
 
 
