@@ -241,8 +241,10 @@ def add_assignment(
     now: datetime,
     actor: str = "hub",
     referred_from: Assignment | None = None,
+    basis: str | None = None,
 ) -> Assignment:
-    """One agency's line on a case, and its outbox row, in the caller's transaction."""
+    """One agency's line on a case, and its outbox row (none for a referral body), in the
+    caller's transaction. `basis`: the routing rule's legal basis, when a rule chose it."""
     assignment = Assignment(
         **assignment_row(
             mapping,
@@ -250,6 +252,7 @@ def add_assignment(
             stage=stage,
             now=now,
             referred_from_id=referred_from.id if referred_from else None,
+            basis=basis,
         )
     )
     n = 1 + sum(1 for a in case.assignments if a.agency_id == mapping.id)

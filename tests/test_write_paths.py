@@ -126,6 +126,29 @@ def test_intake_paths_store_the_same_rows(hub, case, lines):
         assert other == first
 
 
+# a scam reported: the police (a referral body, outside Loket) and the Economic Inspection
+# (connected): two lines, one delivery
+MIXED = {**CASE, "kind": "report", "domain": "scam.fraud", "answers": {}}
+
+
+def test_a_referral_bodys_line_is_referred_with_no_delivery_on_every_path(hub):
+    data = CaseInSchema().load(MIXED)
+    stored = {}
+    for one_statement in paths(hub.db):
+        case_id, reference = store(hub, data, "token-1", one_statement=one_statement)
+        stored[one_statement] = filed_rows(hub.db, case_id, reference)
+    first = stored[False]
+    assert [(line["agency_id"], line["status"]) for line in first["lines"]] == [
+        ("police", "referred"),
+        ("economic-inspection", "queued"),
+    ]
+    assert [d["agency_id"] for d in first["deliveries"]] == ["economic-inspection"]
+    assert [e["kind"] for e in first["events"]] == ["referred_outside", "routed"]
+    assert first["lines"][0]["answer_due_at"] is None and first["lines"][0]["basis"]
+    for other in stored.values():
+        assert other == first
+
+
 def test_add_assignment_writes_what_intake_writes_for_a_line(hub):
     """A referral's new line (ORM) and intake's line (Core, every path) for the same agency
     agree, but for the idempotency key's counter."""
@@ -146,6 +169,7 @@ def _add_a_line_like_intakes(hub, one_statement: bool) -> None:
             reason=line.reason,
             stage=line.stage,
             now=hub.clock.now(),
+            basis=line.basis,
         )
     with hub.db.session(read_only=True) as s:
         lines = rows(s, Assignment, case_id)
