@@ -454,32 +454,28 @@ class Router:
     def questions(self, s: Situation) -> list[Missing]:
         """Every question routing and the bodies for this situation could ask, answered or not:
         the facts that decide competence first, then each possible body's pre-checks."""
-        blank = Situation(
-            s.kind, s.domain, s.language, s.trader_country, {}, None, s.today, s.postcode
-        )
+        # the trader's country is not known before the form: ask what any of them would need
+        countries = [s.trader_country] if s.trader_country else [None, "FR", "US"]
+        # nor, before the postcode is given, the region: one postcode of each region
+        postcodes = [s.postcode] if s.postcode else [None, "1000", "2000", "5000", "4700"]
         facts: list[str] = []
-        for rule in self.rules:
-            if rule.matches_known(blank):
-                facts.extend(f for f in rule.facts if f not in facts)
+        for country in countries:
+            blank = Situation(s.kind, s.domain, s.language, country, {}, None, s.today, s.postcode)
+            for rule in self.rules:
+                if rule.matches_known(blank):
+                    facts.extend(f for f in rule.facts if f not in facts)
         seen: dict[str, Missing] = {}
         for m in self._ask(facts, s.language):
             seen.setdefault(m.check, m)
-        for combo in range(2 ** min(len(facts), 6)):
-            answers = {f: bool(combo >> i & 1) for i, f in enumerate(facts[:6])}
-            decision = self.route(
-                Situation(
-                    s.kind,
-                    s.domain,
-                    s.language,
-                    s.trader_country,
-                    answers,
-                    None,
-                    s.today,
-                    s.postcode,
-                )
-            )
-            for m in decision.missing:
-                seen.setdefault(m.check, m)
+        for country in countries:
+            for postcode in postcodes:
+                for combo in range(2 ** min(len(facts), 6)):
+                    answers = {f: bool(combo >> i & 1) for i, f in enumerate(facts[:6])}
+                    situation = Situation(
+                        s.kind, s.domain, s.language, country, answers, None, s.today, postcode
+                    )
+                    for m in self.route(situation).missing:
+                        seen.setdefault(m.check, m)
         return list(seen.values())
 
 

@@ -380,3 +380,29 @@ def test_static_files_exist_and_the_pages_point_at_them():
     static = Path(ROOT / "hub" / "static")
     assert (static / "frontdesk.css").stat().st_size > 1000
     assert (static / "frontdesk.js").exists()
+
+
+def test_a_dutch_cheese_complaint_reaches_favv_and_ecc_without_a_second_round_of_questions(
+    client, db
+):
+    kind = text(client.get("/nl/problem/food/hygiene/complaint/"))
+    assert "Voedselagentschap" in kind or "FAVV" in kind
+    for check in ("contacted_trader", "court_case_pending", "trader_is_business"):
+        assert f'name="a_{check}"' in kind  # ECC Belgium may need them: asked before the form
+    query = "?a_contacted_trader=no&a_court_case_pending=no&a_trader_is_business=yes"
+    path = "/nl/problem/food/hygiene/complaint/form"
+    data = {
+        "csrf_token": token_of(client, path + query),
+        **case_form("nl"),
+        "a_contacted_trader": "no",
+        "trader_name": "Kaasboerderij BV",
+        "trader_enterprise_number": "",
+        "trader_country": "NL",
+        "description": "Beschimmelde kaas gekocht, geproduceerd in Nederland.",
+    }
+    resp = client.post(path, data=data, content_type="multipart/form-data")
+    assert resp.status_code == 303, text(resp)
+    page = text(client.get(resp.headers["Location"]))
+    assert "FAVV" in page  # competent whatever the producer's country
+    assert "Wettelijke basis" in page
+    assert "Europees Centrum voor de Consument" in page  # refused for now: complain first
