@@ -439,7 +439,8 @@ ROWS += [
     r("question", "advertising.offensive_ad", ["jep"], JEP, lang="de", answers={}),
     r("complaint", "travel.bankruptcy", ["travel-guarantee-fund"], GUARANTEE),
     r("question", "travel.bankruptcy", ["travel-guarantee-fund"], GUARANTEE, lang="fr", answers={}),
-    r("complaint", "travel.bankruptcy", ["travel-guarantee-fund"], GUARANTEE, country="DE"),
+    # a German organiser is protected by the German scheme: ECC Belgium helps reach it
+    r("complaint", "travel.bankruptcy", ["ecc-belgium"], GUARANTEE + "; " + ECC, country="DE"),
     r("complaint", "debt_collection.bailiff", ["bailiffs-chamber"], BAILIFF),
     r("question", "debt_collection.bailiff", ["bailiffs-chamber"], BAILIFF, lang="fr", answers={}),
     r(
