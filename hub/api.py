@@ -308,7 +308,13 @@ def prechecks():
     if errors:
         raise Problem(422, "validation", "The query needs a valid kind and domain.", errors=errors)
     h = hub()
-    situation = Situation(str(kind), str(domain), lang, args.get("trader_country"))
+    situation = Situation(
+        str(kind),
+        str(domain),
+        lang,
+        args.get("trader_country"),
+        postcode=args.get("postcode") or None,
+    )
     return jsonify(
         {
             "questions": [

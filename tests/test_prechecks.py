@@ -163,6 +163,13 @@ def test_a_referral_body_gets_a_referred_line_and_no_outbox_row(client, db):
     )
 
 
+def test_the_postcode_question_is_listed_until_the_postcode_is_given(client):
+    url = "/api/v1/prechecks?kind=complaint&domain=water.supply&lang=fr"
+    fields = [q["field"] for q in client.get(url).get_json()["questions"]]
+    assert fields == ["consumer.address.postcode"]
+    assert client.get(url + "&postcode=1000").get_json()["questions"] == []
+
+
 def test_a_regional_case_asks_the_postcode_and_goes_to_the_regions_body(client):
     meter = {**CASE, "domain": "energy.budget_meter"}
     body = client.post("/api/v1/cases", json=meter).get_json()
