@@ -452,29 +452,41 @@ class Router:
         return out
 
     def questions(self, s: Situation) -> list[Missing]:
-        """Every question routing and the bodies for this situation could ask, answered or not:
-        the facts that decide competence first, then each possible body's pre-checks."""
+        """Every question routing and the bodies for this situation could ask: the facts that
+        decide competence first, then each possible body's pre-checks. Facts already answered
+        in `s.answers` are kept and close the questions they make moot (a flight that left from
+        Belgium needs no question about other airports)."""
         # the trader's country is not known before the form: ask what any of them would need
         countries = [s.trader_country] if s.trader_country else [None, "FR", "US"]
         # nor, before the postcode is given, the region: one postcode of each region
         postcodes = [s.postcode] if s.postcode else [None, "1000", "2000", "5000", "4700"]
-        facts: list[str] = []
+        given = {f: v for f, v in s.answers.items() if f in self.facts}
+        facts: list[str] = list(given)  # what was answered stays asked, with its answer
         for country in countries:
             blank = Situation(s.kind, s.domain, s.language, country, {}, None, s.today, s.postcode)
             for rule in self.rules:
-                if rule.matches_known(blank):
-                    facts.extend(f for f in rule.facts if f not in facts)
+                if not rule.matches_known(blank) or any(
+                    given.get(f, v) != v for f, v in rule.facts.items()
+                ):
+                    continue
+                # one step at a time: a fact is asked once the rule's other facts are answered
+                for f in rule.facts:
+                    if f not in facts and all(o == f or o in given for o in rule.facts):
+                        facts.append(f)
         seen: dict[str, Missing] = {}
         for m in self._ask(facts, s.language):
             seen.setdefault(m.check, m)
+        open_ = [f for f in facts if f not in given][:6]
         for country in countries:
             for postcode in postcodes:
-                for combo in range(2 ** min(len(facts), 6)):
-                    answers = {f: bool(combo >> i & 1) for i, f in enumerate(facts[:6])}
+                for combo in range(2 ** len(open_)):
+                    answers = {**given, **{f: bool(combo >> i & 1) for i, f in enumerate(open_)}}
                     situation = Situation(
                         s.kind, s.domain, s.language, country, answers, None, s.today, postcode
                     )
                     for m in self.route(situation).missing:
+                        if m.check in self.facts and m.check not in facts:
+                            continue  # a later step: asked once the earlier facts are answered
                         seen.setdefault(m.check, m)
         return list(seen.values())
 

@@ -406,3 +406,21 @@ def test_a_dutch_cheese_complaint_reaches_favv_and_ecc_without_a_second_round_of
     assert "FAVV" in page  # competent whatever the producer's country
     assert "Wettelijke basis" in page
     assert "Europees Centrum voor de Consument" in page  # refused for now: complain first
+
+
+def test_a_flight_asks_about_other_airports_only_when_it_did_not_leave_from_belgium(client):
+    base = "/en/problem/transport/flight_cancelled/complaint/"
+    first = text(client.get(base))
+    assert 'name="a_departs_from_belgium"' in first and "a_departs_from_eu" not in first
+    checks = "&a_contacted_trader=yes&a_court_case_pending=no&a_trader_is_business=yes"
+    asked = "&asked=departs_from_belgium&asked=contacted_trader"
+    left_belgium = client.get(base + "check?a_departs_from_belgium=yes" + checks + asked)
+    assert left_belgium.status_code == 303 and "/form" in left_belgium.headers["Location"]
+    elsewhere = client.get(base + "check?a_departs_from_belgium=no" + checks + asked)
+    page = text(elsewhere)
+    assert elsewhere.status_code == 200 and 'name="a_departs_from_eu"' in page
+    assert "error-summary" not in page  # a new question, not a mistake
+    go = client.get(base + "check?a_departs_from_belgium=no&a_departs_from_eu=yes" + checks)
+    assert go.status_code == 303 and "a_departs_from_eu=yes" in go.headers["Location"]
+    form = text(client.get(go.headers["Location"]))
+    assert "European Consumer Centre" in form  # the enforcement body of the departure country

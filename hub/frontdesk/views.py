@@ -288,12 +288,28 @@ def _will(stage: str, body: str | None) -> str:
     return str(texts.BODY_WILL.get(body or "", ""))
 
 
-def _questions(s: taxonomy.Subarea, kind: str):
-    return [
-        m
-        for m in hub().router.questions(Situation(kind, s.code, g.lang, None, {}, None))
-        if m.field.startswith("answers.")
-    ]
+def _questions(s: taxonomy.Subarea, kind: str, answers: dict[str, bool] | None = None):
+    """The yes/no questions for this problem, given the answers so far: an answer to a fact
+    (did the flight leave from Belgium?) may close or open others."""
+    situation = Situation(kind, s.code, g.lang, None, answers or {}, None)
+    return [m for m in hub().router.questions(situation) if m.field.startswith("answers.")]
+
+
+def _answered(s: taxonomy.Subarea, kind: str) -> tuple[list, dict[str, bool]]:
+    """The questions to ask and the yes/no answers the request gives to them."""
+    answers: dict[str, bool] = {}
+    questions: list = []
+    for _round in range(4):  # each round may open the questions a fact leads to
+        questions = _questions(s, kind, answers)
+        found = {
+            q.check: request.values[f"a_{q.check}"] == "yes"
+            for q in questions
+            if request.values.get(f"a_{q.check}") in ("yes", "no")
+        }
+        if found == answers:
+            break
+        answers = found
+    return questions, answers
 
 
 @bp.get("/problem/<area>/<sub>/<kind>/")
@@ -325,24 +341,21 @@ def check(area: str, sub: str, kind: str):
     """The pre-check answers: go on to the form, or say what to do first."""
     s = _subarea(area, sub)
     _offered(s, kind)
-    questions = _questions(s, kind)
-    answers: dict[str, bool] = {}
-    errors: dict[str, str] = {}
-    for q in questions:
-        value = request.args.get(f"a_{q.check}")
-        if value in ("yes", "no"):
-            answers[q.check] = value == "yes"
-        else:
-            errors[q.check] = _("Choose yes or no.")
+    questions, answers = _answered(s, kind)
+    asked = set(request.args.getlist("asked"))
+    pending = [q.check for q in questions if q.check not in answers]
+    # a question an answer just opened (the flight did not leave from Belgium: from where?) is
+    # asked, not an error
+    errors = {c: _("Choose yes or no.") for c in pending if c in asked or not asked}
     needs_postcode = POSTCODE_FIELD in _needs(s, kind)
     postcode = _postcode_arg()
     if needs_postcode and region_of(postcode) is None:
         errors["postcode"] = _("Enter a Belgian postal code of four digits, for example 5000.")
-    if errors:
-        decision = _recipients(s, kind)
+    if errors or pending:
+        decision = _recipients(s, kind, answers, postcode)
         return _page(
             "kind.html",
-            422,
+            422 if errors else 200,
             sub=s,
             area=area,
             name=sub,
@@ -438,14 +451,9 @@ def _country_choices() -> list[tuple[str, str]]:
     return [("BE", names.get("BE", "BE")), *eu]
 
 
-def _form_answers(questions) -> dict[str, bool] | None:
-    answers = {}
-    for q in questions:
-        value = request.values.get(f"a_{q.check}")
-        if value not in ("yes", "no"):
-            return None
-        answers[q.check] = value == "yes"
-    return answers
+def _form_answers(s: taxonomy.Subarea, kind: str) -> dict[str, bool] | None:
+    questions, answers = _answered(s, kind)
+    return answers if all(q.check in answers for q in questions) else None
 
 
 @bp.route("/problem/<area>/<sub>/<kind>/form", methods=["GET", "POST"])
@@ -458,8 +466,7 @@ def _form_answers(questions) -> dict[str, bool] | None:
 def case_form(area: str, sub: str, kind: str):
     s = _subarea(area, sub)
     _offered(s, kind)
-    questions = _questions(s, kind)
-    answers = _form_answers(questions)
+    answers = _form_answers(s, kind)
     needs = _needs(s, kind)
     postcode = _postcode_arg() if POSTCODE_FIELD in needs else None
     if answers is None or (POSTCODE_FIELD in needs and region_of(postcode) is None):
