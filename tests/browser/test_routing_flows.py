@@ -28,7 +28,7 @@ def test_a_walloon_consumers_budget_meter_goes_to_the_walloon_regulator(page_fr,
     page.fill("#trader_name", "ORES")
     page.fill("#description", "Mon compteur à budget a été placé sans que je sois prévenue.")
     page.fill("#incident_date", "2026-10-20")
-    page.get_by_label(re.compile("J'accepte que le guichet transmette")).check()
+    page.get_by_label(re.compile("J'accepte que le guichet conserve mon dossier")).check()
     page.get_by_role("button", name="Envoyer mon dossier").click()
 
     page.wait_for_url(re.compile(r"/fr/filed/LK-"))
@@ -55,7 +55,7 @@ def test_a_phishing_sms_is_referred_to_safeonweb_and_the_case_keeps_the_line(pag
     page.fill("#consumer_email", "els.janssens@example.be")
     page.fill("#trader_name", "Onbekende afzender (zogezegd bpost)")
     page.fill("#description", "Sms met een link om douanekosten te betalen voor een pakje.")
-    page.get_by_label(re.compile("Ik ga ermee akkoord")).check()
+    page.get_by_label(re.compile("Ik ga ermee akkoord dat het loket mijn dossier")).check()
     page.get_by_role("button", name="Mijn dossier versturen").click()
 
     page.wait_for_url(re.compile(r"/nl/filed/LK-"))
