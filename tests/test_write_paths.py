@@ -149,6 +149,19 @@ def test_a_referral_bodys_line_is_referred_with_no_delivery_on_every_path(hub):
         assert other == first
 
 
+def test_the_worker_never_tries_to_deliver_to_a_referral_body(hub):
+    from scheduler.worker import Worker
+
+    phishing = {**CASE, "kind": "report", "domain": "scam.phishing"}
+    data = CaseInSchema().load({**phishing, "answers": {"gave_codes_or_paid": True}})
+    case_id, _ = store(hub, data, "token-1", one_statement=False)
+    stats = Worker(hub, "w1").dispatch_once()
+    assert stats.delivered == 0
+    with hub.db.session(read_only=True) as s:
+        assert rows(s, Delivery, case_id) == []
+        assert {a.status for a in s.scalars(select(Assignment))} == {"referred"}
+
+
 def test_add_assignment_writes_what_intake_writes_for_a_line(hub):
     """A referral's new line (ORM) and intake's line (Core, every path) for the same agency
     agree, but for the idempotency key's counter."""
