@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -201,6 +202,72 @@ class ConfigurationError(PermanentError):
     """The adapter's configuration is invalid; the message names each bad key."""
 
 
+class ContractViolation(PermanentError):
+    """The rendered payload does not fit the agency's own contract (its JSON Schema, XSD, WSDL
+    types, file layout or email contract). Found before sending: the agency received nothing,
+    and retrying the same payload cannot help. `problems` are the contract check's own
+    sentences (agency field, the contract's message, the fix)."""
+
+    def __init__(self, problems: Sequence[str]):
+        self.problems = tuple(problems)
+        super().__init__(
+            "not sent: the payload does not fit the agency's contract: " + "; ".join(self.problems)
+        )
+
+
+def how_often(count: int, total: int) -> str:
+    return "in every sample case" if count >= total else f"in {count} of {total} sample cases"
+
+
+class ContractChecker:
+    """An agency's contract, read and compiled once, to hold rendered payloads against.
+
+    One object serves both callers: `loket mappings validate` runs `check_all` on sample cases,
+    and the worker calls it on every case just before it leaves (so building it is where the
+    cost goes; a call should cost little). `problems` are about the contract or the adapter
+    configuration themselves (a missing schema, a WSDL without the element the configuration
+    names): `loket mappings validate` reports them, the send path does not hold them against a
+    case. A per-payload problem may say `{how_often}`: how many sample cases have it.
+    """
+
+    def __init__(
+        self,
+        each: Callable[[Mapping[str, Any]], Sequence[str]] | None = None,
+        problems: Sequence[str] = (),
+    ):
+        self._each = each
+        self.problems = tuple(problems)
+        # Compiled validators (lxml's XMLSchema, zeep's client) are not all safe to share
+        # between the sending threads of one agency; a check is short, so they take turns.
+        self._lock = threading.Lock()
+
+    def __call__(self, payload: Mapping[str, Any]) -> list[str]:
+        """What is wrong with one payload under the contract; [] when it fits."""
+        if self._each is None:
+            return []
+        with self._lock:
+            found = self._each(payload)
+        return [text.replace(" {how_often}", "") for text in dict.fromkeys(found)]
+
+    def findings(self, payloads: Sequence[Mapping[str, Any]]) -> dict[str, list[int]]:
+        """Each distinct problem of the payloads, with the positions of the payloads that have
+        it (so a caller can say which sample cases, in which language, fail)."""
+        found: dict[str, list[int]] = {}
+        each = self._each
+        for number, payload in enumerate(payloads):
+            for text in dict.fromkeys(each(payload) if each is not None else ()):
+                found.setdefault(text, []).append(number)
+        return found
+
+    def check_all(self, payloads: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Every distinct problem of the payloads, then the contract's own."""
+        found = [
+            text.replace("{how_often}", how_often(len(where), len(payloads)))
+            for text, where in self.findings(payloads).items()
+        ]
+        return found + [text for text in self.problems if text not in found]
+
+
 def secret_fields(schema: type[Schema]) -> frozenset[str]:
     return frozenset(name for name, f in schema().fields.items() if f.metadata.get("secret"))
 
@@ -255,6 +322,21 @@ class Adapter(ABC):
     def poll(self, cursor: str | None, open_items: Sequence[OpenItem]) -> PollResult:
         raise PermanentError(f"the {self.kind} adapter cannot poll")
 
+    def cursor_behind(self, stored: str, returned: str) -> bool:
+        """Whether a poll handed `stored` answered with a cursor *before* it: the agency's feed
+        went backwards (restored from a backup, reset). The hub then re-reads the feed from an
+        empty cursor and tells operators. The default understands the two common formats, a
+        sequence number and an ISO 8601 time; anything else is never called behind. An adapter
+        with its own cursor format overrides this (it is the one that knows the format)."""
+        try:
+            return int(returned) < int(stored)
+        except ValueError:
+            pass
+        try:
+            return _cursor_time(returned) < _cursor_time(stored)
+        except ValueError:
+            return False
+
     def send_message(self, item: OutboundMessage) -> Receipt:
         """Send a consumer's reply on an open case (capability MESSAGES)."""
         raise PermanentError(
@@ -265,15 +347,25 @@ class Adapter(ABC):
     def check(self) -> Health: ...
 
     @classmethod
+    def contract_checker(cls, contract_dir: Path, config: Mapping[str, Any]) -> ContractChecker:
+        """The agency's contract in `contract_dir` (its schema, WSDL, file layout or mail
+        contract), compiled once for this configuration. Transports with a machine-readable
+        contract override this; the default checks what an older `check_contract` override
+        checks, else nothing."""
+        if cls.check_contract.__func__ is not Adapter.check_contract.__func__:  # type: ignore[attr-defined]
+            return ContractChecker(
+                lambda payload: cls.check_contract(contract_dir, config, [payload])
+            )
+        return ContractChecker()
+
+    @classmethod
     def check_contract(
         cls, contract_dir: Path, config: Mapping[str, Any], payloads: Sequence[Mapping[str, Any]]
     ) -> list[str]:
         """Problems between payloads a mapping renders and the agency's contract in
-        `contract_dir` (its schema, WSDL, file layout or mail template): each one sentence
-        naming the agency field and the fix. `loket mappings validate` calls it with sample
-        cases. The default checks nothing; transports with a machine-readable contract override.
-        """
-        return []
+        `contract_dir`: each one sentence naming the agency field and the fix. `loket mappings
+        validate` calls it with sample cases; it is `contract_checker(...).check_all(...)`."""
+        return cls.contract_checker(contract_dir, config).check_all(payloads)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. Adapters are long-lived; the worker closes them on shutdown."""
@@ -283,6 +375,13 @@ class Adapter(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.masked_config()}>"
+
+
+def _cursor_time(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError("a cursor time without a zone is not comparable")
+    return parsed
 
 
 def dig(data: Any, path: str) -> Any:

@@ -70,6 +70,7 @@ from adapters.base import (
     POLL_CHANGES,
     Adapter,
     Attachment,
+    ContractChecker,
     Health,
     InboundProblem,
     OpenItem,
@@ -707,11 +708,10 @@ class EmailAdapter(Adapter):
     # ------------------------------------------------------------------------------ contract
 
     @classmethod
-    def check_contract(
-        cls, contract_dir: Path, config: Mapping[str, Any], payloads: Sequence[Mapping[str, Any]]
-    ) -> list[str]:
+    def contract_checker(cls, contract_dir: Path, config: Mapping[str, Any]) -> ContractChecker:
         """The agency's `email.yaml` against what this configuration sends and reads:
-        - every field in `case_mail.required_fields` is in each payload, and the mail template
+        - every field in `case_mail.required_fields` is in each payload, every value that
+          `case_mail.values` lists the codes of is one of them, and the mail template
           (each language the subject is configured for) renders it as a `field: value` line,
           which is how the agency's staff and filters find it; a field the contract does not
           list (required or optional) is flagged too: it would leave the hub unasked;
@@ -723,30 +723,36 @@ class EmailAdapter(Adapter):
 
         path = contract_dir / "email.yaml"
         if not path.exists():
-            return [
-                f"no email.yaml in {contract_dir.name}/: put the agency's email contract there "
-                "(case_mail.required_fields: what each case mail must carry; see "
-                "contracts/agencies/ombudsman-energy/email.yaml)"
-            ]
+            return ContractChecker(
+                problems=[
+                    f"no email.yaml in {contract_dir.name}/: put the agency's email contract "
+                    "there (case_mail.required_fields: what each case mail must carry; see "
+                    "contracts/agencies/ombudsman-energy/email.yaml)"
+                ]
+            )
         try:
             contract = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
             adapter = cls(config)
         except yaml.YAMLError as exc:
-            return [f"{path.name} is not valid YAML: {exc}. Fix: correct the agency's contract"]
+            return ContractChecker(
+                problems=[
+                    f"{path.name} is not valid YAML: {exc}. Fix: correct the agency's contract"
+                ]
+            )
         except PermanentError as exc:
-            return [f"adapter: {exc.detail}"]
+            return ContractChecker(problems=[f"adapter: {exc.detail}"])
         case_mail = contract.get("case_mail") or {}
         required = [str(f) for f in case_mail.get("required_fields") or ()]
         known = {*required, *(str(f) for f in case_mail.get("optional_fields") or ())}
+        allowed = {
+            str(k): [str(v) for v in vs or ()] for k, vs in (case_mail.get("values") or {}).items()
+        }
         subjects = adapter.config["subject_template"]
         languages = [lang for lang in subjects if lang != "*"] or ["en"]
-        problems: list[str] = []
 
-        def add(text: str) -> None:
-            if text not in problems:
-                problems.append(text)
-
-        for payload in payloads:
+        def check(payload: Mapping[str, Any]) -> list[str]:
+            problems: list[str] = []
+            add = problems.append
             short, long = _flatten(payload)
             present = {name for name, _ in (*short, *long)}
             for name in required:
@@ -762,6 +768,13 @@ class EmailAdapter(Adapter):
                     f"optional_fields). Fix: remove it from fields, or add it to the contract "
                     "once the agency confirms it"
                 )
+            for name, value in short:
+                if allowed.get(name) and value not in allowed[name]:
+                    add(
+                        f"fields.{name}: {value!r} is not one of {', '.join(allowed[name])} (the "
+                        f"agency's {path.name}, case_mail.values). Fix: map(...) {name} to one "
+                        "of those"
+                    )
             reference = str(payload.get("reference") or "LK-7F3K-9QX2")
             for language in languages:
                 item = Outbound(f"{reference}.check.1", reference, "check", payload, language)
@@ -784,6 +797,14 @@ class EmailAdapter(Adapter):
                             f"fields.{name}: the mail template for {language} does not write "
                             f"it as a `{name}:` line. Fix: list the fields in the template"
                         )
+            return problems
+
+        problems: list[str] = []
+
+        def add(text: str) -> None:
+            if text not in problems:
+                problems.append(text)
+
         status_mail = contract.get("status_mail") or {}
         example = status_mail.get("example")
         if example:
@@ -810,7 +831,7 @@ class EmailAdapter(Adapter):
                     f"{path.name}: status_mail.codes and statuses.yaml list different codes. "
                     "Fix: keep the two lists of the agency's codes the same"
                 )
-        return problems
+        return ContractChecker(check, problems)
 
     # ---------------------------------------------------------------------------------- check
 

@@ -31,6 +31,7 @@ from adapters.base import (
     POLL_PER_ITEM,
     Adapter,
     Attachment,
+    ContractChecker,
     Health,
     InboundProblem,
     OpenItem,
@@ -366,7 +367,7 @@ class RestAdapter(Adapter):
         return Health(True, f"GET {path} answered", (time.perf_counter() - started) * 1000)
 
     @classmethod
-    def check_contract(cls, contract_dir, config, payloads) -> list[str]:
+    def contract_checker(cls, contract_dir, config) -> ContractChecker:
         """Each payload must validate against the agency's JSON Schema (case.schema.json)."""
         import json
 
@@ -374,22 +375,23 @@ class RestAdapter(Adapter):
 
         path = contract_dir / "case.schema.json"
         if not path.exists():
-            return [
-                f"no {path.name} in {contract_dir.name}/: put the agency's JSON Schema of a "
-                "new case there"
-            ]
+            return ContractChecker(
+                problems=[
+                    f"no {path.name} in {contract_dir.name}/: put the agency's JSON Schema of a "
+                    "new case there"
+                ]
+            )
         validator = Draft202012Validator(json.loads(path.read_text(encoding="utf-8")))
-        problems: list[str] = []
-        for payload in payloads:
-            for error in validator.iter_errors(payload):
-                where = ".".join(map(str, error.absolute_path)) or "(payload)"
-                text = (
-                    f"fields.{where}: {error.message} (the agency's {path.name}). Fix: map "
-                    "the field, or transform the value to fit"
-                )
-                if text not in problems:
-                    problems.append(text)
-        return problems
+
+        def check(payload: Mapping[str, Any]) -> list[str]:
+            return [
+                f"fields.{'.'.join(map(str, error.absolute_path)) or '(payload)'}: "
+                f"{error.message} (the agency's {path.name}). Fix: map the field, or transform "
+                "the value to fit"
+                for error in validator.iter_errors(payload)
+            ]
+
+        return ContractChecker(check)
 
     def close(self) -> None:
         self.session.close()

@@ -65,6 +65,7 @@ from adapters.base import (
     POLL_CHANGES,
     Adapter,
     AdapterError,
+    ContractChecker,
     Health,
     InboundProblem,
     OpenItem,
@@ -693,7 +694,7 @@ class SftpAdapter(Adapter):
             data = fh.read(c["max_file_bytes"] + 1)
         digest = hashlib.sha256(data).hexdigest()[:12]
         try:
-            found = self._parse(name, data, digest)
+            found = self._parse(data)
         except (FormatError, ValueError) as exc:
             reason = f"unreadable status file: {exc}"
             excerpt = data[:500].decode("utf-8", "replace")
@@ -703,7 +704,7 @@ class SftpAdapter(Adapter):
         updates.extend(found)
         nxt.read[name] = stamp
 
-    def _parse(self, name: str, data: bytes, digest: str) -> list[StatusUpdate]:
+    def _parse(self, data: bytes) -> list[StatusUpdate]:
         c, layout = self.config, self.config["status"]
         records = read_records(
             data,
@@ -740,7 +741,10 @@ class SftpAdapter(Adapter):
                     agency_reference=agency_ref,
                     case_reference=case_ref,
                     message=_opt_str(dig(record, layout["message"])),
-                    update_id=own_id or f"{name[:120]}#{index}@{digest}",
+                    # Without the agency's own event id, the hub identifies the update by its
+                    # content (StatusUpdate.key): the same record in a second file, or the
+                    # same file dropped again, is a duplicate, whatever the file is called.
+                    update_id=own_id,
                 )
             )
         return out
@@ -803,9 +807,7 @@ class SftpAdapter(Adapter):
     # ------------------------------------------------------------------------------ contract
 
     @classmethod
-    def check_contract(
-        cls, contract_dir: Path, config: Mapping[str, Any], payloads: Sequence[Mapping[str, Any]]
-    ) -> list[str]:
+    def contract_checker(cls, contract_dir: Path, config: Mapping[str, Any]) -> ContractChecker:
         """Each payload, written as the case file the agency gets (the configured format),
         must fit the agency's layout: `case.xsd` (XML), `case.schema.json` (JSON) or
         `case.layout.yaml` (CSV), see adapters/filecontracts.py."""
@@ -814,43 +816,49 @@ class SftpAdapter(Adapter):
         try:
             c = cls.config_schema().load(dict(config))
         except ValidationError as exc:
-            return [
-                f"adapter.{key}: {' '.join(map(str, msgs)) if isinstance(msgs, list) else msgs}"
-                for key, msgs in sorted(exc.messages_dict.items())
-            ]
+            return ContractChecker(
+                problems=[
+                    f"adapter.{key}: {' '.join(map(str, msgs)) if isinstance(msgs, list) else msgs}"
+                    for key, msgs in sorted(exc.messages_dict.items())
+                ]
+            )
         fmt = c["format"]
         path = contract_dir / CASE_CONTRACTS[fmt]
         kind = {"xml": "XSD", "json": "JSON Schema", "csv": "CSV layout"}[fmt]
         if not path.exists():
-            return [
-                f"no {path.name} in {contract_dir.name}/: the adapter writes {fmt.upper()} case "
-                f"files, so put the agency's {kind} of a case file there (or change format)"
-            ]
+            return ContractChecker(
+                problems=[
+                    f"no {path.name} in {contract_dir.name}/: the adapter writes {fmt.upper()} "
+                    f"case files, so put the agency's {kind} of a case file there (or change "
+                    "format)"
+                ]
+            )
         try:
             checker = load_checker(path, fmt)
             if fmt == "csv" and CsvLayout.load(path).delimiter != c["csv_delimiter"]:
                 wanted = CsvLayout.load(path).delimiter
-                return [
-                    f"adapter.csv_delimiter: {c['csv_delimiter']!r}, but the agency's "
-                    f"{path.name} says {wanted!r}. Fix: set csv_delimiter to {wanted!r}"
-                ]
+                return ContractChecker(
+                    problems=[
+                        f"adapter.csv_delimiter: {c['csv_delimiter']!r}, but the agency's "
+                        f"{path.name} says {wanted!r}. Fix: set csv_delimiter to {wanted!r}"
+                    ]
+                )
         except ContractError as exc:
-            return [f"{exc}. Fix: correct the agency's contract file"]
-        problems: list[str] = []
-        for payload in payloads:
+            return ContractChecker(problems=[f"{exc}. Fix: correct the agency's contract file"])
+
+        def check(payload: Mapping[str, Any]) -> list[str]:
             try:
                 data = write_case(payload, fmt, root=c["xml_root"], delimiter=c["csv_delimiter"])
             except FormatError as exc:
-                found = [f"fields: cannot write the case as {fmt}: {exc}. Fix: rename the field"]
-            else:
-                found = [
-                    (f"fields.{p.field}" if p.field else "the case file")
-                    + f": {p.message} (the agency's {path.name})"
-                    + (f". Fix: {p.fix}" if p.fix else "")
-                    for p in checker(data)
-                ]
-            problems += [text for text in found if text not in problems]
-        return problems
+                return [f"fields: cannot write the case as {fmt}: {exc}. Fix: rename the field"]
+            return [
+                (f"fields.{p.field}" if p.field else "the case file")
+                + f": {p.message} (the agency's {path.name})"
+                + (f". Fix: {p.fix}" if p.fix else "")
+                for p in checker(data)
+            ]
+
+        return ContractChecker(check)
 
     # --------------------------------------------------------------------------------- check
 

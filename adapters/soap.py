@@ -51,6 +51,7 @@ from adapters.base import (
     Adapter,
     Attachment,
     ConfigurationError,
+    ContractChecker,
     Health,
     InboundProblem,
     OpenItem,
@@ -580,9 +581,7 @@ class SoapAdapter(Adapter):
         return Health(True, f"{operation} answered", elapsed())
 
     @classmethod
-    def check_contract(
-        cls, contract_dir: Path, config: Mapping[str, Any], payloads: Sequence[Mapping[str, Any]]
-    ) -> list[str]:
+    def contract_checker(cls, contract_dir: Path, config: Mapping[str, Any]) -> ContractChecker:
         """Each payload must fit the input of the WSDL's submit operation, read from the file
         alone (no network): every element must exist (`Melder.Fax` when `Melder` has no `Fax`),
         every required element (minOccurs >= 1) must be filled, and every value must pass the
@@ -593,11 +592,15 @@ class SoapAdapter(Adapter):
         try:
             adapter = cls(config)
         except ConfigurationError as exc:
-            return [f"adapter: {exc.detail}. Fix: correct the adapter settings in the mapping"]
+            return ContractChecker(
+                problems=[
+                    f"adapter: {exc.detail}. Fix: correct the adapter settings in the mapping"
+                ]
+            )
         try:
             client, service = adapter._load()
         except ConfigurationError as exc:
-            return [f"adapter: {exc.detail}"]
+            return ContractChecker(problems=[f"adapter: {exc.detail}"])
         finally:
             adapter.close()
         wsdl = adapter.wsdl_path()
@@ -606,31 +609,33 @@ class SoapAdapter(Adapter):
         key_parameter = adapter.config["idempotency_key_parameter"]
         known = {name for name, _ in body.type.elements}
         if key_parameter not in known:
-            return [
-                f"adapter.idempotency_key_parameter: {operation} in {wsdl.name} has no element "
-                f"{key_parameter!r} (it has {', '.join(sorted(known))}). Fix: name the element "
-                "that carries the idempotency key"
-            ]
-        problems: dict[str, int] = {}  # problem -> in how many payloads
+            return ContractChecker(
+                problems=[
+                    f"adapter.idempotency_key_parameter: {operation} in {wsdl.name} has no element "
+                    f"{key_parameter!r} (it has {', '.join(sorted(known))}). Fix: name the element "
+                    "that carries the idempotency key"
+                ]
+            )
+        problems = []
         try:
             schema = _xml_schema(wsdl)
         except Exception as exc:
             schema = None
-            problems[
+            problems.append(
                 f"adapter.wsdl: the XSD in {wsdl.name} does not compile ({_short(exc)}), so values "
                 "were not checked against it. Fix: correct the agency's WSDL"
-            ] = 1
-        for payload in payloads:
-            arguments = {**payload, key_parameter: f"LK-7F3K-9QX2.{contract_dir.name}.1"}
+            )
+        key = f"LK-7F3K-9QX2.{contract_dir.name}.1"
+
+        def check(payload: Mapping[str, Any]) -> list[str]:
+            arguments = {**payload, key_parameter: key}
             found = _structure_problems(body.type, arguments, operation, wsdl.name, "")
-            if not found:
-                found = _value_problems(client, service, operation, arguments, schema, wsdl.name)
-            for problem in dict.fromkeys(found):
-                problems[problem] = problems.get(problem, 0) + 1
-        return [
-            problem.replace("{how_often}", _how_often(count, len(payloads)))
-            for problem, count in problems.items()
-        ] + _message_problems(adapter, client, service, contract_dir.name, wsdl.name)
+            return found or _value_problems(
+                client, service, operation, arguments, schema, wsdl.name
+            )
+
+        problems += _message_problems(adapter, client, service, contract_dir.name, wsdl.name)
+        return ContractChecker(check, problems)
 
     def close(self) -> None:
         self.session.close()
@@ -728,10 +733,6 @@ def _element_at(xsd_type: Any, path: str, operation: str) -> tuple[Any, str | No
             )
         xsd_type, where = element.type, part
     return element, None
-
-
-def _how_often(count: int, total: int) -> str:
-    return "in every sample case" if count >= total else f"in {count} of {total} sample cases"
 
 
 def _structure_problems(

@@ -1,20 +1,26 @@
-"""The agency directory: mapping files loaded once, adapters built on first use."""
+"""The agency directory: mapping files loaded once, adapters and contract checkers built on
+first use."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 
 from adapters import registry
-from adapters.base import Adapter, AdapterError
+from adapters.base import Adapter, AdapterError, ContractChecker
 from mappings.engine import AgencyMapping, load_all
+from mappings.validate import contract_dir
+
+log = logging.getLogger("loket.agencies")
 
 
 class Directory:
     def __init__(self, agencies: Mapping[str, AgencyMapping]):
         self.agencies = dict(agencies)
         self._adapters: dict[str, Adapter] = {}
+        self._checkers: dict[str, ContractChecker] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -42,6 +48,30 @@ class Directory:
                     mapping.adapter_kind, mapping.adapter_config
                 )
             return self._adapters[agency_id]
+
+    def contract_checker(self, agency_id: str) -> ContractChecker:
+        """The agency's own contract (contracts/agencies/<id>/), compiled once per process by
+        its transport: what every case payload is held against before it leaves. Problems with
+        the contract itself are `loket mappings validate`'s to report; here they are logged
+        once and hold no case back."""
+        checker = self._checkers.get(agency_id)
+        if checker is not None:
+            return checker
+        mapping = self.agencies[agency_id]
+        try:  # outside the lock: compiling a WSDL takes a while, other lanes go on
+            transport = registry.get(mapping.adapter_kind)
+            checker = transport.contract_checker(contract_dir(mapping), mapping.adapter_config)
+        except registry.UnknownAdapter:
+            checker = ContractChecker()  # building the adapter says so, on every delivery
+        except Exception as exc:
+            log.exception("cannot read the contract of %s", agency_id)
+            checker = ContractChecker(problems=[f"cannot read the contract: {exc}"])
+        with self._lock:
+            if agency_id not in self._checkers:
+                self._checkers[agency_id] = checker
+                for problem in checker.problems:
+                    log.warning("contract of %s: %s", agency_id, problem)
+            return self._checkers[agency_id]
 
     def capabilities(self, agency_id: str) -> frozenset[str] | None:
         """What the agency's configured adapter does (`Adapter.capabilities`): what the worker,

@@ -241,6 +241,7 @@ def _status_body(view: caseview.CaseView) -> dict[str, Any]:
         "updated_at": _iso(view.updated_at),
         "expected_answer_by": _iso(view.expected_answer_by),
         "past_due": view.past_due,
+        "reply_by": _iso(view.reply_by),
         "agencies": [
             {
                 "agency": line.agency_id,
@@ -258,6 +259,9 @@ def _status_body(view: caseview.CaseView) -> dict[str, Any]:
                 **(_referral(hub().directory[line.agency_id], lang) if line.referral else {}),
                 "clock_paused": line.clock_paused,
                 "referred_from": line.referred_from,
+                "answers_consumer": line.answers_consumer,
+                "answer_sent": line.answered and not line.terminal,
+                "reply_by": _iso(line.reply_by),
             }
             for line in view.lines
         ],

@@ -28,7 +28,6 @@ from hub.models import Assignment, Attachment, Case, Message, Party, StatusEvent
 from hub.services import Hub
 
 WAITING_FOR_CONSUMER = "waiting_for_consumer"
-INFORM = "inform"  # a line that informs an inspection: it never answers the consumer
 
 
 @dataclass(frozen=True)
@@ -51,6 +50,8 @@ class Line:
     past_due: bool
     clock_paused: bool  # the agency waits for the consumer; its answer date moves on meanwhile
     terminal: bool
+    answered: bool  # it waited for the consumer, who answered; the service acts until it asks again
+    reply_by: datetime | None  # by when the consumer should answer it (while it waits for them)
     outcome: str | None
     referred_from: str | None  # the agency that referred the case here
     basis: str | None = None  # the law or the body's rules the routing decision rests on
@@ -66,13 +67,13 @@ class Line:
 
     @property
     def needs_answer(self) -> bool:
-        """What the consumer must do: answer this agency (it waits for them)."""
-        return self.status == WAITING_FOR_CONSUMER
+        """What the consumer must do: answer this agency (it waits for them, not answered yet)."""
+        return self.status == WAITING_FOR_CONSUMER and not self.answered
 
     @property
     def answers_consumer(self) -> bool:
         """The line answers the consumer (it does not only inform an inspection)."""
-        return self.stage != INFORM
+        return lifecycle.answers_consumer(self.stage)
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,28 @@ class CaseView:
     files: tuple[File, ...] = ()  # the documents filed with the case (not those of messages)
 
     @property
+    def speaking_lines(self) -> tuple[Line, ...]:
+        """The lines that answer the consumer (all lines when none does, e.g. a report)."""
+        return tuple(line for line in self.lines if line.answers_consumer) or self.lines
+
+    @property
+    def waiting_lines(self) -> tuple[Line, ...]:
+        """The services that wait for the consumer's answer, soonest reply-by first."""
+        waiting = [line for line in self.lines if line.needs_answer]
+        return tuple(sorted(waiting, key=lambda line: (line.reply_by is None, line.reply_by)))
+
+    @property
+    def answered_lines(self) -> tuple[Line, ...]:
+        """The open lines the consumer has answered: those services act now."""
+        return tuple(line for line in self.lines if line.answered and not line.terminal)
+
+    @property
+    def reply_by(self) -> datetime | None:
+        """The soonest date by which the consumer should answer a service, if any waits."""
+        dates = [line.reply_by for line in self.waiting_lines if line.reply_by]
+        return min(dates) if dates else None
+
+    @property
     def open_lines(self) -> tuple[Line, ...]:
         return tuple(line for line in self.lines if not line.terminal)
 
@@ -193,7 +216,6 @@ def build(
         select(lines_t).where(lines_t.c.case_id == case.id).order_by(lines_t.c.id)
     ).all()
     agency_of = {r.id: r.agency_id for r in rows}
-    lines = tuple(_line(r, directory, agency_of, now) for r in rows)
     timeline = tuple(
         Event(
             id=e.id,
@@ -210,30 +232,34 @@ def build(
             select(events_t).where(events_t.c.case_id == case.id).order_by(events_t.c.id)
         )
     )
-    # The truth rule: the expected date comes from the lines that answer the consumer.
-    open_dues = [
-        line.answer_by
-        for line in lines
-        if line.answer_by and not line.terminal and line.answers_consumer
-    ]
+    answered = lifecycle.answered_lines(
+        (e.line_id, e.id, e.actor, e.kind, e.to_status) for e in timeline
+    )
+    lines = tuple(_line(r, directory, agency_of, now, r.id in answered) for r in rows)
+    # The truth rule: the status, the expected date and "past due" come from the lines that
+    # answer the consumer; a line that only informs an inspection holds none of them.
+    speaking = [line for line in lines if line.answers_consumer]
+    open_dues = [line.answer_by for line in speaking if line.answer_by and not line.terminal]
     extra: dict[str, Any] = _documents(conn, case.id) if documents else {}
     return CaseView(
         reference=case.reference,
         kind=case.kind,
         domain=case.domain,
         language=case.language,
-        status=case.status,
+        status=lifecycle.case_status((line.status, line.stage, line.answered) for line in lines),
         created_at=case.created_at,
         updated_at=case.updated_at,
         expected_answer_by=max(open_dues) if open_dues else None,
-        past_due=any(line.past_due for line in lines),
+        past_due=any(line.past_due for line in speaking),
         lines=lines,
         timeline=timeline,
         **extra,
     )
 
 
-def _line(a: Any, directory: Directory, agency_of: dict[int, str], now: datetime) -> Line:
+def _line(
+    a: Any, directory: Directory, agency_of: dict[int, str], now: datetime, answered: bool
+) -> Line:
     mapping = directory.agencies.get(a.agency_id)
     return Line(
         id=a.id,
@@ -245,7 +271,7 @@ def _line(a: Any, directory: Directory, agency_of: dict[int, str], now: datetime
         basis=a.basis,
         referral=dict(mapping.referral) if mapping and not mapping.connected else None,
         status=a.status,
-        consumer_status=lifecycle.consumer_sees(a.status),
+        consumer_status=lifecycle.shown_status(a.status, answered),
         agency_status=a.agency_status,
         agency_reference=a.agency_reference,
         reference_provisional=bool(a.agency_reference and a.agency_reference_provisional),
@@ -254,6 +280,8 @@ def _line(a: Any, directory: Directory, agency_of: dict[int, str], now: datetime
         past_due=lifecycle.is_past_due(a, now),
         clock_paused=a.paused_at is not None,
         terminal=lifecycle.is_terminal(a.status),
+        answered=answered,
+        reply_by=None if answered else lifecycle.reply_by(a.status, a.paused_at),
         outcome=a.outcome,
         referred_from=agency_of.get(a.referred_from_id) if a.referred_from_id else None,
     )

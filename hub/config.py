@@ -68,6 +68,9 @@ class MailSettings:
     password: str | None = field(default=None, repr=False)
     public_url: str = "http://127.0.0.1:8000"
     timeout: float = 10.0
+    # How long a line's change waits for others of the same case before one mail tells them
+    # all; None: `notify.batch_minutes` of contracts/statuses.yaml.
+    batch_seconds: float | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> MailSettings:
@@ -75,6 +78,13 @@ class MailSettings:
         port = env.get("LOKET_SMTP_PORT")
         if port and not port.isdigit():
             raise ConfigError(f"LOKET_SMTP_PORT={port!r} is not a port number; e.g. 25 or 587")
+        batch = env.get("LOKET_MAIL_BATCH_SECONDS")
+        try:
+            batch_seconds = float(batch) if batch else None
+        except ValueError:
+            raise ConfigError(
+                f"LOKET_MAIL_BATCH_SECONDS={batch!r} is not a number of seconds; e.g. 300"
+            ) from None
         return replace(
             m,
             host=env.get("LOKET_SMTP_HOST", m.host),
@@ -83,6 +93,7 @@ class MailSettings:
             starttls=env.get("LOKET_SMTP_STARTTLS", "") in ("1", "true", "yes"),
             username=env.get("LOKET_SMTP_USERNAME") or None,
             password=env.get("LOKET_SMTP_PASSWORD") or None,
+            batch_seconds=batch_seconds,
             public_url=env.get("LOKET_PUBLIC_URL", m.public_url),
         )
 

@@ -113,6 +113,8 @@ def reply(
             action="message.written",
             data={"message_id": message.id, "attachments": [u.sha256 for u in uploads]},
         )
+        # "Answer sent, the service is handling it" until the service asks again.
+        lifecycle.refresh_case(case, now, quiet=True)
         return message.id
 
 

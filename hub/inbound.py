@@ -14,7 +14,15 @@ Rules that keep statuses from being lost or doubled:
 - an unreadable item is kept once per content: the same bad mail read twice is a duplicate, two
   different bad mails with one Message-ID are two problems;
 - a refusal (a rejected file, a bounce) turns the delivery it names into a dead letter with the
-  agency's reason, and the line becomes `undeliverable` (the consumer reads "being forwarded").
+  agency's reason, and the line becomes `undeliverable` (the consumer reads "being forwarded");
+- an agency reference held by more than one line of the agency (its feed started over and
+  numbered a new case like an old one) is never resolved silently: an update naming our case
+  reference goes to that case, one that names only the shared reference is an operator problem,
+  and either way operators are told (`feed alerts`, below) and the evidence log records it.
+
+Feed alerts: a feed that went backwards, a reference two lines hold, a feed silent while lines
+wait past their acknowledgement date. Each is an inbound problem on the console's attention page
+(once per occurrence: the same alert again is a duplicate) and an entry in the evidence log.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy import update as sa_update
 from sqlalchemy.orm import Session, selectinload
 
@@ -72,6 +80,10 @@ class ApplyStats:
 
 
 def open_items(db: Database, agency_id: str) -> list[OpenItem]:
+    """The agency's open lines, for per-case polling. A reference two lines hold (the agency
+    numbered anew) is asked about once, for the newest line: it is what the number means at
+    the agency now, and the answer, which names the case asked about, must not land on the
+    older line too (operators are told about the shared reference)."""
     terminal = [s for s in lifecycle.statuses() if lifecycle.is_terminal(s)]
     with db.session(read_only=True) as s:
         rows = s.execute(
@@ -90,7 +102,163 @@ def open_items(db: Database, agency_id: str) -> list[OpenItem]:
             )
             .order_by(Assignment.id)
         ).all()
-    return [OpenItem(ref, case_ref, key, status) for ref, case_ref, key, status in rows]
+    newest = {ref: OpenItem(ref, case_ref, key, status) for ref, case_ref, key, status in rows}
+    return list(newest.values())  # ordered by line: the newest holder of a reference wins
+
+
+@dataclass(frozen=True)
+class FeedAlert:
+    """Something about an agency's feed as a whole that operators must know (see the module
+    docstring). `action` names it in the evidence log; `source` identifies this occurrence, so
+    the same alert raised again is recorded once."""
+
+    action: str
+    source: str
+    reason: str
+    excerpt: str = ""
+
+
+FEED_WENT_BACK = "feed.went_back"
+REFERENCE_SHARED = "feed.reference_shared"
+FEED_SILENT = "feed.silent"
+
+
+def feed_went_back(stored: str, returned: str | None) -> FeedAlert:
+    return FeedAlert(
+        FEED_WENT_BACK,
+        f"feed went back from {stored[:200]} to {(returned or '')[:200]}",
+        f"the agency's feed went backwards (the hub had read up to {stored!r}, the agency "
+        f"answered {returned!r}): its system was restored or reset. The hub re-read the feed "
+        "from the start; check the agency still has the open cases sent before.",
+    )
+
+
+def feed_silent(cursor: str | None, late: list[tuple[str, str | None]]) -> FeedAlert:
+    names = ", ".join(f"{case} ({ref or 'no reference'})" for case, ref in late[:20])
+    return FeedAlert(
+        FEED_SILENT,
+        f"feed silent at {(cursor or '')[:200]} with {len(late)} late line(s) up to {late[-1][0]}",
+        f"the agency's feed returns nothing while {len(late)} line(s) wait past their "
+        "acknowledgement date; the hub re-read the feed from the start. If they stay sent, "
+        "ask the agency whether it has them.",
+        names,
+    )
+
+
+def record_alert(
+    s: Session,
+    agency_id: str,
+    alert: FeedAlert,
+    now: datetime,
+    case_ids: tuple[int, ...] = (),
+) -> str:
+    """Keep a feed alert for operators and in the evidence log (of each case it names, else the
+    hub's own chain). Returns PROBLEM when it is new, DUPLICATE when it was already recorded."""
+    outcome = record_problem(
+        s, agency_id, InboundProblemValue(alert.source, alert.reason, alert.excerpt), now
+    )
+    if outcome == PROBLEM:
+        data = {"reason": alert.reason, "source": alert.source, "detail": alert.excerpt}
+        for case_id in case_ids or (None,):
+            audit.record(
+                s,
+                at=now,
+                actor="hub",
+                action=alert.action,
+                case_id=case_id,
+                agency_id=agency_id,
+                data=data,
+            )
+    return outcome
+
+
+def alert_is_new(db: Database, agency_id: str, alert: FeedAlert) -> bool:
+    """Whether this alert has not been recorded yet (so its re-synchronisation is still due)."""
+    source = alert.source[:460]
+    with db.session(read_only=True) as s:
+        return (
+            s.scalar(
+                select(InboundProblem.id)
+                .where(InboundProblem.agency_id == agency_id, InboundProblem.source == source)
+                .limit(1)
+            )
+            is None
+        )
+
+
+def late_unacknowledged(
+    db: Database, agency_id: str, now: datetime
+) -> list[tuple[str, str | None]]:
+    """(case reference, agency reference) of the agency's lines still `sent` after their
+    acknowledgement date, oldest first."""
+    with db.session(read_only=True) as s:
+        return [
+            (case_ref, ref)
+            for case_ref, ref in s.execute(
+                select(Case.reference, Assignment.agency_reference)
+                .join(Case, Case.id == Assignment.case_id)
+                .where(
+                    Assignment.agency_id == agency_id,
+                    Assignment.status == lifecycle.SENT,
+                    Assignment.acknowledge_due_at.is_not(None),
+                    Assignment.acknowledge_due_at < now,
+                )
+                .order_by(Assignment.id)
+                .limit(200)
+            )
+        ]
+
+
+def check_shared_references(
+    db: Database, agency_id: str, references: set[str], now: datetime
+) -> int:
+    """After receipts are recorded: an agency reference now held by two lines of the agency
+    (its numbering started over) is flagged for operators and in each case's evidence.
+    Returns how many references are shared."""
+    if not references:
+        return 0
+    shared = 0
+    with db.session() as s:
+        for chunk in _chunks(references):
+            rows = s.execute(
+                select(Assignment.agency_reference, Assignment.case_id, Case.reference)
+                .join(Case, Case.id == Assignment.case_id)
+                .where(
+                    Assignment.agency_id == agency_id,
+                    Assignment.agency_reference.in_(chunk),
+                    Assignment.agency_reference.in_(
+                        select(Assignment.agency_reference)
+                        .where(Assignment.agency_id == agency_id)
+                        .group_by(Assignment.agency_reference)
+                        .having(func.count(func.distinct(Assignment.case_id)) > 1)
+                    ),
+                )
+                .order_by(Assignment.id)
+            ).all()
+            holders: dict[str, list[tuple[int, str]]] = {}
+            for ref, case_id, case_ref in rows:
+                holders.setdefault(ref, []).append((case_id, case_ref))
+            for ref, cases in holders.items():
+                shared += 1
+                record_alert(
+                    s,
+                    agency_id,
+                    _shared(ref, sorted({c for _, c in cases})),
+                    now,
+                    tuple(i for i, _ in cases),
+                )
+    return shared
+
+
+def _shared(reference: str, case_refs: list[str]) -> FeedAlert:
+    cases = ", ".join(case_refs)
+    return FeedAlert(
+        REFERENCE_SHARED,
+        f"reference {reference[:128]} held by {cases}"[:460],
+        f"the agency's reference {reference!r} is held by more than one case ({cases}): its "
+        "numbering started over. Updates naming only that reference are not applied to any of "
+        "them; check with the agency which case it means.",
+    )
 
 
 def get_cursor(db: Database, agency_id: str) -> str | None:
@@ -109,6 +277,7 @@ def apply_poll(
     result: PollResult,
     now: datetime,
     worker_id: str | None = None,
+    alerts: tuple[FeedAlert, ...] = (),
 ) -> ApplyStats:
     """Apply a poll's updates and save its cursor, atomically.
 
@@ -119,6 +288,8 @@ def apply_poll(
     """
     with db.session() as s:
         stats = ApplyStats()
+        for alert in alerts:  # recorded with the cursor they explain
+            record_alert(s, mapping.id, alert, now)
         for refusal in result.refusals:  # about the delivery itself: before any status
             stats.add(_apply_refusal(s, mapping, refusal, now))
         stats.merge(_apply(s, mapping, result.updates, result.problems, now))
@@ -151,7 +322,7 @@ def _apply(s: Session, mapping: AgencyMapping, updates_in, problems, now: dateti
     stats = ApplyStats()
     parked = _parked(s, mapping.id)
     updates = []
-    for update in updates_in:
+    for update in map(_cleaned, updates_in):
         refused = _refusal(update)
         if refused:
             stats.add(record_problem(s, mapping.id, refused, now))
@@ -166,7 +337,7 @@ def _apply(s: Session, mapping: AgencyMapping, updates_in, problems, now: dateti
     )
     # Updates parked while a receipt was being recorded concurrently go first, in order.
     for row in parked:
-        a = matcher.find(row.agency_reference, row.case_reference)
+        a, _ = matcher.resolve(row.agency_reference, row.case_reference)
         if a is not None and a.agency_reference is not None:
             stats.add(
                 _apply_to(s, mapping, a, _from_parked(row), now, row.update_key, matcher.seen)
@@ -177,6 +348,23 @@ def _apply(s: Session, mapping: AgencyMapping, updates_in, problems, now: dateti
     for problem in problems:
         stats.add(record_problem(s, mapping.id, problem, now))
     return stats
+
+
+_CONTROL = str.maketrans({c: None for c in range(32) if chr(c) not in "\t\n\r"} | {127: None})
+
+
+def clean(text: str | None) -> str | None:
+    """Far-side text as the hub stores it: no NUL or other control characters (PostgreSQL
+    refuses NUL in text; the others only hide what an operator should see)."""
+    return text.translate(_CONTROL) if text else text
+
+
+def _cleaned(update: StatusUpdate) -> StatusUpdate:
+    fields = ("agency_status", "agency_reference", "case_reference", "message", "update_id")
+    values = {name: clean(getattr(update, name)) for name in fields}
+    if all(values[name] == getattr(update, name) for name in fields):
+        return update
+    return replace(update, **values)
 
 
 def _refusal(update: StatusUpdate) -> InboundProblemValue | None:
@@ -300,6 +488,7 @@ class Matcher:
         self.s, self.agency_id = s, agency_id
         self.by_ref: dict[str, Assignment] = {}
         self.by_case: dict[str, Assignment] = {}
+        self.holders: dict[str, list[Assignment]] = {}
         self.seen: set[tuple[int, str]] = set()
         self.parked_keys: set[str] = set()
 
@@ -319,6 +508,7 @@ class Matcher:
         for chunk in _chunks(refs):
             for a in self._assignments(Assignment.agency_reference.in_(chunk)):
                 self.by_ref[a.agency_reference or ""] = a  # ordered by id: the newest wins
+                self.holders.setdefault(a.agency_reference or "", []).append(a)
         for chunk in _chunks(case_refs):
             for a in self._assignments(Case.reference.in_(chunk)):
                 self.by_case[a.case.reference] = a
@@ -346,11 +536,42 @@ class Matcher:
             )
 
     def find(self, agency_reference: str | None, case_reference: str | None) -> Assignment | None:
-        if agency_reference and agency_reference in self.by_ref:
-            return self.by_ref[agency_reference]
-        if case_reference and case_reference in self.by_case:
-            return self.by_case[case_reference]
-        return None
+        return self.resolve(agency_reference, case_reference)[0]
+
+    def resolve(
+        self, agency_reference: str | None, case_reference: str | None
+    ) -> tuple[Assignment | None, FeedAlert | None]:
+        """The assignment an update names, and an alert when its agency reference is held by
+        another line too. Our own case reference, when the update carries it, decides; a
+        reference two open lines hold, with nothing else to tell them apart, names none."""
+        holders = self.holders.get(agency_reference or "", []) if agency_reference else []
+        by_case = self.by_case.get(case_reference) if case_reference else None
+        if by_case is not None:
+            # the line of that case holding the reference (a case referred back to an agency
+            # has two lines there), else the case's newest line
+            same = [a for a in holders if a.case_id == by_case.case_id]
+            others = [a for a in holders if a.case_id != by_case.case_id]
+            alert = None
+            if others and agency_reference:
+                alert = _shared(agency_reference, _case_refs([*others, by_case]))
+            return (same[-1] if same else by_case), alert
+        if not holders:
+            return None, None
+        if case_reference and all(a.case.reference != case_reference for a in holders):
+            # Another case of ours under a reference an older line holds (the agency numbered
+            # anew): wait for that case's receipt rather than touch the older line.
+            return None, _shared(agency_reference or "", [*_case_refs(holders), case_reference])
+        cases = {a.case_id for a in holders}
+        if len(cases) > 1:
+            open_ = [a for a in holders if not lifecycle.is_terminal(a.status)]
+            if len({a.case_id for a in open_}) == 1:
+                return open_[-1], None
+            return None, _shared(agency_reference or "", _case_refs(holders))
+        return holders[-1], None
+
+
+def _case_refs(assignments: list[Assignment]) -> list[str]:
+    return sorted({a.case.reference for a in assignments})
 
 
 def lease_poll(db: Database, agency_id: str, worker_id: str, now: datetime, seconds: float) -> bool:
@@ -386,6 +607,9 @@ def record_problem(s: Session, agency_id: str, problem: InboundProblemValue, now
     """Keep an unreadable inbound item for operators, once per content: the same item read
     again is a DUPLICATE; another item under the same name (a second mail with a Message-ID
     already seen) is kept as a problem of its own, its name suffixed with its digest."""
+    problem = InboundProblemValue(
+        clean(problem.source) or "", clean(problem.reason) or "", clean(problem.excerpt) or ""
+    )
     digest = hashlib.sha256(f"{problem.reason}\0{problem.excerpt}".encode()).hexdigest()[:16]
     source = problem.source[:460]
     rows = s.execute(
@@ -422,8 +646,23 @@ def record_poll_error(db: Database, agency_id: str, message: str, now: datetime)
 def _apply_update(
     s: Session, matcher: Matcher, mapping: AgencyMapping, update: StatusUpdate, now: datetime
 ) -> str:
-    assignment = matcher.find(update.agency_reference, update.case_reference)
+    assignment, alert = matcher.resolve(update.agency_reference, update.case_reference)
     key = update.key()
+    if alert is not None:
+        holders = matcher.holders.get(update.agency_reference or "", [])
+        record_alert(s, mapping.id, alert, now, tuple(sorted({a.case_id for a in holders})))
+        if assignment is None and not update.case_reference:
+            return record_problem(
+                s,
+                mapping.id,
+                InboundProblemValue(
+                    f"{update.update_id or key}"[:400],
+                    f"the update names the agency reference {update.agency_reference!r}, which "
+                    "more than one case holds; it was applied to none of them",
+                    f"status: {update.agency_status[:100]}\n{(update.message or '')[:1000]}",
+                ),
+                now,
+            )
     # Until the receipt is recorded the assignment is not `sent`; park the update so the timeline
     # keeps its order (sent, then the agency's statuses). The receipt applies it.
     if assignment is None and update.automatic:
@@ -473,56 +712,46 @@ def _apply_to(
         return DUPLICATE
     if seen is not None:
         seen.add((a.id, key))
-    if update.automatic:
-        lifecycle.add_event(
-            s,
-            a.case,
-            assignment=a,
-            from_status=a.status,
-            to_status=a.status,
-            message=f"Automatic reply from the agency ({update.automatic}); no status was "
-            f"taken from it{': ' + update.message if update.message else ''}",
-            actor="agency",
-            at=update.occurred_at,
-            now=now,
-            dedupe_key=key,
-            kind="agency_note",
-        )
-        return NOTE
-    rule = mapping.map_status(update.agency_status)
     common = dict(
         actor="agency",
         at=update.occurred_at,
         now=now,
-        agency_status=update.agency_status,
+        agency_status=update.agency_status or None,
         dedupe_key=key,
     )
+
+    def keep(message: str, outcome: str) -> str:
+        """On the timeline as the agency's note; the line does not move."""
+        lifecycle.add_event(
+            s,
+            a.case,
+            assignment=a,
+            from_status=a.status,
+            to_status=a.status,
+            message=message,
+            **common,
+            kind="agency_note",
+        )
+        return outcome
+
+    said = f": {update.message}" if update.message else ""
+    if update.automatic:
+        return keep(
+            f"Automatic reply from the agency ({update.automatic}); no status was taken "
+            f"from it{said}",
+            NOTE,
+        )
+    rule = mapping.map_status(update.agency_status)
     if rule is None:
-        lifecycle.add_event(
-            s,
-            a.case,
-            assignment=a,
-            from_status=a.status,
-            to_status=a.status,
-            message=f"Unknown status code {update.agency_status!r} from the agency"
-            f"{': ' + update.message if update.message else ''} (not applied)",
-            **common,
-            kind="agency_note",
+        return keep(
+            f"Unknown status code {update.agency_status!r} from the agency{said} (not applied)",
+            UNKNOWN,
         )
-        return UNKNOWN
     if a.status_at is not None and update.occurred_at < a.status_at:
-        lifecycle.add_event(
-            s,
-            a.case,
-            assignment=a,
-            from_status=a.status,
-            to_status=a.status,
-            message=f"{update.message or update.agency_status} (arrived late; "
-            f"status kept at {a.status})",
-            **common,
-            kind="agency_note",
+        return keep(
+            f"{update.message or update.agency_status} (arrived late; status kept at {a.status})",
+            STALE,
         )
-        return STALE
     if a.status != rule.status and not lifecycle.can_move(a.status, rule.status):
         # Not a move the status machine allows from here (a line the agency's server refused
         # cannot be "received"): kept on the timeline as a note, the line unchanged.

@@ -10,13 +10,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from babel.dates import format_date
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, object_session
 
 from hub import audit
 from hub.models import Assignment, Case, StatusEvent
 from mappings.engine import canonical_statuses
+
+BRUSSELS = ZoneInfo("Europe/Brussels")
+LOCALES = {"nl": "nl_BE", "fr": "fr_BE", "de": "de_BE", "en": "en_BE"}
 
 QUEUED = "queued"
 SENT = "sent"
@@ -45,9 +50,68 @@ def label(status: str, language: str) -> str:
     return labels.get(language) or labels["en"]
 
 
+def outcome_label(outcome: str | None, language: str) -> str | None:
+    """The consumer-facing name of a resolved line's outcome (statuses.yaml `outcome_labels`)."""
+    if not outcome:
+        return None
+    labels = (vocabulary().get("outcome_labels") or {}).get(outcome)
+    return (labels.get(language) or labels["en"]) if labels else outcome
+
+
 def consumer_sees(status: str) -> str:
     """What the consumer is shown for an assignment status (undeliverable shows as queued)."""
     return vocabulary()["statuses"][status].get("consumer_sees", status)
+
+
+WAITING_FOR_CONSUMER = "waiting_for_consumer"
+
+
+def answers_consumer(stage: str | None) -> bool:
+    """Whether a line of this routing stage answers the consumer. A line that only informs an
+    inspection (stage `inform`) never does, so it never holds the case's status or dates."""
+    return (stage or "handle") not in vocabulary()["case"]["not_answering_stages"]
+
+
+def shown_status(status: str, answered: bool = False) -> str:
+    """What the consumer is shown for a line: `consumer_sees`, and a line waiting for the
+    consumer that the consumer has answered shows as handled until the service asks again."""
+    seen = consumer_sees(status)
+    if answered and seen == WAITING_FOR_CONSUMER:
+        return str(vocabulary()["case"]["after_consumer_reply"])
+    return seen
+
+
+def case_status(lines: Iterable[tuple[str, str | None, bool]]) -> str:
+    """The case's one status from its lines, each given as (status, stage, answered): the lines
+    that answer the consumer decide; only a case with no such line is told by the others."""
+    lines = list(lines)
+    speaking = [line for line in lines if answers_consumer(line[1])] or lines
+    return aggregate(shown_status(status, answered) for status, _, answered in speaking)
+
+
+def answered_lines(
+    events: Iterable[tuple[int | None, int, str, str | None, str | None]],
+) -> set[int]:
+    """The lines whose latest request to the consumer has been answered: a consumer's reply
+    came after the service last asked. Events are (line id, event id, actor, kind, to_status)."""
+    asked: dict[int, int] = {}
+    replied: dict[int, int] = {}
+    for line_id, event_id, actor, kind, to_status in events:
+        if line_id is None:
+            continue
+        if kind == "consumer_reply":
+            replied[line_id] = max(event_id, replied.get(line_id, 0))
+        elif to_status == WAITING_FOR_CONSUMER and actor != "consumer" and kind != "agency_note":
+            asked[line_id] = max(event_id, asked.get(line_id, 0))
+    return {line for line, at in replied.items() if at > asked.get(line, 0)}
+
+
+def reply_by(status: str, asked_at: datetime | None) -> datetime | None:
+    """By when the consumer should answer a service that waits for them: the request's time
+    (when the service's clock stopped) plus `case.reply_within_days` of statuses.yaml."""
+    if status != WAITING_FOR_CONSUMER or asked_at is None:
+        return None
+    return asked_at + timedelta(days=int(vocabulary()["case"]["reply_within_days"]))
 
 
 def aggregate(assignment_statuses: Iterable[str]) -> str:
@@ -222,6 +286,8 @@ def move(
         assignment.updated_at = now
         if plan.changed:
             _clock(assignment, current, to_status, at)
+            if to_status in notify_on():
+                notify_line(session, assignment, to_status, message=message, now=now)
     add_event(
         session,
         assignment.case,
@@ -301,28 +367,114 @@ def mark_past_due(session: Session, now: datetime, limit: int = 500) -> int:
             dedupe_key=f"past-due:{late}",
             kind="past_due",
         )
+        if due is not None and answers_consumer(a.stage):
+            _notify_past_due(session, a, late, due, now)
     return len(rows)
 
 
-NOTIFY_ON = (
-    "received",
-    "in_progress",
-    "waiting_for_consumer",
-    "resolved",
-    "closed_no_individual_follow_up",
-)
+def _notify_past_due(
+    session: Session, a: Assignment, late: str, due: datetime, now: datetime
+) -> None:
+    """The past-due mail, once per line and kind of lateness. A line that only informs an
+    inspection owes the consumer no answer, so its lateness is the operators' business only."""
+    from hub import notify
+
+    notify.enqueue(
+        session,
+        a.case,
+        "past_due",
+        now=now,
+        dedupe=f"{a.agency_id}:{late}",
+        data={"agency_id": a.agency_id, "due": local_date(due, a.case.language)},
+    )
 
 
-def refresh_case(case: Case, now: datetime) -> None:
-    """Recompute the case's one status from its assignments; tell the consumer when it moves to
-    a status they care about (not every technical step: queued and sent stay quiet)."""
-    new = aggregate(a.status for a in case.assignments)
+def local_date(value: datetime, language: str) -> str:
+    """A date as a mail names it: in Brussels, written out in the consumer's language."""
+    return format_date(value.astimezone(BRUSSELS), format="long", locale=LOCALES[language])
+
+
+def notify_on() -> tuple[str, ...]:
+    """The line statuses a consumer is mailed about (statuses.yaml `notify.moves_to`)."""
+    return tuple(vocabulary()["notify"]["moves_to"])
+
+
+NOTIFY_ON = notify_on()
+
+
+def batch_delay() -> timedelta:
+    """How long a line's change waits so that changes arriving together go out in one mail."""
+    return timedelta(minutes=float(vocabulary()["notify"]["batch_minutes"]))
+
+
+def notify_line(
+    session: Session, a: Assignment, to_status: str, *, message: str | None, now: datetime
+) -> None:
+    """Queue the mail for one line's change; the worker sends every change pending for the case
+    in one mail once the first has waited `batch_delay` (hub/notify.send_due)."""
+    from hub import notify
+
+    case = a.case
+    waiting = to_status == WAITING_FOR_CONSUMER
+    data: dict[str, Any] = {
+        "status": label(shown_status(to_status), case.language),
+        "agency_id": a.agency_id,
+        "message": message or "",
+        "to": to_status,
+    }
+    if waiting:
+        data["reply_by"] = local_date(reply_by(to_status, a.paused_at or now) or now, case.language)
+    session.info.setdefault(MAILED, set()).add(id(case))
+    notify.enqueue(
+        session,
+        case,
+        "waiting" if waiting else "status",
+        now=now,
+        dedupe=f"{a.agency_id}:{to_status}@{now.isoformat()}",
+        data=data,
+    )
+
+
+def refresh_case(case: Case, now: datetime, *, quiet: bool = False) -> None:
+    """Recompute the case's one status from its lines (`case_status`). Each line's change mails
+    the consumer on its own (`move`); a case status that changed without any line change queued
+    here (a bulk writer's receipts) is mailed from here, unless `quiet` (the consumer's own act)."""
+    session = object_session(case)
+    queued = session is not None and _queued(session, case)
+    answered = _answered(session, case) if session is not None else set()
+    new = case_status((a.status, a.stage, a.id in answered) for a in case.assignments)
     if new != case.status:
         old, case.status = case.status, new
-        session = object_session(case)
-        if session is not None and new in NOTIFY_ON:
+        if session is not None and not quiet and new in NOTIFY_ON and not queued:
             _notify_status(session, case, old, new, now)
     case.updated_at = now
+
+
+def _answered(session: Session, case: Case) -> set[int]:
+    """Which of the case's waiting lines the consumer has answered (a query only when a line
+    waits for the consumer)."""
+    waiting = [a.id for a in case.assignments if a.status == WAITING_FOR_CONSUMER and a.id]
+    if not waiting:
+        return set()
+    rows = session.execute(
+        select(
+            StatusEvent.assignment_id,
+            StatusEvent.id,
+            StatusEvent.actor,
+            StatusEvent.kind,
+            StatusEvent.to_status,
+        )
+        .where(StatusEvent.assignment_id.in_(waiting))
+        .order_by(StatusEvent.id)
+    ).all()
+    return answered_lines((r[0], r[1], r[2], r[3], r[4]) for r in rows)
+
+
+MAILED = "loket.lines_mailed"  # session.info: the cases whose line changes were queued
+
+
+def _queued(session: Session, case: Case) -> bool:
+    return id(case) in session.info.get(MAILED, ())
 
 
 def _notify_status(session: Session, case: Case, old: str, new: str, now: datetime) -> None:

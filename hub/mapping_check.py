@@ -20,9 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from adapters import registry
+from adapters.base import how_often
+from hub.routing import Router, RoutingError
+from hub.schemas import KINDS
 from mappings.engine import CONTRACT_BLOCKS, AgencyMapping, blocks_with_problems, check_agency
 from mappings.problems import Problem, guide
-from mappings.validate import Reporter, check_mapping, contract_dir
+from mappings.samples import first_domain
+from mappings.validate import Reporter, Sample, check_mapping, contract_dir
 
 
 def _messages(errors: Any, where: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], str]]:
@@ -38,10 +42,12 @@ def _messages(errors: Any, where: tuple[str, ...] = ()) -> Iterator[tuple[tuple[
 
 
 def check_adapter(
-    mapping: AgencyMapping, payloads: Sequence[Mapping[str, Any]] = (), contract: bool = True
+    mapping: AgencyMapping, samples: Sequence[Sample] = (), contract: bool = True
 ) -> list[Problem]:
     """The `adapter:` block against its transport: the kind, the settings and (with `contract`)
-    the transport's check of the sample payloads against the agency's contract."""
+    the transport's check of the sample payloads against the agency's contract, the same
+    compiled check the worker holds every case against before it leaves. A problem only some
+    samples have says which: how many, in which languages, and one of them."""
     report = Reporter(mapping)
     if not mapping.connected:
         return []  # a referral body: nothing is delivered, so no transport to check
@@ -68,7 +74,26 @@ def check_adapter(
         )
     if problems or not contract:
         return problems
-    for text in adapter.check_contract(contract_dir(mapping), mapping.adapter_config, payloads):
+    checker = adapter.contract_checker(contract_dir(mapping), mapping.adapter_config)
+    payloads = [sample.payload for sample in samples]
+    texts = []
+    for text, where in checker.findings(payloads).items():
+        if "{how_often}" in text:
+            text = text.replace("{how_often}", how_often(len(where), len(samples)))
+        elif len(where) < len(samples):
+            languages = dict.fromkeys(samples[n].language for n in where)
+            only = (
+                f" (only in {', '.join(languages)})"
+                if set(languages) < {sample.language for sample in samples}
+                else ""
+            )
+            problem, _, fix = text.partition(". Fix: ")
+            text = (
+                f"{problem}; {how_often(len(where), len(samples))}{only}, e.g. "
+                f"{samples[where[0]].label}" + (f". Fix: {fix}" if fix else "")
+            )
+        texts.append(text)
+    for text in [*texts, *(t for t in checker.problems if t not in texts)]:
         problem, _, fix = text.partition(". Fix: ")
         located = report.where(text)
         problems.append(
@@ -83,16 +108,50 @@ def check_adapter(
     return problems
 
 
-def check_contract(mapping: AgencyMapping) -> list[Problem]:
-    """Everything `loket mappings validate` checks of a loaded mapping beyond loading it."""
-    payloads, problems = check_mapping(mapping)
-    if problems and not payloads:
+def routed_kinds(mapping: AgencyMapping, router: Router | None) -> dict[str, str]:
+    """Each case kind the routing rules (`handle`, `inform`, and so referrals) can send the
+    agency, with a domain such a case has: what its sample cases must cover, beyond the kinds
+    the agency says it handles."""
+    out: dict[str, str] = {}
+    for rule in router.rules if router else ():
+        if mapping.id not in rule.to:
+            continue
+        domain = (
+            first_domain(rule.when.get("domain") or mapping.domains)
+            or first_domain(mapping.domains)
+            or "general.other"
+        )
+        for kind in rule.when.get("kind") or KINDS:
+            out.setdefault(kind, domain)
+    return out
+
+
+def check_contract(mapping: AgencyMapping, router: Router | None = None) -> list[Problem]:
+    """Everything `loket mappings validate` checks of a loaded mapping beyond loading it: sample
+    cases of every kind the agency handles or `router` sends it, in every language."""
+    samples, problems = check_mapping(mapping, routed_kinds(mapping, router))
+    if problems and not samples:
         return problems
-    return [*problems, *check_adapter(mapping, payloads)]
+    return [*problems, *check_adapter(mapping, samples)]
 
 
-def validate_all(directory: Path) -> tuple[list[Problem], list[str]]:
-    """(every problem in every file, the ids of the agencies that have a file).
+def load_router(routing_file: Path, directory: Path) -> Router | None:
+    """The routing rules, to learn what each agency can be sent; None when they cannot be read
+    (`loket mappings validate` reports that on its own)."""
+    if not routing_file.exists():
+        return None
+    try:
+        return Router.from_file(routing_file, [path.stem for path in directory.glob("*.yaml")])
+    except RoutingError:
+        return None
+
+
+def validate_all(
+    directory: Path, routing_file: Path | None = None
+) -> tuple[list[Problem], list[str]]:
+    """(every problem in every file, the ids of the agencies that have a file). The routing
+    file (by default `routing.yaml` beside the folder) says which case kinds each agency can
+    be sent: its sample cases cover them.
 
     A file whose problems leave its fields, statuses and adapter readable is still held
     against its transport and contract, and the routing rules may name an agency whose file has
@@ -100,7 +159,9 @@ def validate_all(directory: Path) -> tuple[list[Problem], list[str]]:
     """
     problems: list[Problem] = []
     loaded: list[str] = []
-    files = sorted(Path(directory).glob("*.yaml"))
+    directory = Path(directory)
+    router = load_router(routing_file or directory.parent / "routing.yaml", directory)
+    files = sorted(directory.glob("*.yaml"))
     if not files:
         problems.append(
             Problem(
@@ -118,7 +179,7 @@ def validate_all(directory: Path) -> tuple[list[Problem], list[str]]:
             if blocks_with_problems(found) & CONTRACT_BLOCKS:  # its payloads would mislead
                 more = check_adapter(mapping, contract=False)
             else:
-                more = check_contract(mapping)
+                more = check_contract(mapping, router)
             found += [p for p in more if p not in found]
         problems.extend(sorted(found, key=lambda p: p.line or 0))
     return problems, loaded

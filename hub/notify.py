@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -27,6 +27,8 @@ from hub.models import Case, Notification
 
 TEMPLATES = Path(__file__).resolve().parent / "templates" / "mail"
 KINDS = ("filed", "status", "waiting", "past_due", "referred", "withdrawn", "message")
+# A line's change: those pending for one case go out together, in one mail (`send_due`).
+BATCHED = ("status", "waiting")
 MAX_ATTEMPTS = 8
 
 _env = Environment(
@@ -104,20 +106,16 @@ def enqueue(
         )
     )
     if exists is None:
-        session.add(
-            Notification(
-                case_id=case.id,
-                **notification_row(
-                    kind,
-                    language=case.language,
-                    to_address=consumer.email,
-                    now=now,
-                    dedupe=dedupe,
-                    data=data,
-                    secret=secret,
-                ),
-            )
+        row = notification_row(
+            kind,
+            language=case.language,
+            to_address=consumer.email,
+            now=now,
+            dedupe=dedupe,
+            data=data,
+            secret=secret,
         )
+        session.add(Notification(case_id=case.id, **row))
 
 
 Names = Callable[[str, str], str]  # (agency id, language) -> the agency's name
@@ -134,6 +132,7 @@ def render(
     template = _env.get_template(f"{n.kind}.{n.language}.txt")
     data = dict(n.data or {})
     lang = n.language
+    data["status"] = _with_outcome(data, case, lang)
     data["agency"] = names(data["agency_id"], lang) if data.get("agency_id") else ""
     data["from_agency"] = names(data["from_agency_id"], lang) if data.get("from_agency_id") else ""
     data["agencies"] = [
@@ -149,6 +148,51 @@ def render(
     return subject.removeprefix("Subject: ").strip(), body.lstrip("\n")
 
 
+def _with_outcome(data: dict[str, Any], case: Case, language: str) -> str:
+    """A resolved line's status with its outcome ("Resolved (solved)"): the agency names the
+    outcome with the status, so it is read when the mail goes out."""
+    status = str(data.get("status") or "")
+    if data.get("to") != "resolved" or not data.get("agency_id"):
+        return status
+    from hub import lifecycle
+
+    line = next(
+        (a for a in case.assignments if a.agency_id == data["agency_id"] and a.outcome), None
+    )
+    outcome = lifecycle.outcome_label(line.outcome, language) if line else None
+    return f"{status} ({outcome})" if outcome else status
+
+
+def render_batch(
+    rows: Sequence[Notification], case: Case, settings: MailSettings, names: Names = _ids
+) -> tuple[str, str]:
+    """(subject, body) of one mail telling every change in `rows` (line changes of one case);
+    a single change reads as its own kind of mail."""
+    if len(rows) == 1:
+        return render(rows[0], case, settings, names)
+    lang = rows[0].language
+    changes = []
+    for n in rows:
+        data = n.data or {}
+        changes.append(
+            {
+                "agency": names(data["agency_id"], lang) if data.get("agency_id") else "",
+                "status": _with_outcome(data, case, lang),
+                "message": data.get("message") or "",
+                "waiting": n.kind == "waiting",
+                "reply_by": data.get("reply_by") or "",
+            }
+        )
+    text = _env.get_template(f"changes.{lang}.txt").render(
+        reference=case.reference,
+        link=tracking_url(settings.public_url, lang, case.reference),
+        changes=changes,
+        waiting=any(c["waiting"] for c in changes),
+    )
+    subject, _, body = text.partition("\n")
+    return subject.removeprefix("Subject: ").strip(), body.lstrip("\n")
+
+
 def send_due(
     db: Database, settings: MailSettings, now: datetime, limit: int = 50, names: Names = _ids
 ) -> int:
@@ -159,6 +203,11 @@ def send_due(
             .where(
                 or_(Notification.state == "pending", Notification.state == "retry"),
                 Notification.next_attempt_at <= now,
+                # a line's change waits a little for the case's other changes to join its mail
+                or_(
+                    Notification.kind.not_in(BATCHED),
+                    Notification.created_at <= now - batch_delay(settings),
+                ),
             )
             .order_by(Notification.id)
             .limit(limit)
@@ -173,14 +222,19 @@ def send_due(
             for c in s.scalars(
                 select(Case)
                 .where(Case.id.in_([n.case_id for n in rows]))
-                .options(selectinload(Case.parties))
+                .options(selectinload(Case.parties), selectinload(Case.assignments))
             )
         }
         sent = 0
         for n in rows:
+            if n.state == "sent":  # went out with an earlier row's batch
+                continue
+            batch = [n]
+            if n.kind in BATCHED:
+                batch = sorted(batch + _pending_changes(s, db, n), key=lambda m: m.id)
             n.attempts += 1
             try:
-                subject, body = render(n, cases[n.case_id], settings, names)
+                subject, body = render_batch(batch, cases[n.case_id], settings, names)
                 _smtp_send(settings, n.to_address, subject, body, cases[n.case_id].reference, now)
             except (OSError, smtplib.SMTPException) as exc:
                 n.last_error = f"{type(exc).__name__}: {exc}"[:1000]
@@ -191,9 +245,36 @@ def send_due(
                     n.state = "retry"
                     n.next_attempt_at = now + timedelta(seconds=min(3600, 5 * 2**n.attempts))
                 continue
-            n.state, n.sent_at, n.secret, n.last_error = "sent", now, None, None
+            for m in batch:
+                m.state, m.sent_at, m.secret, m.last_error = "sent", now, None, None
             sent += 1
         return sent
+
+
+def batch_delay(settings: MailSettings) -> timedelta:
+    """How long a line's change waits for others (the setting, else statuses.yaml)."""
+    if settings.batch_seconds is not None:
+        return timedelta(seconds=settings.batch_seconds)
+    from hub import lifecycle
+
+    return lifecycle.batch_delay()
+
+
+def _pending_changes(s: Session, db: Database, first: Notification) -> list[Notification]:
+    """The other line changes pending for `first`'s case, due or not yet: they join its mail."""
+    query = (
+        select(Notification)
+        .where(
+            Notification.case_id == first.case_id,
+            Notification.id != first.id,
+            Notification.kind.in_(BATCHED),
+            or_(Notification.state == "pending", Notification.state == "retry"),
+        )
+        .order_by(Notification.id)
+    )
+    if db.dialect == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list(s.scalars(query))
 
 
 def _smtp_send(

@@ -136,6 +136,9 @@ class AgencyFlow:
     waiting_seconds: float | None  # age of the oldest delivery waiting to go
     last_poll: datetime | None
     poll_error: str | None
+    # What its configured adapter does (deliver, poll, messages, ...); empty when the
+    # configuration cannot build one.
+    capabilities: tuple[str, ...] = ()
 
     @property
     def paused(self) -> bool:
@@ -172,6 +175,7 @@ def agency_flows(hub: Hub) -> list[AgencyFlow]:
                 waiting_seconds=(now - since).total_seconds() if since else None,
                 last_poll=last_poll,
                 poll_error=poll_error,
+                capabilities=tuple(sorted(capabilities(hub, agency_id) or ())),
             )
         )
     return flows

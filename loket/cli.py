@@ -610,7 +610,7 @@ def mappings_validate() -> None:
     from hub.routing import Router, RoutingError
 
     settings = _settings()
-    problems, loaded = validate_all(settings.agencies_dir)
+    problems, loaded = validate_all(settings.agencies_dir, settings.routing_file)
     errors = [str(problem) for problem in problems]
     for err in errors:
         click.echo(f"ERROR {err}", err=True)

@@ -91,6 +91,8 @@ def simulator_launches(settings: Settings) -> list[Launch]:
         if not spec:
             continue
         spec.update(DEMO_SIMULATORS.get(agency_id, {}))
+        # A restarted demo continues where it stopped: each agency keeps its cases under var/.
+        spec.setdefault("state", str(settings.var_dir / "simulators" / f"{agency_id}.json"))
         if mapping.extra.get("contract"):
             spec.setdefault("contract", mapping.extra["contract"])
         groups.setdefault(spec["kind"], []).append(

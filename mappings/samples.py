@@ -1,20 +1,24 @@
 """Sample canonical case documents, to check a mapping against its agency's contract.
 
 The shape is the one hub/canonical.py builds (tests/test_contracts.py fails if they drift apart).
-Two samples per case kind the agency handles: one with every optional field filled, one with only
-what a consumer must give, so a contract that requires something the hub may not have is caught.
+Two samples per case kind the agency can be sent (what it handles and what the routing sends it)
+and per language the consumer may write in (nl, fr, de, en): one with every optional field
+filled, one with only what a consumer must give, so a contract that requires something the hub
+may not have is caught, and so is a value the agency refuses in one language only (an English
+case to an agency that works in nl, fr and de).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from fnmatch import fnmatchcase
 from typing import Any
 
 import yaml
 
 from mappings import CONTRACTS_DIR
-from mappings.engine import AgencyMapping
+from mappings.engine import LANGUAGES, AgencyMapping
 
 FULL: dict[str, Any] = {
     "case": {
@@ -78,21 +82,33 @@ def _domain_codes() -> list[str]:
     return [f"{area}.{sub}" for area, spec in data["areas"].items() for sub in spec["subareas"]]
 
 
-def sample_documents(mapping: AgencyMapping) -> list[tuple[str, dict[str, Any]]]:
-    """(label, document) pairs covering each kind the agency handles, full and minimal."""
-    codes = [c for c in _domain_codes() if any(fnmatchcase(c, p) for p in mapping.domains)]
-    domain = codes[0] if codes else "general.other"
+def first_domain(patterns: tuple[str, ...] | list[str]) -> str | None:
+    """The first taxonomy code that matches one of the patterns."""
+    return next((c for c in _domain_codes() if any(fnmatchcase(c, p) for p in patterns)), None)
+
+
+def sample_documents(
+    mapping: AgencyMapping, kinds: Mapping[str, str] | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """(label, document) pairs: for each case kind, in each language, full and minimal.
+
+    `kinds` maps each kind the agency can be sent to a domain such a case has (what the routing
+    rules naming the agency send it, see hub/mapping_check.py); the kinds the agency handles
+    are always in, about the first domain it handles."""
+    domain = first_domain(mapping.domains) or "general.other"
+    wanted = {**dict.fromkeys(mapping.kinds, domain), **(kinds or {})}
     out = []
-    for kind in mapping.kinds:
-        for label, make in (("full", copy.deepcopy), ("minimal", _minimal)):
-            doc = make(FULL)
-            doc["case"].update(
-                kind=kind,
-                domain=domain,
-                area=domain.split(".")[0],
-                subarea=domain.split(".")[1],
-                language=mapping.languages[0],
-            )
-            doc["agency"]["id"] = mapping.id
-            out.append((f"a {label} {kind} about {domain}", doc))
+    for kind, about in wanted.items():
+        for language in LANGUAGES:
+            for label, make in (("full", copy.deepcopy), ("minimal", _minimal)):
+                doc = make(FULL)
+                doc["case"].update(
+                    kind=kind,
+                    domain=about,
+                    area=about.split(".")[0],
+                    subarea=about.split(".")[1],
+                    language=language,
+                )
+                doc["agency"]["id"] = mapping.id
+                out.append((f"a {label} {kind} about {about} in {language}", doc))
     return out

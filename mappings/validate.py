@@ -2,8 +2,9 @@
 
 - contracts/agencies/<id>/statuses.yaml lists the agency's own status codes: each must be mapped,
   and each mapped code must exist there;
-- sample cases (every kind the agency handles, with all optional fields and with none) render
-  without error; the payloads are returned for the adapter's own contract check.
+- sample cases (every kind the agency handles or the routing sends it, in every language, with
+  all optional fields and with none) render without error; the payloads are returned for the
+  adapter's own contract check.
 
 The transport's part (its configuration, its `check_contract` against a JSON Schema, WSDL, file
 layout or mail template) needs `adapters.registry`, which this room may not import: it lives in
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -106,14 +107,25 @@ def check_statuses(mapping: AgencyMapping) -> list[Problem]:
     return problems
 
 
-def render_samples(mapping: AgencyMapping) -> tuple[list[Mapping[str, Any]], list[Problem]]:
-    """The payloads of the sample cases, and a problem for each sample that cannot render."""
+class Sample(NamedTuple):
+    """One sample case rendered for the agency."""
+
+    label: str  # "a full report about ecommerce.fake_webshop in en"
+    language: str  # the consumer's
+    payload: Mapping[str, Any]
+
+
+def render_samples(
+    mapping: AgencyMapping, kinds: Mapping[str, str] | None = None
+) -> tuple[list[Sample], list[Problem]]:
+    """Each sample case rendered (see `sample_documents` for `kinds`), and a
+    problem for each sample that cannot render."""
     report = Reporter(mapping)
-    payloads: list[Mapping[str, Any]] = []
+    payloads: list[Sample] = []
     problems: list[Problem] = []
-    for label, document in sample_documents(mapping):
+    for label, document in sample_documents(mapping, kinds):
         try:
-            payloads.append(mapping.render(document))
+            payloads.append(Sample(label, document["case"]["language"], mapping.render(document)))
         except RenderError as exc:
             target = str(exc).split(" <- ", 1)[0]
             where: tuple[PathPart, ...] = ("fields", target) if " <- " in str(exc) else ("fields",)
@@ -128,10 +140,12 @@ def render_samples(mapping: AgencyMapping) -> tuple[list[Mapping[str, Any]], lis
     return payloads, problems
 
 
-def check_mapping(mapping: AgencyMapping) -> tuple[list[Mapping[str, Any]], list[Problem]]:
-    """The transport-free checks against the agency's contract folder: (sample payloads,
-    problems). The caller holds the payloads against the adapter's own contract check. A
-    referral body has no contract: nothing is sent to it."""
+def check_mapping(
+    mapping: AgencyMapping, kinds: Mapping[str, str] | None = None
+) -> tuple[list[Sample], list[Problem]]:
+    """The transport-free checks against the agency's contract folder: (rendered sample
+    cases, problems). The caller holds the payloads against the adapter's own
+    contract check. A referral body has no contract: nothing is sent to it."""
     if not mapping.connected:
         return [], []
     folder = contract_dir(mapping)
@@ -145,5 +159,5 @@ def check_mapping(mapping: AgencyMapping) -> tuple[list[Mapping[str, Any]], list
                 "the-agencys-contract",
             )
         ]
-    payloads, problems = render_samples(mapping)
+    payloads, problems = render_samples(mapping, kinds)
     return payloads, [*check_statuses(mapping), *problems]

@@ -5,6 +5,11 @@ up its own lane. Each lane claims its agency's due deliveries under a lease (as 
 breaker, pause and in-flight cap allow), renders each with the agency's mapping, delivers through
 the adapter, and records the receipt or schedules a retry, looping until nothing is due.
 
+Before a case leaves, its payload is held against the agency's own contract (JSON Schema, XSD,
+WSDL types, file layout, email contract), compiled once per agency (`Directory.contract_checker`,
+the same check `loket mappings validate` runs): a payload off the contract is never sent; it
+becomes a dead letter with the contract's own message for the operators.
+
 Poll runs per agency on its own schedule, under a lease in the database, so among many workers
 only one polls a given agency at a time. The cursor is saved with the updates it produced.
 
@@ -36,9 +41,12 @@ from adapters.base import (
     MESSAGES,
     POLL,
     AdapterError,
+    ContractViolation,
+    OpenItem,
     Outbound,
     OutboundMessage,
     PermanentError,
+    PollResult,
     TransientError,
 )
 from hub import inbound, metrics, outbox
@@ -205,6 +213,15 @@ class Worker:
         """Record the receipts gathered so far in one transaction."""
         if done:
             outbox.complete_many(self.hub.db, done, self.hub.clock.now(), mapping)
+            references = {
+                receipt.agency_reference
+                for _, receipt, _ in done
+                if receipt is not None and receipt.agency_reference
+            }
+            if inbound.check_shared_references(
+                self.hub.db, mapping.id, references, self.hub.clock.now()
+            ):
+                log.warning("%s: an agency reference is held by more than one case", mapping.id)
             done.clear()
 
     def _send(self, item: outbox.Claimed, mapping: AgencyMapping) -> Sent:
@@ -237,6 +254,9 @@ class Worker:
             else:
                 if payload is None:
                     payload = mapping.render(item.document)
+                problems = self.hub.directory.contract_checker(item.agency_id)(payload)
+                if problems:
+                    raise ContractViolation(problems)
                 receipt = adapter.deliver(
                     Outbound(
                         idempotency_key=item.idempotency_key,
@@ -254,6 +274,9 @@ class Worker:
                 None,
                 PermanentError(f"cannot render the case for this agency: {exc}"),
             )
+        except ContractViolation as exc:
+            # Not kept as the payload to retry: after the mapping is fixed, a resend renders anew.
+            return Sent(item, None, None, exc)
         except AdapterError as exc:
             return Sent(item, payload, None, exc)
         except Exception as exc:  # a bug in an adapter: keep the row, retry later, log loudly
@@ -332,11 +355,17 @@ class Worker:
 
     def _poll_leased(self, agency_id: str, mapping: AgencyMapping) -> inbound.ApplyStats | None:
         db = self.hub.db
+        alerts: tuple[inbound.FeedAlert, ...] = ()
         try:
             adapter = self.hub.directory.adapter(agency_id)
-            result = adapter.poll(
-                inbound.get_cursor(db, agency_id), inbound.open_items(db, agency_id)
-            )
+            cursor = inbound.get_cursor(db, agency_id)
+            items = inbound.open_items(db, agency_id)
+            result = adapter.poll(cursor, items)
+            alert = self._feed_trouble(agency_id, adapter, cursor, result)
+            if alert is not None:
+                log.warning("poll %s: %s; re-reading the feed", agency_id, alert.reason)
+                alerts = (alert,)
+                result = self._reread(adapter, items, result)
         except AdapterError as exc:
             inbound.record_poll_error(db, agency_id, exc.detail, self.hub.clock.now())
             metrics.POLLS.labels(agency_id, "error").inc()
@@ -349,13 +378,44 @@ class Worker:
             )
             metrics.POLLS.labels(agency_id, "error").inc()
             return None
-        stats = inbound.apply_poll(db, mapping, result, self.hub.clock.now(), self.worker_id)
+        stats = inbound.apply_poll(
+            db, mapping, result, self.hub.clock.now(), self.worker_id, alerts
+        )
         metrics.POLLS.labels(agency_id, "ok").inc()
         for outcome, count in stats.counts.items():
             metrics.STATUS_UPDATES.labels(agency_id, outcome).inc(count)
         if result.updates or result.problems:
             log.info("poll %s: %s", agency_id, stats.counts)
         return stats
+
+    def _feed_trouble(
+        self, agency_id: str, adapter: Any, cursor: str | None, result: PollResult
+    ) -> inbound.FeedAlert | None:
+        """Why this poll's answer cannot be trusted to continue from, or None: the feed went
+        backwards (the adapter says so from its cursor format), or it stays silent while lines
+        wait past their acknowledgement date (each such situation once)."""
+        comparable = cursor is not None and result.cursor is not None
+        if comparable and adapter.cursor_behind(cursor or "", result.cursor or ""):
+            return inbound.feed_went_back(cursor or "", result.cursor)
+        if result.updates:
+            return None
+        late = inbound.late_unacknowledged(self.hub.db, agency_id, self.hub.clock.now())
+        if not late:
+            return None
+        alert = inbound.feed_silent(cursor, late)
+        return alert if inbound.alert_is_new(self.hub.db, agency_id, alert) else None
+
+    def _reread(self, adapter: Any, items: list[OpenItem], first: PollResult) -> PollResult:
+        """Re-synchronise: the whole feed again from an empty cursor (an adapter that polls per
+        open case reads each again). Duplicates of what was applied are recognised as such.
+        What the first answer already carried (problems, refusals) is kept."""
+        again = adapter.poll(None, items)
+        return PollResult(
+            (*first.updates, *again.updates),
+            again.cursor,
+            (*first.problems, *again.problems),
+            (*first.refusals, *again.refusals),
+        )
 
     # ------------------------------------------------------------------------------ housekeeping
 

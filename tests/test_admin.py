@@ -94,6 +94,9 @@ def test_flows_show_each_agency_and_a_pause_from_the_console_holds_its_cases(hub
     page = operator.get("/admin/flows").get_data(as_text=True)
     for agency_id in hub.directory.ids():
         assert agency_id in page
+    # what each configured adapter does, as the worker and `loket agencies list` read it
+    caps = ", ".join(sorted(hub.directory.capabilities(TELECOM) or ()))
+    assert "poll" in caps and caps in page
     answer = post(operator, f"/admin/agencies/{TELECOM}/pause", {"reason": "maintenance"})
     assert answer.status_code == 302
     reference = file(hub).reference

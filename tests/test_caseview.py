@@ -23,6 +23,7 @@ from tests.test_sftp_worker import AGENCY as INSPECTION
 from tests.test_sftp_worker import hub, inspection  # noqa: F401  (fixtures)
 
 MEDIATION = "consumer-mediation"
+NO_ANSWER = "No individual answer"
 COMPLAINT = {
     **CASE,
     "domain": "ecommerce.fake_webshop",
@@ -126,9 +127,11 @@ def test_the_api_the_tracking_page_and_the_cli_show_the_same_lines(
     assert informed[1:4] == ("sent", None, name)  # flagged: the file name is a stand-in
     assert mediation[2] is not None  # the mediation service numbered the case on receipt
     assert shown == api  # the CLI names the same lines, references and answer days
-    # the page: the same lines and statuses, the agency's own reference, no stand-in
+    # the page: the same lines and statuses, the agency's own reference, no stand-in; the line
+    # that only informs the inspection promises no answer date to the consumer
     assert page == [
-        (agency, status, ref, None, long_date(due)) for agency, status, ref, _, due in api
+        (agency, status, ref, None, long_date(due) if agency != INSPECTION else NO_ANSWER)
+        for agency, status, ref, _, due in api
     ]
     assert api_case["status"] == page_case["status"] == cli_case["status"]
     # the expected answer comes from the mediation service, the one that answers the consumer

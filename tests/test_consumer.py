@@ -11,7 +11,7 @@ from aiosmtpd.handlers import Mailbox
 from loket_simulators.rest_agency import profiles
 from sqlalchemy import select
 
-from hub import attachments, consumer, notify
+from hub import attachments, consumer, lifecycle, notify
 from hub.config import MailSettings
 from hub.models import Assignment, Case, Delivery, DeliveryState, Notification
 from scheduler.worker import Worker
@@ -150,6 +150,8 @@ def test_the_consumer_gets_mail_in_their_language_when_it_matters(hub, sims, clo
     worker.dispatch_once()
     worker.poll_agency(TELECOM)  # received
     worker.poll_agency(TELECOM)
+    assert worker.send_notifications() == 0  # held back a few minutes, for changes that follow
+    clock.advance(minutes=lifecycle.batch_delay().total_seconds() / 60)
     assert worker.send_notifications() == 1
     assert worker.send_notifications() == 0
     box = mailbox.Maildir(

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from hub import intake
 from hub.config import ROOT, Settings
 from hub.db import Database
-from hub.models import Assignment, Delivery, DeliveryState
+from hub.models import Assignment, Delivery, DeliveryState, InboundProblem
 from hub.schemas import CaseInSchema
 from hub.services import Hub
 from mappings import AGENCIES_DIR
@@ -194,7 +194,9 @@ def test_a_worker_killed_mid_run_loses_no_delivery_and_duplicates_no_case(
     hub.close()
 
 
-def test_loket_run_starts_everything_files_the_readme_example_and_stops_cleanly(tmp_path):
+def loket_run_env(tmp_path) -> tuple[dict[str, str], dict[str, int]]:
+    """The environment of a `loket run` on free loopback ports, its state under tmp_path/var;
+    and every port it will listen on, by name."""
     web_port = free_port()
     sim_ports = {agency_id: free_port() for agency_id in SIM_PROFILES}
     mail_ports = {"SMTP_PORT": free_port(), "IMAP_PORT": free_port()}  # every email agency
@@ -232,9 +234,19 @@ def test_loket_run_starts_everything_files_the_readme_example_and_stops_cleanly(
             sim_ports[agency.id] = free_port()
             moved = urlsplit(url)._replace(netloc=f"127.0.0.1:{sim_ports[agency.id]}")
             env[name] = urlunsplit(moved)
-    import os
+    ports = {
+        "web": web_port,
+        **{f"simulator {a}": p for a, p in sim_ports.items()},
+        **{f"email {k}": p for k, p in mail_ports.items()},
+        "sftp": sftp_port,
+        "consumer mail": consumer_mail_port,
+    }
+    return env, ports
 
-    log = open(tmp_path / "run.log", "wb")  # noqa: SIM115
+
+def start_loket_run(tmp_path, env: dict[str, str], log_name: str = "run.log"):
+    """`loket run` with `env`, its output in tmp_path/log_name; returns once its banner shows."""
+    log = open(tmp_path / log_name, "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "loket.cli", "run"],
         cwd=ROOT,
@@ -244,10 +256,30 @@ def test_loket_run_starts_everything_files_the_readme_example_and_stops_cleanly(
     )
     try:
         wait_until(
-            lambda: "Loket is running" in (tmp_path / "run.log").read_text(),
+            lambda: "Loket is running" in (tmp_path / log_name).read_text(),
             60,
             "the banner of `loket run`",
         )
+    except BaseException:
+        stop_loket_run(proc, log)
+        raise
+    return proc, log
+
+
+def stop_loket_run(proc: subprocess.Popen, log) -> int:
+    """Ctrl-C, as a person would; the exit code."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout=30)
+    finally:
+        log.close()
+
+
+def test_loket_run_starts_everything_files_the_readme_example_and_stops_cleanly(tmp_path):
+    env, ports = loket_run_env(tmp_path)
+    web_port, consumer_mail_port = ports["web"], ports["consumer mail"]
+    proc, log = start_loket_run(tmp_path, env)
+    try:
         banner = (tmp_path / "run.log").read_text()
         web = f"http://127.0.0.1:{web_port}"
         assert f"{web}/" in banner and "contracts/examples/case.json" in banner
@@ -306,9 +338,7 @@ def test_loket_run_starts_everything_files_the_readme_example_and_stops_cleanly(
         for agency_id in cases:
             wait_until(came_back(agency_id), 60, f"{agency_id}'s own status and reference")
     finally:
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(timeout=30)
-        log.close()
+        code = stop_loket_run(proc, log)
     assert code == 0, (tmp_path / "run.log").read_text()[-2000:]
     assert "all processes stopped" in (tmp_path / "run.log").read_text()
     # the SFTP agency's folder and the consumer's mail are where LOKET_VAR_DIR said
@@ -316,15 +346,56 @@ def test_loket_run_starts_everything_files_the_readme_example_and_stops_cleanly(
     assert list((tmp_path / "var/mail/Maildir/new").iterdir())
     import socket
 
-    for port in [
-        web_port,
-        *sim_ports.values(),
-        *mail_ports.values(),
-        sftp_port,
-        consumer_mail_port,
-    ]:
+    for port in ports.values():
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers after Ctrl-C"
+
+
+def test_loket_run_twice_on_one_var_directory_continues_where_it_stopped(tmp_path):
+    """The demo stopped and started again: the agencies keep their cases and feeds under var/,
+    so the README example filed in the second run gets a number of its own and moves on."""
+    env, _ = loket_run_env(tmp_path)
+    web = f"http://127.0.0.1:{env['LOKET_WEB_PORT']}"
+    example = json.loads((ROOT / "contracts" / "examples" / "case.json").read_text())
+
+    def file_and_wait_in_progress() -> str:
+        answer = requests.post(f"{web}/api/v1/cases", json=example, timeout=10)
+        assert answer.status_code == 201, answer.text
+        filed = answer.json()
+
+        def in_progress():
+            status = requests.get(
+                filed["status_url"],
+                timeout=5,
+                headers={"Authorization": f"Bearer {filed['tracking_token']}"},
+            ).json()
+            [line] = status["agencies"]
+            return (
+                line["status"] in ("in_progress", "waiting_for_consumer")
+                and line["agency_reference"]
+            )
+
+        return wait_until(in_progress, 60, "the README example in progress")
+
+    references = []
+    for run in ("first.log", "second.log"):
+        proc, log = start_loket_run(tmp_path, env, run)
+        try:
+            references.append(file_and_wait_in_progress())
+        finally:
+            code = stop_loket_run(proc, log)
+        assert code == 0, (tmp_path / run).read_text()[-2000:]
+    assert references[0] != references[1], references  # the agency did not number anew
+    assert (tmp_path / "var" / "simulators" / "ombudsman-telecom.json").exists()
+    db = Database(env["LOKET_DATABASE_URL"])
+    try:
+        with db.session(read_only=True) as s:
+            alerts = s.scalars(
+                select(InboundProblem.reason).where(InboundProblem.agency_id == "ombudsman-telecom")
+            ).all()
+    finally:
+        db.dispose()
+    assert alerts == []  # nothing went backwards: nothing to tell operators
 
 
 def test_dead_letters_resent_by_two_operators_at_once_deliver_once(

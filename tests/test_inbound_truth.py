@@ -76,3 +76,20 @@ def test_distinct_bad_items_under_one_name_are_two_problems(hub, clock):
     assert stats.counts == {"problem": 2, "duplicate": 1}
     with hub.db.session(read_only=True) as s:
         assert sorted(s.scalars(select(ProblemRow.excerpt))) == ["first text", "second text"]
+
+
+def test_control_characters_from_the_far_side_are_stored_without_them(hub, sims, clock):
+    """PostgreSQL refuses NUL in text: one such status message must not fail the poll."""
+    filed, ref = _delivered(hub)
+    mapping = hub.directory[TELECOM]
+    update = StatusUpdate(
+        "ASSIGNED", clock.now(), agency_reference=ref, message="Dossier\x00 toegewezen\x1b[31m"
+    )
+    problem = InboundProblem("bad\x00file.xml", "unreadable", "\xff\xfe<\x00s\x00")
+    stats = inbound.apply_poll(hub.db, mapping, PollResult((update,), "1", (problem,)), clock.now())
+    assert stats.counts == {"applied": 1, "problem": 1}
+    [event] = [e for e in timeline(hub, filed.reference) if e.agency_status == "ASSIGNED"]
+    assert event.message == "Dossier toegewezen[31m"
+    with hub.db.session(read_only=True) as s:
+        [row] = s.scalars(select(ProblemRow)).all()
+    assert row.source == "badfile.xml" and "\x00" not in row.excerpt

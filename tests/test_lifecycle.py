@@ -96,3 +96,49 @@ def test_past_due_covers_a_missed_acknowledgement_and_ends_with_the_case():
     acknowledged = line(status="received")
     assert not lifecycle.is_past_due(acknowledged, T0 + timedelta(days=4))
     assert not lifecycle.is_past_due(line(status="resolved"), T0 + timedelta(days=400))
+
+
+@pytest.mark.parametrize(
+    ("lines", "shown"),
+    [
+        # the mediation resolved; the inspection it informed never answers: the case is resolved
+        ([("resolved", "handle", False), ("sent", "inform", False)], "resolved"),
+        ([("in_progress", "handle", False), ("queued", "inform", False)], "in_progress"),
+        # an informed line waiting or late does not make the consumer act
+        ([("received", "handle", False), ("waiting_for_consumer", "inform", False)], "received"),
+        # a case with only informed lines (a report) is told by them
+        ([("closed_no_individual_follow_up", "inform", False)], "closed_no_individual_follow_up"),
+        ([("sent", "handle", False)], "sent"),
+        # the consumer answered: the service handles it until it asks again
+        ([("waiting_for_consumer", "handle", True)], "in_progress"),
+        ([("waiting_for_consumer", "handle", False)], "waiting_for_consumer"),
+        # another service still waits for an answer: the consumer must still act
+        (
+            [("waiting_for_consumer", "handle", True), ("waiting_for_consumer", "handle", False)],
+            "waiting_for_consumer",
+        ),
+    ],
+)
+def test_the_lines_that_answer_the_consumer_make_the_case_status(lines, shown):
+    """docs/statuses.md: inform-only lines never hold the case's status; an answered request
+    shows as handled."""
+    assert lifecycle.case_status(lines) == shown
+
+
+def test_a_reply_answers_the_latest_request_only():
+    # (line, event id, actor, kind, to_status)
+    asked = (1, 10, "agency", "agency_status", "waiting_for_consumer")
+    replied = (1, 11, "consumer", "consumer_reply", None)
+    asked_again = (1, 12, "agency", "agency_status", "waiting_for_consumer")
+    late_note = (1, 13, "agency", "agency_note", "waiting_for_consumer")
+    assert lifecycle.answered_lines([asked]) == set()
+    assert lifecycle.answered_lines([asked, replied]) == {1}
+    assert lifecycle.answered_lines([asked, replied, late_note]) == {1}  # a stale repeat
+    assert lifecycle.answered_lines([asked, replied, asked_again]) == set()
+
+
+def test_the_consumer_should_reply_within_the_written_period():
+    asked = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    days = VOCAB["case"]["reply_within_days"]
+    assert lifecycle.reply_by("waiting_for_consumer", asked) == asked + timedelta(days=days)
+    assert lifecycle.reply_by("in_progress", asked) is None

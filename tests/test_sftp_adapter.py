@@ -493,7 +493,10 @@ def test_a_status_file_rewritten_after_it_was_read_is_read_again_not_moved(sftp_
     path.write_bytes(status_xml(record(), record("ANALYSIS", "2026-11-03T09:00:00+01:00")))
     second = adapter.poll(first.cursor, [])
     assert [u.agency_status for u in second.updates] == ["REGISTERED", "ANALYSIS"]
-    assert second.updates[0].update_id != first.updates[0].update_id  # other content, other id
+    # identified by content: the record read before is the same update (the hub's duplicate),
+    # the new one is another
+    assert second.updates[0].key() == first.updates[0].key()
+    assert second.updates[1].key() != first.updates[0].key()
     assert path.exists()
 
 
@@ -521,7 +524,7 @@ def test_hostile_status_file_names_are_reported_and_never_used_as_paths(sftp_ser
     adapter = SftpAdapter(sftp_server.config())
 
     first = adapter.poll(None, [])
-    assert len(first.updates) == 1 and first.updates[0].update_id.startswith("ok.xml#1@")
+    assert len(first.updates) == 1 and first.updates[0].key().startswith("h:")  # by content
     reasons = [p.reason for p in first.problems]
     assert sum("unsafe file name" in r for r in reasons) == len(HOSTILE)
     assert any("not a regular file" in r for r in reasons)

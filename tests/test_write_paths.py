@@ -290,19 +290,21 @@ def test_receipt_paths_agree_on_a_repeat_and_on_telling_the_consumer(hub):
     cases = file_twice(hub, FAN_OUT)
     mediation, inspection = "consumer-mediation", "economic-inspection"
     with hub.db.session() as s:
-        # the inspection's line already moved on (its receipt is a repeat): the note path; the
-        # case's status is stale, so recomputing it tells the consumer (the mail path)
+        # the mediation's line already moved on (its receipt is a repeat): the note path; the
+        # case's status is stale, so recomputing it tells the consumer (the mail path). (The
+        # mediation, not the inspection: a line that only informs an inspection never holds the
+        # case's status, docs/statuses.md.)
         s.execute(
             update(Assignment)
             .where(
                 Assignment.case_id.in_([cid for cid, _ in cases]),
-                Assignment.agency_id == inspection,
+                Assignment.agency_id == mediation,
             )
             .values(status="waiting_for_consumer")
         )
     hub.clock.advance(minutes=1)
-    record_both_ways(hub, cases, inspection)
-    record_both_ways(hub, cases, mediation, 2)
+    record_both_ways(hub, cases, mediation)
+    record_both_ways(hub, cases, inspection, 2)
     one, bulk = (receipt_rows(hub.db, cid, ref) for cid, ref in cases)
     assert one["case"][0] == "waiting_for_consumer"
     assert [m["kind"] for m in one["mail"]] == ["filed", "waiting"]

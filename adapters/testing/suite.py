@@ -381,6 +381,20 @@ class AdapterConformance:
         if POLL_CHANGES in adapter.capabilities:
             assert result.cursor != garbage, "the next poll would start from the garbage again"
 
+    def test_a_cursor_that_moved_on_is_never_called_behind(self, adapter: Adapter, peer: Peer):
+        """`cursor_behind` raises a feed alert and a full re-read in the hub: the adapter's own
+        cursors, as a feed moves on, must never read as going back."""
+        require(adapter, POLL)
+        item = outbound(peer)
+        ref = adapter.deliver(item).agency_reference
+        start = [OpenItem(ref, item.case_reference, item.idempotency_key)]
+        _, first, items = poll_until_quiet(adapter, None, start)
+        peer.advance(ref)
+        _, second, _ = poll_until_quiet(adapter, first, items)
+        for stored, returned in ((first, second), (second, second)):
+            if stored is not None and returned is not None:
+                assert not adapter.cursor_behind(stored, returned), (stored, returned)
+
     # ---------------------------------------------------------------------------- messages
 
     def test_a_reply_reaches_the_agency_once_with_its_attachment(

@@ -88,6 +88,12 @@ NEXT_STEP = {
     "withdrawn": _l("You withdrew this case. Nothing more will happen with it."),
 }
 
+# After the consumer answered a service that waited for them, until it asks again.
+ANSWER_SENT = _l(
+    "Your answer was sent. The service is handling your case now; nothing to do for now. If it "
+    "needs more from you, you get an email."
+)
+
 
 def event_text(kind: str | None, agency: str, status: str, reference: str | None) -> str:
     """One timeline entry in the page's language; the agency's own words are shown beside it."""

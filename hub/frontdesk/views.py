@@ -587,7 +587,11 @@ def _lines(view: caseview.CaseView) -> list[dict[str, Any]]:
             "paused": line.clock_paused,
             "terminal": line.terminal,
             "waiting": line.needs_answer,
+            "answered": line.answered and not line.terminal,
+            "answers": line.answers_consumer,
+            "reply_by": _due(line.reply_by),
             "outcome": line.outcome,
+            "outcome_label": lifecycle.outcome_label(line.outcome, g.lang),
         }
         for line in view.lines
     ]
@@ -763,7 +767,13 @@ def _tracking_page(reference: str, status: int = 200, **extra: Any) -> Response:
         reference=reference,
         status_code=view.status,
         status_label=lifecycle.label(view.status, g.lang),
-        next_step=texts.NEXT_STEP.get(view.status, ""),
+        next_step=_next_step(view),
+        reply_by=_due(view.reply_by),
+        acting=[
+            shown["name"]
+            for line, shown in zip(view.lines, lines, strict=True)
+            if line.answered and not line.terminal
+        ],
         lines=lines,
         timeline=list(reversed(timeline)),
         said=list(reversed(said)),
@@ -780,6 +790,16 @@ def _tracking_page(reference: str, status: int = 200, **extra: Any) -> Response:
         reply_text=extra.get("reply_text", ""),
         reply_to=extra.get("reply_to"),
     )
+
+
+def _next_step(view: caseview.CaseView) -> str:
+    """What the consumer should do now: answer while a service waits for them (the page shows
+    by when); once they have answered, nothing until the service asks again."""
+    if view.waiting_lines:
+        return texts.NEXT_STEP["waiting_for_consumer"]
+    if view.answered_lines and view.status == "in_progress":
+        return texts.ANSWER_SENT
+    return texts.NEXT_STEP.get(view.status, "")
 
 
 def _case_or_open(reference: str):

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import JSON, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from adapters.base import AdapterError, Receipt
+from adapters.base import AdapterError, ContractViolation, Receipt
 from hub import audit, control, inbound, lifecycle
 from hub.db import Database
 from hub.models import (
@@ -314,22 +314,22 @@ def _record_receipts(
             inbound.apply_unmatched(s, mapping, a, now)
             lifecycle.refresh_case(a.case, now)
         return
-    statuses: dict[int, list[str]] = {}
-    for case_id, status in conn.execute(
-        select(at.c.case_id, at.c.status).where(at.c.case_id.in_(case_ids))
+    lines: dict[int, list[tuple[str, str | None, bool]]] = {}
+    for case_id, status, stage in conn.execute(
+        select(at.c.case_id, at.c.status, at.c.stage).where(at.c.case_id.in_(case_ids))
     ):
-        statuses.setdefault(case_id, []).append(status)
+        lines.setdefault(case_id, []).append((status, stage, False))
     current = dict(conn.execute(select(ca.c.id, ca.c.status).where(ca.c.id.in_(case_ids))).all())
     notify = []
+    new_status: dict[int, str] = {}
     for case_id in case_ids:
-        new = lifecycle.aggregate(statuses[case_id])
-        if new != current[case_id] and new in lifecycle.NOTIFY_ON:
+        # The same rule as refresh_case (lifecycle.case_status). Whether the consumer answered
+        # a waiting line needs the timeline: such a (rare) case goes the ORM way too.
+        waiting = any(st == lifecycle.WAITING_FOR_CONSUMER for st, _, _ in lines[case_id])
+        new_status[case_id] = new = lifecycle.case_status(lines[case_id])
+        if waiting or (new != current[case_id] and new in lifecycle.NOTIFY_ON):
             notify.append(case_id)  # rare here (sent is not one): the ORM path tells the consumer
-    quiet = [
-        {"cid": cid, "st": lifecycle.aggregate(statuses[cid])}
-        for cid in case_ids
-        if cid not in notify
-    ]
+    quiet = [{"cid": cid, "st": new_status[cid]} for cid in case_ids if cid not in notify]
     if quiet:  # (an empty parameter list would run the UPDATE once, unbound)
         conn.execute(
             update(ca)
@@ -398,8 +398,9 @@ def fail(
     """Record a failed attempt.
 
     Transient errors count towards the agency's breaker and retry with backoff until the round's
-    attempts are used up; permanent errors dead-letter at once. A worker whose lease was taken
-    over meanwhile only closes its attempt record.
+    attempts are used up; permanent errors dead-letter at once (a payload off the agency's
+    contract too, without touching the breaker: it was never sent). A worker whose lease was
+    taken over meanwhile only closes its attempt record.
     """
     delivery_policy = policy if isinstance(policy, DeliveryPolicy) else DeliveryPolicy(retry=policy)
     retry = delivery_policy.retry
@@ -414,7 +415,11 @@ def fail(
         if d.payload is None and payload is not None:
             d.payload = payload
         opened = False
-        if error.retryable:
+        if isinstance(error, ContractViolation):
+            # Never sent, so it says nothing of the agency's reachability; and a resend after
+            # the mapping is fixed must render anew, not send the refused payload again.
+            d.payload = None
+        elif error.retryable:
             opened = control.unreachable(s, d.agency_id, now, delivery_policy.breaker, error.detail)
         else:
             control.reachable(s, d.agency_id, now)

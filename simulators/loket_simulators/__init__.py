@@ -131,6 +131,8 @@ def group_launch(
                 "host": host,
                 "port": port,
                 "step_seconds": agency.spec.get("step_seconds", 5),
+                # where the agency keeps its cases across restarts (`loket run`: under var/)
+                **({"state": agency.spec["state"]} if agency.spec.get("state") else {}),
                 **extra(agency),
             }
         )

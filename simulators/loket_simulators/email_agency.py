@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import ctypes
 import json
@@ -258,6 +259,43 @@ class EmailAgency:
         self.rejected = 0
         self.replies_sent = 0
         self.faults = Faults()
+        self.state_file: Path | None = None
+
+    # --------------------------------------------------------------------------------- state
+
+    def keep_state_in(self, path: Path) -> None:
+        """Keep the cases (numbers, statuses mailed, forwarded replies) in `path` (JSON),
+        loading what is there: a restarted agency continues where it stopped. Each change is
+        written atomically (a temporary file renamed over the old one)."""
+        with self.lock:
+            self.state_file = path
+            if path.exists():
+                data = json.loads(path.read_text())
+                self.cases = {c["id"]: _case_from(c) for c in data.get("cases", [])}
+                self.by_message_id = dict(data.get("by_message_id", {}))
+                self.message_ids = dict(data.get("message_ids", {}))
+                self.orphans = [_from_json(o) for o in data.get("orphans", [])]
+
+    def _save(self) -> None:
+        if self.state_file is None:
+            return
+        data = {
+            "cases": [_to_json(asdict(c)) for c in self.cases.values()],
+            "by_message_id": self.by_message_id,
+            "message_ids": self.message_ids,
+            "orphans": [_to_json(o) for o in self.orphans],
+        }
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.state_file.parent, prefix=".state-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as out:
+                json.dump(data, out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.state_file)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     # ------------------------------------------------------------------------------- inbound
 
@@ -312,6 +350,7 @@ class EmailAgency:
             self.cases[case.id] = case
             self.by_message_id[message_id] = case.id
             self._mail_step(case, 0, now)
+            self._save()
             return f"250 2.0.0 Received as {case.id}"
 
     def _receive_message(self, msg: EmailMessage, message_id: str, body: str) -> str:
@@ -335,6 +374,7 @@ class EmailAgency:
             if case is None:
                 if not any(o["message_id"] == message_id for o in self.orphans):
                     self.orphans.append(entry)
+                    self._save()
                 log.warning(
                     "%s: a forwarded reply %s (%r) names no case we know; kept aside",
                     self.profile.name,
@@ -344,6 +384,7 @@ class EmailAgency:
                 return "250 2.0.0 Received; no case of ours matches it, a person will look"
             case.messages.append(entry)
             self.message_ids[message_id] = case.id
+            self._save()
             return f"250 2.0.0 Added to {case.id}"
 
     def _case_of(self, msg: EmailMessage, subject: str) -> SimCase | None:
@@ -407,6 +448,8 @@ class EmailAgency:
                     due.append((at, case.id, step))
             for at, case_id, step in sorted(due):
                 self._mail_step(self.cases[case_id], step, at)
+            if due:
+                self._save()
             return len(due)
 
     def step_case(self, case_id: str) -> str:
@@ -416,7 +459,9 @@ class EmailAgency:
             case = self.cases[case_id]
             if case.step + 1 >= len(self.profile.flow):
                 raise ValueError(f"case {case_id} is already at the end of its flow")
-            return self._mail_step(case, case.step + 1, self.clock())
+            code = self._mail_step(case, case.step + 1, self.clock())
+            self._save()
+            return code
 
     def find(self, case_reference: str) -> SimCase | None:
         with self.lock:
@@ -436,6 +481,35 @@ class EmailAgency:
                 "rejected": self.rejected,
                 "replies_sent": self.replies_sent,
             }
+
+
+def _to_json(data: dict[str, Any]) -> dict[str, Any]:
+    """A case or forwarded reply as JSON: times as ISO text, attachment data as base64."""
+    out = dict(data)
+    if isinstance(out.get("created"), datetime):
+        out["created"] = out["created"].isoformat()
+    out["attachments"] = [
+        [name, kind, base64.b64encode(blob).decode()] for name, kind, blob in out["attachments"]
+    ]
+    if "messages" in out:
+        out["messages"] = [_to_json(m) for m in out["messages"]]
+    return out
+
+
+def _from_json(data: dict[str, Any]) -> dict[str, Any]:
+    out = dict(data)
+    out["attachments"] = [
+        (name, kind, base64.b64decode(blob)) for name, kind, blob in out["attachments"]
+    ]
+    if "messages" in out:
+        out["messages"] = [_from_json(m) for m in out["messages"]]
+    return out
+
+
+def _case_from(data: dict[str, Any]) -> SimCase:
+    out = _from_json(data)
+    out["created"] = datetime.fromisoformat(out["created"])
+    return SimCase(**out)
 
 
 FIELD_LINE = re.compile(r"^([a-z][a-z0-9_.]*):[ \t]*(.*?)\s*$")
@@ -930,6 +1004,7 @@ class MailAgencySpec:
     smtp_password: str | None = None
     step_seconds: float = 5.0
     contract: str | None = None  # the folder holding the agency's email.yaml
+    state: str | None = None  # a JSON file keeping the agency's cases across restarts
 
     @classmethod
     def from_mapping(
@@ -953,6 +1028,7 @@ class MailAgencySpec:
             smtp_password=str(c.get("smtp_password") or "") if login else None,
             step_seconds=float(spec.get("step_seconds", 5)),
             contract=str(root / contract) if contract else None,
+            state=str(spec["state"]) if spec.get("state") else None,
         )
 
 
@@ -1036,6 +1112,9 @@ class EmailGroupSimulator:
             )
             for s in self.specs
         }
+        for spec in self.specs:
+            if spec.state:
+                self.agencies[spec.agency_id].keep_state_in(Path(spec.state))
         catch_all = mailboxes.get("*")
         mx_handler = MailboxHandler(catch_all) if catch_all else MailboxRouter(mailboxes)
         host = self.specs[0].smtp_host

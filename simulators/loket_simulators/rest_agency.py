@@ -22,10 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -96,6 +98,24 @@ class SimCase:
     anchor_step: int = 0
 
 
+def _case_to(case: SimCase) -> dict[str, Any]:
+    data = asdict(case)
+    data["created"] = case.created.isoformat()
+    data["anchor_at"] = case.anchor_at.isoformat() if case.anchor_at else None
+    return data
+
+
+def _case_from(data: dict[str, Any]) -> SimCase:
+    anchor = data.get("anchor_at")
+    return SimCase(
+        **{
+            **data,
+            "created": datetime.fromisoformat(data["created"]),
+            "anchor_at": datetime.fromisoformat(anchor) if anchor else None,
+        }
+    )
+
+
 @dataclass
 class Faults:
     mode: str = "none"  # none | error | timeout | garbage
@@ -151,11 +171,53 @@ class AgencySystem:
         self.replays = 0
         self.rejected = 0
         self.faults = Faults()
+        self.state_file: Path | None = None
+        self._dirty = False
         self._validator = None
         if schema is not None:
             from jsonschema import Draft202012Validator
 
             self._validator = Draft202012Validator(schema)
+
+    # ---------------------------------------------------------------------------- kept state
+
+    def keep_state_in(self, path: Path) -> None:
+        """Keep the cases, their statuses and the feed in `path` (JSON), loading what is there:
+        a restarted simulator continues where it stopped (case numbers, statuses, feed sequence).
+        Every change is written atomically (a temporary file renamed over the old one)."""
+        with self.lock:
+            self.state_file = path
+            if path.exists():
+                data = json.loads(path.read_text())
+                self.cases = {c["id"]: _case_from(c) for c in data.get("cases", [])}
+                self.by_key = dict(data.get("by_key", {}))
+                self.changes = list(data.get("changes", []))
+
+    def reset(self) -> None:
+        """Forget every case and the feed, as an agency restoring an empty backup would."""
+        with self.lock:
+            self.cases, self.by_key, self.changes = {}, {}, []
+            self._save()
+
+    def _save(self) -> None:
+        if self.state_file is None:
+            return
+        data = {
+            "cases": [_case_to(c) for c in self.cases.values()],
+            "by_key": self.by_key,
+            "changes": self.changes,
+        }
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.state_file.parent, prefix=".state-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as out:
+                json.dump(data, out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.state_file)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     def _new_id(self) -> str:
         now = self.clock()
@@ -174,6 +236,13 @@ class AgencySystem:
         }
         self.changes.append(change)
         case.history.append(change)
+        self._dirty = True
+
+    def _flush(self) -> None:
+        """Write the state if a change was recorded since the last write (under the lock)."""
+        if self._dirty:
+            self._dirty = False
+            self._save()
 
     def advance(self) -> None:
         """Move every case through as many steps as the clock allows, recording in time order."""
@@ -196,6 +265,7 @@ class AgencySystem:
             case = self.cases[case_id]
             case.step = step
             self._record(case, at)
+        self._flush()
 
     def step_case(self, case_id: str) -> str:
         """Move one case to its next status now (tests, demos); returns the new status code."""
@@ -206,6 +276,7 @@ class AgencySystem:
                 raise ValueError(f"case {case_id} is already at the end of its flow")
             case.step += 1
             self._record(case, self.clock())
+            self._flush()
             return self.profile.flow[case.step][0]
 
     def add_message(
@@ -221,6 +292,7 @@ class AgencySystem:
             case.messages.append({**message, "key": key, "at": self.clock().isoformat()})
             if self.profile.info and self.profile.flow[case.step][0] == self.profile.info[0]:
                 case.anchor_at, case.anchor_step = self.clock(), case.step
+            self._save()
             return len(case.messages), False
 
     def set_status(self, case_id: str, code: str, note: str = "") -> None:
@@ -239,6 +311,7 @@ class AgencySystem:
             }
             self.changes.append(change)
             case.history.append(change)
+            self._save()
 
     def submit(self, payload: Any, key: str | None, external: str | None) -> tuple[SimCase, bool]:
         with self.lock:
@@ -251,6 +324,7 @@ class AgencySystem:
             if key:
                 self.by_key[key] = case.id
             self._record(case, case.created)
+            self._flush()
             return case, False
 
     def validate(self, payload: Any) -> list[str]:
@@ -267,6 +341,12 @@ class AgencySystem:
             page = [c for c in self.changes if c["seq"] > since][:limit]
             more = bool(page) and page[-1]["seq"] < len(self.changes)
             return page, more
+
+    def feed_position(self, since: int) -> int:
+        """The cursor an empty page answers with: `since`, or the feed's own head when the
+        caller is ahead of it (the feed started over, as after a restore from a backup)."""
+        with self.lock:
+            return min(since, len(self.changes))
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
@@ -407,7 +487,9 @@ def create_app(system: AgencySystem) -> Flask:
         except ValueError:
             return error(400, "since and limit must be integers")
         page, more = system.changes_since(since, limit)
-        nxt = page[-1]["seq"] if page else since
+        # An empty page answers with the feed's own position: a caller ahead of it (our feed
+        # started over) learns that, as from a real agency system restored from a backup.
+        nxt = page[-1]["seq"] if page else system.feed_position(since)
         return jsonify({"changes": page, "next": str(nxt), "has_more": more})
 
     @app.get(f"{p}/health")
@@ -506,6 +588,8 @@ def serve_group(specs: list[dict[str, Any]], latency: float = 0.0) -> list[Simul
             schema=json.loads(Path(schema_path).read_text()) if schema_path else None,
             latency=latency,
         )
+        if spec.get("state"):
+            system.keep_state_in(Path(spec["state"]))
         return SimulatorServer(system, spec.get("host", "127.0.0.1"), int(spec["port"]))
 
     return start_all(build, specs)
@@ -532,7 +616,8 @@ def main(argv: list[str] | None = None) -> None:
         default=[],
         metavar="JSON",
         help="play this agency (repeatable; with or instead of --profile): "
-        '{"id", "profile", "port", "host", "step_seconds", "api_key", "schema", "ask_info"}',
+        '{"id", "profile", "port", "host", "step_seconds", "api_key", "schema", "ask_info", '
+        '"state"} (state: a JSON file keeping the agency\'s cases across restarts)',
     )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
     parser.add_argument(

@@ -269,7 +269,7 @@ class MeldpuntService(ServiceBase):
         page, more = system.changes_since(VanafVolgnummer, Maximum or 200)
         return WijzigingenPagina(
             Wijzigingen=[_change(c) for c in page],
-            VolgendVolgnummer=page[-1]["seq"] if page else VanafVolgnummer,
+            VolgendVolgnummer=page[-1]["seq"] if page else system.feed_position(VanafVolgnummer),
             MeerBeschikbaar=more,
         )
 
@@ -741,6 +741,8 @@ def serve_group(specs: list[dict[str, Any]], latency: float = 0.0) -> list[SoapS
             password=spec.get("password"),
             latency=latency,
         )
+        if spec.get("state"):
+            system.keep_state_in(Path(spec["state"]))
         return SoapSimulatorServer(system, spec.get("host", "127.0.0.1"), int(spec["port"]))
 
     return start_all(build, specs)

@@ -220,7 +220,7 @@ class DossierService(ServiceBase):
         page, more = system.changes_since(DepuisSequence, Limite or 200)
         return PageChangements(
             Changements=[_changement(c) for c in page],
-            SequenceSuivante=page[-1]["seq"] if page else DepuisSequence,
+            SequenceSuivante=page[-1]["seq"] if page else system.feed_position(DepuisSequence),
             Suite=more,
         )
 
@@ -439,7 +439,7 @@ class VigilanceIntakeService(ServiceBase):
         page, more = system.changes_since(AfterSequence, PageSize or 200)
         return StateChangePage(
             Changes=[_state_change(c) for c in page],
-            LastSequence=page[-1]["seq"] if page else AfterSequence,
+            LastSequence=page[-1]["seq"] if page else system.feed_position(AfterSequence),
             MoreAvailable=more,
         )
 
@@ -652,7 +652,7 @@ class ProductinspectieService(ServiceBase):
         page, more = system.changes_since(Vanaf, Aantal or 200)
         return Wijzigingsfeed(
             Items=[_toestand(c) for c in page],
-            Laatste=page[-1]["seq"] if page else Vanaf,
+            Laatste=page[-1]["seq"] if page else system.feed_position(Vanaf),
             Meer=more,
         )
 

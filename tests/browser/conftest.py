@@ -69,14 +69,18 @@ class Stack:
         parser = BytesParser(policy=policy.default)
         return [parser.parsebytes(box.get_bytes(key)) for key in box.iterkeys()]
 
-    def wait_for_mail(self, to: str, *subject_has: str, timeout: float = 30):
+    def wait_for_mail(self, to: str, *subject_has: str, body_has: str = "", timeout: float = 30):
         def found():
             for m in self.mails():
-                if m["To"] == to and all(s in str(m["Subject"]) for s in subject_has):
+                if (
+                    m["To"] == to
+                    and all(s in str(m["Subject"]) for s in subject_has)
+                    and body_has in m.get_body(("plain",)).get_content()
+                ):
                     return m
             return None
 
-        return wait_until(found, timeout, f"a mail to {to} about {subject_has!r}")
+        return wait_until(found, timeout, f"a mail to {to} about {subject_has!r} {body_has!r}")
 
     def case_count(self) -> int:
         db = Database(self.database_url)
@@ -206,6 +210,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
                 "LOKET_POLL_SECONDS": "0.3",
                 "LOKET_DISPATCH_SECONDS": "0.2",
                 "LOKET_HOUSEKEEPING_SECONDS": "0.5",
+                "LOKET_MAIL_BATCH_SECONDS": "1",  # line changes a second apart share a mail
             },
         )
         wait_http(web + "/healthz")
