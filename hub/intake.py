@@ -157,11 +157,14 @@ def file_case(
 
 
 def _case_status(recipients: tuple[Recipient, ...], directory: Directory) -> str:
-    """Queued while any line goes through the hub; `referred` when every body is a referral
-    body (the consumer was sent elsewhere, and the case says so)."""
-    if recipients and not any(directory[r.agency_id].connected for r in recipients):
-        return REFERRED_OUTSIDE
-    return lifecycle.QUEUED
+    """The new case's status by the rule every later change uses (`lifecycle.case_status`: the
+    lines that answer the consumer decide): `referred` when those are all referral bodies."""
+    if not recipients:
+        return lifecycle.QUEUED
+    return lifecycle.case_status(
+        (lifecycle.QUEUED if directory[r.agency_id].connected else REFERRED_OUTSIDE, r.stage, False)
+        for r in recipients
+    )
 
 
 def assignment_row(

@@ -145,6 +145,8 @@ def test_a_referral_bodys_line_is_referred_with_no_delivery_on_every_path(hub):
     assert [d["agency_id"] for d in first["deliveries"]] == ["economic-inspection"]
     assert [e["kind"] for e in first["events"]] == ["referred_outside", "routed"]
     assert first["lines"][0]["answer_due_at"] is None and first["lines"][0]["basis"]
+    # the police line answers the consumer (elsewhere); the inspection only informs
+    assert first["case"]["status"] == "referred"
     for other in stored.values():
         assert other == first
 
