@@ -39,11 +39,12 @@ CASE = {
     "language": "nl",
     "description": "Mijn factuur rekent roaming aan terwijl ik niet op reis was.",
     "incident_date": "2026-10-15",
+    "complaint_date": "2026-10-20",
     "amount": 49.99,
     "consumer": {"name": "An Peeters", "email": "an@example.be"},
     "trader": {"name": "Telco NV", "enterprise_number": "0403.170.701"},
     "consent": {"share_with_agencies": True},
-    "answers": {"contacted_trader": True},
+    "answers": {"contacted_trader": True, "court_case_pending": False},
 }
 
 

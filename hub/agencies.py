@@ -40,6 +40,10 @@ class Directory:
         with self._lock:
             if agency_id not in self._adapters:
                 mapping = self.agencies[agency_id]
+                if not mapping.connected:
+                    raise registry.UnknownAdapter(
+                        f"{agency_id} is a referral body (no adapter block): nothing is delivered"
+                    )
                 self._adapters[agency_id] = registry.create(
                     mapping.adapter_kind, mapping.adapter_config
                 )
@@ -72,7 +76,9 @@ class Directory:
     def capabilities(self, agency_id: str) -> frozenset[str] | None:
         """What the agency's configured adapter does (`Adapter.capabilities`): what the worker,
         `loket agencies` and the console go by. None when its configuration builds no adapter
-        (the error then shows wherever the adapter is used)."""
+        (the error then shows wherever the adapter is used). A referral body has none: empty."""
+        if not self.agencies[agency_id].connected:
+            return frozenset()
         try:
             return self.adapter(agency_id).capabilities
         except (AdapterError, registry.UnknownAdapter):

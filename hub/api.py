@@ -129,7 +129,9 @@ def file_case():
             errors=[
                 field_error(
                     m.field.split("."),
-                    f"Asked by {h.directory[m.agency_id].name(lang)}.",
+                    f"Asked by {h.directory[m.agency_id].name(lang)}."
+                    if m.agency_id
+                    else "Decides which bodies are competent.",
                     m.question,
                 )
                 for m in exc.missing
@@ -155,6 +157,8 @@ def file_case():
                     "agency": r.agency_id,
                     "name": h.directory[r.agency_id].name(data["language"]),
                     "why": r.reason,
+                    "basis": r.basis,
+                    **_referral(h.directory[r.agency_id], lang),
                 }
                 for r in filed.recipients
             ],
@@ -167,6 +171,24 @@ def file_case():
     response.headers["Location"] = status_url
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _referral(mapping, lang: str) -> dict[str, Any]:
+    """For a referral body (not connected): what it does and how to reach it; nothing was sent
+    to it, the consumer goes there."""
+    if mapping.connected:
+        return {}
+    r = mapping.referral
+    out = {
+        "referral": {
+            "what": (r.get("what") or {}).get(lang) or (r.get("what") or {}).get("en", ""),
+            "url": r.get("url"),
+        }
+    }
+    for key in ("form_url", "email", "phone"):
+        if r.get(key):
+            out["referral"][key] = r[key]
+    return out
 
 
 def _refusal(r, h: Hub, lang: str) -> dict[str, str]:
@@ -233,6 +255,8 @@ def _status_body(view: caseview.CaseView) -> dict[str, Any]:
                 "past_due": line.past_due,
                 "outcome": line.outcome,
                 "why": line.reason,
+                "basis": line.basis,
+                **(_referral(hub().directory[line.agency_id], lang) if line.referral else {}),
                 "clock_paused": line.clock_paused,
                 "referred_from": line.referred_from,
                 "answers_consumer": line.answers_consumer,
@@ -288,7 +312,13 @@ def prechecks():
     if errors:
         raise Problem(422, "validation", "The query needs a valid kind and domain.", errors=errors)
     h = hub()
-    situation = Situation(str(kind), str(domain), lang, args.get("trader_country"))
+    situation = Situation(
+        str(kind),
+        str(domain),
+        lang,
+        args.get("trader_country"),
+        postcode=args.get("postcode") or None,
+    )
     return jsonify(
         {
             "questions": [
@@ -297,7 +327,7 @@ def prechecks():
                     "field": m.field,
                     "question": m.question,
                     "agency": m.agency_id,
-                    "name": h.directory[m.agency_id].name(lang),
+                    "name": h.directory[m.agency_id].name(lang) if m.agency_id else "",
                 }
                 for m in h.router.questions(situation)
             ]

@@ -54,6 +54,8 @@ class Line:
     reply_by: datetime | None  # by when the consumer should answer it (while it waits for them)
     outcome: str | None
     referred_from: str | None  # the agency that referred the case here
+    basis: str | None = None  # the law or the body's rules the routing decision rests on
+    referral: Mapping[str, Any] | None = None  # a referral body: what, url, form_url, ...
 
     def name(self, language: str) -> str:
         return self.names.get(language) or self.names.get("en") or self.agency_id
@@ -266,6 +268,8 @@ def _line(
         body=mapping.body if mapping else None,
         stage=a.stage,
         reason=a.reason,
+        basis=a.basis,
+        referral=dict(mapping.referral) if mapping and not mapping.connected else None,
         status=a.status,
         consumer_status=lifecycle.shown_status(a.status, answered),
         agency_status=a.agency_status,

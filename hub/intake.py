@@ -94,8 +94,14 @@ class NotAdmissible(Exception):
         self.refusals = refusals
 
 
+# A line at a referral body (a mapping without adapter): the consumer was sent there; nothing
+# is delivered, so the line starts and stays at this terminal status and has no outbox row.
+REFERRED_OUTSIDE = "referred"
+
+
 def situation_of(data: dict[str, Any], today) -> Situation:
     trader = data.get("trader") or {}
+    consumer = data.get("consumer") or {}
     return Situation(
         kind=data["kind"],
         domain=data["domain"],
@@ -104,6 +110,8 @@ def situation_of(data: dict[str, Any], today) -> Situation:
         answers=data.get("answers") or {},
         incident_date=data.get("incident_date"),
         today=today,
+        postcode=(consumer.get("address") or {}).get("postcode"),
+        complaint_date=data.get("complaint_date"),
     )
 
 
@@ -143,8 +151,20 @@ def file_case(
             if attempt == 4:
                 raise
             continue  # a reference collision between two concurrent filings; draw again
-        return Filed(reference, token, lifecycle.QUEUED, decision.recipients, decision.refusals)
+        status = _case_status(decision.recipients, directory)
+        return Filed(reference, token, status, decision.recipients, decision.refusals)
     raise RuntimeError("could not draw a free case reference")
+
+
+def _case_status(recipients: tuple[Recipient, ...], directory: Directory) -> str:
+    """The new case's status by the rule every later change uses (`lifecycle.case_status`: the
+    lines that answer the consumer decide): `referred` when those are all referral bodies."""
+    if not recipients:
+        return lifecycle.QUEUED
+    return lifecycle.case_status(
+        (lifecycle.QUEUED if directory[r.agency_id].connected else REFERRED_OUTSIDE, r.stage, False)
+        for r in recipients
+    )
 
 
 def assignment_row(
@@ -154,20 +174,26 @@ def assignment_row(
     stage: str,
     now: datetime,
     referred_from_id: int | None = None,
+    basis: str | None = None,
 ) -> dict[str, Any]:
     """The column values of a new line at `mapping`'s agency, queued, with its due dates, but
     its case_id, which the caller attaches. Intake's bulk insert and `add_assignment` both
-    build their lines here, so the two cannot drift."""
+    build their lines here, so the two cannot drift. A referral body's line is `referred` at
+    once and has no due dates: the hub delivers nothing to it and waits for no answer."""
+    connected = mapping.connected
     return {
         "agency_id": mapping.id,
         "reason": reason,
+        "basis": basis or None,
         "stage": stage,
         "referred_from_id": referred_from_id,
-        "status": lifecycle.QUEUED,
+        "status": lifecycle.QUEUED if connected else REFERRED_OUTSIDE,
         "acknowledge_due_at": due_at(now, mapping.acknowledge_within)
-        if mapping.acknowledge_within
+        if connected and mapping.acknowledge_within
         else None,
-        "answer_due_at": due_at(now, mapping.answer_within) if mapping.answer_within else None,
+        "answer_due_at": due_at(now, mapping.answer_within)
+        if connected and mapping.answer_within
+        else None,
         "paused_seconds": 0,
         "agency_reference_provisional": False,
         "created_at": now,
@@ -178,7 +204,18 @@ def assignment_row(
 def routed_event(
     mapping: AgencyMapping, *, language: str, reason: str, now: datetime, actor: str = "hub"
 ) -> dict[str, Any]:
-    """The timeline entry of a new line (`lifecycle.event_row` values)."""
+    """The timeline entry of a new line (`lifecycle.event_row` values); for a referral body,
+    the line that keeps the timeline whole: referred to it, outside Loket."""
+    if not mapping.connected:
+        return lifecycle.event_row(
+            actor=actor,
+            at=now,
+            now=now,
+            to_status=REFERRED_OUTSIDE,
+            message=f"{REFERRED_LINE.get(language, REFERRED_LINE['en'])} {mapping.name(language)}"
+            f" ({mapping.referral.get('url', '')}): {reason}",
+            kind="referred_outside",
+        )
     return lifecycle.event_row(
         actor=actor,
         at=now,
@@ -187,6 +224,14 @@ def routed_event(
         message=f"{mapping.name(language)}: {reason}".strip(),
         kind="routed",
     )
+
+
+REFERRED_LINE = {
+    "nl": "Doorverwezen, buiten Loket, naar",
+    "fr": "Réorienté, en dehors de Loket, vers",
+    "de": "Weiterverwiesen, außerhalb von Loket, an",
+    "en": "Referred, outside Loket, to",
+}
 
 
 def add_assignment(
@@ -199,8 +244,10 @@ def add_assignment(
     now: datetime,
     actor: str = "hub",
     referred_from: Assignment | None = None,
+    basis: str | None = None,
 ) -> Assignment:
-    """One agency's line on a case, and its outbox row, in the caller's transaction."""
+    """One agency's line on a case, and its outbox row (none for a referral body), in the
+    caller's transaction. `basis`: the routing rule's legal basis, when a rule chose it."""
     assignment = Assignment(
         **assignment_row(
             mapping,
@@ -208,21 +255,23 @@ def add_assignment(
             stage=stage,
             now=now,
             referred_from_id=referred_from.id if referred_from else None,
+            basis=basis,
         )
     )
     n = 1 + sum(1 for a in case.assignments if a.agency_id == mapping.id)
     case.assignments.append(assignment)
     session.flush()
-    session.add(
-        Delivery(
-            assignment_id=assignment.id,
-            **delivery_row(
-                agency_id=mapping.id,
-                idempotency_key=idempotency_key(case.reference, mapping.id, n),
-                now=now,
-            ),
+    if mapping.connected:  # a referral body gets no outbox row: the worker has nothing to send
+        session.add(
+            Delivery(
+                assignment_id=assignment.id,
+                **delivery_row(
+                    agency_id=mapping.id,
+                    idempotency_key=idempotency_key(case.reference, mapping.id, n),
+                    now=now,
+                ),
+            )
         )
-    )
     session.add(
         StatusEvent(
             case_id=case.id,
@@ -266,7 +315,7 @@ def _store(
         "consent_share": bool(consent["share_with_agencies"]),
         "anonymous_to_trader": bool(consent.get("anonymous_to_trader", False)),
         "answers": data.get("answers") or None,
-        "status": lifecycle.QUEUED,
+        "status": _case_status(recipients, directory),
         "token_hash": token_hash(token),
         "created_at": now,
         "updated_at": now,
@@ -304,17 +353,21 @@ def _store(
         else [],
     }
     lines: list[dict[str, Any]] = []
-    outbox: list[dict[str, Any]] = []
+    outbox: list[dict[str, Any] | None] = []  # None: a referral body's line, nothing to send
     routed: list[dict[str, Any]] = []
     for r in recipients:
         mapping = directory[r.agency_id]
-        lines.append(assignment_row(mapping, reason=r.reason, stage=r.stage, now=now))
+        lines.append(
+            assignment_row(mapping, reason=r.reason, stage=r.stage, now=now, basis=r.basis)
+        )
         outbox.append(
             delivery_row(
                 agency_id=r.agency_id,
                 idempotency_key=idempotency_key(reference, r.agency_id),
                 now=now,
             )
+            if mapping.connected
+            else None
         )
         routed.append(routed_event(mapping, language=data["language"], reason=r.reason, now=now))
     if not recipients:
@@ -357,10 +410,9 @@ def _store_per_table(conn, case_row, children, lines, outbox, routed) -> int:
             .scalars()
             .all()
         )
-        conn.execute(
-            insert(Delivery.__table__),
-            [{**d, "assignment_id": aid} for aid, d in zip(ids, outbox, strict=True)],
-        )
+        deliveries = [{**d, "assignment_id": aid} for aid, d in zip(ids, outbox, strict=True) if d]
+        if deliveries:
+            conn.execute(insert(Delivery.__table__), deliveries)
         conn.execute(
             insert(StatusEvent.__table__),
             [
@@ -392,6 +444,7 @@ def _store_in_one_statement(conn, case_row, children, lines, outbox, routed) -> 
     shape = (
         tuple((t.name, len(rows), tuple(rows[0]) if rows else ()) for t, rows in children.items()),
         len(lines),
+        tuple(d is not None for d in outbox),
     )
     params: dict[str, Any] = {}
     cached = _STATEMENTS.get(shape)
@@ -402,7 +455,8 @@ def _store_in_one_statement(conn, case_row, children, lines, outbox, routed) -> 
             _values(table, f"t{i}_{j}", row, params)
     for j, (line, d, e) in enumerate(zip(lines, outbox, routed, strict=True)):
         _values(Assignment.__table__, f"a{j}", line, params)
-        _values(Delivery.__table__, f"d{j}", d, params)
+        if d is not None:
+            _values(Delivery.__table__, f"d{j}", d, params)
         _values(StatusEvent.__table__, f"e{j}", e, params)
     if cached is None:
         cached = _STATEMENTS[shape] = _build(case_row, children, lines, outbox, routed, case_values)
@@ -421,8 +475,11 @@ def _build(case_row, children, lines, outbox, routed, case_values):
     scratch: dict[str, Any] = {}
 
     def union(table, prefix: str, rows, refs, where=None):
+        """`rows` may hold None (no row for that line); the others keep their line's index."""
         selects = []
         for j, row in enumerate(rows):
+            if row is None:
+                continue
             query = select(
                 *refs.values(),
                 *_values(table, f"{prefix}_{j}" if where is None else f"{prefix}{j}", row, scratch),
@@ -430,7 +487,8 @@ def _build(case_row, children, lines, outbox, routed, case_values):
             if where is not None:
                 query = query.where(where(j))
             selects.append(query)
-        return [*refs, *rows[0]], (selects[0] if len(selects) == 1 else union_all(*selects))
+        first = next(row for row in rows if row is not None)
+        return [*refs, *first], (selects[0] if len(selects) == 1 else union_all(*selects))
 
     for i, (table, rows) in enumerate(children.items()):
         if rows:
@@ -456,6 +514,8 @@ def _build(case_row, children, lines, outbox, routed, case_values):
             ("d", Delivery.__table__, outbox, {"assignment_id": a.c.id}),
             ("e", StatusEvent.__table__, routed, {"case_id": case_id, "assignment_id": a.c.id}),
         ):
+            if all(row is None for row in rows):
+                continue
             cols, source = union(
                 table,
                 name,

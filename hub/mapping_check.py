@@ -49,6 +49,8 @@ def check_adapter(
     compiled check the worker holds every case against before it leaves. A problem only some
     samples have says which: how many, in which languages, and one of them."""
     report = Reporter(mapping)
+    if not mapping.connected:
+        return []  # a referral body: nothing is delivered, so no transport to check
     try:
         adapter = registry.get(mapping.adapter_kind)
     except registry.UnknownAdapter as exc:

@@ -151,6 +151,7 @@ class Assignment(Base):
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
     agency_id: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str | None] = mapped_column(Text)
+    basis: Mapped[str | None] = mapped_column(Text)  # the routing rule's legal basis
     stage: Mapped[str] = mapped_column(String(16), default="handle", server_default="handle")
     referred_from_id: Mapped[int | None] = mapped_column(
         ForeignKey("assignments.id", ondelete="SET NULL")

@@ -141,7 +141,17 @@ def check_agency(hub: Hub, agency_id: str) -> ConnectionCheck:
     """Test the connection to the agency's system ("Test" in the console, `agencies check`).
     Nothing is written: it changes nothing in the hub."""
     _known_agency(hub, agency_id)
-    kind = hub.directory[agency_id].adapter_kind
+    mapping = hub.directory[agency_id]
+    if not mapping.connected:
+        return ConnectionCheck(
+            agency_id,
+            "referral",
+            True,
+            None,
+            "a referral body: not connected, consumers are sent to "
+            f"{mapping.referral.get('url', 'its site')}; nothing to test",
+        )
+    kind = mapping.adapter_kind
     try:
         health = hub.directory.adapter(agency_id).check()
     except AdapterError as exc:

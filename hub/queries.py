@@ -169,7 +169,7 @@ def agency_flows(hub: Hub) -> list[AgencyFlow]:
             AgencyFlow(
                 id=agency_id,
                 name=mapping.name("en"),
-                kind=mapping.adapter_kind,
+                kind=mapping.adapter_kind or "referral",
                 control=controls.get(agency_id),
                 counts=counts.get(agency_id, {}),
                 waiting_seconds=(now - since).total_seconds() if since else None,

@@ -37,6 +37,7 @@ class Referred:
 
 def situation_of_case(case: Case, today: date) -> Situation:
     trader = case.party("trader")
+    consumer = case.party("consumer")
     return Situation(
         kind=case.kind,
         domain=case.domain,
@@ -45,6 +46,7 @@ def situation_of_case(case: Case, today: date) -> Situation:
         answers=case.answers or {},
         incident_date=case.incident_date,
         today=today,
+        postcode=consumer.postcode if consumer else None,
     )
 
 
@@ -95,12 +97,14 @@ def refer(
             )
         tried = {a.agency_id for a in case.assignments}
         target = to_agency
+        basis = None
         if target is None:
             decision = router.route(
                 situation_of_case(case, now.date()), exclude=tried, skip_missing=True
             )
             handlers = [r for r in decision.recipients if r.stage == "handle"]
             target = handlers[0].agency_id if handlers else None
+            basis = handlers[0].basis if handlers else None
         if target is None:
             if old is not None and not lifecycle.event_exists(s, old.id, NO_TARGET):
                 lifecycle.add_event(
@@ -131,6 +135,7 @@ def refer(
             now=now,
             actor=actor,
             referred_from=old,
+            basis=basis,
         )
         if old is not None:
             lifecycle.move(

@@ -156,6 +156,11 @@ class CaseInSchema(Strict):
     incident_date = fields.Date(
         metadata={"fix": "A date in ISO form, YYYY-MM-DD, not in the future."},
     )
+    complaint_date = fields.Date(
+        metadata={
+            "fix": "The date of your written complaint to the trader, YYYY-MM-DD, not in the future."
+        },
+    )
     amount = fields.Decimal(
         validate=validate.Range(min=0, max=MAX_AMOUNT),
         metadata={"fix": "A number of euros with at most two decimals, e.g. 49.99."},
@@ -198,7 +203,7 @@ class CaseInSchema(Strict):
                 field_name="kind",
             )
 
-    @validates("incident_date")
+    @validates("incident_date", "complaint_date")
     def _not_future(self, value: date, **_: object) -> None:
         if value > self.clock.now().date():
             raise ValidationError("The incident date is in the future.")

@@ -146,7 +146,7 @@ def agencies_list() -> None:
     for agency_id in hub.directory.ids():
         m = hub.directory[agency_id]
         click.echo(
-            f"{agency_id:24} {m.adapter_kind:6} {_capabilities(hub, agency_id):44} {m.name('en')}"
+            f"{agency_id:24} {m.adapter_kind or 'referral':6} {_capabilities(hub, agency_id):44} {m.name('en')}"
         )
 
 

@@ -349,8 +349,9 @@ class StatusRule:
 class Precheck:
     """An admissibility condition of an agency, asked before a case is sent to it.
 
-    Either a question the consumer must answer yes to (`ask`), or a maximum age of the incident
-    (`max_age_days`). `reason` says why a case fails it, `advice` what to do first.
+    Either a yes/no question whose answer must be `expect` (`ask`), or a maximum age
+    (`max_age_days`) counted from `age_from`: the incident, or the consumer's complaint to the
+    trader (the telecom and energy ombudsmen count a year from that complaint). `reason` says why a case fails it, `advice` what to do first.
     """
 
     id: str
@@ -359,6 +360,8 @@ class Precheck:
     max_age_days: int | None
     reason: Mapping[str, str]
     advice: Mapping[str, str]
+    expect: bool = True  # the answer that passes; False for "is a court case pending?"
+    age_from: str = "incident_date"  # or complaint_date: the consumer's complaint to the trader
 
     def text(self, field_: str, language: str) -> str:
         table = getattr(self, field_) or {}
@@ -427,6 +430,17 @@ class AgencyMapping:
 
     def name(self, language: str = "en") -> str:
         return self.names.get(language) or self.names["en"]
+
+    @property
+    def connected(self) -> bool:
+        """Whether the hub delivers to the body through an adapter. A body without an `adapter`
+        block is a referral body: the consumer is told where to go, nothing is delivered."""
+        return bool(self.adapter_kind)
+
+    @property
+    def referral(self) -> Mapping[str, Any]:
+        """The `referral` block of a body not (yet) connected: what, url, form_url, letter."""
+        return self.extra.get("referral") or {}
 
     def working_language(self, case_language: str) -> str:
         """The agency works in the consumer's language when it can, else in its first one."""
@@ -742,6 +756,8 @@ class _Reading:
                     max_age,
                     dict(item.get("reason") or {}),
                     dict(item["advice"]),
+                    bool(item.get("expect", True)),
+                    str(item.get("from") or "incident_date"),
                 )
             )
         return tuple(out)
@@ -774,7 +790,7 @@ class _Reading:
             kinds=kinds,
             domains=domains,
             languages=tuple(data["languages"]),
-            adapter_kind=str(data["adapter"]["kind"]),
+            adapter_kind=str((data.get("adapter") or {}).get("kind") or ""),
             adapter_config=adapter_config,
             fields=rules,
             statuses=statuses,
@@ -789,7 +805,7 @@ class _Reading:
 
 
 # Blocks the engine does not read itself; `AgencyMapping.extra` carries them to their readers.
-EXTRA_KEYS = ("contract", "simulator")
+EXTRA_KEYS = ("contract", "simulator", "referral")
 # Without these a mapping cannot be built at all.
 IDENTITY_BLOCKS = frozenset({"(file)", "(yaml)", "id", "adapter", "languages", "handles"})
 # What rendering and the contract checks read besides: a problem here makes them pointless.

@@ -34,6 +34,7 @@ SECTIONS = frozenset(
         "durations",
         "poll",
         "prechecks",
+        "referral",
         "delivery",
         "environment-variables",
         "the-agencys-contract",

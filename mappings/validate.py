@@ -145,7 +145,9 @@ def check_mapping(
 ) -> tuple[list[Sample], list[Problem]]:
     """The transport-free checks against the agency's contract folder: (rendered sample
     cases, problems). The caller holds the payloads against the adapter's own
-    contract check."""
+    contract check. A referral body has no contract: nothing is sent to it."""
+    if not mapping.connected:
+        return [], []
     folder = contract_dir(mapping)
     if not folder.is_dir():
         report = Reporter(mapping)

@@ -143,6 +143,8 @@ class Worker:
         stats = DispatchStats()
         settings = self.hub.settings
         mapping = self.hub.directory[agency_id]
+        if not mapping.connected:
+            return stats  # a referral body: its lines have no outbox row, there is nothing to send
         while not self._stop.is_set():
             claimed = outbox.claim(
                 self.hub.db,

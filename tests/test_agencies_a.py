@@ -44,7 +44,7 @@ from tests.test_intake_api import CASE
 from tests.test_worker import assignment, distinct_statuses, timeline
 
 AGENCIES_DIR = ROOT / "mappings" / "agencies"
-YES = {"contacted_trader": True}
+YES = {"contacted_trader": True, "court_case_pending": False, "trader_is_business": True}
 PHONE = "+32 470 98 76 54"
 
 
@@ -79,7 +79,7 @@ JOINED: dict[str, Joined] = {
         r"OTR-2026-\d{5}",
         TO_RESOLVED,
         "solved",
-        ("contacted_trader",),
+        ("contacted_trader", "court_case_pending"),
     ),
     "ombudsfin": Joined(
         "rest",
@@ -90,7 +90,7 @@ JOINED: dict[str, Joined] = {
         r"OF/2026/\d{4}",
         ("queued", "sent", "received", "in_progress", "waiting_for_consumer", *TO_RESOLVED[3:]),
         "solved",
-        ("contacted_trader",),
+        ("contacted_trader", "court_case_pending"),
     ),
     "travel-disputes": Joined(
         "rest",
@@ -101,7 +101,7 @@ JOINED: dict[str, Joined] = {
         r"GCR-26-\d{4}",
         TO_RESOLVED,
         "partly_solved",
-        ("contacted_trader", "within_one_year"),
+        ("contacted_trader", "within_one_year", "court_case_pending"),
     ),
     "ecc-belgium": Joined(
         "rest",
@@ -121,7 +121,7 @@ JOINED: dict[str, Joined] = {
         r"ECCBE-2026-\d{6}",
         TO_RESOLVED,
         "solved",
-        ("contacted_trader",),
+        ("contacted_trader", "court_case_pending", "trader_is_business"),
         receives_phone=False,
     ),
     "fsma": Joined(
@@ -160,7 +160,7 @@ JOINED: dict[str, Joined] = {
         r"2026/OA/\d{5}",
         TO_RESOLVED,
         "solved",
-        ("contacted_trader",),
+        ("contacted_trader", "court_case_pending"),
     ),
     "fagg": Joined(
         "soap",
@@ -324,7 +324,7 @@ def file_for(hub: Hub, agency_id: str) -> intake.Filed:
     """File the agency's example case, routed to it alone (its routing rule is not written yet)."""
     joined = JOINED[agency_id]
     consumer = {**CASE["consumer"], "phone": PHONE}
-    answers = {check: True for check in joined.prechecks if check in YES}
+    answers = {check: YES[check] for check in joined.prechecks if check in YES}
     data = CaseInSchema().load({**CASE, "consumer": consumer, "answers": answers, **joined.case})
     rule = Rule("test", {}, (agency_id,), {"en": f"{agency_id} handles it (test)."})
     router = Router([rule], agencies=hub.directory.agencies)

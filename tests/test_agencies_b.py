@@ -67,7 +67,7 @@ SFTP_AGENCIES = ("fod-financien", "dangerous-products")
 AGENCIES = EMAIL_AGENCIES + SFTP_AGENCIES
 
 # Proposed rules for mappings/routing.yaml (handle stage), before residual-mediation.
-YES = {"answers": {"contacted_trader": True}}
+YES = {"answers": {"contacted_trader": True, "court_case_pending": False}}
 
 
 @pytest.fixture
@@ -94,8 +94,10 @@ def test_the_agency_loads_and_fits_its_own_contract(agency_id):
     first_line = (AGENCIES_DIR / f"{agency_id}.yaml").read_text().splitlines()[0]
     assert first_line.startswith("#") and "illustrative until the" in first_line
     if mapping.body in ("ombudsman", "dispute_committee"):
-        [check] = mapping.prechecks
-        assert (check.id, check.applies_to) == ("contacted_trader", ("complaint", "mediation"))
+        assert [(c.id, c.applies_to, c.expect) for c in mapping.prechecks] == [
+            ("contacted_trader", ("complaint", "mediation"), True),
+            ("court_case_pending", ("complaint", "mediation"), False),
+        ]
         assert "not_competent" in {rule.status for rule in mapping.statuses.values()}
     else:
         assert mapping.prechecks == ()
@@ -125,13 +127,16 @@ def test_an_ombudsman_asks_whether_the_trader_was_contacted_and_advises_when_not
 
     decision = hub.router.route(route(answers={}))
     assert [(m.agency_id, m.check) for m in decision.missing] == [
-        ("ombudsman-notaries", "contacted_trader")
+        ("ombudsman-notaries", "contacted_trader"),
+        ("ombudsman-notaries", "court_case_pending"),
     ]
     assert (
         decision.missing[0].question
         == "Avez-vous d'abord adressé votre plainte par écrit au notaire lui-même ?"
     )
-    refused = hub.router.route(route(answers={"contacted_trader": False}))
+    refused = hub.router.route(
+        route(answers={"contacted_trader": False, "court_case_pending": False})
+    )
     [refusal] = refused.refusals
     assert refused.recipients == () and refusal.advice.startswith("Écrivez d'abord au notaire")
     # a question needs no complaint to the notary first
@@ -141,7 +146,11 @@ def test_an_ombudsman_asks_whether_the_trader_was_contacted_and_advises_when_not
     with pytest.raises(NeedsAnswers):
         file(hub, domain="post.delivery", answers={})
     with pytest.raises(NotAdmissible):
-        file(hub, domain="post.delivery", answers={"contacted_trader": False})
+        file(
+            hub,
+            domain="post.delivery",
+            answers={"contacted_trader": False, "court_case_pending": False},
+        )
     hub.close()
 
 
@@ -159,7 +168,9 @@ def test_routing_rules_reach_each_agency_for_its_domains(routing):
         ("report", "product_safety.recall"): "dangerous-products",
     }
     for (kind, domain), agency_id in expected.items():
-        s = Situation(kind, domain, "nl", "BE", {"contacted_trader": True})
+        s = Situation(
+            kind, domain, "nl", "BE", {"contacted_trader": True, "court_case_pending": False}
+        )
         assert [r.agency_id for r in router.route(s).recipients] == [agency_id], (kind, domain)
 
 

@@ -36,6 +36,9 @@ def token_of(client, path: str) -> str:
 def case_form(lang: str = "fr", **override) -> dict:
     return {
         "a_contacted_trader": "yes",
+        "a_court_case_pending": "no",
+        "a_trader_is_business": "yes",
+        "complaint_date": "2026-10-20",
         "consumer_name": "Marie Dubois",
         "consumer_email": "marie@example.be",
         "trader_name": "Telco SA",
@@ -51,7 +54,13 @@ def case_form(lang: str = "fr", **override) -> dict:
 
 def file_by_page(client, lang: str = "fr", files=None, **override):
     path = FORM.format(lang=lang)
-    data = {"csrf_token": token_of(client, path + "?a_contacted_trader=yes"), **case_form(lang)}
+    data = {
+        "csrf_token": token_of(
+            client,
+            path + "?a_contacted_trader=yes&a_court_case_pending=no&a_trader_is_business=yes",
+        ),
+        **case_form(lang),
+    }
     data.update(override)
     if files:
         data["attachments"] = files
@@ -353,10 +362,17 @@ def test_withdrawing_asks_first_then_closes_every_line(client, app_client, hub):
 
 def test_the_anonymity_choice_is_offered_only_where_the_agency_takes_it(client):
     mediation = text(
-        client.get("/en/problem/ecommerce/withdrawal/complaint/form?a_contacted_trader=yes")
+        client.get(
+            "/en/problem/ecommerce/withdrawal/complaint/form?a_contacted_trader=yes&a_court_case_pending=no&a_trader_is_business=yes"
+        )
     )
     assert 'name="anonymous"' in mediation  # the Consumer Mediation Service maps it
-    telecom = text(client.get(FORM.format(lang="en") + "?a_contacted_trader=yes"))
+    telecom = text(
+        client.get(
+            FORM.format(lang="en")
+            + "?a_contacted_trader=yes&a_court_case_pending=no&a_trader_is_business=yes"
+        )
+    )
     assert 'name="anonymous"' not in telecom
 
 
@@ -364,3 +380,47 @@ def test_static_files_exist_and_the_pages_point_at_them():
     static = Path(ROOT / "hub" / "static")
     assert (static / "frontdesk.css").stat().st_size > 1000
     assert (static / "frontdesk.js").exists()
+
+
+def test_a_dutch_cheese_complaint_reaches_favv_and_ecc_without_a_second_round_of_questions(
+    client, db
+):
+    kind = text(client.get("/nl/problem/food/hygiene/complaint/"))
+    assert "Voedselagentschap" in kind or "FAVV" in kind
+    for check in ("contacted_trader", "court_case_pending", "trader_is_business"):
+        assert f'name="a_{check}"' in kind  # ECC Belgium may need them: asked before the form
+    query = "?a_contacted_trader=no&a_court_case_pending=no&a_trader_is_business=yes"
+    path = "/nl/problem/food/hygiene/complaint/form"
+    data = {
+        "csrf_token": token_of(client, path + query),
+        **case_form("nl"),
+        "a_contacted_trader": "no",
+        "trader_name": "Kaasboerderij BV",
+        "trader_enterprise_number": "",
+        "trader_country": "NL",
+        "description": "Beschimmelde kaas gekocht, geproduceerd in Nederland.",
+    }
+    resp = client.post(path, data=data, content_type="multipart/form-data")
+    assert resp.status_code == 303, text(resp)
+    page = text(client.get(resp.headers["Location"]))
+    assert "FAVV" in page  # competent whatever the producer's country
+    assert "Wettelijke basis" in page
+    assert "Europees Centrum voor de Consument" in page  # refused for now: complain first
+
+
+def test_a_flight_asks_about_other_airports_only_when_it_did_not_leave_from_belgium(client):
+    base = "/en/problem/transport/flight_cancelled/complaint/"
+    first = text(client.get(base))
+    assert 'name="a_departs_from_belgium"' in first and "a_departs_from_eu" not in first
+    checks = "&a_contacted_trader=yes&a_court_case_pending=no&a_trader_is_business=yes"
+    asked = "&asked=departs_from_belgium&asked=contacted_trader"
+    left_belgium = client.get(base + "check?a_departs_from_belgium=yes" + checks + asked)
+    assert left_belgium.status_code == 303 and "/form" in left_belgium.headers["Location"]
+    elsewhere = client.get(base + "check?a_departs_from_belgium=no" + checks + asked)
+    page = text(elsewhere)
+    assert elsewhere.status_code == 200 and 'name="a_departs_from_eu"' in page
+    assert "error-summary" not in page  # a new question, not a mistake
+    go = client.get(base + "check?a_departs_from_belgium=no&a_departs_from_eu=yes" + checks)
+    assert go.status_code == 303 and "a_departs_from_eu=yes" in go.headers["Location"]
+    form = text(client.get(go.headers["Location"]))
+    assert "European Consumer Centre" in form  # the enforcement body of the departure country

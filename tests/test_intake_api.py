@@ -17,11 +17,12 @@ CASE = {
     "language": "fr",
     "description": "Ma facture d'octobre compte 49,99 euros de roaming alors que je n'ai pas voyagé.",
     "incident_date": "2026-10-15",
+    "complaint_date": "2026-10-20",
     "amount": 49.99,
     "consumer": {"name": "Anne Dubois", "email": "anne@example.be"},
     "trader": {"name": "Telco SA", "enterprise_number": "0403.170.701"},
     "consent": {"share_with_agencies": True},
-    "answers": {"contacted_trader": True},
+    "answers": {"contacted_trader": True, "court_case_pending": False, "trader_is_business": True},
 }
 
 

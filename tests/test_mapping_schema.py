@@ -24,8 +24,22 @@ def test_the_schema_is_valid_draft_2020_12():
     assert SCHEMA_FILE.parent == MAPPINGS_DIR.parent / "contracts"
 
 
-def test_there_are_twenty_agencies():
-    assert len(FILES) == 20
+def test_there_are_twenty_connected_agencies_and_referral_bodies_for_the_rest():
+    files = {p.stem: yaml.safe_load(p.read_text(encoding="utf-8")) for p in FILES}
+    connected = [a for a, data in files.items() if "adapter" in data]
+    referral = [a for a, data in files.items() if "referral" in data]
+    assert len(connected) == 20 and len(referral) >= 19
+    assert set(connected) | set(referral) == set(files)
+
+
+def test_a_mapping_is_either_connected_or_a_referral_body_never_both_nor_neither():
+    validator = Draft202012Validator(mapping_schema())
+    data = yaml.safe_load((AGENCIES_DIR / "jep.yaml").read_text(encoding="utf-8"))
+    assert list(validator.iter_errors(jsonable(data))) == []
+    neither = {k: v for k, v in data.items() if k != "referral"}
+    assert list(validator.iter_errors(jsonable(neither)))
+    both = {**data, "adapter": {"kind": "rest"}, "fields": {}, "statuses": {}, "sla": {}}
+    assert list(validator.iter_errors(jsonable(both)))
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)

@@ -169,7 +169,7 @@ def test_a_misspelt_block_fails_validate_with_its_line_and_did_you_mean(every_ag
     assert errors == [
         f"ERROR {path}:{line_of(path, 'pol:')}: pol: unknown key `pol` in this file. Fix: did you "
         "mean `poll`? the keys here are adapter, body, contract, delivery, fields, handles, id, "
-        "languages, names, poll, prechecks, simulator, sla or statuses "
+        "languages, names, poll, prechecks, referral, simulator, sla or statuses "
         "(see mappings/agencies/README.md#poll)"
     ]
 
@@ -268,3 +268,34 @@ def test_the_shipped_mappings_pass_the_cli(monkeypatch):
     assert result.exit_code == 0, result.output
     count = len(list(AGENCIES_DIR.glob("*.yaml")))
     assert f"{count} agency mapping(s) and the routing rules are valid" in result.output
+
+
+def test_a_referral_body_is_valid_without_contract_and_nothing_tries_to_reach_it(tmp_path):
+    from hub.agencies import Directory
+    from hub.mapping_check import check_contract
+    from mappings.engine import load_agency
+
+    mapping = load_agency(AGENCIES_DIR / "data-protection-authority.yaml", env={})
+    assert not mapping.connected and mapping.referral["url"].startswith("https://")
+    assert check_contract(mapping) == []
+    directory = Directory({mapping.id: mapping})
+    assert directory.capabilities(mapping.id) == frozenset()  # never polled, never delivered
+    # connecting it later is one adapter block (with its contract, fields, statuses and sla)
+    text = (AGENCIES_DIR / "ombudsman-telecom.yaml").read_text()
+    assert "adapter:" in text and "referral:" not in text
+
+
+def test_a_routing_rule_without_basis_or_with_an_unknown_body_fails_validate(tmp_path):
+    routing = (AGENCIES_DIR.parent / "routing.yaml").read_text()
+    no_basis = tmp_path / "no-basis.yaml"
+    no_basis.write_text(routing.replace("    basis:", "    basis_:", 1))
+    result = CliRunner().invoke(
+        cli, ["mappings", "validate"], env={"LOKET_ROUTING_FILE": str(no_basis)}
+    )
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text(routing.replace("to: [vreg]", "to: [vreg-typo]", 1))
+    result2 = CliRunner().invoke(
+        cli, ["mappings", "validate"], env={"LOKET_ROUTING_FILE": str(unknown)}
+    )
+    assert result.exit_code != 0 and "no `basis`" in result.output
+    assert result2.exit_code != 0 and "unknown agency ['vreg-typo']" in result2.output

@@ -143,6 +143,44 @@ def test_intake_paths_store_the_same_rows(hub, case, lines):
         assert other == first
 
 
+# a scam reported: the police (a referral body, outside Loket) and the Economic Inspection
+# (connected): two lines, one delivery
+MIXED = {**CASE, "kind": "report", "domain": "scam.fraud", "answers": {}}
+
+
+def test_a_referral_bodys_line_is_referred_with_no_delivery_on_every_path(hub):
+    data = CaseInSchema().load(MIXED)
+    stored = {}
+    for one_statement in paths(hub.db):
+        case_id, reference = store(hub, data, "token-1", one_statement=one_statement)
+        stored[one_statement] = filed_rows(hub.db, case_id, reference)
+    first = stored[False]
+    assert [(line["agency_id"], line["status"]) for line in first["lines"]] == [
+        ("police", "referred"),
+        ("economic-inspection", "queued"),
+    ]
+    assert [d["agency_id"] for d in first["deliveries"]] == ["economic-inspection"]
+    assert [e["kind"] for e in first["events"]] == ["referred_outside", "routed"]
+    assert first["lines"][0]["answer_due_at"] is None and first["lines"][0]["basis"]
+    # the police line answers the consumer (elsewhere); the inspection only informs
+    assert first["case"]["status"] == "referred"
+    for other in stored.values():
+        assert other == first
+
+
+def test_the_worker_never_tries_to_deliver_to_a_referral_body(hub):
+    from scheduler.worker import Worker
+
+    phishing = {**CASE, "kind": "report", "domain": "scam.phishing"}
+    data = CaseInSchema().load({**phishing, "answers": {"gave_codes_or_paid": True}})
+    case_id, _ = store(hub, data, "token-1", one_statement=False)
+    stats = Worker(hub, "w1").dispatch_once()
+    assert stats.delivered == 0
+    with hub.db.session(read_only=True) as s:
+        assert rows(s, Delivery, case_id) == []
+        assert {a.status for a in s.scalars(select(Assignment))} == {"referred"}
+
+
 def test_add_assignment_writes_what_intake_writes_for_a_line(hub):
     """A referral's new line (ORM) and intake's line (Core, every path) for the same agency
     agree, but for the idempotency key's counter."""
@@ -163,6 +201,7 @@ def _add_a_line_like_intakes(hub, one_statement: bool) -> None:
             reason=line.reason,
             stage=line.stage,
             now=hub.clock.now(),
+            basis=line.basis,
         )
     with hub.db.session(read_only=True) as s:
         lines = rows(s, Assignment, case_id)

@@ -39,6 +39,8 @@ TEXT_FIELDS = (
     "trader_country",
     "description",
     "incident_date",
+    "complaint_date",
+    "postcode",
     "amount",
 )
 NEEDS_TRADER = ("complaint", "mediation", "report")
@@ -101,8 +103,16 @@ def parse_amount(text: str) -> Decimal | None:
     return value if value.is_finite() else None
 
 
-def check(filled: Filled, kind: str, files: MultiDict, today: date) -> None:
-    """Fill `filled.errors` (field -> message in the consumer's language) and the uploads."""
+def check(
+    filled: Filled,
+    kind: str,
+    files: MultiDict,
+    today: date,
+    *,
+    needs_complaint_date: bool = False,
+) -> None:
+    """Fill `filled.errors` (field -> message in the consumer's language) and the uploads.
+    `needs_complaint_date`: a body counts its time limit from the complaint to the trader."""
     v, errors = filled.values, filled.errors
     if not v["consumer_name"]:
         errors["consumer_name"] = _("Enter your name.")
@@ -165,6 +175,15 @@ def check(filled: Filled, kind: str, files: MultiDict, today: date) -> None:
             errors["incident_date"] = _("This date is in the future.")
     elif kind in NEEDS_DATE:
         errors["incident_date"] = _("Enter the date it happened (roughly is fine).")
+    complained = v.get("complaint_date", "")
+    if complained:
+        day = parse_date(complained)
+        if day is None:
+            errors["complaint_date"] = _("This is not a date. Write it like 31/10/2026.")
+        elif day > today:
+            errors["complaint_date"] = _("This date is in the future.")
+    elif needs_complaint_date:
+        errors["complaint_date"] = _("Enter the date of your written complaint to the company.")
     if v["amount"]:
         amount = parse_amount(v["amount"])
         if amount is None or amount < 0 or amount > MAX_AMOUNT:
@@ -227,6 +246,7 @@ def to_case(
     answers: dict[str, bool],
     anonymous_allowed: bool,
     clock: Clock,
+    postcode: str | None = None,
 ) -> dict[str, Any]:
     """The canonical case, loaded through CaseInSchema. Raises ValueError(field) if the schema
     still refuses something (it names the form field)."""
@@ -244,8 +264,12 @@ def to_case(
     }
     if v["consumer_phone"]:
         body["consumer"]["phone"] = v["consumer_phone"]
+    if postcode:
+        body["consumer"]["address"] = {"postcode": postcode}
     if v["incident_date"]:
         body["incident_date"] = parse_date(v["incident_date"]).isoformat()  # type: ignore[union-attr]
+    if v.get("complaint_date"):
+        body["complaint_date"] = parse_date(v["complaint_date"]).isoformat()  # type: ignore[union-attr]
     if v["amount"]:
         body["amount"] = str(parse_amount(v["amount"]))
         body["currency"] = "EUR"

@@ -39,7 +39,7 @@ from hub.frontdesk import (
     limiter,
     texts,
 )
-from hub.routing import Situation
+from hub.routing import COMPLAINT_DATE_FIELD, POSTCODE_FIELD, Situation, region_of
 from hub.services import Hub
 
 LANG = "<any(nl, fr, de, en):lang>"
@@ -226,22 +226,59 @@ def _offered(s: taxonomy.Subarea, kind: str) -> None:
         abort(404)
 
 
-def _recipients(s: taxonomy.Subarea, kind: str, answers: dict[str, bool] | None = None):
-    decision = hub().router.route(
-        Situation(kind, s.code, g.lang, None, answers or {}, None, hub().clock.now().date()),
-        skip_missing=True,
-    )
-    return decision
+def _recipients(
+    s: taxonomy.Subarea,
+    kind: str,
+    answers: dict[str, bool] | None = None,
+    postcode: str | None = None,
+):
+    today = hub().clock.now().date()
+    situation = Situation(kind, s.code, g.lang, None, answers or {}, None, today, postcode)
+    return hub().router.route(situation, skip_missing=True)
 
 
-def _agency_view(agency_id: str, why: str, stage: str) -> dict[str, Any]:
+def _agency_view(agency_id: str, why: str, stage: str, basis: str = "") -> dict[str, Any]:
     mapping = hub().directory[agency_id]
     return {
         "id": agency_id,
         "name": mapping.name(g.lang),
         "why": why,
+        "basis": basis,
         "will": _will(stage, mapping.body),
+        **_referral_view(mapping),
     }
+
+
+def _referral_view(mapping) -> dict[str, Any]:
+    """A referral body (not connected): what it does and where the consumer reaches it."""
+    if mapping is None or mapping.connected:
+        return {}
+    r = mapping.referral
+    what = r.get("what") or {}
+    return {
+        "referral": {
+            "what": what.get(g.lang) or what.get("en", ""),
+            "url": r.get("url"),
+            "form_url": r.get("form_url"),
+            "email": r.get("email"),
+            "phone": r.get("phone"),
+        }
+    }
+
+
+def _needs(s: taxonomy.Subarea, kind: str) -> set[str]:
+    """The facts besides yes/no answers that routing or a body needs for this problem: the
+    postcode (regional competence) and the date of the complaint to the trader."""
+    return {
+        m.field
+        for m in hub().router.questions(Situation(kind, s.code, g.lang, None, {}, None))
+        if not m.field.startswith("answers.")
+    }
+
+
+def _postcode_arg() -> str | None:
+    value = (request.values.get("postcode") or "").strip()
+    return value or None
 
 
 def _will(stage: str, body: str | None) -> str:
@@ -251,12 +288,28 @@ def _will(stage: str, body: str | None) -> str:
     return str(texts.BODY_WILL.get(body or "", ""))
 
 
-def _questions(s: taxonomy.Subarea, kind: str):
-    return [
-        m
-        for m in hub().router.questions(Situation(kind, s.code, g.lang, None, {}, None))
-        if m.field.startswith("answers.")
-    ]
+def _questions(s: taxonomy.Subarea, kind: str, answers: dict[str, bool] | None = None):
+    """The yes/no questions for this problem, given the answers so far: an answer to a fact
+    (did the flight leave from Belgium?) may close or open others."""
+    situation = Situation(kind, s.code, g.lang, None, answers or {}, None)
+    return [m for m in hub().router.questions(situation) if m.field.startswith("answers.")]
+
+
+def _answered(s: taxonomy.Subarea, kind: str) -> tuple[list, dict[str, bool]]:
+    """The questions to ask and the yes/no answers the request gives to them."""
+    answers: dict[str, bool] = {}
+    questions: list = []
+    for _round in range(4):  # each round may open the questions a fact leads to
+        questions = _questions(s, kind, answers)
+        found = {
+            q.check: request.values[f"a_{q.check}"] == "yes"
+            for q in questions
+            if request.values.get(f"a_{q.check}") in ("yes", "no")
+        }
+        if found == answers:
+            break
+        answers = found
+    return questions, answers
 
 
 @bp.get("/problem/<area>/<sub>/<kind>/")
@@ -272,8 +325,12 @@ def kind(area: str, sub: str, kind: str):
         kind=kind,
         t=_t,
         kinds=texts.KINDS,
-        agencies=[_agency_view(r.agency_id, r.reason, r.stage) for r in decision.recipients],
+        agencies=[
+            _agency_view(r.agency_id, r.reason, r.stage, r.basis) for r in decision.recipients
+        ],
         questions=_questions(s, kind),
+        needs_postcode=POSTCODE_FIELD in _needs(s, kind),
+        postcode="",
         answers={},
         errors={},
     )
@@ -284,35 +341,42 @@ def check(area: str, sub: str, kind: str):
     """The pre-check answers: go on to the form, or say what to do first."""
     s = _subarea(area, sub)
     _offered(s, kind)
-    questions = _questions(s, kind)
-    answers: dict[str, bool] = {}
-    errors: dict[str, str] = {}
-    for q in questions:
-        value = request.args.get(f"a_{q.check}")
-        if value in ("yes", "no"):
-            answers[q.check] = value == "yes"
-        else:
-            errors[q.check] = _("Choose yes or no.")
-    if errors:
-        decision = _recipients(s, kind)
+    questions, answers = _answered(s, kind)
+    asked = set(request.args.getlist("asked"))
+    pending = [q.check for q in questions if q.check not in answers]
+    # a question an answer just opened (the flight did not leave from Belgium: from where?) is
+    # asked, not an error
+    errors = {c: _("Choose yes or no.") for c in pending if c in asked or not asked}
+    needs_postcode = POSTCODE_FIELD in _needs(s, kind)
+    postcode = _postcode_arg()
+    if needs_postcode and region_of(postcode) is None:
+        errors["postcode"] = _("Enter a Belgian postal code of four digits, for example 5000.")
+    if errors or pending:
+        decision = _recipients(s, kind, answers, postcode)
         return _page(
             "kind.html",
-            422,
+            422 if errors else 200,
             sub=s,
             area=area,
             name=sub,
             kind=kind,
             t=_t,
             kinds=texts.KINDS,
-            agencies=[_agency_view(r.agency_id, r.reason, r.stage) for r in decision.recipients],
+            agencies=[
+                _agency_view(r.agency_id, r.reason, r.stage, r.basis) for r in decision.recipients
+            ],
             questions=questions,
+            needs_postcode=needs_postcode,
+            postcode=postcode or "",
             answers={k: ("yes" if v else "no") for k, v in answers.items()},
             errors=errors,
         )
-    decision = _recipients(s, kind, answers)
+    decision = _recipients(s, kind, answers, postcode)
     if decision.refusals and not decision.recipients:
         return _advice(s, kind, decision.refusals)
     query = {f"a_{k}": ("yes" if v else "no") for k, v in answers.items()}
+    if needs_postcode and postcode:
+        query["postcode"] = postcode
     return redirect(url_for(".case_form", area=area, sub=sub, kind=kind, **query), 303)
 
 
@@ -387,14 +451,9 @@ def _country_choices() -> list[tuple[str, str]]:
     return [("BE", names.get("BE", "BE")), *eu]
 
 
-def _form_answers(questions) -> dict[str, bool] | None:
-    answers = {}
-    for q in questions:
-        value = request.values.get(f"a_{q.check}")
-        if value not in ("yes", "no"):
-            return None
-        answers[q.check] = value == "yes"
-    return answers
+def _form_answers(s: taxonomy.Subarea, kind: str) -> dict[str, bool] | None:
+    questions, answers = _answered(s, kind)
+    return answers if all(q.check in answers for q in questions) else None
 
 
 @bp.route("/problem/<area>/<sub>/<kind>/form", methods=["GET", "POST"])
@@ -407,14 +466,15 @@ def _form_answers(questions) -> dict[str, bool] | None:
 def case_form(area: str, sub: str, kind: str):
     s = _subarea(area, sub)
     _offered(s, kind)
-    questions = _questions(s, kind)
-    answers = _form_answers(questions)
-    if answers is None:  # came here without the questions: ask them first
-        return redirect(url_for(".kind", area=area, sub=sub, kind=kind), 303)
-    decision = _recipients(s, kind, answers)
+    answers = _form_answers(s, kind)
+    needs = _needs(s, kind)
+    postcode = _postcode_arg() if POSTCODE_FIELD in needs else None
+    if answers is None or (POSTCODE_FIELD in needs and region_of(postcode) is None):
+        return redirect(url_for(".kind", area=area, sub=sub, kind=kind), 303)  # ask them first
+    decision = _recipients(s, kind, answers, postcode)
     if decision.refusals and not decision.recipients:
         return _advice(s, kind, decision.refusals)
-    agencies = [_agency_view(r.agency_id, r.reason, r.stage) for r in decision.recipients]
+    agencies = [_agency_view(r.agency_id, r.reason, r.stage, r.basis) for r in decision.recipients]
     anonymous_allowed = _anonymous_allowed(decision.recipients)
     context = {
         "sub": s,
@@ -430,6 +490,8 @@ def case_form(area: str, sub: str, kind: str):
         "language_in_own_words": Locale.parse(g.lang).get_display_name(g.lang),
         "needs_trader": kind in form.NEEDS_TRADER,
         "needs_date": kind in form.NEEDS_DATE,
+        "needs_complaint_date": COMPLAINT_DATE_FIELD in needs,
+        "postcode": postcode or "",
         "limits": {
             "per_file": form.attachments.MAX_FILE_BYTES,
             "files": form.attachments.MAX_FILES,
@@ -442,7 +504,13 @@ def case_form(area: str, sub: str, kind: str):
         filled.values["trader_country"] = "BE"
         return _page("form.html", filled=filled, **context)
     filled = form.read(request.form, request.files)
-    form.check(filled, kind, request.files, hub().clock.now().date())
+    form.check(
+        filled,
+        kind,
+        request.files,
+        hub().clock.now().date(),
+        needs_complaint_date=COMPLAINT_DATE_FIELD in needs,
+    )
     data = None
     if not filled.errors:
         try:
@@ -454,6 +522,7 @@ def case_form(area: str, sub: str, kind: str):
                 answers=answers,
                 anonymous_allowed=anonymous_allowed,
                 clock=hub().clock,
+                postcode=postcode,
             )
         except ValueError as exc:
             filled.errors[str(exc)] = _("Check this field.")
@@ -509,6 +578,8 @@ def _lines(view: caseview.CaseView) -> list[dict[str, Any]]:
             "status_label": lifecycle.label(line.consumer_status, g.lang),
             "reference": line.shown_reference,
             "why": line.reason,
+            "basis": line.basis,
+            **_referral_view(hub().directory.agencies.get(line.agency_id)),
             "will": _will(line.stage, line.body) if line.names else "",
             "acknowledge_by": _due(line.acknowledge_by),
             "answer_by": _due(line.answer_by),

@@ -15,7 +15,7 @@ from tests.browser.conftest import check_axe, shot
 
 pytestmark = pytest.mark.e2e
 
-FORM = "/fr/problem/telecom/billing/complaint/form?a_contacted_trader=yes"
+FORM = "/fr/problem/telecom/billing/complaint/form?a_contacted_trader=yes&a_court_case_pending=no"
 SCRIPT = '<script>window.__xss = 1</script>"><img src=x onerror="window.__xss=2">'
 
 
@@ -29,6 +29,7 @@ def good_form(page, **override) -> dict[str, str]:
         "#trader_website": "www.telco.example",
         "#description": "Facture d'octobre : deux fois l'abonnement.",
         "#incident_date": "2026-10-15",
+        "#complaint_date": "2026-10-20",
         "#amount": "49,99",
         **override,
     }
@@ -191,7 +192,12 @@ def test_a_forged_csrf_token_is_refused_with_a_clear_page_and_nothing_stored(pag
     # and without the browser: a post from elsewhere, without the session or the token
     bare = requests.post(
         f"{stack.web}{FORM.split('?')[0]}",
-        data={"a_contacted_trader": "yes", "consumer_name": "x", "consent_share": "yes"},
+        data={
+            "a_contacted_trader": "yes",
+            "a_court_case_pending": "no",
+            "consumer_name": "x",
+            "consent_share": "yes",
+        },
         timeout=10,
     )
     assert bare.status_code == 400 and "text/html" in bare.headers["Content-Type"]

@@ -48,7 +48,8 @@ def test_in_french_a_telecom_bill_complaint_goes_from_the_start_page_to_resolved
     main = page.inner_text("main")
     assert "Service de médiation pour les télécommunications" in main  # who, and why
     assert "traite les litiges avec les opérateurs télécoms" in main
-    page.get_by_label("Oui").check()
+    page.check("#a_contacted_trader-yes")
+    page.check("#a_court_case_pending-no")
     shot(page, "fr-03-who-and-questions")
     page.get_by_role("button", name="Continuer").click()
 
@@ -58,6 +59,7 @@ def test_in_french_a_telecom_bill_complaint_goes_from_the_start_page_to_resolved
     page.fill("#trader_enterprise_number", "0403.170.701")
     page.fill("#description", "Ma facture d'octobre compte deux fois l'abonnement internet.")
     page.fill("#incident_date", "2026-10-15")
+    page.fill("#complaint_date", "2026-10-20")
     page.fill("#amount", "49,99")
     page.set_input_files(
         "#attachments",
@@ -175,7 +177,8 @@ def test_a_failed_precheck_shows_what_to_do_first_and_the_model_letter(browser, 
     page = new_page(browser, stack, "de-BE")
     before = stack.case_count()
     page.goto("/de/problem/telecom/billing/complaint/")
-    page.get_by_label("Nein").check()
+    page.check("#a_contacted_trader-no")
+    page.check("#a_court_case_pending-no")
     page.get_by_role("button", name="Weiter").click()
     main = page.inner_text("main")
     assert "Tun Sie zuerst Folgendes" in main
