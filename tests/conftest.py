@@ -9,39 +9,33 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import requests
 from loket_simulators.rest_agency import AgencySystem, SimulatorServer, profiles
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from hub.clock import FrozenClock
-from hub.config import ROOT, Settings, normalise_database_url
+from hub.config import Settings, normalise_database_url
 from hub.db import Database, upgrade
-from hub.models import Base
 from hub.services import Hub
+from tests.support.env import (
+    API_KEYS,
+    PG_URL,
+    SIM_PROFILES,
+    Processes,
+    _truncate_all,
+    agency_schema,
+    env_prefix,
+    peer_missing,
+)
 
-pytest_plugins = ["pytester"]
-
-REQUIRE_PEERS = os.environ.get("LOKET_REQUIRE_PEERS") == "1"
-PG_URL = os.environ.get("LOKET_TEST_DATABASE_URL")
-
-
-def peer_missing(reason: str) -> None:
-    """Skip with the reason; under LOKET_REQUIRE_PEERS=1 (CI) fail instead."""
-    if REQUIRE_PEERS:
-        pytest.fail(f"LOKET_REQUIRE_PEERS=1 but a peer is missing: {reason}", pytrace=False)
-    pytest.skip(reason)
+# Peer fixtures (a real Dovecot, OpenSSH) come as plugins: no test module imports another.
+pytest_plugins = ["pytester", "tests.support.peers_email", "tests.support.peers_sftp"]
 
 
 # ------------------------------------------------------------------------------------ databases
@@ -81,14 +75,6 @@ def sqlite_template(tmp_path_factory) -> Path:
     return path
 
 
-def _truncate_all(url: str) -> None:
-    engine = create_engine(url)
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    engine.dispose()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path) -> str:
     if request.param == "sqlite":
@@ -117,24 +103,7 @@ def clock() -> FrozenClock:
 
 # ------------------------------------------------------------------------------------ simulators
 
-API_KEYS = {"ombudsman-telecom": "test-telecom-key", "consumer-mediation": "test-mediation-key"}
 # agency -> the simulator profile it plays (its own: contracts/agencies/<id>/simulator.yaml)
-SIM_PROFILES = {
-    "ombudsman-telecom": "ombudsman-telecom",
-    "consumer-mediation": "consumer-mediation",
-}
-
-
-def env_prefix(agency_id: str) -> str:
-    return "LOKET_" + agency_id.upper().replace("-", "_")
-
-
-def agency_schema(agency_id: str) -> dict:
-    import json
-
-    return json.loads(
-        (ROOT / "contracts" / "agencies" / agency_id / "case.schema.json").read_text()
-    )
 
 
 @dataclass
@@ -194,79 +163,8 @@ def client(hub):
 # ------------------------------------------------------------------------------- real processes
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
-    """Poll `predicate` until it returns something truthy; fail naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:
-            last_exc = exc
-        time.sleep(interval)
-    raise AssertionError(
-        f"timed out after {timeout}s waiting for {what}"
-        + (f" (last error: {last_exc})" if last_exc else "")
-    )
-
-
-class Processes:
-    """Start real processes for a test; stop every one by PID at teardown."""
-
-    def __init__(self, logdir: Path):
-        self.logdir = logdir
-        self.procs: dict[str, subprocess.Popen] = {}
-
-    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
-        log = open(self.logdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(
-            [sys.executable, *args],
-            env={**os.environ, **env},
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        self.procs[name] = proc
-        return proc
-
-    def log(self, name: str) -> str:
-        return (self.logdir / f"{name}.log").read_text(errors="replace")
-
-    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        proc = self.procs[name]
-        proc.send_signal(sig)
-        proc.wait(timeout=30)
-
-    def stop_all(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
 @pytest.fixture
 def processes(tmp_path) -> Iterator[Processes]:
     procs = Processes(tmp_path)
     yield procs
     procs.stop_all()
-
-
-def wait_http(url: str, timeout: float = 30) -> None:
-    def up():
-        requests.get(url, timeout=1)
-        return True
-
-    wait_until(up, timeout, f"{url} to answer")

@@ -12,27 +12,16 @@ from hub.frontdesk import limiter
 from hub.models import AuditEntry
 from loket.cli import main as cli
 from scheduler.worker import Worker
-from tests.test_delivery_control import MEDIATION, MEDIATION_CASE, TELECOM, fault
-from tests.test_worker import assignment, file, timeline
-
-PASSWORD = "correct horse battery"
-
-
-def token_of(client, path: str) -> str:
-    page = client.get(path).get_data(as_text=True)
-    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-
-
-def sign_in(client, name: str) -> None:
-    token = token_of(client, "/admin/login")
-    answer = client.post(
-        "/admin/login", data={"csrf_token": token, "name": name, "password": PASSWORD}
-    )
-    assert answer.status_code == 302, answer.get_data(as_text=True)
-
-
-def post(client, path: str, data: dict, page: str = "/admin/flows"):
-    return client.post(path, data={"csrf_token": token_of(client, page), **data})
+from tests.support.backoffice import PASSWORD, post, sign_in, token_of
+from tests.support.cases import (
+    MEDIATION,
+    MEDIATION_CASE,
+    TELECOM,
+    assignment,
+    fault,
+    file,
+    timeline,
+)
 
 
 @pytest.fixture

@@ -39,9 +39,8 @@ from hub.schemas import CaseInSchema
 from hub.services import Hub
 from mappings.engine import AgencyMapping, load_agency
 from scheduler.worker import Worker
-from tests.conftest import free_port, wait_until
-from tests.test_intake_api import CASE
-from tests.test_worker import assignment, distinct_statuses, timeline
+from tests.support.cases import CASE, assignment, distinct_statuses, timeline
+from tests.support.env import free_port, wait_until
 
 AGENCIES_DIR = ROOT / "mappings" / "agencies"
 YES = {"contacted_trader": True, "court_case_pending": False, "trader_is_business": True}

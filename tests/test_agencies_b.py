@@ -10,8 +10,6 @@ agencies belong in mappings/routing.yaml; until they are there these tests route
 below, the proposal for it. Database tests run on SQLite and PostgreSQL.
 """
 
-# ruff: noqa: F811 - pytest fixtures imported from tests.peers_email are parameters here
-
 from __future__ import annotations
 
 import itertools
@@ -52,10 +50,9 @@ from mappings import AGENCIES_DIR, CONTRACTS_DIR
 from mappings.engine import load_agency, load_all
 from mappings.samples import sample_documents
 from scheduler.worker import Worker
-from tests.conftest import env_prefix, free_port, peer_missing, wait_until
-from tests.peers_email import dovecot_server  # noqa: F401
-from tests.peers_sftp import start_sshd
-from tests.test_worker import assignment, distinct_statuses, file, timeline
+from tests.support.cases import assignment, distinct_statuses, file, timeline
+from tests.support.env import env_prefix, free_port, peer_missing, wait_until
+from tests.support.peers_sftp import start_sshd
 
 EMAIL_AGENCIES = (
     "ombudsman-post",
@@ -119,7 +116,7 @@ def test_an_ombudsman_asks_whether_the_trader_was_contacted_and_advises_when_not
     hub = Hub.from_settings(Settings(database_url="sqlite://", routing_file=routing))
     from hub import intake
     from hub.schemas import CaseInSchema
-    from tests.test_intake_api import CASE
+    from tests.support.cases import CASE
 
     def route(**changes):
         data = CaseInSchema().load({**CASE, "domain": "legal.notary", **changes})

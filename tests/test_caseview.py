@@ -10,6 +10,7 @@ import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import pytest
 from babel.dates import format_date
 from click.testing import CliRunner
 from sqlalchemy import update
@@ -18,19 +19,15 @@ from hub import caseview
 from hub.models import Assignment
 from loket.cli import main as cli
 from scheduler.worker import Worker
-from tests.test_intake_api import CASE
-from tests.test_sftp_worker import AGENCY as INSPECTION
-from tests.test_sftp_worker import hub, inspection  # noqa: F401  (fixtures)
+from tests.support.cases import COMPLAINT, INSPECTION, MEDIATION
 
-MEDIATION = "consumer-mediation"
+
+@pytest.fixture
+def hub(inspection_hub):
+    return inspection_hub
+
+
 NO_ANSWER = "No individual answer"
-COMPLAINT = {
-    **CASE,
-    "domain": "ecommerce.fake_webshop",
-    "language": "nl",  # the inspection takes nl, fr, de; the page is read in English
-    "description": "The webshop took my money for a phone and never delivered it.",
-    "trader": {"name": "Prijsbreker BV", "enterprise_number": "0403.170.701"},
-}
 
 
 def file_and_open(client) -> tuple[str, str]:
@@ -82,7 +79,7 @@ def page_lines(client, reference: str) -> tuple[dict, list[tuple]]:
     return {"status": status, "expected": expected.group(1) if expected else None}, lines
 
 
-def cli_lines(hub, reference: str) -> tuple[dict, list[tuple]]:  # noqa: F811
+def cli_lines(hub, reference: str) -> tuple[dict, list[tuple]]:
     result = CliRunner().invoke(cli, ["cases", "show", reference], obj=hub)
     assert result.exit_code == 0, result.output
     head, *rest = result.output.splitlines()
@@ -111,8 +108,8 @@ def long_date(day: str | None) -> str | None:
 
 def test_the_api_the_tracking_page_and_the_cli_show_the_same_lines(
     client,
-    hub,  # noqa: F811
-    inspection,  # noqa: F811
+    hub,
+    inspection,
 ):
     reference, token = file_and_open(client)
     Worker(hub, "w").dispatch_once()
@@ -150,8 +147,8 @@ def test_the_api_the_tracking_page_and_the_cli_show_the_same_lines(
 
 def test_a_line_that_only_informs_never_holds_the_expected_answer_date(
     client,
-    hub,  # noqa: F811
-    inspection,  # noqa: F811
+    hub,
+    inspection,
 ):
     reference, token = file_and_open(client)
     with hub.db.session() as s:

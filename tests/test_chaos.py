@@ -21,8 +21,8 @@ from hub.models import Assignment, Delivery, DeliveryState, StatusEvent
 from hub.schemas import CaseInSchema
 from hub.services import Hub
 from mappings import AGENCIES_DIR
-from tests.conftest import free_port, wait_http, wait_until
-from tests.test_intake_api import CASE
+from tests.support.cases import CASE
+from tests.support.env import free_port, wait_http, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -91,7 +91,7 @@ def wait_for_progress(count, target: int, what: str, stall: float = 90, ceiling:
 
 
 def test_chaos_nothing_lost_nothing_twice(processes, pg_server_url, tmp_path, monkeypatch):
-    from tests.conftest import _truncate_all
+    from tests.support.env import _truncate_all
 
     _truncate_all(pg_server_url)
     rng = random.Random(20261127)

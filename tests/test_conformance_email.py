@@ -1,12 +1,10 @@
 """The email adapter passes the conformance kit against real aiosmtpd and Dovecot servers."""
 
-# ruff: noqa: F811 - pytest fixtures imported from tests.peers_email are parameters here
-
 import pytest
 
 from adapters.email import EmailAdapter
 from adapters.testing import AdapterConformance
-from tests.peers_email import EmailPeer, dovecot_server, email_world  # noqa: F401
+from tests.support.peers_email import EmailPeer
 
 
 class TestEmailAdapterConformance(AdapterConformance):

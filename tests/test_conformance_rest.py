@@ -6,8 +6,8 @@ from loket_simulators.rest_agency import AgencySystem, SimulatorServer, profiles
 from adapters.rest import RestAdapter
 from adapters.testing import AdapterConformance
 from hub.clock import FrozenClock
-from tests.conftest import agency_schema
-from tests.peers import RestPeer
+from tests.support.env import agency_schema
+from tests.support.peers import RestPeer
 
 
 def start_rest_server(schema):

@@ -6,7 +6,7 @@ from loket_simulators.sftp_agency import ensure_keys
 
 from adapters.sftp import SftpAdapter
 from adapters.testing import AdapterConformance
-from tests.peers_sftp import FaultProxy, SftpPeer, start_asyncssh, start_sshd
+from tests.support.peers_sftp import FaultProxy, SftpPeer, start_asyncssh, start_sshd
 
 
 @pytest.fixture

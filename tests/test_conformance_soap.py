@@ -4,7 +4,7 @@ import pytest
 
 from adapters.testing import AdapterConformance
 
-pytest_plugins = ["tests.peers_soap"]
+pytest_plugins = ["tests.support.peers_soap"]
 READ_TIMEOUT = 3.0  # peers_soap.READ_TIMEOUT (importing it would keep pytest from rewriting it)
 
 

@@ -15,8 +15,8 @@ from hub import attachments, consumer, lifecycle, notify
 from hub.config import MailSettings
 from hub.models import Assignment, Case, Delivery, DeliveryState, Notification
 from scheduler.worker import Worker
-from tests.conftest import free_port
-from tests.test_worker import file, timeline
+from tests.support.cases import file, timeline
+from tests.support.env import free_port
 
 TELECOM = "ombudsman-telecom"
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"

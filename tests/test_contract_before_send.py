@@ -21,9 +21,7 @@ from hub.services import Hub
 from loket.cli import main as cli
 from mappings import AGENCIES_DIR
 from scheduler.worker import Worker
-from tests.test_sftp_worker import AGENCY as INSPECTION
-from tests.test_sftp_worker import inspection  # noqa: F401 - the SFTP peer fixture
-from tests.test_worker import TELECOM, assignment, file, timeline
+from tests.support.cases import INSPECTION, TELECOM, assignment, file, timeline
 
 # What the Economic Inspection's mapping said when the English report went out as `taal: EN`.
 OLD_TAAL = ("taal: agency.language | upper", "taal: case.language | upper")
@@ -93,7 +91,7 @@ def test_an_sftp_case_file_off_the_agencys_xsd_is_a_dead_letter_and_never_writte
     db,
     sims,
     clock,
-    inspection,  # noqa: F811
+    inspection,
 ):
     """The incident: an English report to the Economic Inspection with the old `taal` field."""
     hub = hub_on(db, clock, agencies_with(tmp_path, INSPECTION, *OLD_TAAL))

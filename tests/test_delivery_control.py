@@ -5,7 +5,6 @@ import random
 import threading
 
 import pytest
-import requests
 from click.testing import CliRunner
 from sqlalchemy import select
 
@@ -21,15 +20,9 @@ from mappings.engine import (
     load_agency,
 )
 from scheduler.worker import Worker
-from tests.test_worker import file
+from tests.support.cases import MEDIATION_CASE, fault, file
 
 TELECOM, MEDIATION = "ombudsman-telecom", "consumer-mediation"
-MEDIATION_CASE = {"domain": "ecommerce.non_delivery", "kind": "mediation"}
-
-
-def fault(sims, agency_id, **spec):
-    url = sims.servers[agency_id].url.replace("/api", "/_sim/faults")
-    requests.post(url, json=spec, timeout=5).raise_for_status()
 
 
 def deliveries(hub, agency_id):

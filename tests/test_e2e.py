@@ -25,8 +25,8 @@ from hub.schemas import CaseInSchema
 from hub.services import Hub
 from mappings import AGENCIES_DIR
 from mappings.engine import load_agency, load_all
-from tests.conftest import API_KEYS, SIM_PROFILES, env_prefix, free_port, wait_http, wait_until
-from tests.test_intake_api import CASE
+from tests.support.cases import CASE
+from tests.support.env import API_KEYS, SIM_PROFILES, env_prefix, free_port, wait_http, wait_until
 
 pytestmark = pytest.mark.e2e
 

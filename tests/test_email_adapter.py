@@ -5,8 +5,6 @@ is complete and in the agency's language, replies become statuses exactly once, 
 hub cannot read is kept for a person, never dropped and never blocking the others.
 """
 
-# ruff: noqa: F811 - pytest fixtures imported from tests.peers_email are parameters here
-
 from datetime import UTC, datetime
 from email.message import EmailMessage
 
@@ -23,8 +21,8 @@ from adapters.base import (
     TransientError,
 )
 from adapters.email import EmailAdapter, strip_quoted
-from tests.conftest import free_port
-from tests.peers_email import case_payload, dovecot_server, email_world  # noqa: F401
+from tests.support.env import free_port
+from tests.support.peers_email import case_payload
 
 PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj <<>> endobj\n\x00\xff\x10 binary tail"
 NOTE = "Relevé de compteur du 3 octobre: 12345 kWh — contesté.\n".encode()

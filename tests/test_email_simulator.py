@@ -13,8 +13,8 @@ from loket_simulators.email_agency import dovecot_binary
 from adapters.base import Outbound
 from adapters.email import EmailAdapter
 from hub.config import ROOT
-from tests.conftest import free_port, peer_missing, wait_until
-from tests.peers_email import case_payload
+from tests.support.env import free_port, peer_missing, wait_until
+from tests.support.peers_email import case_payload
 
 pytestmark = pytest.mark.e2e
 

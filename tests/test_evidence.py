@@ -16,7 +16,7 @@ from hub import accounts, audit, evidence, inbound, operations, queries
 from hub.models import Assignment, AuditEntry, Case, Delivery
 from loket.cli import main as cli
 from scheduler.worker import Worker
-from tests.test_worker import TELECOM, assignment, file
+from tests.support.cases import TELECOM, assignment, file
 
 
 @pytest.fixture
@@ -305,7 +305,7 @@ def test_the_case_page_uses_the_signed_checkpoint(hub, store, logged):
 
 
 def test_the_back_office_case_page_names_what_is_wrong(hub, store, logged, client):
-    from tests.test_admin import PASSWORD, sign_in
+    from tests.support.backoffice import PASSWORD, sign_in
 
     accounts.add(hub.db, "olga", "operator", None, hub.clock.now(), PASSWORD)
     sign_in(client, "olga")

@@ -28,17 +28,20 @@ from hub import lifecycle
 from hub.config import MailSettings
 from hub.models import Assignment, Case, Notification
 from scheduler.worker import Worker
-from tests.conftest import free_port
-from tests.test_caseview import COMPLAINT, MEDIATION
-from tests.test_sftp_worker import AGENCY as INSPECTION
-from tests.test_sftp_worker import hub, inspection  # noqa: F401  (fixtures)
-from tests.test_worker import file
+from tests.support.cases import COMPLAINT, INSPECTION, MEDIATION, file
+from tests.support.env import free_port
+
+
+@pytest.fixture
+def hub(inspection_hub):
+    return inspection_hub
+
 
 TELECOM = "ombudsman-telecom"
 
 
 @pytest.fixture
-def mail(hub, tmp_path):  # noqa: F811
+def mail(hub, tmp_path):
     """A real SMTP server (aiosmtpd) that keeps every consumer mail; the hub sends to it."""
     folder = tmp_path / "mail"
     controller = Controller(Mailbox(str(folder)), hostname="127.0.0.1", port=free_port())
@@ -69,8 +72,8 @@ def wait_out_the_batch(clock) -> None:
 
 def test_the_mediation_resolves_and_the_case_shows_its_answer_though_the_inspection_never_does(
     client,
-    hub,  # noqa: F811
-    inspection,  # noqa: F811
+    hub,
+    inspection,
     clock,
     mail,
 ):
@@ -124,7 +127,7 @@ def test_the_mediation_resolves_and_the_case_shows_its_answer_though_the_inspect
     )
 
 
-def test_line_changes_within_minutes_make_one_mail_and_later_ones_another(hub, clock, mail):  # noqa: F811
+def test_line_changes_within_minutes_make_one_mail_and_later_ones_another(hub, clock, mail):
     filed = file(hub)  # French, the telecom ombudsman
     worker = Worker(hub, "w")
     worker.send_notifications()  # the confirmation
@@ -153,8 +156,8 @@ def test_line_changes_within_minutes_make_one_mail_and_later_ones_another(hub, c
 
 def test_a_late_service_mails_the_consumer_once_and_a_late_inspection_does_not(
     client,
-    hub,  # noqa: F811
-    inspection,  # noqa: F811
+    hub,
+    inspection,
     clock,
     mail,
 ):
@@ -193,7 +196,7 @@ def asking(sims):
 
 def test_after_the_consumer_answers_the_page_says_the_service_acts_not_the_consumer(
     client,
-    hub,  # noqa: F811
+    hub,
     asking,
     clock,
 ):

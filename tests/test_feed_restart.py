@@ -14,9 +14,9 @@ from sqlalchemy import select
 from hub import accounts, inbound, queries
 from hub.models import AuditEntry, PollCursor
 from scheduler.worker import Worker
-from tests.conftest import API_KEYS, agency_schema
-from tests.test_admin import PASSWORD, sign_in
-from tests.test_worker import TELECOM, assignment, file, timeline
+from tests.support.backoffice import PASSWORD, sign_in
+from tests.support.cases import TELECOM, assignment, file, timeline
+from tests.support.env import API_KEYS, agency_schema
 
 
 def restart_empty(sims, clock, step_seconds: float = 60) -> AgencySystem:

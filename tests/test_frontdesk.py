@@ -18,7 +18,7 @@ from hub.config import ROOT
 from hub.frontdesk import FILING_LIMIT, TRACKING_LIMIT
 from hub.models import Case, Delivery, Message
 from scheduler.worker import Worker
-from tests.test_intake_api import CASE
+from tests.support.cases import CASE
 
 FORM = "/{lang}/problem/telecom/billing/complaint/form"
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"

@@ -237,7 +237,7 @@ def test_a_hostile_agencys_poll_fails_for_operators_and_the_other_agency_is_stil
 ):
     from hub.models import PollCursor
     from scheduler.worker import Worker
-    from tests.test_worker import TELECOM, assignment, file
+    from tests.support.cases import TELECOM, assignment, file
 
     hub = hub_with_a_hostile_agency
     filed = file(hub)

@@ -9,7 +9,7 @@ from adapters.base import InboundProblem, PollResult, StatusUpdate
 from hub import inbound
 from hub.models import InboundProblem as ProblemRow
 from scheduler.worker import Worker
-from tests.test_worker import assignment, file, timeline
+from tests.support.cases import assignment, file, timeline
 
 TELECOM = "ombudsman-telecom"
 

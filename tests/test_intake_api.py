@@ -9,21 +9,8 @@ from sqlalchemy import func, select
 
 from hub.models import Assignment, Case, Delivery, DeliveryState, Party, StatusEvent
 from hub.reference import is_valid
-from tests.openapi import validate
-
-CASE = {
-    "kind": "complaint",
-    "domain": "telecom.billing",
-    "language": "fr",
-    "description": "Ma facture d'octobre compte 49,99 euros de roaming alors que je n'ai pas voyagé.",
-    "incident_date": "2026-10-15",
-    "complaint_date": "2026-10-20",
-    "amount": 49.99,
-    "consumer": {"name": "Anne Dubois", "email": "anne@example.be"},
-    "trader": {"name": "Telco SA", "enterprise_number": "0403.170.701"},
-    "consent": {"share_with_agencies": True},
-    "answers": {"contacted_trader": True, "court_case_pending": False, "trader_is_business": True},
-}
+from tests.support.cases import CASE
+from tests.support.openapi import validate
 
 
 def counts(db) -> dict[str, int]:

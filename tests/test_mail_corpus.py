@@ -7,8 +7,6 @@ installed Python's test suite) are mailed too: none of their senders is the agen
 must end as an operator problem (or a duplicate of one), never a status and never a crash.
 """
 
-# ruff: noqa: F811 - pytest fixtures imported from tests.peers_email are parameters here
-
 from __future__ import annotations
 
 from email.message import EmailMessage
@@ -21,10 +19,9 @@ from hub.config import Settings
 from hub.models import StatusEvent
 from hub.services import Hub
 from scheduler.worker import Worker
-from tests.conftest import peer_missing
-from tests.peers_email import dovecot_server, email_world  # noqa: F401
 from tests.support import mailcorpus
-from tests.test_worker import assignment, file
+from tests.support.cases import assignment, file
+from tests.support.env import peer_missing
 
 AGENCY = "ombudsman-energy"
 TABLE = {

@@ -13,8 +13,8 @@ from email.parser import BytesParser
 import pytest
 
 from adapters import mailtriage
-from tests.conftest import peer_missing
 from tests.support import mailcorpus
+from tests.support.env import peer_missing
 
 AGENCY = ["@ombudsman-energie.be"]
 

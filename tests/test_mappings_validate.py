@@ -10,7 +10,7 @@ from hub.mapping_check import validate_all
 from loket.cli import main as cli
 from mappings import AGENCIES_DIR
 from scheduler.worker import Worker
-from tests.test_worker import file
+from tests.support.cases import file
 
 TELECOM = AGENCIES_DIR / "ombudsman-telecom.yaml"
 

@@ -16,9 +16,8 @@ from hub.config import ROOT
 from hub.models import AuditEntry, Base
 from loket.cli import main as cli
 from scheduler.worker import Worker
-from tests.test_admin import PASSWORD, post, sign_in
-from tests.test_delivery_control import MEDIATION, TELECOM, fault
-from tests.test_worker import assignment, file
+from tests.support.backoffice import PASSWORD, post, sign_in
+from tests.support.cases import MEDIATION, TELECOM, assignment, fault, file
 
 ADMIN_MAY_IMPORT_FROM_HUB = {"hub.operations", "hub.queries"}
 

@@ -3,8 +3,8 @@
 from sqlalchemy import func, select
 
 from hub.models import Case
-from tests.openapi import validate
-from tests.test_intake_api import CASE
+from tests.support.cases import CASE
+from tests.support.openapi import validate
 
 
 def stored(db) -> int:

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from hub import referral
 from hub.models import Assignment, Case
 from scheduler.worker import Worker
-from tests.test_worker import file, timeline
+from tests.support.cases import file, timeline
 
 TELECOM, MEDIATION = "ombudsman-telecom", "consumer-mediation"
 

@@ -21,8 +21,8 @@ from adapters.base import (
     TransientError,
 )
 from adapters.rest import RestAdapter
-from tests.conftest import free_port
 from tests.httppeer import HttpPeer, slow_body
+from tests.support.env import free_port
 
 BASE = "http://agency.test/api"  # replaced by the loopback peer's address in each test
 ITEM = Outbound("LK-AAAA-BBBB.x.1", "LK-AAAA-BBBB", "x", {"a": 1})

@@ -1,7 +1,7 @@
 """The operator's case search finds a case by what an operator has at hand."""
 
 from hub.search import search
-from tests.test_worker import file
+from tests.support.cases import file
 
 
 def test_search_by_reference_email_enterprise_number_and_name(hub, sims, clock):

@@ -23,7 +23,7 @@ from adapters.base import (
 )
 from adapters.fileformats import read_case, read_message, write_case, write_records
 from adapters.sftp import SftpAdapter, attachment_names, case_file_name, unsafe_name_reason
-from tests.peers_sftp import start_asyncssh, start_sshd
+from tests.support.peers_sftp import start_asyncssh, start_sshd
 
 
 @pytest.fixture
@@ -290,7 +290,7 @@ def test_a_reply_the_server_refuses_is_permanent(sftp_server):
 
 
 def test_a_reply_to_an_agency_nobody_answers_for_is_transient():
-    from tests.conftest import free_port
+    from tests.support.env import free_port
 
     config = {
         "host": "127.0.0.1",
@@ -412,7 +412,7 @@ def test_an_agency_that_accepts_and_never_answers_is_transient():
 
 
 def test_nobody_listening_is_transient():
-    from tests.conftest import free_port
+    from tests.support.env import free_port
 
     config = {
         "host": "127.0.0.1",

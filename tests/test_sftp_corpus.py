@@ -11,43 +11,15 @@ from datetime import timedelta
 
 import pytest
 
-from hub.config import ROOT, Settings
-from hub.services import Hub
 from scheduler.worker import Worker
-from tests.peers_sftp import start_sshd
-from tests.test_worker import assignment, file
+from tests.support.cases import INSPECTION, assignment, file
 
-AGENCY = "economic-inspection"
-LAYOUT = {
-    "root": "statussen",
-    "record": "status",
-    "agency_reference": "dossier",
-    "case_reference": "referentie_loket",
-    "status": "code",
-    "time": "tijdstip",
-    "message": "toelichting",
-}
+AGENCY = INSPECTION
 
 
 @pytest.fixture
-def inspection(tmp_path, clock, monkeypatch):
-    server = start_sshd(
-        tmp_path / "sftp",
-        clock=clock,
-        layout=LAYOUT,
-        schema=ROOT / "contracts" / "agencies" / AGENCY / "case.xsd",
-    )
-    for key, value in server.env(AGENCY).items():
-        monkeypatch.setenv(key, value)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def hub(inspection, db, sims, clock):
-    h = Hub.from_settings(Settings(database_url=db.url), db=db, clock=clock)
-    yield h
-    h.directory.close()
+def hub(inspection_hub):
+    return inspection_hub
 
 
 def _status(case: str, code: str, when: str, note: str = "") -> str:

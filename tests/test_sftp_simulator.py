@@ -16,7 +16,7 @@ from adapters.sftp import SftpAdapter
 from hub.clock import FrozenClock
 from hub.config import ROOT
 from mappings.engine import load_agency
-from tests.conftest import free_port, wait_until
+from tests.support.env import free_port, wait_until
 
 CONTRACT = ROOT / "contracts" / "agencies" / "economic-inspection"
 MAPPING = ROOT / "mappings" / "agencies" / "economic-inspection.yaml"

@@ -9,49 +9,17 @@ import pytest
 from sqlalchemy import select
 
 from adapters.fileformats import read_case
-from hub.config import ROOT, Settings
 from hub.models import InboundProblem, PollCursor
-from hub.services import Hub
 from scheduler.worker import Worker
-from tests.peers_sftp import start_sshd
-from tests.test_worker import assignment, distinct_statuses, file, timeline
+from tests.support.cases import INSPECTION, assignment, distinct_statuses, file, timeline
+from tests.support.peers_sftp import INSPECTION_STEP as STEP
 
-AGENCY = "economic-inspection"
-CONTRACT = ROOT / "contracts" / "agencies" / AGENCY
-STEP = 3600  # the inspection's batch moves a case one status per hour here
+AGENCY = INSPECTION
 
 
 @pytest.fixture
-def inspection(tmp_path, clock, monkeypatch):
-    """sshd serving the inspection's folder (the mapping's XML layout and XSD); the env points
-    the mapping at it before the hub is built."""
-    layout = {
-        "root": "statussen",
-        "record": "status",
-        "agency_reference": "dossier",
-        "case_reference": "referentie_loket",
-        "status": "code",
-        "time": "tijdstip",
-        "message": "toelichting",
-    }
-    server = start_sshd(
-        tmp_path / "sftp",
-        clock=clock,
-        layout=layout,
-        schema=CONTRACT / "case.xsd",
-        step_seconds=STEP,
-    )
-    for key, value in server.env(AGENCY).items():
-        monkeypatch.setenv(key, value)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def hub(inspection, db, sims, clock):
-    h = Hub.from_settings(Settings(database_url=db.url), db=db, clock=clock)
-    yield h
-    h.directory.close()
+def hub(inspection_hub):
+    return inspection_hub
 
 
 def report(hub):

@@ -25,7 +25,7 @@ from adapters.base import (
 )
 from adapters.testing import require
 
-pytest_plugins = ["tests.peers_soap"]
+pytest_plugins = ["tests.support.peers_soap"]
 
 
 def item(peer, **payload_changes) -> Outbound:
@@ -198,7 +198,7 @@ def test_an_agency_that_stalls_is_transient_and_the_retry_gets_the_same_case(
         adapter.deliver(outbound)
     assert "did not answer in time" in info.value.detail
     # the agency filed it after we gave up; the retry with the same key finds it
-    from tests.conftest import wait_until
+    from tests.support.env import wait_until
 
     wait_until(lambda: soap_peer.case_count() == 1, 5, "the stalled call to reach the agency")
     receipt = adapter.deliver(outbound)
@@ -206,7 +206,7 @@ def test_an_agency_that_stalls_is_transient_and_the_retry_gets_the_same_case(
 
 
 def test_an_agency_that_is_down_is_transient(make_soap_adapter, soap_peer):
-    from tests.conftest import free_port
+    from tests.support.env import free_port
 
     adapter = make_soap_adapter(endpoint=f"http://127.0.0.1:{free_port()}/meldpunt")
     with pytest.raises(TransientError) as info:
@@ -461,7 +461,7 @@ def test_a_server_fault_on_a_reply_is_transient_and_the_retry_records_it_once(fa
 def test_a_reply_that_stalls_is_transient_and_the_retry_is_not_a_second_message(
     make_soap_adapter, soap_peer
 ):
-    from tests.conftest import wait_until
+    from tests.support.env import wait_until
 
     adapter, impatient = make_soap_adapter(), make_soap_adapter(read_timeout=0.2)
     outbound = item(soap_peer)
@@ -507,7 +507,7 @@ def test_without_a_message_operation_messages_are_not_offered_and_an_operator_fo
 
 
 def test_attachments_to_an_agency_that_takes_none_go_to_an_operator(make_soap_adapter, soap_peer):
-    from tests.peers_soap import favv_config
+    from tests.support.peers_soap import favv_config
 
     spec = {**favv_config(soap_peer.server)["message"], "attachments": None}
     adapter = make_soap_adapter(message=spec)

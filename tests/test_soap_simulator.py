@@ -13,9 +13,9 @@ from lxml import etree
 from adapters.soap import SoapAdapter
 from hub.config import ROOT
 from mappings.engine import load_agency
-from tests.conftest import free_port, wait_until
+from tests.support.env import free_port, wait_until
 
-pytest_plugins = ["tests.peers_soap"]
+pytest_plugins = ["tests.support.peers_soap"]
 
 CONTRACT = ROOT / "contracts" / "agencies" / "favv" / "complaints.wsdl"
 MAPPING = ROOT / "mappings" / "agencies" / "favv.yaml"

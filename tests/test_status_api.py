@@ -1,7 +1,7 @@
 """GET /api/v1/cases/{reference}: one status, the timeline and each agency's line, for the token holder."""
 
-from tests.openapi import validate
-from tests.test_intake_api import CASE
+from tests.support.cases import CASE
+from tests.support.openapi import validate
 
 
 def file(client, **changes):

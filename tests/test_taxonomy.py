@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 
 from hub import taxonomy
 from hub.config import CONTRACTS_DIR
-from tests.openapi import SPEC
+from tests.support.openapi import SPEC
 
 LANGS = ("nl", "fr", "de", "en")
 OPTIONS = {"question", "complaint", "report", "mediation"}

@@ -6,62 +6,20 @@ import requests
 from sqlalchemy import func, select
 
 from adapters.base import PollResult, StatusUpdate
-from hub import audit, inbound, intake, outbox
+from hub import audit, inbound, outbox
 from hub.models import (
-    Assignment,
     AuditEntry,
     Case,
-    Delivery,
     DeliveryAttempt,
     DeliveryState,
     PollCursor,
     StatusEvent,
     UnmatchedUpdate,
 )
-from hub.schemas import CaseInSchema
 from scheduler.worker import Worker
-from tests.test_intake_api import CASE
+from tests.support.cases import CASE, assignment, delivery, distinct_statuses, file, timeline
 
 TELECOM = "ombudsman-telecom"
-
-
-def file(hub, **changes):
-    data = CaseInSchema().load({**CASE, **changes})
-    return intake.file_case(
-        hub.db, data, router=hub.router, directory=hub.directory, clock=hub.clock, random=hub.random
-    )
-
-
-def assignment(hub, reference):
-    with hub.db.session(read_only=True) as s:
-        return s.scalars(select(Assignment).join(Case).where(Case.reference == reference)).one()
-
-
-def delivery(hub, reference):
-    with hub.db.session(read_only=True) as s:
-        return s.scalars(
-            select(Delivery).join(Assignment).join(Case).where(Case.reference == reference)
-        ).one()
-
-
-def timeline(hub, reference):
-    with hub.db.session(read_only=True) as s:
-        return list(
-            s.scalars(
-                select(StatusEvent)
-                .join(Case)
-                .where(Case.reference == reference)
-                .order_by(StatusEvent.id)
-            )
-        )
-
-
-def distinct_statuses(events):
-    out = []
-    for e in events:
-        if e.to_status and (not out or out[-1] != e.to_status):
-            out.append(e.to_status)
-    return out
 
 
 def test_dispatch_delivers_and_records_the_agency_reference(hub, sims):

@@ -5,8 +5,6 @@ with status mails that land in the hub's mailbox (Dovecot), and the worker reads
 Runs on SQLite and PostgreSQL (the `db` fixture).
 """
 
-# ruff: noqa: F811 - pytest fixtures imported from tests.peers_email are parameters here
-
 from email.message import EmailMessage
 
 import pytest
@@ -18,8 +16,7 @@ from hub.config import Settings
 from hub.models import Delivery, InboundProblem, PollCursor, UnmatchedUpdate
 from hub.services import Hub
 from scheduler.worker import Worker
-from tests.peers_email import dovecot_server, email_world  # noqa: F401
-from tests.test_worker import assignment, distinct_statuses, file, timeline
+from tests.support.cases import assignment, distinct_statuses, file, timeline
 
 AGENCY = "ombudsman-energy"
 

@@ -17,7 +17,7 @@ from hub.config import ROOT, Settings
 from hub.models import AuditEntry, Delivery, DeliveryAttempt, DeliveryState, PollCursor
 from hub.services import Hub
 from scheduler.worker import Worker
-from tests.test_worker import assignment, delivery, distinct_statuses, file, timeline
+from tests.support.cases import assignment, delivery, distinct_statuses, file, timeline
 
 FOOD_REPORT = {
     "kind": "report",

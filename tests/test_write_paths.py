@@ -31,7 +31,7 @@ from hub.models import (
 from hub.reference import new_reference
 from hub.routing import Router
 from hub.schemas import CaseInSchema
-from tests.test_intake_api import CASE
+from tests.support.cases import CASE
 
 # a complaint about a fake webshop: handled by the Consumer Mediation Service, and the
 # Economic Inspection is informed (two lines, two deliveries)

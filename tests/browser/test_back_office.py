@@ -14,8 +14,9 @@ from hub.config import ROOT
 from hub.db import Database
 from mappings import AGENCIES_DIR
 from mappings.engine import load_agency
-from tests.browser.conftest import TELECOM, check_axe, new_page, shot
-from tests.conftest import wait_until
+from tests.support.browser import check_axe, new_page, shot
+from tests.support.cases import TELECOM
+from tests.support.env import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from hub.db import Database
 from hub.models import Attachment, Case, Party
-from tests.browser.conftest import check_axe, shot
+from tests.support.browser import check_axe, shot
 
 pytestmark = pytest.mark.e2e
 

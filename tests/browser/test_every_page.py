@@ -9,7 +9,7 @@ import pytest
 from babel.messages.pofile import read_po
 
 from hub.i18n import catalog
-from tests.browser.conftest import check_axe, new_page, shot
+from tests.support.browser import check_axe, new_page, shot
 
 pytestmark = pytest.mark.e2e
 

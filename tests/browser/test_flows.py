@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from tests.browser.conftest import check_axe, copy_to_docs, mail_link, shot
-from tests.conftest import wait_until
+from tests.support.browser import check_axe, copy_to_docs, mail_link, shot
+from tests.support.env import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -172,7 +172,7 @@ def test_in_dutch_a_fake_webshop_report_reaches_the_inspection_and_closes_honest
 
 
 def test_a_failed_precheck_shows_what_to_do_first_and_the_model_letter(browser, stack):
-    from tests.browser.conftest import new_page
+    from tests.support.browser import new_page
 
     page = new_page(browser, stack, "de-BE")
     before = stack.case_count()

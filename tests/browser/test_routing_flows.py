@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.browser.conftest import check_axe, shot
+from tests.support.browser import check_axe, shot
 
 pytestmark = pytest.mark.e2e
 

@@ -1,6 +1,6 @@
 """The SOAP simulator as a conformance-kit peer, and the fixtures that start it on loopback.
 
-Use from a test module with `pytest_plugins = ["tests.peers_soap"]` and take what you need as
+Use from a test module with `pytest_plugins = ["tests.support.peers_soap"]` and take what you need as
 fixtures (importing from this module first would keep pytest from rewriting its asserts).
 """
 

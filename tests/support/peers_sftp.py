@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from loket_simulators.sftp_agency import (
     AgencyBatch,
     AsyncsshServer,
@@ -33,7 +34,9 @@ from loket_simulators.sftp_agency import (
 from adapters.testing import FAULTS, Peer
 from adapters.testing.peer import MESSAGES
 from hub.clock import FrozenClock
-from tests.conftest import free_port, peer_missing
+from hub.config import ROOT, Settings
+from hub.services import Hub
+from tests.support.env import free_port, peer_missing
 
 SSHD_MISSING = "sshd not installed: apt-get install openssh-server"
 
@@ -286,3 +289,43 @@ class SftpPeer(Peer):
         its own schedule otherwise, as the real one does at night)."""
         self.server.batch.run_once()
         return self.server.batch.messages_for(agency_reference)
+
+
+# ------------------------------------------------------------- the Economic Inspection's folder
+
+INSPECTION_STEP = 3600  # the inspection's batch moves a case one status per hour in these tests
+INSPECTION_LAYOUT = {
+    "root": "statussen",
+    "record": "status",
+    "agency_reference": "dossier",
+    "case_reference": "referentie_loket",
+    "status": "code",
+    "time": "tijdstip",
+    "message": "toelichting",
+}
+
+
+@pytest.fixture
+def inspection(tmp_path, clock, monkeypatch):
+    """sshd serving the Economic Inspection's folder (its mapping's XML layout and XSD); the
+    environment points the mapping at it before a hub is built (`inspection_hub`)."""
+    server = start_sshd(
+        tmp_path / "sftp",
+        clock=clock,
+        layout=INSPECTION_LAYOUT,
+        schema=ROOT / "contracts" / "agencies" / "economic-inspection" / "case.xsd",
+        step_seconds=INSPECTION_STEP,
+    )
+    for key, value in server.env("economic-inspection").items():
+        monkeypatch.setenv(key, value)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def inspection_hub(inspection, db, sims, clock):
+    """A hub whose Economic Inspection is the `inspection` peer (a module that needs it names
+    it its `hub`)."""
+    h = Hub.from_settings(Settings(database_url=db.url), db=db, clock=clock)
+    yield h
+    h.directory.close()

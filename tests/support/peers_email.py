@@ -3,9 +3,8 @@
 One Dovecot per test session (starting and stopping it takes seconds) serves the hub's mailbox
 over IMAP; each test gets its own mailbox user in it, so tests never see each other's mail. Per
 test: the agency's SMTP server (aiosmtpd, with AUTH) and the hub's mail exchanger (aiosmtpd, whose
-handler writes into that user's Maildir), both on free loopback ports. Import the fixtures:
-
-    from tests.peers_email import dovecot_server, email_world  # noqa: F401
+handler writes into that user's Maildir), both on free loopback ports. The fixtures
+(`dovecot_server`, `email_world`) reach every test through tests/conftest.py's pytest_plugins.
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ from adapters.testing import FAULTS, Peer
 from adapters.testing.peer import ATTACHMENTS as PEER_ATTACHMENTS
 from adapters.testing.peer import MESSAGES as PEER_MESSAGES
 from hub.config import ROOT
-from tests.conftest import env_prefix, free_port, peer_missing
+from tests.support.env import env_prefix, free_port, peer_missing
 
 CONTRACT = ROOT / "contracts" / "agencies" / "ombudsman-energy"
 _users = itertools.count(1)

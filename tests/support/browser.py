@@ -1,0 +1,122 @@
+"""Shared test helpers: browser."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import re
+import shutil
+from dataclasses import dataclass
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import requests
+from sqlalchemy import func, select
+
+from hub.config import ROOT
+from hub.db import Database
+from hub.models import Case
+from tests.support.env import Processes, wait_until
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+AXE = Path(__file__).resolve().parent / "node_modules" / "axe-core" / "axe.min.js"
+
+
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@dataclass
+class Stack:
+    web: str
+    database_url: str
+    maildir: Path
+    telecom: str  # the REST simulator's base URL (without /api)
+    processes: Processes
+
+    def mails(self) -> list:
+        box = mailbox.Maildir(self.maildir, create=False)
+        parser = BytesParser(policy=policy.default)
+        return [parser.parsebytes(box.get_bytes(key)) for key in box.iterkeys()]
+
+    def wait_for_mail(self, to: str, *subject_has: str, body_has: str = "", timeout: float = 30):
+        def found():
+            for m in self.mails():
+                if (
+                    m["To"] == to
+                    and all(s in str(m["Subject"]) for s in subject_has)
+                    and body_has in m.get_body(("plain",)).get_content()
+                ):
+                    return m
+            return None
+
+        return wait_until(found, timeout, f"a mail to {to} about {subject_has!r} {body_has!r}")
+
+    def case_count(self) -> int:
+        db = Database(self.database_url)
+        try:
+            with db.session(read_only=True) as s:
+                return s.scalar(select(func.count(Case.id))) or 0
+        finally:
+            db.dispose()
+
+    def simulated_cases(self) -> list[dict]:
+        return requests.get(f"{self.telecom}/_sim/cases", timeout=5).json()
+
+
+def mail_link(message) -> str:
+    body = message.get_body(preferencelist=("plain",)).get_content()
+    return re.search(r"https?://\S+/track/\S+\?k=\S+", body).group(0)
+
+
+def new_page(browser, stack: Stack, locale: str):
+    """A fresh visitor (own cookies) whose browser speaks `locale`. CSP is bypassed so the test
+    can inject axe-core; the pages' own defence against script injection is escaping, which the
+    bad-input tests check with CSP off on purpose."""
+    context = browser.new_context(
+        base_url=stack.web, locale=locale, bypass_csp=True, viewport={"width": 1100, "height": 900}
+    )
+    context.set_default_timeout(15000)
+    return context.new_page()
+
+
+def check_axe(page, what: str) -> None:
+    """No serious or critical axe-core finding on the page as it is now."""
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        page.add_script_tag(path=str(AXE))
+    found = page.evaluate(
+        """async () => {
+            const r = await axe.run(document, {resultTypes: ['violations']});
+            return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}));
+        }"""
+    )
+    bad = [v for v in found if v["impact"] in ("serious", "critical")]
+    assert not bad, f"axe on {what} ({page.url}):\n" + json.dumps(bad, indent=1)
+
+
+def shot(page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def copy_to_docs(path: Path, name: str) -> None:
+    """Refresh a screenshot the README shows (docs/), when the test run is asked to."""
+    import os
+
+    if os.environ.get("LOKET_UPDATE_DOCS_SCREENSHOTS") == "1":
+        shutil.copy(path, ROOT / "docs" / name)
