@@ -144,7 +144,7 @@ def test_validate_passes_the_fixed_inspection_mapping(tmp_path):
         cli, ["mappings", "validate"], env={"LOKET_AGENCIES_DIR": str(folder)}
     )
     assert result.exit_code == 0, result.output
-    assert "20 agency mapping(s) and the routing rules are valid" in result.output
+    assert "39 agency mapping(s) and the routing rules are valid" in result.output
 
 
 def test_every_mapping_fits_its_contract_in_every_language_and_every_routed_kind():
@@ -154,7 +154,7 @@ def test_every_mapping_fits_its_contract_in_every_language_and_every_routed_kind
     from mappings.engine import load_agency
 
     errors, loaded = validate_all(AGENCIES_DIR, AGENCIES_DIR.parent / "routing.yaml")
-    assert errors == [] and len(loaded) == 20
+    assert errors == [] and len(loaded) == 39  # 20 connected bodies, 19 referral bodies
     router = load_router(AGENCIES_DIR.parent / "routing.yaml", AGENCIES_DIR)
     mapping = load_agency(AGENCIES_DIR / f"{INSPECTION}.yaml", env={})
     assert set(routed_kinds(mapping, router)) == {"report", "complaint", "mediation"}
