@@ -2,7 +2,9 @@
 
 A file is accepted only when its bytes are one of the allowed types (a `.exe` renamed `.pdf` is
 refused: its content is not a PDF). It is stored with the type found, under a cleaned name with
-the extension of that type, and is always served as a download with `nosniff`.
+the extension of that type, and is always served as a download with `nosniff`. An office file
+is a zip: each of its parts is streamed through a size cap and an expansion-ratio limit before
+anything else is read, so a small zip bomb is refused without being inflated.
 """
 
 from __future__ import annotations
@@ -17,6 +19,15 @@ from io import BytesIO
 MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_FILES = 5
 MAX_TOTAL_BYTES = 20 * 1024 * 1024
+
+# An office document is a zip: what it unpacks to is bounded before anything else looks inside,
+# so a small upload cannot make the web worker inflate hundreds of megabytes (a zip bomb).
+MAX_ARCHIVE_MEMBERS = 2000
+MAX_MEMBER_BYTES = 25 * 1024 * 1024
+MAX_UNPACKED_BYTES = 50 * 1024 * 1024
+MAX_EXPANSION_RATIO = 100
+RATIO_FREE_BYTES = 1024 * 1024  # small members (XML of spaces) may compress better than that
+_CHUNK = 64 * 1024
 
 # type -> (extension, what the consumer is told)
 ALLOWED = {
@@ -61,19 +72,7 @@ def sniff(data: bytes) -> str | None:
     if data.startswith(b"\xff\xd8\xff"):
         return "image/jpeg"
     if data.startswith(b"PK\x03\x04"):
-        try:
-            with zipfile.ZipFile(BytesIO(data)) as z:
-                names = set(z.namelist())
-                if "word/document.xml" in names:
-                    return "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-                if (
-                    "mimetype" in names
-                    and z.read("mimetype") == b"application/vnd.oasis.opendocument.text"
-                ):
-                    return "application/vnd.oasis.opendocument.text"
-        except (zipfile.BadZipFile, KeyError, OSError):
-            return None
-        return None
+        return _sniff_office(data)
     if data and b"\x00" not in data[:8192]:
         try:
             data.decode("utf-8")
@@ -81,6 +80,57 @@ def sniff(data: bytes) -> str | None:
             return None
         return "text/plain"
     return None
+
+
+class ArchiveTooLarge(Exception):
+    """The zip unpacks to more than the caps allow; `detail` says which member and why."""
+
+
+def _sniff_office(data: bytes) -> str | None:
+    """DOCX or ODT, after every member has been streamed through the caps; raises
+    ArchiveTooLarge for a zip bomb, returns None for anything else that is not one of them."""
+    try:
+        with zipfile.ZipFile(BytesIO(data)) as z:
+            members = z.infolist()
+            if len(members) > MAX_ARCHIVE_MEMBERS:
+                raise ArchiveTooLarge(f"it holds more than {MAX_ARCHIVE_MEMBERS} parts")
+            unpacked = 0
+            mimetype = b""
+            for info in members:
+                if info.is_dir():
+                    continue
+                # The declared sizes are checked first, then the bytes actually inflated: a
+                # crafted header may lie about them.
+                _bounded(info.filename, info.file_size, info.compress_size, unpacked)
+                size = 0
+                with z.open(info) as member:
+                    while chunk := member.read(_CHUNK):
+                        size += len(chunk)
+                        _bounded(info.filename, size, info.compress_size, unpacked)
+                        if info.filename == "mimetype" and len(mimetype) < 128:
+                            mimetype += chunk[: 128 - len(mimetype)]
+                unpacked += size
+            names = {info.filename for info in members}
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, OSError, EOFError, ValueError):
+        return None
+    except NotImplementedError:  # a compression method zipfile does not read
+        return None
+    if "word/document.xml" in names:
+        return "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    if mimetype == b"application/vnd.oasis.opendocument.text":
+        return "application/vnd.oasis.opendocument.text"
+    return None
+
+
+def _bounded(name: str, size: int, compressed: int, unpacked_before: int) -> None:
+    if size > MAX_MEMBER_BYTES:
+        raise ArchiveTooLarge(f"its part {name} unpacks to more than {MAX_MEMBER_BYTES} bytes")
+    if unpacked_before + size > MAX_UNPACKED_BYTES:
+        raise ArchiveTooLarge(f"it unpacks to more than {MAX_UNPACKED_BYTES} bytes")
+    if size > RATIO_FREE_BYTES and size > MAX_EXPANSION_RATIO * max(compressed, 1):
+        raise ArchiveTooLarge(
+            f"its part {name} unpacks to more than {MAX_EXPANSION_RATIO} times its packed size"
+        )
 
 
 def clean_name(filename: str, content_type: str) -> str:
@@ -103,7 +153,15 @@ def check(filename: str, data: bytes) -> Upload:
             f"{MAX_FILE_BYTES // 1048576} MB per file.",
             filename,
         )
-    content_type = sniff(data)
+    try:
+        content_type = sniff(data)
+    except ArchiveTooLarge as exc:
+        raise AttachmentRefused(
+            "archive",
+            f"{filename} cannot be accepted: {exc}, which a normal document does not. "
+            "Save it again (or as PDF) and add it again.",
+            filename,
+        ) from exc
     if content_type is None:
         raise AttachmentRefused(
             "type",
