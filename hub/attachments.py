@@ -133,11 +133,28 @@ def _bounded(name: str, size: int, compressed: int, unpacked_before: int) -> Non
         )
 
 
+# Markup a browser or a viewer would run: an SVG or HTML page sent as "text", or a PDF that is
+# also an HTML page (a polyglot). Office zips are not scanned raw: their parts are compressed.
+_ACTIVE = re.compile(
+    rb"<\s*(?:script|svg|html|iframe|object|embed|body|head|meta|foreignobject|!doctype|\?xml)\b",
+    re.IGNORECASE,
+)
+# Characters that change how a name is shown without being seen: controls, bidi overrides
+# and isolates (U+202E turns "cod\u202Efdp.exe" into "codexe.pdf"), zero-width marks.
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def active_content(data: bytes, content_type: str) -> bool:
+    """Whether these bytes carry markup that a browser or viewer may run."""
+    return not content_type.startswith("application/vnd.") and bool(_ACTIVE.search(data))
+
+
 def clean_name(filename: str, content_type: str) -> str:
     """A name safe to show and to offer as a download: no path, no control characters, the
     extension of the type actually found."""
     name = filename.replace("\\", "/").rsplit("/", 1)[-1]
     name = unicodedata.normalize("NFKC", name)
+    name = "".join(c for c in name if unicodedata.category(c) not in _INVISIBLE)
     name = re.sub(r"[\x00-\x1f\x7f<>:\"|?*]", "", name).strip(" .") or "file"
     stem = name.rsplit(".", 1)[0] if "." in name else name
     return stem[:150] + ALLOWED[content_type][0]
@@ -167,6 +184,13 @@ def check(filename: str, data: bytes) -> Upload:
             "type",
             f"{filename} is not a {ALLOWED_LIST} file (its content was checked, not "
             "just its name).",
+            filename,
+        )
+    if active_content(data, content_type):
+        raise AttachmentRefused(
+            "active",
+            f"{filename} cannot be accepted: it contains web page code (such as a script or an "
+            "SVG image), which is not forwarded. Save it as PDF or as a photo and add it again.",
             filename,
         )
     return Upload(clean_name(filename, content_type), content_type, data)

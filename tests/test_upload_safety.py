@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from hub import attachments
-from hub.models import Message
+from hub.models import Attachment, Message
 from scheduler.worker import Worker
 from tests.test_frontdesk import count_cases, file_by_page, filed, text
 
@@ -129,3 +129,54 @@ def test_a_real_office_document_still_passes_and_a_bomb_is_refused_by_its_ratio(
     with pytest.raises(attachments.AttachmentRefused) as refused:
         attachments.check("brief.docx", ratio_bomb)
     assert refused.value.code == "archive" and "times its packed size" in refused.value.detail
+
+
+SVG = (
+    b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg">'
+    b"<script>fetch('/admin').then(r => r.text())</script></svg>\n"
+)
+POLYGLOT = (
+    b"%PDF-1.4\n1 0 obj<<>>stream\n<html><body><script>alert(document.cookie)</script>"
+    b"</body></html>\nendstream endobj\ntrailer<<>>\n%%EOF\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "data"), [("logo.svg", SVG), ("logo.txt", SVG), ("factuur.pdf", POLYGLOT)]
+)
+def test_an_svg_with_script_or_a_pdf_html_polyglot_is_refused_not_forwarded(
+    client, hub, name, data
+):
+    answer = file_by_page(client, "fr", files=[(BytesIO(data), name)])
+    assert answer.status_code == 422
+    assert f"{name} ne peut pas être accepté : il contient du code de page web" in text(answer)
+    assert count_cases(hub) == 0
+
+
+def test_a_plain_pdf_and_text_still_pass_the_active_content_check():
+    pdf = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<<>>\n%%EOF\n"
+    assert attachments.check("facture.pdf", pdf).content_type == "application/pdf"
+    note = "Le vendeur a dit 3 < 5 et a <promis> un remboursement, déjà.".encode()
+    assert attachments.check("note.txt", note).content_type == "text/plain"
+
+
+@pytest.mark.parametrize(
+    "disguise",
+    [
+        "\u202e",  # right-to-left override
+        "\u202d\u200f",  # left-to-right override, right-to-left mark
+        "\u2067\u2069",  # right-to-left isolate and its end
+        "\u200b\ufeff",  # zero-width space, byte order mark
+        "\x1b\x07",  # escape, bell
+    ],
+)
+def test_file_names_lose_bidi_and_control_characters_that_disguise_an_extension(disguise):
+    upload = attachments.check(f"invoice{disguise}fdp.exe", b"%PDF-1.4\n%%EOF\n")
+    assert upload.filename == "invoicefdp.pdf"
+    assert all(c.isprintable() for c in upload.filename)
+
+
+def test_a_disguised_name_is_stored_clean_from_the_case_form(client, hub):
+    filed(client, "en", files=[(BytesIO(b"%PDF-1.4\n%%EOF\n"), "invoice\u202efdp.exe")])
+    with hub.db.session(read_only=True) as s:
+        assert s.scalars(select(Attachment.filename)).all() == ["invoicefdp.pdf"]
