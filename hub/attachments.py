@@ -4,7 +4,9 @@ A file is accepted only when its bytes are one of the allowed types (a `.exe` re
 refused: its content is not a PDF). It is stored with the type found, under a cleaned name with
 the extension of that type, and is always served as a download with `nosniff`. An office file
 is a zip: each of its parts is streamed through a size cap and an expansion-ratio limit before
-anything else is read, so a small zip bomb is refused without being inflated.
+anything else is read, so a small zip bomb is refused without being inflated. Markup a browser
+or viewer would run (an SVG or HTML page sent as text, a PDF that is also an HTML page) is refused;
+names lose the invisible characters (bidi overrides, zero-width marks) that disguise an extension.
 """
 
 from __future__ import annotations
