@@ -57,3 +57,13 @@ def test_an_existing_database_file_keeps_the_mode_its_owner_gave_it(tmp_path, lo
         s.execute(text("CREATE TABLE t (x TEXT)"))
     db.dispose()
     assert mode(path) == 0o640
+
+
+def test_the_front_desks_secret_key_and_a_new_var_folder_are_owner_only(tmp_path, loose_umask):
+    from hub.config import Settings
+    from hub.frontdesk import secret_key
+
+    var = tmp_path / "fresh-var"
+    key = secret_key(Settings(var_dir=var, database_url="sqlite://"))
+    assert len(key) == 64 and (var / "secret_key").read_text() == key
+    assert mode(var / "secret_key") == 0o600 and mode(var) == 0o700
