@@ -10,6 +10,9 @@ simulator (which reads case files and writes status files) agree byte for byte.
   (or exponential) entity is ever expanded.
 - CSV: a header row and one row per record; nested keys are flattened with dots
   (`complainant.name`), lists are written as JSON text. A UTF-8 byte order mark is tolerated.
+  A written cell that a spreadsheet would run as a formula (it starts with `=`, `+`, `-`, `@`, a
+  tab or a carriage return) gets a leading `'` (OWASP's CSV-injection rule): the text comes from
+  consumers and traders and ends up in agencies' spreadsheets. Reading leaves cells as they are.
 
 Values read back from XML and CSV are text: these formats carry no types.
 
@@ -160,6 +163,15 @@ def _xml_bytes(root: ET.Element) -> bytes:
 # ---------------------------------------------------------------------------------------- CSV
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> str:
+    """A value as a CSV cell that no spreadsheet runs as a formula."""
+    text = _text(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
 def _csv_bytes(rows: Iterable[Mapping[str, Any]], delimiter: str) -> bytes:
     flat = [
         {
@@ -176,7 +188,7 @@ def _csv_bytes(rows: Iterable[Mapping[str, Any]], delimiter: str) -> bytes:
     writer = csv.DictWriter(buffer, fieldnames=header, delimiter=delimiter, lineterminator="\r\n")
     writer.writeheader()
     for row in flat:
-        writer.writerow({k: _text(v) for k, v in row.items()})
+        writer.writerow({k: _cell(v) for k, v in row.items()})
     return buffer.getvalue().encode("utf-8")
 
 

@@ -24,7 +24,7 @@ from flask import (
     url_for,
 )
 
-from hub import queries
+from hub import operations, queries
 
 bp = Blueprint(
     "admin",
@@ -69,7 +69,7 @@ def _guard():
     g.account = None
     user_id = session.get("admin_user")
     if user_id is not None:
-        g.account = queries.account(hub(), user_id)
+        g.account = queries.account(hub(), user_id, session.get("admin_version"))
     if request.endpoint in (SIGNIN_ENDPOINT, "admin.static"):
         return None
     if g.account is None:
@@ -130,6 +130,7 @@ def login():
         if account is not None:
             session.clear()
             session["admin_user"] = account.id
+            session["admin_version"] = account.session_version
             target = request.args.get("next") or ""
             if not target.startswith("/admin") or target.startswith("//"):
                 target = url_for("admin.home")
@@ -140,7 +141,11 @@ def login():
 
 @bp.post("/logout")
 def logout():
-    session.pop("admin_user", None)
+    """Signing out ends the account's sessions on the server, not only this cookie: a copy taken
+    before (or the same account's other browsers) gets the sign-in page."""
+    if g.account is not None:
+        operations.sign_out(hub(), g.account.id)
+    session.clear()
     return redirect(url_for(SIGNIN_ENDPOINT))
 
 

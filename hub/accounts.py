@@ -1,10 +1,16 @@
-"""Back-office accounts: who may sign in, with which role."""
+"""Back-office accounts: who may sign in, with which role, and which sessions still count.
+
+A session names the account and its `session_version`; signing out or disabling the account
+bumps the version, so a copied cookie dies with the sign-out. Signing in costs one password
+hash whether the name is unknown, disabled or right, so timing does not tell which names exist.
+"""
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,6 +32,7 @@ class Account:
     name: str
     role: str
     agency_id: str | None
+    session_version: int = 0
 
     @property
     def is_operator(self) -> bool:
@@ -76,23 +83,41 @@ def create(
     return password
 
 
+@cache
+def _stand_in_hash() -> str:
+    """A hash made like every stored one, checked when there is no account to check against."""
+    return generate_password_hash(secrets.token_urlsafe(16))
+
+
+def _account(user: User) -> Account:
+    return Account(user.id, user.name, user.role, user.agency_id, user.session_version)
+
+
 def authenticate(db: Database, name: str, password: str) -> Account | None:
     with db.session(read_only=True) as s:
         user = s.scalars(select(User).where(User.name == name)).first()
-    if user is None:
-        check_password_hash(generate_password_hash("x"), password)  # same work either way
+    # Exactly one hash check for an unknown, a disabled and an existing name alike.
+    matches = check_password_hash(user.password_hash if user else _stand_in_hash(), password)
+    if user is None or user.disabled or not matches:
         return None
-    if user.disabled or not check_password_hash(user.password_hash, password):
-        return None
-    return Account(user.id, user.name, user.role, user.agency_id)
+    return _account(user)
 
 
-def get(db: Database, user_id: int) -> Account | None:
+def get(db: Database, user_id: int, session_version: int | None) -> Account | None:
+    """The account of a session, or None when it was removed or disabled or the session ended
+    (signed out, or from before the version this session carries)."""
     with db.session(read_only=True) as s:
         user = s.get(User, user_id)
-    if user is None or user.disabled:
+    if user is None or user.disabled or user.session_version != session_version:
         return None
-    return Account(user.id, user.name, user.role, user.agency_id)
+    return _account(user)
+
+
+def end_sessions(s: Session, user_id: int) -> None:
+    """Every session of the account ends at its next request (in the caller's transaction)."""
+    user = s.get(User, user_id)
+    if user is not None:
+        user.session_version += 1
 
 
 def ensure_demo(db: Database, name: str, role: str, agency_id: str | None, now: datetime) -> str:
@@ -118,6 +143,7 @@ def deactivate(s: Session, name: str) -> None:
     if user is None:
         raise AccountError(f"no account named {name!r}")
     user.disabled = True
+    user.session_version += 1
 
 
 def all_accounts(db: Database) -> list[tuple[str, str, str | None, bool]]:

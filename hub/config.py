@@ -149,6 +149,8 @@ class Settings:
     signin_limit: str = "10 per 15 minutes"
     # The worker serves its Prometheus metrics on 127.0.0.1 at this port when set.
     worker_metrics_port: int | None = None
+    # The bearer token a scraper sends for the web app's /metrics; None: /metrics answers 404.
+    metrics_token: str | None = field(default=None, repr=False)
     # The worker signs an evidence checkpoint when this many entries wait for one, or when any
     # wait and the last is this old (hub/evidence.py).
     checkpoint_seconds: float = 300.0
@@ -184,6 +186,7 @@ class Settings:
             tracking_limit=_limit(env, "LOKET_TRACKING_LIMIT", s.tracking_limit),
             signin_limit=_limit(env, "LOKET_SIGNIN_LIMIT", s.signin_limit),
             worker_metrics_port=_port(env, "LOKET_WORKER_METRICS_PORT"),
+            metrics_token=env.get("LOKET_METRICS_TOKEN") or None,
             checkpoint_seconds=_float(
                 env, "LOKET_EVIDENCE_CHECKPOINT_SECONDS", s.checkpoint_seconds
             ),

@@ -3,10 +3,15 @@
 SQLite is the embedded default: WAL journal, a busy timeout, and write transactions that start
 with BEGIN IMMEDIATE so two processes never deadlock upgrading a read lock. Sessions that only
 read use `read_only=True` and take no write lock. PostgreSQL is the production store.
+
+The SQLite file holds every case, party and attachment: it is created owner-only (0600, its
+folder 0700 when this creates it) before SQLite opens it, whatever the umask; SQLite gives its
+WAL and shared-memory files the database file's mode.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,9 +28,9 @@ def is_sqlite(engine: Engine) -> bool:
 
 def make_engine(url: str, **kwargs) -> Engine:
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
+        path = url.split("///", 1)[-1].split("?", 1)[0] if "///" in url else ""
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            create_private_file(Path(path))
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
 
         @event.listens_for(engine, "connect")
@@ -48,6 +53,18 @@ def make_engine(url: str, **kwargs) -> Engine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
+
+
+def create_private_file(path: Path) -> None:
+    """Create `path` empty and 0600 (its missing folders 0700) unless it exists; an existing
+    file keeps the mode its owner gave it."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 class Database:

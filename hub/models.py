@@ -437,6 +437,9 @@ class User(Base):
     agency_id: Mapped[str | None] = mapped_column(String(64))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Stored in each back-office session at sign-in; signing out or disabling the account bumps
+    # it, so every copy of an older session cookie stops working at its next request.
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class AuditEntry(Base):

@@ -397,6 +397,12 @@ def add_user(
     return NewAccount(name, role, agency_id, password)
 
 
+def sign_out(hub: Hub, user_id: int) -> None:
+    """End every session of the account: a copy of its cookie no longer opens the back office."""
+    with hub.db.session() as s:
+        accounts.end_sessions(s, user_id)
+
+
 def disable_user(hub: Hub, name: str, *, operator: str) -> str:
     """Disable an account: it can no longer sign in, and its sessions end at their next
     request."""

@@ -81,9 +81,10 @@ def authenticate(hub: Hub, name: str, password: str) -> Account | None:
     return accounts.authenticate(hub.db, name, password)
 
 
-def account(hub: Hub, user_id: int) -> Account | None:
-    """The signed-in account, or None when it was removed or disabled since."""
-    return accounts.get(hub.db, user_id)
+def account(hub: Hub, user_id: int, session_version: int | None) -> Account | None:
+    """The signed-in account, or None when it was removed or disabled since, or when this
+    session was signed out (its version is no longer the account's)."""
+    return accounts.get(hub.db, user_id, session_version)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,15 @@
 """The root page (language choice for the front desk), health and metrics endpoints.
 
+/metrics names every agency with its queue depth, dead letters and breakers: it is served only
+to a scraper that sends `Authorization: Bearer <LOKET_METRICS_TOKEN>`. Without a token
+configured it does not exist (404); the worker's own counters stay on its 127.0.0.1 listener.
+
 The front desk itself (hub/frontdesk) is wired in by the app factory (loket/app.py).
 """
 
 from __future__ import annotations
 
+import hmac
 from functools import lru_cache
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request
@@ -78,5 +83,20 @@ def readyz():
 
 @bp.get("/metrics")
 def metrics():
+    token = current_app.config.get("LOKET_METRICS_TOKEN")
+    if not token:
+        raise Problem(404, "not-found", "There is no resource here.")
+    given = request.headers.get("Authorization", "")
+    scheme, _, credentials = given.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        credentials.strip().encode(), token.encode()
+    ):
+        refused = Problem(
+            401,
+            "http-error",
+            "Send the metrics token as `Authorization: Bearer <LOKET_METRICS_TOKEN>`.",
+        ).response()
+        refused.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return refused
     registry = current_app.extensions["loket.metrics"]
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

@@ -25,6 +25,7 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     hub = hub or Hub.from_settings(settings)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["LOKET_METRICS_TOKEN"] = settings.metrics_token
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.extensions["loket"] = hub
     from hub.metrics import web_registry

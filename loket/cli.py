@@ -93,6 +93,7 @@ def serve(host: str, port: int, workers: int, quiet: bool) -> None:
             self.cfg.set("workers", workers)
             if not quiet:
                 self.cfg.set("accesslog", "-")
+            self.cfg.set("logger_class", "loket.accesslog.PrivateAccessLogger")
             self.cfg.set("loglevel", "warning" if quiet else "info")
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("proc_name", "loket-web")

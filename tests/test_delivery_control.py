@@ -346,7 +346,10 @@ def test_metrics_show_queue_depth_dead_letters_breakers_and_poll_lag(hub, sims, 
     worker.dispatch_once()
     worker.poll_agency(TELECOM)
     clock.advance(seconds=42)
-    body = client.get("/metrics").get_data(as_text=True)
+    client.application.config["LOKET_METRICS_TOKEN"] = "scrape-me"
+    body = client.get("/metrics", headers={"Authorization": "Bearer scrape-me"}).get_data(
+        as_text=True
+    )
     assert f'loket_queue_depth{{agency="{MEDIATION}",state="dead"}} 1.0' in body
     assert f'loket_queue_depth{{agency="{TELECOM}",state="done"}} 1.0' in body
     assert f'loket_poll_lag_seconds{{agency="{TELECOM}"}} 42.0' in body

@@ -4,83 +4,22 @@ catalogs. The flows in a real browser are in tests/browser/."""
 
 from __future__ import annotations
 
-import html
 import re
 from pathlib import Path
 
 import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from hub import i18n
 from hub.config import ROOT
 from hub.frontdesk import FILING_LIMIT, TRACKING_LIMIT
 from hub.models import Case, Delivery, Message
 from scheduler.worker import Worker
+from tests.support.backoffice import token_of
 from tests.support.cases import CASE
-
-FORM = "/{lang}/problem/telecom/billing/complaint/form"
-PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
-
-
-def text(response) -> str:
-    return html.unescape(response.get_data(as_text=True))
-
-
-def token_of(client, path: str) -> str:
-    page = text(client.get(path))
-    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-
-
-def case_form(lang: str = "fr", **override) -> dict:
-    return {
-        "a_contacted_trader": "yes",
-        "a_court_case_pending": "no",
-        "a_trader_is_business": "yes",
-        "complaint_date": "2026-10-20",
-        "consumer_name": "Marie Dubois",
-        "consumer_email": "marie@example.be",
-        "trader_name": "Telco SA",
-        "trader_enterprise_number": "0403.170.701",
-        "description": "Ma facture compte deux fois l'abonnement.",
-        "incident_date": "2026-10-15",
-        "amount": "49,99",
-        "trader_country": "BE",
-        "consent_share": "yes",
-        **override,
-    }
-
-
-def file_by_page(client, lang: str = "fr", files=None, **override):
-    path = FORM.format(lang=lang)
-    data = {
-        "csrf_token": token_of(
-            client,
-            path + "?a_contacted_trader=yes&a_court_case_pending=no&a_trader_is_business=yes",
-        ),
-        **case_form(lang),
-    }
-    data.update(override)
-    if files:
-        data["attachments"] = files
-    return client.post(path, data=data, content_type="multipart/form-data")
-
-
-def filed(client, lang: str = "fr", **kw) -> tuple[str, str]:
-    """File through the form; returns (reference, private code) as the confirmation shows."""
-    answer = file_by_page(client, lang, **kw)
-    assert answer.status_code == 303, text(answer)[:2000]
-    reference = answer.headers["Location"].rsplit("/", 1)[1]
-    page = text(client.get(answer.headers["Location"]))
-    code = re.search(r'id="private-link"[^>]*value="[^"]*\?k=([^"]+)"', page).group(1)
-    return reference, code
-
-
-def count_cases(hub) -> int:
-    with hub.db.session(read_only=True) as s:
-        return s.scalar(select(func.count(Case.id)))
-
+from tests.support.frontdesk import FORM, PDF, case_form, count_cases, file_by_page, filed, text
 
 # ------------------------------------------------------------------------------------ languages
 

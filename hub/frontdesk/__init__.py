@@ -53,10 +53,12 @@ def secret_key(settings: Settings) -> str:
     if not path.exists():
         import secrets
 
-        var_dir.mkdir(parents=True, exist_ok=True)
+        if not var_dir.exists():
+            var_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = var_dir / f".secret_key.{os.getpid()}"
-        tmp.write_text(secrets.token_hex(32))
-        os.chmod(tmp, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
         try:
             os.link(tmp, path)  # atomic: the first process wins, the others read its key
         except FileExistsError:

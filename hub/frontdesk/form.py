@@ -227,6 +227,18 @@ def file_error(exc: attachments.AttachmentRefused) -> str:
             name=name,
             types=TYPES,
         )
+    if exc.code == "archive":
+        return _(
+            "%(name)s cannot be accepted: it unpacks to far more than a normal document does. "
+            "Save it again, or as PDF, and add it again.",
+            name=name,
+        )
+    if exc.code == "active":
+        return _(
+            "%(name)s cannot be accepted: it contains web page code, such as a script or an SVG "
+            "image, which we do not forward. Save it as PDF or as a photo and add it again.",
+            name=name,
+        )
     if exc.code == "empty":
         return _("%(name)s is empty. Choose the right file.", name=name)
     if exc.code == "too_many":

@@ -22,7 +22,9 @@ from tests.support.env import Processes, wait_until
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-AXE = Path(__file__).resolve().parent.parent / "browser" / "node_modules" / "axe-core" / "axe.min.js"
+AXE = (
+    Path(__file__).resolve().parent.parent / "browser" / "node_modules" / "axe-core" / "axe.min.js"
+)
 
 
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
