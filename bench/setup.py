@@ -71,7 +71,13 @@ def write_agencies(
         )
     routing = folder / "routing.yaml"
     routing.write_text(
-        yaml.safe_dump({"handle": [{"name": "all", "to": [ids[0]], "reason": "bench"}]})
+        yaml.safe_dump(
+            {
+                "handle": [
+                    {"name": "all", "to": [ids[0]], "reason": "bench", "basis": "the benchmark"}
+                ]
+            }
+        )
     )
     return agencies, routing
 

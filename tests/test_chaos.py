@@ -59,11 +59,19 @@ def write_agencies(tmp_path, ports):
         (folder / f"{agency_id}.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True))
     routing = {
         "handle": [
-            {"name": agency_id, "when": {"domain": domain}, "to": [agency_id], "reason": "chaos"}
+            {
+                "name": agency_id,
+                "when": {"domain": domain},
+                "to": [agency_id],
+                "reason": "chaos",
+                "basis": "the chaos test",
+            }
             for agency_id, domain in AGENCIES.items()
         ]
     }
-    routing["handle"].append({"name": "rest", "to": ["chaos-a"], "reason": "chaos"})
+    routing["handle"].append(
+        {"name": "rest", "to": ["chaos-a"], "reason": "chaos", "basis": "the chaos test"}
+    )
     (tmp_path / "routing.yaml").write_text(yaml.safe_dump(routing))
     return folder, tmp_path / "routing.yaml"
 
