@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy import update as sa_update
@@ -432,6 +433,14 @@ def _apply_refusal(s: Session, mapping: AgencyMapping, refusal: Refusal, now: da
         .where(Assignment.id == a.id)
         .options(selectinload(Assignment.case).selectinload(Case.assignments))
     ).one()
+    evidence: dict[str, Any] = dict(
+        at=now,
+        actor="agency",
+        action="delivery.refused",
+        case_id=a.case_id,
+        agency_id=a.agency_id,
+        data={"reason": refusal.reason, "source": refusal.source, "delivery": d.id},
+    )
     if (
         d.state != DeliveryState.DONE
     ):  # resent meanwhile: the refusal is history, the new attempt counts
@@ -447,15 +456,7 @@ def _apply_refusal(s: Session, mapping: AgencyMapping, refusal: Refusal, now: da
             message=f"An earlier delivery was refused ({refusal.reason}); it has been resent.",
             kind="agency_note",
         )
-        audit.defer(
-            s,
-            at=now,
-            actor="agency",
-            action="delivery.refused",
-            case_id=a.case_id,
-            agency_id=a.agency_id,
-            data={"reason": refusal.reason, "source": refusal.source, "delivery": d.id},
-        )
+        audit.defer(s, **evidence)
         return STALE
     d.state, d.dead_at, d.updated_at = DeliveryState.DEAD, now, now
     d.last_error, d.last_error_kind = error, "refused"
@@ -471,15 +472,7 @@ def _apply_refusal(s: Session, mapping: AgencyMapping, refusal: Refusal, now: da
             "correct it and send it again.",
             kind="delivery_refused",
         )
-    audit.record(
-        s,
-        at=now,
-        actor="agency",
-        action="delivery.refused",
-        case_id=a.case_id,
-        agency_id=a.agency_id,
-        data={"reason": refusal.reason, "source": refusal.source, "delivery": d.id},
-    )
+    audit.record(s, **evidence)
     lifecycle.refresh_case(a.case, now)
     return APPLIED
 
