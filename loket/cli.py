@@ -275,33 +275,6 @@ def _reference(text: str) -> str:
     return reference
 
 
-def _case_or_fail(hub, reference: str):
-    from sqlalchemy import select
-    from sqlalchemy.orm import selectinload
-
-    from hub import reference as references
-    from hub.models import Case
-
-    normalised = references.normalise(reference)
-    if normalised is None:
-        raise click.BadParameter(
-            f"{reference!r} is not a case reference (LK-XXXX-XXXX)", param_hint="REFERENCE"
-        )
-    with hub.db.session(read_only=True) as s:
-        case = s.scalars(
-            select(Case)
-            .where(Case.reference == normalised)
-            .options(
-                selectinload(Case.assignments),
-                selectinload(Case.events),
-                selectinload(Case.parties),
-            )
-        ).first()
-    if case is None:
-        raise click.BadParameter(f"no case {normalised}", param_hint="REFERENCE")
-    return case
-
-
 @cases.command("show")
 @click.argument("reference")
 @click.pass_context
