@@ -69,7 +69,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from loket_simulators import wait_listening
-from loket_simulators.profiles import Reader, load, unknown
+from loket_simulators.profiles import Reader, load, named
 
 log = logging.getLogger(__name__)
 
@@ -131,10 +131,7 @@ def profiles() -> dict[str, Profile]:
 
 
 def profile(name: str) -> Profile:
-    known = profiles()
-    if name not in known:
-        raise unknown("email", name, known)
-    return known[name]
+    return named("email", profiles(), name)
 
 
 # ------------------------------------------------------------------------------------ maildir

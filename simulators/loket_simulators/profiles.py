@@ -137,8 +137,12 @@ def load(kind: str, build: Callable[[Reader], P], folder: Path | None = None) ->
     }
 
 
-def unknown(kind: str, name: str, known: Mapping[str, Any]) -> ValueError:
-    return ValueError(
-        f"no {kind} simulator profile {name!r} (known: {', '.join(sorted(known))}); a profile "
-        f"is contracts/agencies/<agency id>/{FILE} with kind: {kind.lower()}"
-    )
+def named(kind: str, known: Mapping[str, P], name: str) -> P:
+    """The profile of agency `name` among a kind's `known` ones, or a ValueError saying which
+    exist and where a profile lives."""
+    if name not in known:
+        raise ValueError(
+            f"no {kind} simulator profile {name!r} (known: {', '.join(sorted(known))}); a "
+            f"profile is contracts/agencies/<agency id>/{FILE} with kind: {kind.lower()}"
+        )
+    return known[name]

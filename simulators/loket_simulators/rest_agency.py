@@ -36,7 +36,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 
 from loket_simulators import WsgiSimulatorServer, serve_until_interrupted, start_all
-from loket_simulators.profiles import Reader, load, unknown
+from loket_simulators.profiles import Reader, load, named
 
 
 @dataclass(frozen=True)
@@ -77,10 +77,7 @@ def profiles() -> dict[str, Profile]:
 
 
 def profile(name: str) -> Profile:
-    known = profiles()
-    if name not in known:
-        raise unknown("REST", name, known)
-    return known[name]
+    return named("REST", profiles(), name)
 
 
 @dataclass

@@ -68,7 +68,7 @@ from loket_simulators.casefiles import (
     read_record,
     write_statuses,
 )
-from loket_simulators.profiles import Reader, load, unknown
+from loket_simulators.profiles import Reader, load, named
 
 log = logging.getLogger("loket.sim.sftp")
 
@@ -115,10 +115,7 @@ def profiles() -> dict[str, Profile]:
 
 
 def profile(name: str) -> Profile:
-    known = profiles()
-    if name not in known:
-        raise unknown("SFTP", name, known)
-    return known[name]
+    return named("SFTP", profiles(), name)
 
 
 # Where a status record's fields go: the same keys as the adapter's `status` layout.

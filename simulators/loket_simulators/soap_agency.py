@@ -45,7 +45,7 @@ from typing import Any
 from lxml import etree
 
 from loket_simulators import WsgiSimulatorServer, serve_until_interrupted, start_all
-from loket_simulators.profiles import load, unknown
+from loket_simulators.profiles import load, named
 from loket_simulators.rest_agency import AgencySystem, Faults, Profile, read_profile
 
 with warnings.catch_warnings():
@@ -426,10 +426,7 @@ class SoapService:
     @property
     def profile(self) -> Profile:
         """Its case ids, status flow and URL path: contracts/agencies/<key>/simulator.yaml."""
-        known = soap_profiles()
-        if self.key not in known:
-            raise unknown("SOAP", self.key, known)
-        return known[self.key]
+        return named("SOAP", soap_profiles(), self.key)
 
 
 @cache
