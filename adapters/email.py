@@ -808,7 +808,7 @@ class EmailAdapter(Adapter):
         status_mail = contract.get("status_mail") or {}
         example = status_mail.get("example")
         if example:
-            text = strip_quoted(str(example))
+            text = mailtriage.agency_text(str(example))
             code = adapter.read_status(text)
             codes = [str(c) for c in status_mail.get("codes") or ()]
             if code is None or (codes and code not in codes):
@@ -970,11 +970,6 @@ def _flatten(payload: Mapping[str, Any]) -> tuple[list[tuple[str, str]], list[tu
     return short, long
 
 
-def strip_quoted(text: str) -> str:
-    """The new part of a reply (see adapters.mailtriage.agency_text)."""
-    return mailtriage.agency_text(text)
-
-
 def _content_id(msg: EmailMessage, message_id: str, text: str) -> str:
     """`<Message-ID> #<digest of what the sender wrote>`, short enough for any column."""
     basis = "\0".join(
@@ -1052,4 +1047,4 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-__all__ = ["EmailAdapter", "EmailConfig", "parse_cursor", "strip_quoted"]
+__all__ = ["EmailAdapter", "EmailConfig", "parse_cursor"]

@@ -61,11 +61,6 @@ log = logging.getLogger("loket.worker")
 RECORD_EVERY = 25
 
 
-def working_language(mapping: AgencyMapping, case_language: str) -> str:
-    """The agency works in the consumer's language when it can, else in its first language."""
-    return mapping.working_language(case_language)
-
-
 @dataclass(frozen=True)
 class Sent:
     item: outbox.Claimed
@@ -231,7 +226,7 @@ class Worker:
         started = time.perf_counter()
         try:
             adapter = self.hub.directory.adapter(item.agency_id)
-            language = working_language(mapping, item.language)
+            language = mapping.working_language(item.language)
             if item.kind == outbox.MESSAGE and MESSAGES not in adapter.capabilities:
                 raise PermanentError(
                     f"the {adapter.kind} adapter of {item.agency_id} is configured without "

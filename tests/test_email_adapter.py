@@ -20,7 +20,8 @@ from adapters.base import (
     PermanentError,
     TransientError,
 )
-from adapters.email import EmailAdapter, strip_quoted
+from adapters.email import EmailAdapter
+from adapters.mailtriage import agency_text
 from tests.support.env import free_port
 from tests.support.peers_email import case_payload
 
@@ -522,6 +523,6 @@ def test_quoted_history_is_cut_in_every_working_language():
         "Am Mo., 2. Nov. 2026 schrieb Loket:",
         "-----Original Message-----",
     ):
-        assert strip_quoted(f"Status: AFGESLOTEN\nBedankt.\n\n{header}\nStatus: ONTVANGEN\n") == (
+        assert agency_text(f"Status: AFGESLOTEN\nBedankt.\n\n{header}\nStatus: ONTVANGEN\n") == (
             "Status: AFGESLOTEN\nBedankt."
         )
