@@ -16,10 +16,18 @@ from hub import i18n
 from hub.config import ROOT
 from hub.frontdesk import FILING_LIMIT, TRACKING_LIMIT
 from hub.models import Case, Delivery, Message
-from scheduler.worker import Worker
 from tests.support.backoffice import token_of
 from tests.support.cases import CASE
-from tests.support.frontdesk import FORM, PDF, case_form, count_cases, file_by_page, filed, text
+from tests.support.frontdesk import (
+    FORM,
+    PDF,
+    asked_for_information,
+    case_form,
+    count_cases,
+    file_by_page,
+    filed,
+    text,
+)
 
 # ------------------------------------------------------------------------------------ languages
 
@@ -233,16 +241,7 @@ def test_an_answer_with_a_refused_file_keeps_the_text_and_a_good_one_goes_to_the
 ):
     from io import BytesIO
 
-    from loket_simulators.rest_agency import profiles
-
-    sims.system("ombudsman-telecom").profile = profiles()["ombudsman-telecom"].with_info()
-    reference, code = filed(client, "nl")
-    worker = Worker(hub, "w")
-    worker.dispatch_once()
-    for _ in range(3):
-        worker.poll_agency("ombudsman-telecom")
-        clock.advance(seconds=60)
-    worker.poll_agency("ombudsman-telecom")
+    reference, code = asked_for_information(client, hub, sims, clock)
     app_client.get(f"/nl/track/{reference}?k={code}")
     page = text(app_client.get(f"/nl/track/{reference}"))
     assert "Wacht op uw antwoord" in page

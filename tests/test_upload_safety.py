@@ -16,8 +16,7 @@ from sqlalchemy import select
 
 from hub import attachments
 from hub.models import Attachment, Message
-from scheduler.worker import Worker
-from tests.support.frontdesk import count_cases, file_by_page, filed, text
+from tests.support.frontdesk import asked_for_information, count_cases, file_by_page, filed, text
 
 MEMORY_BOUND = 40 * 1024 * 1024  # the bombs below unpack to 100-200 MB
 
@@ -78,16 +77,7 @@ def test_a_zip_bomb_named_odt_or_docx_is_refused_on_the_case_form_within_a_memor
 def test_a_zip_bomb_on_the_reply_form_is_refused_in_the_consumers_language(
     client, hub, sims, clock, docx_bomb
 ):
-    from loket_simulators.rest_agency import profiles
-
-    sims.system("ombudsman-telecom").profile = profiles()["ombudsman-telecom"].with_info()
-    reference, code = filed(client, "nl")
-    worker = Worker(hub, "w")
-    worker.dispatch_once()
-    for _ in range(3):
-        worker.poll_agency("ombudsman-telecom")
-        clock.advance(seconds=60)
-    worker.poll_agency("ombudsman-telecom")
+    reference, code = asked_for_information(client, hub, sims, clock)
     visitor = client.application.test_client()
     visitor.get(f"/nl/track/{reference}?k={code}")
     page = text(visitor.get(f"/nl/track/{reference}"))

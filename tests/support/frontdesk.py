@@ -65,3 +65,21 @@ def filed(client, lang: str = "fr", **kw) -> tuple[str, str]:
 def count_cases(hub) -> int:
     with hub.db.session(read_only=True) as s:
         return s.scalar(select(func.count(Case.id)))
+
+
+def asked_for_information(client, hub, sims, clock, lang: str = "nl") -> tuple[str, str]:
+    """A telecom complaint filed through the pages, delivered, and moved by the simulated
+    ombudsman to its information request; returns (reference, private code)."""
+    from loket_simulators.rest_agency import profiles
+
+    from scheduler.worker import Worker
+
+    sims.system("ombudsman-telecom").profile = profiles()["ombudsman-telecom"].with_info()
+    reference, code = filed(client, lang)
+    worker = Worker(hub, "w")
+    worker.dispatch_once()
+    for _ in range(3):
+        worker.poll_agency("ombudsman-telecom")
+        clock.advance(seconds=60)
+    worker.poll_agency("ombudsman-telecom")
+    return reference, code
