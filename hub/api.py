@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, current_app, json, jsonify, request
@@ -67,6 +68,9 @@ def validation_problem(exc: ValidationError) -> Problem:
     )
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abAB]")
+
+
 def _json_body() -> Any:
     mimetype = request.mimetype
     if mimetype != "application/json" and not (
@@ -80,7 +84,19 @@ def _json_body() -> Any:
         )
     raw = request.get_data(cache=False)
     try:
-        return json.loads(raw.decode("utf-8"))
+        body = json.loads(raw.decode("utf-8"))
+        if _SURROGATE_ESCAPE.search(raw):
+            # `\ud800` alone decodes to half a character no database or agency can store.
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+        return body
+    except UnicodeEncodeError as exc:
+        raise Problem(
+            400,
+            "malformed-json",
+            f"The body holds a lone UTF-16 surrogate (\\u{ord(exc.object[exc.start]):04x}), which "
+            "is half of a character. Escape characters outside the BMP as a pair, or send them "
+            "as UTF-8.",
+        ) from None
     except UnicodeDecodeError as exc:
         raise Problem(
             400, "malformed-json", f"The body is not UTF-8 (byte {exc.start}). Send UTF-8 JSON."
@@ -282,6 +298,15 @@ def _status_body(view: caseview.CaseView) -> dict[str, Any]:
 @bp.get("/domains")
 def domains():
     lang = request.args.get("lang", "en")
+    if lang not in ("nl", "fr", "de", "en"):
+        raise Problem(
+            422,
+            "validation",
+            "The query names a language the hub does not speak.",
+            errors=[
+                field_error(["lang"], f"Unknown language {lang!r}.", "One of: nl, fr, de, en.")
+            ],
+        )
     return jsonify({"domains": [d.public(lang) for d in taxonomy.subareas()]})
 
 

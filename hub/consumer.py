@@ -17,6 +17,7 @@ from hub.attachments import Upload
 from hub.db import Database
 from hub.intake import attachment_row, token_matches
 from hub.models import Assignment, Attachment, Case, Delivery, DeliveryState, Message
+from hub.schemas import clean_text
 
 
 class NotAllowed(ValueError):
@@ -90,8 +91,9 @@ def reply(
     uploads: list[Upload],
     now: datetime,
 ) -> int:
-    """The consumer answers an agency (usually its information request). Returns the message id."""
-    text = (text or "").strip()
+    """The consumer answers an agency (usually its information request). Returns the message id.
+    Control characters are dropped: no agency system (an XML one least of all) takes them."""
+    text = clean_text(text or "", multiline=True).strip()
     if not text and not uploads:
         raise NotAllowed("Write an answer or add a document.")
     with db.session() as s:

@@ -30,6 +30,14 @@ DESCRIPTION_MIN, DESCRIPTION_MAX = 10, 10000
 PHONE = re.compile(r"^\+?[0-9 ./()-]{6,25}$")
 ENTERPRISE = re.compile(r"^(BE)?\s?[01][0-9]{3}[. ]?[0-9]{3}[. ]?[0-9]{3}$")
 MAX_AMOUNT = Decimal("10000000")
+# The earliest date the hub takes: agencies' systems refuse years before 1000, and no consumer
+# case is about something that happened before 1900. The contract says the same with a pattern.
+EARLIEST_DATE = date(1900, 1, 1)
+# Characters no agency system takes and no person types: C0 and C1 controls, DEL, lone
+# surrogates and the two non-characters U+FFFE/U+FFFF. The description may hold line breaks
+# and tabs; one-line fields may not.
+ONE_LINE = "^[^\\x00-\\x1f\\x7f-\\x9f\\ufffe\\uffff]*$"
+MULTI_LINE = "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\ufffe\\uffff]*$"
 
 
 def enterprise_digits(value: str) -> str:
@@ -44,6 +52,55 @@ def enterprise_number_ok(value: str) -> bool:
     return 97 - int(digits[:8]) % 97 == int(digits[8:])
 
 
+class PlainText(validate.Regexp):
+    """Refuses the characters in ONE_LINE/MULTI_LINE, naming the first one and where it is.
+    A Regexp, so tests/test_contracts.py compares its pattern with the contract's."""
+
+    def __init__(self, *, multiline: bool = False) -> None:
+        super().__init__(MULTI_LINE if multiline else ONE_LINE)
+        self.multiline = multiline
+
+    def __call__(self, value: Any) -> Any:
+        # fullmatch: re's `$` would also match before a final line break.
+        if isinstance(value, str) and self.regex.fullmatch(value) is None:
+            bad = next(i for i, c in enumerate(value) if not self.regex.fullmatch(c))
+            raise ValidationError(
+                f"Contains the control character U+{ord(value[bad]):04X} at position {bad + 1}."
+            )
+        return value
+
+
+def text_fix(what: str, *, multiline: bool = False) -> str:
+    """The repair sentence of a text field, with the rule on invisible characters."""
+    allowed = "line breaks and tabs are fine" if multiline else "on one line"
+    return f"{what} Plain text, {allowed}, without control characters (U+0000 to U+001F, U+007F to U+009F)."
+
+
+def clean_text(value: str, *, multiline: bool = False) -> str:
+    """What a browser form sends, without the invisible characters PlainText refuses: a person
+    cannot see them to remove them, so the front desk drops them (line breaks in one-line
+    fields become spaces) instead of refusing the form."""
+    if not multiline:
+        value = re.sub(r"[\t\r\n]+", " ", value)
+    pattern = MULTI_LINE if multiline else ONE_LINE
+    keep = re.compile(pattern)
+    return "".join(c for c in value if keep.fullmatch(c))
+
+
+class NotBefore(validate.Validator):
+    """A date on or after `earliest` (the contract's pattern says the same)."""
+
+    def __init__(self, earliest: date) -> None:
+        self.earliest = earliest
+
+    def __call__(self, value: date) -> date:
+        if value < self.earliest:
+            raise ValidationError(
+                f"{value.isoformat()} is before {self.earliest.isoformat()}, which no case can be about."
+            )
+        return value
+
+
 class Strict(Schema):
     class Meta:
         unknown = RAISE
@@ -51,13 +108,16 @@ class Strict(Schema):
 
 class AddressSchema(Strict):
     street = fields.String(
-        validate=validate.Length(max=200), metadata={"fix": "At most 200 characters."}
+        validate=[validate.Length(max=200), PlainText()],
+        metadata={"fix": text_fix("At most 200 characters.")},
     )
     postcode = fields.String(
-        validate=validate.Length(max=20), metadata={"fix": "At most 20 characters."}
+        validate=[validate.Length(max=20), PlainText()],
+        metadata={"fix": text_fix("At most 20 characters.")},
     )
     city = fields.String(
-        validate=validate.Length(max=100), metadata={"fix": "At most 100 characters."}
+        validate=[validate.Length(max=100), PlainText()],
+        metadata={"fix": text_fix("At most 100 characters.")},
     )
     country = fields.String(
         validate=validate.Regexp(r"^[A-Z]{2}$", error="Not an ISO 3166 country code."),
@@ -68,8 +128,8 @@ class AddressSchema(Strict):
 class ConsumerSchema(Strict):
     name = fields.String(
         required=True,
-        validate=validate.Length(min=1, max=200),
-        metadata={"fix": "Give the consumer's name, 1 to 200 characters."},
+        validate=[validate.Length(min=1, max=200), PlainText()],
+        metadata={"fix": text_fix("Give the consumer's name, 1 to 200 characters.")},
     )
     email = fields.Email(
         required=True,
@@ -88,8 +148,12 @@ class ConsumerSchema(Strict):
 class TraderSchema(Strict):
     name = fields.String(
         required=True,
-        validate=validate.Length(min=1, max=200),
-        metadata={"fix": "Give the company's name as the consumer knows it, 1 to 200 characters."},
+        validate=[validate.Length(min=1, max=200), PlainText()],
+        metadata={
+            "fix": text_fix(
+                "Give the company's name as the consumer knows it, 1 to 200 characters."
+            )
+        },
     )
     enterprise_number = fields.String(
         metadata={
@@ -147,18 +211,27 @@ class CaseInSchema(Strict):
     )
     description = fields.String(
         required=True,
-        validate=validate.Length(min=DESCRIPTION_MIN, max=DESCRIPTION_MAX),
+        validate=[
+            validate.Length(min=DESCRIPTION_MIN, max=DESCRIPTION_MAX),
+            PlainText(multiline=True),
+        ],
         metadata={
-            "fix": f"Describe what happened in {DESCRIPTION_MIN} to {DESCRIPTION_MAX} characters;"
-            " send documents as attachments."
+            "fix": text_fix(
+                f"Describe what happened in {DESCRIPTION_MIN} to {DESCRIPTION_MAX} characters;"
+                " send documents as attachments.",
+                multiline=True,
+            )
         },
     )
     incident_date = fields.Date(
-        metadata={"fix": "A date in ISO form, YYYY-MM-DD, not in the future."},
+        validate=NotBefore(EARLIEST_DATE),
+        metadata={"fix": "A date in ISO form, YYYY-MM-DD, from 1900 on and not in the future."},
     )
     complaint_date = fields.Date(
+        validate=NotBefore(EARLIEST_DATE),
         metadata={
-            "fix": "The date of your written complaint to the trader, YYYY-MM-DD, not in the future."
+            "fix": "The date of your written complaint to the trader, YYYY-MM-DD, from 1900 on"
+            " and not in the future."
         },
     )
     amount = fields.Decimal(

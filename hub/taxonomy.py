@@ -61,3 +61,24 @@ def domain_codes(path: Path = DOMAINS_FILE) -> frozenset[str]:
 
 def get(code: str) -> Subarea | None:
     return next((s for s in subareas() if s.code == code), None)
+
+
+def contract_rules(path: Path = DOMAINS_FILE) -> dict[str, Any]:
+    """What contracts/case.schema.json says about `domain` and `kind`, derived from this file:
+    the domain codes as an enum, and per set of offered kinds the domains that offer only those
+    (an if/then each). tests/test_contracts.py fails when the contract differs; `loket contracts
+    sync` writes it."""
+    by_options: dict[tuple[str, ...], list[str]] = {}
+    for sub in subareas(path):
+        if sub.options:
+            by_options.setdefault(tuple(sorted(sub.options)), []).append(sub.code)
+    return {
+        "domain_enum": sorted(domain_codes(path)),
+        "allOf": [
+            {
+                "if": {"required": ["domain"], "properties": {"domain": {"enum": sorted(codes)}}},
+                "then": {"properties": {"kind": {"enum": list(options)}}},
+            }
+            for options, codes in sorted(by_options.items())
+        ],
+    }

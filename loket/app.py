@@ -87,7 +87,13 @@ def _register_problem_handlers(app: Flask, settings: Settings) -> None:
         slug = {404: "not-found", 405: "method-not-allowed", 415: "unsupported-media-type"}.get(
             exc.code or 500, "http-error"
         )
-        return Problem(exc.code or 500, slug, exc.description or exc.name).response()
+        response = Problem(exc.code or 500, slug, exc.description or exc.name).response()
+        # Keep the exception's own headers (Allow on a 405, as RFC 9110 requires; WWW-Authenticate
+        # on a 401), but not its text/html Content-Type.
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

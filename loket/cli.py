@@ -777,5 +777,38 @@ def simulate(ctx: click.Context, kind: str) -> None:
     module.main(ctx.args)
 
 
+@main.group()
+def contracts() -> None:
+    """The published contracts (contracts/)."""
+
+
+@contracts.command("sync")
+@click.option("--check", is_flag=True, help="only say whether the file is current (exit 1 if not)")
+def contracts_sync(check: bool) -> None:
+    """Write the domain codes and each domain's case kinds from contracts/domains.yaml into
+    contracts/case.schema.json, so the contract accepts exactly the cases the hub takes."""
+    import json
+
+    from hub import taxonomy
+    from hub.config import CONTRACTS_DIR
+
+    path = CONTRACTS_DIR / "case.schema.json"
+    schema = json.loads(path.read_text(encoding="utf-8"))
+    rules = taxonomy.contract_rules()
+    current = (
+        schema["properties"]["domain"].get("enum") == rules["domain_enum"]
+        and schema.get("allOf") == rules["allOf"]
+    )
+    if check:
+        click.echo(
+            f"{path}: " + ("current" if current else "out of date; run `loket contracts sync`")
+        )
+        sys.exit(0 if current else 1)
+    schema["properties"]["domain"]["enum"] = rules["domain_enum"]
+    schema["allOf"] = rules["allOf"]
+    path.write_text(json.dumps(schema, indent=2, ensure_ascii=True) + "\n", encoding="utf-8")
+    click.echo(f"{path}: {len(rules['domain_enum'])} domains, {len(rules['allOf'])} kind rules")
+
+
 if __name__ == "__main__":
     main()

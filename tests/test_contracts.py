@@ -2,6 +2,7 @@
 
 import json
 import re
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
@@ -9,7 +10,7 @@ import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 from marshmallow import Schema, ValidationError, fields, validate
 
-from hub import lifecycle, taxonomy
+from hub import lifecycle, schemas, taxonomy
 from hub.config import CONTRACTS_DIR
 from hub.schemas import CaseInSchema
 
@@ -118,10 +119,68 @@ def test_the_drift_check_itself_catches_a_difference():
     assert any("fields differ" in p and "extra" in p for p in problems)
 
 
-def test_every_taxonomy_code_fits_the_contract_pattern():
-    pattern = re.compile(CASE_SCHEMA["properties"]["domain"]["pattern"])
-    codes = taxonomy.domain_codes()
-    assert codes and all(pattern.match(code) for code in codes)
+def test_the_contracts_domains_and_kinds_are_the_taxonomys():
+    """`domain` is an enum of contracts/domains.yaml's codes and each domain's kinds are stated
+    (an if/then per set of kinds), so a generated "valid" case is one the hub takes."""
+    rules = taxonomy.contract_rules()
+    assert CASE_SCHEMA["properties"]["domain"]["enum"] == rules["domain_enum"], (
+        "contracts/case.schema.json's domains differ from contracts/domains.yaml: run "
+        "`loket contracts sync`"
+    )
+    assert CASE_SCHEMA["allOf"] == rules["allOf"], "run `loket contracts sync`"
+    validator = Draft202012Validator(CASE_SCHEMA, format_checker=FormatChecker())
+    base = dict(EXAMPLES_VALID[1])
+    for sub in taxonomy.subareas():
+        for kind in ("question", "complaint", "report", "mediation"):
+            ok = validator.is_valid({**base, "domain": sub.code, "kind": kind})
+            assert ok == (not sub.options or kind in sub.options), (sub.code, kind)
+
+
+def test_the_contract_and_the_code_refuse_the_same_dates():
+    """Dates from 1900 on: the code's NotBefore and the contract's pattern agree."""
+    validator = Draft202012Validator(CASE_SCHEMA, format_checker=FormatChecker())
+    earliest = schemas.EARLIEST_DATE
+    day_before = earliest - timedelta(days=1)
+    for name in ("incident_date", "complaint_date"):
+        field = CaseInSchema().fields[name]
+        assert any(isinstance(v, schemas.NotBefore) for v in field.validators)
+        for day, ok in ((earliest, True), (day_before, False), (date(999, 12, 31), False)):
+            case = {**EXAMPLES_VALID[1], name: day.isoformat()}
+            assert validator.is_valid(case) == ok, (name, day)
+            errors = CaseInSchema().validate(case)
+            assert (name not in errors) == ok, (name, day, errors)
+
+
+@pytest.mark.parametrize(
+    "path, value",
+    [
+        (("consumer", "name"), "Jo\x00"),
+        (("consumer", "name"), "Jo\nSmith"),
+        (("description",), "It broke on day one\x1b[31m"),
+        (("description",), "It broke \u0085 on day one"),
+        (("trader", "name"), "Shop\x7f"),
+    ],
+)
+def test_control_characters_are_refused_by_the_contract_and_the_code(path, value):
+    case = json.loads(json.dumps(EXAMPLES_VALID[1]))
+    case["trader"] = {"name": "Shop"}
+    node = case
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    validator = Draft202012Validator(CASE_SCHEMA, format_checker=FormatChecker())
+    assert not validator.is_valid(case)
+    errors = CaseInSchema().validate(case)
+    node = errors
+    for part in path:
+        node = node[part]
+    assert "control character" in str(node)
+
+
+def test_line_breaks_and_tabs_are_fine_in_the_description():
+    case = {**EXAMPLES_VALID[1], "description": "Line one,\r\n\tline two."}
+    assert Draft202012Validator(CASE_SCHEMA).is_valid(case)
+    assert CaseInSchema().validate(case) == {}
 
 
 EXAMPLES_VALID = [

@@ -25,6 +25,7 @@ from hub.schemas import (
     MAX_AMOUNT,
     PHONE,
     CaseInSchema,
+    clean_text,
     enterprise_digits,
     enterprise_number_ok,
 )
@@ -63,8 +64,10 @@ class Filled:
 
 
 def read(form: MultiDict, files: MultiDict) -> Filled:
-    values = {name: (form.get(name) or "").strip() for name in TEXT_FIELDS}
-    values["description"] = (form.get("description") or "").strip()
+    # Invisible control characters (pasted from a PDF, say) are dropped, not refused: the
+    # consumer cannot see them to remove them. The JSON API refuses them (hub/schemas.py).
+    values = {name: clean_text(form.get(name) or "").strip() for name in TEXT_FIELDS}
+    values["description"] = clean_text(form.get("description") or "", multiline=True).strip()
     given = [f for f in files.getlist("attachments") if f and f.filename]
     return Filled(
         values=values,
