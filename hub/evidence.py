@@ -558,9 +558,7 @@ _COLUMNS = ("id", "seq", "case_id", "at", "actor", "action", "agency_id", "prev_
 
 def _entries(s: Session, *conditions, with_data: bool = False) -> list[_Entry]:
     t = AuditEntry.__table__
-    query = select(*(t.c[name] for name in _COLUMNS), t.c.data, t.c.data_sha256).where(
-        *conditions
-    )
+    query = select(*(t.c[name] for name in _COLUMNS), t.c.data, t.c.data_sha256).where(*conditions)
     out = []
     for row in s.execute(query.order_by(t.c.id).execution_options(yield_per=2000)):
         e = row._mapping
@@ -921,7 +919,14 @@ def _check_entries(doc: dict[str, Any], ring: Keyring) -> str:
                 f"entry #{e['seq']} does not follow the one before it in the bundle"
             )
         if not isinstance(e["data_sha256"], str | None) or not audit.intact(
-            e["hash"], prev, at, e["actor"], e["action"], e["agency_id"], e["data"], e["data_sha256"]
+            e["hash"],
+            prev,
+            at,
+            e["actor"],
+            e["action"],
+            e["agency_id"],
+            e["data"],
+            e["data_sha256"],
         ):
             raise EvidenceError(f"entry #{e['seq']} ({e['action']}) does not match its hash")
         proof = [bytes.fromhex(p) for p in e["proof"]]

@@ -39,7 +39,6 @@ from hub.config import CONTRACTS_DIR
 from hub.db import Database
 from hub.evidence import ERASED as ERASED_ACTION
 from hub.models import (
-    Assignment,
     Attachment,
     AuditEntry,
     Case,
@@ -178,7 +177,9 @@ def load_retention(path: Path = RETENTION_FILE) -> Retention:
         raise RetentionError(f"{path}: expected a mapping with closed, by_status and inactive")
     extra = set(doc) - {"closed", "by_status", "inactive"}
     if extra:
-        raise RetentionError(f"{path}: unknown key(s) {sorted(extra)}; allowed: closed, by_status, inactive")
+        raise RetentionError(
+            f"{path}: unknown key(s) {sorted(extra)}; allowed: closed, by_status, inactive"
+        )
     closed = doc.get("closed")
     if not isinstance(closed, dict) or set(closed) != set(KINDS):
         raise RetentionError(
@@ -407,8 +408,11 @@ def _after_erasure(db: Database) -> None:
     """On SQLite, fold the write-ahead log into the database and empty it, so the pages that
     held the erased data (zeroed by secure_delete, hub/db.py) leave no copy in the -wal file."""
     if db.dialect == "sqlite":
-        with db.engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        raw = db.engine.raw_connection()  # outside a transaction: a checkpoint cannot run in one
+        try:
+            raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        finally:
+            raw.close()
 
 
 def erase_case(
@@ -419,7 +423,9 @@ def erase_case(
     with db.session() as s:
         case = _load(s, reference, lock=True)
         if case.erased_at is not None:
-            raise PrivacyError(f"case {case.reference} was already erased on {case.erased_at:%Y-%m-%d}")
+            raise PrivacyError(
+                f"case {case.reference} was already erased on {case.erased_at:%Y-%m-%d}"
+            )
         done = _erase(s, case, now, reason, actor)
     _after_erasure(db)
     return done
@@ -461,9 +467,7 @@ def _iso(value: Any) -> Any:
 
 def _row(obj: Any, leave_out: tuple[str, ...] = ()) -> dict[str, Any]:
     return {
-        c.key: _iso(getattr(obj, c.key))
-        for c in obj.__table__.columns
-        if c.key not in leave_out
+        c.key: _iso(getattr(obj, c.key)) for c in obj.__table__.columns if c.key not in leave_out
     }
 
 
@@ -484,7 +488,9 @@ def export_case(db: Database, reference: str, now: datetime, *, actor: str) -> b
             "timeline": [
                 _row(e, ("case_id", "dedupe_key"))
                 for e in s.scalars(
-                    select(StatusEvent).where(StatusEvent.case_id == case.id).order_by(StatusEvent.id)
+                    select(StatusEvent)
+                    .where(StatusEvent.case_id == case.id)
+                    .order_by(StatusEvent.id)
                 )
             ],
             "messages": [
@@ -493,13 +499,13 @@ def export_case(db: Database, reference: str, now: datetime, *, actor: str) -> b
                     select(Message).where(Message.case_id == case.id).order_by(Message.id)
                 )
             ],
-            "attachments": [
-                {**_row(f, ("data", "case_id")), "file": _file_name(f)} for f in files
-            ],
+            "attachments": [{**_row(f, ("data", "case_id")), "file": _file_name(f)} for f in files],
             "mails": [
                 _row(n, ("case_id", "secret", "dedupe_key"))
                 for n in s.scalars(
-                    select(Notification).where(Notification.case_id == case.id).order_by(Notification.id)
+                    select(Notification)
+                    .where(Notification.case_id == case.id)
+                    .order_by(Notification.id)
                 )
             ],
             "sent_to_agencies": [
@@ -513,7 +519,9 @@ def export_case(db: Database, reference: str, now: datetime, *, actor: str) -> b
             "privacy_requests": [
                 _row(r, ("case_id",))
                 for r in s.scalars(
-                    select(PrivacyRequest).where(PrivacyRequest.case_id == case.id).order_by(PrivacyRequest.id)
+                    select(PrivacyRequest)
+                    .where(PrivacyRequest.case_id == case.id)
+                    .order_by(PrivacyRequest.id)
                 )
             ],
             "evidence": [
@@ -614,9 +622,7 @@ def record_export(s: Session, case: Case, now: datetime) -> None:
 
 
 def _request(r: PrivacyRequest, reference: str) -> Request:
-    return Request(
-        r.id, reference, r.kind, r.state, r.requested_at, r.due_at, r.done_at, r.done_by
-    )
+    return Request(r.id, reference, r.kind, r.state, r.requested_at, r.due_at, r.done_at, r.done_by)
 
 
 def pending_request(s: Session, case_id: int) -> PrivacyRequest | None:
