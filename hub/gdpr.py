@@ -420,6 +420,7 @@ def erase_case(
 ) -> Erased:
     """Erase a case's personal data now (an operator, on request or by decision). Raises
     PrivacyError for an unknown or already erased case."""
+    actor = actor[:32]  # the evidence log's actor column
     with db.session() as s:
         case = _load(s, reference, lock=True)
         if case.erased_at is not None:
@@ -475,6 +476,7 @@ def export_case(db: Database, reference: str, now: datetime, *, actor: str) -> b
     """A zip of everything held about the case: `personal-data.json` (the case, its parties,
     lines, timeline, messages, mails, requests and evidence entries) and `attachments/<id>-<name>`.
     The export is recorded on the case's evidence chain (what was exported: a count, no data)."""
+    actor = actor[:32]  # the evidence log's actor column
     with db.session() as s:
         case = _load(s, reference)
         t = Attachment
@@ -573,6 +575,66 @@ class Request:
 
     def overdue(self, now: datetime) -> bool:
         return self.state == "pending" and self.due_at < now
+
+
+@dataclass(frozen=True)
+class ConsumerView:
+    """What the consumer's privacy page shows about their case."""
+
+    reference: str
+    erase_after: datetime | None  # None: erased already
+    closed: bool
+    pending: Request | None
+    erased_at: datetime | None
+
+
+def for_consumer(db: Database, reference: str, token: str) -> ConsumerView | None:
+    """The privacy page's facts, for the holder of the case's code; None otherwise."""
+    from hub import consumer
+
+    with db.session(read_only=True) as s:
+        case = consumer.find_case(s, reference, token)
+        if case is None:
+            return None
+        pending = pending_request(s, case.id)
+        return ConsumerView(
+            case.reference,
+            None if case.erased_at else erase_after(case, retention_periods()),
+            _closed_at(case) is not None,
+            _request(pending, case.reference) if pending else None,
+            case.erased_at,
+        )
+
+
+def consumer_export(db: Database, reference: str, token: str, now: datetime) -> bytes | None:
+    """The export, served at once to the holder of the case's code; None for a wrong code."""
+    from hub import consumer
+
+    with db.session(read_only=True) as s:
+        case = consumer.find_case(s, reference, token)
+        if case is None:
+            return None
+        reference = case.reference
+    raw = export_case(db, reference, now, actor="consumer")
+    with db.session() as s:
+        record_export(s, _load(s, reference), now)
+    return raw
+
+
+def consumer_requests_erasure(
+    db: Database, reference: str, token: str, now: datetime
+) -> Request | None:
+    """The consumer confirmed they want their data erased: a request an operator carries out
+    before `ERASURE_DEADLINE`. None for a wrong code; PrivacyError when already erased."""
+    from hub import consumer
+
+    with db.session() as s:
+        case = consumer.find_case(s, reference, token)
+        if case is None:
+            return None
+        if case.erased_at is not None:
+            raise PrivacyError(f"case {case.reference} is already erased")
+        return request_erasure(s, case, now)
 
 
 def request_erasure(s: Session, case: Case, now: datetime) -> Request:
