@@ -897,7 +897,7 @@ def _privacy_page(reference: str, token: str, status: int = 200, error: str | No
         asked_on=format_date(view.pending.requested_at, format="long") if view.pending else None,
         due_on=format_date(view.pending.due_at, format="long") if view.pending else None,
         deadline_days=gdpr.ERASURE_DEADLINE.days,
-        error=error,
+        problem=error,
         notices=get_flashed_messages(),
     )
 
