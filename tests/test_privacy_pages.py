@@ -66,13 +66,19 @@ def test_the_holder_of_the_code_downloads_everything_at_once(client, opened, hub
         assert "Marie" not in json.dumps(entry.data)
 
 
-def test_without_the_code_there_is_nothing_to_download(client, opened):
+def test_without_the_code_there_is_nothing_to_download_or_erase(client, opened, hub):
     stranger = client.application.test_client()
-    page = text(client.get(f"/en/track/{opened}/privacy"))
-    answer = stranger.post(f"/en/track/{opened}/privacy/export", data={"csrf_token": "x"})
-    assert answer.status_code in (303, 400) and answer.mimetype != "application/zip"
+    token = csrf_of(text(stranger.get("/en/track")))
+    for what in ("export", "erase"):
+        answer = stranger.post(
+            f"/en/track/{opened}/privacy/{what}", data={"csrf_token": token, "confirm": "yes"}
+        )
+        assert answer.status_code == 303 and answer.mimetype != "application/zip"
+        assert answer.headers["Location"].endswith(f"/en/track/{opened}")
     assert stranger.get(f"/en/track/{opened}/privacy").status_code == 303
-    del page
+    assert "gdpr.exported" not in actions(hub, opened)
+    with hub.db.session(read_only=True) as s:
+        assert s.scalars(select(PrivacyRequest)).all() == []
 
 
 def test_erasure_is_asked_with_a_confirmation_then_done_by_an_operator(client, opened, hub):
@@ -110,9 +116,7 @@ def test_erasure_is_asked_with_a_confirmation_then_done_by_an_operator(client, o
     sign_in(operator, "olga")
     listed = text(operator.get("/admin/privacy"))
     assert opened in listed and (request.due_at.strftime("%Y-%m-%d")) in listed
-    done = operator.post(
-        f"/admin/privacy/{opened}/erase", data={"csrf_token": csrf_of(listed)}
-    )
+    done = operator.post(f"/admin/privacy/{opened}/erase", data={"csrf_token": csrf_of(listed)})
     assert done.status_code == 302
     assert "Erased the personal data" in text(operator.get("/admin/privacy?all=1"))
     with hub.db.session(read_only=True) as s:
