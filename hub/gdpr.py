@@ -39,6 +39,7 @@ from hub.config import CONTRACTS_DIR
 from hub.db import Database
 from hub.evidence import ERASED as ERASED_ACTION
 from hub.models import (
+    AgencyState,
     Attachment,
     AuditEntry,
     Case,
@@ -48,6 +49,7 @@ from hub.models import (
     InboundProblem,
     Message,
     Notification,
+    PollCursor,
     PrivacyRequest,
     StatusEvent,
     UnmatchedUpdate,
@@ -325,6 +327,18 @@ def _erase(s: Session, case: Case, now: datetime, reason: str, actor: str) -> Er
             update(InboundProblem)
             .where(or_(*hits))
             .values(excerpt=None, reason="(erased: it held personal data of an erased case)")
+        ).rowcount
+    if needles:  # errors kept per agency and per feed may quote what an agency refused
+        for model in (AgencyState, PollCursor):
+            rows += s.execute(
+                update(model)
+                .where(or_(*(model.last_error.contains(n, autoescape=True) for n in needles)))
+                .values(last_error="(erased: it held personal data of an erased case)")
+            ).rowcount
+        rows += s.execute(
+            update(UnmatchedUpdate)
+            .where(or_(*(UnmatchedUpdate.message.contains(n, autoescape=True) for n in needles)))
+            .values(message=None)
         ).rowcount
     erased, legacy = _erase_evidence(s, case, needles)
     rows += erased

@@ -233,6 +233,12 @@ def test_after_erasure_nothing_holds_the_consumers_data_and_the_log_verifies(hub
     verified = run(hub, "evidence", "verify")
     assert verified.exit_code == 0 and "intact" in verified.output, verified.output
 
+    bundle = var / "bundle.json"
+    exported = run(hub, "evidence", "export", filed.reference, "-o", str(bundle))
+    assert exported.exit_code == 0, exported.output
+    assert run(hub, "evidence", "check", str(bundle)).exit_code == 0
+    bundle.unlink()
+
     twice = run(hub, "gdpr", "erase", filed.reference, "--yes")
     assert twice.exit_code == 2 and "already erased" in twice.output
 
