@@ -333,3 +333,49 @@ def test_the_export_zip_is_read_back_in_memory(hub, lived):
             select(AuditEntry.action).join(Case).where(Case.reference == filed.reference)
         ).all()
     assert actions[-1] == "gdpr.exported"
+
+
+def test_the_worker_erases_past_retention_on_its_schedule(hub, var, clock):
+    withdrawn = file(hub)
+    from hub import consumer
+
+    consumer.withdraw(hub.db, withdrawn.reference, withdrawn.token, "", clock.now())
+    worker = Worker(hub, "w1")
+    assert "retention" in {job.id for job in worker.build_scheduler().get_jobs()}
+    assert worker.erase_past_retention() == 0
+    clock.advance(days=367)
+    assert worker.erase_past_retention() == 1
+    assert holding(hub, SECRETS, [FILE_BYTES]) == []
+
+
+def test_an_entry_older_than_data_digests_still_verifies_and_keeps_its_data(hub, lived):
+    """Entries written before migration 0014 hashed their data itself: they verify as before,
+    and erasure leaves their data (emptying it would break the chain) and says how many."""
+    filed, _ = lived
+    with hub.db.session() as s:
+        case = s.scalars(select(Case).where(Case.reference == filed.reference)).one()
+        head = s.scalars(
+            select(AuditEntry)
+            .where(AuditEntry.case_id == case.id)
+            .order_by(AuditEntry.id.desc())
+            .limit(1)
+        ).one()
+        at = head.at + timedelta(seconds=1)
+        data = {"reason": f"old free text naming {NAME}"}
+        s.add(
+            AuditEntry(
+                at=at,
+                actor="consumer",
+                action="case.withdrawn",
+                case_id=case.id,
+                data=data,
+                data_sha256=None,
+                prev_hash=head.hash,
+                hash=audit.legacy_digest(head.hash, at, "consumer", "case.withdrawn", None, data),
+            )
+        )
+    assert run(hub, "evidence", "verify").exit_code == 0
+    answer = run(hub, "gdpr", "erase", filed.reference, "--yes")
+    assert answer.exit_code == 0 and "1 evidence entries older than migration 0014" in answer.output
+    assert holding(hub, SECRETS, [FILE_BYTES]) == [f"audit_entries.data holds {NAME!r}"]
+    assert run(hub, "evidence", "verify").exit_code == 0
