@@ -127,6 +127,9 @@ def test_erasure_is_asked_with_a_confirmation_then_done_by_an_operator(client, o
         assert case.erased_at is not None and set(names) == {""}
     assert actions(hub, opened)[-1] == "gdpr.erased"
     assert 'data-privacy="erased"' in text(client.get(f"/en/track/{opened}/privacy"))
+    assert client.get(f"/en/track/{opened}").status_code == 200  # statuses are still shown
+    case_page = operator.get(f"/admin/cases/{opened}")
+    assert case_page.status_code == 200 and "Marie" not in text(case_page)
     assert "No erasure requests waiting" in text(operator.get("/admin/privacy"))
 
 
