@@ -9,8 +9,9 @@
   and the agencies' follow-up need. Every place is listed in `_erase` below; when a table or a
   column that can hold personal data is added, add it there (tests/test_gdpr.py scans every
   column of every table and fails otherwise).
-- consumers' requests from the tracking page: `request_erasure` (done by an operator within
-  `ERASURE_DEADLINE`), `pending_requests`.
+- consumers' requests from the tracking page: `for_consumer`, `consumer_export` (served at
+  once) and `consumer_requests_erasure` (done by an operator within `ERASURE_DEADLINE`);
+  `requests()` lists them for the back office.
 
 The evidence log keeps a digest of each entry's data beside it and chains the digest
 (hub/audit.py): an erasure empties the data of the case's entries that may hold personal text
@@ -33,7 +34,7 @@ import yaml
 from sqlalchemy import Text, cast, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from hub import audit, lifecycle
+from hub import audit, consumer, lifecycle
 from hub import reference as references
 from hub.config import CONTRACTS_DIR
 from hub.db import Database
@@ -317,17 +318,16 @@ def _erase(s: Session, case: Case, now: datetime, reason: str, actor: str) -> Er
     if agency_refs:
         matches.append(UnmatchedUpdate.agency_reference.in_(agency_refs))
     rows += s.execute(update(UnmatchedUpdate).where(or_(*matches)).values(message=None)).rowcount
-    if needles:
-        hits = [
-            c.contains(n, autoescape=True)
-            for n in [*needles, case.reference]
-            for c in (InboundProblem.reason, InboundProblem.excerpt)
-        ]
-        rows += s.execute(
-            update(InboundProblem)
-            .where(or_(*hits))
-            .values(excerpt=None, reason="(erased: it held personal data of an erased case)")
-        ).rowcount
+    hits = [
+        c.contains(n, autoescape=True)
+        for n in [*needles, case.reference]
+        for c in (InboundProblem.reason, InboundProblem.excerpt)
+    ]
+    rows += s.execute(
+        update(InboundProblem)
+        .where(or_(*hits))
+        .values(excerpt=None, reason="(erased: it held personal data of an erased case)")
+    ).rowcount
     if needles:  # errors kept per agency and per feed may quote what an agency refused
         for model in (AgencyState, PollCursor):
             rows += s.execute(
@@ -486,10 +486,13 @@ def _row(obj: Any, leave_out: tuple[str, ...] = ()) -> dict[str, Any]:
     }
 
 
-def export_case(db: Database, reference: str, now: datetime, *, actor: str) -> bytes:
+def export_case(
+    db: Database, reference: str, now: datetime, *, actor: str, as_request: bool = False
+) -> bytes:
     """A zip of everything held about the case: `personal-data.json` (the case, its parties,
     lines, timeline, messages, mails, requests and evidence entries) and `attachments/<id>-<name>`.
-    The export is recorded on the case's evidence chain (what was exported: a count, no data)."""
+    The export is recorded on the case's evidence chain (what was exported: a count, no data);
+    `as_request`: also as a done request of the consumer's."""
     actor = actor[:32]  # the evidence log's actor column
     with db.session() as s:
         case = _load(s, reference)
@@ -563,6 +566,18 @@ def export_case(db: Database, reference: str, now: datetime, *, actor: str) -> b
             case_id=case.id,
             data={"case": case.reference, "attachments": len(files)},
         )
+        if as_request:  # the consumer's own download, listed with their requests
+            s.add(
+                PrivacyRequest(
+                    case_id=case.id,
+                    kind="export",
+                    state="done",
+                    requested_at=now,
+                    due_at=now,
+                    done_at=now,
+                    done_by=actor,
+                )
+            )
         return out.getvalue()
 
 
@@ -604,8 +619,6 @@ class ConsumerView:
 
 def for_consumer(db: Database, reference: str, token: str) -> ConsumerView | None:
     """The privacy page's facts, for the holder of the case's code; None otherwise."""
-    from hub import consumer
-
     with db.session(read_only=True) as s:
         case = consumer.find_case(s, reference, token)
         if case is None:
@@ -622,17 +635,12 @@ def for_consumer(db: Database, reference: str, token: str) -> ConsumerView | Non
 
 def consumer_export(db: Database, reference: str, token: str, now: datetime) -> bytes | None:
     """The export, served at once to the holder of the case's code; None for a wrong code."""
-    from hub import consumer
-
     with db.session(read_only=True) as s:
         case = consumer.find_case(s, reference, token)
         if case is None:
             return None
         reference = case.reference
-    raw = export_case(db, reference, now, actor="consumer")
-    with db.session() as s:
-        record_export(s, _load(s, reference), now)
-    return raw
+    return export_case(db, reference, now, actor="consumer", as_request=True)
 
 
 def consumer_requests_erasure(
@@ -640,8 +648,6 @@ def consumer_requests_erasure(
 ) -> Request | None:
     """The consumer confirmed they want their data erased: a request an operator carries out
     before `ERASURE_DEADLINE`. None for a wrong code; PrivacyError when already erased."""
-    from hub import consumer
-
     with db.session() as s:
         case = consumer.find_case(s, reference, token)
         if case is None:
@@ -654,13 +660,7 @@ def consumer_requests_erasure(
 def request_erasure(s: Session, case: Case, now: datetime) -> Request:
     """Record the consumer's confirmed request to erase their data (an operator does it before
     the deadline); asking again while one is pending returns that one."""
-    pending = s.scalars(
-        select(PrivacyRequest).where(
-            PrivacyRequest.case_id == case.id,
-            PrivacyRequest.kind == "erasure",
-            PrivacyRequest.state == "pending",
-        )
-    ).first()
+    pending = pending_request(s, case.id)
     if pending is None:
         pending = PrivacyRequest(
             case_id=case.id,
@@ -680,21 +680,6 @@ def request_erasure(s: Session, case: Case, now: datetime) -> Request:
             data={"case": case.reference, "due": pending.due_at.isoformat()},
         )
     return _request(pending, case.reference)
-
-
-def record_export(s: Session, case: Case, now: datetime) -> None:
-    """The consumer downloaded their data: kept as a done request beside the evidence entry."""
-    s.add(
-        PrivacyRequest(
-            case_id=case.id,
-            kind="export",
-            state="done",
-            requested_at=now,
-            due_at=now,
-            done_at=now,
-            done_by="consumer",
-        )
-    )
 
 
 def _request(r: PrivacyRequest, reference: str) -> Request:
@@ -723,24 +708,3 @@ def requests(db: Database, *, pending_only: bool = True, limit: int = 500) -> li
             query = query.where(PrivacyRequest.state == "pending")
         rows = s.execute(query.order_by(PrivacyRequest.due_at).limit(limit)).all()
         return [_request(r, ref) for r, ref in rows]
-
-
-__all__ = [
-    "ERASED_ACTION",
-    "ERASURE_DEADLINE",
-    "Erased",
-    "Period",
-    "PrivacyError",
-    "Request",
-    "Retention",
-    "RetentionError",
-    "erase_after",
-    "erase_case",
-    "export_case",
-    "housekeeping",
-    "load_retention",
-    "record_export",
-    "request_erasure",
-    "requests",
-    "retention_periods",
-]
