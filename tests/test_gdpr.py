@@ -286,12 +286,18 @@ def test_housekeeping_erases_only_cases_past_retention(hub, var, clock):
         assert still.description == DESCRIPTION and still.erased_at is None
         gone = s.scalars(select(Case).where(Case.reference == closed.reference)).one()
         assert gone.description == "" and gone.status == "resolved"
+    last_activity = still.updated_at
+    at_five_years = retention.inactive.after(last_activity)
+    assert gdpr.housekeeping(hub.db, at_five_years - timedelta(days=1)) == []
+    assert [d.reference for d in gdpr.housekeeping(hub.db, at_five_years)] == [open_.reference]
     answer = run(hub, "gdpr", "housekeeping")  # today (real time): nothing more is due yet
     assert answer.exit_code == 0 and "0 case(s)" in answer.output, answer.output
     assert run(hub, "evidence", "verify").exit_code == 0
 
 
 def test_retention_file_is_checked_on_load(tmp_path):
+    shown = CliRunner().invoke(cli, ["gdpr", "retention"])
+    assert shown.exit_code == 0 and "report       5 years after the case is closed" in shown.output
     good = gdpr.load_retention()
     assert good.closed["question"] == gdpr.Period(1, "year")
     assert good.by_status["withdrawn"].text == "1 year"
