@@ -182,3 +182,34 @@ def refer(reference: str):
             else "Routing found no other competent agency: choose one."
         )
     return redirect(url_for("admin.case", reference=reference))
+
+
+# ------------------------------------------------------------------------------ personal data
+
+
+@bp.get("/privacy")
+@operators_only
+def privacy():
+    """Consumers' requests to erase their data, each due within 30 days of the request."""
+    everything = request.args.get("all") == "1"
+    return render_template(
+        "admin/privacy.html",
+        requests=queries.privacy_requests(hub(), pending_only=not everything),
+        now=hub().clock.now(),
+        everything=everything,
+    )
+
+
+@bp.post("/privacy/<reference>/erase")
+@operators_only
+def erase(reference: str):
+    try:
+        done = operations.erase_personal_data(hub(), reference, operator=operator_name())
+    except operations.CommandError as exc:
+        flash(str(exc))
+        return redirect(url_for("admin.privacy"))
+    flash(
+        f"Erased the personal data of {done.reference}: {done.rows} rows, "
+        f"{done.attachments} attachments; statuses and statistics kept."
+    )
+    return redirect(url_for("admin.privacy"))

@@ -4,6 +4,11 @@ Each entry's hash covers its content and the previous entry's hash for the same 
 or deleting an entry breaks the chain (`verify`). Chaining per case keeps writers on different
 cases from contending for one lock. The one global order, the signed checkpoints over it and the
 whole-log check are hub/evidence.py's.
+
+The hash covers the SHA-256 of the entry's `data` (kept beside it in `data_sha256`), not the data
+itself: erasing a case's personal data (hub/gdpr.py) empties `data` and keeps the digest, so the
+chain and the signed checkpoints still verify, and data put back can still be proved. Entries
+written before that (no `data_sha256`) hashed their data directly and still verify as such.
 """
 
 from __future__ import annotations
@@ -20,11 +25,32 @@ from sqlalchemy.orm import Session
 from hub.models import AuditEntry, Case
 
 _DEFERRED = "loket.audit.deferred"
+_NULL_DIGEST = hashlib.sha256(b"null").hexdigest()
 
 
 def digest(
     prev: str | None, at: datetime, actor: str, action: str, agency: str | None, data: Any
 ) -> str:
+    """An entry's hash, from its data (what a writer has at hand)."""
+    return digest_of(prev, at, actor, action, agency, data_digest(data))
+
+
+def digest_of(
+    prev: str | None, at: datetime, actor: str, action: str, agency: str | None, data_sha256: str
+) -> str:
+    """An entry's hash, from the digest of its data: what still verifies once data is erased."""
+    body = json.dumps(
+        [prev, at.isoformat(), actor, action, agency, {"data_sha256": data_sha256}],
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def legacy_digest(
+    prev: str | None, at: datetime, actor: str, action: str, agency: str | None, data: Any
+) -> str:
+    """The hash of entries written before data digests (migration 0014): over the data itself."""
     body = json.dumps(
         [prev, at.isoformat(), actor, action, agency, data],
         sort_keys=True,
@@ -32,6 +58,39 @@ def digest(
         default=str,
     )
     return hashlib.sha256(body.encode()).hexdigest()
+
+
+def data_digest(data: Any) -> str:
+    """SHA-256 of an entry's data as canonical JSON (None included: `null`)."""
+    body = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def is_erased(data: Any, data_sha256: str | None) -> bool:
+    """An entry whose data was erased: its digest is kept, its data is gone."""
+    return data is None and data_sha256 is not None and data_sha256 != _NULL_DIGEST
+
+
+def intact(
+    entry_hash: str,
+    prev: str | None,
+    at: datetime,
+    actor: str,
+    action: str,
+    agency: str | None,
+    data: Any,
+    data_sha256: str | None,
+) -> bool:
+    """Whether an entry's content matches its hash: its data matches the digest kept beside it
+    (unless erased), and the hash covers that digest; or, for an entry older than digests, the
+    hash covers its data."""
+    if data_sha256 is not None:
+        if not is_erased(data, data_sha256) and data_digest(data) != data_sha256:
+            return False
+        return digest_of(prev, at, actor, action, agency, data_sha256) == entry_hash
+    if digest(prev, at, actor, action, agency, data) == entry_hash:
+        return True
+    return legacy_digest(prev, at, actor, action, agency, data) == entry_hash
 
 
 def payload_digest(payload: Any) -> str | None:
@@ -63,14 +122,16 @@ def entry_row(
     first), but its case_id, which the caller attaches. The one place an entry's hash is
     computed: `record` and the bulk writers use it."""
     data = normalise(data)
+    data_sha256 = data_digest(data)
     return {
         "at": at,
         "actor": actor,
         "action": action,
         "agency_id": agency_id,
         "data": data,
+        "data_sha256": data_sha256,
         "prev_hash": prev,
-        "hash": digest(prev, at, actor, action, agency_id, data),
+        "hash": digest_of(prev, at, actor, action, agency_id, data_sha256),
     }
 
 
@@ -150,8 +211,16 @@ def verify(session: Session, case_id: int) -> bool:
     ):
         if entry.prev_hash != prev:
             return False
-        expected = digest(prev, entry.at, entry.actor, entry.action, entry.agency_id, entry.data)
-        if entry.hash != expected:
+        if not intact(
+            entry.hash,
+            prev,
+            entry.at,
+            entry.actor,
+            entry.action,
+            entry.agency_id,
+            entry.data,
+            entry.data_sha256,
+        ):
             return False
         prev = entry.hash
     return True

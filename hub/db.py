@@ -6,7 +6,8 @@ read use `read_only=True` and take no write lock. PostgreSQL is the production s
 
 The SQLite file holds every case, party and attachment: it is created owner-only (0600, its
 folder 0700 when this creates it) before SQLite opens it, whatever the umask; SQLite gives its
-WAL and shared-memory files the database file's mode.
+WAL and shared-memory files the database file's mode. `secure_delete` is on, so what an
+erasure (hub/gdpr.py) or a deletion removes is zeroed on disk, not left in free space.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def make_engine(url: str, **kwargs) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
+            # erased and deleted rows are overwritten with zeros, not left in free pages
+            cur.execute("PRAGMA secure_delete=ON")
             cur.close()
 
         @event.listens_for(engine, "begin")

@@ -544,6 +544,8 @@ class _Entry:
     hash: str
     intact: bool
     data: Any = None
+    data_sha256: str | None = None
+    erased: bool = False  # its data was erased (hub/gdpr.py), its digest kept
 
     def name(self, refs: dict[int, str]) -> str:
         where = f"case {refs.get(self.case_id, self.case_id)}" if self.case_id else "no case"
@@ -556,18 +558,27 @@ _COLUMNS = ("id", "seq", "case_id", "at", "actor", "action", "agency_id", "prev_
 
 def _entries(s: Session, *conditions, with_data: bool = False) -> list[_Entry]:
     t = AuditEntry.__table__
-    query = select(*(t.c[name] for name in _COLUMNS), t.c.data).where(*conditions)
+    query = select(*(t.c[name] for name in _COLUMNS), t.c.data, t.c.data_sha256).where(*conditions)
     out = []
     for row in s.execute(query.order_by(t.c.id).execution_options(yield_per=2000)):
         e = row._mapping
-        digest = audit.digest(
-            e["prev_hash"], e["at"], e["actor"], e["action"], e["agency_id"], e["data"]
+        ok = audit.intact(
+            e["hash"],
+            e["prev_hash"],
+            e["at"],
+            e["actor"],
+            e["action"],
+            e["agency_id"],
+            e["data"],
+            e["data_sha256"],
         )
         out.append(
             _Entry(
                 *(e[name] for name in _COLUMNS),
-                intact=digest == e["hash"],
+                intact=ok,
                 data=e["data"] if with_data else None,
+                data_sha256=e["data_sha256"] if with_data else None,
+                erased=audit.is_erased(e["data"], e["data_sha256"]),
             )
         )
     return out
@@ -592,6 +603,28 @@ def _chain(entries: Sequence[_Entry], refs: dict[int, str], position: Callable[[
             )
         if e.case_id is not None:
             heads[e.case_id] = e.hash
+    yield from _unexplained_erasures(entries, refs, position)
+
+
+ERASED = "gdpr.erased"  # the entry an erasure leaves on the case's chain (hub/gdpr.py)
+
+
+def _unexplained_erasures(
+    entries: Sequence[_Entry], refs: dict[int, str], position: Callable[[_Entry], float]
+):
+    """Entries whose data was emptied with no erasure recorded after them (on their case's
+    chain; for an entry without a case, on any): data removed by hand, not by an erasure."""
+    waiting: dict[int | None, list[_Entry]] = {}
+    for e in entries:
+        if e.action == ERASED and e.intact:
+            waiting.pop(e.case_id, None)
+            waiting.pop(None, None)
+        elif e.erased:
+            waiting.setdefault(e.case_id, []).append(e)
+    for e in sorted((e for es in waiting.values() for e in es), key=lambda e: e.id):
+        yield Finding(
+            position(e), f"{e.name(refs)} lost its data with no erasure on record after it"
+        )
 
 
 def _raw(hex_hash: str) -> bytes:
@@ -806,6 +839,7 @@ def export_case(db: Database, store: KeyStore, reference: str, now: datetime) ->
                 "action": e.action,
                 "agency_id": e.agency_id,
                 "data": e.data,
+                "data_sha256": e.data_sha256,
                 "prev_hash": e.prev_hash,
                 "hash": e.hash,
                 "proof": [p.hex() for p in _proof(levels, e.seq - 1)],
@@ -821,7 +855,18 @@ def export_case(db: Database, store: KeyStore, reference: str, now: datetime) ->
     return _canonical(bundle)
 
 
-_ENTRY_KEYS = {"seq", "at", "actor", "action", "agency_id", "data", "prev_hash", "hash", "proof"}
+_ENTRY_KEYS = {
+    "seq",
+    "at",
+    "actor",
+    "action",
+    "agency_id",
+    "data",
+    "data_sha256",
+    "prev_hash",
+    "hash",
+    "proof",
+}
 
 
 def check_bundle(raw: bytes, ring: Keyring | None = None) -> str:
@@ -873,8 +918,16 @@ def _check_entries(doc: dict[str, Any], ring: Keyring) -> str:
             raise EvidenceError(
                 f"entry #{e['seq']} does not follow the one before it in the bundle"
             )
-        expected = audit.digest(prev, at, e["actor"], e["action"], e["agency_id"], e["data"])
-        if expected != e["hash"]:
+        if not isinstance(e["data_sha256"], str | None) or not audit.intact(
+            e["hash"],
+            prev,
+            at,
+            e["actor"],
+            e["action"],
+            e["agency_id"],
+            e["data"],
+            e["data_sha256"],
+        ):
             raise EvidenceError(f"entry #{e['seq']} ({e['action']}) does not match its hash")
         proof = [bytes.fromhex(p) for p in e["proof"]]
         if [p.hex() for p in proof] != e["proof"] or not verify_inclusion(

@@ -86,6 +86,8 @@ class Case(Base):
     token_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # When its personal data was erased (hub/gdpr.py): past retention, or on request.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     parties: Mapped[list[Party]] = relationship(back_populates="case", order_by="Party.id")
     assignments: Mapped[list[Assignment]] = relationship(
@@ -459,6 +461,9 @@ class AuditEntry(Base):
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
     agency_id: Mapped[str | None] = mapped_column(String(64))
     data: Mapped[Any | None] = mapped_column(JSON)
+    # SHA-256 of `data` as canonical JSON: the entry's hash covers this digest, not the bytes,
+    # so erasing `data` (hub/gdpr.py) leaves the chain and the checkpoints verifiable.
+    data_sha256: Mapped[str | None] = mapped_column(String(64))
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
     seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
@@ -480,3 +485,21 @@ class EvidenceCheckpoint(Base):
     signature: Mapped[str] = mapped_column(String(128))
     leaves: Mapped[bytes] = mapped_column(LargeBinary)
     frontier: Mapped[bytes] = mapped_column(LargeBinary)  # the tree's right edge (Frontier)
+
+
+class PrivacyRequest(Base):
+    """A consumer's request about their personal data, made from the tracking page: `export`
+    (served at once, recorded) or `erasure` (confirmed by the consumer, then done by an
+    operator before `due_at`). state: pending | done."""
+
+    __tablename__ = "privacy_requests"
+    __table_args__ = (Index(None, "state", "due_at"), Index(None, "case_id"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    done_by: Mapped[str | None] = mapped_column(String(64))

@@ -414,3 +414,14 @@ def disable_user(hub: Hub, name: str, *, operator: str) -> str:
     except accounts.AccountError as exc:
         raise NotFound(str(exc)) from None
     return name
+
+
+def erase_personal_data(hub: Hub, reference: str, *, operator: str) -> Any:
+    """Erase a case's personal data (a consumer's request, or the front desk's decision); the
+    erasure and the requests it settles are on the evidence log. Returns hub.gdpr.Erased."""
+    from hub import gdpr
+
+    try:
+        return gdpr.erase_case(hub.db, reference, hub.clock.now(), actor=_operator(operator))
+    except gdpr.PrivacyError as exc:
+        raise CommandError(str(exc)) from None

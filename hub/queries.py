@@ -745,3 +745,11 @@ def staff_case(hub: Hub, agency_id: str, reference: str) -> StaffCase | None:
                 for code, rule in mapping.statuses.items()
             ),
         )
+
+
+def privacy_requests(hub: Hub, *, pending_only: bool = True) -> list[Any]:
+    """Consumers' erasure requests (hub.gdpr.Request), the most urgent first, each with its
+    due date."""
+    from hub import gdpr
+
+    return gdpr.requests(hub.db, pending_only=pending_only)

@@ -1,4 +1,4 @@
-"""The `loket` command: serve, worker, run, db, agencies, mappings, simulate."""
+"""The `loket` command: serve, worker, run, db, agencies, mappings, evidence, gdpr, simulate."""
 
 from __future__ import annotations
 
@@ -755,6 +755,158 @@ def evidence_check(bundle: str, keyring: str | None) -> None:
     click.echo(summary)
     if ring is None:
         click.echo("(signed by a key the bundle names; pass --keyring to trust the hub's own)")
+
+
+# ----------------------------------------------------------------------------------- personal data
+
+
+@main.group()
+def gdpr() -> None:
+    """Personal data: a case's export, its erasure, retention housekeeping, consumers' requests."""
+
+
+def _privacy_db():
+    from hub.db import Database
+
+    return Database(_settings().database_url)
+
+
+@gdpr.command("export")
+@click.argument("reference")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="the zip to write (default: REFERENCE-personal-data.zip); never overwritten",
+)
+@click.option("--operator", default=lambda: os.environ.get("USER", "cli"), show_default="$USER")
+def gdpr_export(reference: str, output: str | None, operator: str) -> None:
+    """Write everything held about case REFERENCE (a JSON document and its attachments) as a
+    zip readable by its owner only; the export is recorded in the evidence log."""
+    from hub import gdpr as privacy
+    from hub.clock import SystemClock
+
+    ref = _reference(reference)
+    path = output or f"{ref}-personal-data.zip"
+    if os.path.exists(path):
+        raise click.BadParameter(f"{path} exists; name another file", param_hint="--output")
+    db = _privacy_db()
+    try:
+        raw = privacy.export_case(db, ref, SystemClock().now(), actor=f"operator:{operator}")
+    except privacy.PrivacyError as exc:
+        raise click.BadParameter(str(exc), param_hint="REFERENCE") from None
+    finally:
+        db.dispose()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(raw)
+    click.echo(f"wrote {path} ({len(raw)} bytes): personal-data.json and the attachments")
+
+
+@gdpr.command("erase")
+@click.argument("reference")
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+@click.option("--operator", default=lambda: os.environ.get("USER", "cli"), show_default="$USER")
+@click.option(
+    "--reason",
+    type=click.Choice(["request", "decision"]),
+    default="request",
+    show_default=True,
+    help="the consumer asked, or the front desk decided",
+)
+def gdpr_erase(reference: str, yes: bool, operator: str, reason: str) -> None:
+    """Erase the personal data and attachments of case REFERENCE now. Statuses, agency
+    references and statistics stay; the erasure is recorded in the evidence log, which still
+    verifies. Cannot be undone."""
+    from hub import gdpr as privacy
+    from hub.clock import SystemClock
+
+    ref = _reference(reference)
+    if not yes:
+        click.confirm(
+            f"Erase the personal data and attachments of {ref}? This cannot be undone",
+            abort=True,
+        )
+    db = _privacy_db()
+    try:
+        done = privacy.erase_case(
+            db, ref, SystemClock().now(), actor=f"operator:{operator}", reason=reason
+        )
+    except privacy.PrivacyError as exc:
+        raise click.BadParameter(str(exc), param_hint="REFERENCE") from None
+    finally:
+        db.dispose()
+    kept = (
+        f"; {done.legacy_entries} evidence entries older than migration 0014 kept their data"
+        if done.legacy_entries
+        else ""
+    )
+    click.echo(
+        f"erased {done.reference}: {done.rows} rows, {done.attachments} attachments, "
+        f"{done.evidence_entries} evidence entries emptied (digests kept){kept}"
+    )
+
+
+@gdpr.command("housekeeping")
+@click.option("--limit", default=200, show_default=True, type=int, help="cases per run")
+def gdpr_housekeeping(limit: int) -> None:
+    """Erase the cases past their retention period (contracts/retention.yaml); the worker
+    runs this every day."""
+    from hub import gdpr as privacy
+    from hub.clock import SystemClock
+
+    try:
+        retention = privacy.retention_periods()
+    except privacy.RetentionError as exc:
+        raise click.ClickException(str(exc)) from None
+    db = _privacy_db()
+    try:
+        done = privacy.housekeeping(db, SystemClock().now(), retention, limit=limit)
+    finally:
+        db.dispose()
+    for d in done:
+        click.echo(f"erased {d.reference}: {d.rows} rows, {d.attachments} attachments")
+    click.echo(f"{len(done)} case(s) past retention erased")
+
+
+@gdpr.command("retention")
+def gdpr_retention() -> None:
+    """Print the retention periods in force."""
+    from hub import gdpr as privacy
+
+    try:
+        r = privacy.retention_periods()
+    except privacy.RetentionError as exc:
+        raise click.ClickException(str(exc)) from None
+    for kind, period in r.closed.items():
+        click.echo(f"{kind:12} {period.text} after the case is closed")
+    for status, period in r.by_status.items():
+        click.echo(f"{'closed ' + status:12} {period.text} instead")
+    click.echo(f"{'never closed':12} {r.inactive.text} after its last activity")
+
+
+@gdpr.command("requests")
+@click.option("--all", "everything", is_flag=True, help="done ones too")
+def gdpr_requests(everything: bool) -> None:
+    """Consumers' erasure requests, the most urgent first, with the date each is due."""
+    from hub import gdpr as privacy
+    from hub.clock import SystemClock
+
+    db = _privacy_db()
+    try:
+        rows = privacy.requests(db, pending_only=not everything)
+    finally:
+        db.dispose()
+    now = SystemClock().now()
+    for r in rows:
+        late = " OVERDUE" if r.overdue(now) else ""
+        done = f" done {r.done_at:%Y-%m-%d} by {r.done_by}" if r.done_at else ""
+        click.echo(
+            f"#{r.id:<5} {r.reference}  asked {r.requested_at:%Y-%m-%d}  "
+            f"due {r.due_at:%Y-%m-%d}{late}{done}"
+        )
+    if not rows:
+        click.echo("no erasure requests waiting")
 
 
 # ------------------------------------------------------------------------------------ simulators

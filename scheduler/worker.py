@@ -59,6 +59,8 @@ log = logging.getLogger("loket.worker")
 # statements for the group instead of a dozen per case. A crash before recording costs only a
 # repeat delivery with the same idempotency key, which the agency recognises.
 RECORD_EVERY = 25
+# Retention is counted in months and years: looking once an hour is plenty.
+RETENTION_EVERY = 3600.0
 
 
 @dataclass(frozen=True)
@@ -477,6 +479,15 @@ class Worker:
         log.info("evidence checkpoint: %d entries, root %s, key %s", cp.size, cp.root, cp.key_id)
         return cp.size
 
+    def erase_past_retention(self) -> int:
+        """Erase the personal data of cases past their retention period (hub/gdpr.py)."""
+        from hub import gdpr
+
+        done = gdpr.housekeeping(self.hub.db, self.hub.clock.now())
+        if done:
+            log.info("erased the personal data of %d case(s) past retention", len(done))
+        return len(done)
+
     # ------------------------------------------------------------------------------------ running
 
     def poll_interval(self, mapping: AgencyMapping) -> float:
@@ -544,6 +555,14 @@ class Worker:
             seconds=every,
             id="evidence",
             name="sign evidence checkpoints",
+            next_run_time=now,
+        )
+        scheduler.add_job(
+            self.erase_past_retention,
+            "interval",
+            seconds=RETENTION_EVERY,
+            id="retention",
+            name="erase personal data past retention",
             next_run_time=now,
         )
         return scheduler

@@ -160,8 +160,10 @@ def _rewrite(hub, seq: int) -> None:
         if e.id >= target.id:
             sql(
                 hub,
-                "UPDATE audit_entries SET data = :data, prev_hash = :p, hash = :h WHERE id = :id",
+                "UPDATE audit_entries SET data = :data, data_sha256 = :d, prev_hash = :p, "
+                "hash = :h WHERE id = :id",
                 data=json.dumps(data),
+                d=row["data_sha256"],
                 p=prev,
                 h=row["hash"],
                 id=e.id,

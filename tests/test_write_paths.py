@@ -83,6 +83,7 @@ def _evidence(s, case_id: int, reference: str) -> list[dict[str, Any]]:
     filing entry, so its hash) and the keys made from it."""
     evidence = rows(s, AuditEntry, case_id, leave_out={"hash", "prev_hash"})
     for e in evidence:
+        assert e.pop("data_sha256") == audit.data_digest(e["data"])  # made from the reference too
         data = e["data"] or {}
         if e["action"] == "case.filed":
             assert data.pop("reference") == reference

@@ -27,7 +27,7 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from hub import caseview, consumer, i18n, intake, lifecycle, taxonomy
+from hub import caseview, consumer, gdpr, i18n, intake, lifecycle, taxonomy
 from hub import reference as references
 from hub.config import CONTRACTS_DIR
 from hub.frontdesk import (
@@ -877,3 +877,84 @@ def download(reference: str, file_id: int):
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+# ------------------------------------------------------------------------------ personal data
+
+
+def _privacy_page(reference: str, token: str, status: int = 200, error: str | None = None):
+    view = gdpr.for_consumer(hub().db, reference, token)
+    if view is None:
+        return redirect(url_for(".track", reference=reference), 303)
+    return _page(
+        "privacy.html",
+        status,
+        reference=view.reference,
+        erased_on=format_date(view.erased_at, format="long") if view.erased_at else None,
+        keep_until=format_date(view.erase_after, format="long")
+        if view.closed and view.erase_after
+        else None,
+        asked_on=format_date(view.pending.requested_at, format="long") if view.pending else None,
+        due_on=format_date(view.pending.due_at, format="long") if view.pending else None,
+        deadline_days=gdpr.ERASURE_DEADLINE.days,
+        problem=error,
+        notices=get_flashed_messages(),
+    )
+
+
+@bp.get("/track/<reference>/privacy")
+def privacy(reference: str):
+    """The consumer's personal data: download it, or ask for it to be erased."""
+    token, away = _case_or_open(reference)
+    if away:
+        return away
+    return _privacy_page(reference, token or "")
+
+
+@bp.post("/track/<reference>/privacy/export")
+def privacy_export(reference: str):
+    """Everything held about the case, as a zip, served at once to the holder of its code."""
+    token, away = _case_or_open(reference)
+    if away:
+        return away
+    h = hub()
+    raw = gdpr.consumer_export(h.db, reference, token or "", h.clock.now())
+    if raw is None:
+        return redirect(url_for(".track", reference=reference), 303)
+    response = Response(raw, mimetype="application/zip")
+    response.headers["Content-Disposition"] = (
+        f"attachment; filename={quote(reference)}-personal-data.zip"
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/track/<reference>/privacy/erase")
+def privacy_erase(reference: str):
+    """The consumer confirms they want their data erased; an operator does it in time."""
+    token, away = _case_or_open(reference)
+    if away:
+        return away
+    if request.form.get("confirm") != "yes":
+        return _privacy_page(
+            reference,
+            token or "",
+            422,
+            _("Tick the box to confirm that you want your personal data erased."),
+        )
+    h = hub()
+    try:
+        asked = gdpr.consumer_requests_erasure(h.db, reference, token or "", h.clock.now())
+    except gdpr.PrivacyError:
+        return redirect(url_for(".privacy", reference=reference), 303)
+    if asked is None:
+        return redirect(url_for(".track", reference=reference), 303)
+    flash(
+        _(
+            "We received your request. Your personal data will be erased by %(date)s at the "
+            "latest.",
+            date=format_date(asked.due_at, format="long"),
+        )
+    )
+    return redirect(url_for(".privacy", reference=reference), 303)
