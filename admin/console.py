@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from admin.views import bp, hub, operator_name, operators_only
@@ -15,7 +15,7 @@ from hub import operations, queries
 @operators_only
 def flows():
     """Flow health per agency: breaker, pause, queue, oldest waiting, last poll."""
-    return render_template("admin/flows.html", flows=queries.agency_flows(hub()))
+    return render_template("admin/flows.html", flows=queries.agency_flows(hub(), g.lang))
 
 
 @bp.post("/agencies/<agency_id>/pause")
@@ -183,7 +183,7 @@ def case(reference: str):
         "admin/case.html",
         case=detail,
         agencies=queries.agency_ids(hub()),
-        names=queries.agency_names(hub()),
+        names=queries.agency_names(hub(), g.lang),
     )
 
 

@@ -151,7 +151,7 @@ class AgencyFlow:
         return self.control.breaker if self.control else control.CLOSED
 
 
-def agency_flows(hub: Hub) -> list[AgencyFlow]:
+def agency_flows(hub: Hub, language: str = "en") -> list[AgencyFlow]:
     """Every configured agency's flow, in id order (the console's first page, `agencies
     status`)."""
     now = hub.clock.now()
@@ -170,7 +170,7 @@ def agency_flows(hub: Hub) -> list[AgencyFlow]:
         flows.append(
             AgencyFlow(
                 id=agency_id,
-                name=mapping.name("en"),
+                name=mapping.name(language),
                 kind=mapping.adapter_kind or "referral",
                 control=controls.get(agency_id),
                 counts=counts.get(agency_id, {}),
