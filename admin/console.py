@@ -149,7 +149,9 @@ def resend():
             )
         )
     else:
-        flash(_("%(resent)s resent with their original idempotency keys.", resent=len(result.resent)))
+        flash(
+            _("%(resent)s resent with their original idempotency keys.", resent=len(result.resent))
+        )
     return redirect(url_for("admin.dead_letters", agency=agency or ""))
 
 

@@ -24,7 +24,6 @@ from flask import (
     session,
     url_for,
 )
-
 from flask_babel import gettext as _
 
 from hub import operations, queries
@@ -264,7 +263,8 @@ def security():
         return redirect(url_for("admin.security"))
     secret = uri = None
     if not account.totp:
-        secret = operations.new_totp_secret()
+        # the same secret until it is confirmed (a reload must not break the app's entry)
+        secret = session.get("totp_pending") or operations.new_totp_secret()
         session["totp_pending"] = secret
         uri = operations.totp_uri(secret, account.name)
     return render_template("admin/security.html", secret=secret, uri=uri)

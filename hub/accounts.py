@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from functools import cache
 
 import pyotp
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash

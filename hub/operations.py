@@ -496,7 +496,11 @@ def request_password_reset(hub: Hub, name: str, *, by: str | None = None) -> boo
     except OSError as exc:  # smtplib's errors are OSErrors too
         with _unit_of_work(hub) as s:
             _evidence(
-                s, now, "hub", "user.reset_mail_failed", data={"name": name, "error": str(exc)[:300]}
+                s,
+                now,
+                "hub",
+                "user.reset_mail_failed",
+                data={"name": name, "error": str(exc)[:300]},
             )
         return False
     return True

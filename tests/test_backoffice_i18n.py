@@ -124,9 +124,7 @@ def test_dates_are_written_the_way_each_language_writes_them(hub, sims, operator
     assert "02 Nov 2026, 10:00:00" in shown["en"]
 
 
-def test_the_sign_in_page_follows_the_browser_and_the_choice_is_remembered_per_account(
-    hub, client
-):
+def test_the_sign_in_page_follows_the_browser_and_the_choice_is_remembered_per_account(hub, client):
     page = client.get("/admin/login", headers={"Accept-Language": "fr-BE,fr;q=0.9"})
     assert '<html lang="fr">' in page.get_data(as_text=True)
     assert "Se connecter" in page.get_data(as_text=True)

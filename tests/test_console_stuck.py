@@ -51,7 +51,10 @@ def test_retry_now_from_the_attention_page_sends_at_the_next_dispatch_with_evide
     no_token = operator.post(f"/admin/deliveries/{delivery_id}/retry-now", data={})
     assert no_token.status_code in (400, 403)
     answer = post(
-        operator, f"/admin/deliveries/{delivery_id}/retry-now", {"back": "attention"}, "/admin/attention"
+        operator,
+        f"/admin/deliveries/{delivery_id}/retry-now",
+        {"back": "attention"},
+        "/admin/attention",
     )
     assert answer.status_code == 302 and answer.headers["Location"].endswith("/admin/attention")
     assert "will be tried again" in operator.get("/admin/attention").get_data(as_text=True)
