@@ -10,6 +10,6 @@ extension and applies its rate limiter to `SIGNIN_ENDPOINT` (see admin/views.py)
 """
 
 from admin import console, workspace  # noqa: F401 - their routes join the blueprint
-from admin.views import SIGNIN_ENDPOINT, bp, signin_failed, signin_limit
+from admin.views import RESET_REQUEST_ENDPOINT, SIGNIN_ENDPOINT, bp, signin_failed, signin_limit
 
-__all__ = ["SIGNIN_ENDPOINT", "bp", "signin_failed", "signin_limit"]
+__all__ = ["RESET_REQUEST_ENDPOINT", "SIGNIN_ENDPOINT", "bp", "signin_failed", "signin_limit"]

@@ -38,6 +38,7 @@ bp = Blueprint(
 )
 
 SIGNIN_ENDPOINT = "admin.login"
+RESET_REQUEST_ENDPOINT = "admin.forgot"
 # Pages open without an account: sign-in, the reset link, the language switch.
 OPEN_ENDPOINTS = frozenset(
     {SIGNIN_ENDPOINT, "admin.static", "admin.forgot", "admin.reset", "admin.language"}

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from functools import cache
 
 import pyotp
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -23,6 +23,7 @@ from hub.models import PasswordReset, User
 
 ROLES = ("operator", "agency")
 RESET_VALID = timedelta(minutes=30)
+MAX_OPEN_RESETS = 3  # unused, unexpired links per account at once
 TOTP_ISSUER = "Loket back office"
 
 
@@ -190,6 +191,15 @@ def start_reset(s: Session, name: str, now: datetime) -> ResetLink | None:
     user = s.scalars(select(User).where(User.name == name)).first()
     if user is None or user.disabled or not user.email:
         return None
+    open_links = s.scalar(
+        select(func.count(PasswordReset.id)).where(
+            PasswordReset.user_id == user.id,
+            PasswordReset.used_at.is_(None),
+            PasswordReset.expires_at > now,
+        )
+    )
+    if open_links >= MAX_OPEN_RESETS:
+        return None  # a mailbox is not flooded: the links already sent still work
     token = secrets.token_urlsafe(32)
     s.add(
         PasswordReset(

@@ -17,6 +17,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from hub import accounts, operations
+from hub.frontdesk import limiter
 from hub.models import AuditEntry, PasswordReset
 from tests.support.backoffice import PASSWORD, post, sign_in, token_of
 from tests.support.cases import TELECOM
@@ -231,3 +232,13 @@ def test_console_actions_and_sign_ins_are_in_the_evidence_log(hub, client):
         ).one()
         assert refused.data["reason"] == "wrong name or password"
         assert "guess" not in str(refused.data)
+
+
+def test_reset_requests_flood_neither_a_mailbox_nor_the_relay(hub, client, inbox, staff):
+    for _ in range(5):
+        operations.request_password_reset(hub, "tom")
+    assert len(inbox.messages) == accounts.MAX_OPEN_RESETS  # the links already sent still work
+    client.application.config["LOKET_SIGNIN_LIMIT"] = "2 per hour"
+    codes = [ask_reset(client, "nobody").status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+    limiter.reset()  # the counters live in this process; leave none for the next test

@@ -14,7 +14,7 @@ from babel.messages.pofile import read_po
 from hub import accounts, i18n
 from hub.config import ROOT
 from scheduler.worker import Worker
-from tests.support.backoffice import PASSWORD, sign_in
+from tests.support.backoffice import PASSWORD, sign_in, token_of
 from tests.support.cases import TELECOM, fault, file
 
 # The hosted workspace's pages are another change's; these are the console's and the accounts'.
@@ -108,6 +108,26 @@ def test_every_operator_page_in_each_language_has_no_english_left(hub, sims, ope
         page = answer.get_data(as_text=True)
         assert f'<html lang="{lang}">' in page, path
         assert leftovers(visible_text(page), lang) == [], (lang, path)
+
+
+@pytest.mark.parametrize("lang", ["nl", "fr", "de"])
+def test_the_pages_before_sign_in_have_no_english_left(client, lang):
+    client.get(f"/admin/language/{lang}")
+    for path, status in (
+        ("/admin/login", 200),
+        ("/admin/forgot", 200),
+        ("/admin/reset/not-a-token", 410),
+    ):
+        answer = client.get(path)
+        assert answer.status_code == status, path
+        page = answer.get_data(as_text=True)
+        assert f'<html lang="{lang}">' in page
+        assert leftovers(visible_text(page), lang) == [], (lang, path)
+    sent = client.post(
+        "/admin/forgot",
+        data={"csrf_token": token_of(client, "/admin/forgot"), "name": "nobody"},
+    ).get_data(as_text=True)
+    assert leftovers(visible_text(sent), lang) == []
 
 
 def test_dates_are_written_the_way_each_language_writes_them(hub, sims, operator):

@@ -146,3 +146,12 @@ def test_a_secret_that_is_not_whsec_base64_is_refused_without_echoing_it():
     with pytest.raises(ConfigurationError) as info:
         WebhookAdapter({"url": "http://127.0.0.1:9/", "secret": "hunter2-hunter2"})
     assert "whsec_" in info.value.detail and "hunter2" not in info.value.detail
+
+
+def test_a_signed_body_that_is_not_a_json_object_is_refused_as_unreadable(server):
+    adapter = adapter_for(server)
+    for body in (b"not json", b"[1, 2]"):
+        headers = adapter.signed_headers("id-x", body, datetime.now(UTC))
+        status, answer = post(server, body, headers)
+        assert status == 400 and answer["title"] == "not a JSON object"
+    assert server.receiver.refusals["unreadable"] == 2 and server.receiver.cases == {}

@@ -86,7 +86,7 @@ class WebhookReceiver:
                     raise  # the same for every secret
                 continue
             if not isinstance(event, dict):
-                raise WebhookVerificationError("the body is not a JSON object")
+                raise ValueError("the body is not a JSON object")
             return event
         assert last is not None
         raise last
@@ -95,7 +95,11 @@ class WebhookReceiver:
         """(HTTP status, JSON answer) for one POST."""
         try:
             event = self.verify(body, headers)
-        except (WebhookVerificationError, ValueError) as exc:
+        except ValueError as exc:  # signed by the sender, but not a JSON object
+            with self.lock:
+                self.refusals["unreadable"] += 1
+            return 400, {"title": "not a JSON object", "detail": str(exc)[:200]}
+        except WebhookVerificationError as exc:
             reason = _reason(str(exc))
             with self.lock:
                 self.refusals[reason] += 1
