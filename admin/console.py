@@ -211,3 +211,28 @@ def refer(reference: str):
             else _("Routing found no other competent agency: choose one.")
         )
     return redirect(url_for("admin.case", reference=reference))
+
+
+# ------------------------------------------------------------------------------------ accounts
+
+
+@bp.get("/users")
+@operators_only
+def users():
+    return render_template("admin/users.html", users=queries.users(hub()))
+
+
+@bp.post("/users/<name>/reset")
+@operators_only
+def send_reset(name: str):
+    if operations.request_password_reset(hub(), name, by=operator_name()):
+        flash(_("A reset link was mailed to %(name)s.", name=name))
+    else:
+        flash(
+            _(
+                "No link was mailed to %(name)s: the account is disabled or has no mail "
+                "address, it has three open links already, or the mail server refused.",
+                name=name,
+            )
+        )
+    return redirect(url_for("admin.users"))

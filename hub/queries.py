@@ -94,12 +94,14 @@ class UserRow:
     role: str
     agency_id: str | None
     disabled: bool
+    has_email: bool = False  # a reset link can be mailed
+    totp: bool = False  # signs in with a second factor
 
 
 def users(hub: Hub) -> list[UserRow]:
     with hub.db.session(read_only=True) as s:
         return [
-            UserRow(u.name, u.role, u.agency_id, u.disabled)
+            UserRow(u.name, u.role, u.agency_id, u.disabled, bool(u.email), bool(u.totp_secret))
             for u in s.scalars(select(User).order_by(User.name))
         ]
 

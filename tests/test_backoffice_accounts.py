@@ -14,11 +14,13 @@ import threading
 import pyotp
 import pytest
 from aiosmtpd.controller import Controller
+from click.testing import CliRunner
 from sqlalchemy import select
 
 from hub import accounts, operations
 from hub.frontdesk import limiter
 from hub.models import AuditEntry, PasswordReset
+from loket.cli import main as cli
 from tests.support.backoffice import PASSWORD, post, sign_in, token_of
 from tests.support.cases import TELECOM
 
@@ -242,3 +244,32 @@ def test_reset_requests_flood_neither_a_mailbox_nor_the_relay(hub, client, inbox
     codes = [ask_reset(client, "nobody").status_code for _ in range(3)]
     assert codes == [200, 200, 429]
     limiter.reset()  # the counters live in this process; leave none for the next test
+
+
+def test_an_operator_mails_a_reset_link_from_the_console_or_the_cli(
+    hub, client, inbox, staff, monkeypatch
+):
+    accounts.add(hub.db, "olga", "operator", None, hub.clock.now(), PASSWORD)
+    sign_in(client, "olga")
+    page = client.get("/admin/users").get_data(as_text=True)
+    assert "tom" in page and "/admin/users/tom/reset" in page
+    assert "/admin/users/olga/reset" not in page  # no mail address: nothing to send to
+    post(client, "/admin/users/tom/reset", {}, "/admin/users")
+    assert "A reset link was mailed to tom" in client.get("/admin/users").get_data(as_text=True)
+    assert len(inbox.messages) == 1
+    assert ("operator:olga", "user.reset_requested") in actions(hub)
+    # the CLI, the other door to the same command
+    monkeypatch.setenv("LOKET_DATABASE_URL", hub.db.url)
+    monkeypatch.setenv("LOKET_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("LOKET_SMTP_PORT", str(hub.settings.mail.port))
+    done = CliRunner().invoke(cli, ["users", "reset", "tom", "--operator", "olga"])
+    assert done.exit_code == 0, done.output
+    assert len(inbox.messages) == 2
+    refused = CliRunner().invoke(cli, ["users", "reset", "olga"])
+    assert refused.exit_code == 1 and "no link mailed" in refused.output
+
+
+def test_agency_staff_cannot_see_accounts_or_send_links(hub, client, staff):
+    sign_in(client, "tom")
+    assert client.get("/admin/users").status_code == 403
+    assert post(client, "/admin/users/tom/reset", {}, "/admin/security").status_code == 403

@@ -101,6 +101,7 @@ def test_every_operator_page_in_each_language_has_no_english_left(hub, sims, ope
         "/admin/cases",
         f"/admin/cases/{reference}",
         "/admin/security",
+        "/admin/users",
     ]
     for path in pages:
         answer = operator.get(path)
