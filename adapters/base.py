@@ -69,6 +69,9 @@ class OutboundMessage:
     text: str
     language: str = "en"
     attachments: tuple[Attachment, ...] = ()
+    # The consumer withdraws the case (the text says so too): a transport with event types
+    # (webhooks) tells the agency so in a field of its own, not in words it must read.
+    withdrawal: bool = False
 
 
 @dataclass(frozen=True)

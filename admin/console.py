@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, g, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from admin.views import bp, hub, operator_name, operators_only
 from hub import operations, queries
@@ -14,18 +15,18 @@ from hub import operations, queries
 @operators_only
 def flows():
     """Flow health per agency: breaker, pause, queue, oldest waiting, last poll."""
-    return render_template("admin/flows.html", flows=queries.agency_flows(hub()))
+    return render_template("admin/flows.html", flows=queries.agency_flows(hub(), g.lang))
 
 
 @bp.post("/agencies/<agency_id>/pause")
 @operators_only
 def pause(agency_id: str):
-    reason = request.form.get("reason", "").strip() or "paused from the console"
+    reason = request.form.get("reason", "").strip() or _("paused from the console")
     try:
         operations.pause_agency(hub(), agency_id, operator=operator_name(), reason=reason)
     except operations.NotFound:
         abort(404)
-    flash(f"{agency_id} paused: its cases wait, nothing is lost.")
+    flash(_("%(agency)s paused: its cases wait, nothing is lost.", agency=agency_id))
     return redirect(url_for("admin.flows"))
 
 
@@ -36,7 +37,7 @@ def resume(agency_id: str):
         operations.resume_agency(hub(), agency_id, operator=operator_name())
     except operations.NotFound:
         abort(404)
-    flash(f"{agency_id} resumed.")
+    flash(_("%(agency)s resumed.", agency=agency_id))
     return redirect(url_for("admin.flows"))
 
 
@@ -44,10 +45,13 @@ def resume(agency_id: str):
 @operators_only
 def check(agency_id: str):
     try:
-        result = operations.check_agency(hub(), agency_id)
+        result = operations.check_agency(hub(), agency_id, operator=operator_name())
     except operations.NotFound:
         abort(404)
-    flash(f"{agency_id}: {'OK' if result.ok else 'FAILED'}: {result.message}")
+    if result.ok:
+        flash(_("%(agency)s: OK: %(message)s", agency=agency_id, message=result.message))
+    else:
+        flash(_("%(agency)s: FAILED: %(message)s", agency=agency_id, message=result.message))
     return redirect(url_for("admin.flows"))
 
 
@@ -68,7 +72,7 @@ def resolve_problem(problem_id: int):
         operations.resolve_problem(hub(), problem_id, operator=operator_name())
     except operations.NotFound:
         abort(404)
-    flash("Marked as handled.")
+    flash(_("Marked as handled."))
     return redirect(url_for("admin.attention"))
 
 
@@ -79,7 +83,27 @@ def resolve_unmatched(update_id: int):
         operations.resolve_unmatched(hub(), update_id, operator=operator_name())
     except operations.NotFound:
         abort(404)
-    flash("Marked as handled.")
+    flash(_("Marked as handled."))
+    return redirect(url_for("admin.attention"))
+
+
+@bp.post("/deliveries/<int:delivery_id>/retry-now")
+@operators_only
+def retry_now(delivery_id: int):
+    """Bring a delivery waiting for its next retry forward to now; back to the page it was
+    pressed on (the attention page, or the case's page)."""
+    back = request.form.get("back", "")
+    try:
+        operations.retry_now(hub(), delivery_id, operator=operator_name())
+    except operations.NotFound:
+        abort(404)
+    except operations.Refused:
+        flash(_("Not retried: this delivery is no longer waiting for a retry."))
+    else:
+        flash(_("Delivery %(id)s will be tried again at the next dispatch.", id=delivery_id))
+    reference = request.form.get("reference", "")
+    if back == "case" and reference:
+        return redirect(url_for("admin.case", reference=reference))
     return redirect(url_for("admin.attention"))
 
 
@@ -112,17 +136,22 @@ def resend():
             hub(), operator=operator_name(), delivery_ids=ids, agency_id=None if ids else agency
         )
     except operations.CommandError:
-        flash("Choose the letters to resend, or an agency.")
+        flash(_("Choose the letters to resend, or an agency."))
         return redirect(url_for("admin.dead_letters"))
-    flash(
-        f"{len(result.resent)} resent with their original idempotency keys"
-        + (
-            f"; {len(result.skipped)} skipped: "
-            + "; ".join(f"{i}: {why}" for i, why in result.skipped)
-            if result.skipped
-            else "."
+    if result.skipped:
+        flash(
+            _(
+                "%(resent)s resent with their original idempotency keys; %(skipped)s skipped: "
+                "%(why)s",
+                resent=len(result.resent),
+                skipped=len(result.skipped),
+                why="; ".join(f"{i}: {why}" for i, why in result.skipped),
+            )
         )
-    )
+    else:
+        flash(
+            _("%(resent)s resent with their original idempotency keys.", resent=len(result.resent))
+        )
     return redirect(url_for("admin.dead_letters", agency=agency or ""))
 
 
@@ -156,7 +185,7 @@ def case(reference: str):
         "admin/case.html",
         case=detail,
         agencies=queries.agency_ids(hub()),
-        names=queries.agency_names(hub()),
+        names=queries.agency_names(hub(), g.lang),
     )
 
 
@@ -174,12 +203,12 @@ def refer(reference: str):
             reason=request.form.get("reason"),
         )
     except operations.CommandError as exc:
-        flash(f"Not referred: {exc}")
+        flash(_("Not referred: %(why)s", why=exc))
     else:
         flash(
-            f"Referred to {done.to_agency}."
+            _("Referred to %(agency)s.", agency=done.to_agency)
             if done.to_agency
-            else "Routing found no other competent agency: choose one."
+            else _("Routing found no other competent agency: choose one.")
         )
     return redirect(url_for("admin.case", reference=reference))
 
@@ -209,7 +238,37 @@ def erase(reference: str):
         flash(str(exc))
         return redirect(url_for("admin.privacy"))
     flash(
-        f"Erased the personal data of {done.reference}: {done.rows} rows, "
-        f"{done.attachments} attachments; statuses and statistics kept."
+        _(
+            "Erased the personal data of %(ref)s: %(rows)d rows, %(files)d attachments; "
+            "statuses and statistics kept.",
+            ref=done.reference,
+            rows=done.rows,
+            files=done.attachments,
+        )
     )
     return redirect(url_for("admin.privacy"))
+
+
+# ------------------------------------------------------------------------------------ accounts
+
+
+@bp.get("/users")
+@operators_only
+def users():
+    return render_template("admin/users.html", users=queries.users(hub()))
+
+
+@bp.post("/users/<name>/reset")
+@operators_only
+def send_reset(name: str):
+    if operations.request_password_reset(hub(), name, by=operator_name()):
+        flash(_("A reset link was mailed to %(name)s.", name=name))
+    else:
+        flash(
+            _(
+                "No link was mailed to %(name)s: the account is disabled or has no mail "
+                "address, it has three open links already, or the mail server refused.",
+                name=name,
+            )
+        )
+    return redirect(url_for("admin.users"))

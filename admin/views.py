@@ -16,6 +16,7 @@ from flask import (
     Response,
     abort,
     current_app,
+    flash,
     g,
     redirect,
     render_template,
@@ -23,6 +24,7 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import gettext as _
 
 from hub import operations, queries
 
@@ -36,6 +38,14 @@ bp = Blueprint(
 )
 
 SIGNIN_ENDPOINT = "admin.login"
+RESET_REQUEST_ENDPOINT = "admin.forgot"
+# Pages open without an account: sign-in, the reset link, the language switch.
+OPEN_ENDPOINTS = frozenset(
+    {SIGNIN_ENDPOINT, "admin.static", "admin.forgot", "admin.reset", "admin.language"}
+)
+LANGUAGES = ("nl", "fr", "de", "en")
+LANGUAGE_NAMES = {"nl": "Nederlands", "fr": "Français", "de": "Deutsch", "en": "English"}
+LANG_COOKIE = "loket_admin_lang"
 SIGNIN_LIMIT = "LOKET_SIGNIN_LIMIT"
 DEFAULT_SIGNIN_LIMIT = "10 per 15 minutes"
 
@@ -70,11 +80,47 @@ def _guard():
     user_id = session.get("admin_user")
     if user_id is not None:
         g.account = queries.account(hub(), user_id, session.get("admin_version"))
-    if request.endpoint in (SIGNIN_ENDPOINT, "admin.static"):
+    g.lang = _language()
+    if request.endpoint in OPEN_ENDPOINTS:
         return None
     if g.account is None:
         return redirect(url_for(SIGNIN_ENDPOINT, next=request.path))
     return None
+
+
+def _language() -> str:
+    """The account's chosen language, else this browser's choice (cookie), else the best match
+    of Accept-Language, else English."""
+    chosen = g.account.language if g.account is not None else None
+    if chosen in LANGUAGES:
+        return chosen
+    remembered = request.cookies.get(LANG_COOKIE)
+    if remembered in LANGUAGES:
+        return remembered
+    return request.accept_languages.best_match(LANGUAGES) or "en"
+
+
+@bp.app_context_processor
+def _languages():
+    return {"admin_languages": list(LANGUAGE_NAMES.items())}
+
+
+@bp.get("/language/<lang>")
+def language(lang: str):
+    """The header's language switch: remembered for the account, and in a cookie for the
+    sign-in pages of this browser."""
+    if lang not in LANGUAGES:
+        abort(404)
+    if g.account is not None:
+        operations.set_language(hub(), g.account, lang)
+    target = request.args.get("next") or ""
+    if not target.startswith("/admin") or target.startswith("//"):
+        target = url_for("admin.home")
+    response = redirect(target)
+    response.set_cookie(
+        LANG_COOKIE, lang, max_age=365 * 24 * 3600, samesite="Lax", httponly=True, path="/admin"
+    )
+    return response
 
 
 @bp.after_request
@@ -116,7 +162,7 @@ def agency_staff_only(view):
 def _too_many(_error):
     return render_template(
         "admin/login.html",
-        error="Too many failed sign-ins from this address; wait a quarter of an hour.",
+        error=_("Too many failed sign-ins from this address; wait a quarter of an hour."),
     ), 429
 
 
@@ -124,9 +170,14 @@ def _too_many(_error):
 def login():
     error = None
     if request.method == "POST":
-        account = queries.authenticate(
-            hub(), request.form.get("name", ""), request.form.get("password", "")
+        result = operations.sign_in(
+            hub(),
+            request.form.get("name", ""),
+            request.form.get("password", ""),
+            request.form.get("code", ""),
+            address=request.remote_addr or "",
         )
+        account = result.account
         if account is not None:
             session.clear()
             session["admin_user"] = account.id
@@ -135,7 +186,11 @@ def login():
             if not target.startswith("/admin") or target.startswith("//"):
                 target = url_for("admin.home")
             return redirect(target)
-        error = "Unknown name or wrong password."
+        error = (
+            _("Type the code your authenticator app shows now.")
+            if result.needs_code
+            else _("Unknown name or wrong password.")
+        )
     return render_template("admin/login.html", error=error), (401 if error else 200)
 
 
@@ -144,9 +199,76 @@ def logout():
     """Signing out ends the account's sessions on the server, not only this cookie: a copy taken
     before (or the same account's other browsers) gets the sign-in page."""
     if g.account is not None:
-        operations.sign_out(hub(), g.account.id)
+        operations.sign_out(hub(), g.account.id, name=g.account.name)
     session.clear()
     return redirect(url_for(SIGNIN_ENDPOINT))
+
+
+@bp.route("/forgot", methods=["GET", "POST"])
+def forgot():
+    """Ask for a reset link. The answer is the same whether the name exists or not."""
+    if request.method == "POST":
+        name = request.form.get("name", "").strip()[:64]
+        if name:
+            operations.request_password_reset(hub(), name)
+        return render_template("admin/forgot.html", sent=True)
+    return render_template("admin/forgot.html", sent=False)
+
+
+@bp.route("/reset/<token>", methods=["GET", "POST"])
+def reset(token: str):
+    error = None
+    if request.method == "POST":
+        password = request.form.get("password", "")
+        if password != request.form.get("again", ""):
+            error = _("The two passwords differ; type the same one twice.")
+        else:
+            try:
+                operations.reset_password(hub(), token, password)
+            except operations.Refused:
+                if not operations.password_reset_valid(hub(), token):
+                    return render_template("admin/reset.html", expired=True), 410
+                error = _("Choose a password of at least 10 characters.")
+            else:
+                session.clear()
+                flash(_("Your new password is set. Sign in with it."))
+                return redirect(url_for(SIGNIN_ENDPOINT))
+    elif not operations.password_reset_valid(hub(), token):
+        return render_template("admin/reset.html", expired=True), 410
+    return render_template("admin/reset.html", expired=False, error=error), (400 if error else 200)
+
+
+@bp.route("/security", methods=["GET", "POST"])
+def security():
+    """The account's second factor: enrol (the secret is shown once, as an otpauth:// URI and in
+    letters, and confirmed with a code) or switch it off (with a current code)."""
+    account = g.account
+    if request.method == "POST":
+        action = request.form.get("action")
+        code = request.form.get("code", "")
+        try:
+            if action == "enable":
+                secret = session.pop("totp_pending", None)
+                if not secret:
+                    flash(_("Start again: the secret was shown once and has expired."))
+                    return redirect(url_for("admin.security"))
+                operations.enrol_totp(hub(), account, secret, code)
+                flash(_("The second factor is on: sign-in now also asks for a code."))
+            elif action == "disable":
+                operations.drop_totp(hub(), account, code)
+                flash(_("The second factor is off."))
+            else:
+                abort(400)
+        except operations.Refused:
+            flash(_("That code does not match; type the code your app shows now."))
+        return redirect(url_for("admin.security"))
+    secret = uri = None
+    if not account.totp:
+        # the same secret until it is confirmed (a reload must not break the app's entry)
+        secret = session.get("totp_pending") or operations.new_totp_secret()
+        session["totp_pending"] = secret
+        uri = operations.totp_uri(secret, account.name)
+    return render_template("admin/security.html", secret=secret, uri=uri)
 
 
 @bp.get("/")

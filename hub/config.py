@@ -159,6 +159,9 @@ class Settings:
     # file when it is kept elsewhere (a mounted secret); never in the database.
     evidence_dir: Path | None = None
     evidence_key: Path | None = None
+    # The console lists a delivery as stuck when it is still not done this long after it was
+    # queued (LOKET_STUCK_AFTER_MINUTES).
+    stuck_after_minutes: float = 15.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -195,5 +198,6 @@ class Settings:
             checkpoint_entries=int(
                 _float(env, "LOKET_EVIDENCE_CHECKPOINT_ENTRIES", s.checkpoint_entries)
             ),
+            stuck_after_minutes=_float(env, "LOKET_STUCK_AFTER_MINUTES", s.stuck_after_minutes),
         )
         return replace(s, database_url=normalise_database_url(s.database_url))

@@ -52,9 +52,13 @@ def to_agency(
     text: str,
     now: datetime,
     uploads: list[Upload] | None = None,
+    *,
+    withdrawal: bool = False,
 ) -> Message:
     """The consumer's message to the agency of `line`, its documents, and its outbox row (keyed
-    `<reference>.<agency>.msg<message id>`), in the caller's transaction."""
+    `<reference>.<agency>.msg<message id>`, plus `.withdrawn` when it tells the agency the case
+    is withdrawn: the key, which the consumer cannot write, is what marks it), in the caller's
+    transaction."""
     message = Message(
         case_id=case.id,
         assignment_id=line.id,
@@ -72,7 +76,8 @@ def to_agency(
             assignment_id=line.id,
             **outbox.delivery_row(
                 agency_id=line.agency_id,
-                idempotency_key=f"{case.reference}.{line.agency_id}.msg{message.id}",
+                idempotency_key=f"{case.reference}.{line.agency_id}.msg{message.id}"
+                + (outbox.WITHDRAWAL_SUFFIX if withdrawal else ""),
                 now=now,
                 kind=outbox.MESSAGE,
                 message_id=message.id,
@@ -144,7 +149,14 @@ def withdraw(db: Database, reference: str, token: str, reason: str, now: datetim
             if unsent is not None:
                 unsent.state, unsent.updated_at = DeliveryState.CANCELLED, now
             elif line.agency_reference:
-                to_agency(s, case, line, f"The consumer withdraws this case. {why}".strip(), now)
+                to_agency(
+                    s,
+                    case,
+                    line,
+                    f"The consumer withdraws this case. {why}".strip(),
+                    now,
+                    withdrawal=True,
+                )
             lifecycle.move(
                 s,
                 line,

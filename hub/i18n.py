@@ -1,8 +1,9 @@
-"""Languages of the front desk: the four catalogs (hub/translations/<lang>/LC_MESSAGES) and the
-choice of language for a request.
+"""Languages of the front desk and the back office: the four catalogs
+(hub/translations/<lang>/LC_MESSAGES) and the choice of language for a request.
 
-The source strings are English and live in the templates and in hub/frontdesk; `make install`
-compiles the `.po` catalogs to `.mo` with pybabel. `compile_catalogs()` does the same from Python
+The source strings are English and live in the templates, hub/frontdesk and admin/ (the back
+office chooses its language in admin/views.py: the account's, a cookie, Accept-Language);
+`make install` compiles the `.po` catalogs to `.mo` with pybabel. `compile_catalogs()` does the same from Python
 when a `.mo` is missing or older than its `.po` (a fresh clone started without `make`), so a page
 never falls back to English because a build step was skipped.
 """

@@ -442,6 +442,28 @@ class User(Base):
     # Stored in each back-office session at sign-in; signing out or disabling the account bumps
     # it, so every copy of an older session cookie stops working at its next request.
     session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Where a password-reset link is mailed; None: only an operator can give a new password.
+    email: Mapped[str | None] = mapped_column(String(254))
+    # The back office's language the account chose (nl, fr, de, en); None: the browser's.
+    language: Mapped[str | None] = mapped_column(String(2))
+    # The TOTP second factor (RFC 6238, base32), when enrolled, and the last time step a code
+    # was accepted for: a code is good once.
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class PasswordReset(Base):
+    """A one-time link to choose a new password: only the SHA-256 of its token is kept; it
+    expires (30 minutes) and is used once."""
+
+    __tablename__ = "password_resets"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class AuditEntry(Base):

@@ -286,7 +286,8 @@ def _smtp_send(
     msg["Subject"] = subject
     msg["Date"] = format_datetime(now)  # the hub's clock (aware UTC)
     msg["Message-ID"] = make_msgid(domain="loket.example.be")
-    msg["X-Loket-Reference"] = reference
+    if reference:
+        msg["X-Loket-Reference"] = reference
     msg.set_content(body)
     with smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout) as smtp:
         if settings.starttls:
@@ -294,3 +295,15 @@ def _smtp_send(
         if settings.username:
             smtp.login(settings.username, settings.password or "")
         smtp.send_message(msg)
+
+
+def send_account_mail(
+    settings: MailSettings, to: str, kind: str, language: str, data: dict[str, Any], now: datetime
+) -> None:
+    """A mail to a back-office account (a password-reset link), sent at once over the same SMTP
+    relay as the consumers' mail, in the account's language (templates account_<kind>.<lang>.txt).
+    Raises OSError or smtplib.SMTPException when the relay refuses; nothing is kept to retry:
+    a reset link is asked for again."""
+    template = _env.get_template(f"account_{kind}.{language}.txt")
+    subject, _, body = template.render(**data).partition("\n")
+    _smtp_send(settings, to, subject.removeprefix("Subject: ").strip(), body.lstrip("\n"), "", now)

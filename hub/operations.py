@@ -40,6 +40,7 @@ __all__ = [
     "Referred",
     "Refused",
     "ResendResult",
+    "SignIn",
     "StaffUpdate",
 ]
 
@@ -137,9 +138,26 @@ class ConnectionCheck:
     message: str
 
 
-def check_agency(hub: Hub, agency_id: str) -> ConnectionCheck:
+def check_agency(hub: Hub, agency_id: str, *, operator: str | None = None) -> ConnectionCheck:
     """Test the connection to the agency's system ("Test" in the console, `agencies check`).
-    Nothing is written: it changes nothing in the hub."""
+    It changes nothing in the hub; pressed in the console (`operator` given), the press and its
+    answer are kept in the evidence log like every back-office action."""
+    result = _check_agency(hub, agency_id)
+    if operator is not None:
+        now = hub.clock.now()
+        with _unit_of_work(hub) as s:
+            _evidence(
+                s,
+                now,
+                _operator(operator),
+                "agency.checked",
+                agency_id=agency_id,
+                data={"ok": result.ok, "message": result.message[:500]},
+            )
+    return result
+
+
+def _check_agency(hub: Hub, agency_id: str) -> ConnectionCheck:
     _known_agency(hub, agency_id)
     mapping = hub.directory[agency_id]
     if not mapping.connected:
@@ -376,14 +394,18 @@ def add_user(
     operator: str,
     agency_id: str | None = None,
     password: str | None = None,
+    email: str | None = None,
 ) -> NewAccount:
-    """Create a back-office account; the password is generated unless given."""
+    """Create a back-office account; the password is generated unless given. With an `email`,
+    its holder can ask for a reset link on the sign-in page."""
     if agency_id:
         _known_agency(hub, agency_id)
     now = hub.clock.now()
     try:
         with _unit_of_work(hub) as s:
             password = accounts.create(s, name, role, agency_id, now, password)
+            if email:
+                accounts.set_email(s, name, email)
             _evidence(
                 s,
                 now,
@@ -397,10 +419,142 @@ def add_user(
     return NewAccount(name, role, agency_id, password)
 
 
-def sign_out(hub: Hub, user_id: int) -> None:
+def sign_out(hub: Hub, user_id: int, *, name: str | None = None) -> None:
     """End every session of the account: a copy of its cookie no longer opens the back office."""
-    with hub.db.session() as s:
+    now = hub.clock.now()
+    with _unit_of_work(hub) as s:
         accounts.end_sessions(s, user_id)
+        if name is not None:
+            _evidence(s, now, f"user:{name}"[:32], "user.signed_out")
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """What a sign-in came to: `account` when it succeeded; `needs_code` when the password was
+    right but the account's second factor was missing or wrong (the page asks for it)."""
+
+    account: Account | None
+    needs_code: bool = False
+
+
+def sign_in(hub: Hub, name: str, password: str, code: str = "", *, address: str = "") -> SignIn:
+    """Password, then the TOTP code if the account has one; every attempt is in the evidence
+    log (the name as typed, never the password or code), failed ones with their reason."""
+    now = hub.clock.now()
+    account = accounts.authenticate(hub.db, name, password)
+    outcome, needs_code = "ok", False
+    with _unit_of_work(hub) as s:
+        if account is None:
+            outcome = "wrong name or password"
+        elif account.totp and not accounts.check_totp(s, account.id, code, now):
+            outcome, needs_code = ("code refused" if code.strip() else "code missing"), True
+        _evidence(
+            s,
+            now,
+            f"user:{name}"[:32],
+            "user.signed_in" if outcome == "ok" else "user.sign_in_refused",
+            agency_id=account.agency_id if account else None,
+            data={"address": address, **({} if outcome == "ok" else {"reason": outcome})},
+        )
+    if outcome != "ok":
+        return SignIn(None, needs_code)
+    return SignIn(account)
+
+
+def reset_link(hub: Hub, token: str) -> str:
+    """Where a reset link points: the back office under the front desk's public address."""
+    return f"{hub.settings.mail.public_url.rstrip('/')}/admin/reset/{token}"
+
+
+def request_password_reset(hub: Hub, name: str, *, by: str | None = None) -> bool:
+    """Mail a one-time link (valid 30 minutes) to the account's address. The caller answers the
+    same whether or not the account exists; the return value (True when a mail went out) is for
+    the operator's console and the CLI. `by`: the operator who triggered it, else the user."""
+    now = hub.clock.now()
+    with _unit_of_work(hub) as s:
+        reset = accounts.start_reset(s, name, now)
+        _evidence(
+            s,
+            now,
+            _operator(by) if by else f"user:{name}"[:32],
+            "user.reset_requested",
+            data={"name": name, "mailed": reset is not None},
+        )
+    if reset is None:
+        return False
+    from hub import notify
+
+    try:
+        notify.send_account_mail(
+            hub.settings.mail,
+            reset.email,
+            "reset",
+            reset.language or "en",
+            {"name": reset.name, "link": reset_link(hub, reset.token), "minutes": 30},
+            now,
+        )
+    except OSError as exc:  # smtplib's errors are OSErrors too
+        with _unit_of_work(hub) as s:
+            _evidence(
+                s,
+                now,
+                "hub",
+                "user.reset_mail_failed",
+                data={"name": name, "error": str(exc)[:300]},
+            )
+        return False
+    return True
+
+
+def password_reset_valid(hub: Hub, token: str) -> bool:
+    with hub.db.session(read_only=True) as s:
+        return accounts.reset_is_valid(s, token, hub.clock.now())
+
+
+def reset_password(hub: Hub, token: str, password: str) -> str:
+    """Choose a new password with a reset link; returns the account's name. The link is spent,
+    the account's other links too, and every session of the account ends."""
+    now = hub.clock.now()
+    try:
+        with _unit_of_work(hub) as s:
+            user = accounts.finish_reset(s, token, password, now)
+            if user is None:
+                raise Refused("this link is unknown, used or expired; ask for a new one")
+            _evidence(s, now, f"user:{user.name}"[:32], "user.password_reset")
+            return user.name
+    except accounts.AccountError as exc:
+        raise Refused(str(exc)) from None
+
+
+def enrol_totp(hub: Hub, account: Account, secret: str, code: str) -> None:
+    now = hub.clock.now()
+    with _unit_of_work(hub) as s:
+        if not accounts.enrol_totp(s, account.id, secret, code, now):
+            raise Refused("that code does not match; type the code your app shows now")
+        _evidence(s, now, _staff(account), "user.totp_enabled")
+
+
+def drop_totp(hub: Hub, account: Account, code: str) -> None:
+    """Switch the second factor off: needs a current code, so a borrowed session cannot."""
+    now = hub.clock.now()
+    with _unit_of_work(hub) as s:
+        if not accounts.check_totp(s, account.id, code, now):
+            raise Refused("that code does not match; type the code your app shows now")
+        accounts.drop_totp(s, account.id)
+        _evidence(s, now, _staff(account), "user.totp_disabled")
+
+
+def new_totp_secret() -> str:
+    return accounts.new_totp_secret()
+
+
+def totp_uri(secret: str, name: str) -> str:
+    return accounts.totp_uri(secret, name)
+
+
+def set_language(hub: Hub, account: Account, language: str) -> None:
+    with _unit_of_work(hub) as s:
+        accounts.set_language(s, account.id, language)
 
 
 def disable_user(hub: Hub, name: str, *, operator: str) -> str:

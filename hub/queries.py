@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -62,6 +62,7 @@ __all__ = [  # the read models; the functions are used as `queries.<name>`
     "StatusCode",
     "StuckDelivery",
     "StuckLine",
+    "UndoneDelivery",
     "UnmatchedItem",
     "UnroutedCase",
     "UserRow",
@@ -93,12 +94,14 @@ class UserRow:
     role: str
     agency_id: str | None
     disabled: bool
+    has_email: bool = False  # a reset link can be mailed
+    totp: bool = False  # signs in with a second factor
 
 
 def users(hub: Hub) -> list[UserRow]:
     with hub.db.session(read_only=True) as s:
         return [
-            UserRow(u.name, u.role, u.agency_id, u.disabled)
+            UserRow(u.name, u.role, u.agency_id, u.disabled, bool(u.email), bool(u.totp_secret))
             for u in s.scalars(select(User).order_by(User.name))
         ]
 
@@ -150,7 +153,7 @@ class AgencyFlow:
         return self.control.breaker if self.control else control.CLOSED
 
 
-def agency_flows(hub: Hub) -> list[AgencyFlow]:
+def agency_flows(hub: Hub, language: str = "en") -> list[AgencyFlow]:
     """Every configured agency's flow, in id order (the console's first page, `agencies
     status`)."""
     now = hub.clock.now()
@@ -169,7 +172,7 @@ def agency_flows(hub: Hub) -> list[AgencyFlow]:
         flows.append(
             AgencyFlow(
                 id=agency_id,
-                name=mapping.name("en"),
+                name=mapping.name(language),
                 kind=mapping.adapter_kind or "referral",
                 control=controls.get(agency_id),
                 counts=counts.get(agency_id, {}),
@@ -294,6 +297,28 @@ class StuckDelivery:
 
 
 @dataclass(frozen=True)
+class UndoneDelivery:
+    """A delivery still not done a while after it was queued: what it last met, when it is tried
+    again, and whether "Retry now" applies (only to one waiting for its next retry; a dead one
+    is resent from the dead letters, a leased one is in a worker's hands)."""
+
+    delivery_id: int
+    agency_id: str
+    reference: str
+    kind: str  # case | message
+    state: str
+    attempts: int
+    queued_at: datetime
+    last_error: str | None
+    last_error_kind: str | None
+    next_attempt_at: datetime | None
+
+    @property
+    def can_retry_now(self) -> bool:
+        return self.state == DeliveryState.RETRY
+
+
+@dataclass(frozen=True)
 class DeadMail:
     reference: str
     kind: str
@@ -311,6 +336,9 @@ class Attention:
     problems: tuple[ProblemItem, ...]
     stuck: tuple[StuckDelivery, ...]
     mail: tuple[DeadMail, ...]
+    # Not done `stuck_after_minutes` after they were queued (settings), oldest first.
+    undone: tuple[UndoneDelivery, ...] = ()
+    undone_after_minutes: float = 0.0
 
 
 def attention(hub: Hub, limit: int = LIST_LIMIT) -> Attention:
@@ -409,7 +437,40 @@ def attention(hub: Hub, limit: int = LIST_LIMIT) -> Attention:
                 for d, ref in stuck
             ),
             mail=tuple(DeadMail(*row) for row in mail),
+            undone=_undone(
+                s,
+                Delivery.created_at <= now - timedelta(minutes=hub.settings.stuck_after_minutes),
+                limit,
+            ),
+            undone_after_minutes=hub.settings.stuck_after_minutes,
         )
+
+
+def _undone(s: Session, condition, limit: int = LIST_LIMIT) -> tuple[UndoneDelivery, ...]:
+    """Deliveries not done (pending, waiting for a retry, leased) that meet `condition`."""
+    rows = s.execute(
+        select(Delivery, Case.reference)
+        .join(Assignment, Assignment.id == Delivery.assignment_id)
+        .join(Case, Case.id == Assignment.case_id)
+        .where(Delivery.state.in_(WAITING), condition)
+        .order_by(Delivery.created_at, Delivery.id)
+        .limit(limit)
+    ).all()
+    return tuple(
+        UndoneDelivery(
+            d.id,
+            d.agency_id,
+            reference,
+            d.kind,
+            d.state,
+            d.attempts,
+            d.created_at,
+            d.last_error,
+            d.last_error_kind,
+            d.lease_expires_at if d.state == DeliveryState.LEASED else d.next_attempt_at,
+        )
+        for d, reference in rows
+    )
 
 
 # -------------------------------------------------------------------------------- dead letters
@@ -534,6 +595,7 @@ class CaseDetail:
     evidence_intact: bool
     evidence_problem: str | None = None  # the first thing wrong with the case's evidence
     evidence_checkpointed: int = 0  # how many of its entries a signed checkpoint covers
+    undone: tuple[UndoneDelivery, ...] = ()  # its deliveries not done yet, however recent
 
 
 def _keyring(hub: Hub) -> evidence.Keyring | None:
@@ -593,6 +655,7 @@ def case_detail(hub: Hub, reference: str) -> CaseDetail | None:
             evidence_intact=check.ok,
             evidence_problem=check.problem,
             evidence_checkpointed=check.checkpointed,
+            undone=_undone(s, Assignment.case_id == c.id),
         )
 
 

@@ -55,6 +55,11 @@ def _limit_sign_in(app: Flask, limiter) -> None:
     app.view_functions[admin.SIGNIN_ENDPOINT] = limiter.limit(
         admin.signin_limit, methods=["POST"], deduct_when=admin.signin_failed
     )(view)
+    # Every request for a reset link counts: each may send a mail.
+    forgot = app.view_functions[admin.RESET_REQUEST_ENDPOINT]
+    app.view_functions[admin.RESET_REQUEST_ENDPOINT] = limiter.limit(
+        admin.signin_limit, methods=["POST"]
+    )(forgot)
 
 
 def _register_problem_handlers(app: Flask, settings: Settings) -> None:

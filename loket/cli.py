@@ -513,11 +513,17 @@ def users() -> None:
 @click.option(
     "--password-stdin", is_flag=True, help="read the password from stdin instead of generating one"
 )
+@click.option("--email", default=None, help="where a password-reset link is mailed")
 @click.option(
     "--operator", default=lambda: os.environ.get("USER", "operator"), show_default="$USER"
 )
 def users_add(
-    name: str, role: str, agency_id: str | None, password_stdin: bool, operator: str
+    name: str,
+    role: str,
+    agency_id: str | None,
+    password_stdin: bool,
+    operator: str,
+    email: str | None = None,
 ) -> None:
     """Create an account; a generated password is printed once."""
     from hub import operations
@@ -530,7 +536,13 @@ def users_add(
         raise click.UsageError("the password on stdin must have at least 10 characters")
     try:
         account = operations.add_user(
-            hub, name, role, operator=operator, agency_id=agency_id, password=password
+            hub,
+            name,
+            role,
+            operator=operator,
+            agency_id=agency_id,
+            password=password,
+            email=email,
         )
     except operations.CommandError as exc:
         raise click.UsageError(str(exc)) from None
@@ -550,6 +562,24 @@ def users_list() -> None:
     for u in rows:
         click.echo(
             f"{u.name:24} {u.role:9} {u.agency_id or '-':26} {'disabled' if u.disabled else ''}"
+        )
+
+
+@users.command("reset")
+@click.argument("name")
+@click.option(
+    "--operator", default=lambda: os.environ.get("USER", "operator"), show_default="$USER"
+)
+def users_reset(name: str, operator: str) -> None:
+    """Mail the account a one-time link to choose a new password (valid 30 minutes)."""
+    from hub import operations
+
+    if operations.request_password_reset(_hub(_settings()), name, by=operator):
+        click.echo(f"a reset link was mailed to {name}'s address")
+    else:
+        raise click.ClickException(
+            f"no link mailed: {name} is unknown, disabled or has no mail address, or the mail "
+            "server refused (see the evidence log)"
         )
 
 

@@ -246,6 +246,7 @@ class Worker:
                         text=item.message_text or "",
                         language=language,
                         attachments=item.attachments,
+                        withdrawal=item.idempotency_key.endswith(outbox.WITHDRAWAL_SUFFIX),
                     )
                 )
             else:

@@ -60,10 +60,16 @@ def test_the_hub_does_not_depend_on_the_simulators_servers():
     assert {"spyne", "asyncssh", "aiosmtpd", "pymap"} <= {
         dep.split(">")[0].strip().lower() for dep in sims["dependencies"]
     }
-    assert set(sims["entry-points"]["loket.simulators"]) == {"rest", "soap", "email", "sftp"}
+    assert set(sims["entry-points"]["loket.simulators"]) == {
+        "rest",
+        "soap",
+        "email",
+        "sftp",
+        "webhook",
+    }
 
 
-@pytest.mark.parametrize("kind", ["rest", "soap", "email", "sftp"])
+@pytest.mark.parametrize("kind", ["rest", "soap", "email", "sftp", "webhook"])
 def test_one_launcher_plays_every_kind(kind):
     out = subprocess.run(
         [sys.executable, "-m", "loket_simulators", kind, "--help"],

@@ -21,11 +21,12 @@ from hub.outbox.claim import (
 )
 from hub.outbox.deadletters import Attempt, DeadLetter, ResendResult, dead_letters, resend
 from hub.outbox.record import Failed, complete, complete_many, fail, record_receipt
-from hub.outbox.rows import CASE, MESSAGE, delivery_row
+from hub.outbox.rows import CASE, MESSAGE, WITHDRAWAL_SUFFIX, delivery_row
 
 __all__ = [
     "CASE",
     "MESSAGE",
+    "WITHDRAWAL_SUFFIX",
     "Attempt",
     "Claimed",
     "DeadLetter",

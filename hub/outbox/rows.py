@@ -9,6 +9,8 @@ from typing import Any
 from hub.models import DeliveryState
 
 CASE, MESSAGE = "case", "message"  # what a delivery carries: the case itself, or a message
+# The end of a message delivery's key when the message withdraws the case (hub.consumer).
+WITHDRAWAL_SUFFIX = ".withdrawn"
 
 
 def delivery_row(

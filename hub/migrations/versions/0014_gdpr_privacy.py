@@ -1,6 +1,6 @@
 """privacy: erased cases, erasable evidence data, consumers' privacy requests
 
-Revision ID: 0014_gdpr
+Revision ID: 0014
 Revises: 0013
 Create Date: 2026-12-04
 """
@@ -8,7 +8,7 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0014_gdpr'
+revision = '0014'
 down_revision = '0013'
 branch_labels = None
 depends_on = None
