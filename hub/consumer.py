@@ -23,6 +23,11 @@ class NotAllowed(ValueError):
     """The action does not apply (the line is closed, say); the message says why."""
 
 
+class WrongCode(LookupError):
+    """No case opens with this reference and code (an unknown reference or a wrong code alike):
+    the front desk counts it as a wrong code."""
+
+
 def find_case(s: Session, reference: str, token: str | None) -> Case | None:
     """The case, if the token opens it; None for an unknown reference or a wrong token alike."""
     normalised = references.normalise(reference or "")
@@ -97,7 +102,7 @@ def reply(
     with db.session() as s:
         case = find_case(s, reference, token)
         if case is None:
-            raise LookupError(reference)
+            raise WrongCode(reference)
         line = next((a for a in case.assignments if a.id == assignment_id), None)
         if line is None or lifecycle.is_terminal(line.status):
             raise NotAllowed("This agency's part of the case is closed; it takes no answers.")
@@ -124,7 +129,7 @@ def withdraw(db: Database, reference: str, token: str, reason: str, now: datetim
     with db.session() as s:
         case = find_case(s, reference, token)
         if case is None:
-            raise LookupError(reference)
+            raise WrongCode(reference)
         open_lines = [a for a in case.assignments if not lifecycle.is_terminal(a.status)]
         if not open_lines:
             raise NotAllowed("The case is already closed.")
@@ -171,7 +176,7 @@ def attachment(db: Database, reference: str, token: str, attachment_id: int) -> 
     with db.session(read_only=True) as s:
         case = find_case(s, reference, token)
         if case is None:
-            raise LookupError(reference)
+            raise WrongCode(reference)
         found = s.scalars(
             select(Attachment).where(Attachment.id == attachment_id, Attachment.case_id == case.id)
         ).first()
