@@ -77,6 +77,7 @@ class Counters:
 
 def init_app(app: Flask, settings: Settings) -> None:
     app.extensions[EXTENSION] = Counters(settings.ratelimit_storage)
+    app.config.setdefault("RATELIMIT_STORAGE_URI", settings.ratelimit_storage)  # Flask-Limiter's
     app.config.setdefault(TRACKING_LIMIT, settings.tracking_limit)
     app.config.setdefault(TRACKING_CASE_LIMIT, settings.tracking_case_limit)
     app.config.setdefault(API_FILING_LIMIT, settings.api_filing_limit)

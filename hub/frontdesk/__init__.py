@@ -93,7 +93,7 @@ def init_app(app: Flask) -> None:
     )
     app.config.setdefault(FILING_LIMIT, settings.filing_limit)
     app.config.setdefault(TRACKING_LIMIT, settings.tracking_limit)
-    app.config["RATELIMIT_STORAGE_URI"] = settings.ratelimit_storage
+    app.config.setdefault("RATELIMIT_STORAGE_URI", settings.ratelimit_storage)
     Babel(
         app,
         locale_selector=_locale,
