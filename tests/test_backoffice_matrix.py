@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from hub import accounts
 from hub.models import StatusEvent
+from hub.reference import new_reference
 from scheduler.worker import Worker
 from tests.support.backoffice import PASSWORD, sign_in, token_of
 from tests.support.cases import MEDIATION, MEDIATION_CASE, TELECOM, assignment, file
@@ -170,10 +171,11 @@ def test_agency_b_never_sees_nor_changes_a_line_of_agency_a_not_even_its_existen
     assert world["b_case"] in own and world["a_case"] not in own
     a_page = f"/admin/agency/cases/{world['a_case']}"
     foreign = bob.get(a_page)
-    unknown = bob.get("/admin/agency/cases/LK-ZZZZ-ZZZZ")
+    nobody = next(r for r in iter(new_reference, None) if r not in world.values())
+    unknown = bob.get(f"/admin/agency/cases/{nobody}")  # well-formed, but no case has it
     assert foreign.status_code == unknown.status_code == 404
     # the same answer but for the reference it repeats: nothing tells them apart
-    assert foreign.get_data(as_text=True).replace(world["a_case"], "LK-ZZZZ-ZZZZ") == (
+    assert foreign.get_data(as_text=True).replace(world["a_case"], nobody) == (
         unknown.get_data(as_text=True)
     )
     before = assignment(hub, world["a_case"]).status

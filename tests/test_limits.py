@@ -333,3 +333,46 @@ def test_two_web_processes_sharing_redis_count_together_and_in_memory_they_do_no
         # the third wrong code, on the first instance: over the limit only if they share
         assert (_wrong("link", a, reference) == 429) is limited
         address = _address()
+
+
+# ------------------------------------------------------------------- what a guess costs
+
+
+def test_a_wrong_code_reads_the_case_row_only_as_an_unknown_reference_does(client, hub):
+    """No document bytes (nor lines, timeline, parties) are loaded for a wrong code, and a wrong
+    code costs the statements an unknown reference costs."""
+    from io import BytesIO
+
+    from sqlalchemy import event
+
+    from hub import consumer
+    from hub.reference import new_reference
+    from tests.support.frontdesk import PDF
+
+    reference, code = filed(client, files=[(BytesIO(PDF * 1000), "facture.pdf")])
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    event.listen(hub.db.engine, "before_cursor_execute", seen)
+    try:
+        runs = {}
+        unknown = next(r for r in iter(new_reference, None) if r != reference)
+        for name, ref, token in (("wrong", reference, "x" * 32), ("unknown", unknown, "x" * 32)):
+            statements.clear()
+            with hub.db.session(read_only=True) as s:
+                assert consumer.find_case(s, ref, token) is None
+            runs[name] = [st for st in statements if st.lstrip().upper().startswith("SELECT")]
+        with pytest.raises(consumer.WrongCode):
+            consumer.attachment(hub.db, reference, "x" * 32, 1)
+        assert not any("attachments" in st for st in statements)
+        statements.clear()
+        with hub.db.session(read_only=True) as s:
+            assert consumer.find_case(s, reference, code) is not None
+        right = [st for st in statements if "attachments" in st]
+    finally:
+        event.remove(hub.db.engine, "before_cursor_execute", seen)
+    assert len(runs["wrong"]) == len(runs["unknown"]) == 1
+    assert "attachments" not in runs["wrong"][0]
+    assert right and all(".data" not in st.split("FROM", 1)[0] for st in right)
