@@ -325,6 +325,13 @@ def test_two_web_processes_sharing_redis_count_together_and_in_memory_they_do_no
     for storage, limited in ((redis_url, True), ("memory://", False)):
         first, second = _app(hub, storage), _app(hub, storage)
         assert first.extensions[ratelimits.EXTENSION] is not second.extensions[ratelimits.EXTENSION]
+        # Flask-Limiter's limits (filing on the pages, back-office sign-in) use the same store
+        with first.app_context():
+            from hub.frontdesk import limiter
+
+            assert limiter.storage.check() and type(limiter.storage).__name__ == (
+                "RedisStorage" if limited else "MemoryStorage"
+            )
         for app in (first, second):
             app.config[ratelimits.TRACKING_LIMIT] = "2 per hour"
         a, b = visitor(first, address), visitor(second, address)
