@@ -221,9 +221,7 @@ class Settings:
             filing_limit=_limit(env, "LOKET_FILING_LIMIT", s.filing_limit),
             tracking_limit=_limit(env, "LOKET_TRACKING_LIMIT", s.tracking_limit),
             signin_limit=_limit(env, "LOKET_SIGNIN_LIMIT", s.signin_limit),
-            tracking_case_limit=_limit(
-                env, "LOKET_TRACKING_CASE_LIMIT", s.tracking_case_limit
-            ),
+            tracking_case_limit=_limit(env, "LOKET_TRACKING_CASE_LIMIT", s.tracking_case_limit),
             api_filing_limit=_limit(env, "LOKET_API_FILING_LIMIT", s.api_filing_limit),
             confirmation_mail_limit=_limit(
                 env, "LOKET_CONFIRMATION_MAIL_LIMIT", s.confirmation_mail_limit

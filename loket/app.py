@@ -39,11 +39,9 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     app.extensions["loket.metrics"] = web_registry(hub)
 
     import admin
-    from hub import frontdesk
+    from hub import frontdesk, ratelimits
     from hub.api import bp as api_bp
     from hub.web import bp as web_bp
-
-    from hub import ratelimits
 
     ratelimits.init_app(app, settings)  # the counters, in LOKET_RATELIMIT_STORAGE
     app.register_blueprint(api_bp)

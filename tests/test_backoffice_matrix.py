@@ -182,10 +182,14 @@ def test_agency_b_never_sees_nor_changes_a_line_of_agency_a_not_even_its_existen
     with hub.db.session(read_only=True) as s:
         events = len(s.scalars(select(StatusEvent.id)).all())
     for code in hub.directory[TELECOM].statuses:  # A's codes and...
-        answer = bob.post(a_page, data={"csrf_token": token_of(bob, "/admin/agency"), "status": code})
+        answer = bob.post(
+            a_page, data={"csrf_token": token_of(bob, "/admin/agency"), "status": code}
+        )
         assert answer.status_code == 404
     for code in hub.directory[MEDIATION].statuses:  # ...B's own codes, on A's case
-        answer = bob.post(a_page, data={"csrf_token": token_of(bob, "/admin/agency"), "status": code})
+        answer = bob.post(
+            a_page, data={"csrf_token": token_of(bob, "/admin/agency"), "status": code}
+        )
         assert answer.status_code == 404
     assert assignment(hub, world["a_case"]).status == before
     with hub.db.session(read_only=True) as s:

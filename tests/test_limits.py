@@ -251,9 +251,7 @@ def test_the_api_files_a_limited_number_of_cases_per_address(app, hub):
     assert visitor(app).post("/api/v1/cases", json=_case()).status_code == 201  # another address
 
 
-def test_confirmation_mails_to_one_address_are_limited_and_the_cases_still_filed(
-    app, hub, caplog
-):
+def test_confirmation_mails_to_one_address_are_limited_and_the_cases_still_filed(app, hub, caplog):
     app.config[ratelimits.CONFIRMATION_MAIL_LIMIT] = "2 per hour"
     victim = f"victim-{uuid.uuid4().hex[:8]}@example.be"
     spellings = [victim, victim.upper(), f" {victim} ".strip().capitalize()]
@@ -301,9 +299,7 @@ def test_x_forwarded_for_names_the_client_behind_trusted_proxies(hub):
 
 
 def test_the_settings_name_the_store_and_the_proxies_and_refuse_typos():
-    s = Settings.from_env(
-        {"LOKET_RATELIMIT_STORAGE": REDIS_URL, "LOKET_TRUSTED_PROXIES": "2"}
-    )
+    s = Settings.from_env({"LOKET_RATELIMIT_STORAGE": REDIS_URL, "LOKET_TRUSTED_PROXIES": "2"})
     assert (s.ratelimit_storage, s.trusted_proxies) == (REDIS_URL, 2)
     d = Settings.from_env({})
     assert (d.ratelimit_storage, d.trusted_proxies) == ("memory://", 0)

@@ -30,7 +30,11 @@ PAGE_PERSON = {
     "consumer_email": "griet.vdb@voorbeeld.be",
     "consumer_phone": "+32 471 23 45 67",
 }
-API_PERSON = {"name": "Florentin Maréchal", "email": "f.marechal@exemple.be", "phone": "0478 98 76 54"}
+API_PERSON = {
+    "name": "Florentin Maréchal",
+    "email": "f.marechal@exemple.be",
+    "phone": "0478 98 76 54",
+}
 METRICS_TOKEN = "metrics-Rk8vQ2nZ5wLp"
 SECRET_KEY = "flask-secret-Hj3kL9mN2pQ7"
 
@@ -53,9 +57,7 @@ def web(processes, tmp_path, hub, sims):
         "LOKET_PUBLIC_URL": f"http://127.0.0.1:{port}",
         **sims.env(),
     }
-    processes.start(
-        "web", ["-m", "loket.cli", "serve", "--port", str(port), "--workers", "1"], env
-    )
+    processes.start("web", ["-m", "loket.cli", "serve", "--port", str(port), "--workers", "1"], env)
     base = f"http://127.0.0.1:{port}"
     wait_http(base + "/healthz")
     return base
@@ -77,7 +79,10 @@ def test_the_whole_flow_logs_no_code_name_email_phone_or_secret(
     answers = "?a_contacted_trader=yes&a_court_case_pending=no&a_trader_is_business=yes"
     filed = consumer.post(
         web + form,
-        data={"csrf_token": _token(consumer, web + form + answers), **case_form("fr", **PAGE_PERSON)},
+        data={
+            "csrf_token": _token(consumer, web + form + answers),
+            **case_form("fr", **PAGE_PERSON),
+        },
         files={"attachments": ("facture.pdf", io.BytesIO(PDF), "application/pdf")},
         allow_redirects=True,
         timeout=30,
@@ -124,9 +129,7 @@ def test_the_whole_flow_logs_no_code_name_email_phone_or_secret(
     assert status.status_code == 200
     requests.get(f"{web}/fr/track/{api_ref}?k=not-{api_code[:8]}", timeout=10)
     requests.get(f"{web}/en/track/{page_ref}?k={api_code}", timeout=10)  # a real code, wrong case
-    requests.get(
-        f"{web}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=10
-    )
+    requests.get(f"{web}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=10)
 
     lines = processes.log("web").splitlines()
     here = web.split("//", 1)[1]
@@ -156,4 +159,3 @@ def test_the_whole_flow_logs_no_code_name_email_phone_or_secret(
         if value.lower() in line.lower()
     ]
     assert not found, found
-
