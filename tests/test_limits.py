@@ -91,9 +91,10 @@ def test_the_private_code_travels_only_in_the_case_cookies_never_in_the_session(
     carrying = [c for c in cookies if code in c]
     assert carrying and all(c.startswith(f"loket_case_{reference}={code};") for c in carrying)
     paths = {c.split("Path=", 1)[1].split(";", 1)[0] for c in carrying}
-    assert paths == {f"/{lang}/track/{reference}" for lang in ("nl", "fr", "de", "en")} | {
-        f"/fr/filed/{reference}"
-    }
+    langs = ("nl", "fr", "de", "en")
+    assert paths == {f"/{lang}/{page}/{reference}" for lang in langs for page in ("track", "filed")}
+    # the confirmation, in another language from the switcher, still shows the link
+    assert f"/nl/track/{reference}?k={code}" in text(client.get(f"/nl/filed/{reference}"))
     assert all("HttpOnly" in c and "SameSite=Strict" in c for c in carrying)
     [session_cookie] = [c for c in cookies if c.startswith(app.config["SESSION_COOKIE_NAME"])]
     value = session_cookie.split("=", 1)[1].split(";", 1)[0]

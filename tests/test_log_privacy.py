@@ -46,8 +46,7 @@ def _variants(phone: str) -> set[str]:
 
 @pytest.fixture
 def web(processes, tmp_path, hub, sims):
-    if not hub.db.url.startswith("sqlite"):
-        pytest.skip("the web process shares the test's SQLite file; PostgreSQL adds nothing here")
+    """`loket serve` on the test's database (its SQLite file, or its PostgreSQL database)."""
     port = free_port()
     env = {
         "LOKET_DATABASE_URL": hub.db.url,

@@ -645,8 +645,8 @@ def _remember_case(
     of this case gets one too, for an hour."""
     secure = request.is_secure or hub().settings.mail.public_url.startswith("https://")
     paths = [(f"/{lang}/track/{reference}", CASE_COOKIE_DAYS * 86400) for lang in i18n.LANGUAGES]
-    if filed_page:
-        paths.append((f"/{g.lang}/filed/{reference}", FILED_COOKIE_SECONDS))
+    if filed_page:  # in every language: the page's language switcher keeps it
+        paths += [(f"/{lang}/filed/{reference}", FILED_COOKIE_SECONDS) for lang in i18n.LANGUAGES]
     for path, max_age in paths:
         response.set_cookie(
             _cookie_name(reference),
