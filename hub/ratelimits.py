@@ -46,29 +46,47 @@ class Exhausted(Exception):
 
 
 class Counters:
+    """Moving-window counters in the configured store. When a shared store cannot be reached,
+    the counting goes on in this process's memory (logged as an error) rather than failing the
+    consumer's request: limits per process for a while are better than no front desk."""
+
     def __init__(self, storage_uri: str) -> None:
         self.storage_uri = storage_uri
         self.storage = storage_from_string(storage_uri)
-        self.window = MovingWindowRateLimiter(self.storage)
+        self.shared = MovingWindowRateLimiter(self.storage)
+        self.local = MovingWindowRateLimiter(storage_from_string("memory://"))
+
+    def _run(self, what: str, *args):
+        try:
+            return getattr(self.shared, what)(*args)
+        except Exception as exc:  # the shared store is down or refuses: count here meanwhile
+            if self.shared is self.local:
+                raise
+            log.error(
+                "rate-limit store %s unreachable (%s); counting in this process meanwhile",
+                self.storage.__class__.__name__,
+                exc.__class__.__name__,
+            )
+            return getattr(self.local, what)(*args)
 
     def _wait(self, item: RateLimitItem, *key: str) -> int:
-        reset, _remaining = self.window.get_window_stats(item, *key)
+        reset, _remaining = self._run("get_window_stats", item, *key)
         return max(1, math.ceil(reset - time.time()))
 
     def check(self, rate: str, *key: str) -> None:
         """Raise Exhausted when `key` has used up `rate`; counts nothing."""
         item = parse(rate)
-        if not self.window.test(item, *key):
+        if not self._run("test", item, *key):
             raise Exhausted(self._wait(item, *key))
 
     def hit(self, rate: str, *key: str) -> bool:
         """Count one attempt; False when it was one too many (it is not counted then)."""
-        return self.window.hit(parse(rate), *key)
+        return self._run("hit", parse(rate), *key)
 
     def take(self, rate: str, *key: str) -> None:
         """Count one attempt, or raise Exhausted when the limit is used up."""
         item = parse(rate)
-        if not self.window.hit(item, *key):
+        if not self._run("hit", item, *key):
             raise Exhausted(self._wait(item, *key))
 
     def reset(self) -> None:
@@ -78,6 +96,9 @@ class Counters:
 def init_app(app: Flask, settings: Settings) -> None:
     app.extensions[EXTENSION] = Counters(settings.ratelimit_storage)
     app.config.setdefault("RATELIMIT_STORAGE_URI", settings.ratelimit_storage)  # Flask-Limiter's
+    # ... which, like Counters, counts in memory while a shared store is down
+    app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
     app.config.setdefault(TRACKING_LIMIT, settings.tracking_limit)
     app.config.setdefault(TRACKING_CASE_LIMIT, settings.tracking_case_limit)
     app.config.setdefault(API_FILING_LIMIT, settings.api_filing_limit)

@@ -24,7 +24,7 @@ from hub.models import Case, Notification
 from hub.services import Hub
 from tests.support.backoffice import token_of
 from tests.support.cases import CASE
-from tests.support.env import peer_missing
+from tests.support.env import free_port, peer_missing
 from tests.support.frontdesk import file_by_page, filed, text
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -380,3 +380,16 @@ def test_a_wrong_code_reads_the_case_row_only_as_an_unknown_reference_does(clien
     assert len(runs["wrong"]) == len(runs["unknown"]) == 1
     assert "attachments" not in runs["wrong"][0]
     assert right and all(".data" not in st.split("FROM", 1)[0] for st in right)
+
+
+def test_when_the_shared_store_is_down_wrong_codes_are_still_counted_in_the_process(hub, caplog):
+    port = free_port()  # nothing listens there
+    app = _app(hub, f"redis://127.0.0.1:{port}/0")
+    app.config[ratelimits.TRACKING_LIMIT] = "2 per hour"
+    guesser = visitor(app)
+    with caplog.at_level(logging.ERROR, logger="hub.ratelimits"):
+        answers = [_wrong("link", guesser, "LK-AAAA-AAAA") for _ in range(3)]
+    assert answers == [404, 404, 429]  # no server error, and still limited
+    reference, _code = filed(visitor(app))  # Flask-Limiter's filing limit falls back too
+    assert reference.startswith("LK-")
+    assert any("unreachable" in r.getMessage() for r in caplog.records)
