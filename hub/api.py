@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, current_app, json, jsonify, request
 from marshmallow import ValidationError
 
-from hub import caseview, intake, taxonomy
+from hub import caseview, intake, ratelimits, taxonomy
 from hub.problems import Problem, field_error
 from hub.schemas import CaseInSchema, field_for_path
 from hub.services import Hub
@@ -110,8 +110,23 @@ def _json_body() -> Any:
         ) from None
 
 
+@bp.errorhandler(ratelimits.Exhausted)
+def _exhausted(exc: ratelimits.Exhausted):
+    response = Problem(
+        429,
+        "too-many-requests",
+        f"Too many requests from your address; try again in {exc.retry_after} seconds. "
+        "Nothing was stored.",
+    ).response()
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 @bp.post("/cases")
 def file_case():
+    ratelimits.counters().check(
+        current_app.config[ratelimits.API_FILING_LIMIT], "api-filing", ratelimits.client_address()
+    )
     body = _json_body()
     if not isinstance(body, dict):
         raise Problem(
@@ -134,7 +149,13 @@ def file_case():
     lang = data["language"]
     try:
         filed = intake.file_case(
-            h.db, data, router=h.router, directory=h.directory, clock=h.clock, random=h.random
+            h.db,
+            data,
+            router=h.router,
+            directory=h.directory,
+            clock=h.clock,
+            random=h.random,
+            confirm=ratelimits.confirmation_allowed,
         )
     except intake.NeedsAnswers as exc:
         raise Problem(
@@ -161,6 +182,9 @@ def file_case():
             "do first. Nothing was stored.",
             extra={"refusals": [_refusal(r, h, lang) for r in exc.refusals]},
         ) from None
+    ratelimits.counters().hit(
+        current_app.config[ratelimits.API_FILING_LIMIT], "api-filing", ratelimits.client_address()
+    )
     status_url = f"{request.url_root.rstrip('/')}/api/v1/cases/{filed.reference}"
     response = jsonify(
         {
@@ -235,9 +259,15 @@ def _iso(value) -> str | None:
 
 @bp.get("/cases/<reference>")
 def case_status(reference: str):
-    """The token holder's view of the case (hub/caseview.py), as JSON."""
-    view = caseview.for_consumer(hub(), reference, _bearer())
+    """The token holder's view of the case (hub/caseview.py), as JSON. A wrong token counts
+    against the address like a wrong code on the front desk (hub/ratelimits.py)."""
+    token = _bearer()
+    if token:
+        ratelimits.guard_codes()
+    view = caseview.for_consumer(hub(), reference, token)
     if view is None:
+        if token:
+            ratelimits.wrong_code(reference)
         raise Problem(404, "not-found", NOT_FOUND_DETAIL)
     response = jsonify(_status_body(view))
     response.headers["Cache-Control"] = "no-store"

@@ -121,6 +121,28 @@ def _limit(env: dict[str, str], name: str, default: str) -> str:
     return raw
 
 
+def _storage(env: dict[str, str]) -> str:
+    """LOKET_RATELIMIT_STORAGE: a storage URI of the `limits` library (memory://, redis://...)."""
+    raw = env.get("LOKET_RATELIMIT_STORAGE") or "memory://"
+    from limits.storage import storage_from_string
+
+    try:
+        storage_from_string(raw)
+    except Exception as exc:  # unknown scheme, or the store's client library missing
+        raise ConfigError(
+            f"LOKET_RATELIMIT_STORAGE={raw!r} is not usable ({exc}); e.g. "
+            "LOKET_RATELIMIT_STORAGE=redis://127.0.0.1:6379/0, or leave it unset for memory://"
+        ) from None
+    return raw
+
+
+def _count(env: dict[str, str], name: str) -> int:
+    raw = (env.get(name) or "0").strip()
+    if not raw.isdigit():
+        raise ConfigError(f"{name}={raw!r} is not a count; e.g. {name}=1 behind one proxy")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class Settings:
     var_dir: Path = field(default_factory=lambda: DEFAULT_VAR_DIR.resolve())
@@ -147,6 +169,20 @@ class Settings:
     filing_limit: str = "10 per hour"
     tracking_limit: str = "20 per hour"
     signin_limit: str = "10 per 15 minutes"
+    # Wrong codes for one case from every address together: past it the case is under attack
+    # (logged and counted for the operators; the holder of the right code still gets in).
+    tracking_case_limit: str = "100 per hour"
+    # Per client address: cases filed through the JSON API (POST /api/v1/cases).
+    api_filing_limit: str = "20 per hour"
+    # Confirmation mails to one email address, whichever door filed the case; past it the case
+    # is filed but no confirmation mail goes to that address.
+    confirmation_mail_limit: str = "5 per hour"
+    # Where the counters live: "memory://" (each process its own) or a shared store such as
+    # "redis://127.0.0.1:6379/0" so every web process counts together.
+    ratelimit_storage: str = "memory://"
+    # How many reverse proxies in front of the web app set X-Forwarded-For (Werkzeug ProxyFix);
+    # 0: the client address is the socket's peer and X-Forwarded-For is ignored.
+    trusted_proxies: int = 0
     # The worker serves its Prometheus metrics on 127.0.0.1 at this port when set.
     worker_metrics_port: int | None = None
     # The bearer token a scraper sends for the web app's /metrics; None: /metrics answers 404.
@@ -188,6 +224,13 @@ class Settings:
             filing_limit=_limit(env, "LOKET_FILING_LIMIT", s.filing_limit),
             tracking_limit=_limit(env, "LOKET_TRACKING_LIMIT", s.tracking_limit),
             signin_limit=_limit(env, "LOKET_SIGNIN_LIMIT", s.signin_limit),
+            tracking_case_limit=_limit(env, "LOKET_TRACKING_CASE_LIMIT", s.tracking_case_limit),
+            api_filing_limit=_limit(env, "LOKET_API_FILING_LIMIT", s.api_filing_limit),
+            confirmation_mail_limit=_limit(
+                env, "LOKET_CONFIRMATION_MAIL_LIMIT", s.confirmation_mail_limit
+            ),
+            ratelimit_storage=_storage(env),
+            trusted_proxies=_count(env, "LOKET_TRUSTED_PROXIES"),
             worker_metrics_port=_port(env, "LOKET_WORKER_METRICS_PORT"),
             metrics_token=env.get("LOKET_METRICS_TOKEN") or None,
             checkpoint_seconds=_float(

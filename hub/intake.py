@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -124,12 +125,16 @@ def file_case(
     clock: Clock,
     random: RandomSource,
     uploads: list[Upload] | None = None,
+    confirm: Callable[[str], bool] | None = None,
 ) -> Filed:
     """Store a validated case with one assignment and delivery per admitted agency.
 
     Raises NeedsAnswers when a pre-check is unanswered and NotAdmissible when every agency
     refuses; in both cases nothing is stored. Agencies refused while others accept are reported
     in `Filed.not_sent`. A case no rule matches is stored for operators to route.
+
+    `confirm(email)`, asked once the case will be stored, says whether the confirmation mail may
+    go to that address (a per-recipient limit); when not, the case is filed without it.
     """
     now = clock.now()
     decision = router.route(situation_of(data, now.date()))
@@ -137,11 +142,22 @@ def file_case(
         raise NeedsAnswers(decision.missing)
     if not decision.recipients and decision.refusals:
         raise NotAdmissible(decision.refusals)
+    email = (data.get("consumer") or {}).get("email")
+    confirmation = bool(email) and (confirm is None or confirm(email))
     for attempt in range(5):
         reference, token = new_reference(random), random.token()
         try:
             with db.engine.begin() as conn:  # Core, not an ORM session: this is the hot path
-                case_id = _store(conn, data, reference, token, decision.recipients, directory, now)
+                case_id = _store(
+                    conn,
+                    data,
+                    reference,
+                    token,
+                    decision.recipients,
+                    directory,
+                    now,
+                    confirmation=confirmation,
+                )
                 if uploads:
                     conn.execute(
                         insert(Attachment.__table__),
@@ -291,6 +307,8 @@ def _store(
     directory: Directory,
     now: datetime,
     one_statement: bool | None = None,
+    *,
+    confirmation: bool = True,
 ) -> int:
     """Insert the case and everything that goes with it; returns the case id.
 
@@ -349,7 +367,7 @@ def _store(
                 secret=token,
             )
         ]
-        if parties[0]["email"]
+        if parties[0]["email"] and confirmation
         else [],
     }
     lines: list[dict[str, Any]] = []

@@ -39,6 +39,20 @@ STATUS_UPDATES = Counter(
 )
 POLL_SECONDS = Histogram("loket_poll_seconds", "Time one poll of an agency took", ["agency"])
 
+# ------------------------------------------------------------------ web process (counters, own)
+
+# Counted by each web process (hub/ratelimits.py) and served on its /metrics with the rest.
+CASE_GUESS_ALARMS = Counter(
+    "loket_case_guess_alarms",
+    "Wrong tracking codes for one case beyond LOKET_TRACKING_CASE_LIMIT (a case under attack)",
+    registry=None,
+)
+CONFIRMATIONS_WITHHELD = Counter(
+    "loket_confirmations_withheld",
+    "Confirmation mails not sent: the recipient had LOKET_CONFIRMATION_MAIL_LIMIT already",
+    registry=None,
+)
+
 
 # ------------------------------------------------------------------------------- web (from DB)
 
@@ -94,4 +108,6 @@ def _aware(value: datetime) -> datetime:
 def web_registry(hub: Hub) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DatabaseCollector(hub))
+    registry.register(CASE_GUESS_ALARMS)
+    registry.register(CONFIRMATIONS_WITHHELD)
     return registry

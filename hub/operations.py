@@ -27,7 +27,7 @@ from hub.accounts import Account
 from hub.control import AgencyControl
 from hub.models import Assignment, Delivery, DeliveryState, InboundProblem, UnmatchedUpdate
 from hub.outbox import ResendResult
-from hub.queries import load_case, referable
+from hub.queries import load_agency_case, load_case, referable
 from hub.referral import Referred
 from hub.services import Hub
 
@@ -310,7 +310,7 @@ def record_staff_status(
     now = hub.clock.now()
     message = (message or "").strip()[:4000] or None
     with _unit_of_work(hub) as s:
-        case = load_case(s, reference)
+        case = load_agency_case(s, reference, staff.agency_id)
         line = (
             next((a for a in reversed(case.assignments) if a.agency_id == staff.agency_id), None)
             if case is not None

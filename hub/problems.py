@@ -52,6 +52,12 @@ TYPES: dict[str, tuple[str, str]] = {
         "There is no resource here, or the credentials do not open it. A case is found with its "
         "reference and the tracking token given when it was filed (Authorization: Bearer ...).",
     ),
+    "too-many-requests": (
+        "Too many requests",
+        "This address sent more requests of this kind than the hub takes in the period (cases "
+        "filed, or wrong tracking tokens). Wait the number of seconds in the Retry-After header "
+        "and try again. Nothing was stored.",
+    ),
     "method-not-allowed": ("Method not allowed", "This resource does not accept that method."),
     "http-error": ("HTTP error", "The request could not be served; see `detail`."),
     "server-error": (

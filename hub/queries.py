@@ -517,6 +517,28 @@ def load_case(s: Session, reference: str) -> Case | None:
     ).first()
 
 
+def load_agency_case(s: Session, reference: str, agency_id: str) -> Case | None:
+    """The case a reference names, only if it has a line at `agency_id`, with what `load_case`
+    loads; None otherwise. One statement decides both "no such case" and "not this agency's":
+    an unknown reference and another agency's case cost the same work (no timing oracle, no
+    loading of the other agency's rows just to refuse them)."""
+    normalised = references.normalise(reference)
+    if normalised is None:
+        return None
+    return s.scalars(
+        select(Case)
+        .where(
+            Case.reference == normalised,
+            Case.assignments.any(Assignment.agency_id == agency_id),
+        )
+        .options(
+            selectinload(Case.assignments),
+            selectinload(Case.events),
+            selectinload(Case.parties),
+        )
+    ).first()
+
+
 @dataclass(frozen=True)
 class PartyView:
     role: str
@@ -790,7 +812,7 @@ def staff_case(hub: Hub, agency_id: str, reference: str) -> StaffCase | None:
     now = hub.clock.now()
     mapping = hub.directory[agency_id]
     with hub.db.session(read_only=True) as s:
-        c = load_case(s, reference)
+        c = load_agency_case(s, reference, agency_id)
         line = (
             next((a for a in reversed(c.assignments) if a.agency_id == agency_id), None)
             if c is not None

@@ -24,6 +24,12 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     settings = settings or (hub.settings if hub else Settings.from_env())
     hub = hub or Hub.from_settings(settings)
     app = Flask(__name__)
+    if settings.trusted_proxies:
+        # Behind N reverse proxies the client is the N-th address from the right of
+        # X-Forwarded-For; without the setting the header is ignored (anyone can send it).
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["LOKET_METRICS_TOKEN"] = settings.metrics_token
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
@@ -33,10 +39,11 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     app.extensions["loket.metrics"] = web_registry(hub)
 
     import admin
-    from hub import frontdesk
+    from hub import frontdesk, ratelimits
     from hub.api import bp as api_bp
     from hub.web import bp as web_bp
 
+    ratelimits.init_app(app, settings)  # the counters, in LOKET_RATELIMIT_STORAGE
     app.register_blueprint(api_bp)
     app.register_blueprint(web_bp)
     frontdesk.init_app(app)  # sets up CSRF (app.extensions["csrf"]) and the rate limiter

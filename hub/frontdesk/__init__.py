@@ -7,7 +7,9 @@ URL (`/fr/...`); the case is filed in the language of the page it was filed from
 
 `init_app` wires what the pages need into the app once: translations (Flask-Babel), CSRF tokens
 (Flask-WTF, checked on this blueprint's forms only: the JSON API authenticates otherwise),
-per-address rate limits (Flask-Limiter, in-memory: per process), and security headers.
+per-address rate limits (Flask-Limiter, in LOKET_RATELIMIT_STORAGE: memory:// per process, or a
+shared store such as Redis), and security headers. Wrong tracking codes are counted by
+hub/ratelimits.py, in the same store.
 """
 
 from __future__ import annotations
@@ -21,22 +23,21 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
 
-from hub import i18n
+from hub import i18n, ratelimits
 from hub.config import Settings
 
 csrf = CSRFProtect()
 limiter = Limiter(
     key_func=get_remote_address,
-    storage_uri="memory://",
     default_limits=[],
     headers_enabled=False,
     strategy="moving-window",
 )
 
 # The app config keys of the front desk's own limits per client address (from Settings: filing
-# counts successful filings only; tracking counts failed guesses of a reference and its code).
+# counts successful filings only; tracking counts wrong codes, see hub/ratelimits.py).
 FILING_LIMIT = "LOKET_FILING_LIMIT"
-TRACKING_LIMIT = "LOKET_TRACKING_LIMIT"
+TRACKING_LIMIT = ratelimits.TRACKING_LIMIT
 # The largest form body the front desk reads (files included). Above the per-file and total caps
 # of hub/attachments.py so that a too-large file gets its message next to the field with
 # everything typed kept; a body beyond this gets a page that says so instead.
@@ -92,6 +93,7 @@ def init_app(app: Flask) -> None:
     )
     app.config.setdefault(FILING_LIMIT, settings.filing_limit)
     app.config.setdefault(TRACKING_LIMIT, settings.tracking_limit)
+    app.config.setdefault("RATELIMIT_STORAGE_URI", settings.ratelimit_storage)
     Babel(
         app,
         locale_selector=_locale,

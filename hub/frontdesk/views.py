@@ -27,12 +27,11 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from hub import caseview, consumer, gdpr, i18n, intake, lifecycle, taxonomy
+from hub import caseview, consumer, gdpr, i18n, intake, lifecycle, ratelimits, taxonomy
 from hub import reference as references
 from hub.config import CONTRACTS_DIR
 from hub.frontdesk import (
     FILING_LIMIT,
-    TRACKING_LIMIT,
     UPLOAD_BODY_LIMIT,
     csrf,
     form,
@@ -46,6 +45,8 @@ LANG = "<any(nl, fr, de, en):lang>"
 bp = Blueprint("frontdesk", __name__, url_prefix=f"/{LANG}")
 CASE_COOKIE = "loket_case_{reference}"
 CASE_COOKIE_DAYS = 400
+# The confirmation page reads the code from a cookie of its own path, for this long.
+FILED_COOKIE_SECONDS = 3600
 
 
 def hub() -> Hub:
@@ -152,8 +153,15 @@ def _too_large(_exc: RequestEntityTooLarge) -> Response:
     )
 
 
+@bp.errorhandler(ratelimits.Exhausted)
+def _exhausted(exc: ratelimits.Exhausted) -> Response:
+    response = _too_many(None)
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 @bp.errorhandler(429)
-def _too_many(_exc: HTTPException) -> Response:
+def _too_many(_exc: HTTPException | None) -> Response:
     return _error(
         429,
         _("Too many attempts"),
@@ -538,14 +546,16 @@ def case_form(area: str, sub: str, kind: str):
             clock=h.clock,
             random=h.random,
             uploads=filled.uploads,
+            confirm=ratelimits.confirmation_allowed,
         )
     except intake.NeedsAnswers:
         return redirect(url_for(".kind", area=area, sub=sub, kind=kind), 303)
     except intake.NotAdmissible as exc:
         return _advice(s, kind, exc.refusals)
+    # The session (signed, not encrypted, sent to every page) never holds the code: only the
+    # case's own path-scoped cookies do (`_remember_case`).
     session["filed"] = {
         "reference": filed.reference,
-        "token": filed.token,
         "not_sent": [
             {
                 "agency": h.directory[r.agency_id].name(g.lang),
@@ -556,7 +566,7 @@ def case_form(area: str, sub: str, kind: str):
         ],
     }
     response = redirect(url_for(".filed", reference=filed.reference), 303)
-    _remember_case(response, filed.reference, filed.token)
+    _remember_case(response, filed.reference, filed.token, filed_page=True)
     return response
 
 
@@ -600,14 +610,13 @@ def _lines(view: caseview.CaseView) -> list[dict[str, Any]]:
 @bp.get("/filed/<reference>")
 def filed(reference: str):
     held = session.get("filed") or {}
-    if held.get("reference") != reference:
+    token = request.cookies.get(_cookie_name(reference))
+    if held.get("reference") != reference or not token:
         abort(404)
-    view = caseview.for_consumer(hub(), reference, held.get("token"), documents=True)
+    view = caseview.for_consumer(hub(), reference, token, documents=True)
     if view is None:
         abort(404)
-    link = f"{request.url_root.rstrip('/')}" + url_for(
-        ".track", reference=reference, k=held["token"]
-    )
+    link = f"{request.url_root.rstrip('/')}" + url_for(".track", reference=reference, k=token)
     return _page(
         "filed.html",
         reference=reference,
@@ -627,16 +636,23 @@ def _cookie_name(reference: str) -> str:
     return CASE_COOKIE.format(reference=reference)
 
 
-def _remember_case(response: Response, reference: str, token: str) -> None:
+def _remember_case(
+    response: Response, reference: str, token: str, *, filed_page: bool = False
+) -> None:
     """The private code in an HttpOnly, SameSite=Strict cookie scoped to this case's pages (one
-    per language prefix), so the address bar, history and referrers never hold it."""
+    per language prefix), so the address bar, history and referrers never hold it, and no other
+    page (nor the general session cookie) carries it. Right after filing, the confirmation page
+    of this case gets one too, for an hour."""
     secure = request.is_secure or hub().settings.mail.public_url.startswith("https://")
-    for lang in i18n.LANGUAGES:
+    paths = [(f"/{lang}/track/{reference}", CASE_COOKIE_DAYS * 86400) for lang in i18n.LANGUAGES]
+    if filed_page:  # in every language: the page's language switcher keeps it
+        paths += [(f"/{lang}/filed/{reference}", FILED_COOKIE_SECONDS) for lang in i18n.LANGUAGES]
+    for path, max_age in paths:
         response.set_cookie(
             _cookie_name(reference),
             token,
-            max_age=CASE_COOKIE_DAYS * 86400,
-            path=f"/{lang}/track/{reference}",
+            max_age=max_age,
+            path=path,
             httponly=True,
             samesite="Strict",
             secure=secure,
@@ -648,21 +664,12 @@ def _forget_case(response: Response, reference: str) -> None:
         response.delete_cookie(_cookie_name(reference), path=f"/{lang}/track/{reference}")
 
 
-def _failed_guess(r: Response) -> bool:
-    return r.status_code == 404
-
-
-tracking_limit = limiter.shared_limit(
-    lambda: current_app.config[TRACKING_LIMIT], scope="tracking", deduct_when=_failed_guess
-)
-
-
 @bp.route("/track", methods=["GET", "POST"])
-@tracking_limit
 def open_case():
     """Open a case with its reference and private code (the link's `k`), e.g. on a new device."""
     if request.method == "GET":
         return _page("open.html", reference=request.args.get("reference", ""), error=None)
+    ratelimits.guard_codes()
     typed = (request.form.get("reference") or "").strip()
     code = (request.form.get("code") or "").strip()
     if "k=" in code:  # they pasted the whole link
@@ -671,6 +678,7 @@ def open_case():
     with hub().db.session(read_only=True) as s:
         found = consumer.find_case(s, normalised, code) is not None
     if not found:
+        ratelimits.wrong_code(normalised)
         return _page(
             "open.html",
             404,
@@ -690,14 +698,16 @@ def _token(reference: str) -> str | None:
 
 
 @bp.get("/track/<reference>")
-@tracking_limit
 def track(reference: str):
     h = hub()
     k = request.args.get("k")
+    if k is not None or _token(reference):
+        ratelimits.guard_codes()
     if k is not None:
         with h.db.session(read_only=True) as s:
             ok = consumer.find_case(s, reference, k) is not None
         if not ok:
+            ratelimits.wrong_code(reference)
             return _page(
                 "open.html",
                 404,
@@ -721,6 +731,7 @@ def _tracking_page(reference: str, status: int = 200, **extra: Any) -> Response:
     if view is None:
         response = _page("open.html", reference=reference, error=None)
         if token:
+            ratelimits.wrong_code(reference)  # a wrong code in the cookie counts like any other
             _forget_case(response, reference)
         return response
     lines = _lines(view)
@@ -806,7 +817,13 @@ def _case_or_open(reference: str):
     token = _token(reference)
     if not token:
         return None, redirect(url_for(".track", reference=reference), 303)
+    ratelimits.guard_codes()
     return token, None
+
+
+def _wrong_code(reference: str) -> Response:
+    ratelimits.wrong_code(reference)
+    return redirect(url_for(".track", reference=reference), 303)
 
 
 @bp.post("/track/<reference>/reply/<int:line>")
@@ -826,8 +843,8 @@ def reply(reference: str, line: int):
     h = hub()
     try:
         consumer.reply(h.db, reference, token or "", line, text, uploads, h.clock.now())
-    except LookupError:
-        return redirect(url_for(".track", reference=reference), 303)
+    except consumer.WrongCode:
+        return _wrong_code(reference)
     except consumer.NotAllowed:
         flash(_("This service's part of the case is closed; it takes no more answers."))
         return redirect(url_for(".track", reference=reference), 303)
@@ -844,13 +861,13 @@ def withdraw(reference: str):
     if request.method == "GET":
         with h.db.session(read_only=True) as s:
             if consumer.find_case(s, reference, token) is None:
-                return redirect(url_for(".track", reference=reference), 303)
+                return _wrong_code(reference)
         return _page("withdraw.html", reference=reference)
     reason = (request.form.get("reason") or "").strip()[:1000]
     try:
         consumer.withdraw(h.db, reference, token or "", reason, h.clock.now())
-    except LookupError:
-        return redirect(url_for(".track", reference=reference), 303)
+    except consumer.WrongCode:
+        return _wrong_code(reference)
     except consumer.NotAllowed:
         flash(_("This case is already closed."))
         return redirect(url_for(".track", reference=reference), 303)
@@ -862,9 +879,15 @@ def withdraw(reference: str):
 def download(reference: str, file_id: int):
     """A file of the case, only ever as a download, with the type found when it was checked."""
     token = _token(reference)
+    if not token:
+        abort(404)
+    ratelimits.guard_codes()
     h = hub()
     try:
         found = consumer.attachment(h.db, reference, token or "", file_id)
+    except consumer.WrongCode:
+        ratelimits.wrong_code(reference)
+        abort(404)
     except LookupError:
         abort(404)
     if found.content_type not in form.attachments.ALLOWED:
@@ -885,7 +908,7 @@ def download(reference: str, file_id: int):
 def _privacy_page(reference: str, token: str, status: int = 200, error: str | None = None):
     view = gdpr.for_consumer(hub().db, reference, token)
     if view is None:
-        return redirect(url_for(".track", reference=reference), 303)
+        return _wrong_code(reference)
     return _page(
         "privacy.html",
         status,
@@ -920,7 +943,7 @@ def privacy_export(reference: str):
     h = hub()
     raw = gdpr.consumer_export(h.db, reference, token or "", h.clock.now())
     if raw is None:
-        return redirect(url_for(".track", reference=reference), 303)
+        return _wrong_code(reference)
     response = Response(raw, mimetype="application/zip")
     response.headers["Content-Disposition"] = (
         f"attachment; filename={quote(reference)}-personal-data.zip"
@@ -949,7 +972,7 @@ def privacy_erase(reference: str):
     except gdpr.PrivacyError:
         return redirect(url_for(".privacy", reference=reference), 303)
     if asked is None:
-        return redirect(url_for(".track", reference=reference), 303)
+        return _wrong_code(reference)
     flash(
         _(
             "We received your request. Your personal data will be erased by %(date)s at the "
