@@ -242,9 +242,11 @@ def _agency_view(agency_id: str, why: str, stage: str, basis: str = "") -> dict[
     return {
         "id": agency_id,
         "name": mapping.name(g.lang),
+        "forms": mapping.forms(g.lang),
         "why": why,
         "basis": basis,
         "will": _will(stage, mapping.body),
+        **texts.working_languages(mapping.languages, g.lang),
         **_referral_view(mapping),
     }
 
@@ -574,6 +576,7 @@ def _lines(view: caseview.CaseView) -> list[dict[str, Any]]:
             "id": line.id,
             "agency_id": line.agency_id,
             "name": line.name(g.lang),
+            "forms": line.forms(g.lang),
             "status": line.consumer_status,
             "status_label": lifecycle.label(line.consumer_status, g.lang),
             "reference": line.shown_reference,
@@ -724,35 +727,42 @@ def _tracking_page(reference: str, status: int = 200, **extra: Any) -> Response:
             _forget_case(response, reference)
         return response
     lines = _lines(view)
-    names = {line.id: shown["name"] for line, shown in zip(view.lines, lines, strict=True)}
+    forms = {line.id: line.forms(g.lang) for line in view.lines}
     timeline = []
     said = []
     for e in view.timeline:
+        if e.kind == "agency_note":
+            continue  # the operators' business: an automatic reply, an unknown or late code
         line = view.line(e.line_id)
         label = (
             lifecycle.label(e.consumer_to, g.lang)
-            if (e.consumer_to and e.kind in ("agency_status", "agency_note", None))
+            if (e.consumer_to and e.kind in ("agency_status", None))
             else ""
         )
+        agency_said = e.message if e.actor == "agency" and e.message else None
         entry = {
             "at": format_datetime(e.at, format="medium"),
             "iso": e.at.isoformat(),
             "text": texts.event_text(
                 e.kind,
-                names.get(line.id, "") if line else "",
+                forms.get(line.id) if line else None,
                 label,
                 line.shown_reference
                 if line and e.kind in ("delivered", "agency_reference")
                 else None,
             ),
-            "agency_said": e.message if e.actor == "agency" and e.message else None,
+            # the service's own words, never shown as the hub's: labelled, in their language
+            "agency_said": agency_said,
+            "said_lang": i18n.text_language(agency_said),
         }
         timeline.append(entry)
         if entry["agency_said"]:
-            said.append({"agency": names.get(line.id, "") if line else "", **entry})
+            said.append(
+                {"agency": forms.get(line.id, "") if line else "", "line_id": e.line_id, **entry}
+            )
     messages = [
         {
-            "agency": names.get(m.line_id or 0, ""),
+            "agency": forms.get(m.line_id or 0, ""),
             "text": m.text,
             "at": format_datetime(m.at, format="medium"),
             "files": [{"id": f.id, "name": f.name, "size": f.size} for f in m.files],
