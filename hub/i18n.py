@@ -67,6 +67,13 @@ def named(text: str, **forms: object) -> str:
     return text.format(**forms)
 
 
+def uncap(text: str) -> str:
+    """A label inside a sentence: "Facture" in "Télécoms : facture" (an acronym stays)."""
+    if len(text) > 1 and text[1].isupper():
+        return text
+    return text[:1].lower() + text[1:]
+
+
 def and_list(items: Iterable[object]) -> str:
     """"a, b and c" in the page's language (babel's list patterns)."""
     from babel.lists import format_list

@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 
 from mappings import AGENCIES_DIR, CONTRACTS_DIR
-from mappings.names import NameForms, grammar_problems
+from mappings.names import NameForms, grammar_problems, spaced
 from mappings.names import forms as name_forms
 from mappings.problems import MappingError, Problem, guide
 from mappings.schema import Lines, PathPart, dotted, read_yaml, schema_problems
@@ -367,7 +367,7 @@ class Precheck:
 
     def text(self, field_: str, language: str) -> str:
         table = getattr(self, field_) or {}
-        return table.get(language) or table.get("en", "")
+        return spaced(table.get(language) or table.get("en", ""), language)
 
 
 @dataclass(frozen=True)

@@ -120,3 +120,17 @@ def grammar_problems(names: Mapping[str, str], grammar: Mapping[str, Any]) -> li
         out.append("de: `after_article` and `dative` are forms after an article, and `article` "
                    "is `none`. Fix: give the article or drop them")
     return out
+
+
+_NBSP = "\u00a0"
+
+
+def spaced(text: str, language: str) -> str:
+    """French puts a non-breaking space before ? ; : ! (so a line never starts with "?"); texts
+    from the data files (rights, questions, advice) get it here, the catalogs have it written."""
+    if language != "fr" or not text:
+        return text
+    import re
+
+    text = re.sub(r" ([?;:!])", _NBSP + r"\1", text)
+    return re.sub(r"(?<=[^\s\u00a0(/\d:])([?;!])(?=\s|$)", _NBSP + r"\1", text)

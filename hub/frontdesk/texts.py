@@ -43,6 +43,14 @@ KINDS = {
     ),
 }
 
+# What a case is, as a noun: the tracking page's "Complaint · filed on 3 December 2026".
+CASE_TYPES = {
+    "question": _l("Question"),
+    "complaint": _l("Complaint"),
+    "mediation": _l("Request for mediation"),
+    "report": _l("Report"),
+}
+
 # What each kind of body does with a case, said plainly (mappings/agencies/*.yaml `body`).
 BODY_WILL = {
     "ombudsman": _l("It examines your case, mediates with the company and tells you the outcome."),

@@ -22,7 +22,7 @@ from flask import (
     session,
     url_for,
 )
-from flask_babel import format_date, format_datetime
+from flask_babel import format_date, format_time
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -41,6 +41,7 @@ from hub.frontdesk import (
 )
 from hub.routing import COMPLAINT_DATE_FIELD, POSTCODE_FIELD, Situation, region_of
 from hub.services import Hub
+from mappings.names import spaced
 
 LANG = "<any(nl, fr, de, en):lang>"
 bp = Blueprint("frontdesk", __name__, url_prefix=f"/{LANG}")
@@ -102,6 +103,7 @@ def _globals() -> dict[str, Any]:
         "languages": i18n.LANGUAGES,
         "language_names": i18n.NAMES,
         "switch_url": _switch_url,
+        "case_types": texts.CASE_TYPES,
     }
 
 
@@ -192,7 +194,7 @@ def _areas() -> list[dict[str, Any]]:
 
 
 def _t(texts_by_lang: dict[str, str]) -> str:
-    return texts_by_lang.get(g.lang) or texts_by_lang.get("en", "")
+    return spaced(texts_by_lang.get(g.lang) or texts_by_lang.get("en", ""), g.lang)
 
 
 def _subarea(area: str, sub: str) -> taxonomy.Subarea:
@@ -569,6 +571,13 @@ def _due(value: datetime | None) -> str | None:
     return format_date(value, format="long") if value else None
 
 
+def _when(at: datetime) -> str:
+    """When something happened, as a consumer needs it: the date; the time only for today."""
+    if format_date(at, format="short") == format_date(hub().clock.now(), format="short"):
+        return format_time(at, format="short")
+    return format_date(at, format="long")
+
+
 def _lines(view: caseview.CaseView) -> list[dict[str, Any]]:
     """The view's lines as the pages show them (names, labels and dates in the page's language)."""
     return [
@@ -741,7 +750,7 @@ def _tracking_page(reference: str, status: int = 200, **extra: Any) -> Response:
         )
         agency_said = e.message if e.actor == "agency" and e.message else None
         entry = {
-            "at": format_datetime(e.at, format="medium"),
+            "at": _when(e.at),
             "iso": e.at.isoformat(),
             "text": texts.event_text(
                 e.kind,
@@ -764,7 +773,7 @@ def _tracking_page(reference: str, status: int = 200, **extra: Any) -> Response:
         {
             "agency": forms.get(m.line_id or 0, ""),
             "text": m.text,
-            "at": format_datetime(m.at, format="medium"),
+            "at": _when(m.at),
             "files": [{"id": f.id, "name": f.name, "size": f.size} for f in m.files],
             "mine": m.author == "consumer",
         }
