@@ -75,7 +75,7 @@ def uncap(text: str) -> str:
 
 
 def and_list(items: Iterable[object]) -> str:
-    """"a, b and c" in the page's language (babel's list patterns)."""
+    """ "a, b and c" in the page's language (babel's list patterns)."""
     from babel.lists import format_list
     from flask_babel import get_locale
 

@@ -110,15 +110,21 @@ def grammar_problems(names: Mapping[str, str], grammar: Mapping[str, Any]) -> li
     fr_name, fr = names.get("fr") or "", grammar.get("fr") or {}
     article = fr.get("article")
     if article == "l'" and fr_name and not starts_with_vowel(fr_name):
-        out.append(f"fr: `l'` stands before a vowel or a mute h, and {fr_name!r} starts with a "
-                   "consonant. Fix: use `le` or `la`")
+        out.append(
+            f"fr: `l'` stands before a vowel or a mute h, and {fr_name!r} starts with a "
+            "consonant. Fix: use `le` or `la`"
+        )
     if article in ("le", "la") and starts_with_vowel(fr_name):
-        out.append(f"fr: {article!r} before {fr_name!r}, which starts with a vowel, reads "
-                   f"\"{article} {fr_name}\". Fix: use `l'`")
+        out.append(
+            f"fr: {article!r} before {fr_name!r}, which starts with a vowel, reads "
+            f'"{article} {fr_name}". Fix: use `l\'`'
+        )
     de = grammar.get("de") or {}
     if de.get("article") == "none" and (de.get("after_article") or de.get("dative")):
-        out.append("de: `after_article` and `dative` are forms after an article, and `article` "
-                   "is `none`. Fix: give the article or drop them")
+        out.append(
+            "de: `after_article` and `dative` are forms after an article, and `article` "
+            "is `none`. Fix: give the article or drop them"
+        )
     return out
 
 

@@ -44,7 +44,9 @@ def _said(page: str) -> list[tuple[str | None, str]]:
 
 
 @pytest.mark.parametrize("lang", ["fr", "de"])
-def test_a_services_words_are_labelled_as_its_own_with_their_language(client, hub, sims, clock, lang):
+def test_a_services_words_are_labelled_as_its_own_with_their_language(
+    client, hub, sims, clock, lang
+):
     reference, _code = asked_for_information(client, hub, sims, clock, lang)
     page = text(client.get(f"/{lang}/track/{reference}"))
     # the status is the hub's word, in the consumer's language

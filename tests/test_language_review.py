@@ -84,7 +84,7 @@ def readable(lang: str) -> str:
 
     def labels(node):
         if isinstance(node, dict):
-            for key, value in node.items():
+            for value in node.values():
                 if isinstance(value, dict) and lang in value and isinstance(value[lang], str):
                     yield spaced(value[lang], lang)
                 yield from labels(value)
@@ -104,14 +104,17 @@ def test_the_review_copy_is_read_whole():
     assert len(phrases) >= 40
     # the ones with an ellipsis or a name in them are read as the reviewer meant
     assert any(p.startswith("Votre dossier est en route vers Service") for _l, p, _r in phrases)
-    assert any(r.search("Was Sie jetzt tun") and not r.search("Was Sie jetzt tun müssen") for _l, _p, r in phrases)
+    assert any(
+        r.search("Was Sie jetzt tun") and not r.search("Was Sie jetzt tun müssen")
+        for _l, _p, r in phrases
+    )
 
 
 @pytest.mark.parametrize("lang", ["fr", "nl", "de"])
 def test_no_phrase_the_review_found_is_left(lang):
     corpus = readable(lang)
     assert len(corpus) > 50_000
-    left = [phrase for l, phrase, pattern in before_phrases() if l == lang and pattern.search(corpus)]
+    left = [p for code, p, pattern in before_phrases() if code == lang and pattern.search(corpus)]
     assert not left, f"{lang}: still there: {left}"
 
 

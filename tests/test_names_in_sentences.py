@@ -86,26 +86,77 @@ def test_no_sentence_puts_a_body_name_bare_after_a_preposition(lang):
 
 def test_the_check_itself_finds_the_reviewed_mistakes():
     """The rule above fails the sentences the language review found (so it can fail)."""
-    assert bare_name_problems("Vous avez répondu à Service de médiation.", "fr", "Service de médiation", "le")
-    assert bare_name_problems("Ihre Akte ist unterwegs zu Ombudsdienst für Bahnreisende.", "de", "Ombudsdienst für Bahnreisende", "der")
-    assert bare_name_problems("Uw dossier is onderweg naar Consumentenombudsdienst.", "nl", "Consumentenombudsdienst", "de")
-    assert bare_name_problems("Consumentenombudsdienst heeft uw dossier.", "nl", "Consumentenombudsdienst", "de")
-    assert not bare_name_problems("Consumentenombudsdienst: ontvangen.", "nl", "Consumentenombudsdienst", "de")
-    assert not bare_name_problems("Votre dossier est transmis à Ombudsfin.", "fr", "Ombudsfin", "none")
+    assert bare_name_problems(
+        "Vous avez répondu à Service de médiation.", "fr", "Service de médiation", "le"
+    )
+    assert bare_name_problems(
+        "Ihre Akte ist unterwegs zu Ombudsdienst für Bahnreisende.",
+        "de",
+        "Ombudsdienst für Bahnreisende",
+        "der",
+    )
+    assert bare_name_problems(
+        "Uw dossier is onderweg naar Consumentenombudsdienst.",
+        "nl",
+        "Consumentenombudsdienst",
+        "de",
+    )
+    assert bare_name_problems(
+        "Consumentenombudsdienst heeft uw dossier.", "nl", "Consumentenombudsdienst", "de"
+    )
+    assert not bare_name_problems(
+        "Consumentenombudsdienst: ontvangen.", "nl", "Consumentenombudsdienst", "de"
+    )
+    assert not bare_name_problems(
+        "Votre dossier est transmis à Ombudsfin.", "fr", "Ombudsfin", "none"
+    )
 
 
 @pytest.mark.parametrize(
     ("lang", "grammar", "name", "expected"),
     [
-        ("fr", {"article": "le"}, "Service de médiation", ("le Service de médiation", "au Service de médiation", "du Service de médiation")),
-        ("fr", {"article": "l'"}, "Ombudsman des assurances", ("l'Ombudsman des assurances", "à l'Ombudsman des assurances", "de l'Ombudsman des assurances")),
+        (
+            "fr",
+            {"article": "le"},
+            "Service de médiation",
+            ("le Service de médiation", "au Service de médiation", "du Service de médiation"),
+        ),
+        (
+            "fr",
+            {"article": "l'"},
+            "Ombudsman des assurances",
+            (
+                "l'Ombudsman des assurances",
+                "à l'Ombudsman des assurances",
+                "de l'Ombudsman des assurances",
+            ),
+        ),
         ("fr", {"article": "la"}, "FSMA", ("la FSMA", "à la FSMA", "de la FSMA")),
         ("fr", {"article": "none"}, "Ombudsfin", ("Ombudsfin", "à Ombudsfin", "d'Ombudsfin")),
-        ("de", {"article": "der"}, "Ombudsdienst", ("der Ombudsdienst", "zum Ombudsdienst", "vom Ombudsdienst")),
+        (
+            "de",
+            {"article": "der"},
+            "Ombudsdienst",
+            ("der Ombudsdienst", "zum Ombudsdienst", "vom Ombudsdienst"),
+        ),
         ("de", {"article": "die"}, "FASNK", ("die FASNK", "zur FASNK", "von der FASNK")),
-        ("de", {"article": "das", "after_article": "Europäische Zentrum", "dative": "Europäischen Zentrum"}, "Europäisches Zentrum", ("das Europäische Zentrum", "zum Europäischen Zentrum", "vom Europäischen Zentrum")),
+        (
+            "de",
+            {
+                "article": "das",
+                "after_article": "Europäische Zentrum",
+                "dative": "Europäischen Zentrum",
+            },
+            "Europäisches Zentrum",
+            ("das Europäische Zentrum", "zum Europäischen Zentrum", "vom Europäischen Zentrum"),
+        ),
         ("nl", {"article": "het"}, "FAVV", ("het FAVV", "naar het FAVV", "van het FAVV")),
-        ("nl", {"article": "de"}, "Ombudsdienst", ("de Ombudsdienst", "naar de Ombudsdienst", "van de Ombudsdienst")),
+        (
+            "nl",
+            {"article": "de"},
+            "Ombudsdienst",
+            ("de Ombudsdienst", "naar de Ombudsdienst", "van de Ombudsdienst"),
+        ),
         ("en", {"article": "the"}, "Police", ("the Police", "to the Police", "of the Police")),
     ],
 )
@@ -116,16 +167,28 @@ def test_the_forms_of_a_name(lang, grammar, name, expected):
 
 
 def test_german_dative_and_accusative_follow_the_gender():
-    der = forms("Föderaler Ombudsdienst", "de", {"article": "der", "after_article": "Föderale Ombudsdienst", "dative": "Föderalen Ombudsdienst"})
+    der = forms(
+        "Föderaler Ombudsdienst",
+        "de",
+        {
+            "article": "der",
+            "after_article": "Föderale Ombudsdienst",
+            "dative": "Föderalen Ombudsdienst",
+        },
+    )
     assert (der.dat, der.acc) == ("dem Föderalen Ombudsdienst", "den Föderalen Ombudsdienst")
     die = forms("Zentrale Meldestelle", "de", {"article": "die", "dative": "Zentralen Meldestelle"})
-    assert (die.the, die.dat, die.acc) == ("die Zentrale Meldestelle", "der Zentralen Meldestelle", "die Zentrale Meldestelle")
+    assert (die.the, die.dat, die.acc) == (
+        "die Zentrale Meldestelle",
+        "der Zentralen Meldestelle",
+        "die Zentrale Meldestelle",
+    )
 
 
 def test_validate_refuses_an_article_that_does_not_fit_the_french_name(tmp_path):
     source = (agencies()["ombudsman-insurance"].source).read_text()
     wrong = tmp_path / "ombudsman-insurance.yaml"
-    wrong.write_text(source.replace("fr: {article: \"l'\"}", "fr: {article: le}"))
+    wrong.write_text(source.replace('fr: {article: "l\'"}', "fr: {article: le}"))
     _mapping, problems = check_agency(wrong, {})
     assert [p.key for p in problems] == ["grammar.fr.article"]
     assert "Fix: Use `l'`" in str(problems[0]) or "use `l'`" in str(problems[0]).lower()
@@ -142,7 +205,11 @@ def test_catalog_sentences_use_only_known_forms_of_a_name():
                 continue
             for name, attr in fields.findall(msgstr):
                 assert name in known, (lang, msgid, name)
-                assert not attr or attr in ("name", "the", "The", "to", "of", "dat", "acc"), (lang, msgid, attr)
+                assert not attr or attr in ("name", "the", "The", "to", "of", "dat", "acc"), (
+                    lang,
+                    msgid,
+                    attr,
+                )
             either = {"to", "acc"}  # the same list of bodies, in the form the sentence needs
             used = {n for n, _a in fields.findall(msgstr)} - either
             assert used == {n for n, _a in fields.findall(msgid)} - either, (lang, msgid)

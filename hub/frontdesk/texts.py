@@ -119,7 +119,9 @@ def working_languages(languages: Sequence[str], page_language: str) -> dict[str,
     names = [locale.languages.get(code, code) for code in languages]
     return {
         "languages": tuple(languages),
-        "works_in": named(_("It works in {languages}."), languages=format_list(names, locale=locale))
+        "works_in": named(
+            _("It works in {languages}."), languages=format_list(names, locale=locale)
+        )
         if names
         else "",
         "speaks_yours": page_language in languages,
@@ -137,7 +139,9 @@ def working_languages(languages: Sequence[str], page_language: str) -> dict[str,
     }
 
 
-def event_text(kind: str | None, agency: NameForms | None, status: str, reference: str | None) -> str:
+def event_text(
+    kind: str | None, agency: NameForms | None, status: str, reference: str | None
+) -> str:
     """One timeline entry in the page's language; the agency's own words are shown beside it.
 
     The agency's name goes in with the form each language's sentence needs (`{agency.to}`: "to
