@@ -240,7 +240,7 @@ def test_after_the_consumer_answers_the_page_says_the_service_acts_not_the_consu
     assert "Being handled" in re.search(r'<tr class="line-in_progress".*?</tr>', answered, re.S)[0]
     assert 'data-status="in_progress"' in answered
     assert 'data-acts="service"' in answered
-    assert "your answer was sent; the service is handling it" in answered
+    assert "has your answer and is handling your case" in answered
     api = client.get(
         f"/api/v1/cases/{filed.reference}", headers={"Authorization": f"Bearer {filed.token}"}
     ).get_json()
