@@ -139,3 +139,23 @@ def test_a_body_working_in_one_language_tells_the_others_what_happens(client, hu
     for m in re.finditer(r'data-languages="([a-z ]+)">(.*?)</p>', page, re.S):
         languages = m.group(1).split()
         assert ("nicht auf Deutsch" in m.group(2)) == ("de" not in languages)
+
+
+def test_when_complaint_and_mediation_go_to_one_body_the_page_says_so(client):
+    page = text(client.get("/fr/problem/telecom/billing/"))
+    note = re.search(r'<p class="note" id="same-service">(.*?)</p>', page, re.S)
+    assert note, "telecom: the ombudsman takes a complaint and a request for mediation alike"
+    assert "le même service, le Service de médiation pour les télécommunications" in note.group(1)
+    german = text(client.get("/de/problem/telecom/billing/"))
+    assert "an denselben Dienst, den Ombudsdienst für Telekommunikation" in german
+
+
+def test_the_tracking_page_names_the_case_by_its_type_and_dates_without_seconds(
+    client, hub, sims, clock
+):
+    reference, _code = asked_for_information(client, hub, sims, clock, "fr")
+    page = text(client.get(f"/fr/track/{reference}"))
+    assert '<p class="meta">Plainte · introduit le' in page or '<p class="meta">Plainte ·' in page
+    assert "Introduire une plainte ·" not in page
+    times = re.findall(r'<time datetime="[^"]+">([^<]+)</time>', page)
+    assert times and not any(re.search(r"\d:\d\d:\d\d", t) for t in times)

@@ -220,7 +220,29 @@ def area(area: str):
 @bp.get("/problem/<area>/<sub>/")
 def subarea(area: str, sub: str):
     s = _subarea(area, sub)
-    return _page("subarea.html", sub=s, area=area, name=sub, t=_t, kinds=texts.KINDS)
+    return _page(
+        "subarea.html",
+        sub=s,
+        area=area,
+        name=sub,
+        t=_t,
+        kinds=texts.KINDS,
+        same_service=_same_service(s),
+    )
+
+
+def _same_service(s: taxonomy.Subarea):
+    """The body a complaint and a request for mediation both go to, when they do (telecom: the
+    ombudsman takes both), so the page can say the choice does not matter."""
+    if not {"complaint", "mediation"} <= set(s.options):
+        return None
+    handlers = {
+        kind: [r.agency_id for r in _recipients(s, kind).recipients if r.stage == "handle"]
+        for kind in ("complaint", "mediation")
+    }
+    if handlers["complaint"] and handlers["complaint"] == handlers["mediation"]:
+        return hub().directory[handlers["complaint"][0]].forms(g.lang)
+    return None
 
 
 def _offered(s: taxonomy.Subarea, kind: str) -> None:
