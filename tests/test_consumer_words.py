@@ -159,3 +159,48 @@ def test_the_tracking_page_names_the_case_by_its_type_and_dates_without_seconds(
     assert "Introduire une plainte ·" not in page
     times = re.findall(r'<time datetime="[^"]+">([^<]+)</time>', page)
     assert times and not any(re.search(r"\d:\d\d:\d\d", t) for t in times)
+
+
+@pytest.mark.parametrize(
+    ("lang", "label"),
+    [
+        ("de", "Nachricht des Dienstes im Wortlaut:"),
+        ("nl", "Bericht van de dienst (oorspronkelijke tekst):"),
+        ("fr", "Message du service (texte original)\u00a0:"),
+        ("en", "The service's message, as it wrote it:"),
+    ],
+)
+def test_a_mail_gives_the_status_in_the_hubs_words_and_the_services_text_as_its_own(lang, label):
+    from hub import notify
+    from hub.config import MailSettings
+    from hub.models import Notification
+
+    case = Case(reference="LK-TEST-0001")
+    said = "Clôturé : accord trouvé avec l'opérateur."
+    status = lifecycle.label("resolved", lang)
+    for rows in (
+        [
+            Notification(
+                kind="status",
+                language=lang,
+                data={"agency_id": TELECOM, "status": status, "message": said},
+            )
+        ],
+        [
+            Notification(
+                kind="status",
+                language=lang,
+                data={"agency_id": TELECOM, "status": status, "message": said},
+            ),
+            Notification(
+                kind="status",
+                language=lang,
+                data={"agency_id": "economic-inspection", "status": status},
+            ),
+        ],
+    ):
+        _subject, body = notify.render_batch(rows, case, MailSettings())
+        assert status in body
+        assert said in body and body.count(said) == 1
+        before = body[: body.index(said)]
+        assert before.rstrip().endswith(label), body  # labelled right before the service's text
