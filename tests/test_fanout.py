@@ -183,7 +183,9 @@ def test_a_late_service_mails_the_consumer_once_and_a_late_inspection_does_not(
     [late] = [m for m in mails(mail) if "vertraging" in m["Subject"]]
     assert late["Subject"] == f"Uw dossier {filed['reference']} loopt vertraging op"
     day = lifecycle.local_date(due[MEDIATION], "nl")
-    assert f"Consumentenombudsdienst: het antwoord werd verwacht tegen {day}" in late.get_content()
+    assert f"De Consumentenombudsdienst had uiterlijk op {day} moeten antwoorden" in (
+        late.get_content()
+    )
 
 
 @pytest.fixture
