@@ -26,7 +26,7 @@ def pause(agency_id: str):
         operations.pause_agency(hub(), agency_id, operator=operator_name(), reason=reason)
     except operations.NotFound:
         abort(404)
-    flash(_("%(agency)s paused: its cases wait, nothing is lost.", agency=agency_id))
+    flash(_("%(agency_id)s paused: its cases wait, nothing is lost.", agency_id=agency_id))
     return redirect(url_for("admin.flows"))
 
 
@@ -37,7 +37,7 @@ def resume(agency_id: str):
         operations.resume_agency(hub(), agency_id, operator=operator_name())
     except operations.NotFound:
         abort(404)
-    flash(_("%(agency)s resumed.", agency=agency_id))
+    flash(_("%(agency_id)s resumed.", agency_id=agency_id))
     return redirect(url_for("admin.flows"))
 
 
@@ -49,9 +49,9 @@ def check(agency_id: str):
     except operations.NotFound:
         abort(404)
     if result.ok:
-        flash(_("%(agency)s: OK: %(message)s", agency=agency_id, message=result.message))
+        flash(_("%(agency_id)s: OK: %(message)s", agency_id=agency_id, message=result.message))
     else:
-        flash(_("%(agency)s: FAILED: %(message)s", agency=agency_id, message=result.message))
+        flash(_("%(agency_id)s: FAILED: %(message)s", agency_id=agency_id, message=result.message))
     return redirect(url_for("admin.flows"))
 
 
@@ -206,7 +206,7 @@ def refer(reference: str):
         flash(_("Not referred: %(why)s", why=exc))
     else:
         flash(
-            _("Referred to %(agency)s.", agency=done.to_agency)
+            _("Referred to %(agency_id)s.", agency_id=done.to_agency)
             if done.to_agency
             else _("Routing found no other competent agency: choose one.")
         )

@@ -26,6 +26,8 @@ from hub import reference as references
 from hub.agencies import Directory
 from hub.models import Assignment, Attachment, Case, Message, Party, StatusEvent
 from hub.services import Hub
+from mappings.names import NameForms
+from mappings.names import forms as name_forms
 
 WAITING_FOR_CONSUMER = "waiting_for_consumer"
 
@@ -56,9 +58,16 @@ class Line:
     referred_from: str | None  # the agency that referred the case here
     basis: str | None = None  # the law or the body's rules the routing decision rests on
     referral: Mapping[str, Any] | None = None  # a referral body: what, url, form_url, ...
+    grammar: Mapping[str, Mapping[str, str]] | None = None  # its article per language
+    languages: tuple[str, ...] = ()  # the languages the agency works in, from its mapping
 
     def name(self, language: str) -> str:
         return self.names.get(language) or self.names.get("en") or self.agency_id
+
+    def forms(self, language: str) -> NameForms:
+        """The name as a sentence needs it, with its article ("au Service", "zum Ombudsdienst")."""
+        lang = language if language in self.names else "en"
+        return name_forms(self.name(lang), lang, (self.grammar or {}).get(lang))
 
     @property
     def shown_reference(self) -> str | None:
@@ -265,6 +274,8 @@ def _line(
         id=a.id,
         agency_id=a.agency_id,
         names=dict(mapping.names) if mapping else {},
+        grammar=dict(mapping.grammar) if mapping else None,
+        languages=tuple(mapping.languages) if mapping else (),
         body=mapping.body if mapping else None,
         stage=a.stage,
         reason=a.reason,

@@ -10,7 +10,10 @@ never falls back to English because a build step was skipped.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from flask import Request
 
@@ -55,3 +58,51 @@ def preferred(request: Request) -> str | None:
     if remembered in LANGUAGES:
         return remembered
     return request.accept_languages.best_match(LANGUAGES)
+
+
+def named(text: str, **forms: object) -> str:
+    """A translated sentence with bodies' names in it: `{agency.to}`, `{agency.The}`, ... pick
+    the grammatical form each language needs (mappings/names.py), so the French catalog can say
+    "au {agency...}" where the Dutch says "naar de ...". Brace fields, not `%(...)s`: a
+    translation may use another form of the same name than the English does. In a template,
+    `_("...")|named(agency=...)` escapes the names (the text is Markup there)."""
+    return text.format(**forms)
+
+
+def uncap(text: str) -> str:
+    """A label inside a sentence: "Facture" in "Télécoms : facture" (an acronym stays)."""
+    if len(text) > 1 and text[1].isupper():
+        return text
+    return text[:1].lower() + text[1:]
+
+
+def and_list(items: Iterable[object]) -> str:
+    """ "a, b and c" in the page's language (babel's list patterns)."""
+    from babel.lists import format_list
+    from flask_babel import get_locale
+
+    return format_list([str(i) for i in items], locale=get_locale() or "en")
+
+
+# Below this confidence a short text's language is not claimed (a `lang` attribute that is
+# wrong misleads a screen reader more than none).
+SURE = 0.8
+
+
+def text_language(text: str | None) -> str | None:
+    """The language (nl, fr, de or en) a service's own text is written in, when the text says
+    so clearly enough; None when it is too short or mixed to tell. py3langid's model, limited
+    to the four languages of the front desk."""
+    if not text or len(text.strip()) < 3:
+        return None
+    lang, confidence = _identifier().classify(text)
+    return str(lang) if confidence >= SURE and lang in LANGUAGES else None
+
+
+@lru_cache(maxsize=1)
+def _identifier() -> Any:
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    identifier.set_languages(list(LANGUAGES))
+    return identifier

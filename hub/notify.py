@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, selectinload
 from hub.config import MailSettings
 from hub.db import Database
 from hub.models import Case, Notification
+from mappings.names import NameForms
 
 TEMPLATES = Path(__file__).resolve().parent / "templates" / "mail"
 KINDS = ("filed", "status", "waiting", "past_due", "referred", "withdrawn", "message")
@@ -118,11 +119,14 @@ def enqueue(
         session.add(Notification(case_id=case.id, **row))
 
 
-Names = Callable[[str, str], str]  # (agency id, language) -> the agency's name
+# (agency id, language) -> the agency's name with its forms for sentences: a template says
+# `{{ agency.The }}`, `{{ agency.to }}` ("au Service", "zum Ombudsdienst"), or `{{ agency }}`
+# for the bare name as a label (mappings/names.py).
+Names = Callable[[str, str], NameForms]
 
 
-def _ids(agency_id: str, _language: str) -> str:
-    return agency_id
+def _ids(agency_id: str, _language: str) -> NameForms:
+    return NameForms(*(agency_id,) * 7)
 
 
 def render(

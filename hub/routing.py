@@ -493,7 +493,7 @@ class Router:
 
 _POSTCODE_QUESTION = {
     "nl": "Wat is uw postcode? (de bevoegde instantie hangt af van uw gewest)",
-    "fr": "Quel est votre code postal ? (l'organisme compétent dépend de votre région)",
+    "fr": "Quel est votre code postal\u00a0? (l'organisme compétent dépend de votre région)",
     "de": "Wie lautet Ihre Postleitzahl? (die zuständige Stelle hängt von Ihrer Region ab)",
     "en": "What is your postal code? (the competent body depends on your region)",
 }
@@ -526,13 +526,13 @@ def _question(check: Precheck, language: str) -> str:
     if check.age_from == COMPLAINT_DATE_FIELD:
         return {
             "nl": "Wanneer heeft u schriftelijk geklaagd bij de onderneming? (datum van uw klacht)",
-            "fr": "Quand avez-vous adressé votre plainte écrite à l'entreprise ? (date de votre plainte)",
+            "fr": "Quand avez-vous adressé votre plainte écrite à l'entreprise\u00a0? (date de votre plainte)",
             "de": "Wann haben Sie sich schriftlich bei dem Unternehmen beschwert? (Datum Ihrer Beschwerde)",
             "en": "When did you complain to the company in writing? (the date of your complaint)",
         }[language if language in LANGUAGES else "en"]
     return {
         "nl": "Wanneer gebeurde het? (de datum van het incident)",
-        "fr": "Quand cela s'est-il passé ? (la date de l'incident)",
+        "fr": "Quand cela s'est-il passé\u00a0? (la date de l'incident)",
         "de": "Wann ist es passiert? (das Datum des Vorfalls)",
         "en": "When did it happen? (the date of the incident)",
     }[language if language in LANGUAGES else "en"]
@@ -555,7 +555,8 @@ def _reason(check: Precheck, language: str) -> str:
                 "de": "Sie haben mit Ja geantwortet auf",
                 "en": "You answered yes to",
             }
-        return f"{prefix.get(language, prefix['en'])}: {check.text('ask', language)}"
+        colon = "\u00a0:" if language == "fr" else ":"
+        return f"{prefix.get(language, prefix['en'])}{colon} {check.text('ask', language)}"
     days = check.max_age_days
     if check.age_from == COMPLAINT_DATE_FIELD:
         return {

@@ -34,6 +34,8 @@ from typing import Any
 import yaml
 
 from mappings import AGENCIES_DIR, CONTRACTS_DIR
+from mappings.names import NameForms, grammar_problems, spaced
+from mappings.names import forms as name_forms
 from mappings.problems import MappingError, Problem, guide
 from mappings.schema import Lines, PathPart, dotted, read_yaml, schema_problems
 
@@ -365,7 +367,7 @@ class Precheck:
 
     def text(self, field_: str, language: str) -> str:
         table = getattr(self, field_) or {}
-        return table.get(language) or table.get("en", "")
+        return spaced(table.get(language) or table.get("en", ""), language)
 
 
 @dataclass(frozen=True)
@@ -427,9 +429,15 @@ class AgencyMapping:
     extra: Mapping[str, Any] = field(default_factory=dict)
     delivery: DeliveryPolicy = field(default_factory=DeliveryPolicy)
     prechecks: tuple[Precheck, ...] = ()
+    grammar: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # per language
 
     def name(self, language: str = "en") -> str:
         return self.names.get(language) or self.names["en"]
+
+    def forms(self, language: str = "en") -> NameForms:
+        """The name as sentences need it: with its article and contractions (`mappings.names`)."""
+        lang = language if language in self.names else "en"
+        return name_forms(self.name(lang), lang, self.grammar.get(lang))
 
     @property
     def connected(self) -> bool:
@@ -762,6 +770,18 @@ class _Reading:
             )
         return tuple(out)
 
+    def check_grammar(self) -> None:
+        """What the schema cannot see in `grammar`: an article that does not fit the name."""
+        if not (self.clean("grammar") and self.clean("names")):
+            return
+        grammar, names = self.data.get("grammar"), self.data.get("names")
+        if not isinstance(grammar, dict) or not isinstance(names, dict):
+            return
+        for text in grammar_problems(names, grammar):
+            lang, _, rest = text.partition(": ")
+            problem, _, fix = rest.partition(" Fix: ")
+            self.add(("grammar", lang, "article"), problem, fix.capitalize(), "grammar")
+
     def mapping(self, env: Mapping[str, str]) -> AgencyMapping | None:
         """Runs every check; the problems are in `problems`. The AgencyMapping built from what
         is right, or None when a problem is in `IDENTITY_BLOCKS`: so a misspelt `poll:` does not
@@ -780,12 +800,18 @@ class _Reading:
         poll_every = self.duration("poll", "every")
         delivery = self.delivery()
         prechecks = self.prechecks(kinds)
+        self.check_grammar()
         if blocks_with_problems(self.problems) & IDENTITY_BLOCKS:
             return None
         data = self.data
         return AgencyMapping(
             id=data["id"],
             names=dict(data["names"]) if self.clean("names") else {},
+            grammar=(
+                {k: dict(v) for k, v in data["grammar"].items()}
+                if self.clean("grammar") and isinstance(data.get("grammar"), dict)
+                else {}
+            ),
             body=data["body"] if self.clean("body") else "",
             kinds=kinds,
             domains=domains,

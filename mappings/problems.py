@@ -20,6 +20,7 @@ SECTIONS = frozenset(
     {
         "id",
         "names",
+        "grammar",
         "body",
         "handles",
         "languages",

@@ -53,6 +53,7 @@ from hub import inbound, metrics, outbox
 from hub.outbox import DeliveryState
 from hub.services import Hub
 from mappings.engine import AgencyMapping, RenderError
+from mappings.names import NameForms
 
 log = logging.getLogger("loket.worker")
 # Receipts are recorded in groups of this many (or at the end of a batch): a handful of
@@ -442,8 +443,10 @@ class Worker:
 
         directory = self.hub.directory
 
-        def name(agency_id: str, language: str) -> str:
-            return directory[agency_id].name(language) if agency_id in directory else agency_id
+        def name(agency_id: str, language: str) -> NameForms:
+            if agency_id in directory:
+                return directory[agency_id].forms(language)
+            return NameForms(*(agency_id,) * 7)
 
         sent = notify.send_due(
             self.hub.db, self.hub.settings.mail, self.hub.clock.now(), names=name

@@ -183,7 +183,9 @@ def test_a_late_service_mails_the_consumer_once_and_a_late_inspection_does_not(
     [late] = [m for m in mails(mail) if "vertraging" in m["Subject"]]
     assert late["Subject"] == f"Uw dossier {filed['reference']} loopt vertraging op"
     day = lifecycle.local_date(due[MEDIATION], "nl")
-    assert f"Consumentenombudsdienst: het antwoord werd verwacht tegen {day}" in late.get_content()
+    assert f"De Consumentenombudsdienst had uiterlijk op {day} moeten antwoorden" in (
+        late.get_content()
+    )
 
 
 @pytest.fixture
@@ -240,7 +242,7 @@ def test_after_the_consumer_answers_the_page_says_the_service_acts_not_the_consu
     assert "Being handled" in re.search(r'<tr class="line-in_progress".*?</tr>', answered, re.S)[0]
     assert 'data-status="in_progress"' in answered
     assert 'data-acts="service"' in answered
-    assert "your answer was sent; the service is handling it" in answered
+    assert "has your answer and is handling your case" in answered
     api = client.get(
         f"/api/v1/cases/{filed.reference}", headers={"Authorization": f"Bearer {filed.token}"}
     ).get_json()

@@ -102,6 +102,9 @@ def init_app(app: Flask) -> None:
     )
     csrf.init_app(app)
     limiter.init_app(app)
+    app.jinja_env.filters["named"] = i18n.named
+    app.jinja_env.filters["and_list"] = i18n.and_list
+    app.jinja_env.filters["uncap"] = i18n.uncap
     from hub.frontdesk import views
 
     app.register_blueprint(views.bp)

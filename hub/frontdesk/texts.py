@@ -7,8 +7,16 @@ routing reasons, pre-check questions and status names come translated from the d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from babel import Locale
+from babel.lists import format_list
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+
+from hub.i18n import named
+from mappings.names import NameForms
 
 KINDS = {
     "question": (
@@ -33,6 +41,14 @@ KINDS = {
             "uses your report to act; you do not get an individual answer."
         ),
     ),
+}
+
+# What a case is, as a noun: the tracking page's "Complaint · filed on 3 December 2026".
+CASE_TYPES = {
+    "question": _l("Question"),
+    "complaint": _l("Complaint"),
+    "mediation": _l("Request for mediation"),
+    "report": _l("Report"),
 }
 
 # What each kind of body does with a case, said plainly (mappings/agencies/*.yaml `body`).
@@ -95,47 +111,82 @@ ANSWER_SENT = _l(
 )
 
 
-def event_text(kind: str | None, agency: str, status: str, reference: str | None) -> str:
-    """One timeline entry in the page's language; the agency's own words are shown beside it."""
+def working_languages(languages: Sequence[str], page_language: str) -> dict[str, Any]:
+    """In which languages a body works, said plainly before filing, and what happens when the
+    consumer's language is not one of them: the hub translates the structured parts, the free
+    text goes as written, and the body's answers are shown in its own words, labelled so."""
+    locale = Locale.parse(page_language)
+    names = [locale.languages.get(code, code) for code in languages]
+    return {
+        "languages": tuple(languages),
+        "works_in": named(
+            _("It works in {languages}."), languages=format_list(names, locale=locale)
+        )
+        if names
+        else "",
+        "speaks_yours": page_language in languages,
+        "not_yours": ""
+        if page_language in languages or not names
+        else named(
+            _(
+                "It does not work in {language}. We pass on the structured parts of your case "
+                "(the kind of problem, dates, amounts) in its language; what you write yourself "
+                "is passed on as you wrote it. You read the status of your case in {language}; "
+                "its own messages are shown as it wrote them, marked as such."
+            ),
+            language=locale.languages.get(page_language, page_language),
+        ),
+    }
+
+
+def event_text(
+    kind: str | None, agency: NameForms | None, status: str, reference: str | None
+) -> str:
+    """One timeline entry in the page's language; the agency's own words are shown beside it.
+
+    The agency's name goes in with the form each language's sentence needs (`{agency.to}`: "to
+    the X", "au X", "zum X", "naar de X"); see mappings/names.py."""
+    a = agency or NameForms("", "", "", "", "", "", "")
     if kind == "routed":
-        return _("Your case is on its way to %(agency)s.", agency=agency)
+        return named(_("Your case is on its way {agency.to}."), agency=a)
     if kind == "delivered":
         if reference:
-            return _(
-                "%(agency)s has your case in its system (its reference: %(reference)s).",
-                agency=agency,
+            return named(
+                _("{agency.The} has registered your case (its reference: {reference})."),
+                agency=a,
                 reference=reference,
             )
-        return _("%(agency)s has your case in its system.", agency=agency)
+        return named(_("{agency.The} has registered your case."), agency=a)
     if kind == "agency_reference":
-        return _(
-            "%(agency)s gave your case its reference %(reference)s.",
-            agency=agency,
+        return named(
+            _("{agency.The} gave your case the reference {reference}."),
+            agency=a,
             reference=reference or "",
         )
     if kind in ("agency_status", "agency_note") and status:
-        return _("%(agency)s: %(status)s.", agency=agency, status=status)
+        return named(_("{agency.name}: {status}."), agency=a, status=status)
     if kind in ("agency_status", "agency_note"):
-        return _("%(agency)s sent a message.", agency=agency)
+        return named(_("{agency.The} sent a message."), agency=a)
     if kind == "consumer_reply":
-        return _("You answered %(agency)s.", agency=agency)
+        return named(_("You replied {agency.to}."), agency=a)
     if kind == "message_forwarded":
-        return _("Your message was forwarded to %(agency)s.", agency=agency)
+        return named(_("Your message was forwarded {agency.to}."), agency=a)
     if kind in ("message_delayed", "delivery_delayed", "resent"):
-        return _(
-            "Forwarding to %(agency)s takes longer than usual; we keep trying, nothing is lost.",
-            agency=agency,
+        return named(
+            _("Forwarding {agency.to} takes longer than usual; we keep trying, nothing is lost."),
+            agency=a,
         )
     if kind == "past_due":
-        return _("%(agency)s has not answered in time.", agency=agency)
+        return named(_("{agency.The} has not answered in time."), agency=a)
     if kind == "referred":
-        return _(
-            "%(agency)s is not competent; your case goes to the competent service.", agency=agency
+        return named(
+            _("{agency.The} is not competent; your case goes to the competent service."),
+            agency=a,
         )
     if kind == "withdrawn":
         return _("You withdrew the case.")
     if kind == "needs_routing":
         return _("Our staff are choosing the right service for your case.")
-    if status and agency:
-        return _("%(agency)s: %(status)s.", agency=agency, status=status)
+    if status and a.name:
+        return named(_("{agency.name}: {status}."), agency=a, status=status)
     return _("Your case was updated.")

@@ -22,7 +22,7 @@ from flask import (
     session,
     url_for,
 )
-from flask_babel import format_date, format_datetime
+from flask_babel import format_date, format_time
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -40,6 +40,7 @@ from hub.frontdesk import (
 )
 from hub.routing import COMPLAINT_DATE_FIELD, POSTCODE_FIELD, Situation, region_of
 from hub.services import Hub
+from mappings.names import spaced
 
 LANG = "<any(nl, fr, de, en):lang>"
 bp = Blueprint("frontdesk", __name__, url_prefix=f"/{LANG}")
@@ -103,6 +104,7 @@ def _globals() -> dict[str, Any]:
         "languages": i18n.LANGUAGES,
         "language_names": i18n.NAMES,
         "switch_url": _switch_url,
+        "case_types": texts.CASE_TYPES,
     }
 
 
@@ -200,7 +202,7 @@ def _areas() -> list[dict[str, Any]]:
 
 
 def _t(texts_by_lang: dict[str, str]) -> str:
-    return texts_by_lang.get(g.lang) or texts_by_lang.get("en", "")
+    return spaced(texts_by_lang.get(g.lang) or texts_by_lang.get("en", ""), g.lang)
 
 
 def _subarea(area: str, sub: str) -> taxonomy.Subarea:
@@ -226,7 +228,29 @@ def area(area: str):
 @bp.get("/problem/<area>/<sub>/")
 def subarea(area: str, sub: str):
     s = _subarea(area, sub)
-    return _page("subarea.html", sub=s, area=area, name=sub, t=_t, kinds=texts.KINDS)
+    return _page(
+        "subarea.html",
+        sub=s,
+        area=area,
+        name=sub,
+        t=_t,
+        kinds=texts.KINDS,
+        same_service=_same_service(s),
+    )
+
+
+def _same_service(s: taxonomy.Subarea):
+    """The body a complaint and a request for mediation both go to, when they do (telecom: the
+    ombudsman takes both), so the page can say the choice does not matter."""
+    if not {"complaint", "mediation"} <= set(s.options):
+        return None
+    handlers = {
+        kind: [r.agency_id for r in _recipients(s, kind).recipients if r.stage == "handle"]
+        for kind in ("complaint", "mediation")
+    }
+    if handlers["complaint"] and handlers["complaint"] == handlers["mediation"]:
+        return hub().directory[handlers["complaint"][0]].forms(g.lang)
+    return None
 
 
 def _offered(s: taxonomy.Subarea, kind: str) -> None:
@@ -250,9 +274,11 @@ def _agency_view(agency_id: str, why: str, stage: str, basis: str = "") -> dict[
     return {
         "id": agency_id,
         "name": mapping.name(g.lang),
+        "forms": mapping.forms(g.lang),
         "why": why,
         "basis": basis,
         "will": _will(stage, mapping.body),
+        **texts.working_languages(mapping.languages, g.lang),
         **_referral_view(mapping),
     }
 
@@ -577,6 +603,13 @@ def _due(value: datetime | None) -> str | None:
     return format_date(value, format="long") if value else None
 
 
+def _when(at: datetime) -> str:
+    """When something happened, as a consumer needs it: the date; the time only for today."""
+    if format_date(at, format="short") == format_date(hub().clock.now(), format="short"):
+        return format_time(at, format="short")
+    return format_date(at, format="long")
+
+
 def _lines(view: caseview.CaseView) -> list[dict[str, Any]]:
     """The view's lines as the pages show them (names, labels and dates in the page's language)."""
     return [
@@ -584,6 +617,7 @@ def _lines(view: caseview.CaseView) -> list[dict[str, Any]]:
             "id": line.id,
             "agency_id": line.agency_id,
             "name": line.name(g.lang),
+            "forms": line.forms(g.lang),
             "status": line.consumer_status,
             "status_label": lifecycle.label(line.consumer_status, g.lang),
             "reference": line.shown_reference,
@@ -735,37 +769,44 @@ def _tracking_page(reference: str, status: int = 200, **extra: Any) -> Response:
             _forget_case(response, reference)
         return response
     lines = _lines(view)
-    names = {line.id: shown["name"] for line, shown in zip(view.lines, lines, strict=True)}
+    forms = {line.id: line.forms(g.lang) for line in view.lines}
     timeline = []
     said = []
     for e in view.timeline:
+        if e.kind == "agency_note":
+            continue  # the operators' business: an automatic reply, an unknown or late code
         line = view.line(e.line_id)
         label = (
             lifecycle.label(e.consumer_to, g.lang)
-            if (e.consumer_to and e.kind in ("agency_status", "agency_note", None))
+            if (e.consumer_to and e.kind in ("agency_status", None))
             else ""
         )
+        agency_said = e.message if e.actor == "agency" and e.message else None
         entry = {
-            "at": format_datetime(e.at, format="medium"),
+            "at": _when(e.at),
             "iso": e.at.isoformat(),
             "text": texts.event_text(
                 e.kind,
-                names.get(line.id, "") if line else "",
+                forms.get(line.id) if line else None,
                 label,
                 line.shown_reference
                 if line and e.kind in ("delivered", "agency_reference")
                 else None,
             ),
-            "agency_said": e.message if e.actor == "agency" and e.message else None,
+            # the service's own words, never shown as the hub's: labelled, in their language
+            "agency_said": agency_said,
+            "said_lang": i18n.text_language(agency_said),
         }
         timeline.append(entry)
         if entry["agency_said"]:
-            said.append({"agency": names.get(line.id, "") if line else "", **entry})
+            said.append(
+                {"agency": forms.get(line.id, "") if line else "", "line_id": e.line_id, **entry}
+            )
     messages = [
         {
-            "agency": names.get(m.line_id or 0, ""),
+            "agency": forms.get(m.line_id or 0, ""),
             "text": m.text,
-            "at": format_datetime(m.at, format="medium"),
+            "at": _when(m.at),
             "files": [{"id": f.id, "name": f.name, "size": f.size} for f in m.files],
             "mine": m.author == "consumer",
         }

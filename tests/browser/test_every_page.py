@@ -41,6 +41,7 @@ def check_page(page, lang: str, what: str, fragments: list[str]) -> None:
     assert page.locator("html").get_attribute("lang") == lang, what
     text = page.inner_text("body")
     assert "%(" not in text and "{{" not in text and "{%" not in text, what
+    assert "{agency" not in text and "{to}" not in text, what  # a name form left unfilled
     if lang != "en":
         leftovers = [f for f in fragments if f in text]
         assert not leftovers, f"{what} ({lang}) shows untranslated text: {leftovers}"
