@@ -109,6 +109,10 @@ class StatusUpdate:
     # Set when a machine wrote it (an out-of-office reply, say: the reason): the hub keeps it on
     # the timeline as a note and never applies a status from it.
     automatic: str | None = None
+    # An information request's structured reason (a key of the mapping's
+    # `information_requests`: disputed_bill, customer_number, ...), which the consumer reads in
+    # their own language next to the agency's free text.
+    reason: str | None = None
 
     def key(self) -> str:
         """A stable identity for de-duplication: the agency's event id, else a content hash."""

@@ -136,6 +136,7 @@ def event_row(
     message: str | None = None,
     dedupe_key: str | None = None,
     kind: str | None = None,
+    reason: str | None = None,
 ) -> dict[str, Any]:
     """The column values of one timeline entry but the keys that tie it to its case and line
     (case_id, assignment_id), which the caller attaches: what `add_event` stores through the
@@ -150,6 +151,7 @@ def event_row(
         "message": message,
         "dedupe_key": dedupe_key,
         "kind": kind,
+        "reason": reason,
     }
 
 
@@ -167,6 +169,7 @@ def add_event(
     message: str | None = None,
     dedupe_key: str | None = None,
     kind: str | None = None,
+    reason: str | None = None,
 ) -> StatusEvent:
     event = StatusEvent(
         **event_row(
@@ -179,6 +182,7 @@ def add_event(
             message=message,
             dedupe_key=dedupe_key,
             kind=kind,
+            reason=reason,
         )
     )
     # Ids when the rows exist; the objects when they are new in this transaction (one flush at
@@ -273,6 +277,7 @@ def move(
     agency_status: str | None = None,
     dedupe_key: str | None = None,
     kind: str | None = None,
+    reason: str | None = None,
 ) -> bool:
     """Move an assignment if the machine allows it; always leave a timeline entry.
 
@@ -297,6 +302,7 @@ def move(
         assignment=assignment,
         agency_status=agency_status,
         dedupe_key=dedupe_key,
+        reason=reason,
         **plan.event,
     )
     return plan.changed

@@ -30,6 +30,7 @@ SECTIONS = frozenset(
         "sources",
         "transforms",
         "statuses",
+        "information-requests",
         "sla",
         "durations",
         "poll",
