@@ -52,6 +52,12 @@ TYPES: dict[str, tuple[str, str]] = {
         "There is no resource here, or the credentials do not open it. A case is found with its "
         "reference and the tracking token given when it was filed (Authorization: Bearer ...).",
     ),
+    "unauthorized": (
+        "Not authorised",
+        "The agency API needs a valid bearer token: get one at /api/v1/agency/oauth/token with "
+        "your client id and secret (OAuth 2.0 client credentials). A token expires after a few "
+        "minutes; a revoked client's tokens stop working at once.",
+    ),
     "method-not-allowed": ("Method not allowed", "This resource does not accept that method."),
     "http-error": ("HTTP error", "The request could not be served; see `detail`."),
     "server-error": (
@@ -68,6 +74,7 @@ class Problem(Exception):
     detail: str
     errors: list[dict[str, str]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
 
     def body(self) -> dict[str, Any]:
         title = TYPES.get(self.slug, TYPES["http-error"])[0]
@@ -88,6 +95,7 @@ class Problem(Exception):
             json.dumps(self.body(), ensure_ascii=False),
             status=self.status,
             mimetype=MEDIA_TYPE,
+            headers=self.headers,
         )
 
 
