@@ -166,7 +166,7 @@ def _xml_bytes(root: ET.Element) -> bytes:
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _cell(value: Any) -> str:
+def csv_cell(value: Any) -> str:
     """A value as a CSV cell that no spreadsheet runs as a formula."""
     text = _text(value)
     return "'" + text if text.startswith(FORMULA_START) else text
@@ -188,7 +188,7 @@ def _csv_bytes(rows: Iterable[Mapping[str, Any]], delimiter: str) -> bytes:
     writer = csv.DictWriter(buffer, fieldnames=header, delimiter=delimiter, lineterminator="\r\n")
     writer.writeheader()
     for row in flat:
-        writer.writerow({k: _cell(v) for k, v in row.items()})
+        writer.writerow({k: csv_cell(v) for k, v in row.items()})
     return buffer.getvalue().encode("utf-8")
 
 

@@ -28,12 +28,17 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from adapters.base import StatusUpdate
-from hub import audit, inbound, lifecycle, referral
+from hub import (
+    audit,
+    inbound,
+    lifecycle,
+    queries,  # its case lookup (queries reads the agency view from here)
+    referral,
+)
 from hub.attachments import Upload
 from hub.canonical import case_document
 from hub.intake import attachment_row
 from hub.models import Assignment, Attachment, Case, Message
-from hub.queries import load_case
 from hub.services import Hub
 from mappings.engine import INFORMATION_REASONS, AgencyMapping
 
@@ -50,6 +55,36 @@ __all__ = [
 ]
 
 PAGE_LIMIT = 100
+# What a readable summary of a case shows, when the agency's mapping shares it (a path its
+# fields read, or a part of one): the data-minimisation rule holds on screen too.
+SUMMARY = (
+    "consumer.name",
+    "consumer.email",
+    "consumer.phone",
+    "consumer.address.postcode",
+    "consumer.address.city",
+    "trader.name",
+    "trader.enterprise_number",
+    "trader.website",
+    "case.description",
+    "case.incident_date",
+    "case.amount",
+    "case.currency",
+)
+
+
+def _summary(mapping: AgencyMapping, document: Mapping[str, Any]) -> dict[str, Any]:
+    sources = {rule.source for rule in mapping.fields if rule.source}
+    out: dict[str, Any] = {}
+    for path in SUMMARY:
+        if not any(path == src or path.startswith(src + ".") for src in sources):
+            continue
+        value: Any = document
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if value not in (None, ""):
+            out[path] = value
+    return out
 
 
 class NotFound(LookupError):
@@ -134,6 +169,7 @@ class AgencyCase:
     past_due: bool
     updated_at: datetime
     payload: Mapping[str, Any]
+    summary: Mapping[str, Any]  # canonical values the mapping shares with the agency (SUMMARY)
     documents: tuple[Document, ...]
     timeline: tuple[TimelineEntry, ...]
     notes: tuple[Note, ...]
@@ -171,7 +207,7 @@ def _line_of(case: Case | None, agency_id: str) -> Assignment | None:
 
 
 def _find(s: Session, agency_id: str, reference: str) -> tuple[Case, Assignment]:
-    case = load_case(s, reference or "")
+    case = queries.load_case(s, reference or "")
     line = _line_of(case, agency_id)
     if case is None or line is None:
         raise NotFound(reference)
@@ -252,9 +288,7 @@ def list_assignments(
                     language=c.language,
                     status=a.status,
                     agency_status=a.agency_status,
-                    agency_reference=None
-                    if a.agency_reference_provisional
-                    else a.agency_reference,
+                    agency_reference=None if a.agency_reference_provisional else a.agency_reference,
                     acknowledge_due_at=a.acknowledge_due_at,
                     answer_due_at=a.answer_due_at,
                     past_due=lifecycle.is_past_due(a, now),
@@ -301,8 +335,9 @@ def read_case(hub: Hub, agency_id: str, reference: str) -> AgencyCase:
     with hub.db.session(read_only=True) as s:
         case, line = _find(s, agency_id, reference)
         line_ids = {a.id for a in case.assignments if a.agency_id == agency_id}
+        doc = case_document(case, line)
         try:
-            payload: Mapping[str, Any] = mapping.render(case_document(case, line))
+            payload: Mapping[str, Any] = mapping.render(doc)
         except Exception as exc:  # a case the mapping cannot render is still the agency's
             payload = {"error": f"cannot render: {exc}"}
         messages = s.scalars(
@@ -328,6 +363,7 @@ def read_case(hub: Hub, agency_id: str, reference: str) -> AgencyCase:
             past_due=lifecycle.is_past_due(line, now),
             updated_at=line.updated_at,
             payload=payload,
+            summary=_summary(mapping, doc),
             documents=tuple(_documents(s, case, line_ids)),
             timeline=tuple(
                 TimelineEntry(
@@ -487,8 +523,8 @@ def acknowledge(
         if line.agency_reference is None:
             raise Invalid(
                 "reference",
-                "The case has not reached the agency yet.",
-                "Wait for its delivery (it shows in the list of assignments with status sent).",
+                "The case has not reached your system yet; wait for it to be delivered.",
+                "It shows in the list of assignments with status sent once delivered.",
             )
         return StatusUpdate(
             chosen, datetime.min, agency_reference=agency_reference, message=message
@@ -544,7 +580,9 @@ def set_status(
             )
         if line.agency_reference is None:
             raise Invalid(
-                "reference", "The case has not reached the agency yet.", "Wait for its delivery."
+                "reference",
+                "The case has not reached your system yet; wait for it to be delivered.",
+                "Wait for its delivery.",
             )
         return StatusUpdate(code, datetime.min, message=message)
 
@@ -659,7 +697,9 @@ def not_competent(
             )
         if line.agency_reference is None:
             raise Invalid(
-                "reference", "The case has not reached the agency yet.", "Wait for its delivery."
+                "reference",
+                "The case has not reached your system yet; wait for it to be delivered.",
+                "Wait for its delivery.",
             )
         return StatusUpdate(code, datetime.min, message=message)
 

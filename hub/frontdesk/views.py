@@ -745,7 +745,9 @@ def _tracking_page(reference: str, status: int = 200, **extra: Any) -> Response:
                 if line and e.kind in ("delivered", "agency_reference")
                 else None,
             ),
-            "agency_said": e.message if e.actor == "agency" and e.message else None,
+            "agency_said": texts.information_request(e.reason, e.message)
+            if e.actor == "agency" and (e.message or e.reason)
+            else None,
         }
         timeline.append(entry)
         if entry["agency_said"]:
@@ -779,6 +781,12 @@ def _tracking_page(reference: str, status: int = 200, **extra: Any) -> Response:
         said=list(reversed(said)),
         messages=messages,
         files=[{"id": f.id, "name": f.name, "size": f.size} for f in view.files],
+        agency_files=[
+            {"id": f.id, "name": f.name, "agency": names.get(m.line_id or 0, "")}
+            for m in view.messages
+            if m.direction == "from_agency"
+            for f in m.files
+        ],
         kind=view.kind,
         kinds=texts.KINDS,
         filed_at=format_date(view.created_at, format="long"),
