@@ -575,8 +575,8 @@ def set_status(
             ]
             raise Invalid(
                 "code",
-                f"{code!r} is not one of the agency's status codes here.",
-                "Use one of " + ", ".join(codes) + ".",
+                f"{code!r} is not a status code of this agency here.",
+                "Choose one of your agency's status codes: " + ", ".join(codes) + ".",
             )
         if line.agency_reference is None:
             raise Invalid(
