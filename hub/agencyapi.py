@@ -310,6 +310,21 @@ def list_assignments():
     )
 
 
+@bp.get("/bodies")
+def bodies():
+    """The bodies a case can be referred to (`refer_to` of not-competent), named in nl/fr/de/en."""
+    directory = hub().directory
+    return jsonify(
+        {
+            "items": [
+                {"id": i, "names": dict(directory[i].names), "connected": directory[i].connected}
+                for i in directory.ids()
+                if i != _actor().agency_id
+            ]
+        }
+    )
+
+
 def _document(reference: str, d: agencyside.Document) -> dict[str, Any]:
     return {
         "id": d.id,

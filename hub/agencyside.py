@@ -633,17 +633,18 @@ def request_information(
     (the consumer reads it in their language) and the agency's own words. The line waits for
     the consumer; its answer clock stops."""
     text = _text(text, "text")
-    mapping = hub.directory[actor.agency_id]
-    if reason not in mapping.information_requests:
-        offered = (
-            ", ".join(mapping.information_requests)
-            or "(none: add information_requests to the mapping)"
-        )
-        raise Invalid(
-            "reason", f"{reason!r} is not a reason this agency asks for.", f"Use one of {offered}."
-        )
 
     def build(mapping: AgencyMapping, case: Case, line: Assignment) -> StatusUpdate:
+        if reason not in mapping.information_requests:
+            offered = (
+                ", ".join(mapping.information_requests)
+                or "(none: add information_requests to the mapping)"
+            )
+            raise Invalid(
+                "reason",
+                f"{reason!r} is not a reason this agency asks for.",
+                f"Use one of {offered}.",
+            )
         _acknowledged(line)
         return StatusUpdate(
             mapping.information_requests[reason], datetime.min, message=text, reason=reason
@@ -674,20 +675,20 @@ def not_competent(
     """ "Not competent": the line ends `not_competent` and the hub refers the case, to
     `refer_to` when the agency names the competent body, else to the next one routing finds."""
     message = _text(message, "message")
-    if refer_to is not None and refer_to not in hub.directory:
-        raise Invalid(
-            "refer_to",
-            f"There is no body {refer_to!r}.",
-            "Use a body id of GET /api/v1/agency/bodies, or leave it out.",
-        )
-    if refer_to == actor.agency_id:
-        raise Invalid(
-            "refer_to",
-            "A case cannot be referred to the body that refers it.",
-            "Name another body.",
-        )
 
     def build(mapping: AgencyMapping, case: Case, line: Assignment) -> StatusUpdate:
+        if refer_to is not None and refer_to not in hub.directory:
+            raise Invalid(
+                "refer_to",
+                f"There is no body {refer_to!r}.",
+                "Use an id of GET /api/v1/agency/bodies, or leave it out.",
+            )
+        if refer_to == actor.agency_id:
+            raise Invalid(
+                "refer_to",
+                "A case cannot be referred to the body that refers it.",
+                "Name another body.",
+            )
         code = _code_for(mapping, "not_competent")
         if code is None:
             raise Invalid(
