@@ -726,7 +726,7 @@ def not_competent(
                 router=hub.router,
                 directory=hub.directory,
                 now=hub.clock.now(),
-                actor=actor.name[:32],
+                actor="agency",  # the timeline's who; the evidence above names the account
                 assignment_id=line_id,
                 to_agency=refer_to,
                 reason=message,

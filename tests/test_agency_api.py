@@ -407,7 +407,10 @@ def test_not_competent_refers_the_case_to_the_body_the_agency_names(hub, client,
     assert answer.get_json()["status"] == "not_competent"
     with hub.db.session(read_only=True) as s:
         agencies = s.scalars(
-            select(Assignment.agency_id).join(Case).where(Case.reference == reference)
+            select(Assignment.agency_id)
+            .join(Case)
+            .where(Case.reference == reference)
+            .order_by(Assignment.id)
         ).all()
     assert agencies == [WORKSPACE, "consumer-mediation"]
     # the first body still sees its line, now referred on
