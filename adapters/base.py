@@ -272,6 +272,16 @@ class ContractChecker:
         return found + [text for text in self.problems if text not in found]
 
 
+# A cell a spreadsheet would run as a formula starts with one of these (OWASP "CSV injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(text: str) -> str:
+    """Text as a CSV cell that no spreadsheet runs as a formula: one rule for every CSV the
+    hub writes (agency case files, the workspace's export)."""
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
 def secret_fields(schema: type[Schema]) -> frozenset[str]:
     return frozenset(name for name, f in schema().fields.items() if f.metadata.get("secret"))
 

@@ -20,7 +20,6 @@ from flask_babel import format_date, format_datetime, get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from adapters.fileformats import csv_cell
 from admin.views import agency_staff_only, bp, hub
 from hub import operations, queries
 
@@ -156,7 +155,7 @@ def workspace_export():
     for line in ws.lines:
         writer.writerow(
             [
-                csv_cell(v)
+                queries.csv_cell(v)
                 for v in (
                     line.reference,
                     "" if line.provisional else (line.agency_reference or ""),

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from adapters.base import csv_cell
 from hub import accounts, agencyside, control, evidence, lifecycle, outbox, search
 from hub import reference as references
 from hub.accounts import Account
@@ -67,6 +68,7 @@ __all__ = [  # the read models; the functions are used as `queries.<name>`
     "UserRow",
     "Workspace",
     "WorkspaceLine",
+    "csv_cell",  # the one rule for CSV cells (adapters/base.py), for the workspace's export
 ]
 
 LIST_LIMIT = 200

@@ -708,7 +708,7 @@ class _Reading:
                     ("information_requests", reason),
                     f"{code!r} is not one of the agency's codes meaning waiting_for_consumer",
                     "use one of " + (", ".join(waiting) or "(none: add such a code to statuses)"),
-                    "information-requests",
+                    "information_requests",
                 )
 
     def duration(self, block: str, key: str) -> Duration | None:

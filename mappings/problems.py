@@ -30,7 +30,7 @@ SECTIONS = frozenset(
         "sources",
         "transforms",
         "statuses",
-        "information-requests",
+        "information_requests",
         "sla",
         "durations",
         "poll",
