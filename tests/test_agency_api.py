@@ -24,6 +24,7 @@ from tests.support.agencyside import (
 )
 from tests.support.cases import assignment, file, timeline
 from tests.support.frontdesk import PDF, text
+from tests.support.openapi import validate
 
 API = "/api/v1/agency"
 UNKNOWN = "LK-2222-2222"
@@ -312,12 +313,15 @@ def test_the_whole_story_through_the_agency_api_only(hub, client, app_client, ag
     Worker(hub, "w").dispatch_once()
     case = f"{API}/assignments/{reference}"
     new = client.get(case, headers=bearer(token)).get_json()
+    validate("AgencyAssignment", new)
+    validate("AgencyAssignmentList", client.get(f"{API}/assignments", headers=bearer(token)).json)
     assert (new["status"], new["agency_reference"], new["language"]) == ("sent", None, "fr")
     assert new["case"]["consumer"]["name"] == "Julie Lambert" and new["case"]["amount"] == 1240
 
     ack = {"agency_reference": "MW-2026-0042", "update_id": "ack-1"}
     first = client.post(f"{case}/acknowledge", json=ack, headers=bearer(token)).get_json()
     repeat = client.post(f"{case}/acknowledge", json=ack, headers=bearer(token)).get_json()
+    validate("AgencyActionResult", first)
     assert (first["outcome"], first["status"], first["agency_reference"]) == (
         "applied",
         "received",
@@ -353,6 +357,8 @@ def test_the_whole_story_through_the_agency_api_only(hub, client, app_client, ag
     Worker(hub, "w").dispatch_once()  # the reply lands in the workspace body's inbox
 
     documents = client.get(f"{case}/documents", headers=bearer(token)).get_json()["items"]
+    for document in documents:
+        validate("AgencyDocument", document)
     [bill] = [d for d in documents if d["from"] == "consumer"]
     assert bill["filename"] == "facture.pdf"
     download = client.get(bill["url"], headers=bearer(token))
