@@ -24,7 +24,13 @@ def test_no_built_in_transport_imports_another():
         for ep in entry_points(group=registry.GROUP)
         if ep.value.startswith("adapters.")
     }
-    assert transports == {"adapters.rest", "adapters.soap", "adapters.email", "adapters.sftp"}
+    assert transports == {
+        "adapters.rest",
+        "adapters.soap",
+        "adapters.email",
+        "adapters.sftp",
+        "adapters.workspace",
+    }
     for module in sorted(transports):
         path = ROOT / (module.replace(".", "/") + ".py")
         others = {
