@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
 from authlib.oauth2 import OAuth2Error
@@ -478,7 +479,7 @@ def download_document(reference: str, document_id: int):
     except agencyside.NotFound:
         raise _not_found(reference) from None
     response = Response(data, mimetype=d.content_type)
-    response.headers["Content-Disposition"] = f'attachment; filename="{d.filename}"'
+    response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(d.filename)}"
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Cache-Control"] = "no-store"
     return response
