@@ -292,7 +292,7 @@ def move(
         if plan.changed:
             _clock(assignment, current, to_status, at)
             if to_status in notify_on():
-                notify_line(session, assignment, to_status, message=message, now=now)
+                notify_line(session, assignment, to_status, message=message, now=now, reason=reason)
     add_event(
         session,
         assignment.case,
@@ -414,7 +414,13 @@ def batch_delay() -> timedelta:
 
 
 def notify_line(
-    session: Session, a: Assignment, to_status: str, *, message: str | None, now: datetime
+    session: Session,
+    a: Assignment,
+    to_status: str,
+    *,
+    message: str | None,
+    now: datetime,
+    reason: str | None = None,
 ) -> None:
     """Queue the mail for one line's change; the worker sends every change pending for the case
     in one mail once the first has waited `batch_delay` (hub/notify.send_due)."""
@@ -428,6 +434,8 @@ def notify_line(
         "message": message or "",
         "to": to_status,
     }
+    if reason:
+        data["reason"] = reason  # an information request's: the mail says it in the language
     if waiting:
         data["reply_by"] = local_date(reply_by(to_status, a.paused_at or now) or now, case.language)
     session.info.setdefault(MAILED, set()).add(id(case))

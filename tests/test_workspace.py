@@ -9,8 +9,11 @@ import re
 from io import BytesIO
 
 import pytest
+from sqlalchemy import select
 
-from hub import accounts
+from hub import accounts, notify
+from hub.config import MailSettings
+from hub.models import Case, Notification
 from scheduler.worker import Worker
 from tests.support.agencyside import OTHER, WORKSPACE, file_water_case
 from tests.support.backoffice import PASSWORD, post, sign_in
@@ -81,6 +84,11 @@ def test_staff_ask_for_information_exchange_documents_and_close(hub, staff, app_
     assert assignment(hub, reference).status == "waiting_for_consumer"
     [asked] = [e for e in timeline(hub, reference) if e.reason]
     assert (asked.reason, asked.message) == ("disputed_bill", "Et le relevé du compteur.")
+    with hub.db.session(read_only=True) as s:  # the mail says it in French too
+        [mail] = s.scalars(select(Notification).where(Notification.kind == "waiting")).all()
+        case = s.scalars(select(Case).where(Case.reference == reference)).one()
+        _, body = notify.render(mail, case, MailSettings())
+    assert "Le service vous demande une copie de la facture contestée. Et le relevé" in body
 
     app_client.get(f"/nl/track/{reference}?k={filed.token}")
     consumer_page = text(app_client.get(f"/nl/track/{reference}"))

@@ -10,6 +10,8 @@ from __future__ import annotations
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
+from hub import i18n
+
 KINDS = {
     "question": (
         _l("Ask a question"),
@@ -141,24 +143,6 @@ def event_text(kind: str | None, agency: str, status: str, reference: str | None
     return _("Your case was updated.")
 
 
-# What an agency asks the consumer for (its mapping's `information_requests`; the reasons are
-# mappings.engine.INFORMATION_REASONS): shown before the agency's own words.
-INFORMATION_REASONS = {
-    "disputed_bill": _l("a copy of the disputed bill"),
-    "customer_number": _l("your customer number"),
-    "contract": _l("a copy of your contract"),
-    "proof_of_payment": _l("proof of your payment"),
-    "correspondence_with_trader": _l("your letters or e-mails with the company"),
-    "proof_of_identity": _l("proof of your identity"),
-    "photos": _l("photos of the problem"),
-    "other": _l("more information"),
-}
-
-
 def information_request(reason: str | None, message: str | None) -> str | None:
-    """What the consumer reads of an information request: the reason in their language, then
-    the agency's own words."""
-    if not reason or reason not in INFORMATION_REASONS:
-        return message
-    asked = _("The service asks you for %(what)s.", what=INFORMATION_REASONS[reason])
-    return f"{asked} {message}" if message else asked
+    """What the consumer reads of an information request, in the page's language."""
+    return i18n.information_request(_, reason, message)
