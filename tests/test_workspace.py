@@ -182,3 +182,20 @@ def test_operators_do_not_work_in_an_agencys_workspace(hub, client):
 def app_client(client):
     """The consumer: a second visitor of the same app (own cookies)."""
     return client.application.test_client()
+
+
+def test_anonymous_visitors_get_the_sign_in_page_for_every_workspace_page(hub, client):
+    reference = _delivered(hub)
+    for path in (
+        "/admin/agency",
+        "/admin/agency/export.csv",
+        f"/admin/agency/cases/{reference}",
+        f"/admin/agency/cases/{reference}/documents/1",
+    ):
+        answer = client.get(path)
+        assert answer.status_code == 302 and "/admin/login" in answer.headers["Location"], path
+    refused = client.post(
+        f"/admin/agency/cases/{reference}/acknowledge", data={"agency_reference": "X"}
+    )
+    assert refused.status_code in (400, 302)
+    assert assignment(hub, reference).agency_reference_provisional
