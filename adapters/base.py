@@ -112,6 +112,10 @@ class StatusUpdate:
     # Set when a machine wrote it (an out-of-office reply, say: the reason): the hub keeps it on
     # the timeline as a note and never applies a status from it.
     automatic: str | None = None
+    # An information request's structured reason (a key of the mapping's
+    # `information_requests`: disputed_bill, customer_number, ...), which the consumer reads in
+    # their own language next to the agency's free text.
+    reason: str | None = None
 
     def key(self) -> str:
         """A stable identity for de-duplication: the agency's event id, else a content hash."""
@@ -269,6 +273,16 @@ class ContractChecker:
             for text, where in self.findings(payloads).items()
         ]
         return found + [text for text in self.problems if text not in found]
+
+
+# A cell a spreadsheet would run as a formula starts with one of these (OWASP "CSV injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(text: str) -> str:
+    """Text as a CSV cell that no spreadsheet runs as a formula: one rule for every CSV the
+    hub writes (agency case files, the workspace's export)."""
+    return "'" + text if text.startswith(FORMULA_START) else text
 
 
 def secret_fields(schema: type[Schema]) -> frozenset[str]:

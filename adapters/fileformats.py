@@ -34,6 +34,8 @@ from xml.etree import ElementTree as ET
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as _defused_fromstring
 
+from adapters.base import csv_cell
+
 FORMATS = ("json", "xml", "csv")
 EXTENSIONS = {"json": "json", "xml": "xml", "csv": "csv"}
 XML_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
@@ -163,13 +165,8 @@ def _xml_bytes(root: ET.Element) -> bytes:
 # ---------------------------------------------------------------------------------------- CSV
 
 
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value: Any) -> str:
-    """A value as a CSV cell that no spreadsheet runs as a formula."""
-    text = _text(value)
-    return "'" + text if text.startswith(FORMULA_START) else text
+def _csv_cell(value: Any) -> str:
+    return csv_cell(_text(value))
 
 
 def _csv_bytes(rows: Iterable[Mapping[str, Any]], delimiter: str) -> bytes:
@@ -188,7 +185,7 @@ def _csv_bytes(rows: Iterable[Mapping[str, Any]], delimiter: str) -> bytes:
     writer = csv.DictWriter(buffer, fieldnames=header, delimiter=delimiter, lineterminator="\r\n")
     writer.writeheader()
     for row in flat:
-        writer.writerow({k: _cell(v) for k, v in row.items()})
+        writer.writerow({k: _csv_cell(v) for k, v in row.items()})
     return buffer.getvalue().encode("utf-8")
 
 

@@ -98,6 +98,7 @@ class Event:
     from_status: str | None  # canonical
     to_status: str | None
     message: str | None
+    reason: str | None = None  # an information request's reason (mappings INFORMATION_REASONS)
 
     @property
     def consumer_from(self) -> str | None:
@@ -236,6 +237,7 @@ def build(
             from_status=e.from_status,
             to_status=e.to_status,
             message=e.message,
+            reason=e.reason,
         )
         for e in conn.execute(
             select(events_t).where(events_t.c.case_id == case.id).order_by(events_t.c.id)

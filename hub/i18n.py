@@ -23,6 +23,43 @@ TRANSLATIONS = Path(__file__).resolve().parent / "translations"
 LANG_COOKIE = "loket_lang"
 
 
+def N_(text: str) -> str:
+    """Marks a source string for the catalogs (pybabel's default keyword) without translating."""
+    return text
+
+
+# What an agency asks the consumer for: the reasons of its mapping's `information_requests`
+# (mappings.engine.INFORMATION_REASONS), in the consumer's words; pages and mails translate them.
+INFORMATION_REASONS = {
+    "disputed_bill": N_("a copy of the disputed bill"),
+    "customer_number": N_("your customer number"),
+    "contract": N_("a copy of your contract"),
+    "proof_of_payment": N_("proof of your payment"),
+    "correspondence_with_trader": N_("your letters or e-mails with the company"),
+    "proof_of_identity": N_("proof of your identity"),
+    "photos": N_("photos of the problem"),
+    "other": N_("more information"),
+}
+ASKS_FOR = N_("The service asks you for %(what)s.")
+
+
+def information_request(gettext, reason: str | None, message: str | None) -> str | None:
+    """What the consumer reads of an information request: the reason in their language (with
+    `gettext` of a page or of a mail's language), then the agency's own words."""
+    if not reason or reason not in INFORMATION_REASONS:
+        return message
+    asked = gettext(ASKS_FOR) % {"what": gettext(INFORMATION_REASONS[reason])}
+    return f"{asked} {message}" if message else asked
+
+
+def translations(lang: str):
+    """The catalog of `lang` outside a request (the worker's mails)."""
+    from babel.support import Translations
+
+    compile_catalogs()
+    return Translations.load(str(TRANSLATIONS), [lang])
+
+
 def catalog(lang: str) -> Path:
     return TRANSLATIONS / lang / "LC_MESSAGES" / "messages.po"
 

@@ -794,6 +794,7 @@ def _apply_one(
             f"{update.message or update.agency_status} (arrived late; status kept at {a.status})",
             STALE,
         )
+    common["reason"] = update.reason
     if a.status != rule.status and not lifecycle.can_move(a.status, rule.status):
         # Not a move the status machine allows from here (a line the agency's server refused
         # cannot be "received"): kept on the timeline as a note, the line unchanged.

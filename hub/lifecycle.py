@@ -136,6 +136,7 @@ def event_row(
     message: str | None = None,
     dedupe_key: str | None = None,
     kind: str | None = None,
+    reason: str | None = None,
 ) -> dict[str, Any]:
     """The column values of one timeline entry but the keys that tie it to its case and line
     (case_id, assignment_id), which the caller attaches: what `add_event` stores through the
@@ -150,6 +151,7 @@ def event_row(
         "message": message,
         "dedupe_key": dedupe_key,
         "kind": kind,
+        "reason": reason,
     }
 
 
@@ -167,6 +169,7 @@ def add_event(
     message: str | None = None,
     dedupe_key: str | None = None,
     kind: str | None = None,
+    reason: str | None = None,
 ) -> StatusEvent:
     event = StatusEvent(
         **event_row(
@@ -179,6 +182,7 @@ def add_event(
             message=message,
             dedupe_key=dedupe_key,
             kind=kind,
+            reason=reason,
         )
     )
     # Ids when the rows exist; the objects when they are new in this transaction (one flush at
@@ -273,6 +277,7 @@ def move(
     agency_status: str | None = None,
     dedupe_key: str | None = None,
     kind: str | None = None,
+    reason: str | None = None,
 ) -> bool:
     """Move an assignment if the machine allows it; always leave a timeline entry.
 
@@ -287,7 +292,7 @@ def move(
         if plan.changed:
             _clock(assignment, current, to_status, at)
             if to_status in notify_on():
-                notify_line(session, assignment, to_status, message=message, now=now)
+                notify_line(session, assignment, to_status, message=message, now=now, reason=reason)
     add_event(
         session,
         assignment.case,
@@ -297,6 +302,7 @@ def move(
         assignment=assignment,
         agency_status=agency_status,
         dedupe_key=dedupe_key,
+        reason=reason,
         **plan.event,
     )
     return plan.changed
@@ -408,7 +414,13 @@ def batch_delay() -> timedelta:
 
 
 def notify_line(
-    session: Session, a: Assignment, to_status: str, *, message: str | None, now: datetime
+    session: Session,
+    a: Assignment,
+    to_status: str,
+    *,
+    message: str | None,
+    now: datetime,
+    reason: str | None = None,
 ) -> None:
     """Queue the mail for one line's change; the worker sends every change pending for the case
     in one mail once the first has waited `batch_delay` (hub/notify.send_due)."""
@@ -422,6 +434,8 @@ def notify_line(
         "message": message or "",
         "to": to_status,
     }
+    if reason:
+        data["reason"] = reason  # an information request's: the mail says it in the language
     if waiting:
         data["reply_by"] = local_date(reply_by(to_status, a.paused_at or now) or now, case.language)
     session.info.setdefault(MAILED, set()).add(id(case))

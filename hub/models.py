@@ -277,6 +277,9 @@ class StatusEvent(Base):
     # | consumer_reply | message_forwarded | message_delayed | delivery_delayed | resent
     # | withdrawn | needs_routing
     kind: Mapped[str | None] = mapped_column(String(32))
+    # an agency's information request: the reason from its mapping's `information_requests`
+    # (disputed_bill, customer_number, ...), shown to the consumer in their language
+    reason: Mapped[str | None] = mapped_column(String(64))
 
     case: Mapped[Case] = relationship(back_populates="events")
     assignment: Mapped[Assignment | None] = relationship()
@@ -525,3 +528,36 @@ class PrivacyRequest(Base):
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     done_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class AgencyClient(Base):
+    """An agency's OAuth 2.0 client for the agency API (client credentials). One per agency.
+    Only hashes of secrets are stored; after a rotation the previous secret keeps working until
+    `previous_expires_at` (the overlap), so the agency can switch without downtime."""
+
+    __tablename__ = "agency_clients"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    agency_id: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    previous_secret_hash: Mapped[str | None] = mapped_column(String(64))
+    previous_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AgencyToken(Base):
+    """A short-lived bearer token issued to an agency client; stored as its SHA-256 only."""
+
+    __tablename__ = "agency_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), index=True)
+    agency_id: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scope: Mapped[str] = mapped_column(String(200), default="")
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -137,6 +137,7 @@ def render(
     data = dict(n.data or {})
     lang = n.language
     data["status"] = _with_outcome(data, case, lang)
+    data["message"] = _said(data, lang)
     data["agency"] = names(data["agency_id"], lang) if data.get("agency_id") else ""
     data["from_agency"] = names(data["from_agency_id"], lang) if data.get("from_agency_id") else ""
     data["agencies"] = [
@@ -150,6 +151,18 @@ def render(
     )
     subject, _, body = text.partition("\n")
     return subject.removeprefix("Subject: ").strip(), body.lstrip("\n")
+
+
+def _said(data: dict[str, Any], language: str) -> str:
+    """The agency's message, after the reason of its information request in `language`."""
+    if not data.get("reason"):
+        return str(data.get("message") or "")
+    from hub import i18n
+
+    said = i18n.information_request(
+        i18n.translations(language).gettext, data["reason"], data.get("message") or None
+    )
+    return said or ""
 
 
 def _with_outcome(data: dict[str, Any], case: Case, language: str) -> str:
@@ -182,7 +195,7 @@ def render_batch(
             {
                 "agency": names(data["agency_id"], lang) if data.get("agency_id") else "",
                 "status": _with_outcome(data, case, lang),
-                "message": data.get("message") or "",
+                "message": _said(data, lang),
                 "waiting": n.kind == "waiting",
                 "reply_by": data.get("reply_by") or "",
             }

@@ -11,7 +11,6 @@ inbound, accounts); this module decides the transaction and the evidence.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,18 +20,23 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from adapters.base import AdapterError, StatusUpdate
-from hub import accounts, audit, control, inbound, outbox, referral
+from adapters.base import AdapterError
+from hub import accounts, agencyside, audit, control, inbound, outbox, referral
 from hub.accounts import Account
+from hub.agencyside import ActionResult, AgencyActor
+from hub.attachments import AttachmentRefused, Upload, check_all
 from hub.control import AgencyControl
 from hub.models import Assignment, Delivery, DeliveryState, InboundProblem, UnmatchedUpdate
 from hub.outbox import ResendResult
-from hub.queries import load_agency_case, load_case, referable
+from hub.queries import load_case, referable
 from hub.referral import Referred
 from hub.services import Hub
 
 __all__ = [
+    "ActionResult",
+    "AgencyActor",
     "AgencyControl",
+    "AttachmentRefused",
     "CommandError",
     "ConnectionCheck",
     "NewAccount",
@@ -42,6 +46,8 @@ __all__ = [
     "ResendResult",
     "SignIn",
     "StaffUpdate",
+    "Upload",
+    "check_all",
 ]
 
 
@@ -296,7 +302,39 @@ class StaffUpdate:
     reference: str
     code: str
     applied: bool  # False: kept on the timeline but not applied (stale, duplicate, ...)
-    outcome: Mapping[str, int]
+    outcome: str
+
+
+def staff_actor(staff: Account) -> AgencyActor:
+    """An agency's staff member as the actor of the agency's actions."""
+    if staff.agency_id is None:
+        raise Refused("only an agency's staff act for their agency")
+    return AgencyActor(staff.agency_id, _staff(staff))
+
+
+# The agency's actions (hub/agencyside.py), as the hosted workspace offers them.
+AGENCY_ACTIONS = {
+    "acknowledge": agencyside.acknowledge,
+    "status": agencyside.set_status,
+    "message": agencyside.post_message,
+    "information": agencyside.request_information,
+    "not_competent": agencyside.not_competent,
+    "document": agencyside.add_document,
+}
+
+
+def agency_action(
+    hub: Hub, staff: Account, action: str, reference: str, *args: Any, **kwargs: Any
+) -> ActionResult:
+    """One of the agency's actions, done by its staff in the workspace: the same as the agency
+    API's, through the inbound path of polled updates, with the account on the evidence log."""
+    actor = staff_actor(staff)
+    try:
+        return AGENCY_ACTIONS[action](hub, actor, reference, *args, **kwargs)
+    except agencyside.NotFound:
+        raise NotFound(f"no case {reference!r} at {actor.agency_id}") from None
+    except agencyside.Invalid as exc:
+        raise Refused(f"{exc.detail} {exc.fix}") from None
 
 
 def record_staff_status(
@@ -304,51 +342,8 @@ def record_staff_status(
 ) -> StaffUpdate:
     """An agency's staff record a status in their agency's own codes. It goes through the same
     rules as a polled status (a "not competent" code is then referred by the hub)."""
-    if staff.agency_id is None:
-        raise Refused("only an agency's staff record their agency's statuses")
-    mapping = hub.directory[staff.agency_id]
-    now = hub.clock.now()
-    message = (message or "").strip()[:4000] or None
-    with _unit_of_work(hub) as s:
-        case = load_agency_case(s, reference, staff.agency_id)
-        line = (
-            next((a for a in reversed(case.assignments) if a.agency_id == staff.agency_id), None)
-            if case is not None
-            else None
-        )
-        if case is None or line is None:
-            raise NotFound(f"no case {reference!r} at {staff.agency_id}")
-        if code not in mapping.statuses:
-            raise Refused("Choose one of your agency's status codes.")
-        if line.agency_reference is None:
-            raise Refused("The case has not reached your system yet; wait for it to be delivered.")
-        stats = inbound.apply_in(
-            s,
-            mapping,
-            (
-                StatusUpdate(
-                    agency_status=code,
-                    occurred_at=now,
-                    agency_reference=line.agency_reference,
-                    case_reference=case.reference,
-                    message=message,
-                    update_id=f"backoffice-{uuid.uuid4().hex}",
-                ),
-            ),
-            now,
-        )
-        _evidence(
-            s,
-            now,
-            _staff(staff),
-            "status.backoffice",
-            agency_id=staff.agency_id,
-            case_id=case.id,
-            data={"case": case.reference, "status": code, "outcome": stats.counts},
-        )
-        return StaffUpdate(
-            case.reference, code, bool(stats.counts.get(inbound.APPLIED)), dict(stats.counts)
-        )
+    done = agency_action(hub, staff, "status", reference, code, message=message)
+    return StaffUpdate(done.reference, code, done.outcome == inbound.APPLIED, done.outcome)
 
 
 # ------------------------------------------------------------------------------------- inbound

@@ -58,6 +58,12 @@ TYPES: dict[str, tuple[str, str]] = {
         "filed, or wrong tracking tokens). Wait the number of seconds in the Retry-After header "
         "and try again. Nothing was stored.",
     ),
+    "unauthorized": (
+        "Not authorised",
+        "The agency API needs a valid bearer token: get one at /api/v1/agency/oauth/token with "
+        "your client id and secret (OAuth 2.0 client credentials). A token expires after a few "
+        "minutes; a revoked client's tokens stop working at once.",
+    ),
     "method-not-allowed": ("Method not allowed", "This resource does not accept that method."),
     "http-error": ("HTTP error", "The request could not be served; see `detail`."),
     "server-error": (
@@ -74,6 +80,7 @@ class Problem(Exception):
     detail: str
     errors: list[dict[str, str]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
 
     def body(self) -> dict[str, Any]:
         title = TYPES.get(self.slug, TYPES["http-error"])[0]
@@ -94,6 +101,7 @@ class Problem(Exception):
             json.dumps(self.body(), ensure_ascii=False),
             status=self.status,
             mimetype=MEDIA_TYPE,
+            headers=self.headers,
         )
 
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from hub import accounts, control, evidence, lifecycle, outbox, search
+from adapters.base import csv_cell
+from hub import accounts, agencyside, control, evidence, lifecycle, outbox, search
 from hub import reference as references
 from hub.accounts import Account
 from hub.canonical import case_document
@@ -68,6 +69,7 @@ __all__ = [  # the read models; the functions are used as `queries.<name>`
     "UserRow",
     "Workspace",
     "WorkspaceLine",
+    "csv_cell",  # the one rule for CSV cells (adapters/base.py), for the workspace's export
 ]
 
 LIST_LIMIT = 200
@@ -749,6 +751,9 @@ class WorkspaceLine:
     agency_reference: str | None
     answer_due_at: datetime | None
     past_due_at: datetime | None
+    language: str = "en"
+    acknowledge_due_at: datetime | None = None
+    provisional: bool = False
 
 
 @dataclass(frozen=True)
@@ -756,10 +761,22 @@ class Workspace:
     agency_id: str
     agency_name: str
     lines: tuple[WorkspaceLine, ...]
+    names: Mapping[str, str] = field(default_factory=dict)  # the agency's name per language
+    codes: tuple[StatusCode, ...] = ()
 
 
-def workspace(hub: Hub, agency_id: str, *, include_closed: bool = False) -> Workspace:
-    """One agency's lines, the ones due first first."""
+def workspace(
+    hub: Hub,
+    agency_id: str,
+    *,
+    include_closed: bool = False,
+    status: str | None = None,
+    kind: str | None = None,
+    language: str | None = None,
+    text: str | None = None,
+) -> Workspace:
+    """One agency's lines, the ones due first first; filtered by status, kind, the consumer's
+    language or a reference typed in part."""
     terminal = [st for st in lifecycle.statuses() if lifecycle.is_terminal(st)]
     query = (
         select(
@@ -772,17 +789,39 @@ def workspace(hub: Hub, agency_id: str, *, include_closed: bool = False) -> Work
             Assignment.agency_reference,
             Assignment.answer_due_at,
             Assignment.past_due_at,
+            Case.language,
+            Assignment.acknowledge_due_at,
+            Assignment.agency_reference_provisional,
         )
         .join(Case, Case.id == Assignment.case_id)
         .where(Assignment.agency_id == agency_id)
-        .order_by(Assignment.answer_due_at.is_(None), Assignment.answer_due_at)
+        .order_by(Assignment.answer_due_at.is_(None), Assignment.answer_due_at, Assignment.id)
         .limit(500)
     )
-    if not include_closed:
+    if status:
+        query = query.where(Assignment.status == status)
+    elif not include_closed:
         query = query.where(Assignment.status.not_in(terminal))
+    if kind:
+        query = query.where(Case.kind == kind)
+    if language:
+        query = query.where(Case.language == language)
+    if text and text.strip():
+        needle = text.strip().upper()[:40]
+        query = query.where(
+            func.upper(Case.reference).contains(needle, autoescape=True)
+            | func.upper(Assignment.agency_reference).contains(needle, autoescape=True)
+        )
+    mapping = hub.directory[agency_id]
     with hub.db.session(read_only=True) as s:
         lines = tuple(WorkspaceLine(*row) for row in s.execute(query))
-    return Workspace(agency_id, hub.directory[agency_id].name("en"), lines)
+    return Workspace(
+        agency_id,
+        mapping.name("en"),
+        lines,
+        dict(mapping.names),
+        _codes(mapping),
+    )
 
 
 @dataclass(frozen=True)
@@ -792,6 +831,17 @@ class StatusCode:
     code: str
     status: str
     outcome: str | None
+    label: Mapping[str, str] = field(default_factory=dict)  # the agency's name, per language
+
+    def name(self, language: str) -> str:
+        return self.label.get(language) or self.label.get("en") or self.code
+
+
+def _codes(mapping) -> tuple[StatusCode, ...]:
+    return tuple(
+        StatusCode(code, rule.status, rule.outcome, dict(rule.label))
+        for code, rule in mapping.statuses.items()
+    )
 
 
 @dataclass(frozen=True)
@@ -825,10 +875,7 @@ def staff_case(hub: Hub, agency_id: str, reference: str) -> StaffCase | None:
             agency_id=agency_id,
             line=_line(hub, c, line, now),
             events=tuple(_event(e) for e in c.events if e.assignment_id == line.id),
-            codes=tuple(
-                StatusCode(code, rule.status, rule.outcome)
-                for code, rule in mapping.statuses.items()
-            ),
+            codes=_codes(mapping),
         )
 
 
@@ -838,3 +885,42 @@ def privacy_requests(hub: Hub, *, pending_only: bool = True) -> list[Any]:
     from hub import gdpr
 
     return gdpr.requests(hub.db, pending_only=pending_only)
+
+
+# ------------------------------------------------------------------------ the agency's own view
+
+
+def agency_case(hub: Hub, agency_id: str, reference: str) -> agencyside.AgencyCase | None:
+    """The case as the agency sees it (the agency API's and the workspace's one read model);
+    None when the agency has no line on it, exactly as for an unknown reference."""
+    try:
+        return agencyside.read_case(hub, agency_id, reference)
+    except agencyside.NotFound:
+        return None
+
+
+def agency_document(
+    hub: Hub, agency_id: str, reference: str, document_id: int
+) -> tuple[agencyside.Document, bytes] | None:
+    try:
+        return agencyside.document(hub, agency_id, reference, document_id)
+    except agencyside.NotFound:
+        return None
+
+
+def status_codes(hub: Hub, agency_id: str) -> tuple[StatusCode, ...]:
+    """The agency's own status codes, with their names per language."""
+    return _codes(hub.directory[agency_id])
+
+
+def information_reasons(hub: Hub, agency_id: str) -> tuple[str, ...]:
+    """The reasons the agency may give when it asks the consumer for information."""
+    return tuple(hub.directory[agency_id].information_requests)
+
+
+def referral_targets(hub: Hub, agency_id: str, language: str = "en") -> list[tuple[str, str]]:
+    """(id, name) of every other body a case can be referred to."""
+    return sorted(
+        ((i, hub.directory[i].name(language)) for i in hub.directory.ids() if i != agency_id),
+        key=lambda pair: pair[1],
+    )

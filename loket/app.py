@@ -39,12 +39,13 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     app.extensions["loket.metrics"] = web_registry(hub)
 
     import admin
-    from hub import frontdesk, ratelimits
+    from hub import agencyapi, frontdesk, ratelimits
     from hub.api import bp as api_bp
     from hub.web import bp as web_bp
 
     ratelimits.init_app(app, settings)  # the counters, in LOKET_RATELIMIT_STORAGE
     app.register_blueprint(api_bp)
+    agencyapi.init_app(app)  # the agency API and its OAuth 2.0 token endpoint
     app.register_blueprint(web_bp)
     frontdesk.init_app(app)  # sets up CSRF (app.extensions["csrf"]) and the rate limiter
     app.register_blueprint(admin.bp)

@@ -994,3 +994,71 @@ def contracts_sync(check: bool) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# -------------------------------------------------------------------------------- agency API
+
+
+@main.group("agency-client")
+def agency_client() -> None:
+    """OAuth 2.0 clients of the agency API (/api/v1/agency): one per agency."""
+
+
+def _client_command(action: str, agency_id: str, operator: str, **options):
+    from hub import agencyclients
+
+    hub = _hub(_settings())
+    try:
+        return getattr(agencyclients, action)(hub, agency_id, by=f"operator:{operator}", **options)
+    except agencyclients.ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+_OPERATOR = click.option(
+    "--operator", default=lambda: os.environ.get("USER", "operator"), show_default="$USER"
+)
+
+
+def _print_credentials(creds) -> None:
+    click.echo(f"agency         {creds.agency_id}")
+    click.echo(f"client_id      {creds.client_id}")
+    click.echo(f"client_secret  {creds.client_secret}")
+    if creds.previous_valid_until is not None:
+        click.echo(f"the previous secret works until {creds.previous_valid_until.isoformat()}")
+    click.echo("The secret is shown this once; only its hash is kept.", err=True)
+
+
+@agency_client.command("create")
+@click.argument("agency_id")
+@_OPERATOR
+def agency_client_create(agency_id: str, operator: str) -> None:
+    """Make the agency's client; prints its id and secret once."""
+    _print_credentials(_client_command("create", agency_id, operator))
+
+
+@agency_client.command("rotate")
+@click.argument("agency_id")
+@click.option(
+    "--overlap-hours",
+    type=click.IntRange(0, 24 * 30),
+    default=24,
+    show_default=True,
+    help="how long the previous secret keeps working",
+)
+@_OPERATOR
+def agency_client_rotate(agency_id: str, overlap_hours: int, operator: str) -> None:
+    """A new secret, printed once; the previous one works for the overlap period."""
+    from datetime import timedelta
+
+    _print_credentials(
+        _client_command("rotate", agency_id, operator, overlap=timedelta(hours=overlap_hours))
+    )
+
+
+@agency_client.command("revoke")
+@click.argument("agency_id")
+@_OPERATOR
+def agency_client_revoke(agency_id: str, operator: str) -> None:
+    """End the client and every token it holds, now."""
+    client_id = _client_command("revoke", agency_id, operator)
+    click.echo(f"{client_id} revoked; its tokens no longer work")

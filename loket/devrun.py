@@ -259,7 +259,12 @@ def _stop(children: list[Child]) -> None:
     print("loket run: all processes stopped", flush=True)
 
 
-DEMO_ACCOUNTS = (("operator", "operator", None), ("telecom", "agency", "ombudsman-telecom"))
+DEMO_ACCOUNTS = (
+    ("operator", "operator", None),
+    ("telecom", "agency", "ombudsman-telecom"),
+    # the hosted workspace: a water complaint from Wallonia lands in this body's inbox
+    ("mediateur", "agency", "mediateur-wallonie"),
+)
 
 
 def _demo_accounts(settings: Settings, clock: Clock | None = None) -> list[tuple[str, str, str]]:

@@ -345,6 +345,27 @@ def parse_duration(text: Any) -> Duration:
 class StatusRule:
     status: str
     outcome: str | None = None
+    # what the agency calls the code, per language (its staff read it in the hosted workspace)
+    label: Mapping[str, str] = field(default_factory=dict)
+
+    def name(self, code: str, language: str) -> str:
+        """The code's name in `language` (else English, else the code itself)."""
+        return self.label.get(language) or self.label.get("en") or code
+
+
+# The reasons an agency may give when it asks the consumer for information: a closed list, so
+# the consumer reads each in their own language (the hub's translations) next to the agency's
+# own words. A mapping's `information_requests` picks some and names the status code to set.
+INFORMATION_REASONS = (
+    "disputed_bill",
+    "customer_number",
+    "contract",
+    "proof_of_payment",
+    "correspondence_with_trader",
+    "proof_of_identity",
+    "photos",
+    "other",
+)
 
 
 @dataclass(frozen=True)
@@ -484,6 +505,11 @@ class AgencyMapping:
 
     def map_status(self, agency_status: str) -> StatusRule | None:
         return self.statuses.get(agency_status)
+
+    @property
+    def information_requests(self) -> Mapping[str, str]:
+        """reason (INFORMATION_REASONS) -> the agency's status code that asks for it."""
+        return self.extra.get("information_requests") or {}
 
 
 # -------------------------------------------------------------------------------------- loading
@@ -654,7 +680,9 @@ class _Reading:
             if isinstance(target, str):
                 rule = StatusRule(target)
             else:
-                rule = StatusRule(target["status"], target.get("outcome"))
+                rule = StatusRule(
+                    target["status"], target.get("outcome"), dict(target.get("label") or {})
+                )
             wrong = 0
             for word, value, allowed in (
                 ("canonical status", rule.status, known),
@@ -674,6 +702,22 @@ class _Reading:
             if not wrong:
                 out[str(code)] = rule
         return out
+
+    def check_information_requests(self, statuses: Mapping[str, StatusRule]) -> None:
+        """Each reason's code must be one of the agency's codes that means
+        waiting_for_consumer: asking is setting that status."""
+        for reason, code in self.block("information_requests").items():
+            if not self.clean("information_requests", reason):
+                continue
+            rule = statuses.get(str(code))
+            if rule is None or rule.status != "waiting_for_consumer":
+                waiting = [c for c, r in statuses.items() if r.status == "waiting_for_consumer"]
+                self.add(
+                    ("information_requests", reason),
+                    f"{code!r} is not one of the agency's codes meaning waiting_for_consumer",
+                    "use one of " + (", ".join(waiting) or "(none: add such a code to statuses)"),
+                    "information_requests",
+                )
 
     def duration(self, block: str, key: str) -> Duration | None:
         raw = self.block(block).get(key)
@@ -795,6 +839,7 @@ class _Reading:
         adapter_config = self.adapter_config(env)
         rules = self.fields()
         statuses = self.statuses()
+        self.check_information_requests(statuses)
         acknowledge = self.duration("sla", "acknowledge")
         answer = self.duration("sla", "answer")
         poll_every = self.duration("poll", "every")
@@ -831,7 +876,7 @@ class _Reading:
 
 
 # Blocks the engine does not read itself; `AgencyMapping.extra` carries them to their readers.
-EXTRA_KEYS = ("contract", "simulator", "referral")
+EXTRA_KEYS = ("contract", "simulator", "referral", "information_requests")
 # Without these a mapping cannot be built at all.
 IDENTITY_BLOCKS = frozenset({"(file)", "(yaml)", "id", "adapter", "languages", "handles"})
 # What rendering and the contract checks read besides: a problem here makes them pointless.

@@ -31,6 +31,7 @@ SECTIONS = frozenset(
         "sources",
         "transforms",
         "statuses",
+        "information_requests",
         "sla",
         "durations",
         "poll",

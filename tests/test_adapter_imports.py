@@ -30,6 +30,7 @@ def test_no_built_in_transport_imports_another():
         "adapters.email",
         "adapters.sftp",
         "adapters.webhook",
+        "adapters.workspace",
     }
     for module in sorted(transports):
         path = ROOT / (module.replace(".", "/") + ".py")

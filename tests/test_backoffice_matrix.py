@@ -9,6 +9,7 @@ page). Signing out ends the session: a copy of the cookie taken before gets the 
 
 from __future__ import annotations
 
+import io
 import re
 
 import pytest
@@ -20,6 +21,7 @@ from hub.reference import new_reference
 from scheduler.worker import Worker
 from tests.support.backoffice import PASSWORD, sign_in, token_of
 from tests.support.cases import MEDIATION, MEDIATION_CASE, TELECOM, assignment, file
+from tests.support.frontdesk import PDF
 
 ROLES = ("anonymous", "agency_a", "agency_b", "operator")
 
@@ -55,6 +57,18 @@ EXPECTED: dict[tuple[str, str], dict[str, str]] = {
     ("/admin/agency", "GET"): STAFF,
     ("/admin/agency/cases/<reference>", "GET"): A_CASE,
     ("/admin/agency/cases/<reference>", "POST"): A_CASE,
+    ("/admin/agency/cases/<reference>/acknowledge", "POST"): A_CASE,
+    ("/admin/agency/cases/<reference>/close", "POST"): A_CASE,
+    ("/admin/agency/cases/<reference>/documents", "POST"): A_CASE,
+    # a document id that does not exist: A passes the access check, then 404
+    ("/admin/agency/cases/<reference>/documents/<int:document_id>", "GET"): {
+        **A_CASE,
+        "agency_a": HIDDEN,
+    },
+    ("/admin/agency/cases/<reference>/information", "POST"): A_CASE,
+    ("/admin/agency/cases/<reference>/message", "POST"): A_CASE,
+    ("/admin/agency/cases/<reference>/not-competent", "POST"): A_CASE,
+    ("/admin/agency/export.csv", "GET"): STAFF,
     ("/admin/deliveries/<int:delivery_id>/retry-now", "POST"): {**OPERATORS, "operator": HIDDEN},
     ("/admin/privacy", "GET"): OPERATORS,
     ("/admin/privacy/<reference>/erase", "POST"): OPERATORS,
@@ -120,6 +134,7 @@ def _url(rule: str, world: dict) -> str:
         "update_id": "999999",
         "filename": "admin.css",
         "delivery_id": "999999",
+        "document_id": "999999",
         "name": "alice",
         "lang": "fr",
         "token": "not-a-reset-token",
@@ -137,6 +152,12 @@ def _form(hub, rule: str) -> dict:
     if rule == "/admin/agency/cases/<reference>":
         code = next(c for c, r in hub.directory[TELECOM].statuses.items() if r.status != "received")
         return {"status": code, "message": "moved by the matrix"}
+    if rule == "/admin/agency/cases/<reference>/acknowledge":
+        return {"agency_reference": "MATRIX-1"}
+    if rule == "/admin/agency/cases/<reference>/message":
+        return {"text": "written by the matrix"}
+    if rule == "/admin/agency/cases/<reference>/documents":
+        return {"file": (io.BytesIO(PDF), "matrix.pdf"), "text": "sent by the matrix"}
     if rule == "/admin/login":
         return {"name": "nobody", "password": "wrong"}
     return {"reason": "matrix"}

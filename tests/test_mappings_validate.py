@@ -169,6 +169,7 @@ def test_a_misspelt_block_fails_validate_with_its_line_and_did_you_mean(every_ag
     assert errors == [
         f"ERROR {path}:{line_of(path, 'pol:')}: pol: unknown key `pol` in this file. Fix: did you "
         "mean `poll`? the keys here are adapter, body, contract, delivery, fields, grammar, handles, id, "
+        "information_requests, "
         "languages, names, poll, prechecks, referral, simulator, sla or statuses "
         "(see mappings/agencies/README.md#poll)"
     ]

@@ -15,6 +15,7 @@ from babel.lists import format_list
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
+from hub import i18n
 from hub.i18n import named
 from mappings.names import NameForms
 
@@ -190,3 +191,8 @@ def event_text(
     if status and a.name:
         return named(_("{agency.name}: {status}."), agency=a, status=status)
     return _("Your case was updated.")
+
+
+def information_request(reason: str | None, message: str | None) -> str | None:
+    """What the consumer reads of an information request, in the page's language."""
+    return i18n.information_request(_, reason, message)

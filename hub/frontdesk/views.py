@@ -793,12 +793,16 @@ def _tracking_page(reference: str, status: int = 200, **extra: Any) -> Response:
                 if line and e.kind in ("delivered", "agency_reference")
                 else None,
             ),
-            # the service's own words, never shown as the hub's: labelled, in their language
+            # what the service asks for, in the consumer's language (the hub's words) ...
+            "asks_for": texts.information_request(e.reason, None)
+            if e.actor == "agency" and e.reason
+            else None,
+            # ... and the service's own words, never shown as the hub's: labelled, in their language
             "agency_said": agency_said,
             "said_lang": i18n.text_language(agency_said),
         }
         timeline.append(entry)
-        if entry["agency_said"]:
+        if entry["agency_said"] or entry["asks_for"]:
             said.append(
                 {"agency": forms.get(line.id, "") if line else "", "line_id": e.line_id, **entry}
             )
@@ -831,6 +835,12 @@ def _tracking_page(reference: str, status: int = 200, **extra: Any) -> Response:
         said=list(reversed(said)),
         messages=messages,
         files=[{"id": f.id, "name": f.name, "size": f.size} for f in view.files],
+        agency_files=[
+            {"id": f.id, "name": f.name, "agency": forms.get(m.line_id or 0, "")}
+            for m in view.messages
+            if m.direction == "from_agency"
+            for f in m.files
+        ],
         kind=view.kind,
         kinds=texts.KINDS,
         filed_at=format_date(view.created_at, format="long"),
