@@ -310,6 +310,9 @@ def _store(
         "language": data["language"],
         "description": data["description"],
         "incident_date": data.get("incident_date"),
+        "incident_date_precision": data.get("incident_date_precision")
+        if data.get("incident_date") and data.get("incident_date_precision") != "day"
+        else None,
         "amount_cents": int(Decimal(amount) * 100) if amount is not None else None,
         "currency": data.get("currency") or ("EUR" if amount is not None else None),
         "consent_share": bool(consent["share_with_agencies"]),

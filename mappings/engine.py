@@ -87,8 +87,26 @@ def _truncate(value: Any, length: int, ellipsis: str = "") -> Any:
     return text[: max(0, length - len(ellipsis))] + ellipsis
 
 
+# The directives of a day inside a format, with the separator that joins them to the rest, so a
+# month-only date drops them: "%d/%m/%Y" -> "%m/%Y", "%Y-%m-%d" -> "%Y-%m".
+_DAY = re.compile(r"%[daAjuw][^%]*|[^%]*%[daAjuw]")
+
+
 @transform("date")
-def _date(value: Any, fmt: str = "%Y-%m-%d") -> Any:
+def _date(value: Any, fmt: str = "%Y-%m-%d", month: str = "month") -> Any:
+    """A date in the agency's format. A month-only date (the reduced ISO form 2026-10, what the
+    canonical case holds when the consumer knows only the month) keeps its precision: the day
+    is left out of the format (the default), or, for a contract that takes only full dates,
+    `date('%Y-%m-%d', 'first')` writes the 1st of the month; a mapping that uses it must
+    also map `case.incident_date_precision`, so the agency is told the day is not known
+    (checked by `loket mappings validate`, see mappings/agencies/README.md)."""
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}", value):
+        first = date.fromisoformat(value + "-01")
+        if month == "first":
+            return first.strftime(fmt)
+        if month != "month":
+            raise ValueError(f"date(month=...) is 'month' or 'first', not {month!r}")
+        return first.strftime(_DAY.sub("", fmt, count=1) or "%Y-%m")
     d = _as_date(value)
     return d.strftime(fmt) if d else None
 
@@ -634,6 +652,18 @@ class _Reading:
                         f"map either `{outer}` or its parts, not both",
                         "fields",
                     )
+        sources = {rule.source for rule in rules}
+        for rule in rules:
+            first = any(step.name == "date" and step.args[1:2] == ("first",) for step in rule.steps)
+            if first and "case.incident_date_precision" not in sources:
+                self.add(
+                    ("fields", rule.target),
+                    "a month-only date is written as the 1st of the month here, and nothing "
+                    "tells the agency that the day is not known",
+                    "also map `case.incident_date_precision` to a field of the agency, or "
+                    "drop month='first' so the month is sent as a month",
+                    "dates",
+                )
         return tuple(rules)
 
     def statuses(self) -> dict[str, StatusRule]:

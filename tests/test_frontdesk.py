@@ -26,6 +26,7 @@ from tests.support.frontdesk import (
     count_cases,
     file_by_page,
     filed,
+    post_form,
     text,
 )
 
@@ -338,7 +339,7 @@ def test_a_dutch_cheese_complaint_reaches_favv_and_ecc_without_a_second_round_of
         "trader_country": "NL",
         "description": "Beschimmelde kaas gekocht, geproduceerd in Nederland.",
     }
-    resp = client.post(path, data=data, content_type="multipart/form-data")
+    resp = post_form(client, path, data)
     assert resp.status_code == 303, text(resp)
     page = text(client.get(resp.headers["Location"]))
     assert "FAVV" in page  # competent whatever the producer's country

@@ -10,6 +10,13 @@ from __future__ import annotations
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
+# The kinds of case as the privacy notice lists them (how long each is kept).
+KIND_PLURALS = {
+    "question": _l("Questions"),
+    "complaint": _l("Complaints"),
+    "mediation": _l("Requests for mediation"),
+    "report": _l("Reports to an inspection service"),
+}
 KINDS = {
     "question": (
         _l("Ask a question"),
