@@ -89,7 +89,7 @@ def _truncate(value: Any, length: int, ellipsis: str = "") -> Any:
 
 # The directives of a day inside a format, with the separator that joins them to the rest, so a
 # month-only date drops them: "%d/%m/%Y" -> "%m/%Y", "%Y-%m-%d" -> "%Y-%m".
-_DAY = re.compile(r"%[daAjuw][^%]*|[^%]*%[daAjuw]")
+_DAY = re.compile(r"%[daAjuw][^%A-Za-z0-9]*|[^%A-Za-z0-9]*%[daAjuw]")
 
 
 @transform("date")

@@ -29,6 +29,7 @@ SECTIONS = frozenset(
         "fields",
         "sources",
         "transforms",
+        "dates",
         "statuses",
         "sla",
         "durations",

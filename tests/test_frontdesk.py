@@ -246,7 +246,7 @@ def test_an_answer_with_a_refused_file_keeps_the_text_and_a_good_one_goes_to_the
     app_client.get(f"/nl/track/{reference}?k={code}")
     page = text(app_client.get(f"/nl/track/{reference}"))
     assert "Wacht op uw antwoord" in page
-    action = re.search(r'action="(/nl/track/[^"]+/reply/\d+)"', page).group(1)
+    action = re.search(r'action="(/nl/track/[^"]+/reply/\d+)#error-summary"', page).group(1)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     refused = app_client.post(
         action,
@@ -260,6 +260,11 @@ def test_an_answer_with_a_refused_file_keeps_the_text_and_a_good_one_goes_to_the
     assert refused.status_code == 422
     body = text(refused)
     assert "factuur.pdf kan niet worden aanvaard" in body
+    # without JavaScript the page comes back anchored at its error summary (the form's address
+    # ends in #error-summary), and the summary is the first thing under the title
+    summary = body.index('id="error-summary"')
+    assert body.index("<h1") < summary < body.index('id="status"')
+    assert re.search(r'href="#files-\d+">factuur.pdf kan niet', body)
     assert ">Hierbij de factuur.</textarea>" in body  # what was typed is kept
     assert "Bestanden worden na een fout niet bewaard" in body
     sent = app_client.post(
