@@ -167,12 +167,13 @@ def test_the_date_transform_keeps_a_month_a_month():
 
 def test_a_mapping_that_writes_a_month_as_its_first_day_must_say_so(tmp_path):
     source = Path("mappings/agencies/ombudsman-telecom.yaml").read_text(encoding="utf-8")
-    line = "  incidentDate: case.incident_date | date('%d/%m/%Y')\n"
-    assert line in source
+    # as shipped: the 1st of the month, and the description starts with a note saying so
+    assert "case.incident_date | date('%d/%m/%Y', 'first')" in source
+    assert "description: case.description_dated |" in source
+    source = source.replace("case.description_dated", "case.description")
+    line = "  incidentDate: case.incident_date | date('%d/%m/%Y', 'first')\n"
     silent = tmp_path / "ombudsman-telecom.yaml"
-    silent.write_text(
-        source.replace(line, "  incidentDate: case.incident_date | date('%Y-%m-%d', 'first')\n")
-    )
+    silent.write_text(source)
     _mapping, problems = check_agency(silent, env={})
     assert any("the day is not known" in p.problem for p in problems)
     said = tmp_path / "said" / "ombudsman-telecom.yaml"
@@ -186,6 +187,33 @@ def test_a_mapping_that_writes_a_month_as_its_first_day_must_say_so(tmp_path):
     )
     _mapping, problems = check_agency(said, env={})
     assert not any("the day is not known" in p.problem for p in problems)
+
+
+def test_an_agency_that_takes_only_full_dates_reads_that_the_day_is_not_known():
+    from mappings import AGENCIES_DIR
+    from mappings.engine import load_agency
+
+    telecom = load_agency(AGENCIES_DIR / "ombudsman-telecom.yaml", env={})
+    case = {
+        "reference": "LK-7F3K-9QX2",
+        "kind": "complaint",
+        "domain": "telecom.billing",
+        "language": "fr",
+        "description": "Ma facture compte deux fois l'abonnement.",
+        "incident_date": "2026-10",
+        "incident_date_precision": "month",
+    }
+    payload = telecom.render({"case": case, "consumer": {"name": "M", "email": "m@example.be"}})
+    assert payload["incidentDate"] == "01/10/2026"
+    assert payload["description"].startswith("[Date des faits : seul le mois est connu (10/2026)")
+    day = telecom.render(
+        {
+            "case": {**case, "incident_date": "2026-10-15", "incident_date_precision": "day"},
+            "consumer": {"name": "M", "email": "m@example.be"},
+        }
+    )
+    assert day["incidentDate"] == "15/10/2026"
+    assert day["description"] == case["description"]
 
 
 def test_the_api_takes_the_same_dates_and_a_month_with_its_precision(client):
