@@ -4,6 +4,7 @@ pages (privacy, cookies, accessibility, contact) every page links to."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -85,8 +86,9 @@ def test_change_goes_back_to_the_form_with_everything_typed_kept(client, hub):
     form = text(answer)
     assert answer.status_code == 200 and 'name="step" value="review"' in form
     assert 'id="error-summary"' not in form  # coming back to change is not a mistake
-    assert 'id="incident_date" name="incident_date-day" type="text" inputmode="numeric" value=""' in (
-        form
+    assert (
+        'id="incident_date" name="incident_date-day" type="text" inputmode="numeric" value=""'
+        in (form)
     )
     assert 'name="incident_date-month" type="text" inputmode="numeric" value="10"' in form
     assert 'value="Telco SA"' in form and "Ma facture compte deux fois" in form
@@ -292,7 +294,7 @@ def _slots() -> set[str]:
 def test_letters_have_no_hard_wraps_and_every_slot_is_a_blank_to_fill_in(client):
     for path in sorted(letters.LETTERS_DIR.glob("*.md")):
         lines = path.read_text(encoding="utf-8").split("\n")
-        for before, after in zip(lines, lines[1:], strict=False):
+        for before, after in itertools.pairwise(lines):
             assert not (before.strip() and after.strip()), f"{path.name}: hard wrap at {after!r}"
         assert "{customer_number}" in path.read_text() and "{date}" in path.read_text()
     page = text(client.get("/en/problem/transport/rail_delay/complaint/check?" + _no_contact()))
@@ -310,7 +312,9 @@ def _no_contact() -> str:
 
 
 def test_the_webshop_and_the_telecom_bill_get_their_own_letter(client):
-    webshop = text(client.get("/nl/problem/ecommerce/non_delivery/complaint/check?" + _no_contact()))
+    webshop = text(
+        client.get("/nl/problem/ecommerce/non_delivery/complaint/check?" + _no_contact())
+    )
     assert 'data-letter="non-delivery"' in webshop and "binnen 10 dagen na ontvangst" in webshop
     bill = text(client.get("/fr/problem/telecom/billing/complaint/check?" + _no_contact()))
     assert 'data-letter="bill-dispute"' in bill and "dans un délai de 10 jours" in bill

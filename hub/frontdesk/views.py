@@ -248,9 +248,10 @@ def cookies_set() -> list[dict[str, str]]:
                 "Keeps the security code of the forms (protection against forged forms, CSRF) "
                 "and, right after filing, your reference for the confirmation page."
             ),
-            "duration": _("Until you close your browser (at most %(days)s).",
-                          days=format_unit(session_days, "duration-day", length="long",
-                                           locale=g.lang)),
+            "duration": _(
+                "Until you close your browser (at most %(days)s).",
+                days=format_unit(session_days, "duration-day", length="long", locale=g.lang),
+            ),
         },
         {
             "name": i18n.LANG_COOKIE,
@@ -263,8 +264,7 @@ def cookies_set() -> list[dict[str, str]]:
                 "Holds the private code of a case you filed or opened on this device, so that "
                 "its page opens without the link. It is sent only to the pages of that case."
             ),
-            "duration": format_unit(CASE_COOKIE_DAYS, "duration-day", length="long",
-                                    locale=g.lang),
+            "duration": format_unit(CASE_COOKIE_DAYS, "duration-day", length="long", locale=g.lang),
         },
     ]
 
