@@ -391,3 +391,14 @@ def test_the_accessibility_statement_says_how_it_was_tested(client):
 def test_file_by_page_goes_through_the_check_page(client, hub):
     answer = file_by_page(client, "en")
     assert answer.status_code == 303 and count_cases(hub) == 1
+
+
+def test_a_month_only_date_gets_the_benefit_of_the_doubt_on_a_time_limit():
+    from datetime import date
+
+    from hub.intake import situation_of
+
+    data = {**CASE, "incident_date": date(2025, 11, 1), "incident_date_precision": "month"}
+    assert situation_of(data, date(2026, 11, 2)).incident_date == date(2025, 11, 30)
+    data["incident_date_precision"] = "day"
+    assert situation_of(data, date(2026, 11, 2)).incident_date == date(2025, 11, 1)
