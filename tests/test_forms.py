@@ -375,6 +375,9 @@ def test_the_cookie_page_lists_the_cookies_the_code_sets(client, app_client):
         i18n.LANG_COOKIE,
         CASE_COOKIE.format(reference="LK-…"),
     }
+    form = client.get(FORM.format(lang="fr") + QUERY)
+    [session] = [c for c in form.headers.getlist("Set-Cookie") if c.startswith("session=")]
+    assert "Expires" not in session and "Max-Age" not in session  # "until you close it"
     reference, code = filed(app_client, "fr")
     answer = app_client.get(f"/fr/track/{reference}?k={code}")
     set_here = {c.split("=", 1)[0] for c in answer.headers.getlist("Set-Cookie")}

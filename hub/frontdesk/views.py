@@ -240,7 +240,6 @@ def privacy():
 def cookies_set() -> list[dict[str, str]]:
     """The cookies the front desk sets, named as the code names them, with what they are for
     and how long they live."""
-    session_days = current_app.permanent_session_lifetime.days
     return [
         {
             "name": current_app.config["SESSION_COOKIE_NAME"],
@@ -248,10 +247,8 @@ def cookies_set() -> list[dict[str, str]]:
                 "Keeps the security code of the forms (protection against forged forms, CSRF) "
                 "and, right after filing, your reference for the confirmation page."
             ),
-            "duration": _(
-                "Until you close your browser (at most %(days)s).",
-                days=format_unit(session_days, "duration-day", length="long", locale=g.lang),
-            ),
+            # the front desk never makes its session permanent: a browser-session cookie
+            "duration": _("Until you close your browser."),
         },
         {
             "name": i18n.LANG_COOKIE,
