@@ -391,6 +391,14 @@ def test_the_accessibility_statement_says_how_it_was_tested(client):
     assert "Bekende beperkingen" in page
 
 
+def test_the_pages_stylesheet_and_script_are_served(client):
+    page = text(client.get("/fr/"))
+    for tag in re.findall(r'(?:href|src)="(/static/[^"]+)"', page):
+        answer = client.get(tag)
+        assert answer.status_code == 200 and len(answer.data) > 1000, tag
+    assert client.get("/static/frontdesk.css").mimetype == "text/css"
+
+
 def test_file_by_page_goes_through_the_check_page(client, hub):
     answer = file_by_page(client, "en")
     assert answer.status_code == 303 and count_cases(hub) == 1
