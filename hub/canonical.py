@@ -38,6 +38,15 @@ def document_from_rows(case: Any, parties: dict[str, Any], line: Any) -> dict[st
     return _document(case, parties.get("consumer"), parties.get("trader"), line, "")
 
 
+def _incident(case: Any) -> str | None:
+    """ISO 8601 at the precision the consumer gave: 2026-10-15, or the reduced form 2026-10
+    for "October 2026" (the `date()` transform of mappings/engine.py renders it as a month)."""
+    if not case.incident_date:
+        return None
+    iso = case.incident_date.isoformat()
+    return iso[:7] if case.incident_date_precision == "month" else iso
+
+
 def case_document(case: Case, assignment: Assignment | None = None) -> dict[str, Any]:
     return _document(
         case, case.party("consumer"), case.party("trader"), assignment, history_text(case)
@@ -57,7 +66,10 @@ def _document(
             "subarea": subarea,
             "language": case.language,
             "description": case.description,
-            "incident_date": case.incident_date.isoformat() if case.incident_date else None,
+            "incident_date": _incident(case),
+            "incident_date_precision": (case.incident_date_precision or "day")
+            if case.incident_date
+            else None,
             "amount": str(Decimal(case.amount_cents) / 100)
             if case.amount_cents is not None
             else None,

@@ -6,6 +6,7 @@ every delivery it needs, or nothing was stored.
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import hmac
 from collections.abc import Callable
@@ -100,6 +101,15 @@ class NotAdmissible(Exception):
 REFERRED_OUTSIDE = "referred"
 
 
+def _latest_day(data: dict[str, Any]):
+    """The incident date a time limit is judged by: for a month-only date the month's last
+    day, so the consumer who remembers only "October" gets the benefit of the doubt."""
+    when = data.get("incident_date")
+    if when is None or data.get("incident_date_precision") != "month":
+        return when
+    return when.replace(day=calendar.monthrange(when.year, when.month)[1])
+
+
 def situation_of(data: dict[str, Any], today) -> Situation:
     trader = data.get("trader") or {}
     consumer = data.get("consumer") or {}
@@ -109,7 +119,7 @@ def situation_of(data: dict[str, Any], today) -> Situation:
         language=data["language"],
         trader_country=(trader.get("address") or {}).get("country"),
         answers=data.get("answers") or {},
-        incident_date=data.get("incident_date"),
+        incident_date=_latest_day(data),
         today=today,
         postcode=(consumer.get("address") or {}).get("postcode"),
         complaint_date=data.get("complaint_date"),
@@ -328,6 +338,9 @@ def _store(
         "language": data["language"],
         "description": data["description"],
         "incident_date": data.get("incident_date"),
+        "incident_date_precision": data.get("incident_date_precision")
+        if data.get("incident_date") and data.get("incident_date_precision") != "day"
+        else None,
         "amount_cents": int(Decimal(amount) * 100) if amount is not None else None,
         "currency": data.get("currency") or ("EUR" if amount is not None else None),
         "consent_share": bool(consent["share_with_agencies"]),

@@ -77,6 +77,8 @@ class Case(Base):
     language: Mapped[str] = mapped_column(String(2))
     description: Mapped[str] = mapped_column(Text)
     incident_date: Mapped[date | None] = mapped_column(Date)
+    # "month" when the consumer knows only the month (incident_date is then its 1st); None: a day
+    incident_date_precision: Mapped[str | None] = mapped_column(String(5))
     amount_cents: Mapped[int | None] = mapped_column(BigInteger)
     currency: Mapped[str | None] = mapped_column(String(3))
     consent_share: Mapped[bool] = mapped_column(Boolean)

@@ -227,6 +227,13 @@ class CaseInSchema(Strict):
         validate=NotBefore(EARLIEST_DATE),
         metadata={"fix": "A date in ISO form, YYYY-MM-DD, from 1900 on and not in the future."},
     )
+    incident_date_precision = fields.String(
+        validate=validate.OneOf(("day", "month")),
+        metadata={
+            "fix": 'How exactly the consumer knows the incident date: "day" (the default) or '
+            '"month" (only the month is known; send incident_date as the 1st of that month).'
+        },
+    )
     complaint_date = fields.Date(
         validate=NotBefore(EARLIEST_DATE),
         metadata={
@@ -280,6 +287,15 @@ class CaseInSchema(Strict):
     def _not_future(self, value: date, **_: object) -> None:
         if value > self.clock.now().date():
             raise ValidationError("The incident date is in the future.")
+
+    @validates_schema
+    def _month_is_first(self, data: dict, **_: object) -> None:
+        when = data.get("incident_date")
+        if data.get("incident_date_precision") == "month" and (when is None or when.day != 1):
+            raise ValidationError(
+                "With precision month, incident_date is the 1st of that month, e.g. 2026-10-01.",
+                field_name="incident_date",
+            )
 
     @validates("amount")
     def _cents(self, value: Decimal, **_: object) -> None:

@@ -9,21 +9,26 @@ operations and queries)."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+import hub as hub_package
 from hub.config import Settings
 from hub.problems import TYPES, Problem
 from hub.services import Hub
 
 log = logging.getLogger(__name__)
+HUB_STATIC = Path(hub_package.__file__).parent / "static"
 
 
 def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> Flask:
     settings = settings or (hub.settings if hub else Settings.from_env())
     hub = hub or Hub.from_settings(settings)
-    app = Flask(__name__)
+    # the front desk's stylesheet and script live in hub/static (the app factory moved to loket/,
+    # whose own static folder does not exist: every page was served without its stylesheet)
+    app = Flask(__name__, static_folder=str(HUB_STATIC))
     if settings.trusted_proxies:
         # Behind N reverse proxies the client is the N-th address from the right of
         # X-Forwarded-For; without the setting the header is ignored (anyone can send it).

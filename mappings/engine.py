@@ -89,8 +89,52 @@ def _truncate(value: Any, length: int, ellipsis: str = "") -> Any:
     return text[: max(0, length - len(ellipsis))] + ellipsis
 
 
+# What an agency whose contract takes only full dates reads first in the description when the
+# consumer knew only the month (its date field then holds the 1st: `date(fmt, 'first')`).
+MONTH_ONLY_NOTE = {
+    "nl": "[Datum van de feiten: alleen de maand is bekend ({month}); het datumveld vermeldt de "
+    "eerste dag van die maand.]",
+    "fr": "[Date des faits : seul le mois est connu ({month}) ; le champ de date indique le "
+    "premier jour de ce mois.]",
+    "de": "[Datum des Sachverhalts: nur der Monat ist bekannt ({month}); das Datumsfeld nennt den "
+    "ersten Tag dieses Monats.]",
+    "en": "[Date of the facts: only the month is known ({month}); the date field gives the first "
+    "day of that month.]",
+}
+
+
+def description_dated(case: Mapping[str, Any], language: str) -> Any:
+    """`case.description_dated`: the description, led by a note in the agency's working
+    language when the incident date is known to the month only (see the guide's "Dates")."""
+    description = case.get("description")
+    when = case.get("incident_date")
+    if case.get("incident_date_precision") != "month" or not when or description is None:
+        return description
+    year, month = str(when)[:4], str(when)[5:7]
+    note = MONTH_ONLY_NOTE.get(language, MONTH_ONLY_NOTE["en"]).format(month=f"{month}/{year}")
+    return f"{note}\n\n{description}"
+
+
+# The directives of a day inside a format, with the separator that joins them to the rest, so a
+# month-only date drops them: "%d/%m/%Y" -> "%m/%Y", "%Y-%m-%d" -> "%Y-%m".
+_DAY = re.compile(r"%[daAjuw][^%A-Za-z0-9]*|[^%A-Za-z0-9]*%[daAjuw]")
+
+
 @transform("date")
-def _date(value: Any, fmt: str = "%Y-%m-%d") -> Any:
+def _date(value: Any, fmt: str = "%Y-%m-%d", month: str = "month") -> Any:
+    """A date in the agency's format. A month-only date (the reduced ISO form 2026-10, what the
+    canonical case holds when the consumer knows only the month) keeps its precision: the day
+    is left out of the format (the default), or, for a contract that takes only full dates,
+    `date('%Y-%m-%d', 'first')` writes the 1st of the month; a mapping that uses it must
+    also map `case.description_dated` or `case.incident_date_precision`, so the agency is told
+    the day is not known (checked by `loket mappings validate`, mappings/agencies/README.md)."""
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}", value):
+        first = date.fromisoformat(value + "-01")
+        if month == "first":
+            return first.strftime(fmt)
+        if month != "month":
+            raise ValueError(f"date(month=...) is 'month' or 'first', not {month!r}")
+        return first.strftime(_DAY.sub("", fmt, count=1) or "%Y-%m")
     d = _as_date(value)
     return d.strftime(fmt) if d else None
 
@@ -483,12 +527,14 @@ class AgencyMapping:
         that tells the agency which language to use maps that, not `case.language`, which may
         be one the agency's system refuses (an English report to a body working in nl/fr/de)."""
         case = document.get("case") or {}
+        language = self.working_language(str(case.get("language") or ""))
         document = {
             **document,
+            "case": {**case, "description_dated": description_dated(case, language)},
             "agency": {
                 **(document.get("agency") or {}),
                 "id": self.id,
-                "language": self.working_language(str(case.get("language") or "")),
+                "language": language,
             },
         }
         payload: dict[str, Any] = {}
@@ -668,6 +714,19 @@ class _Reading:
                         f"map either `{outer}` or its parts, not both",
                         "fields",
                     )
+        sources = {rule.source for rule in rules}
+        for rule in rules:
+            first = any(step.name == "date" and step.args[1:2] == ("first",) for step in rule.steps)
+            if first and not sources & {"case.incident_date_precision", "case.description_dated"}:
+                self.add(
+                    ("fields", rule.target),
+                    "a month-only date is written as the 1st of the month here, and nothing "
+                    "tells the agency that the day is not known",
+                    "map the description from `case.description_dated` (it then starts with a "
+                    "note), or `case.incident_date_precision` to a field of the agency, or drop "
+                    "'first' so the month is sent as a month",
+                    "dates",
+                )
         return tuple(rules)
 
     def statuses(self) -> dict[str, StatusRule]:

@@ -30,6 +30,7 @@ SECTIONS = frozenset(
         "fields",
         "sources",
         "transforms",
+        "dates",
         "statuses",
         "information_requests",
         "sla",

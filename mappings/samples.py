@@ -30,6 +30,7 @@ FULL: dict[str, Any] = {
         "language": "nl",
         "description": "Beschrijving van het probleem, lang genoeg om te tonen hoe het eruitziet.",
         "incident_date": "2026-10-15",
+        "incident_date_precision": "day",
         "amount": "49.99",
         "currency": "EUR",
         "created_at": "2026-11-02T09:00:00+00:00",
@@ -69,11 +70,18 @@ FULL: dict[str, Any] = {
 
 def _minimal(doc: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(doc)
-    for key in ("incident_date", "amount", "currency"):
+    for key in ("incident_date", "incident_date_precision", "amount", "currency"):
         out["case"][key] = None
     out["consumer"]["phone"] = None
     out["consumer"]["address"] = {"street": None, "postcode": None, "city": None, "country": None}
     out["trader"] = None
+    return out
+
+
+def _month_only(doc: dict[str, Any]) -> dict[str, Any]:
+    """The consumer knew only the month: the reduced ISO date (see the guide's "Dates")."""
+    out = copy.deepcopy(doc)
+    out["case"].update(incident_date="2026-10", incident_date_precision="month")
     return out
 
 
@@ -90,7 +98,8 @@ def first_domain(patterns: tuple[str, ...] | list[str]) -> str | None:
 def sample_documents(
     mapping: AgencyMapping, kinds: Mapping[str, str] | None = None
 ) -> list[tuple[str, dict[str, Any]]]:
-    """(label, document) pairs: for each case kind, in each language, full and minimal.
+    """(label, document) pairs: for each case kind, in each language, full, minimal and with a
+    month-only incident date.
 
     `kinds` maps each kind the agency can be sent to a domain such a case has (what the routing
     rules naming the agency send it, see hub/mapping_check.py); the kinds the agency handles
@@ -100,7 +109,11 @@ def sample_documents(
     out = []
     for kind, about in wanted.items():
         for language in LANGUAGES:
-            for label, make in (("full", copy.deepcopy), ("minimal", _minimal)):
+            for label, make in (
+                ("full", copy.deepcopy),
+                ("minimal", _minimal),
+                ("month-only", _month_only),
+            ):
                 doc = make(FULL)
                 doc["case"].update(
                     kind=kind,

@@ -26,6 +26,7 @@ from tests.support.frontdesk import (
     count_cases,
     file_by_page,
     filed,
+    post_form,
     text,
 )
 
@@ -245,7 +246,7 @@ def test_an_answer_with_a_refused_file_keeps_the_text_and_a_good_one_goes_to_the
     app_client.get(f"/nl/track/{reference}?k={code}")
     page = text(app_client.get(f"/nl/track/{reference}"))
     assert "Wacht op uw antwoord" in page
-    action = re.search(r'action="(/nl/track/[^"]+/reply/\d+)"', page).group(1)
+    action = re.search(r'action="(/nl/track/[^"]+/reply/\d+)#error-summary"', page).group(1)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     refused = app_client.post(
         action,
@@ -259,6 +260,11 @@ def test_an_answer_with_a_refused_file_keeps_the_text_and_a_good_one_goes_to_the
     assert refused.status_code == 422
     body = text(refused)
     assert "factuur.pdf kan niet worden aanvaard" in body
+    # without JavaScript the page comes back anchored at its error summary (the form's address
+    # ends in #error-summary), and the summary is the first thing under the title
+    summary = body.index('id="error-summary"')
+    assert body.index("<h1") < summary < body.index('id="status"')
+    assert re.search(r'href="#files-\d+">factuur.pdf kan niet', body)
     assert ">Hierbij de factuur.</textarea>" in body  # what was typed is kept
     assert "Bestanden worden na een fout niet bewaard" in body
     sent = app_client.post(
@@ -338,7 +344,7 @@ def test_a_dutch_cheese_complaint_reaches_favv_and_ecc_without_a_second_round_of
         "trader_country": "NL",
         "description": "Beschimmelde kaas gekocht, geproduceerd in Nederland.",
     }
-    resp = client.post(path, data=data, content_type="multipart/form-data")
+    resp = post_form(client, path, data)
     assert resp.status_code == 303, text(resp)
     page = text(client.get(resp.headers["Location"]))
     assert "FAVV" in page  # competent whatever the producer's country

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -30,6 +30,10 @@ from hub.schemas import (
     enterprise_number_ok,
 )
 
+DATE_PARTS = ("day", "month", "year")
+# The dates are GOV.UK date inputs: three boxes each, named `<field>-day`, `<field>-month`,
+# `<field>-year`; the day box carries the field's own id, so `#incident_date` reaches it.
+DATE_FIELDS = ("incident_date", "complaint_date")
 TEXT_FIELDS = (
     "consumer_name",
     "consumer_email",
@@ -39,8 +43,7 @@ TEXT_FIELDS = (
     "trader_website",
     "trader_country",
     "description",
-    "incident_date",
-    "complaint_date",
+    *(f"{name}-{part}" for name in DATE_FIELDS for part in DATE_PARTS),
     "postcode",
     "amount",
 )
@@ -59,16 +62,32 @@ class Filled:
     consent_share: bool = False
     anonymous: bool = False
     errors: dict[str, str] = field(default_factory=dict)
+    # the input an error's summary link leads to, where it is not the field's own id (a date's
+    # month or year box)
+    targets: dict[str, str] = field(default_factory=dict)
+    dates: dict[str, PartialDate] = field(default_factory=dict)
     uploads: list[attachments.Upload] = field(default_factory=list)
     files_given: int = 0
 
 
-def read(form: MultiDict, files: MultiDict) -> Filled:
+@dataclass(frozen=True)
+class PartialDate:
+    """A date as the consumer knows it: a day, or only a month ("about October 2026")."""
+
+    value: date  # the day; for a month-only date the 1st of that month
+    precision: str  # "day" or "month"
+
+    def iso(self) -> str:
+        """ISO 8601 at the precision given: 2026-10-15, or the reduced form 2026-10."""
+        return self.value.isoformat() if self.precision == "day" else self.value.isoformat()[:7]
+
+
+def read(form: MultiDict, files: MultiDict | None = None) -> Filled:
     # Invisible control characters (pasted from a PDF, say) are dropped, not refused: the
     # consumer cannot see them to remove them. The JSON API refuses them (hub/schemas.py).
     values = {name: clean_text(form.get(name) or "").strip() for name in TEXT_FIELDS}
     values["description"] = clean_text(form.get("description") or "", multiline=True).strip()
-    given = [f for f in files.getlist("attachments") if f and f.filename]
+    given = [f for f in (files.getlist("attachments") if files else []) if f and f.filename]
     return Filled(
         values=values,
         consent_share=form.get("consent_share") == "yes",
@@ -77,21 +96,77 @@ def read(form: MultiDict, files: MultiDict) -> Filled:
     )
 
 
+def _month_number(text: str, month_names: dict[str, int]) -> int | None:
+    if text.isdigit():
+        return int(text)
+    return month_names.get(text.lower().rstrip("."))
+
+
+def read_date(
+    filled: Filled,
+    name: str,
+    today: date,
+    *,
+    month_enough: bool,
+    month_names: dict[str, int] | None = None,
+) -> str | None:
+    """Check the three boxes of a GOV.UK date input; on success put the date in
+    `filled.dates[name]` and return None, else return the message (and point the summary link
+    at the first wrong box). `month_enough`: a month and a year are a valid answer."""
+    v = filled.values
+    day, month, year = (v[f"{name}-{part}"] for part in DATE_PARTS)
+    first = f"{name}-month"
+    if not year:
+        if day and not month:
+            filled.targets[name] = first
+            return _("The date must include a month and a year.")
+        filled.targets[name] = f"{name}-year"
+        return _("The date must include a year.")
+    if not month:
+        filled.targets[name] = first
+        if day:
+            return _("The date must include a month.")
+        if month_enough:
+            return _(
+                "A year alone is not enough: enter at least the month and the year, for example "
+                "10 2026."
+            )
+        return _("The date must include a day and a month.")
+    if not day and not month_enough:
+        filled.targets[name] = name
+        return _("The date must include a day.")
+    number = _month_number(month, month_names or {})
+    if number is None or not 1 <= number <= 12:
+        filled.targets[name] = first
+        return _("The month must be a number from 1 to 12.")
+    if not (year.isdigit() and len(year) == 4) or int(year) < 1000:
+        filled.targets[name] = f"{name}-year"
+        return _("Enter the year in four digits, for example 2026.")
+    if day:
+        if not day.isdigit():
+            filled.targets[name] = name
+            return _("The day must be a number, for example 15.")
+        try:
+            found = PartialDate(date(int(year), number, int(day)), "day")
+        except ValueError:
+            filled.targets[name] = name
+            return _("This day does not exist in that month. Check the day.")
+        if found.value > today:
+            return _("This date is in the future.")
+    else:
+        found = PartialDate(date(int(year), number, 1), "month")
+        if found.value > today.replace(day=1):
+            filled.targets[name] = first
+            return _("This date is in the future.")
+    filled.dates[name] = found
+    return None
+
+
 def website(text: str) -> str:
     """What people type (www.shop.be) as the full address the schema wants."""
     if text and not re.match(r"^https?://", text, re.IGNORECASE):
         return "https://" + text
     return text
-
-
-def parse_date(text: str) -> date | None:
-    """YYYY-MM-DD (what a date field sends) or DD/MM/YYYY, DD-MM-YYYY, DD.MM.YYYY (typed)."""
-    for fmt in ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y"):
-        try:
-            return datetime.strptime(text, fmt).date()
-        except ValueError:
-            continue
-    return None
 
 
 def parse_amount(text: str) -> Decimal | None:
@@ -109,13 +184,16 @@ def parse_amount(text: str) -> Decimal | None:
 def check(
     filled: Filled,
     kind: str,
-    files: MultiDict,
     today: date,
     *,
     needs_complaint_date: bool = False,
+    month_names: dict[str, int] | None = None,
 ) -> None:
-    """Fill `filled.errors` (field -> message in the consumer's language) and the uploads.
-    `needs_complaint_date`: a body counts its time limit from the complaint to the trader."""
+    """Fill `filled.errors` (field -> message in the consumer's language) and `filled.dates`.
+    `needs_complaint_date`: a body counts its time limit from the complaint to the trader.
+    `month_names`: the page language's month names (lower case) to their numbers, so that
+    "oktober" or "oct" in the month box is understood. The files are read on the last step
+    (`read_files`), never here."""
     v, errors = filled.values, filled.errors
     if not v["consumer_name"]:
         errors["consumer_name"] = _("Enter your name.")
@@ -169,24 +247,28 @@ def check(
             got=n,
             n=DESCRIPTION_MAX,
         )
-    when = v["incident_date"]
-    if when:
-        day = parse_date(when)
-        if day is None:
-            errors["incident_date"] = _("This is not a date. Write it like 31/10/2026.")
-        elif day > today:
-            errors["incident_date"] = _("This date is in the future.")
-    elif kind in NEEDS_DATE:
-        errors["incident_date"] = _("Enter the date it happened (roughly is fine).")
-    complained = v.get("complaint_date", "")
-    if complained:
-        day = parse_date(complained)
-        if day is None:
-            errors["complaint_date"] = _("This is not a date. Write it like 31/10/2026.")
-        elif day > today:
-            errors["complaint_date"] = _("This date is in the future.")
-    elif needs_complaint_date:
-        errors["complaint_date"] = _("Enter the date of your written complaint to the company.")
+    for name, needed, month_enough, missing in (
+        (
+            "incident_date",
+            kind in NEEDS_DATE,
+            True,
+            _("Enter when it happened: the month and the year are enough."),
+        ),
+        (
+            "complaint_date",
+            needs_complaint_date,
+            False,
+            _("Enter the date of your written complaint to the company."),
+        ),
+    ):
+        if any(v[f"{name}-{part}"] for part in DATE_PARTS):
+            wrong = read_date(
+                filled, name, today, month_enough=month_enough, month_names=month_names
+            )
+            if wrong:
+                errors[name] = wrong
+        elif needed:
+            errors[name] = missing
     if v["amount"]:
         amount = parse_amount(v["amount"])
         if amount is None or amount < 0 or amount > MAX_AMOUNT:
@@ -197,7 +279,6 @@ def check(
         errors["consent_share"] = _(
             "Without your consent we cannot send your case to the services. Tick the box to go on."
         )
-    filled.uploads = read_files(files, errors, "attachments")
 
 
 def read_files(files: MultiDict, errors: dict[str, str], name: str) -> list[attachments.Upload]:
@@ -281,10 +362,14 @@ def to_case(
         body["consumer"]["phone"] = v["consumer_phone"]
     if postcode:
         body["consumer"]["address"] = {"postcode": postcode}
-    if v["incident_date"]:
-        body["incident_date"] = parse_date(v["incident_date"]).isoformat()  # type: ignore[union-attr]
-    if v.get("complaint_date"):
-        body["complaint_date"] = parse_date(v["complaint_date"]).isoformat()  # type: ignore[union-attr]
+    incident = filled.dates.get("incident_date")
+    if incident:
+        body["incident_date"] = incident.value.isoformat()
+        if incident.precision != "day":
+            body["incident_date_precision"] = incident.precision
+    complained = filled.dates.get("complaint_date")
+    if complained:
+        body["complaint_date"] = complained.value.isoformat()
     if v["amount"]:
         body["amount"] = str(parse_amount(v["amount"]))
         body["currency"] = "EUR"
@@ -307,10 +392,11 @@ def to_case(
         nested = exc.messages[first]
         sub = next(iter(nested)) if isinstance(nested, dict) else ""
         name = {
+            "incident_date_precision": "incident_date",
             "consumer": f"consumer_{sub}",
             "trader": f"trader_{sub}" if sub != "address" else "trader_country",
             "consent": "consent_share",
         }.get(first, first)
         raise ValueError(
-            name if name in (*TEXT_FIELDS, "consent_share") else "description"
+            name if name in (*TEXT_FIELDS, *DATE_FIELDS, "consent_share") else "description"
         ) from None

@@ -19,6 +19,13 @@ from hub import i18n
 from hub.i18n import named
 from mappings.names import NameForms
 
+# The kinds of case as the privacy notice lists them (how long each is kept).
+KIND_PLURALS = {
+    "question": _l("Questions"),
+    "complaint": _l("Complaints"),
+    "mediation": _l("Requests for mediation"),
+    "report": _l("Reports to an inspection service"),
+}
 KINDS = {
     "question": (
         _l("Ask a question"),

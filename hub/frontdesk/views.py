@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote
 
 from babel import Locale
+from babel.units import format_unit
 from flask import (
     Blueprint,
     Response,
@@ -22,14 +23,24 @@ from flask import (
     session,
     url_for,
 )
-from flask_babel import format_date, format_time
+from flask_babel import format_currency, format_date, format_time
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from hub import caseview, consumer, gdpr, i18n, intake, lifecycle, ratelimits, taxonomy
+from hub import (
+    caseview,
+    consumer,
+    gdpr,
+    i18n,
+    intake,
+    letters,
+    lifecycle,
+    ratelimits,
+    taxonomy,
+    trust,
+)
 from hub import reference as references
-from hub.config import CONTRACTS_DIR
 from hub.frontdesk import (
     FILING_LIMIT,
     UPLOAD_BODY_LIMIT,
@@ -187,6 +198,113 @@ def _not_found(_exc: HTTPException) -> Response:
 @bp.route("/<path:_rest>")
 def not_found(_rest: str):
     abort(404)
+
+
+# -------------------------------------------------------------------------------- trust pages
+
+
+def _identity() -> dict[str, Any]:
+    i = trust.IDENTITY
+    return {
+        **i,
+        "controller": _t(i["controller"]),
+        "address": _t(i["address"]),
+        "dpa": {**i["dpa"], "name": _t(i["dpa"]["name"]), "address": _t(i["dpa"]["address"])},
+    }
+
+
+def _duration(p: trust.Period) -> str:
+    return format_unit(p.amount, f"duration-{p.unit}", length="long", locale=g.lang)
+
+
+def _trust(page: str, title: str, **context: Any) -> Response:
+    """A trust page: its text is written per language (a notice reads as a whole, not as
+    sentences put together), its facts come from the context."""
+    return _page(
+        "trust/page.html",
+        title=title,
+        content=f"frontdesk/trust/{page}.{g.lang}.html",
+        identity=_identity(),
+        **context,
+    )
+
+
+@bp.get("/privacy")
+def privacy():
+    """The privacy notice: the recipients are the bodies of the mappings, the retention the
+    configured periods (hub/trust.py)."""
+    d = hub().directory
+    bodies = sorted(
+        ({"name": d[i].name(g.lang), "connected": d[i].connected} for i in d.ids()),
+        key=lambda b: b["name"].casefold(),
+    )
+    kept = trust.retention()
+    return _trust(
+        "privacy",
+        _("Privacy notice"),
+        connected=[b["name"] for b in bodies if b["connected"]],
+        referral=[b["name"] for b in bodies if not b["connected"]],
+        retention={
+            "closed": [
+                (str(texts.KIND_PLURALS[k]), _duration(p))
+                for k, p in kept.closed.items()
+                if k in texts.KIND_PLURALS
+            ],
+            "withdrawn": _duration(kept.by_status["withdrawn"])
+            if "withdrawn" in kept.by_status
+            else None,
+            "inactive": _duration(kept.inactive),
+        },
+    )
+
+
+def cookies_set() -> list[dict[str, str]]:
+    """The cookies the front desk sets, named as the code names them, with what they are for
+    and how long they live."""
+    return [
+        {
+            "name": current_app.config["SESSION_COOKIE_NAME"],
+            "purpose": _(
+                "Keeps the security code of the forms (protection against forged forms, CSRF) "
+                "and, right after filing, your reference for the confirmation page."
+            ),
+            # the front desk never makes its session permanent: a browser-session cookie
+            "duration": _("Until you close your browser."),
+        },
+        {
+            "name": i18n.LANG_COOKIE,
+            "purpose": _("Remembers the language you chose."),
+            "duration": format_unit(365, "duration-day", length="long", locale=g.lang),
+        },
+        {
+            "name": CASE_COOKIE.format(reference="LK-…"),
+            "purpose": _(
+                "Holds the private code of a case you filed or opened on this device, so that "
+                "its page opens without the link. It is sent only to the pages of that case."
+            ),
+            "duration": format_unit(CASE_COOKIE_DAYS, "duration-day", length="long", locale=g.lang),
+        },
+    ]
+
+
+@bp.get("/cookies")
+def cookies():
+    return _trust("cookies", _("Cookies"), cookies=cookies_set())
+
+
+@bp.get("/accessibility")
+def accessibility():
+    return _trust(
+        "accessibility",
+        _("Accessibility statement"),
+        audit=trust.AUDIT,
+        audit_date=format_date(date.fromisoformat(trust.AUDIT["date"]), format="long"),
+    )
+
+
+@bp.get("/contact")
+def contact():
+    return _trust("contact", _("Contact"))
 
 
 # ------------------------------------------------------------------------------- guided start
@@ -414,20 +532,38 @@ def check(area: str, sub: str, kind: str):
     return redirect(url_for(".case_form", area=area, sub=sub, kind=kind, **query), 303)
 
 
-def _letter() -> str:
-    path = CONTRACTS_DIR / "letters" / f"complaint-to-trader.{g.lang}.md"
-    text = path.read_text(encoding="utf-8").replace("**", "")
-    blanks = {
-        "trader_name": _("[name of the company]"),
+def _blanks() -> dict[str, str]:
+    """The slots of the model letters as blanks to fill in, in the page's language."""
+    return {
         "consumer_name": _("[your name]"),
-        "date_of_purchase": _("[date]"),
+        "consumer_address": _("[your address]"),
+        "customer_number": _("[your customer number]"),
+        "date": _("[place and date]"),
+        "trader_name": _("[name of the company]"),
+        "trader_address": _("[address of the company]"),
+        "purchase_date": _("[date of the purchase or order]"),
         "what_happened": _("[what happened, with dates and amounts]"),
         "what_you_ask": _("[what you ask: a refund, a repair, a corrected bill, ...]"),
-        "deadline_days": "10",
+        "order_date": _("[date of the order]"),
+        "order_number": _("[order number]"),
+        "product": _("[what you ordered]"),
+        "amount": _("[amount paid]"),
+        "delivery_date": _("[promised delivery date]"),
+        "bill_number": _("[number of the bill]"),
+        "bill_date": _("[date of the bill]"),
+        "what_is_wrong": _("[what is wrong on the bill]"),
+        "disputed_amount": _("[disputed amount]"),
+        "travel_date": _("[date of the journey]"),
+        "journey": _("[station of departure] to [station of arrival]"),
+        "train_number": _("[train number]"),
+        "ticket": _("[your ticket or pass, and its number]"),
+        "delay": _("[delay at arrival, in minutes]"),
+        "costs": _("[costs the delay caused, with amounts, or: none]"),
     }
-    for key, value in blanks.items():
-        text = text.replace("{" + key + "}", value)
-    return text
+
+
+def _letter(letter_id: str, deadline: str) -> letters.Letter:
+    return letters.render(letter_id, g.lang, deadline, _blanks())
 
 
 def _advice(s: taxonomy.Subarea, kind: str, refusals, status: int = 200) -> Response:
@@ -440,7 +576,10 @@ def _advice(s: taxonomy.Subarea, kind: str, refusals, status: int = 200) -> Resp
         }
         for r in refusals
     ]
-    letter = _letter() if any(r.check == "contacted_trader" for r in refusals) else None
+    # a service asks the consumer to complain to the company first: the letter for this
+    # problem, with the longest of those services' deadlines
+    first = [r.agency_id for r in refusals if r.check == "contacted_trader"]
+    letter = _letter(letters.letter_for(s.code), letters.deadline_for(first)) if first else None
     return _page(
         "advice.html",
         status,
@@ -454,9 +593,11 @@ def _advice(s: taxonomy.Subarea, kind: str, refusals, status: int = 200) -> Resp
     )
 
 
-@bp.get("/letter/complaint-to-the-company.txt")
-def letter():
-    response = make_response(_letter())
+@bp.get("/letter/<letter_id>/<deadline>.txt")
+def letter(letter_id: str, deadline: str):
+    if not letters.known(letter_id, deadline):
+        abort(404)
+    response = make_response(_letter(letter_id, deadline).text())
     response.mimetype = "text/plain"
     name = _("letter-to-the-company") + ".txt"
     response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(name)}"
@@ -526,6 +667,7 @@ def case_form(area: str, sub: str, kind: str):
         "needs_date": kind in form.NEEDS_DATE,
         "needs_complaint_date": COMPLAINT_DATE_FIELD in needs,
         "postcode": postcode or "",
+        "date_parts": form.DATE_PARTS,
         "limits": {
             "per_file": form.attachments.MAX_FILE_BYTES,
             "files": form.attachments.MAX_FILES,
@@ -538,12 +680,15 @@ def case_form(area: str, sub: str, kind: str):
         filled.values["trader_country"] = "BE"
         return _page("form.html", filled=filled, **context)
     filled = form.read(request.form, request.files)
+    if request.form.get("change"):
+        # back from "check your answers": the form again, everything kept, no errors shown
+        return _page("form.html", filled=filled, **context)
     form.check(
         filled,
         kind,
-        request.files,
         hub().clock.now().date(),
         needs_complaint_date=COMPLAINT_DATE_FIELD in needs,
+        month_names=_month_names(),
     )
     data = None
     if not filled.errors:
@@ -562,6 +707,13 @@ def case_form(area: str, sub: str, kind: str):
             filled.errors[str(exc)] = _("Check this field.")
     if data is None:
         return _page("form.html", 422, filled=filled, **context)
+    context["summary"] = _summary(filled, context)
+    if request.form.get("step") != "send":
+        # the case is filed only from the "check your answers" page
+        return _page("check.html", filled=filled, **context)
+    filled.uploads = form.read_files(request.files, filled.errors, "attachments")
+    if filled.errors:
+        return _page("check.html", 422, filled=filled, **context)
     h = hub()
     try:
         filed = intake.file_case(
@@ -594,6 +746,72 @@ def case_form(area: str, sub: str, kind: str):
     response = redirect(url_for(".filed", reference=filed.reference), 303)
     _remember_case(response, filed.reference, filed.token, filed_page=True)
     return response
+
+
+def _month_names() -> dict[str, int]:
+    """The page language's month names, wide and abbreviated, lower case -> 1..12."""
+    months = Locale.parse(f"{g.lang}_BE").months["format"]
+    return {
+        str(name).lower().rstrip("."): number
+        for width in ("wide", "abbreviated")
+        for number, name in months[width].items()
+    }
+
+
+def _shown_date(found: form.PartialDate | None) -> str:
+    if found is None:
+        return ""
+    if found.precision == "month":
+        return format_date(found.value, format="MMMM y")
+    return format_date(found.value, format="long")
+
+
+def _summary(filled: form.Filled, context: dict[str, Any]) -> list[dict[str, str]]:
+    """The "check your answers" rows: what the consumer entered, each with the field its
+    "Change" button goes back to."""
+    v = filled.values
+    countries = dict(context["countries"])
+    rows = [
+        ("consumer_name", _("Your name"), v["consumer_name"]),
+        ("consumer_email", _("Your email address"), v["consumer_email"]),
+        ("consumer_phone", _("Your phone number"), v["consumer_phone"]),
+        ("trader_name", _("Name of the company"), v["trader_name"]),
+        ("trader_enterprise_number", _("Enterprise number"), v["trader_enterprise_number"]),
+        ("trader_website", _("Website of the company"), v["trader_website"]),
+        (
+            "trader_country",
+            _("Country where the company is established"),
+            countries.get(v["trader_country"], v["trader_country"]),
+        ),
+        ("description", _("Describe what happened"), v["description"]),
+        ("incident_date", _("When did it happen?"), _shown_date(filled.dates.get("incident_date"))),
+    ]
+    if context["needs_complaint_date"]:
+        rows.append(
+            (
+                "complaint_date",
+                _("When did you complain to the company in writing?"),
+                _shown_date(filled.dates.get("complaint_date")),
+            )
+        )
+    amount = form.parse_amount(v["amount"]) if v["amount"] else None
+    rows.append(
+        (
+            "amount",
+            _("How much is at stake, in euros?"),
+            format_currency(amount, "EUR") if amount is not None else "",
+        )
+    )
+    rows.append(("consent_share", _("Your consent"), _("Yes") if filled.consent_share else ""))
+    if context["anonymous_allowed"]:
+        rows.append(
+            (
+                "anonymous",
+                _("Keep my name from the company"),
+                _("Yes") if filled.anonymous else _("No"),
+            )
+        )
+    return [{"field": f, "label": label, "value": value} for f, label, value in rows]
 
 
 # ------------------------------------------------------------------------------- confirmation
@@ -977,7 +1195,7 @@ def _privacy_page(reference: str, token: str, status: int = 200, error: str | No
 
 
 @bp.get("/track/<reference>/privacy")
-def privacy(reference: str):
+def case_privacy(reference: str):
     """The consumer's personal data: download it, or ask for it to be erased."""
     token, away = _case_or_open(reference)
     if away:
@@ -1021,7 +1239,7 @@ def privacy_erase(reference: str):
     try:
         asked = gdpr.consumer_requests_erasure(h.db, reference, token or "", h.clock.now())
     except gdpr.PrivacyError:
-        return redirect(url_for(".privacy", reference=reference), 303)
+        return redirect(url_for(".case_privacy", reference=reference), 303)
     if asked is None:
         return _wrong_code(reference)
     flash(
@@ -1031,4 +1249,4 @@ def privacy_erase(reference: str):
             date=format_date(asked.due_at, format="long"),
         )
     )
-    return redirect(url_for(".privacy", reference=reference), 303)
+    return redirect(url_for(".case_privacy", reference=reference), 303)

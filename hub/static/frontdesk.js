@@ -8,7 +8,10 @@
     button.hidden = false;
     var label = button.textContent;
     button.addEventListener("click", function () {
-      var text = target.value !== undefined && target.tagName === "INPUT" ? target.value : target.textContent;
+      var paragraphs = target.querySelectorAll("p");
+      var text = target.tagName === "INPUT" ? target.value
+        : paragraphs.length ? Array.prototype.map.call(paragraphs, function (p) { return p.textContent.trim(); }).join("\n\n")
+        : target.textContent;
       navigator.clipboard.writeText(text.trim()).then(function () {
         button.textContent = "✓ " + label;
         setTimeout(function () { button.textContent = label; }, 2500);

@@ -6,7 +6,15 @@ import re
 
 import pytest
 
-from tests.support.browser import check_axe, copy_to_docs, mail_link, shot
+from tests.support.browser import (
+    check_axe,
+    copy_to_docs,
+    fill_date,
+    go_on_to_check,
+    mail_link,
+    on_check_page,
+    shot,
+)
 from tests.support.env import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -58,16 +66,30 @@ def test_in_french_a_telecom_bill_complaint_goes_from_the_start_page_to_resolved
     page.fill("#trader_name", "Telco SA")
     page.fill("#trader_enterprise_number", "0403.170.701")
     page.fill("#description", "Ma facture d'octobre compte deux fois l'abonnement internet.")
-    page.fill("#incident_date", "2026-10-15")
-    page.fill("#complaint_date", "2026-10-20")
+    fill_date(page, "incident_date", "2026-10-15")
+    fill_date(page, "complaint_date", "2026-10-20")
     page.fill("#amount", "49,99")
+    page.get_by_label(re.compile("J'accepte que le guichet transmette")).check()
+    check_axe(page, "form (fr)")
+    shot(page, "fr-04-form")
+    page.get_by_role("button", name="Continuer").click()
+
+    # "check your answers": everything entered, each with its Change button; files go here
+    assert on_check_page(page) and stack.case_count() == 0
+    main = page.inner_text("main")
+    assert "Vérifiez vos réponses" in main and "15 octobre 2026" in main
+    check_axe(page, "check your answers (fr)")
+    shot(page, "fr-04b-check-your-answers")
+    page.get_by_role("button", name=re.compile("Modifier.*nom de l'entreprise")).click()
+    assert page.input_value("#trader_name") == "Telco SA"  # back on the form, nothing lost
+    assert page.input_value("#incident_date-month") == "10"
+    page.fill("#trader_name", "Telco Belgium SA")
+    page.get_by_role("button", name="Continuer").click()
+    assert "Telco Belgium SA" in page.inner_text("main")
     page.set_input_files(
         "#attachments",
         files=[{"name": "facture.pdf", "mimeType": "application/pdf", "buffer": PDF}],
     )
-    page.get_by_label(re.compile("J'accepte que le guichet transmette")).check()
-    check_axe(page, "form (fr)")
-    shot(page, "fr-04-form")
     page.get_by_role("button", name="Envoyer mon dossier").click()
 
     page.wait_for_url(re.compile(r"/fr/filed/LK-"))
@@ -141,9 +163,11 @@ def test_in_dutch_a_fake_webshop_report_reaches_the_inspection_and_closes_honest
     page.fill("#trader_name", "Prijsbreker")
     page.fill("#trader_website", "prijsbreker.example")
     page.fill("#description", "Betaald voor een gsm, nooit geleverd; de webwinkel is onbereikbaar.")
-    page.fill("#incident_date", "2026-10-20")
+    fill_date(page, "incident_date", "2026-10")  # about October: the month is enough
     page.get_by_label(re.compile("Ik ga ermee akkoord")).check()
     shot(page, "nl-02-form")
+    go_on_to_check(page)
+    assert "oktober 2026" in page.inner_text("main")
     page.get_by_role("button", name="Mijn dossier versturen").click()
 
     page.wait_for_url(re.compile(r"/nl/filed/LK-"))
@@ -185,6 +209,8 @@ def test_a_failed_precheck_shows_what_to_do_first_and_the_model_letter(browser, 
     assert "Schicken Sie dem Unternehmen zuerst eine schriftliche Beschwerde" in main  # advice
     letter = page.locator("#letter").inner_text()
     assert "[Name des Unternehmens]" in letter and "{" not in letter
+    assert "innerhalb von 10 Tagen" in letter  # the deadline the advice gives
+    assert page.locator("#letter p").count() > 8  # paragraphs the browser wraps
     assert page.locator("form[method=post]").count() == 0  # no form to file a refused case
     check_axe(page, "advice (de)")
     shot(page, "de-advice")

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.support.browser import check_axe, shot
+from tests.support.browser import check_axe, fill_date, review_and_send, shot
 
 pytestmark = pytest.mark.e2e
 
@@ -27,9 +27,9 @@ def test_a_walloon_consumers_budget_meter_goes_to_the_walloon_regulator(page_fr,
     page.fill("#consumer_email", "sophie.lambert@example.be")
     page.fill("#trader_name", "ORES")
     page.fill("#description", "Mon compteur à budget a été placé sans que je sois prévenue.")
-    page.fill("#incident_date", "2026-10-20")
+    fill_date(page, "incident_date", "2026-10-20")
     page.get_by_label(re.compile("J'accepte que le guichet conserve mon dossier")).check()
-    page.get_by_role("button", name="Envoyer mon dossier").click()
+    review_and_send(page)
 
     page.wait_for_url(re.compile(r"/fr/filed/LK-"))
     main = page.inner_text("main")
@@ -56,7 +56,7 @@ def test_a_phishing_sms_is_referred_to_safeonweb_and_the_case_keeps_the_line(pag
     page.fill("#trader_name", "Onbekende afzender (zogezegd bpost)")
     page.fill("#description", "Sms met een link om douanekosten te betalen voor een pakje.")
     page.get_by_label(re.compile("Ik ga ermee akkoord dat het loket mijn dossier")).check()
-    page.get_by_role("button", name="Mijn dossier versturen").click()
+    review_and_send(page)
 
     page.wait_for_url(re.compile(r"/nl/filed/LK-"))
     main = page.inner_text("main")

@@ -122,3 +122,31 @@ def copy_to_docs(path: Path, name: str) -> None:
 
     if os.environ.get("LOKET_UPDATE_DOCS_SCREENSHOTS") == "1":
         shutil.copy(path, ROOT / "docs" / name)
+
+
+def fill_date(page, name: str, iso: str) -> None:
+    """Type a date into the form's day / month / year boxes: 2026-10-15, or 2026-10 (no day)."""
+    year, month, *day = iso.split("-")
+    page.fill(f"#{name}", day[0] if day else "")
+    page.fill(f"#{name}-month", month)
+    page.fill(f"#{name}-year", year)
+
+
+def go_on_to_check(page) -> None:
+    """'Continue' on the case form; the "check your answers" page (or the form's errors)."""
+    page.locator("form.case-form button.button[type=submit]").click()
+    page.wait_for_load_state()
+
+
+def on_check_page(page) -> bool:
+    return page.locator("form.case-form input[name=step][value=send]").count() == 1
+
+
+def review_and_send(page, files=None) -> None:
+    """'Continue' on the form, then, on "check your answers", add the files and Send."""
+    go_on_to_check(page)
+    assert on_check_page(page), page.inner_text("main")[:2000]
+    if files:
+        page.set_input_files("#attachments", files=files)
+    page.locator("form.case-form button.button[type=submit]").click()
+    page.wait_for_load_state()

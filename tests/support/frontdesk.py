@@ -18,18 +18,47 @@ def text(response) -> str:
     return html.unescape(response.get_data(as_text=True))
 
 
+def date_parts(name: str, iso: str) -> dict[str, str]:
+    """A date as the consumer types it in the three boxes of the form's date input: 2026-10-15
+    -> 15 / 10 / 2026; 2026-10 -> only the month and the year."""
+    year, month, *day = iso.split("-")
+    return {f"{name}-day": day[0] if day else "", f"{name}-month": month, f"{name}-year": year}
+
+
+HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
+
+
+def hidden_fields(page: str) -> dict[str, str]:
+    """What the "check your answers" page carries to its Send button (its hidden fields)."""
+    return {name: html.unescape(value) for name, value in HIDDEN.findall(page)}
+
+
+def post_form(client, path: str, data: dict, files=None):
+    """Fill the case form and go on, as a consumer does: the form answers with the "check your
+    answers" page (or itself with its errors), and only that page's Send files the case, with
+    the documents added there. Returns the last answer: the form's own if it refused, else
+    the Send's (303 to the confirmation, or the check page again with a refused file)."""
+    review = client.post(path, data={**data, "step": "review"}, content_type="multipart/form-data")
+    if review.status_code != 200 or 'name="step" value="send"' not in text(review):
+        return review
+    send = hidden_fields(text(review))
+    if files:
+        send["attachments"] = files
+    return client.post(path, data=send, content_type="multipart/form-data")
+
+
 def case_form(lang: str = "fr", **override) -> dict:
     return {
         "a_contacted_trader": "yes",
         "a_court_case_pending": "no",
         "a_trader_is_business": "yes",
-        "complaint_date": "2026-10-20",
+        **date_parts("complaint_date", "2026-10-20"),
         "consumer_name": "Marie Dubois",
         "consumer_email": "marie@example.be",
         "trader_name": "Telco SA",
         "trader_enterprise_number": "0403.170.701",
         "description": "Ma facture compte deux fois l'abonnement.",
-        "incident_date": "2026-10-15",
+        **date_parts("incident_date", "2026-10-15"),
         "amount": "49,99",
         "trader_country": "BE",
         "consent_share": "yes",
@@ -47,9 +76,7 @@ def file_by_page(client, lang: str = "fr", files=None, **override):
         **case_form(lang),
     }
     data.update(override)
-    if files:
-        data["attachments"] = files
-    return client.post(path, data=data, content_type="multipart/form-data")
+    return post_form(client, path, data, files)
 
 
 def filed(client, lang: str = "fr", **kw) -> tuple[str, str]:
