@@ -153,4 +153,6 @@ def logout():
 def home():
     if g.account.role == "agency":
         return redirect(url_for("admin.workspace"))
+    if g.account.role == "inspector":
+        return redirect(url_for("admin.signals"))
     return redirect(url_for("admin.flows"))

@@ -159,6 +159,11 @@ class Settings:
     # file when it is kept elsewhere (a mounted secret); never in the database.
     evidence_dir: Path | None = None
     evidence_key: Path | None = None
+    # How often the worker recomputes the statistics' daily rollups, the open data and the
+    # market signals (hub/statistics.py, hub/opendata.py, hub/signals.py).
+    stats_seconds: float = 900.0
+    # Where market-signal alerts for the Economic Inspection are mailed (hub/signals.py).
+    inspection_alerts_to: str = "signalen@inspectie.example.be"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -195,5 +200,7 @@ class Settings:
             checkpoint_entries=int(
                 _float(env, "LOKET_EVIDENCE_CHECKPOINT_ENTRIES", s.checkpoint_entries)
             ),
+            stats_seconds=_float(env, "LOKET_STATS_SECONDS", s.stats_seconds),
+            inspection_alerts_to=env.get("LOKET_INSPECTION_ALERTS_TO") or s.inspection_alerts_to,
         )
         return replace(s, database_url=normalise_database_url(s.database_url))

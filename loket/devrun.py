@@ -259,7 +259,11 @@ def _stop(children: list[Child]) -> None:
     print("loket run: all processes stopped", flush=True)
 
 
-DEMO_ACCOUNTS = (("operator", "operator", None), ("telecom", "agency", "ombudsman-telecom"))
+DEMO_ACCOUNTS = (
+    ("operator", "operator", None),
+    ("telecom", "agency", "ombudsman-telecom"),
+    ("inspector", "inspector", None),
+)
 
 
 def _demo_accounts(settings: Settings, clock: Clock | None = None) -> list[tuple[str, str, str]]:
@@ -271,7 +275,11 @@ def _demo_accounts(settings: Settings, clock: Clock | None = None) -> list[tuple
     try:
         now = (clock or SystemClock()).now()
         return [
-            (name, accounts.ensure_demo(db, name, role, agency, now), agency or "every agency")
+            (
+                name,
+                accounts.ensure_demo(db, name, role, agency, now),
+                agency or ("market signals" if role == "inspector" else "every agency"),
+            )
             for name, role, agency in DEMO_ACCOUNTS
         ]
     finally:

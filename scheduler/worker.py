@@ -477,6 +477,35 @@ class Worker:
         log.info("evidence checkpoint: %d entries, root %s, key %s", cp.size, cp.root, cp.key_id)
         return cp.size
 
+    def refresh_statistics(self) -> int:
+        """The public statistics' daily rollups, the open data files, and market signals:
+        a trader over the spike rule raises the inspection's alert (hub/signals.py)."""
+        from hub import opendata, signals, statistics
+
+        hub, now = self.hub, self.hub.clock.now()
+        run = statistics.rollup(hub.db, now)
+        export = opendata.write(hub.db, opendata.directory_of(hub.settings.var_dir), now)
+        raised = signals.raise_alerts(hub.db, now, hub.settings.inspection_alerts_to)
+        log.info(
+            "statistics: %d rollup rows for %s..%s; open data %d rows (%d left out); %d alert(s)",
+            run.rows,
+            run.first,
+            run.last,
+            len(export.rows),
+            export.suppressed,
+            len(raised),
+        )
+        return run.rows
+
+    def send_alerts(self) -> int:
+        """Mail the inspection the market-signal alerts raised (retried until sent)."""
+        from hub import signals
+
+        sent = signals.send_alerts(self.hub.db, self.hub.settings.mail, self.hub.clock.now())
+        if sent:
+            log.info("mailed %d market-signal alert(s) to the inspection", sent)
+        return sent
+
     # ------------------------------------------------------------------------------------ running
 
     def poll_interval(self, mapping: AgencyMapping) -> float:
@@ -544,6 +573,22 @@ class Worker:
             seconds=every,
             id="evidence",
             name="sign evidence checkpoints",
+            next_run_time=now,
+        )
+        scheduler.add_job(
+            self.refresh_statistics,
+            "interval",
+            seconds=self.hub.settings.stats_seconds,
+            id="statistics",
+            name="statistics rollups, open data, market signals",
+            next_run_time=now,
+        )
+        scheduler.add_job(
+            self.send_alerts,
+            "interval",
+            seconds=every,
+            id="alerts",
+            name="mail market-signal alerts",
             next_run_time=now,
         )
         return scheduler

@@ -100,6 +100,7 @@ def init_app(app: Flask) -> None:
     )
     csrf.init_app(app)
     limiter.init_app(app)
-    from hub.frontdesk import views
+    from hub.frontdesk import statistics, views  # statistics adds its routes to views.bp
 
+    del statistics
     app.register_blueprint(views.bp)

@@ -1,0 +1,145 @@
+"""The public statistics and the open data, on a generated dataset (SQLite and PostgreSQL).
+
+The rollups must equal a count made here, row by row, from the generated data; the open data
+must hold no combination under k and none of the consumers' names, e-mails, phones or the
+cases' descriptions.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from hub import opendata, statistics
+from hub.statistics import ANSWERED, ENDED, MAX_DAYS, area_of
+from tests.support import statsdata
+
+NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+def brute_force(g: statsdata.Generated) -> Counter:
+    """Every rollup count, from the generated rows (no SQL)."""
+    counts: Counter = Counter()
+    cases = {c["id"]: c for c in g.cases}
+    for c in g.cases:
+        counts[(c["created_at"].date(), "cases", "", area_of(c["domain"]), c["kind"], "")] += 1
+    lines = {line["id"]: line for line in g.lines}
+    for line in g.lines:
+        counts[(line["created_at"].date(), "lines", line["agency_id"], "", "", "")] += 1
+    first_answer: dict[int, dict] = {}
+    first_end: dict[int, dict] = {}
+    for e in sorted(g.events, key=lambda e: e["recorded_at"]):
+        if e["to_status"] in ANSWERED:
+            first_answer.setdefault(e["assignment_id"], e)
+        if e["to_status"] in ENDED:
+            first_end.setdefault(e["assignment_id"], e)
+    for line_id, e in first_answer.items():
+        line, at = lines[line_id], e["recorded_at"]
+        due = line["past_due_at"]
+        timely = "on_time" if due is None or due > at else "late"
+        days = min(MAX_DAYS, (at - line["created_at"]).days)
+        counts[(at.date(), "answered", line["agency_id"], "", "", timely)] += 1
+        counts[(at.date(), "answer_days", line["agency_id"], "", "", str(days))] += 1
+    for line_id, e in first_end.items():
+        line = lines[line_id]
+        value = line["outcome"] if e["to_status"] == "resolved" else e["to_status"]
+        counts[(e["recorded_at"].date(), "outcome", line["agency_id"], "", "", value)] += 1
+    for r in g.ratings:
+        counts[(r["created_at"].date(), "rating", r["agency_id"], "", "", r["answer"])] += 1
+    assert cases  # the dataset is not empty
+    return counts
+
+
+@pytest.fixture
+def dataset(db):
+    return statsdata.generate(db, 100_000, NOW)
+
+
+def test_rollups_equal_a_brute_force_count_of_100000_cases(db, dataset):
+    run = statistics.rollup(db, NOW, full=True)
+    with db.session(read_only=True) as s:
+        stored = statistics.stored(s)
+    expected = brute_force(dataset)
+    assert sum(v for k, v in expected.items() if k[1] == "cases") == 100_000
+    assert stored == expected
+    assert run.rows == len(expected)
+
+
+def test_an_incremental_run_recomputes_only_from_its_last_day_and_agrees(db, dataset):
+    statistics.rollup(db, NOW - timedelta(days=30), full=True)
+    run = statistics.rollup(db, NOW)
+    assert run.first == (NOW - timedelta(days=30)).date()
+    with db.session(read_only=True) as s:
+        assert statistics.stored(s) == brute_force(dataset)
+
+
+def test_page_figures_come_from_rollups_and_hide_small_cells(db, dataset):
+    statistics.rollup(db, NOW, full=True)
+    f = statistics.figures(db, NOW)
+    assert f.months[-1] == "2026-11" and len(f.months) == statistics.PERIOD_MONTHS
+    first_month = f.months[0]
+    in_period = [c for c in dataset.cases if c["created_at"].strftime("%Y-%m") >= first_month]
+    assert f.total_cases == len(in_period)
+    telecom = next(s for s in f.services if s.agency_id == "ombudsman-telecom")
+    assert 0 < telecom.on_time <= telecom.answered <= telecom.lines
+    assert telecom.median_days is not None
+    assert statistics.shown(statistics.K - 1) is None
+    assert statistics.shown(statistics.K) == statistics.K
+    assert statistics.median_from({1: 3, 2: 3}) is None  # under K answers: no median
+    assert statistics.median_from({1: 5, 4: 1, 9: 6}) == 4
+
+
+def test_open_data_has_no_cell_under_k_and_no_personal_data(db, dataset, tmp_path):
+    export = opendata.write(db, tmp_path, NOW)
+    body = (tmp_path / "cases.csv").read_text(encoding="utf-8")
+    rows = list(csv.reader(io.StringIO(body)))
+    assert tuple(rows[0]) == opendata.COLUMNS
+    data = [tuple(r) for r in rows[1:]]
+    assert len(data) == len(export.rows) > 0
+    groups = Counter(data)
+    assert min(groups.values()) >= statistics.K
+    assert export.suppressed + len(data) == len(dataset.lines)
+    # some companies with many cases keep their number; nobody else's appears
+    numbers = {r[-1] for r in data if r[-1]}
+    assert numbers
+    per_number = Counter(
+        p["enterprise_number"]
+        for p in dataset.parties
+        if p["role"] == "trader" and p.get("enterprise_number")
+    )
+    assert all(per_number[n] >= opendata.TRADER_MIN_CASES for n in numbers)
+    companies = {
+        p["enterprise_number"]
+        for p in dataset.parties
+        if p["role"] == "trader" and opendata.is_company(p["name"])
+    }
+    assert numbers <= companies
+    # re-identification check: nothing a consumer typed or is known by is in the file
+    tokens = set(re.findall(r"[\w@.+-]+", body))
+    for p in dataset.parties:
+        if p["role"] == "consumer":
+            assert p["name"].split()[0] not in tokens
+            assert p["email"] not in body
+            assert p["phone"] not in tokens
+    for c in dataset.cases[:5000]:
+        assert c["description"].split()[1] not in body
+        assert c["reference"] not in body
+    package = json.loads((tmp_path / "datapackage.json").read_text())
+    fields = [f["name"] for f in package["resources"][0]["schema"]["fields"]]
+    assert tuple(fields) == opendata.COLUMNS
+    assert package["loket:suppression"]["k"] == statistics.K
+    assert package["loket:suppression"]["rows_left_out"] == export.suppressed
+
+
+def test_anonymise_empties_the_number_before_it_leaves_a_row_out():
+    common = ("telecom", "complaint", "2026-10", "ombudsman-telecom", "solved", "on_time")
+    rows = [(*common, "0123456749")] * 3 + [(*common, "")] * 8 + [(*common[:-1], "late", "")] * 2
+    export = opendata.anonymise(rows, k=10)
+    assert Counter(export.rows) == {(*common, ""): 11}
+    assert export.generalised == 3 and export.suppressed == 2
