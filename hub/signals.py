@@ -210,7 +210,9 @@ def traders(db: Database, now: datetime, *, weeks: int = WINDOW_WEEKS) -> list[T
 
 
 def trader_of(db: Database, now: datetime, reference: str) -> Trader | None:
-    return next((t for t in traders(db, now) if any(c.reference == reference for c in t.cases)), None)
+    return next(
+        (t for t in traders(db, now) if any(c.reference == reference for c in t.cases)), None
+    )
 
 
 def iso_week(now: datetime) -> str:

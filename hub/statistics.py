@@ -350,5 +350,3 @@ def last_run(db: Database) -> datetime | None:
     with db.session(read_only=True) as s:
         state = s.get(StatState, STATE)
         return state.computed_at if state else None
-
-

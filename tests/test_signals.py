@@ -24,7 +24,9 @@ from tests.support.cases import TELECOM, file
 from tests.support.env import free_port
 
 
-def _case(s, now, *, name, number=None, website=None, kind="report", domain="ecommerce.fake_webshop"):
+def _case(
+    s, now, *, name, number=None, website=None, kind="report", domain="ecommerce.fake_webshop"
+):
     reference = new_reference()
     c = Case(
         reference=reference,
@@ -185,10 +187,12 @@ def _token(client):
 def test_the_trader_list_csv_neutralises_formulas(hub, client):
     now = hub.clock.now()
     with hub.db.session() as s:
-        _case(s, now - timedelta(hours=1), name="=HYPERLINK(\"http://evil\")", website="evil.example")
+        _case(s, now - timedelta(hours=1), name='=HYPERLINK("http://evil")', website="evil.example")
     accounts.add(hub.db, "ines", "inspector", None, now, PASSWORD)
     sign_in(client, "ines")
-    rows = list(csv.reader(io.StringIO(client.get("/admin/signals/traders.csv").get_data(as_text=True))))
+    rows = list(
+        csv.reader(io.StringIO(client.get("/admin/signals/traders.csv").get_data(as_text=True)))
+    )
     evil = next(r for r in rows[1:] if r[0] == "web:evil.example")
     assert evil[1].startswith("'=HYPERLINK")
 
@@ -235,7 +239,9 @@ def test_the_consumer_rates_a_resolved_answer_once_and_the_service_reads_the_com
 def _token_at(client, path):
     import re
 
-    return re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).get_data(as_text=True)).group(1)
+    return re.search(
+        r'name="csrf_token" value="([^"]+)"', client.get(path).get_data(as_text=True)
+    ).group(1)
 
 
 def test_the_tracking_page_asks_for_a_rating_and_takes_it(hub, client):

@@ -116,7 +116,13 @@ def _tables(f: statistics.Figures) -> list[Table]:
             "services",
             t,
             d,
-            (_("Service"), _("Cases"), _("Answered"), _("Answered on time (%)"), _("Median days to first answer")),
+            (
+                _("Service"),
+                _("Cases"),
+                _("Answered"),
+                _("Answered on time (%)"),
+                _("Median days to first answer"),
+            ),
             tuple(
                 (
                     lab,
@@ -171,9 +177,7 @@ def _tables(f: statistics.Figures) -> list[Table]:
             d,
             (_("Service"), _("Median days to first answer")),
             tuple((lab, (s.median_days,)) for lab, s in zip(labels, services, strict=True)),
-            charts.bars(
-                "chart-answer-time", t, d, labels, [s.median_days for s in services]
-            ),
+            charts.bars("chart-answer-time", t, d, labels, [s.median_days for s in services]),
         )
     )
 

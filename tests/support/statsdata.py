@@ -46,7 +46,16 @@ def _enterprise_number(rng: random.Random) -> str:
     return f"0{base:07d}{97 - (base % 97):02d}"
 
 
-def build(n: int, now: datetime, *, days: int = 400, seed: int = 18, traders: int = 400) -> Generated:
+def build(
+    n: int,
+    now: datetime,
+    *,
+    days: int = 400,
+    seed: int = 18,
+    traders: int = 400,
+    first_ids: tuple[int, int, int] = (1, 1, 1),
+) -> Generated:
+    """n cases (ids from first_ids: cases, lines, events) filed in the `days` before now."""
     rng = random.Random(seed)
     domains = sorted(taxonomy.domain_codes())
     pool = []
@@ -60,17 +69,17 @@ def build(n: int, now: datetime, *, days: int = 400, seed: int = 18, traders: in
             }
         )
     g = Generated()
-    line_id = event_id = 0
+    line_id, event_id = first_ids[1] - 1, 0
     start = now - timedelta(days=days)
     span = int((now - start).total_seconds())
-    for case_id in range(1, n + 1):
+    for case_id in range(first_ids[0], first_ids[0] + n):
         created = start + timedelta(seconds=rng.randrange(span))
         created = created.replace(microsecond=0)
         kind = KINDS[rng.randrange(4)]
         g.cases.append(
             {
                 "id": case_id,
-                "reference": f"LK-G{case_id:09d}",
+                "reference": f"LK-G{case_id:09d}",  # no valid check character: never typed
                 "kind": kind,
                 "domain": domains[rng.randrange(len(domains))],
                 "language": "nl",
@@ -135,7 +144,9 @@ def build(n: int, now: datetime, *, days: int = 400, seed: int = 18, traders: in
                 if status == "resolved":
                     line["outcome"] = OUTCOMES[rng.randrange(len(OUTCOMES))]
                     if rng.random() < 0.3:
-                        rated_at = g.events[-1]["recorded_at"] + timedelta(hours=rng.randrange(1, 200))
+                        rated_at = g.events[-1]["recorded_at"] + timedelta(
+                            hours=rng.randrange(1, 200)
+                        )
                         if rated_at <= now:
                             g.ratings.append(
                                 {
@@ -150,7 +161,7 @@ def build(n: int, now: datetime, *, days: int = 400, seed: int = 18, traders: in
             g.lines.append(line)
     # event ids follow the order they were recorded in, as the hub's do
     g.events.sort(key=lambda e: (e["recorded_at"], e["id"]))
-    for i, e in enumerate(g.events, 1):
+    for i, e in enumerate(g.events, first_ids[2]):
         e["id"] = i
     return g
 
@@ -234,6 +245,12 @@ def insert(db: Database, g: Generated) -> None:
 
 
 def generate(db: Database, n: int, now: datetime, **kwargs) -> Generated:
-    g = build(n, now, **kwargs)
+    """Build and insert, after the rows the database holds already."""
+    with db.engine.connect() as conn:
+        first_ids = tuple(
+            int(conn.execute(text(f"SELECT COALESCE(MAX(id), 0) FROM {t}")).scalar()) + 1
+            for t in ("cases", "assignments", "status_events")
+        )
+    g = build(n, now, first_ids=first_ids, **kwargs)
     insert(db, g)
     return g
