@@ -261,3 +261,31 @@ def test_the_tracking_page_asks_for_a_rating_and_takes_it(hub, client):
     assert answer.status_code == 303
     page = client.get(f"/en/track/{reference}").get_data(as_text=True)
     assert 'data-rated="yes"' in page and 'name="answer"' not in page
+
+
+RATE_WORDS = {
+    "nl": "Heeft dit antwoord uw probleem opgelost?",
+    "fr": "Cette réponse a-t-elle résolu votre problème ?",
+    "de": "Hat diese Antwort Ihr Problem gelöst?",
+    "en": "Did this answer solve your problem?",
+}
+
+
+def test_the_resolution_mail_links_to_the_rating_in_the_consumers_language(hub):
+    from hub import notify
+    from hub.models import Notification
+
+    filed = file(hub)
+    settings = MailSettings(public_url="https://loket.example")
+    with hub.db.session() as s:
+        case = s.scalars(select(Case).where(Case.reference == filed.reference)).one()
+        for lang, words in RATE_WORDS.items():
+            data = {"agency_id": TELECOM, "status": "x", "to": "resolved"}
+            resolved = Notification(kind="status", language=lang, data=data)
+            _subject, body = notify.render(resolved, case, settings)
+            assert words in body
+            assert f"https://loket.example/{lang}/track/{filed.reference}#rating" in body
+            moving = Notification(kind="status", language=lang, data={**data, "to": "in_progress"})
+            assert words not in notify.render(moving, case, settings)[1]
+            _subject, batch = notify.render_batch([moving, resolved], case, settings)
+            assert words in batch

@@ -54,10 +54,12 @@ def build(
     seed: int = 18,
     traders: int = 400,
     first_ids: tuple[int, int, int] = (1, 1, 1),
+    domains: tuple[str, ...] | None = None,
+    agencies: tuple[str, ...] = AGENCIES,
 ) -> Generated:
     """n cases (ids from first_ids: cases, lines, events) filed in the `days` before now."""
     rng = random.Random(seed)
-    domains = sorted(taxonomy.domain_codes())
+    domains = sorted(domains or taxonomy.domain_codes())
     pool = []
     for i in range(traders):
         legal = LEGAL[i % len(LEGAL)]
@@ -112,7 +114,7 @@ def build(
                 "website": t["website"],
             }
         )
-        for agency in rng.sample(AGENCIES, 1 if rng.random() < 0.7 else 2):
+        for agency in rng.sample(agencies, 1 if rng.random() < 0.7 or len(agencies) < 2 else 2):
             line_id += 1
             line = {
                 "id": line_id,
