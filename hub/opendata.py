@@ -25,7 +25,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -251,6 +251,16 @@ def write(db: Database, directory: Path, now: datetime, k: int = K) -> Export:
     tmp.write_text(json.dumps(package(export, now, k), indent=2, ensure_ascii=False) + "\n")
     os.replace(tmp, directory / "datapackage.json")
     return export
+
+
+def due(var_dir: Path, now: datetime, every: timedelta = timedelta(days=1)) -> bool:
+    """Whether the files are missing or older than `every` (they are rewritten once a day:
+    reading every line of every case is the one cost here that grows with the cases)."""
+    path = directory_of(var_dir) / "datapackage.json"
+    if not path.is_file():
+        return True
+    written = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+    return now - written >= every
 
 
 def directory_of(var_dir: Path) -> Path:

@@ -478,23 +478,19 @@ class Worker:
         return cp.size
 
     def refresh_statistics(self) -> int:
-        """The public statistics' daily rollups, the open data files, and market signals:
-        a trader over the spike rule raises the inspection's alert (hub/signals.py)."""
+        """The public statistics' daily rollups, the open data files (once a day), and market
+        signals: a trader over the spike rule raises the inspection's alert (hub/signals.py)."""
         from hub import opendata, signals, statistics
 
         hub, now = self.hub, self.hub.clock.now()
         run = statistics.rollup(hub.db, now)
-        export = opendata.write(hub.db, opendata.directory_of(hub.settings.var_dir), now)
+        log.info("statistics: %d rollup rows for %s..%s", run.rows, run.first, run.last)
+        if opendata.due(hub.settings.var_dir, now):
+            export = opendata.write(hub.db, opendata.directory_of(hub.settings.var_dir), now)
+            log.info("open data: %d rows (%d left out)", len(export.rows), export.suppressed)
         raised = signals.raise_alerts(hub.db, now, hub.settings.inspection_alerts_to)
-        log.info(
-            "statistics: %d rollup rows for %s..%s; open data %d rows (%d left out); %d alert(s)",
-            run.rows,
-            run.first,
-            run.last,
-            len(export.rows),
-            export.suppressed,
-            len(raised),
-        )
+        if raised:
+            log.info("market signals: %d alert(s) for %s", len(raised), ", ".join(raised))
         return run.rows
 
     def send_alerts(self) -> int:
