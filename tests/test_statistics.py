@@ -218,3 +218,28 @@ def _nu_html_check(tmp_path, pages):
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[:3000]
+
+
+def test_the_cli_rolls_up_and_exports(db, monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from loket.cli import main as cli
+
+    statsdata.generate(
+        db, 2000, datetime.now(UTC), days=30, domains=("telecom.billing",), agencies=("favv",)
+    )
+    monkeypatch.setenv("LOKET_DATABASE_URL", db.url)
+    monkeypatch.setenv("LOKET_VAR_DIR", str(tmp_path / "var"))
+    runner = CliRunner()
+    rolled = runner.invoke(cli, ["stats", "rollup", "--full"])
+    assert rolled.exit_code == 0, rolled.output
+    with db.session(read_only=True) as s:
+        assert sum(n for k, n in statistics.stored(s).items() if k[1] == "cases") == 2000
+    exported = runner.invoke(cli, ["stats", "export", "--out", str(tmp_path / "out")])
+    assert exported.exit_code == 0, exported.output
+    assert "k = 10" in exported.output
+    rows = list(csv.reader(io.StringIO((tmp_path / "out" / "cases.csv").read_text())))
+    assert len(rows) > 1
+    assert min(Counter(tuple(r) for r in rows[1:]).values()) >= statistics.K
+    assert runner.invoke(cli, ["stats", "export"]).exit_code == 0  # into <var>/opendata
+    assert opendata.available(tmp_path / "var")
