@@ -224,6 +224,7 @@ class Figures:
     hiding small cells is the page's job (`shown`)."""
 
     version: str
+    computed_at: datetime | None  # the rollup run these figures come from
     months: tuple[str, ...]
     areas_by_month: dict[str, dict[str, int]]  # area -> month -> cases
     kinds: dict[str, int]
@@ -271,7 +272,8 @@ def figures(db: Database, now: datetime) -> Figures:
     """The page's figures from the rollups, cached per process until the next rollup run."""
     with db.session(read_only=True) as s:
         state = s.get(StatState, STATE)
-        version = state.computed_at.isoformat() if state else "none"
+        computed_at = state.computed_at if state else None
+        version = computed_at.isoformat() if computed_at else "none"
         months = _months(now.astimezone(UTC).date(), PERIOD_MONTHS)
         key = f"{version}|{months[-1]}"
         with _cache_lock:
@@ -332,6 +334,7 @@ def figures(db: Database, now: datetime) -> Figures:
     )
     result = Figures(
         version=key,
+        computed_at=computed_at,
         months=months,
         areas_by_month={a: dict(v) for a, v in sorted(areas.items())},
         kinds=dict(kinds.most_common()),
@@ -344,9 +347,3 @@ def figures(db: Database, now: datetime) -> Figures:
         _cache.clear()
         _cache[key] = result
     return result
-
-
-def last_run(db: Database) -> datetime | None:
-    with db.session(read_only=True) as s:
-        state = s.get(StatState, STATE)
-        return state.computed_at if state else None

@@ -15,11 +15,11 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Response, abort, g, send_file
+from flask import Response, abort, g, render_template, send_file
 from flask_babel import gettext as _
 
 from hub import charts, lifecycle, opendata, statistics, taxonomy
-from hub.frontdesk.views import _page, bp, hub
+from hub.frontdesk.views import bp, hub
 
 CACHE = "public, max-age=300"
 
@@ -214,6 +214,7 @@ def _tables(f: statistics.Figures) -> list[Table]:
 
 
 _rendered: dict[tuple[str, str], list[Table]] = {}
+_pages: dict[tuple[str, str, bool], str] = {}
 _lock = threading.Lock()
 
 
@@ -228,6 +229,7 @@ def _cached_tables() -> tuple[statistics.Figures, list[Table]]:
         with _lock:
             if len(_rendered) > 16:
                 _rendered.clear()
+                _pages.clear()
             _rendered[key] = hit
     return f, hit
 
@@ -240,19 +242,27 @@ def _public(response: Response) -> Response:
 
 @bp.get("/statistics")
 def statistics_page():
+    """The same for every visitor until the next rollup run: rendered once per language (the
+    page carries no form and nothing personal), then served from memory."""
     f, tables = _cached_tables()
-    return _public(
-        _page(
-            "statistics.html",
+    open_data = opendata.available(hub().settings.var_dir)
+    key = (f.version, g.lang, open_data)
+    with _lock:
+        html = _pages.get(key)
+    if html is None:
+        html = render_template(
+            "frontdesk/statistics.html",
             tables=tables,
             figures=f,
             k=statistics.K,
             first_month=f.months[0],
             last_month=f.months[-1],
-            computed_at=statistics.last_run(hub().db),
-            open_data=opendata.available(hub().settings.var_dir),
+            computed_at=f.computed_at,
+            open_data=open_data,
         )
-    )
+        with _lock:
+            _pages[key] = html
+    return _public(Response(html, mimetype="text/html"))
 
 
 def _table(table_id: str) -> Table:
