@@ -275,7 +275,7 @@ def figures(db: Database, now: datetime) -> Figures:
         computed_at = state.computed_at if state else None
         version = computed_at.isoformat() if computed_at else "none"
         months = _months(now.astimezone(UTC).date(), PERIOD_MONTHS)
-        key = f"{version}|{months[-1]}"
+        key = f"{db.url}|{version}|{months[-1]}"  # one process may read two databases (bench)
         with _cache_lock:
             hit = _cache.get(key)
         if hit is not None:
