@@ -289,3 +289,19 @@ def test_the_resolution_mail_links_to_the_rating_in_the_consumers_language(hub):
             assert words not in notify.render(moving, case, settings)[1]
             _subject, batch = notify.render_batch([moving, resolved], case, settings)
             assert words in batch
+
+
+def test_the_worker_rolls_up_publishes_and_raises_the_alert(hub, burst, tmp_path):
+    from dataclasses import replace
+
+    from hub import opendata, statistics
+    from scheduler.worker import Worker
+
+    h = replace(hub, settings=replace(hub.settings, var_dir=tmp_path))
+    worker = Worker(h, "w1")
+    assert {"statistics", "alerts"} <= {job.id for job in worker.build_scheduler().get_jobs()}
+    assert worker.refresh_statistics() > 0
+    assert opendata.available(tmp_path)
+    assert statistics.figures(h.db, h.clock.now()).total_cases == 14
+    with h.db.session(read_only=True) as s:
+        assert s.scalars(select(TraderAlert.trader_key)).all() == ["kbo:0123456749"]
