@@ -173,6 +173,7 @@ def test_the_page_in_each_language_shows_each_chart_with_its_table_and_downloads
         answer = client.get(f"/{lang}/statistics")
         assert answer.status_code == 200
         assert answer.headers["Cache-Control"].startswith("public")
+        assert "Set-Cookie" not in answer.headers  # nothing personal for a shared cache to keep
         page = answer.get_data(as_text=True)
         pages[lang] = page
         svgs = re.findall(r"<svg[^>]*>", page)

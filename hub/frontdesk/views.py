@@ -87,7 +87,9 @@ def _headers(response: Response) -> Response:
     h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
     if "track" in (request.endpoint or "") or "filed" in (request.endpoint or ""):
         h["Cache-Control"] = "no-store"
-    if response.mimetype == "text/html":
+    # A page shared caches may keep (the statistics) sets no cookie: a cache would hand it on.
+    public = response.headers.get("Cache-Control", "").startswith("public")
+    if response.mimetype == "text/html" and not public:
         response.set_cookie(
             i18n.LANG_COOKIE, g.lang, max_age=365 * 86400, samesite="Lax", httponly=True
         )
