@@ -531,6 +531,7 @@ class StatState(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     last_day: Mapped[date | None] = mapped_column(Date)
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    run_id: Mapped[str] = mapped_column(String(32))  # new at every run: the figures' version
 
 
 class TraderAlert(Base):

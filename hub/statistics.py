@@ -25,6 +25,7 @@ computed from fewer than `K` lines. The case-level open data (hub/opendata.py) h
 from __future__ import annotations
 
 import threading
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -189,10 +190,11 @@ def rollup(db: Database, now: datetime, *, full: bool = False) -> RollupRun:
         ]
         for i in range(0, len(rows), 5000):
             s.connection().execute(StatRollup.__table__.insert(), rows[i : i + 5000])
+        run_id = uuid.uuid4().hex
         if state is None:
-            s.add(StatState(name=STATE, last_day=today, computed_at=now))
+            s.add(StatState(name=STATE, last_day=today, computed_at=now, run_id=run_id))
         else:
-            state.last_day, state.computed_at = today, now
+            state.last_day, state.computed_at, state.run_id = today, now, run_id
     return RollupRun(first, today, len(rows))
 
 
@@ -273,7 +275,7 @@ def figures(db: Database, now: datetime) -> Figures:
     with db.session(read_only=True) as s:
         state = s.get(StatState, STATE)
         computed_at = state.computed_at if state else None
-        version = computed_at.isoformat() if computed_at else "none"
+        version = state.run_id if state else "none"
         months = _months(now.astimezone(UTC).date(), PERIOD_MONTHS)
         key = f"{db.url}|{version}|{months[-1]}"  # one process may read two databases (bench)
         with _cache_lock:

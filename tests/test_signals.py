@@ -280,7 +280,7 @@ def test_the_resolution_mail_links_to_the_rating_in_the_consumers_language(hub):
     with hub.db.session() as s:
         case = s.scalars(select(Case).where(Case.reference == filed.reference)).one()
         for lang, words in RATE_WORDS.items():
-            data = {"agency_id": TELECOM, "status": "x", "to": "resolved"}
+            data = {"agency_id": TELECOM, "status": "x", "to": "resolved", "message": ""}
             resolved = Notification(kind="status", language=lang, data=data)
             _subject, body = notify.render(resolved, case, settings)
             assert words in body

@@ -53,6 +53,7 @@ def upgrade() -> None:
         sa.Column('name', sa.String(length=32), nullable=False),
         sa.Column('last_day', sa.Date(), nullable=True),
         sa.Column('computed_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('run_id', sa.String(length=32), nullable=False),
         sa.PrimaryKeyConstraint('name', name=op.f('pk_stat_state')),
     )
     op.create_table(
