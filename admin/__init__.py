@@ -11,7 +11,7 @@ The pages call only `hub.operations` and `hub.queries`. The app factory provides
 extension and applies its rate limiter to `SIGNIN_ENDPOINT` (see admin/views.py).
 """
 
-from admin import console, workspace  # noqa: F401 - their routes join the blueprint
+from admin import console, signals, workspace  # noqa: F401 - their routes join the blueprint
 from admin.views import RESET_REQUEST_ENDPOINT, SIGNIN_ENDPOINT, bp, signin_failed, signin_limit
 
 __all__ = ["RESET_REQUEST_ENDPOINT", "SIGNIN_ENDPOINT", "bp", "signin_failed", "signin_limit"]

@@ -275,4 +275,6 @@ def security():
 def home():
     if g.account.role == "agency":
         return redirect(url_for("admin.workspace"))
+    if g.account.role == "inspector":
+        return redirect(url_for("admin.signals"))
     return redirect(url_for("admin.flows"))

@@ -21,7 +21,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from hub.db import Database
 from hub.models import PasswordReset, User
 
-ROLES = ("operator", "agency")
+ROLES = ("operator", "agency", "inspector")  # inspector: market signals (admin/signals.py)
 RESET_VALID = timedelta(minutes=30)
 MAX_OPEN_RESETS = 3  # unused, unexpired links per account at once
 TOTP_ISSUER = "Loket back office"
@@ -69,11 +69,11 @@ def create(
 ) -> str:
     """`add` in the caller's transaction (hub.operations writes the evidence in the same one)."""
     if role not in ROLES:
-        raise AccountError(f"unknown role {role!r}; use operator or agency")
+        raise AccountError(f"unknown role {role!r}; use operator, agency or inspector")
     if role == "agency" and not agency_id:
         raise AccountError("an agency account needs --agency AGENCY_ID")
-    if role == "operator" and agency_id:
-        raise AccountError("an operator account serves every agency; leave out --agency")
+    if role in ("operator", "inspector") and agency_id:
+        raise AccountError(f"an {role} account serves no single agency; leave out --agency")
     password = password or secrets.token_urlsafe(12)
     if s.scalar(select(User.id).where(User.name == name)):
         raise AccountError(f"an account named {name!r} exists already")

@@ -198,6 +198,11 @@ class Settings:
     # The console lists a delivery as stuck when it is still not done this long after it was
     # queued (LOKET_STUCK_AFTER_MINUTES).
     stuck_after_minutes: float = 15.0
+    # How often the worker recomputes the statistics' daily rollups, the open data and the
+    # market signals (hub/statistics.py, hub/opendata.py, hub/signals.py).
+    stats_seconds: float = 900.0
+    # Where market-signal alerts for the Economic Inspection are mailed (hub/signals.py).
+    inspection_alerts_to: str = "signalen@inspectie.example.be"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -242,5 +247,7 @@ class Settings:
                 _float(env, "LOKET_EVIDENCE_CHECKPOINT_ENTRIES", s.checkpoint_entries)
             ),
             stuck_after_minutes=_float(env, "LOKET_STUCK_AFTER_MINUTES", s.stuck_after_minutes),
+            stats_seconds=_float(env, "LOKET_STATS_SECONDS", s.stats_seconds),
+            inspection_alerts_to=env.get("LOKET_INSPECTION_ALERTS_TO") or s.inspection_alerts_to,
         )
         return replace(s, database_url=normalise_database_url(s.database_url))

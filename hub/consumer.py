@@ -16,7 +16,7 @@ from hub import reference as references
 from hub.attachments import Upload
 from hub.db import Database
 from hub.intake import attachment_row, token_matches
-from hub.models import Assignment, Attachment, Case, Delivery, DeliveryState, Message
+from hub.models import Assignment, Attachment, Case, Delivery, DeliveryState, Message, Rating
 from hub.schemas import clean_text
 
 
@@ -220,3 +220,64 @@ def messages(s: Session, case: Case) -> list[Message]:
 
 def lines_waiting(case: Case) -> list[Assignment]:
     return [a for a in case.assignments if a.status == "waiting_for_consumer"]
+
+
+RATINGS = ("yes", "partly", "no")
+RATING_COMMENT_MAX = 2000
+
+
+def ratings(db: Database, reference: str, token: str) -> dict[int, str]:
+    """The consumer's ratings of the case's lines: line id -> yes | partly | no."""
+    with db.session(read_only=True) as s:
+        case = find_case(s, reference, token)
+        if case is None:
+            return {}
+        return {
+            r.assignment_id: r.answer
+            for r in s.scalars(select(Rating).where(Rating.case_id == case.id))
+        }
+
+
+def rate(
+    db: Database,
+    reference: str,
+    token: str,
+    assignment_id: int,
+    answer: str,
+    comment: str | None,
+    now: datetime,
+) -> None:
+    """The consumer says whether a resolved line solved their problem: once per line. The
+    comment is for that service only (its workspace), never published; the evidence log keeps
+    the answer, not the comment."""
+    if answer not in RATINGS:
+        raise NotAllowed("Choose yes, partly or no.")
+    comment = (comment or "").strip()[:RATING_COMMENT_MAX] or None
+    with db.session() as s:
+        case = find_case(s, reference, token)
+        if case is None:
+            raise LookupError(reference)
+        line = next((a for a in case.assignments if a.id == assignment_id), None)
+        if line is None or line.status != "resolved" or not lifecycle.answers_consumer(line.stage):
+            raise NotAllowed("Only a service's answer to you can be rated, once it is given.")
+        if s.scalar(select(Rating.id).where(Rating.assignment_id == line.id)) is not None:
+            raise NotAllowed("You rated this answer already.")
+        s.add(
+            Rating(
+                case_id=case.id,
+                assignment_id=line.id,
+                agency_id=line.agency_id,
+                answer=answer,
+                comment=comment,
+                created_at=now,
+            )
+        )
+        audit.record(
+            s,
+            at=now,
+            actor="consumer",
+            action="answer.rated",
+            case_id=case.id,
+            agency_id=line.agency_id,
+            data={"line": line.id, "answer": answer},
+        )

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -149,6 +150,7 @@ class Assignment(Base):
         Index(None, "case_id"),
         Index(None, "agency_id", "agency_reference"),
         Index(None, "agency_id", "status"),
+        Index(None, "created_at"),  # the statistics' daily rollups (hub/statistics.py)
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -259,6 +261,7 @@ class StatusEvent(Base):
     __table_args__ = (
         UniqueConstraint("assignment_id", "dedupe_key"),
         Index(None, "case_id", "id"),
+        Index(None, "recorded_at"),  # the statistics' daily rollups (hub/statistics.py)
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -563,3 +566,74 @@ class AgencyToken(Base):
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Rating(Base):
+    """The consumer's answer to "did this solve your problem?" for one resolved line: yes, partly
+    or no, with an optional comment that only the line's service sees (never published)."""
+
+    __tablename__ = "ratings"
+    __table_args__ = (UniqueConstraint("assignment_id"), Index(None, "agency_id", "created_at"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"))
+    agency_id: Mapped[str] = mapped_column(String(64))
+    answer: Mapped[str] = mapped_column(String(8))  # yes | partly | no
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class StatRollup(Base):
+    """Daily figures for the public statistics (hub/statistics.py): one count per day, metric and
+    dimensions. The page reads only these rows; housekeeping recomputes the last days."""
+
+    __tablename__ = "stat_rollups"
+    __table_args__ = (
+        UniqueConstraint("day", "metric", "agency_id", "area", "kind", "value"),
+        Index(None, "metric", "month"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+    month: Mapped[str] = mapped_column(String(7))  # YYYY-MM of day, to group without date maths
+    metric: Mapped[str] = mapped_column(String(16))
+    agency_id: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    area: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    kind: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    value: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    n: Mapped[int] = mapped_column(Integer)
+
+
+class StatState(Base):
+    """One row per rollup: the last day recomputed and when, so the page knows its figures'
+    version (and caches by it) and the next run knows where to start."""
+
+    __tablename__ = "stat_state"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_day: Mapped[date | None] = mapped_column(Date)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    run_id: Mapped[str] = mapped_column(String(32))  # new at every run: the figures' version
+
+
+class TraderAlert(Base):
+    """A market signal sent to the Economic Inspection: a trader whose reports spiked this week.
+    One per trader and ISO week (the unique key); mailed by housekeeping, retried until sent."""
+
+    __tablename__ = "trader_alerts"
+    __table_args__ = (UniqueConstraint("trader_key", "week"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    trader_key: Mapped[str] = mapped_column(String(200))
+    trader_name: Mapped[str] = mapped_column(String(200))
+    week: Mapped[str] = mapped_column(String(8))  # ISO week, 2026-W49
+    area: Mapped[str] = mapped_column(String(32))
+    count: Mapped[int] = mapped_column(Integer)
+    trailing_mean: Mapped[float] = mapped_column(Float)
+    to_address: Mapped[str] = mapped_column(String(254))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -144,6 +144,7 @@ def render(
         {"name": names(a["agency_id"], lang), "why": a.get("why") or ""}
         for a in data.get("agencies") or []
     ]
+    data["rate"] = n.kind == "status" and data.get("to") == "resolved"
     text = template.render(
         reference=case.reference,
         link=tracking_url(settings.public_url, lang, case.reference, n.secret),
@@ -205,6 +206,7 @@ def render_batch(
         link=tracking_url(settings.public_url, lang, case.reference),
         changes=changes,
         waiting=any(c["waiting"] for c in changes),
+        rate=any((n.data or {}).get("to") == "resolved" for n in rows),
     )
     subject, _, body = text.partition("\n")
     return subject.removeprefix("Subject: ").strip(), body.lstrip("\n")

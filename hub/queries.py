@@ -924,3 +924,98 @@ def referral_targets(hub: Hub, agency_id: str, language: str = "en") -> list[tup
         ((i, hub.directory[i].name(language)) for i in hub.directory.ids() if i != agency_id),
         key=lambda pair: pair[1],
     )
+
+
+# ------------------------------------------------------ ratings, statistics, market signals
+
+
+@dataclass(frozen=True)
+class RatingView:
+    reference: str
+    answer: str  # yes | partly | no
+    comment: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class AgencyRatings:
+    agency_name: str
+    counts: dict[str, int]
+    ratings: tuple[RatingView, ...]  # newest first
+
+
+def agency_ratings(hub: Hub, agency_id: str, limit: int = LIST_LIMIT) -> AgencyRatings:
+    """How consumers rated one agency's answers, with their comments (that agency only)."""
+    from hub.models import Rating
+
+    with hub.db.session(read_only=True) as s:
+        counts = dict(
+            s.execute(
+                select(Rating.answer, func.count())
+                .where(Rating.agency_id == agency_id)
+                .group_by(Rating.answer)
+            ).all()
+        )
+        rows = s.execute(
+            select(Case.reference, Rating.answer, Rating.comment, Rating.created_at)
+            .join(Case, Case.id == Rating.case_id)
+            .where(Rating.agency_id == agency_id)
+            .order_by(Rating.created_at.desc(), Rating.id.desc())
+            .limit(limit)
+        ).all()
+    name = hub.directory[agency_id].name("en") if agency_id in hub.directory else agency_id
+    return AgencyRatings(
+        name,
+        {a: int(counts.get(a, 0)) for a in ("yes", "partly", "no")},
+        tuple(RatingView(*r) for r in rows),
+    )
+
+
+def market_signals(hub: Hub):
+    """Every trader with cases in the last half year (hub/signals.py), and recent alerts."""
+    from hub import signals
+
+    now = hub.clock.now()
+    return signals.traders(hub.db, now), signals.alerts(hub.db)
+
+
+def trader(hub: Hub, key: str):
+    from hub import signals
+
+    return next((t for t in signals.traders(hub.db, hub.clock.now()) if t.key == key), None)
+
+
+@dataclass(frozen=True)
+class ReportView:
+    reference: str
+    kind: str
+    domain: str
+    filed_at: datetime
+    trader_name: str
+    enterprise_number: str | None
+    website: str | None
+    description: str
+    agencies: tuple[str, ...]
+
+
+def report(hub: Hub, reference: str):
+    """One case as the inspection reads it, and the trader it belongs to (with its other cases)."""
+    from hub import signals
+
+    with hub.db.session(read_only=True) as s:
+        c = load_case(s, reference)
+        if c is None:
+            return None, None
+        t = c.party("trader")
+        view = ReportView(
+            c.reference,
+            c.kind,
+            c.domain,
+            c.created_at,
+            t.name if t else "",
+            t.enterprise_number if t else None,
+            t.website if t else None,
+            c.description,
+            tuple(a.agency_id for a in c.assignments),
+        )
+    return view, signals.trader_of(hub.db, hub.clock.now(), reference)

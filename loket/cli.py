@@ -498,6 +498,51 @@ def deliveries_retry_now(delivery_id: int, operator: str) -> None:
     click.echo(f"delivery {delivery_id} goes out at the next dispatch")
 
 
+# ---------------------------------------------------------------------------------------- stats
+
+
+@main.group()
+def stats() -> None:
+    """Public statistics: daily rollups and the anonymised open data."""
+
+
+@stats.command("rollup")
+@click.option("--full", is_flag=True, help="recompute every day since the first case")
+def stats_rollup(full: bool) -> None:
+    """Recompute the statistics' daily rollups (from the last run's day, or all with --full)."""
+    from hub import statistics
+
+    hub = _hub(_settings())
+    run = statistics.rollup(hub.db, hub.clock.now(), full=full)
+    click.echo(f"rollups: {run.rows} rows for {run.first}..{run.last}")
+
+
+@stats.command("export")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False),
+    help="folder for cases.csv and datapackage.json (default: <var>/opendata, what the "
+    "statistics page serves)",
+)
+def stats_export(out: str | None) -> None:
+    """Write the anonymised case-level dataset and its Frictionless Data package."""
+    from pathlib import Path
+
+    from hub import opendata
+
+    settings = _settings()
+    hub = _hub(settings)
+    folder = Path(out) if out else opendata.directory_of(settings.var_dir)
+    export = opendata.write(hub.db, folder, hub.clock.now())
+    click.echo(
+        f"{folder / 'cases.csv'}: {len(export.rows)} rows of {export.total} "
+        f"({export.suppressed} left out, {export.generalised} enterprise numbers emptied; "
+        f"k = {opendata.K})"
+    )
+    click.echo(f"{folder / 'datapackage.json'}: the schema and the suppression rule")
+
+
 # ---------------------------------------------------------------------------------------- users
 
 
@@ -508,7 +553,7 @@ def users() -> None:
 
 @users.command("add")
 @click.argument("name")
-@click.option("--role", type=click.Choice(["operator", "agency"]), required=True)
+@click.option("--role", type=click.Choice(["operator", "agency", "inspector"]), required=True)
 @click.option("--agency", "agency_id", help="the agency an agency account works for")
 @click.option(
     "--password-stdin", is_flag=True, help="read the password from stdin instead of generating one"

@@ -264,6 +264,7 @@ DEMO_ACCOUNTS = (
     ("telecom", "agency", "ombudsman-telecom"),
     # the hosted workspace: a water complaint from Wallonia lands in this body's inbox
     ("mediateur", "agency", "mediateur-wallonie"),
+    ("inspector", "inspector", None),
 )
 
 
@@ -276,7 +277,11 @@ def _demo_accounts(settings: Settings, clock: Clock | None = None) -> list[tuple
     try:
         now = (clock or SystemClock()).now()
         return [
-            (name, accounts.ensure_demo(db, name, role, agency, now), agency or "every agency")
+            (
+                name,
+                accounts.ensure_demo(db, name, role, agency, now),
+                agency or ("market signals" if role == "inspector" else "every agency"),
+            )
             for name, role, agency in DEMO_ACCOUNTS
         ]
     finally:

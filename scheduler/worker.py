@@ -492,6 +492,31 @@ class Worker:
             log.info("erased the personal data of %d case(s) past retention", len(done))
         return len(done)
 
+    def refresh_statistics(self) -> int:
+        """The public statistics' daily rollups, the open data files (once a day), and market
+        signals: a trader over the spike rule raises the inspection's alert (hub/signals.py)."""
+        from hub import opendata, signals, statistics
+
+        hub, now = self.hub, self.hub.clock.now()
+        run = statistics.rollup(hub.db, now)
+        log.info("statistics: %d rollup rows for %s..%s", run.rows, run.first, run.last)
+        if opendata.due(hub.settings.var_dir, now):
+            export = opendata.write(hub.db, opendata.directory_of(hub.settings.var_dir), now)
+            log.info("open data: %d rows (%d left out)", len(export.rows), export.suppressed)
+        raised = signals.raise_alerts(hub.db, now, hub.settings.inspection_alerts_to)
+        if raised:
+            log.info("market signals: %d alert(s) for %s", len(raised), ", ".join(raised))
+        return run.rows
+
+    def send_alerts(self) -> int:
+        """Mail the inspection the market-signal alerts raised (retried until sent)."""
+        from hub import signals
+
+        sent = signals.send_alerts(self.hub.db, self.hub.settings.mail, self.hub.clock.now())
+        if sent:
+            log.info("mailed %d market-signal alert(s) to the inspection", sent)
+        return sent
+
     # ------------------------------------------------------------------------------------ running
 
     def poll_interval(self, mapping: AgencyMapping) -> float:
@@ -567,6 +592,22 @@ class Worker:
             seconds=RETENTION_EVERY,
             id="retention",
             name="erase personal data past retention",
+            next_run_time=now,
+        )
+        scheduler.add_job(
+            self.refresh_statistics,
+            "interval",
+            seconds=self.hub.settings.stats_seconds,
+            id="statistics",
+            name="statistics rollups, open data, market signals",
+            next_run_time=now,
+        )
+        scheduler.add_job(
+            self.send_alerts,
+            "interval",
+            seconds=every,
+            id="alerts",
+            name="mail market-signal alerts",
             next_run_time=now,
         )
         return scheduler

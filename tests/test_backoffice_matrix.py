@@ -23,16 +23,35 @@ from tests.support.backoffice import PASSWORD, sign_in, token_of
 from tests.support.cases import MEDIATION, MEDIATION_CASE, TELECOM, assignment, file
 from tests.support.frontdesk import PDF
 
-ROLES = ("anonymous", "agency_a", "agency_b", "operator")
+ROLES = ("anonymous", "agency_a", "agency_b", "operator", "inspector")
 
 # What a role gets: the sign-in page (redirect), a refusal (403), "no such thing" (404), or
 # through (served, or redirected elsewhere than the sign-in page, or a form error).
 SIGNIN, DENIED, HIDDEN, ALLOWED = "signin", "403", "404", "allowed"
-OPERATORS = {"anonymous": SIGNIN, "agency_a": DENIED, "agency_b": DENIED, "operator": ALLOWED}
-STAFF = {"anonymous": SIGNIN, "agency_a": ALLOWED, "agency_b": ALLOWED, "operator": DENIED}
+OPERATORS = {
+    "anonymous": SIGNIN,
+    "agency_a": DENIED,
+    "agency_b": DENIED,
+    "operator": ALLOWED,
+    "inspector": DENIED,
+}
+INSPECTORS = {**OPERATORS, "operator": DENIED, "inspector": ALLOWED}
+STAFF = {
+    "anonymous": SIGNIN,
+    "agency_a": ALLOWED,
+    "agency_b": ALLOWED,
+    "operator": DENIED,
+    "inspector": DENIED,
+}
 # A's case, as each role meets it
-A_CASE = {"anonymous": SIGNIN, "agency_a": ALLOWED, "agency_b": HIDDEN, "operator": DENIED}
-SIGNED_IN = {"anonymous": SIGNIN, "agency_a": ALLOWED, "agency_b": ALLOWED, "operator": ALLOWED}
+A_CASE = {
+    "anonymous": SIGNIN,
+    "agency_a": ALLOWED,
+    "agency_b": HIDDEN,
+    "operator": DENIED,
+    "inspector": DENIED,
+}
+SIGNED_IN = dict.fromkeys(ROLES, ALLOWED) | {"anonymous": SIGNIN}
 PUBLIC = dict.fromkeys(ROLES, ALLOWED)
 
 # (rule, method) -> role -> outcome. Every admin route must be here.
@@ -69,6 +88,12 @@ EXPECTED: dict[tuple[str, str], dict[str, str]] = {
     ("/admin/agency/cases/<reference>/message", "POST"): A_CASE,
     ("/admin/agency/cases/<reference>/not-competent", "POST"): A_CASE,
     ("/admin/agency/export.csv", "GET"): STAFF,
+    ("/admin/agency/ratings", "GET"): STAFF,
+    # market signals: inspectors only (an unknown trader key: through the check, then 404)
+    ("/admin/signals", "GET"): INSPECTORS,
+    ("/admin/signals/traders.csv", "GET"): INSPECTORS,
+    ("/admin/signals/cases/<reference>", "GET"): INSPECTORS,
+    ("/admin/signals/traders/<path:key>", "GET"): {**INSPECTORS, "inspector": HIDDEN},
     ("/admin/deliveries/<int:delivery_id>/retry-now", "POST"): {**OPERATORS, "operator": HIDDEN},
     ("/admin/privacy", "GET"): OPERATORS,
     ("/admin/privacy/<reference>/erase", "POST"): OPERATORS,
@@ -120,10 +145,11 @@ def world(hub, client):
     accounts.add(hub.db, "alice", "agency", TELECOM, now, PASSWORD)
     accounts.add(hub.db, "bob", "agency", MEDIATION, now, PASSWORD)
     accounts.add(hub.db, "olga", "operator", None, now, PASSWORD)
+    accounts.add(hub.db, "ines", "inspector", None, now, PASSWORD)
     return {"a_case": a_case, "b_case": b_case}
 
 
-ACCOUNT = {"agency_a": "alice", "agency_b": "bob", "operator": "olga"}
+ACCOUNT = {"agency_a": "alice", "agency_b": "bob", "operator": "olga", "inspector": "ines"}
 
 
 def _url(rule: str, world: dict) -> str:
@@ -135,6 +161,7 @@ def _url(rule: str, world: dict) -> str:
         "filename": "admin.css",
         "delivery_id": "999999",
         "document_id": "999999",
+        "key": "nobody-known",
         "name": "alice",
         "lang": "fr",
         "token": "not-a-reset-token",

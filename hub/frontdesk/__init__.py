@@ -105,6 +105,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["named"] = i18n.named
     app.jinja_env.filters["and_list"] = i18n.and_list
     app.jinja_env.filters["uncap"] = i18n.uncap
-    from hub.frontdesk import views
+    from hub.frontdesk import statistics, views  # statistics adds its routes to views.bp
 
+    del statistics
     app.register_blueprint(views.bp)

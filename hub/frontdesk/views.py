@@ -100,7 +100,9 @@ def _headers(response: Response) -> Response:
     h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
     if "track" in (request.endpoint or "") or "filed" in (request.endpoint or ""):
         h["Cache-Control"] = "no-store"
-    if response.mimetype == "text/html":
+    # A page shared caches may keep (the statistics) sets no cookie: a cache would hand it on.
+    public = response.headers.get("Cache-Control", "").startswith("public")
+    if response.mimetype == "text/html" and not public:
         response.set_cookie(
             i18n.LANG_COOKIE, g.lang, max_age=365 * 86400, samesite="Lax", httponly=True
         )
@@ -1069,7 +1071,48 @@ def _tracking_page(reference: str, status: int = 200, **extra: Any) -> Response:
         reply_errors=extra.get("reply_errors", {}),
         reply_text=extra.get("reply_text", ""),
         reply_to=extra.get("reply_to"),
+        **_rating_context(reference, token, view.lines, lines),
     )
+
+
+def _rating_labels() -> dict[str, str]:
+    return {"yes": _("Yes"), "partly": _("Partly"), "no": _("No")}
+
+
+def _rating_context(reference: str, token: str, view_lines, lines) -> dict[str, Any]:
+    """The resolved lines that answer the consumer, each with its rating if given."""
+    rated = consumer.ratings(hub().db, reference, token)
+    return {
+        "rating_labels": _rating_labels(),
+        "rate_lines": [
+            {**shown, "rated": rated.get(line.id)}
+            for line, shown in zip(view_lines, lines, strict=True)
+            if line.consumer_status == "resolved" and line.answers_consumer
+        ],
+    }
+
+
+@bp.post("/track/<reference>/rate/<int:line>")
+def rate(reference: str, line: int):
+    token, away = _case_or_open(reference)
+    if away:
+        return away
+    h = hub()
+    answer = request.form.get("answer") or ""
+    if answer not in _rating_labels():
+        flash(_("Choose yes, partly or no, then send your answer."))
+        return redirect(url_for(".track", reference=reference, _anchor=f"rating-{line}"), 303)
+    try:
+        consumer.rate(
+            h.db, reference, token or "", line, answer, request.form.get("comment"), h.clock.now()
+        )
+    except LookupError:
+        return redirect(url_for(".track", reference=reference), 303)
+    except consumer.NotAllowed:
+        flash(_("This answer cannot be rated (it is not final yet, or you rated it already)."))
+        return redirect(url_for(".track", reference=reference), 303)
+    flash(_("Thank you for your answer."))
+    return redirect(url_for(".track", reference=reference, _anchor=f"rating-{line}"), 303)
 
 
 def _next_step(view: caseview.CaseView) -> str:
