@@ -106,7 +106,7 @@ def test_the_mediation_resolves_and_the_case_shows_its_answer_though_the_inspect
     assert "Consumer Mediation Service: Solved" in shown  # the mediation's outcome
     assert "Expected answer by" not in shown
     inspection_row = re.search(
-        rf'<tr class="line-sent" data-agency="{INSPECTION}">.*?</tr>', shown, re.S
+        rf'<li class="line line-sent" data-agency="{INSPECTION}">.*?</li>', shown, re.S
     )
     assert "it does not answer you individually" in inspection_row.group(0)
     assert "No individual answer" in inspection_row.group(0)
@@ -237,7 +237,7 @@ def test_after_the_consumer_answers_the_page_says_the_service_acts_not_the_consu
     panel = re.search(r'<section class="status-panel.*?</section>', answered, re.S).group(0)
     assert "Waiting for your answer" not in panel and "answer below" not in panel
     assert "Your answer is needed by" not in answered and "your answer is needed" not in answered
-    assert "Being handled" in re.search(r'<tr class="line-in_progress".*?</tr>', answered, re.S)[0]
+    assert "Being handled" in re.search(r'<li class="line line-in_progress".*?</li>', answered, re.S)[0]
     assert 'data-status="in_progress"' in answered
     assert 'data-acts="service"' in answered
     assert "your answer was sent; the service is handling it" in answered

@@ -736,7 +736,7 @@ def _tracking_page(reference: str, status: int = 200, **extra: Any) -> Response:
         )
         entry = {
             "at": format_datetime(e.at, format="medium"),
-            "iso": e.at.isoformat(),
+            "iso": e.at.isoformat(timespec="seconds"),
             "text": texts.event_text(
                 e.kind,
                 names.get(line.id, "") if line else "",
