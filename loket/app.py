@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> Flask:
     settings = settings or (hub.settings if hub else Settings.from_env())
     hub = hub or Hub.from_settings(settings)
-    app = Flask(__name__)
+    from hub.web import STATIC
+
+    app = Flask(__name__, static_folder=STATIC)  # the front desk's CSS and JavaScript
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["LOKET_METRICS_TOKEN"] = settings.metrics_token
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
