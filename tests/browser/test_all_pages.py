@@ -129,9 +129,7 @@ def front_desk(stack, pages: Pages, lang: str, cases) -> None:
     # what only a POST (or a wrong address) shows
     form = f"/{lang}/problem/telecom/billing/complaint/form?a_contacted_trader=yes&a_court_case_pending=no"
     empty = s.get(web + form, timeout=10).text
-    pages.keep(
-        s.post(web + form, data={"csrf_token": csrf(empty)}, timeout=10), "form with errors"
-    )
+    pages.keep(s.post(web + form, data={"csrf_token": csrf(empty)}, timeout=10), "form with errors")
     valid = {
         "csrf_token": csrf(empty),
         "consumer_name": "A. Tester",
@@ -241,7 +239,9 @@ def test_every_page_is_found_and_valid_html(every_page, held_stack):
     report = "\n".join(
         f"{len(where)}× {message}\n    e.g. {where[:3]}" for message, where in by_page.items()
     )
-    assert not errors, f"Nu HTML Checker: {len(errors)} errors on {len(pages.pages)} pages\n{report}"
+    assert not errors, (
+        f"Nu HTML Checker: {len(errors)} errors on {len(pages.pages)} pages\n{report}"
+    )
 
 
 def test_every_kind_of_page_passes_axe_and_fits_320_px(every_page, held_stack):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urljoin, urlsplit
@@ -21,7 +22,9 @@ VNU = Path(__file__).resolve().parent.parent / "browser" / "node_modules" / "vnu
 VNU = VNU / "dist" / "vnu.jar"
 
 # never followed: downloads (files, the model letter), the API, assets, and signing out
-SKIP = re.compile(r"^/(static|api)/|/files/\d+$|\.txt$|^/admin/logout$|^/metrics$|^/(healthz|readyz)$")
+SKIP = re.compile(
+    r"^/(static|api)/|/files/\d+$|\.txt$|^/admin/logout$|^/metrics$|^/(healthz|readyz)$"
+)
 YES = ("contacted_trader", "trader_is_business", "departed_from_belgium")
 
 
@@ -42,26 +45,29 @@ class Pages:
     def keep(self, response: requests.Response, state: str = "") -> Page:
         split = urlsplit(response.url)
         path = split.path + (f"?{split.query}" if split.query else "")
-        page = Page(path, response.status_code, response.text, response.request.method or "GET", state)
+        page = Page(
+            path, response.status_code, response.text, response.request.method or "GET", state
+        )
         self.pages.append(page)
         return page
 
     def crawl(self, session: requests.Session, start: list[str], inside: str, limit: int) -> None:
-        """Every page under `inside` reachable from `start` by links and GET forms."""
-        todo, visited = list(start), set()  # per visitor: what one may see, another may not
-        while todo:
-            path = todo.pop()
-            if path in visited or SKIP.search(urlsplit(path).path):
-                continue
-            visited.add(path)
-            response = session.get(self.base + path, timeout=30)
-            if "text/html" not in response.headers.get("Content-Type", ""):
-                continue
-            page = self.keep(response)
-            assert len(self.pages) < limit, f"more than {limit} pages: a link loop? ({path})"
-            for found in links(page, self.base):
-                if found.startswith(inside) and found not in visited:
-                    todo.append(found)
+        """Every page under `inside` reachable from `start` by links and GET forms, fetched a
+        few at a time (the web app runs several workers)."""
+        visited: set[str] = set()  # per visitor: what one may see, another may not
+        level = list(dict.fromkeys(start))
+        with ThreadPoolExecutor(4) as pool:
+            while level:
+                fresh = [p for p in level if p not in visited and not SKIP.search(urlsplit(p).path)]
+                visited.update(fresh)
+                found: list[str] = []
+                for response in pool.map(lambda p: session.get(self.base + p, timeout=30), fresh):
+                    if "text/html" not in response.headers.get("Content-Type", ""):
+                        continue
+                    page = self.keep(response)
+                    assert len(self.pages) < limit, f"more than {limit} pages: a link loop?"
+                    found += [f for f in links(page, self.base) if f.startswith(inside)]
+                level = [f for f in dict.fromkeys(found) if f not in visited]
 
 
 def links(page: Page, base: str) -> list[str]:
