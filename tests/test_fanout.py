@@ -237,7 +237,10 @@ def test_after_the_consumer_answers_the_page_says_the_service_acts_not_the_consu
     panel = re.search(r'<section class="status-panel.*?</section>', answered, re.S).group(0)
     assert "Waiting for your answer" not in panel and "answer below" not in panel
     assert "Your answer is needed by" not in answered and "your answer is needed" not in answered
-    assert "Being handled" in re.search(r'<li class="line line-in_progress".*?</li>', answered, re.S)[0]
+    assert (
+        "Being handled"
+        in re.search(r'<li class="line line-in_progress".*?</li>', answered, re.S)[0]
+    )
     assert 'data-status="in_progress"' in answered
     assert 'data-acts="service"' in answered
     assert "your answer was sent; the service is handling it" in answered

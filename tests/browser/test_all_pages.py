@@ -237,7 +237,7 @@ def test_every_page_is_found_and_valid_html(every_page, held_stack):
         where = f"{page.method} {page.url} {page.state}" if page else e.get("url")
         by_page[e["message"]].append(where)
     report = "\n".join(
-        f"{len(where)}× {message}\n    e.g. {where[:3]}" for message, where in by_page.items()
+        f"{len(where)} x {message}\n    e.g. {where[:3]}" for message, where in by_page.items()
     )
     assert not errors, (
         f"Nu HTML Checker: {len(errors)} errors on {len(pages.pages)} pages\n{report}"

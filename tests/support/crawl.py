@@ -113,9 +113,9 @@ def answers(form) -> list[tuple[str, str]]:
 
 def nu_check(folder: Path) -> list[dict]:
     """The Nu HTML Checker's errors over every .html file in `folder`, in one run."""
+    command = ["java", "-Xss8m", "-jar", str(VNU), "--errors-only", "--skip-non-html"]
     run = subprocess.run(
-        ["java", "-Xss8m", "-jar", str(VNU), "--errors-only", "--skip-non-html"]
-        + ["--format", "json", str(folder)],
+        [*command, "--format", "json", str(folder)],
         capture_output=True,
         text=True,
         timeout=600,

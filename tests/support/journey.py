@@ -185,4 +185,4 @@ class Tracked:
                 m.get_body(("plain",)).get_content()
                 for m in self.stack.mails_about(self.email, self.reference)
             ]
-            raise AssertionError(f"{e}; the mails about the case:\n" + "\n---\n".join(got))
+            raise AssertionError(f"{e}; the mails about the case:\n" + "\n---\n".join(got)) from e

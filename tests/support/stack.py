@@ -48,12 +48,8 @@ def running_stack(
     try:
         smtp = free_port()
         maildir = home / "Maildir"
-        processes.start(
-            "smtp",
-            ["-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{smtp}"]
-            + ["-c", "aiosmtpd.handlers.Mailbox", str(maildir)],
-            {},
-        )
+        catcher = ["-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{smtp}"]
+        processes.start("smtp", [*catcher, "-c", "aiosmtpd.handlers.Mailbox", str(maildir)], {})
         sims: dict[str, str] = {}
         for sim in rest:
             port = free_port()
@@ -63,7 +59,10 @@ def running_stack(
                 ["-m", "loket_simulators", "rest", "--profile", sim.agency]
                 + ["--port", str(port), "--step-seconds", str(sim.step_seconds)]
                 + ["--api-key", key]
-                + ["--schema", str(ROOT / "contracts" / "agencies" / sim.agency / "case.schema.json")]
+                + [
+                    "--schema",
+                    str(ROOT / "contracts" / "agencies" / sim.agency / "case.schema.json"),
+                ]
                 + (["--ask-info"] if sim.ask_info else []),
                 {},
             )
