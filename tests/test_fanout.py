@@ -21,11 +21,13 @@ from datetime import timedelta
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Mailbox
+from babel.support import Translations
 from loket_simulators.rest_agency import profiles
 from sqlalchemy import select
 
 from hub import lifecycle
 from hub.config import MailSettings
+from hub.i18n import TRANSLATIONS
 from hub.models import Assignment, Case, Notification
 from scheduler.worker import Worker
 from tests.support.cases import COMPLAINT, INSPECTION, MEDIATION, file
@@ -108,8 +110,33 @@ def test_the_mediation_resolves_and_the_case_shows_its_answer_though_the_inspect
     inspection_row = re.search(
         rf'<li class="line line-sent" data-agency="{INSPECTION}">.*?</li>', shown, re.S
     )
+    assert "It is informed so that it can act against the company" in inspection_row.group(0)
     assert "it does not answer you individually" in inspection_row.group(0)
     assert "No individual answer" in inspection_row.group(0)
+    # the same in the consumer's language: resolved, the mediation's outcome, the inspection
+    # informed (the Dutch of each text, from the catalog: not the English source)
+    dutch = Translations.load(str(TRANSLATIONS), ["nl"])
+    shown = page(client, reference, "nl")
+    assert 'class="status-now" data-status="resolved"' in shown
+    assert (
+        f'<p class="status-now" data-status="resolved">{lifecycle.label("resolved", "nl")}</p>'
+        in shown
+    )
+    outcome = re.search(rf'<p class="outcome" data-agency="{MEDIATION}">(.*?)</p>', shown)
+    assert lifecycle.outcome_label("solved", "nl") in outcome.group(1)
+    inspection_row = re.search(
+        rf'<li class="line line-sent" data-agency="{INSPECTION}">.*?</li>', shown, re.S
+    ).group(0)
+    informed = dutch.gettext(
+        "It is informed so that it can act against the company; it does not answer you "
+        "individually."
+    )
+    assert (
+        informed
+        != "It is informed so that it can act against the company; it does not answer you individually."
+    )
+    assert informed in inspection_row
+    assert dutch.gettext("No individual answer") in inspection_row
 
     wait_out_the_batch(clock)
     worker.send_notifications()
