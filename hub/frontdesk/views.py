@@ -25,6 +25,7 @@ from flask import (
 from flask_babel import format_date, format_datetime
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
+from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from hub import caseview, consumer, i18n, intake, lifecycle, taxonomy
@@ -734,16 +735,17 @@ def _tracking_page(reference: str, status: int = 200, **extra: Any) -> Response:
             if (e.consumer_to and e.kind in ("agency_status", "agency_note", None))
             else ""
         )
+        reference_in_text = (
+            line.shown_reference if line and e.kind in ("delivered", "agency_reference") else None
+        )
         entry = {
             "at": format_datetime(e.at, format="medium"),
             "iso": e.at.isoformat(timespec="seconds"),
-            "text": texts.event_text(
-                e.kind,
-                names.get(line.id, "") if line else "",
-                label,
-                line.shown_reference
-                if line and e.kind in ("delivered", "agency_reference")
-                else None,
+            "text": _ref_unbroken(
+                texts.event_text(
+                    e.kind, names.get(line.id, "") if line else "", label, reference_in_text
+                ),
+                reference_in_text,
             ),
             "agency_said": e.message if e.actor == "agency" and e.message else None,
         }
@@ -790,6 +792,15 @@ def _tracking_page(reference: str, status: int = 200, **extra: Any) -> Response:
         reply_text=extra.get("reply_text", ""),
         reply_to=extra.get("reply_to"),
     )
+
+
+def _ref_unbroken(text: str, reference: str | None) -> Markup:
+    """The sentence, escaped, with the agency's reference in it kept on one line (.ref)."""
+    shown = escape(text)
+    if not reference:
+        return shown
+    ref = escape(reference)
+    return Markup(str(shown).replace(str(ref), f'<span class="ref">{ref}</span>'))
 
 
 def _next_step(view: caseview.CaseView) -> str:
