@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -36,6 +37,7 @@ TELECOM, MEDIATION, RAIL = "ombudsman-telecom", "consumer-mediation", "ombudsman
 NOT_PAGES = {"frontdesk.letter", "frontdesk.download", "static", "admin.static", "web.healthz"}
 NOT_PAGES |= {"web.readyz", "web.metrics", "admin.home"}  # admin.home: a redirect to one's start
 PASSWORD = "every page password"
+PARTS = ("year", "month", "day")
 
 
 def file_case(stack, **override) -> tuple[str, str]:
@@ -137,7 +139,15 @@ def front_desk(stack, pages: Pages, lang: str, cases) -> None:
         "trader_name": "Telco SA",
         "description": "The October bill counts the subscription twice.",
         "consent_share": "yes",
+        "trader_country": "BE",
+        "amount": "49,99",
     }
+    for name, when in (("incident_date", (2026, 10, 15)), ("complaint_date", (2026, 10, 20))):
+        valid[name] = date(*when).isoformat()  # one field, or day, month and year (GOV.UK)
+        for sep in ("-", "_"):
+            valid.update(
+                {f"{name}{sep}{part}": str(v) for part, v in zip(PARTS, when, strict=True)}
+            )
     answer = s.post(web + form, data=valid, timeout=10)  # a check step, or filed at once
     pages.keep(answer, "form sent")
     pages.keep(s.get(f"{web}/{lang}/no/such/page", timeout=10), "not found")
@@ -229,6 +239,8 @@ def test_every_page_is_found_and_valid_html(every_page, held_stack):
 
     if not VNU.exists():
         peer_missing("vnu-jar not installed: run `make install` (npm install in tests/browser)")
+    if not shutil.which("java"):
+        peer_missing("Java not installed: apt-get install default-jre-headless (.ci/run does)")
     errors = nu_check(folder)
     by_page = defaultdict(list)
     for e in errors:
