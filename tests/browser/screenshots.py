@@ -48,9 +48,10 @@ def main() -> int:
         return 1
     from playwright.sync_api import sync_playwright
 
-    with tempfile.TemporaryDirectory() as home, running_stack(
-        Path(home), (Rest(MEDIATION, step_seconds=3600),)
-    ) as stack:
+    with (
+        tempfile.TemporaryDirectory() as home,
+        running_stack(Path(home), (Rest(MEDIATION, step_seconds=3600),)) as stack,
+    ):
         reference, token = demo_case(stack.web)
 
         def lines() -> dict[str, str]:

@@ -87,12 +87,14 @@ def links(page: Page, base: str) -> list[str]:
         if target.netloc != urlsplit(base).netloc:
             continue
         out.append(target.path + "?" + urlencode(answers(form)))
+        out.append(target.path + "?" + urlencode(answers(form, yes=())))  # the advice instead
     return out
 
 
-def answers(form) -> list[tuple[str, str]]:
-    """A GET form filled in: hidden values kept, yes where the consumer did their part and no
-    elsewhere, a Brussels postal code, the first choice of a list."""
+def answers(form, yes: tuple[str, ...] = YES) -> list[tuple[str, str]]:
+    """A GET form filled in: hidden values kept, yes to the questions in `yes` (by default: the
+    consumer did their part) and no elsewhere, a Brussels postal code, the first choice of a
+    list."""
     values: list[tuple[str, str]] = []
     radios: dict[str, list[str]] = {}
     for field_ in form.xpath(".//input[@name]|.//select[@name]"):
@@ -106,7 +108,7 @@ def answers(form) -> list[tuple[str, str]]:
             value = field_.get("value") or ("1000" if "postcode" in name else "")
             values.append((name, value))
     for name, options in radios.items():
-        wanted = "yes" if name.removeprefix("a_") in YES else "no"
+        wanted = "yes" if name.removeprefix("a_") in yes else "no"
         values.append((name, wanted if wanted in options else options[0]))
     return values
 
