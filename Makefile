@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-# Compiled translations of the front desk, and axe-core for the browser tests (npm registry).
+# Compiled translations of the front desk, and axe-core and the Nu HTML Checker (vnu-jar) for the
+# browser tests (npm registry; the checker runs on Java).
 MO     := $(patsubst %.po,%.mo,$(wildcard hub/translations/*/LC_MESSAGES/messages.po))
 AXE    := tests/browser/node_modules/axe-core/axe.min.js
 
@@ -22,7 +23,7 @@ hub/translations/%/LC_MESSAGES/messages.mo: hub/translations/%/LC_MESSAGES/messa
 
 $(AXE): tests/browser/package.json
 	@if command -v npm >/dev/null; then \
-	  cd tests/browser && npm install --no-audit --no-fund --silent && touch node_modules/axe-core/axe.min.js; \
+	  cd tests/browser && npm install --no-audit --no-fund --silent && touch node_modules/axe-core/axe.min.js node_modules/vnu-jar/build/dist/vnu.jar; \
 	else echo "npm not found: the browser accessibility tests will skip (install nodejs and npm)"; fi
 
 # After changing a page's text: collect the strings and add the new ones to every catalog.

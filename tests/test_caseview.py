@@ -63,15 +63,15 @@ def _day(iso: str | None) -> str | None:
 
 
 def page_lines(client, reference: str) -> tuple[dict, list[tuple]]:
-    """The tracking page's table, read back into the API's terms."""
+    """The tracking page's cards, read back into the API's terms."""
     page = html.unescape(client.get(f"/en/track/{reference}").get_data(as_text=True))
     status = re.search(r'class="status-now" data-status="([a-z_]+)"', page).group(1)
     expected = re.search(r"Expected answer by (.+?)\.</p>", page)
     lines = [
-        (agency, line_status, None if ref == "—" else ref, None, due)
+        (agency, line_status, None if ref == "—" else re.sub(r"<[^>]+>", "", ref), None, due)
         for line_status, agency, due, ref in re.findall(
-            r'<tr class="line-([a-z_]+)" data-agency="([a-z-]+)">.*?</th>\s*<td>.*?</td>\s*'
-            r"<td>(.*?)</td>\s*<td>(.*?)</td>",
+            r'<li class="line line-([a-z_]+)" data-agency="([a-z-]+)">.*?'
+            r'<dd data-fact="expected">(.*?)</dd>.*?<dd data-fact="reference">(.*?)</dd>',
             page,
             flags=re.S,
         )

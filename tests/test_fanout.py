@@ -21,11 +21,13 @@ from datetime import timedelta
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Mailbox
+from babel.support import Translations
 from loket_simulators.rest_agency import profiles
 from sqlalchemy import select
 
 from hub import lifecycle
 from hub.config import MailSettings
+from hub.i18n import TRANSLATIONS
 from hub.models import Assignment, Case, Notification
 from scheduler.worker import Worker
 from tests.support.cases import COMPLAINT, INSPECTION, MEDIATION, file
@@ -106,10 +108,35 @@ def test_the_mediation_resolves_and_the_case_shows_its_answer_though_the_inspect
     assert "Consumer Mediation Service: Solved" in shown  # the mediation's outcome
     assert "Expected answer by" not in shown
     inspection_row = re.search(
-        rf'<tr class="line-sent" data-agency="{INSPECTION}">.*?</tr>', shown, re.S
+        rf'<li class="line line-sent" data-agency="{INSPECTION}">.*?</li>', shown, re.S
     )
+    assert "It is informed so that it can act against the company" in inspection_row.group(0)
     assert "it does not answer you individually" in inspection_row.group(0)
     assert "No individual answer" in inspection_row.group(0)
+    # the same in the consumer's language: resolved, the mediation's outcome, the inspection
+    # informed (the Dutch of each text, from the catalog: not the English source)
+    dutch = Translations.load(str(TRANSLATIONS), ["nl"])
+    shown = page(client, reference, "nl")
+    assert 'class="status-now" data-status="resolved"' in shown
+    assert (
+        f'<p class="status-now" data-status="resolved">{lifecycle.label("resolved", "nl")}</p>'
+        in shown
+    )
+    outcome = re.search(rf'<p class="outcome" data-agency="{MEDIATION}">(.*?)</p>', shown)
+    assert lifecycle.outcome_label("solved", "nl") in outcome.group(1)
+    inspection_row = re.search(
+        rf'<li class="line line-sent" data-agency="{INSPECTION}">.*?</li>', shown, re.S
+    ).group(0)
+    informed = dutch.gettext(
+        "It is informed so that it can act against the company; it does not answer you "
+        "individually."
+    )
+    assert (
+        informed
+        != "It is informed so that it can act against the company; it does not answer you individually."
+    )
+    assert informed in inspection_row
+    assert dutch.gettext("No individual answer") in inspection_row
 
     wait_out_the_batch(clock)
     worker.send_notifications()
@@ -239,7 +266,10 @@ def test_after_the_consumer_answers_the_page_says_the_service_acts_not_the_consu
     panel = re.search(r'<section class="status-panel.*?</section>', answered, re.S).group(0)
     assert "Waiting for your answer" not in panel and "answer below" not in panel
     assert "Your answer is needed by" not in answered and "your answer is needed" not in answered
-    assert "Being handled" in re.search(r'<tr class="line-in_progress".*?</tr>', answered, re.S)[0]
+    assert (
+        "Being handled"
+        in re.search(r'<li class="line line-in_progress".*?</li>', answered, re.S)[0]
+    )
     assert 'data-status="in_progress"' in answered
     assert 'data-acts="service"' in answered
     assert "has your answer and is handling your case" in answered

@@ -320,10 +320,16 @@ def test_the_anonymity_choice_is_offered_only_where_the_agency_takes_it(client):
     assert 'name="anonymous"' not in telecom
 
 
-def test_static_files_exist_and_the_pages_point_at_them():
+def test_static_files_exist_and_the_pages_point_at_them(client):
     static = Path(ROOT / "hub" / "static")
     assert (static / "frontdesk.css").stat().st_size > 1000
     assert (static / "frontdesk.js").exists()
+    start = text(client.get("/fr/"))
+    for linked in re.findall(r'(?:href|src)="(/static/[^"]+)"', start):
+        served = client.get(linked)  # served by the app, as the browser asks for it
+        assert served.status_code == 200, linked
+        assert served.get_data() == (static / linked.removeprefix("/static/")).read_bytes()
+        served.close()
 
 
 def test_a_dutch_cheese_complaint_reaches_favv_and_ecc_without_a_second_round_of_questions(

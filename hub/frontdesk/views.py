@@ -26,6 +26,7 @@ from flask import (
 from flask_babel import format_currency, format_date, format_time
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
+from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from hub import (
@@ -1002,16 +1003,17 @@ def _tracking_page(reference: str, status: int = 200, **extra: Any) -> Response:
             else ""
         )
         agency_said = e.message if e.actor == "agency" and e.message else None
+        reference_in_text = (
+            line.shown_reference if line and e.kind in ("delivered", "agency_reference") else None
+        )
         entry = {
             "at": _when(e.at),
-            "iso": e.at.isoformat(),
-            "text": texts.event_text(
-                e.kind,
-                forms.get(line.id) if line else None,
-                label,
-                line.shown_reference
-                if line and e.kind in ("delivered", "agency_reference")
-                else None,
+            "iso": e.at.isoformat(timespec="seconds"),
+            "text": _ref_unbroken(
+                texts.event_text(
+                    e.kind, forms.get(line.id) if line else None, label, reference_in_text
+                ),
+                reference_in_text,
             ),
             # what the service asks for, in the consumer's language (the hub's words) ...
             "asks_for": texts.information_request(e.reason, None)
@@ -1113,6 +1115,15 @@ def rate(reference: str, line: int):
         return redirect(url_for(".track", reference=reference), 303)
     flash(_("Thank you for your answer."))
     return redirect(url_for(".track", reference=reference, _anchor=f"rating-{line}"), 303)
+
+
+def _ref_unbroken(text: str, reference: str | None) -> Markup:
+    """The sentence, escaped, with the agency's reference in it kept on one line (.ref)."""
+    shown = escape(text)
+    if not reference:
+        return shown
+    ref = escape(reference)
+    return Markup(str(shown).replace(str(ref), f'<span class="ref">{ref}</span>'))
 
 
 def _next_step(view: caseview.CaseView) -> str:
