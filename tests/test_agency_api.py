@@ -342,7 +342,7 @@ def test_the_whole_story_through_the_agency_api_only(hub, client, app_client, ag
     assert "MW-2026-0042" in page
     assert "une copie de la facture contestée" in page
     assert "Joignez aussi le relevé du compteur." in page
-    action = re.search(r'action="(/fr/track/[^"]+/reply/\d+)"', page).group(1)
+    action = re.search(r'action="(/fr/track/[^"]+/reply/\d+)(?:#[\w-]+)?"', page).group(1)
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     replied = app_client.post(
         action,

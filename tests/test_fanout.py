@@ -250,7 +250,7 @@ def test_after_the_consumer_answers_the_page_says_the_service_acts_not_the_consu
     assert f"Your answer is needed by {day}." in waiting
     assert "Expected answer by" not in waiting
     assert 'data-acts="consumer"' in waiting and f"Please answer by {day}." in waiting
-    action = re.search(r'action="(/en/track/[^"]+/reply/\d+)"', waiting).group(1)
+    action = re.search(r'action="(/en/track/[^"]+/reply/\d+)(?:#[\w-]+)?"', waiting).group(1)
     token = re.search(r'name="csrf_token" value="([^"]+)"', waiting).group(1)
     api = client.get(
         f"/api/v1/cases/{filed.reference}", headers={"Authorization": f"Bearer {filed.token}"}

@@ -36,6 +36,16 @@ TELECOM, MEDIATION, RAIL = "ombudsman-telecom", "consumer-mediation", "ombudsman
 # the "not found" state under frontdesk.not_found's handler)
 NOT_PAGES = {"frontdesk.letter", "frontdesk.download", "static", "admin.static", "web.healthz"}
 NOT_PAGES |= {"web.readyz", "web.metrics", "admin.home"}  # admin.home: a redirect to one's start
+# downloads (CSV, JSON, a zip, a document) and a redirect (the back office's language switch)
+NOT_PAGES |= {
+    "frontdesk.statistics_open_data",
+    "frontdesk.statistics_json",
+    "frontdesk.statistics_csv",
+    "admin.workspace_export",
+    "admin.workspace_document",
+    "admin.signals_csv",
+    "admin.language",
+}
 PASSWORD = "every page password"
 PARTS = ("year", "month", "day")
 
@@ -68,7 +78,9 @@ def settled(stack, reference, token, agency, status) -> None:
 
 
 def csrf(html: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, f"no CSRF token on the page: {html[:1500]}"
+    return found.group(1)
 
 
 def seed(stack) -> dict[str, tuple[str, str]]:
@@ -115,7 +127,9 @@ def front_desk(stack, pages: Pages, lang: str, cases) -> None:
     reference, _ = cases["answered"]
     if lang == "fr":  # one consumer answers (once: the page then shows the answer sent)
         tracking = s.get(f"{web}/{lang}/track/{reference}", timeout=10).text
-        reply = re.search(rf'action="(/{lang}/track/{reference}/reply/\d+)"', tracking).group(1)
+        reply = re.search(
+            rf'action="(/{lang}/track/{reference}/reply/\d+)(?:#[\w-]+)?"', tracking
+        ).group(1)
         sent = s.post(web + reply, data={"csrf_token": csrf(tracking), "text": "Voici."})
         assert sent.ok, sent.text[:500]
     reference, _ = cases["withdrawn"]
@@ -158,7 +172,9 @@ def front_desk(stack, pages: Pages, lang: str, cases) -> None:
     pages.keep(fresh.post(f"{web}/{lang}/track", data=refused, timeout=10), "open refused")
     reference, _ = cases["waiting"]
     tracking = s.get(f"{web}/{lang}/track/{reference}", timeout=10).text
-    action = re.search(rf'action="(/{lang}/track/{reference}/reply/\d+)"', tracking).group(1)
+    action = re.search(
+        rf'action="(/{lang}/track/{reference}/reply/\d+)(?:#[\w-]+)?"', tracking
+    ).group(1)
     pages.keep(
         s.post(web + action, data={"csrf_token": csrf(tracking), "text": ""}, timeout=10),
         "answer refused",
@@ -171,11 +187,21 @@ def back_office(stack, pages: Pages, cases) -> None:
         now = datetime.now(UTC)
         operator = accounts.ensure_demo(db, "olga-pages", "operator", None, now)
         staff = accounts.ensure_demo(db, "tom-pages", "agency", TELECOM, now)
+        inspector = accounts.ensure_demo(db, "ines-pages", "inspector", None, now)
     finally:
         db.dispose()
+    before = (
+        requests.Session()
+    )  # the pages before signing in: a reset asked, a link that is no more
+    forgot = before.get(f"{stack.web}/admin/forgot", timeout=10)
+    pages.keep(forgot, "forgot")
+    asked = {"csrf_token": csrf(forgot.text), "name": "nobody-pages"}
+    pages.keep(before.post(f"{stack.web}/admin/forgot", data=asked, timeout=10), "reset asked")
+    pages.keep(before.get(f"{stack.web}/admin/reset/not-a-link", timeout=10), "reset link unknown")
     for name, password, home in (
         ("olga-pages", operator, "/admin/flows"),
         ("tom-pages", staff, "/admin/agency"),
+        ("ines-pages", inspector, "/admin/signals"),
     ):
         s = requests.Session()
         login = s.get(f"{stack.web}/admin/login", timeout=10)
@@ -187,6 +213,7 @@ def back_office(stack, pages: Pages, cases) -> None:
         starts = [home, f"/admin/cases?q={cases['waiting'][0]}"]
         starts += [f"/admin/cases/{ref}" for ref, _ in cases.values()]
         starts += [f"/admin/agency/cases/{ref}" for ref, _ in cases.values()]
+        starts += [f"/admin/signals/cases/{ref}" for ref, _ in cases.values()]
         pages.crawl(s, starts, "/admin/", limit=6000)
 
 
