@@ -42,7 +42,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import urllib3
-from marshmallow import fields, validate
+from marshmallow import Schema, fields, validate
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
@@ -79,6 +79,29 @@ def max_response_bytes_field() -> fields.Integer:
         load_default=DEFAULT_MAX_RESPONSE_BYTES,
         validate=validate.Range(min=1024),
         metadata={"doc": "largest answer read from the agency; a larger one is refused"},
+    )
+
+
+class HttpSettings(Schema):
+    """The settings every HTTP transport's config has (REST, SOAP, webhook); their schemas
+    derive from this one, and `client_for` builds the pool from them."""
+
+    connect_timeout = fields.Float(load_default=3.05, validate=validate.Range(min=0.01))
+    read_timeout = fields.Float(load_default=10.0, validate=validate.Range(min=0.01))
+    verify_tls = fields.Boolean(load_default=True)
+    deadline_seconds = deadline_field()
+    max_response_bytes = max_response_bytes_field()
+
+
+def client_for(config: Mapping[str, Any], **kwargs: Any) -> HttpClient:
+    """The agency's connection pool with the HTTP settings of its (loaded) config."""
+    return HttpClient(
+        deadline_seconds=config["deadline_seconds"],
+        max_response_bytes=config["max_response_bytes"],
+        connect_timeout=config["connect_timeout"],
+        read_timeout=config["read_timeout"],
+        verify_tls=config["verify_tls"],
+        **kwargs,
     )
 
 

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from marshmallow import Schema, fields, validate
+from marshmallow import fields, validate
 
 from adapters.base import (
     ATTACHMENTS,
@@ -47,18 +47,16 @@ from adapters.base import (
     TransientError,
     dig,
 )
-from adapters.http import Answer, HttpClient, deadline_field, max_response_bytes_field
+from adapters.http import Answer, HttpSettings, client_for
 from adapters.wire import ChangesSchema, StatusSchema, opt_str, parse_time
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-class RestConfig(Schema):
+class RestConfig(HttpSettings):
     base_url = fields.Url(required=True, require_tld=False, metadata={"doc": "Agency API root"})
     api_key = fields.String(load_default=None, metadata={"secret": True})
     api_key_header = fields.String(load_default="X-API-Key")
-    connect_timeout = fields.Float(load_default=3.05, validate=validate.Range(min=0.01))
-    read_timeout = fields.Float(load_default=10.0, validate=validate.Range(min=0.01))
     submit_path = fields.String(load_default="/cases")
     reference_field = fields.String(load_default="id")
     changes_path = fields.String(load_default=None)
@@ -81,9 +79,6 @@ class RestConfig(Schema):
         },
     )
     health_path = fields.String(load_default="/health")
-    verify_tls = fields.Boolean(load_default=True)
-    deadline_seconds = deadline_field()
-    max_response_bytes = max_response_bytes_field()
 
 
 def _retry_after(response: Answer) -> float | None:
@@ -113,12 +108,8 @@ class RestAdapter(Adapter):
         headers = {"Accept": "application/json"}
         if self.config["api_key"]:
             headers[self.config["api_key_header"]] = self.config["api_key"]
-        self.http = HttpClient(
-            deadline_seconds=self.config["deadline_seconds"],
-            max_response_bytes=self.config["max_response_bytes"],
-            connect_timeout=self.config["connect_timeout"],
-            read_timeout=self.config["read_timeout"],
-            verify_tls=self.config["verify_tls"],
+        self.http = client_for(
+            self.config,
             headers=headers,
             maxsize=max(self.max_concurrency, self.config["poll_concurrency"]),
         )

@@ -71,7 +71,7 @@ from adapters.base import (
     TransientError,
     dig,
 )
-from adapters.http import Answer, HttpClient, deadline_field, max_response_bytes_field
+from adapters.http import Answer, HttpClient, HttpSettings, client_for
 from adapters.wire import ChangesSchema, StatusSchema, opt_str, parse_time
 
 # Where a relative `wsdl` path is looked for after the working directory: the source checkout
@@ -150,7 +150,7 @@ class MessageSchema(Schema):
     )
 
 
-class SoapConfig(Schema):
+class SoapConfig(HttpSettings):
     wsdl = fields.String(
         required=True,
         metadata={"doc": "WSDL file; relative paths from the working dir or the source checkout"},
@@ -194,11 +194,6 @@ class SoapConfig(Schema):
     password_digest = fields.Boolean(
         load_default=False, metadata={"doc": "send PasswordDigest instead of PasswordText"}
     )
-    connect_timeout = fields.Float(load_default=3.05, validate=validate.Range(min=0.01))
-    read_timeout = fields.Float(load_default=10.0, validate=validate.Range(min=0.01))
-    verify_tls = fields.Boolean(load_default=True)
-    deadline_seconds = deadline_field()
-    max_response_bytes = max_response_bytes_field()
 
     @validates_schema
     def _message_elements(self, data: Mapping[str, Any], **kwargs: Any) -> None:
@@ -217,12 +212,8 @@ class SoapAdapter(Adapter):
 
     def __init__(self, config: Mapping[str, Any]):
         super().__init__(config)
-        self.http = HttpClient(
-            deadline_seconds=self.config["deadline_seconds"],
-            max_response_bytes=self.config["max_response_bytes"],
-            connect_timeout=self.config["connect_timeout"],
-            read_timeout=self.config["read_timeout"],
-            verify_tls=self.config["verify_tls"],
+        self.http = client_for(
+            self.config,
         )
         self._last = threading.local()
         self._lock = threading.Lock()

@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate, validates
+from marshmallow import ValidationError, fields, validates
 from standardwebhooks.webhooks import Webhook
 
 from adapters.base import (
@@ -51,7 +51,7 @@ from adapters.base import (
     TransientError,
     dig,
 )
-from adapters.http import Answer, HttpClient, deadline_field, max_response_bytes_field
+from adapters.http import Answer, HttpSettings, client_for
 
 CREATED, MESSAGE, WITHDRAWN, PING = "case.created", "case.message", "case.withdrawn", "loket.ping"
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
@@ -70,7 +70,7 @@ def _secret_problem(value: str) -> str | None:
     return None
 
 
-class WebhookConfig(Schema):
+class WebhookConfig(HttpSettings):
     url = fields.Url(
         required=True,
         require_tld=False,
@@ -97,11 +97,6 @@ class WebhookConfig(Schema):
     send_attachments = fields.Boolean(
         load_default=True, metadata={"doc": "documents travel base64 in the event's data"}
     )
-    connect_timeout = fields.Float(load_default=3.05, validate=validate.Range(min=0.01))
-    read_timeout = fields.Float(load_default=10.0, validate=validate.Range(min=0.01))
-    verify_tls = fields.Boolean(load_default=True)
-    deadline_seconds = deadline_field()
-    max_response_bytes = max_response_bytes_field()
 
     @validates("secret")
     def _check_secret(self, value: str, **_: Any) -> None:
@@ -138,12 +133,8 @@ class WebhookAdapter(Adapter):
             Webhook(s) for s in [self.config["secret"], *self.config["previous_secrets"]]
         ]
         self._now = clock or (lambda: datetime.now(UTC))
-        self.http = HttpClient(
-            deadline_seconds=self.config["deadline_seconds"],
-            max_response_bytes=self.config["max_response_bytes"],
-            connect_timeout=self.config["connect_timeout"],
-            read_timeout=self.config["read_timeout"],
-            verify_tls=self.config["verify_tls"],
+        self.http = client_for(
+            self.config,
             headers={"Accept": "application/json"},
             maxsize=self.max_concurrency,
         )

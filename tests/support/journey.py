@@ -13,6 +13,7 @@ from datetime import date, datetime
 import requests
 
 from hub import lifecycle
+from tests.support import browser
 from tests.support.browser import Stack, mail_link
 from tests.support.env import wait_until
 
@@ -36,17 +37,10 @@ def answer_prechecks(page, go_on: str) -> None:
 
 
 def fill_date(page, name: str, when: date) -> None:
-    """A date field, as one input (type=date or text) or as the day, month and year of the
-    GOV.UK date pattern."""
-    single = page.locator(f"input#{name}")
-    if single.count():
-        kind = single.get_attribute("type")
-        single.fill(when.isoformat() if kind == "date" else when.strftime("%d/%m/%Y"))
-        return
-    for part, value in (("day", when.day), ("month", when.month), ("year", when.year)):
-        field = page.locator(f"input[id^='{name}'][id$='{part}']")
-        if field.count():
-            field.first.fill(str(value))
+    """A whole date in the form's day / month / year boxes (tests/support/browser.py), when the
+    form asks for that date (a complaint date only where a service counts from it)."""
+    if page.locator(f"#{name}-year").count():
+        browser.fill_date(page, name, when.isoformat())
 
 
 def fill_if_there(page, selector: str, value: str) -> None:
@@ -55,14 +49,12 @@ def fill_if_there(page, selector: str, value: str) -> None:
 
 
 def send_case(page, send: str, lang: str) -> str:
-    """Send the form; confirm a "check your answers" step if the front desk shows one. Returns
-    the case's reference from the confirmation page."""
+    """'Continue' on the form, then `send` on "check your answers". Returns the case's
+    reference from the confirmation page."""
+    browser.go_on_to_check(page)
+    assert not page.locator("#error-summary").count(), page.inner_text("#error-summary")
+    assert browser.on_check_page(page), page.url
     page.get_by_role("button", name=send).click()
-    for _ in range(2):
-        if re.search(rf"/{lang}/filed/LK-", page.url):
-            break
-        assert not page.locator("#error-summary").count(), page.inner_text("#error-summary")
-        page.locator("main form[method=post] button[type=submit]").last.click()
     page.wait_for_url(re.compile(rf"/{lang}/filed/LK-"))
     return page.locator("#reference").inner_text().strip()
 
