@@ -129,7 +129,7 @@ def test_an_ombudsman_asks_whether_the_trader_was_contacted_and_advises_when_not
     ]
     assert (
         decision.missing[0].question
-        == "Avez-vous d'abord adressé votre plainte par écrit au notaire lui-même ?"
+        == "Avez-vous d'abord adressé votre plainte par écrit au notaire lui-même\u00a0?"
     )
     refused = hub.router.route(
         route(answers={"contacted_trader": False, "court_case_pending": False})

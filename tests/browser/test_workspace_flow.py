@@ -43,13 +43,13 @@ def _file(stack) -> tuple[str, str]:
 def test_a_workspace_body_works_a_case_with_the_consumer_in_the_browser(browser, stack):
     password = _staff(stack)
     reference, token = _file(stack)
-    staff = new_page(browser, stack, "fr-BE")
+    staff = new_page(browser, stack, "fr-BE")  # the Médiateur works in French, and so does its back office
     consumer = new_page(browser, stack, "fr-BE")
     try:
         staff.goto("/admin/")
         staff.fill("#name", "claire-browser")
         staff.fill("#password", password)
-        staff.get_by_role("button", name="Sign in").click()
+        staff.get_by_role("button", name="Se connecter").click()
         staff.wait_for_url("**/admin/agency")
 
         def landed():
