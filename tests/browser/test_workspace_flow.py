@@ -43,7 +43,9 @@ def _file(stack) -> tuple[str, str]:
 def test_a_workspace_body_works_a_case_with_the_consumer_in_the_browser(browser, stack):
     password = _staff(stack)
     reference, token = _file(stack)
-    staff = new_page(browser, stack, "fr-BE")  # the Médiateur works in French, and so does its back office
+    staff = new_page(
+        browser, stack, "fr-BE"
+    )  # the Médiateur works in French, and so does its back office
     consumer = new_page(browser, stack, "fr-BE")
     try:
         staff.goto("/admin/")
