@@ -23,7 +23,7 @@ from loket_simulators.rest_agency import profiles
 from scheduler.worker import Worker
 from tests.support.cases import CASE, TELECOM
 from tests.support.env import API_KEYS, free_port, wait_http
-from tests.support.frontdesk import FORM, PDF, case_form
+from tests.support.frontdesk import FORM, PDF, case_form, hidden_fields
 
 PAGE_PERSON = {
     "consumer_name": "Griet Vandenbroucke",
@@ -76,12 +76,19 @@ def test_the_whole_flow_logs_no_code_name_email_phone_or_secret(
     consumer = requests.Session()
     form = FORM.format(lang="fr")
     answers = "?a_contacted_trader=yes&a_court_case_pending=no&a_trader_is_business=yes"
-    filed = consumer.post(
+    review = consumer.post(  # the form, then "check your answers", whose Send files the case
         web + form,
         data={
             "csrf_token": _token(consumer, web + form + answers),
             **case_form("fr", **PAGE_PERSON),
+            "step": "review",
         },
+        timeout=30,
+    )
+    assert 'name="step" value="send"' in review.text, review.text[:1000]
+    filed = consumer.post(
+        web + form,
+        data=hidden_fields(review.text),
         files={"attachments": ("facture.pdf", io.BytesIO(PDF), "application/pdf")},
         allow_redirects=True,
         timeout=30,

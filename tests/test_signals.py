@@ -265,7 +265,7 @@ def test_the_tracking_page_asks_for_a_rating_and_takes_it(hub, client):
 
 RATE_WORDS = {
     "nl": "Heeft dit antwoord uw probleem opgelost?",
-    "fr": "Cette réponse a-t-elle résolu votre problème ?",
+    "fr": "Cette réponse a-t-elle résolu votre problème\u00a0?",
     "de": "Hat diese Antwort Ihr Problem gelöst?",
     "en": "Did this answer solve your problem?",
 }

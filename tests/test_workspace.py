@@ -51,7 +51,7 @@ def test_a_case_lands_in_the_inbox_and_staff_acknowledge_it_with_their_reference
     assert reference in inbox and "à confirmer" in inbox and "français" in inbox
     page = f"/admin/agency/cases/{reference}"
     shown = text(staff.get(page, headers={"Accept-Language": "fr-BE"}))
-    assert "Langue du consommateur : français. Répondez en français." in shown
+    assert "Langue du consommateur\u00a0: français. Répondez en français." in shown
     for seen in ("Julie Lambert", "SWDE", "1240", "fuite après compteur", "Namur"):
         assert seen in shown, seen
     assert "Confirmer la réception" in shown and "Demander des informations" not in shown
