@@ -217,11 +217,14 @@ def revoke(hub: Hub, agency_id: str, *, by: str) -> str:
 
 
 def client(hub: Hub, client_id: str) -> ClientView | None:
-    """An active client by its id (None for an unknown or revoked one)."""
+    """An active client by its id (None for an unknown or revoked one). An id no client can
+    have (empty, too long, with a NUL, which PostgreSQL cannot even compare) is unknown."""
+    if not client_id or len(client_id) > 64 or "\x00" in client_id:
+        return None
     with hub.db.session(read_only=True) as s:
         row = s.scalars(
             select(AgencyClient).where(
-                AgencyClient.client_id == (client_id or "")[:64],
+                AgencyClient.client_id == client_id,
                 AgencyClient.revoked_at.is_(None),
             )
         ).first()

@@ -85,7 +85,8 @@ class Tracked:
             email,
             reference,
         )
-        mail = stack.wait_for_mail(email, reference)
+        # the confirmation: the one mail with the private link (a status mail may come first)
+        mail = stack.wait_for_mail(email, reference, body_has="?k=")
         self.link = mail_link(mail)
         self.token = self.link.split("?k=", 1)[1]
 
