@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hmac
 from functools import lru_cache
-from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -21,7 +20,6 @@ from hub import i18n
 from hub.problems import Problem
 
 bp = Blueprint("web", __name__, template_folder="templates")
-STATIC = str(Path(__file__).resolve().parent / "static")  # the app's /static (loket/app.py)
 
 
 @bp.get("/")
