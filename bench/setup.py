@@ -38,6 +38,7 @@ def agency_spec(agency_id: str, base_url: str, *, per_case: bool = False) -> dic
     return {
         "id": agency_id,
         "names": {lang: f"Bench {agency_id}" for lang in ("nl", "fr", "de", "en")},
+        "grammar": {lang: {"article": "none"} for lang in ("nl", "fr", "de", "en")},
         "body": "inspection",
         "handles": {"kinds": ["question", "complaint", "report", "mediation"], "domains": ["*"]},
         "languages": ["nl", "fr", "de", "en"],
