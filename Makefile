@@ -41,6 +41,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# The suite runs on every core (pytest-xdist; each worker process has its own databases, ports
+# and peers) and names its slowest tests, so a CI log shows where the time goes.
+PYTEST_ARGS ?= -n auto --durations=30
+
 test: install lint typecheck
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/loket mappings validate

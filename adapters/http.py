@@ -31,6 +31,7 @@ different things to REST and to SOAP.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import json as jsonlib
 import socket
 import threading
@@ -109,21 +110,70 @@ def client_for(config: Mapping[str, Any], **kwargs: Any) -> HttpClient:
 _call = threading.local()
 
 
+class _Watchdog:
+    """One thread for every connection's deadline: a call registers its socket and deadline
+    before sending and withdraws them when the headers are in; if the deadline passes first, the
+    socket is shut down. A timer thread per call would cost a thread start per delivery (the
+    hot path of a fast agency); this costs a lock and a heap push."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Any]] = []
+        self._live: dict[int, Any] = {}
+        self._seq = 0
+        self._thread: threading.Thread | None = None
+
+    def arm(self, deadline: float, conn: Any) -> int:
+        with self._cond:
+            self._seq += 1
+            token = self._seq
+            self._live[token] = conn
+            heapq.heappush(self._heap, (deadline, token, conn))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="http-watchdog", daemon=True)
+                self._thread.start()
+            elif self._heap[0][1] == token:
+                self._cond.notify()  # an earlier deadline than the one the thread waits for
+            return token
+
+    def disarm(self, token: int) -> None:
+        with self._cond:
+            self._live.pop(token, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._heap and self._heap[0][1] not in self._live:
+                    heapq.heappop(self._heap)  # withdrawn: the call finished in time
+                if not self._heap:
+                    self._cond.wait(30.0)
+                    continue
+                deadline, token, conn = self._heap[0]
+                wait = deadline - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+                self._live.pop(token, None)
+            conn._expire(token)
+
+
+_WATCHDOG = _Watchdog()
+
+
 class _Watched:
     """A connection whose sending and wait for the status line and headers end at the call's
-    deadline: a timer shuts the socket down then, so a peer that stops reading our request or
-    trickles its headers cannot hold the call (the body is bounded by the chunked read in
-    `HttpClient._read`; connecting by `connect_timeout`)."""
+    deadline: the shared watchdog shuts the socket down then, so a peer that stops reading our
+    request or trickles its headers cannot hold the call (the body is bounded by the chunked read
+    in `HttpClient._read`; connecting by `connect_timeout`)."""
 
     sock: socket.socket | None
-    _watchdog: threading.Timer | None = None
+    _watch: int | None = None
 
     def request(self, *args: Any, **kwargs: Any) -> Any:
         deadline = getattr(_call, "deadline", None)
         if deadline is not None:
-            self._watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), self._expire)
-            self._watchdog.daemon = True
-            self._watchdog.start()
+            self._watch = _WATCHDOG.arm(deadline, self)
         try:
             return super().request(*args, **kwargs)  # type: ignore[misc]
         except BaseException:
@@ -137,13 +187,13 @@ class _Watched:
             self._stop_watchdog()
 
     def _stop_watchdog(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
+        if self._watch is not None:
+            _WATCHDOG.disarm(self._watch)
+            self._watch = None
 
-    def _expire(self) -> None:
+    def _expire(self, token: int) -> None:
         sock = self.sock
-        if sock is not None:
+        if sock is not None and self._watch == token:  # not a later call on the same connection
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Connection, event, func, insert, select
 from sqlalchemy.orm import Session
 
+from hub import bulk
 from hub.models import AuditEntry, Case
 
 _DEFERRED = "loket.audit.deferred"
@@ -143,7 +144,7 @@ def heads(conn: Connection, case_ids: Iterable[int]) -> dict[int, str]:
             select(t.c.case_id, t.c.hash).where(
                 t.c.id.in_(
                     select(func.max(t.c.id))
-                    .where(t.c.case_id.in_(list(case_ids)))
+                    .where(bulk.any_of(t.c.case_id, case_ids, conn.dialect.name))
                     .group_by(t.c.case_id)
                 )
             )
@@ -244,7 +245,9 @@ def defer(
 
 
 @event.listens_for(Session, "before_commit")
-def _write_deferred(session: Session) -> None:
+def write_deferred(session: Session) -> None:
+    """Write the entries deferred so far (at commit, or earlier when an entry written now must
+    come after them)."""
     entries = session.info.pop(_DEFERRED, None)
     if not entries:
         return
@@ -254,7 +257,12 @@ def _write_deferred(session: Session) -> None:
     if case_ids and conn.dialect.name == "postgresql":
         # Writers of one case queue here so its chain never forks (SQLite has one writer).
         c = Case.__table__
-        conn.execute(select(c.c.id).where(c.c.id.in_(case_ids)).order_by(c.c.id).with_for_update())
+        conn.execute(
+            select(c.c.id)
+            .where(bulk.any_of(c.c.id, case_ids, conn.dialect.name))
+            .order_by(c.c.id)
+            .with_for_update()
+        )
     conn.execute(insert(AuditEntry.__table__), chained_rows(conn, entries))
 
 

@@ -152,13 +152,17 @@ class Settings:
     # Worker timing. poll_seconds, when set, overrides every agency's own poll schedule (demo, tests).
     dispatch_seconds: float = 1.0
     poll_seconds: float | None = None
-    lease_seconds: float = 60.0
+    # A claimed delivery's lease. Short, because a live worker renews its leases every third of it
+    # (its heartbeat): a killed worker's rows come back within this many seconds.
+    lease_seconds: float = 10.0
     # How long one worker may hold an agency's poll before another may take over (a dead worker
     # holds it this long). A poll that overruns it is harmless: applying updates is idempotent.
     poll_lease_seconds: float = 30.0
     # How often the worker refers not-competent lines on and marks late ones past due.
     housekeeping_seconds: float = 10.0
-    batch_size: int = 50
+    # Deliveries claimed at once per agency (its in-flight allowance and this worker's share of it
+    # may make it fewer); receipts are recorded in groups of up to half of it.
+    batch_size: int = 200
     max_body_bytes: int = 1024 * 1024
     mail: MailSettings = field(default_factory=MailSettings)
     # Signs the front desk's forms and session; None: a random key kept in <var_dir>/secret_key,

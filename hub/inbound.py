@@ -210,44 +210,44 @@ def late_unacknowledged(
         ]
 
 
-def check_shared_references(
-    db: Database, agency_id: str, references: set[str], now: datetime
-) -> int:
+def flag_shared_references(s: Session, agency_id: str, references: set[str], now: datetime) -> int:
     """After receipts are recorded: an agency reference now held by two lines of the agency
     (its numbering started over) is flagged for operators and in each case's evidence.
-    Returns how many references are shared."""
-    if not references:
-        return 0
+    Returns how many references are shared. One indexed query over the references given (not
+    over all the agency's lines); the holders are read only when one is shared."""
     shared = 0
-    with db.session() as s:
-        for chunk in _chunks(references):
-            rows = s.execute(
-                select(Assignment.agency_reference, Assignment.case_id, Case.reference)
-                .join(Case, Case.id == Assignment.case_id)
+    for chunk in _chunks(references):
+        twice = list(
+            s.scalars(
+                select(Assignment.agency_reference)
                 .where(
                     Assignment.agency_id == agency_id,
                     Assignment.agency_reference.in_(chunk),
-                    Assignment.agency_reference.in_(
-                        select(Assignment.agency_reference)
-                        .where(Assignment.agency_id == agency_id)
-                        .group_by(Assignment.agency_reference)
-                        .having(func.count(func.distinct(Assignment.case_id)) > 1)
-                    ),
                 )
-                .order_by(Assignment.id)
-            ).all()
-            holders: dict[str, list[tuple[int, str]]] = {}
-            for ref, case_id, case_ref in rows:
-                holders.setdefault(ref, []).append((case_id, case_ref))
-            for ref, cases in holders.items():
-                shared += 1
-                record_alert(
-                    s,
-                    agency_id,
-                    _shared(ref, sorted({c for _, c in cases})),
-                    now,
-                    tuple(i for i, _ in cases),
-                )
+                .group_by(Assignment.agency_reference)
+                .having(func.count(func.distinct(Assignment.case_id)) > 1)
+            )
+        )
+        if not twice:
+            continue
+        rows = s.execute(
+            select(Assignment.agency_reference, Assignment.case_id, Case.reference)
+            .join(Case, Case.id == Assignment.case_id)
+            .where(Assignment.agency_id == agency_id, Assignment.agency_reference.in_(twice))
+            .order_by(Assignment.id)
+        ).all()
+        holders: dict[str, list[tuple[int, str]]] = {}
+        for ref, case_id, case_ref in rows:
+            holders.setdefault(ref, []).append((case_id, case_ref))
+        for ref, cases in holders.items():
+            shared += 1
+            record_alert(
+                s,
+                agency_id,
+                _shared(ref, sorted({c for _, c in cases})),
+                now,
+                tuple(i for i, _ in cases),
+            )
     return shared
 
 

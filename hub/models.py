@@ -290,6 +290,17 @@ class StatusEvent(Base):
     assignment: Mapped[Assignment | None] = relationship()
 
 
+class WorkerBeat(Base):
+    """A running worker's heartbeat: `seen_at` moves every few seconds while it lives, and its
+    leases move with it. Claims divide an agency's in-flight allowance among the workers seen
+    lately, so several deliver to one agency at once and a killed one holds only its share."""
+
+    __tablename__ = "worker_beats"
+
+    worker_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
 class AgencyState(Base):
     """Per-agency delivery control shared by every worker: the circuit breaker and a manual pause.
 

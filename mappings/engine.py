@@ -466,10 +466,11 @@ class BreakerPolicy:
 class DeliveryPolicy:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
-    max_in_flight: int = 20  # leased deliveries to this agency at once, across all workers
-    concurrency: int = (
-        4  # deliveries one worker keeps in flight to this agency (if the adapter can)
-    )
+    # Deliveries leased to this agency at once, across all workers (each claims its share).
+    max_in_flight: int = 200
+    # Requests one worker has open to this agency at once, where the adapter can; used only
+    # when the agency answers slowly enough for overlapping to pay (a fast one is sent inline).
+    concurrency: int = 4
 
 
 _RNG = random.Random()
@@ -817,7 +818,7 @@ class _Reading:
         return DeliveryPolicy(
             RetryPolicy(**retry),
             breaker,
-            int(raw.get("max_in_flight", 20)),
+            int(raw.get("max_in_flight", 200)),
             int(raw.get("concurrency", 4)),
         )
 

@@ -54,12 +54,17 @@ from hub.outbox import DeliveryState
 from hub.services import Hub
 from mappings.engine import AgencyMapping, RenderError
 from mappings.names import NameForms
+from scheduler.wakeup import Waker
 
 log = logging.getLogger("loket.worker")
-# Receipts are recorded in groups of this many (or at the end of a batch): a handful of
-# statements for the group instead of a dozen per case. A crash before recording costs only a
-# repeat delivery with the same idempotency key, which the agency recognises.
-RECORD_EVERY = 25
+# Receipts are recorded in groups of up to this many (or at the end of a batch), on the lane's
+# recorder thread while the next group is sent: a fixed handful of statements per group. A crash
+# before recording costs only a repeat delivery with the same idempotency key, which the agency
+# recognises.
+RECORD_EVERY = 100
+# An agency answering faster than this is sent to inline, one request at a time: a hand-off to
+# a sending thread costs more than it would overlap. A slower one gets overlapping requests.
+OVERLAP_FROM_SECONDS = 0.02
 # Retention is counted in months and years: looking once an hour is plenty.
 RETENTION_EVERY = 3600.0
 
@@ -91,6 +96,44 @@ class DispatchStats:
         return self
 
 
+class _Recorder:
+    """Records a lane's receipts group by group on a thread of its own, so the database work of
+    one group overlaps sending the next; at most one group is being recorded at a time, and
+    `finish` waits for the last. A failure to record is raised on the lane's thread (its rows
+    keep their lease and are sent again, with the same idempotency keys)."""
+
+    def __init__(self, worker: Worker, mapping: AgencyMapping):
+        self.worker, self.mapping = worker, mapping
+        self.done: list[tuple[outbox.Claimed, Any, dict[str, Any]]] = []
+        self._writing: Future[int] | None = None
+        self._pool: ThreadPool | None = None
+
+    def flush(self) -> None:
+        if not self.done:
+            return
+        group, self.done = self.done, []
+        self._wait()
+        if self._pool is None:
+            self._pool = ThreadPool(max_workers=1, thread_name_prefix=f"record-{self.mapping.id}")
+        hub = self.worker.hub
+        self._writing = self._pool.submit(
+            outbox.complete_many, hub.db, group, hub.clock.now(), self.mapping
+        )
+
+    def _wait(self) -> None:
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            writing.result()
+
+    def finish(self) -> None:
+        try:
+            self.flush()
+            self._wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+
+
 class Worker:
     def __init__(self, hub: Hub, worker_id: str | None = None):
         self.hub = hub
@@ -102,6 +145,9 @@ class Worker:
         self._lane_pool = ThreadPool(
             max_workers=max(2, min(16, len(hub.directory.ids()))), thread_name_prefix="lane"
         )
+        self._held: set[int] = set()  # deliveries claimed by running lanes: their leases renew
+        self._senders: dict[str, ThreadPool] = {}  # per agency, for slow agencies only
+        self._latency: dict[str, float] = {}  # per agency: a moving average of its answer time
 
     # ----------------------------------------------------------------------------------- dispatch
 
@@ -137,90 +183,110 @@ class Worker:
                 self._lanes.discard(agency_id)
 
     def dispatch_agency(self, agency_id: str) -> DispatchStats:
-        """Claim and deliver this agency's due cases until none is due (or the worker stops)."""
+        """Claim and deliver this agency's due cases until none is due (or the worker stops).
+        Everything sent is recorded when this returns."""
         stats = DispatchStats()
         settings = self.hub.settings
         mapping = self.hub.directory[agency_id]
         if not mapping.connected:
             return stats  # a referral body: its lines have no outbox row, there is nothing to send
-        while not self._stop.is_set():
-            claimed = outbox.claim(
-                self.hub.db,
-                worker_id=self.worker_id,
-                now=self.hub.clock.now(),
-                lease_seconds=settings.lease_seconds,
-                limit=settings.batch_size,
-                agency_id=agency_id,
-                policy=mapping.delivery,
-            )
-            if not claimed:
-                break
-            if self._deliver_batch(claimed, mapping, stats):
-                return stats  # the breaker opened: the rest wait, no attempt burnt
-            if len(claimed) < settings.batch_size:
-                break
+        recorder = _Recorder(self, mapping)
+        held: set[int] = set()
+        try:
+            while not self._stop.is_set():
+                claimed = outbox.claim(
+                    self.hub.db,
+                    worker_id=self.worker_id,
+                    now=self.hub.clock.now(),
+                    lease_seconds=settings.lease_seconds,
+                    limit=settings.batch_size,
+                    agency_id=agency_id,
+                    policy=mapping.delivery,
+                )
+                if not claimed:
+                    break
+                ids = {c.delivery_id for c in claimed}
+                held |= ids
+                with self._lanes_lock:
+                    self._held |= ids
+                if self._deliver_batch(claimed, mapping, stats, recorder):
+                    break  # the breaker opened: the rest wait, no attempt burnt
+                if len(claimed) < settings.batch_size:
+                    break
+        finally:
+            try:
+                recorder.finish()
+            finally:  # recorded, failed, released or left to expire: no longer renewed
+                with self._lanes_lock:
+                    self._held -= held
         return stats
 
-    def _concurrency(self, mapping: AgencyMapping) -> int:
-        """How many deliveries to one agency a lane keeps in flight at once: the agency's
-        setting, capped by what its adapter can do from several threads."""
+    def heartbeat(self) -> int:
+        """Tell the others this worker lives and renew the leases its running lanes hold."""
+        with self._lanes_lock:
+            held = set(self._held)
+        return outbox.heartbeat(
+            self.hub.db, self.worker_id, self.hub.clock.now(), self.hub.settings.lease_seconds, held
+        )
+
+    def _width(self, mapping: AgencyMapping) -> int:
+        """How many requests to one agency a lane has open at once: one (sent inline on the
+        lane's thread) while the agency answers fast, since handing a send to another thread
+        costs more than it overlaps; up to the agency's `concurrency` (capped by what its
+        adapter can do from several threads) once its measured answer time makes overlap pay."""
+        latency = self._latency.get(mapping.id)
+        if latency is None or latency < OVERLAP_FROM_SECONDS:
+            return 1
         adapter = self.hub.directory.adapter(mapping.id)
         return max(1, min(mapping.delivery.concurrency, adapter.max_concurrency))
 
+    def _sender(self, mapping: AgencyMapping, width: int) -> ThreadPool:
+        """The lane's sending threads, kept for the worker's life (one pool per agency)."""
+        with self._lanes_lock:
+            pool = self._senders.get(mapping.id)
+            if pool is None or pool._max_workers < width:
+                if pool is not None:
+                    pool.shutdown(wait=False)
+                pool = ThreadPool(max_workers=width, thread_name_prefix=f"send-{mapping.id}")
+                self._senders[mapping.id] = pool
+            return pool
+
     def _deliver_batch(
-        self, claimed: list[outbox.Claimed], mapping: AgencyMapping, stats: DispatchStats
+        self,
+        claimed: list[outbox.Claimed],
+        mapping: AgencyMapping,
+        stats: DispatchStats,
+        recorder: _Recorder,
     ) -> bool:
-        """Send a claimed batch, a few at a time, recording receipts in groups. Sending is
-        adapter work only (threads overlap the waits); the database work stays on this thread.
+        """Send a claimed batch and hand its receipts to the recorder in groups (recorded on
+        another thread while the next group is sent). Sending is adapter work only; a failure
+        is recorded at once on this thread, since it may open the breaker.
         Returns True when a failure opened the agency's breaker (the unsent rest is released)."""
-        done: list[tuple[outbox.Claimed, Any, dict[str, Any]]] = []
         pending = deque(claimed)
         in_flight: deque[Future[Sent]] = deque()
-        width = self._concurrency(mapping)
-        pool = (
-            ThreadPool(max_workers=width, thread_name_prefix=f"send-{mapping.id}")
-            if width > 1
-            else None
-        )
-        try:
-            while pending or in_flight:
-                while pending and len(in_flight) < width and not self._stop.is_set():
-                    item = pending.popleft()
-                    in_flight.append(
-                        pool.submit(self._send, item, mapping)
-                        if pool
-                        else _done_future(self._send(item, mapping))
-                    )
-                if not in_flight:
-                    break  # stopping: the rest keep their lease and are retaken after it expires
-                opened = self._settle(in_flight.popleft().result(), mapping, stats, done)
-                if opened:
-                    while in_flight:  # already sent: their outcomes are recorded too
-                        self._settle(in_flight.popleft().result(), mapping, stats, done)
-                    outbox.release(self.hub.db, list(pending), self.hub.clock.now())
-                    return True
-                if len(done) >= RECORD_EVERY:
-                    self._record(done, mapping)
-            return False
-        finally:
-            if pool is not None:
-                pool.shutdown(wait=True)
-            self._record(done, mapping)
-
-    def _record(self, done: list, mapping: AgencyMapping) -> None:
-        """Record the receipts gathered so far in one transaction."""
-        if done:
-            outbox.complete_many(self.hub.db, done, self.hub.clock.now(), mapping)
-            references = {
-                receipt.agency_reference
-                for _, receipt, _ in done
-                if receipt is not None and receipt.agency_reference
-            }
-            if inbound.check_shared_references(
-                self.hub.db, mapping.id, references, self.hub.clock.now()
-            ):
-                log.warning("%s: an agency reference is held by more than one case", mapping.id)
-            done.clear()
+        group = max(1, min(RECORD_EVERY, self.hub.settings.batch_size // 2))
+        while pending or in_flight:
+            width = self._width(mapping)
+            while pending and len(in_flight) < width and not self._stop.is_set():
+                item = pending.popleft()
+                in_flight.append(
+                    self._sender(mapping, width).submit(self._send, item, mapping)
+                    if width > 1
+                    else _done_future(self._send(item, mapping))
+                )
+            if not in_flight:
+                break  # stopping: the rest keep their lease and are retaken after it expires
+            opened = self._settle(in_flight.popleft().result(), mapping, stats, recorder)
+            if opened:
+                while in_flight:  # already sent: their outcomes are recorded too
+                    self._settle(in_flight.popleft().result(), mapping, stats, recorder)
+                recorder.flush()
+                outbox.release(self.hub.db, list(pending), self.hub.clock.now())
+                return True
+            if len(recorder.done) >= group:
+                recorder.flush()
+        recorder.flush()
+        return False
 
     def _send(self, item: outbox.Claimed, mapping: AgencyMapping) -> Sent:
         """The adapter call alone (no database): safe to run on a sending thread."""
@@ -283,19 +349,24 @@ class Worker:
             return Sent(
                 item, payload, None, TransientError(f"unexpected {type(exc).__name__}: {exc}")
             )
-        metrics.DELIVERY_SECONDS.labels(item.agency_id).observe(time.perf_counter() - started)
+        took = time.perf_counter() - started
+        metrics.DELIVERY_SECONDS.labels(item.agency_id).observe(took)
+        before = self._latency.get(item.agency_id)
+        self._latency[item.agency_id] = took if before is None else before + (took - before) / 8
         return Sent(item, payload, receipt, None)
 
-    def _settle(self, sent: Sent, mapping: AgencyMapping, stats: DispatchStats, done: list) -> bool:
+    def _settle(
+        self, sent: Sent, mapping: AgencyMapping, stats: DispatchStats, recorder: _Recorder
+    ) -> bool:
         """What a send came to: a receipt joins `done`; a failure is recorded now. True when
         the failure opened the agency's breaker."""
         item = sent.item
         if sent.error is None:
-            done.append((item, sent.receipt, sent.payload))
+            recorder.done.append((item, sent.receipt, sent.payload))
             stats.delivered += 1
             outcome = "duplicate" if sent.receipt.duplicate else "delivered"
             metrics.DELIVERIES.labels(item.agency_id, outcome).inc()
-            log.info(
+            log.debug(
                 "delivered %s %s to %s as %s",
                 item.kind,
                 item.case_reference,
@@ -532,12 +603,13 @@ class Worker:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
         )
         now = self.hub.clock.now()
+        # Dispatch is not a job: `run` starts its loop, woken by new deliveries (scheduler/wakeup.py).
         scheduler.add_job(
-            self.dispatch_tick,
+            self.heartbeat,
             "interval",
-            seconds=self.hub.settings.dispatch_seconds,
-            id="dispatch",
-            name="start lanes for agencies with due deliveries",
+            seconds=max(0.5, self.hub.settings.lease_seconds / 3),
+            id="heartbeat",
+            name="renew the leases of running lanes; count this worker in the fair share",
             next_run_time=now,
         )
         for agency_id, mapping in agencies.items():
@@ -565,7 +637,7 @@ class Worker:
         scheduler.add_job(
             self.send_notifications,
             "interval",
-            seconds=self.hub.settings.dispatch_seconds,
+            seconds=max(1.0, self.hub.settings.dispatch_seconds),
             id="notify",
             name="mail consumers",
             next_run_time=now,
@@ -631,8 +703,33 @@ class Worker:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         log.info("worker %s started: %d agencies", self.worker_id, len(self.hub.directory.ids()))
+        dispatcher = threading.Thread(target=self.dispatch_loop, name="dispatch", daemon=True)
+        dispatcher.start()
         try:
             self.scheduler.start()
         finally:
+            self._stop.set()
+            dispatcher.join(timeout=self.hub.settings.dispatch_seconds + 5)
             self._lane_pool.shutdown(wait=True)  # in-flight deliveries finish and are recorded
+            for pool in self._senders.values():
+                pool.shutdown(wait=True)
+            try:
+                outbox.retire(self.hub.db, self.worker_id)
+            except Exception:  # the database is gone: the beat simply grows old
+                log.warning("worker %s could not sign off", self.worker_id)
             self.hub.directory.close()
+
+    def dispatch_loop(self) -> None:
+        """Start lanes for agencies with due deliveries, then wait until new deliveries are
+        queued (PostgreSQL NOTIFY) or `dispatch_seconds` pass (retries fall due by the clock).
+        While lanes drain, a wake-up only starts lanes for other agencies."""
+        waker = Waker(self.hub.db.url, self._stop)
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.dispatch_tick()
+                except Exception:
+                    log.exception("dispatch tick failed")
+                waker.wait(self.hub.settings.dispatch_seconds)
+        finally:
+            waker.close()

@@ -17,7 +17,9 @@ from hub.outbox.claim import (
     counts_by_agency,
     documents_for,
     due_condition,
+    heartbeat,
     release,
+    retire,
 )
 from hub.outbox.deadletters import Attempt, DeadLetter, ResendResult, dead_letters, resend
 from hub.outbox.record import Failed, complete, complete_many, fail, record_receipt
@@ -43,7 +45,9 @@ __all__ = [
     "documents_for",
     "due_condition",
     "fail",
+    "heartbeat",
     "record_receipt",
     "release",
     "resend",
+    "retire",
 ]

@@ -9,6 +9,7 @@ worker is the supported setup (writes are serialised by BEGIN IMMEDIATE).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,8 +19,9 @@ from sqlalchemy.orm import selectinload
 
 from adapters.base import Attachment as AttachmentValue
 from hub import control
+from hub.bulk import any_of
 from hub.canonical import case_document, document_from_rows
-from hub.db import Database
+from hub.db import Database, insert_if_missing
 from hub.models import (
     Assignment,
     Attachment,
@@ -29,6 +31,7 @@ from hub.models import (
     DeliveryState,
     Message,
     Party,
+    WorkerBeat,
 )
 from hub.outbox.rows import CASE
 from mappings.engine import DeliveryPolicy
@@ -101,20 +104,31 @@ def claim(
         admitted = control.admit(state, now, lease_seconds)
         if admitted == 0:
             return []
-        in_flight = (
-            s.scalar(
-                select(func.count())
-                .select_from(Delivery)
-                .where(
-                    Delivery.agency_id == agency_id,
-                    Delivery.state == LEASED,
-                    Delivery.lease_expires_at > now,
-                )
+        in_flight, mine = s.execute(
+            select(
+                func.count(),
+                func.count().filter(Delivery.leased_by == worker_id),
             )
-            or 0
-        )
+            .select_from(Delivery)
+            .where(
+                Delivery.agency_id == agency_id,
+                Delivery.state == LEASED,
+                Delivery.lease_expires_at > now,
+            )
+        ).one()
         room = max(0, policy.max_in_flight - in_flight)
-        n = min(limit, room, admitted if admitted is not None else limit)
+        # This worker's fair share of the allowance: the workers alive lately divide it, so
+        # several deliver to one agency at once and a killed one holds only its share.
+        live = s.scalar(
+            select(func.count())
+            .select_from(WorkerBeat)
+            .where(
+                WorkerBeat.seen_at > now - timedelta(seconds=lease_seconds),
+                WorkerBeat.worker_id != worker_id,
+            )
+        )
+        share = -(-policy.max_in_flight // (1 + (live or 0))) - (mine or 0)
+        n = min(limit, room, share, admitted if admitted is not None else limit)
         if n <= 0:
             return []
         t = Delivery.__table__
@@ -241,25 +255,27 @@ def documents_for(s, assignment_ids: list[int], need: set[int]) -> dict[int, Lin
     retries send the stored payload) and the case's files. A case with several lines (a
     referral) needs its history, which the ORM path builds."""
     at, ct, pt, att = Assignment.__table__, Case.__table__, Party.__table__, Attachment.__table__
-    lines = {r.id: r for r in s.connection().execute(select(at).where(at.c.id.in_(assignment_ids)))}
-    case_ids = {line.case_id for line in lines.values()}
-    cases = {r.id: r for r in s.connection().execute(select(ct).where(ct.c.id.in_(case_ids)))}
+    conn = s.connection()
+    dialect = conn.dialect.name
+    lines = {
+        r.id: r for r in conn.execute(select(at).where(any_of(at.c.id, assignment_ids, dialect)))
+    }
+    case_ids = sorted({line.case_id for line in lines.values()})
+    cases = {r.id: r for r in conn.execute(select(ct).where(any_of(ct.c.id, case_ids, dialect)))}
     parties: dict[int, dict[str, Any]] = {}
-    for p in s.connection().execute(select(pt).where(pt.c.case_id.in_(case_ids))):
+    for p in conn.execute(select(pt).where(any_of(pt.c.case_id, case_ids, dialect))):
         parties.setdefault(p.case_id, {})[p.role] = p
     files: dict[int, list[Any]] = {}
-    for f in s.connection().execute(
-        select(att).where(att.c.case_id.in_(case_ids), att.c.message_id.is_(None))
+    for f in conn.execute(
+        select(att).where(any_of(att.c.case_id, case_ids, dialect), att.c.message_id.is_(None))
     ):
         files.setdefault(f.case_id, []).append(f)
     counts = dict(
-        s.connection()
-        .execute(
+        conn.execute(
             select(at.c.case_id, func.count())
-            .where(at.c.case_id.in_(case_ids))
+            .where(any_of(at.c.case_id, case_ids, dialect))
             .group_by(at.c.case_id)
-        )
-        .all()
+        ).all()
     )
     out = {}
     for aid, line in lines.items():
@@ -307,3 +323,41 @@ def release(db: Database, items: list[Claimed], now: datetime) -> int:
                 s.execute(delete(DeliveryAttempt).where(DeliveryAttempt.id == item.attempt_id))
                 released += 1
     return released
+
+
+def heartbeat(
+    db: Database, worker_id: str, now: datetime, lease_seconds: float, held: Iterable[int] = ()
+) -> int:
+    """A live worker's beat: it is seen now, and the leases of the deliveries it is working on
+    (`held`: claimed by a lane that is still running) run `lease_seconds` from now. Leases are
+    short, so a killed worker's rows come back within seconds, and renewed while the work is
+    alive, however long a send takes; a lane that died stops holding its rows, which then
+    expire like a killed worker's. Returns the leases renewed."""
+    renewed = 0
+    with db.session() as s:
+        seen = s.execute(
+            update(WorkerBeat).where(WorkerBeat.worker_id == worker_id).values(seen_at=now)
+        )
+        if not seen.rowcount:
+            insert_if_missing(s, WorkerBeat, "worker_id", worker_id=worker_id, seen_at=now)
+        ids = sorted(held)
+        for i in range(0, len(ids), 1000):
+            renewed += (
+                s.execute(
+                    update(Delivery)
+                    .where(
+                        Delivery.id.in_(ids[i : i + 1000]),
+                        Delivery.state == LEASED,
+                        Delivery.leased_by == worker_id,
+                    )
+                    .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+                ).rowcount
+                or 0
+            )
+    return renewed
+
+
+def retire(db: Database, worker_id: str) -> None:
+    """A worker stopping cleanly leaves the share count at once."""
+    with db.session() as s:
+        s.execute(delete(WorkerBeat).where(WorkerBeat.worker_id == worker_id))

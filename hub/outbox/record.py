@@ -10,16 +10,28 @@ tests/test_write_paths.py holds the two equal.
 
 from __future__ import annotations
 
+import logging
 import random as _random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, bindparam, func, insert, select, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    String,
+    bindparam,
+    cast,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, selectinload
 
 from adapters.base import AdapterError, ContractViolation, Receipt
-from hub import audit, control, inbound, lifecycle
+from hub import audit, bulk, control, inbound, lifecycle
 from hub.db import Database
 from hub.models import (
     Assignment,
@@ -34,6 +46,8 @@ from hub.models import (
 from hub.outbox.claim import Claimed
 from hub.outbox.rows import CASE, MESSAGE
 from mappings.engine import AgencyMapping, DeliveryPolicy, RetryPolicy
+
+log = logging.getLogger("loket.worker")
 
 LEASED, DONE, RETRY, DEAD = (
     DeliveryState.LEASED,
@@ -135,6 +149,10 @@ def complete(
         if inbound.has_parked(s, mapping.id):  # statuses that came before this receipt
             inbound.apply_unmatched(s, mapping, a, now)
         lifecycle.refresh_case(a.case, now)
+        if receipt.agency_reference and inbound.flag_shared_references(
+            s, mapping.id, {receipt.agency_reference}, now
+        ):
+            log.warning("%s: an agency reference is held by more than one case", mapping.id)
         return True
 
 
@@ -180,64 +198,95 @@ def complete_many(
     now: datetime,
     mapping: AgencyMapping,
 ) -> int:
-    """Record a batch of receipts from one agency in one transaction; returns how many were new.
+    """Record a group of receipts from one agency in one transaction; returns how many were new.
 
-    A lane delivers a batch and records it here in a handful of Core statements instead of a
-    dozen ORM round trips per case. Nothing is lost if the worker dies before: the leases
-    expire, the cases are sent again with the same idempotency keys, and the agency answers with
-    the cases it already has. Receipts another worker recorded meanwhile are skipped.
+    A lane delivers a group and records it here in a fixed handful of statements, whatever its
+    size (hub/bulk.py): one UPDATE for the attempts, one `UPDATE ... FROM unnest(...)
+    WHERE state <> 'done' RETURNING` for the deliveries on PostgreSQL (its RETURNING is exactly
+    the receipts no other worker recorded meanwhile; SQLite, one writer, reads them first), then
+    one statement per table for the lines, events, evidence and cases of exactly those rows. Nothing is lost if the worker dies before: the leases expire, the
+    cases are sent again with the same idempotency keys, and the agency answers with the cases
+    it already has. An agency reference now held by two cases is flagged in the same
+    transaction (`inbound.flag_shared_references`).
     """
     if not done:
         return 0
     deliveries_t, attempts_t = Delivery.__table__, DeliveryAttempt.__table__
     with db.session() as s:
         conn = s.connection()
-        query = (
-            select(
-                deliveries_t.c.id,
-                deliveries_t.c.state,
-                deliveries_t.c.kind,
-                deliveries_t.c.assignment_id,
-                deliveries_t.c.idempotency_key,
-            )
-            .where(deliveries_t.c.id.in_([c.delivery_id for c, _, _ in done]))
-            .order_by(deliveries_t.c.id)
-        )
-        if db.dialect == "postgresql":
-            query = query.with_for_update()
-        rows = {r.id: r for r in conn.execute(query)}
+        dialect = conn.dialect.name
         conn.execute(
             update(attempts_t)
-            .where(attempts_t.c.id == bindparam("attempt_id"))
-            .values(finished_at=now, outcome="ok", error=None),
-            [{"attempt_id": c.attempt_id} for c, _, _ in done],
+            .where(bulk.any_of(attempts_t.c.id, sorted(c.attempt_id for c, _, _ in done), dialect))
+            .values(finished_at=now, outcome="ok", error=None)
         )
-        fresh = [(c, r, p) for c, r, p in done if rows[c.delivery_id].state != DONE]
+        finished = {
+            "state": DONE,
+            "delivered_at": now,
+            "updated_at": now,
+            "lease_expires_at": None,
+            "leased_by": None,
+            "last_error": None,
+            "last_error_kind": None,
+        }
+        returned = (
+            deliveries_t.c.id,
+            deliveries_t.c.kind,
+            deliveries_t.c.assignment_id,
+            deliveries_t.c.idempotency_key,
+        )
+        by_id = sorted(((c.delivery_id, p) for c, _, p in done), key=lambda r: r[0])
+        if dialect == "postgresql":
+            sent = bulk.unnest("sent", {"delivery_id": BigInteger(), "new_payload": JSON()}, by_id)
+            rows = {
+                r.id: r
+                for r in conn.execute(
+                    update(deliveries_t)
+                    .where(deliveries_t.c.id == sent.c.delivery_id, deliveries_t.c.state != DONE)
+                    .values(
+                        **finished,
+                        payload=func.coalesce(
+                            deliveries_t.c.payload, cast(sent.c.new_payload, JSON)
+                        ),
+                    )
+                    .returning(*returned)
+                )
+            }
+        else:  # one writer at a time: read which are not done yet, then one executemany
+            rows = {
+                r.id: r
+                for r in conn.execute(
+                    select(*returned).where(
+                        deliveries_t.c.id.in_([i for i, _ in by_id]), deliveries_t.c.state != DONE
+                    )
+                )
+            }
+            if rows:
+                conn.execute(
+                    update(deliveries_t)
+                    .where(deliveries_t.c.id == bindparam("delivery_id"))
+                    .values(
+                        **finished,
+                        payload=func.coalesce(
+                            deliveries_t.c.payload, bindparam("new_payload", type_=JSON)
+                        ),
+                    ),
+                    [{"delivery_id": i, "new_payload": p} for i, p in by_id if i in rows],
+                )
+        fresh = [(c, r, p) for c, r, p in done if c.delivery_id in rows]
         if not fresh:
             return 0
         control.reachable(s, mapping.id, now)
-        conn.execute(
-            update(deliveries_t)
-            .where(deliveries_t.c.id == bindparam("delivery_id"))
-            .values(
-                state=DONE,
-                delivered_at=now,
-                updated_at=now,
-                lease_expires_at=None,
-                leased_by=None,
-                last_error=None,
-                last_error_kind=None,
-                payload=func.coalesce(deliveries_t.c.payload, bindparam("new_payload", type_=JSON)),
-            ),
-            [{"delivery_id": c.delivery_id, "new_payload": p} for c, _, p in fresh],
-        )
         messages = [(c, r) for c, r, _ in fresh if rows[c.delivery_id].kind == MESSAGE]
         for c, r in messages:
             _message_delivered(s, s.get(Delivery, c.delivery_id), r, now, mapping)
         cases_ = [(c, r) for c, r, _ in fresh if rows[c.delivery_id].kind == CASE]
         if cases_:
-            sent = {c.delivery_id: p for c, _, p in fresh}
-            _record_receipts(s, rows, cases_, now, mapping, sent)
+            _record_receipts(s, rows, cases_, now, mapping, {c.delivery_id: p for c, _, p in fresh})
+        references = {r.agency_reference for _, r, _ in fresh if r.agency_reference}
+        audit.write_deferred(s)  # what was applied above (parked statuses) comes first
+        if inbound.flag_shared_references(s, mapping.id, references, now):
+            log.warning("%s: an agency reference is held by more than one case", mapping.id)
         return len(fresh)
 
 
@@ -249,8 +298,8 @@ def _record_receipts(
     mapping: AgencyMapping,
     sent: dict[int, Any],
 ) -> None:
-    """`record_receipt` for a group, in Core statements, one per table: the same moves, events
-    and evidence (built by the same functions); each case's one status is recomputed."""
+    """`record_receipt` for a group, one statement per table: the same moves, events and
+    evidence (built by the same functions); each case's one status is recomputed."""
     conn = s.connection()
     at, ev, au, ca = (
         Assignment.__table__,
@@ -263,7 +312,7 @@ def _record_receipts(
         r.id: r
         for r in conn.execute(
             select(at.c.id, at.c.case_id, at.c.status, at.c.agency_id)
-            .where(at.c.id.in_(assignment_ids))
+            .where(bulk.any_of(at.c.id, assignment_ids, conn.dialect.name))
             .order_by(at.c.id)  # one lock order for every worker
             .with_for_update()  # a concurrent poll parks or applies, never both
         )
@@ -280,14 +329,7 @@ def _record_receipts(
                 line.status, lifecycle.SENT, message=message, kind="delivered"
             )
             status, change = plan.status, plan.event
-        moves.append(
-            {
-                "aid": line.id,
-                "ref": receipt.agency_reference,
-                "prov": receipt.provisional,
-                "st": status,
-            }
-        )
+        moves.append((line.id, receipt.agency_reference, receipt.provisional, status))
         events.append(
             {
                 "case_id": line.case_id,
@@ -307,18 +349,36 @@ def _record_receipts(
                 ),
             }
         )
-    conn.execute(
-        update(at)
-        .where(at.c.id == bindparam("aid"))
-        .values(
-            agency_reference=bindparam("ref"),
-            agency_reference_provisional=bindparam("prov"),
-            status=bindparam("st"),
-            updated_at=now,
-        ),
-        moves,
-    )
-    conn.execute(insert(ev), events)
+    moves.sort()
+    if conn.dialect.name == "postgresql":
+        moved = bulk.unnest(
+            "moved",
+            {"aid": BigInteger(), "ref": String(), "prov": Boolean(), "st": String()},
+            moves,
+        )
+        conn.execute(
+            update(at)
+            .where(at.c.id == moved.c.aid)
+            .values(
+                agency_reference=moved.c.ref,
+                agency_reference_provisional=moved.c.prov,
+                status=moved.c.st,
+                updated_at=now,
+            )
+        )
+    else:
+        conn.execute(
+            update(at)
+            .where(at.c.id == bindparam("aid"))
+            .values(
+                agency_reference=bindparam("ref"),
+                agency_reference_provisional=bindparam("prov"),
+                status=bindparam("st"),
+                updated_at=now,
+            ),
+            [{"aid": a, "ref": r, "prov": p, "st": st} for a, r, p, st in moves],
+        )
+    conn.execute(insert(ev), events)  # executemany: SQLAlchemy sends multi-row INSERTs
     conn.execute(insert(au), audit.chained_rows(conn, evidence))
     if inbound.has_parked(s, mapping.id):  # statuses that came before these receipts
         for a in s.scalars(
@@ -329,37 +389,50 @@ def _record_receipts(
             inbound.apply_unmatched(s, mapping, a, now)
             lifecycle.refresh_case(a.case, now)
         return
-    lines: dict[int, list[tuple[str, str | None, bool]]] = {}
-    for case_id, status, stage in conn.execute(
-        select(at.c.case_id, at.c.status, at.c.stage).where(at.c.case_id.in_(case_ids))
+    case_lines: dict[int, list[tuple[str, str | None, bool]]] = {}
+    current: dict[int, str] = {}
+    for case_id, status, stage, case_status in conn.execute(
+        select(at.c.case_id, at.c.status, at.c.stage, ca.c.status)
+        .join(ca, ca.c.id == at.c.case_id)
+        .where(bulk.any_of(at.c.case_id, case_ids, conn.dialect.name))
     ):
-        lines.setdefault(case_id, []).append((status, stage, False))
-    current = dict(conn.execute(select(ca.c.id, ca.c.status).where(ca.c.id.in_(case_ids))).all())
+        case_lines.setdefault(case_id, []).append((status, stage, False))
+        current[case_id] = case_status
     notify = []
     new_status: dict[int, str] = {}
     for case_id in case_ids:
         # The same rule as refresh_case (lifecycle.case_status). Whether the consumer answered
         # a waiting line needs the timeline: such a (rare) case goes the ORM way too.
-        waiting = any(st == lifecycle.WAITING_FOR_CONSUMER for st, _, _ in lines[case_id])
-        new_status[case_id] = new = lifecycle.case_status(lines[case_id])
+        waiting = any(st == lifecycle.WAITING_FOR_CONSUMER for st, _, _ in case_lines[case_id])
+        new_status[case_id] = new = lifecycle.case_status(case_lines[case_id])
         if waiting or (new != current[case_id] and new in lifecycle.NOTIFY_ON):
             notify.append(case_id)  # rare here (sent is not one): the ORM path tells the consumer
-    quiet = [{"cid": cid, "st": new_status[cid]} for cid in case_ids if cid not in notify]
-    if quiet:  # (an empty parameter list would run the UPDATE once, unbound)
+    quiet = [(cid, new_status[cid]) for cid in case_ids if cid not in notify]
+    if quiet and conn.dialect.name == "postgresql":
+        moved_cases = bulk.unnest("moved_cases", {"cid": BigInteger(), "st": String()}, quiet)
+        conn.execute(
+            update(ca)
+            .where(ca.c.id == moved_cases.c.cid)
+            .values(status=moved_cases.c.st, updated_at=now)
+        )
+    elif quiet:
         conn.execute(
             update(ca)
             .where(ca.c.id == bindparam("cid"))
             .values(status=bindparam("st"), updated_at=now),
-            quiet,
+            [{"cid": cid, "st": st} for cid, st in quiet],
         )
-    for case in s.scalars(
-        select(Case)
-        .where(Case.id.in_(notify))
-        .options(
-            selectinload(Case.assignments), selectinload(Case.events), selectinload(Case.parties)
-        )
-    ):
-        lifecycle.refresh_case(case, now)
+    if notify:
+        for case in s.scalars(
+            select(Case)
+            .where(Case.id.in_(notify))
+            .options(
+                selectinload(Case.assignments),
+                selectinload(Case.events),
+                selectinload(Case.parties),
+            )
+        ):
+            lifecycle.refresh_case(case, now)
 
 
 # ------------------------------------------------------------------------------------- failures

@@ -1,0 +1,38 @@
+"""Whole-group statements that stay one cached statement whatever the group's size.
+
+A group of receipts updates many rows with a value each. Built as `VALUES (...), (...)` or an
+`IN (...)` list, the SQL text changes with every group size: SQLAlchemy compiles it anew and
+psycopg parses it anew each time, which costs more than the rows. On PostgreSQL the values go
+as one array per column instead (`unnest(:ids, :payloads) AS rows(id, payload)`, `= ANY(:ids)`):
+one text, compiled once, prepared by the driver. SQLite has no arrays; there the same update is
+an executemany of one cached statement, which its driver runs in C.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import ARRAY, JSON, BigInteger, Text, bindparam, func
+from sqlalchemy.types import TypeEngine
+
+
+def any_of(column: Any, ids: Iterable[int], dialect: str) -> Any:
+    """`column = ANY(:ids)` on PostgreSQL (one statement text for any count), else IN."""
+    if dialect == "postgresql":
+        return column == func.any(bindparam(None, list(ids), type_=ARRAY(BigInteger), unique=True))
+    return column.in_(list(ids))
+
+
+def unnest(name: str, columns: dict[str, TypeEngine], rows: list[tuple[Any, ...]]) -> Any:
+    """PostgreSQL: the rows as a derived table `name(col, ...)` from one array per column.
+    A JSON column travels as text (cast it back where it is used: `as_json`)."""
+    arrays = []
+    for i, (col, type_) in enumerate(columns.items()):
+        values = [row[i] for row in rows]
+        if isinstance(type_, JSON):
+            values = [None if v is None else json.dumps(v) for v in values]
+            type_ = Text()
+        arrays.append(bindparam(f"{name}_{col}", values, type_=ARRAY(type_)))
+    return func.unnest(*arrays).table_valued(*columns).render_derived(name=name)
