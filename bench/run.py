@@ -13,12 +13,19 @@ Figures (medians of repeated runs, with the spread):
 4. scale: status lookup and operator search p50/p99 at a large case count; worker RSS.
 5. scale-out: deliveries per second with 1, 2 and 4 workers on PostgreSQL.
 6. stats: the public statistics page p50/p99 at 1,000,000 cases (read from daily rollups).
+Next to each throughput figure, the CPU milliseconds per item of the processes doing the work
+(per delivery, per filing), and one idle worker's CPU.
 Correctness is checked as it goes: the sink counts exactly N distinct cases, rows equal 2xx.
+
+`--only` measures those figures and merges their rows into the existing RESULTS.md (the others
+keep theirs, each re-measured row says when and by what command); the plot is redrawn only when
+every series it shows was measured.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -94,8 +101,30 @@ class Report:
         )
 
 
-def spread(values: list[float]) -> str:
-    return f"{min(values):,.1f}-{max(values):,.1f} (n={len(values)})"
+def spread(values: list[float], digits: int = 1) -> str:
+    return f"{min(values):,.{digits}f}-{max(values):,.{digits}f} (n={len(values)})"
+
+
+def _tree_cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system) used so far by these processes and their live descendants:
+    gunicorn's and Celery's pool workers are children of the process the benchmark started, and
+    their CPU is part of the cost of the item. A child that already exited is not counted."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            top = psutil.Process(pid)
+            tree = [top, *top.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for proc in tree:
+            try:
+                times = proc.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+    return total
 
 
 def env_for(url: str, agencies: Path | None = None, routing: Path | None = None) -> dict[str, str]:
@@ -143,14 +172,16 @@ def intake(report: Report, quick: bool, work: Path) -> None:
     lua.write_text(LUA.replace("{body}", json.dumps(CASE)))
     for backend in ("sqlite", "postgresql"):
         loket_rates, minimal_rates = [], []
+        cpu: dict[str, list[float]] = {"loket": [], "minimal": []}
         for run in range(runs):
             for who in ("loket", "minimal"):
                 procs = Processes(work / "logs")
                 try:
-                    rate = _intake_once(procs, who, backend, seconds, lua, work, run)
+                    rate, ms = _intake_once(procs, who, backend, seconds, lua, work, run)
                 finally:
                     procs.stop_all()
                 (loket_rates if who == "loket" else minimal_rates).append(rate)
+                cpu[who].append(ms)
         lo, mi = statistics.median(loket_rates), statistics.median(minimal_rates)
         report.add(
             Row(
@@ -163,11 +194,23 @@ def intake(report: Report, quick: bool, work: Path) -> None:
                 lo / mi >= 0.8,
             )
         )
+        report.add(
+            Row(
+                f"server CPU per filing, {backend}",
+                statistics.median(cpu["loket"]),
+                statistics.median(cpu["minimal"]),
+                "ms",
+                f"Loket {spread(cpu['loket'], 2)}; minimal {spread(cpu['minimal'], 2)}",
+                note="gunicorn master + 2 workers, CPU during wrk / requests (the database's not "
+                "counted)",
+            )
+        )
 
 
 def _intake_once(
     procs: Processes, who: str, backend: str, seconds: int, lua: Path, work: Path, run: int
-) -> float:
+) -> tuple[float, float]:
+    """(requests/s, the server's CPU milliseconds per request)"""
     port = free_port()
     if backend == "sqlite":
         db_file = work / f"intake-{who}-{run}.db"
@@ -180,16 +223,18 @@ def _intake_once(
     try:
         if who == "loket":
             upgrade(url)
-            procs.start(
+            server = procs.start(
                 f"intake-{who}",
                 ["-m", "loket.cli", "serve", "--port", str(port), "--workers", "2", "--quiet"],
-                env_for(url),
+                # wrk files from one address: the per-address API limit (20 per hour) would
+                # refuse all but the first; it is still counted, as in production
+                {**env_for(url), "LOKET_API_FILING_LIMIT": "100000000 per hour"},
             )
         else:
             from bench.peers.minimal_intake import prepare
 
             prepare(url)
-            procs.start(
+            server = procs.start(
                 f"intake-{who}",
                 [
                     "-m",
@@ -210,7 +255,9 @@ def _intake_once(
             60,
             f"{who} to serve",
         )
+        cpu_before = _tree_cpu([server.pid])
         rps, total, bad = wrk(base + "/api/v1/cases", seconds, lua)
+        cpu_ms = (_tree_cpu([server.pid]) - cpu_before) * 1000 / max(total, 1)
         if bad:
             raise AssertionError(f"{who} on {backend}: {bad} non-2xx responses")
         db = Database(url)
@@ -221,7 +268,7 @@ def _intake_once(
         # every 2xx is a stored case (+1 for the readiness probe; wrk may cut a last request)
         if not (total <= rows <= total + 1 + 16):
             raise AssertionError(f"{who} on {backend}: {rows} rows for {total} requests")
-        return rps
+        return rps, cpu_ms
     finally:
         if ctx is not None:
             procs.stop_all()
@@ -251,7 +298,11 @@ def _drain_loket(
     n: int,
     sink: str,
     rss: list[float] | None = None,
+    cpu: list[float] | None = None,
 ) -> float:
+    """Deliveries/s from the sink's first to its last receipt. `cpu` gets the workers' CPU
+    milliseconds per delivery over the same stretch: from the first receipt the sink saw until
+    every row is committed as done (start-up and imports are not a delivery's cost)."""
     db = Database(url)
     reset_deliveries(db)
     requests.post(sink + "/_reset", timeout=5)
@@ -260,21 +311,37 @@ def _drain_loket(
         for i in range(workers)
     ]
 
+    pids = [p.pid for p in started]
+    baseline: list[tuple[float, int]] = []
+
     def done() -> bool:
         if rss is not None:
-            rss.append(max(_rss_mb(p.pid) for p in started))
-        return _sink_stats(sink)["distinct"] >= n
+            rss.append(max(_rss_mb(pid) for pid in pids))
+        distinct = _sink_stats(sink)["distinct"]
+        if distinct and not baseline:
+            baseline.append((_tree_cpu(pids), distinct))
+        return distinct >= n
+
+    from hub.models import Delivery, DeliveryState
+
+    def undone() -> int:
+        with db.session(read_only=True) as s:
+            return s.scalar(
+                select(func.count())
+                .select_from(Delivery)
+                .where(Delivery.state != DeliveryState.DONE)
+            )
 
     wait_until(done, 900, "Loket to drain the backlog", interval=0.1)
+    if cpu is not None:
+        with contextlib.suppress(TimeoutError):  # rows not done are reported below
+            wait_until(lambda: undone() == 0, 30, "the last receipts to be committed")
+        cpu0, seen = baseline[0] if baseline else (0.0, 0)
+        cpu.append((_tree_cpu(pids) - cpu0) * 1000 / max(n - seen, 1))
     for p in started:
         procs.stop(p)
     stats = _sink_stats(sink)
-    with db.session(read_only=True) as s:
-        from hub.models import Delivery, DeliveryState
-
-        left = s.scalar(
-            select(func.count()).select_from(Delivery).where(Delivery.state != DeliveryState.DONE)
-        )
+    left = undone()
     db.dispose()
     if stats["distinct"] != n or left:
         raise AssertionError(f"Loket: sink holds {stats['distinct']} cases of {n}; {left} not done")
@@ -292,9 +359,19 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _drain_raw(procs: Processes, sink: str, payload: Path, processes: int, n: int) -> float:
+def _drain_raw(
+    procs: Processes,
+    sink: str,
+    payload: Path,
+    processes: int,
+    n: int,
+    cpu: list[float] | None = None,
+) -> float:
+    """Deliveries/s of plain posting processes; `cpu` gets their CPU milliseconds per delivery
+    (each process reports its posting loop's CPU, start-up not counted)."""
     requests.post(sink + "/_reset", timeout=5)
     share = n // processes
+    cpu_files = [payload.parent / f"raw-cpu-{processes}-{i}" for i in range(processes)]
     started = [
         procs.start(
             f"raw-{processes}-{i}",
@@ -309,19 +386,27 @@ def _drain_raw(procs: Processes, sink: str, payload: Path, processes: int, n: in
                 str(share if i < processes - 1 else n - share * i),
                 "--offset",
                 str(i * share),
+                "--cpu-file",
+                str(cpu_files[i]),
             ],
         )
         for i in range(processes)
     ]
     for p in started:
         p.wait(timeout=900)
+    if cpu is not None:
+        cpu.append(sum(float(f.read_text()) for f in cpu_files) * 1000 / n)
     stats = _sink_stats(sink)
     if stats["distinct"] != n:
         raise AssertionError(f"raw: sink holds {stats['distinct']} of {n}")
     return (n - 1) / stats["span"]
 
 
-def _drain_celery(procs: Processes, sink: str, payload: dict, n: int) -> float:
+def _drain_celery(
+    procs: Processes, sink: str, payload: dict, n: int, cpu: list[float] | None = None
+) -> float:
+    """Deliveries/s of Celery; `cpu` gets the CPU milliseconds per delivery of its worker and
+    prefork pool, from the sink's first receipt to its last."""
     from bench.peers.celery_app import app, post_case
 
     requests.post(sink + "/_reset", timeout=5)
@@ -349,7 +434,18 @@ def _drain_celery(procs: Processes, sink: str, payload: dict, n: int) -> float:
             "WARNING",
         ],
     )
-    wait_until(lambda: _sink_stats(sink)["distinct"] >= n, 900, "Celery to drain", interval=0.1)
+    baseline: list[tuple[float, int]] = []
+
+    def done() -> bool:
+        distinct = _sink_stats(sink)["distinct"]
+        if distinct and not baseline:
+            baseline.append((_tree_cpu([worker.pid]), distinct))
+        return distinct >= n
+
+    wait_until(done, 900, "Celery to drain", interval=0.1)
+    if cpu is not None:
+        cpu0, seen = baseline[0] if baseline else (0.0, 0)
+        cpu.append((_tree_cpu([worker.pid]) - cpu0) * 1000 / max(n - seen, 1))
     worker.send_signal(signal.SIGTERM)
     worker.wait(timeout=60)
     stats = _sink_stats(sink)
@@ -390,9 +486,17 @@ def delivery(report: Report, quick: bool, work: Path, scaleout: bool) -> None:
             env = env_for(url, agencies, routing)
             rss: list[float] = []
             best: dict[int, float] = {}
+            lo_cpu: dict[int, list[float]] = {1: [], 2: []}
+            raw_cpu: dict[int, list[float]] = {1: [], 2: []}
             for workers in (1, 2):
-                lo = [_drain_loket(procs, url, env, workers, n, sink, rss) for _ in range(runs)]
-                raw = [_drain_raw(procs, sink, payload_file, workers, n) for _ in range(runs)]
+                lo = [
+                    _drain_loket(procs, url, env, workers, n, sink, rss, lo_cpu[workers])
+                    for _ in range(runs)
+                ]
+                raw = [
+                    _drain_raw(procs, sink, payload_file, workers, n, raw_cpu[workers])
+                    for _ in range(runs)
+                ]
                 report.add(
                     Row(
                         f"delivery/s, {workers} worker(s) vs raw limit",
@@ -407,7 +511,8 @@ def delivery(report: Report, quick: bool, work: Path, scaleout: bool) -> None:
                 report.series.setdefault("Loket", []).append((workers, statistics.median(lo)))
                 report.series.setdefault("raw", []).append((workers, statistics.median(raw)))
                 best[workers] = statistics.median(lo)
-            celery = [_drain_celery(procs, sink, payload, n) for _ in range(runs)]
+            celery_cpu: list[float] = []
+            celery = [_drain_celery(procs, sink, payload, n, celery_cpu) for _ in range(runs)]
             for workers, rate in sorted(best.items()):
                 report.add(
                     Row(
@@ -418,6 +523,21 @@ def delivery(report: Report, quick: bool, work: Path, scaleout: bool) -> None:
                         f"Celery {spread(celery)}",
                         ">= 1.5x Celery",
                         rate / statistics.median(celery) >= 1.5,
+                    )
+                )
+            for workers in (1, 2):
+                ms = statistics.median(lo_cpu[workers])
+                report.add(
+                    Row(
+                        f"worker CPU per delivery, {workers} worker(s), PostgreSQL",
+                        ms,
+                        statistics.median(raw_cpu[workers]),
+                        "ms",
+                        f"Loket {spread(lo_cpu[workers], 2)}; raw {spread(raw_cpu[workers], 2)}",
+                        "<= 0.5 ms",
+                        ms <= 0.5,
+                        f"Celery (prefork 8, worker + pool) {statistics.median(celery_cpu):.2f} ms, "
+                        f"{spread(celery_cpu, 2)}; the database's CPU not counted",
                     )
                 )
             report.add(
@@ -431,10 +551,54 @@ def delivery(report: Report, quick: bool, work: Path, scaleout: bool) -> None:
                     max(rss) < 200,
                 )
             )
+            idle_worker(report, procs, agencies, routing, quick)
             if scaleout:
                 _scaleout(report, procs, url, env, n, sink, runs)
     finally:
         procs.stop_all()
+
+
+def idle_worker(
+    report: Report, procs: Processes, agencies: Path, routing: Path, quick: bool
+) -> None:
+    """One `loket worker` with the shipped timings on an empty database with the bench agency:
+    what a quiet deployment pays to keep it running (its dispatch ticks and housekeeping)."""
+    settle, window = 3.0, 10.0 if quick else 20.0
+    print(f"idle worker ({window:.0f} s)", flush=True)
+    with pg_database("loket_bench_idle") as url:
+        upgrade(url)
+        env = {
+            "LOKET_DATABASE_URL": url,
+            "LOKET_AGENCIES_DIR": str(agencies),
+            "LOKET_ROUTING_FILE": str(routing),
+            "LOKET_SMTP_PORT": str(free_port()),
+        }
+        worker = procs.start("worker-idle", ["-m", "loket.cli", "worker"], env)
+        log = procs.logdir / "worker-idle.log"
+        try:
+            wait_until(lambda: "started:" in log.read_text(errors="replace"), 60, "the worker")
+            time.sleep(settle)
+            cpu0, t0 = _tree_cpu([worker.pid]), time.monotonic()
+            time.sleep(window)
+            cpu1, t1 = _tree_cpu([worker.pid]), time.monotonic()
+            if worker.poll() is not None:
+                raise AssertionError(f"the idle worker exited ({worker.returncode}); see {log}")
+        finally:
+            procs.stop(worker)
+    share = (cpu1 - cpu0) / (t1 - t0) * 100
+    report.add(
+        Row(
+            "idle worker CPU",
+            share,
+            None,
+            "% of a core",
+            f"{cpu1 - cpu0:.2f} CPU s over {t1 - t0:.0f} s after {settle:.0f} s settling",
+            "< 1 % of a core",
+            share < 1,
+            "1 worker, shipped timings (dispatch every 1 s, housekeeping every 10 s), empty "
+            "PostgreSQL database, 1 bench agency polled hourly",
+        )
+    )
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -460,10 +624,10 @@ def _scaleout(
     sink_pid = procs.procs[0].pid
     base = None
     for workers in (1, 2, 4):
-        rates, sink_cpu, machine_cpu = [], [], []
+        rates, sink_cpu, machine_cpu, worker_cpu = [], [], [], []
         for _ in range(runs):
             c0, (b0, t0), w0 = _cpu_seconds(sink_pid), _machine_busy(), time.monotonic()
-            rates.append(_drain_loket(procs, url, env, workers, n, sink))
+            rates.append(_drain_loket(procs, url, env, workers, n, sink, cpu=worker_cpu))
             c1, (b1, t1), w1 = _cpu_seconds(sink_pid), _machine_busy(), time.monotonic()
             sink_cpu.append((c1 - c0) / (w1 - w0))
             machine_cpu.append((b1 - b0) / (t1 - t0))
@@ -486,6 +650,7 @@ def _scaleout(
                 spread(rates),
                 "2 workers >= 1.7x one" if workers == 2 else "",
                 (median / base >= 1.7) if workers == 2 else None,
+                f"worker CPU {statistics.median(worker_cpu):.2f} ms per delivery; "
                 f"sink CPU {statistics.median(sink_cpu):.0%}, machine CPU "
                 f"{statistics.median(machine_cpu):.0%}; saturated: {saturated}",
             )
@@ -732,6 +897,14 @@ READING = [
     "  (in groups) before the row counts as done. The raw limit posts and forgets; Celery acks",
     "  the message but records nothing about the case. On two cores the worker, the database and",
     "  the sink compete for the same CPU, which the scale-out rows show (4 workers saturate it).",
+    "- **CPU per item** rows divide the CPU time (user + system, read with psutil) of the",
+    "  processes doing the work by the items they did; the database's CPU is in none of them.",
+    "  Per delivery: the `loket worker` processes from the sink's first receipt until every row",
+    "  is committed as done; the raw posters' posting loop (start-up not counted); Celery's worker",
+    "  with its prefork pool (in the row's note). Per filing: the gunicorn master and its two",
+    "  workers while `wrk` ran, divided by its requests. **Idle worker CPU** is one `loket worker`",
+    "  with the shipped timings (dispatch every second, housekeeping every 10 s) on an empty",
+    "  database with the bench agency, over 20 s after 3 s of settling.",
     "- **Scale-out** names what saturated: the sink when it uses more than 90 % of its core, the",
     "  machine's CPUs when they are more than 90 % busy; two cores cannot show a 4-worker gain.",
     "- **Statistics page** reads only the daily rollups (`stat_rollups`, recomputed by the",
@@ -742,32 +915,88 @@ READING = [
 ]
 
 
-def write_results(report: Report, command: str, quick: bool) -> None:
-    lines = [
-        "# Benchmark results",
-        "",
+# Which --only choice measures a row, by the start of its figure, in RESULTS.md's order.
+SECTIONS = {
+    "intake": ("intake req/s", "server CPU per filing"),
+    "delivery": ("delivery/s", "worker CPU per delivery", "worker RSS", "idle worker CPU"),
+    "scaleout": ("scale-out",),
+    "polling": ("one poll cycle",),
+    "scale": ("status lookup", "operator search"),
+    "stats": ("statistics page",),
+}
+# The plot shows delivery throughput (delivery, scale-out) and latency at scale.
+PLOTTED = {"delivery", "scaleout", "scale"}
+TABLE_HEAD = [
+    "| figure | Loket | denominator | ratio | spread | goal | met |",
+    "|---|---|---|---|---|---|---|",
+]
+
+
+def _section(figure: str) -> str | None:
+    return next((k for k, starts in SECTIONS.items() if figure.startswith(starts)), None)
+
+
+def _row_line(r: Row, stamp: str = "") -> str:
+    ratio = f"{r.ratio:.2f}" if r.ratio is not None else ""
+    digits = 2 if r.denominator is not None and r.denominator < 10 else 1
+    den = f"{r.denominator:,.{digits}f} {r.unit}" if r.denominator is not None else ""
+    met = {True: "yes", False: "**no**", None: ""}[r.met]
+    spread_note = r.spread + (f"; {r.note}" if r.note else "") + (f" ({stamp})" if stamp else "")
+    return (
+        f"| {r.figure} | {r.loket:,.2f} {r.unit} | {den} | {ratio} | {spread_note} "
+        f"| {r.goal} | {met} |"
+    )
+
+
+def _merged_rows(report: Report, stamp: str) -> tuple[str | None, list[str]]:
+    """The existing RESULTS.md's first line after the title and its table, with the sections this
+    run measured replaced by the new rows (each stamped) and every other row kept as it was."""
+    if not RESULTS.exists():
+        return None, [_row_line(r, stamp) for r in report.rows]
+    text_lines = RESULTS.read_text().splitlines()
+    header = next((ln for ln in text_lines if ln.startswith("Machine:")), None)
+    old = [ln for ln in text_lines if ln.startswith("| ") and ln not in TABLE_HEAD]
+    new: dict[str | None, list[str]] = {}
+    for r in report.rows:
+        new.setdefault(_section(r.figure), []).append(_row_line(r, stamp))
+    rows: list[str] = []
+    for section in [*SECTIONS, None]:
+        if section in new:
+            rows += new[section]
+        else:
+            rows += [ln for ln in old if _section(ln.split("|")[1].strip()) == section]
+    return header, rows
+
+
+def write_results(report: Report, command: str, quick: bool, only: set[str] | None) -> None:
+    """Write RESULTS.md: the whole table after a full run; after `--only`, the measured rows
+    merged into the existing table. The plot is redrawn only when all its series were measured,
+    so a partial run does not leave it with series missing."""
+    header = (
         f"Machine: {machine()}. Date: {now_iso()}. Command: `{command}`"
         + (" (QUICK: smoke sizes, not the figures to quote)" if quick else "")
-        + ".",
-        "",
-        "| figure | Loket | denominator | ratio | spread | goal | met |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in report.rows:
-        ratio = f"{r.ratio:.2f}" if r.ratio is not None else ""
-        den = f"{r.denominator:,.1f} {r.unit}" if r.denominator is not None else ""
-        met = {True: "yes", False: "**no**", None: ""}[r.met]
-        spread_note = r.spread + (f"; {r.note}" if r.note else "")
-        lines.append(
-            f"| {r.figure} | {r.loket:,.2f} {r.unit} | {den} | {ratio} | {spread_note} "
-            f"| {r.goal} | {met} |"
-        )
+        + "."
+    )
+    if only is None:
+        rows = [_row_line(r) for r in report.rows]
+    else:
+        stamp = f"measured {now_iso()} by `{command}`" + (", QUICK: smoke sizes" if quick else "")
+        old_header, rows = _merged_rows(report, stamp)
+        header = old_header or header
+    lines = ["# Benchmark results", "", header, "", *TABLE_HEAD, *rows]
     if report.notes:
         lines += ["", *[f"- {n}" for n in report.notes]]
     lines += ["", "![scale-out and latency](results.png)", "", *READING, ""]
     RESULTS.write_text("\n".join(lines))
-    _plot(report)
-    print(f"wrote {RESULTS.relative_to(ROOT)} and {PLOT.relative_to(ROOT)}", flush=True)
+    if only is None or PLOTTED.issubset(only | ({"delivery"} if "scaleout" in only else set())):
+        _plot(report)
+        print(f"wrote {RESULTS.relative_to(ROOT)} and {PLOT.relative_to(ROOT)}", flush=True)
+    else:
+        print(
+            f"merged {len(report.rows)} row(s) into {RESULTS.relative_to(ROOT)}; kept "
+            f"{PLOT.relative_to(ROOT)} (this run did not measure all of its series)",
+            flush=True,
+        )
 
 
 def _plot(report: Report) -> None:
@@ -828,13 +1057,12 @@ def main() -> None:
         scale(report, args.quick, work)
     if "stats" in only:
         stats_page(report, args.quick, work, args.stats_cases)
-    write_results(
-        report,
-        "make bench"
-        + (" QUICK=1" if args.quick else "")
-        + (f" (--only {' '.join(sorted(only))})" if args.only else ""),
-        args.quick,
-    )
+    if args.only:
+        command = "python -m bench.run" + (" --quick" if args.quick else "")
+        command += f" --only {' '.join(sorted(only))}"
+        write_results(report, command, args.quick, only)
+    else:
+        write_results(report, "make bench" + (" QUICK=1" if args.quick else ""), args.quick, None)
 
 
 if __name__ == "__main__":
