@@ -855,6 +855,30 @@ def _from_parked(row: UnmatchedUpdate) -> StatusUpdate:
     )
 
 
+def parked_for(
+    s: Session, agency_id: str, agency_references: set[str], case_references: set[str]
+) -> tuple[set[str], set[str]]:
+    """Which of these agency references and case references have updates waiting for their
+    receipt (`apply_unmatched` matches on either): one indexed query for a whole group, so
+    only the lines that have one take the slow way."""
+    if not agency_references and not case_references:
+        return set(), set()
+    rows = s.execute(
+        select(UnmatchedUpdate.agency_reference, UnmatchedUpdate.case_reference).where(
+            UnmatchedUpdate.agency_id == agency_id,
+            UnmatchedUpdate.resolved_at.is_(None),
+            or_(
+                UnmatchedUpdate.agency_reference.in_(sorted(agency_references)),
+                UnmatchedUpdate.case_reference.in_(sorted(case_references)),
+            ),
+        )
+    ).all()
+    return (
+        {r for r, _ in rows if r in agency_references},
+        {c for _, c in rows if c in case_references},
+    )
+
+
 def has_parked(s: Session, agency_id: str) -> bool:
     """Whether any update of this agency waits for its receipt (usually not: one cheap query)."""
     return (

@@ -36,6 +36,7 @@ from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
+from sqlalchemy.exc import OperationalError
 
 from adapters.base import (
     MESSAGES,
@@ -115,10 +116,17 @@ class _Recorder:
         self._wait()
         if self._pool is None:
             self._pool = ThreadPool(max_workers=1, thread_name_prefix=f"record-{self.mapping.id}")
+        self._writing = self._pool.submit(self._write, group)
+
+    def _write(self, group: list[tuple[outbox.Claimed, Any, dict[str, Any]]]) -> int:
+        """Record a group; once more if the database gave up on the transaction (a deadlock
+        or serialisation failure with another worker): receipts already recorded are skipped."""
         hub = self.worker.hub
-        self._writing = self._pool.submit(
-            outbox.complete_many, hub.db, group, hub.clock.now(), self.mapping
-        )
+        try:
+            return outbox.complete_many(hub.db, group, hub.clock.now(), self.mapping)
+        except OperationalError as exc:
+            log.warning("recording %d receipts of %s again: %s", len(group), self.mapping.id, exc)
+            return outbox.complete_many(hub.db, group, hub.clock.now(), self.mapping)
 
     def _wait(self) -> None:
         if self._writing is not None:

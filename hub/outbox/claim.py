@@ -342,14 +342,23 @@ def heartbeat(
             insert_if_missing(s, WorkerBeat, "worker_id", worker_id=worker_id, seen_at=now)
         ids = sorted(held)
         for i in range(0, len(ids), 1000):
+            # In id order, skipping rows another transaction holds (the lane's recorder marking
+            # them done): a beat never waits for, or deadlocks with, the work it keeps alive.
+            pick = (
+                select(Delivery.id)
+                .where(
+                    any_of(Delivery.id, ids[i : i + 1000], db.dialect),
+                    Delivery.state == LEASED,
+                    Delivery.leased_by == worker_id,
+                )
+                .order_by(Delivery.id)
+            )
+            if db.dialect == "postgresql":
+                pick = pick.with_for_update(skip_locked=True)
             renewed += (
                 s.execute(
                     update(Delivery)
-                    .where(
-                        Delivery.id.in_(ids[i : i + 1000]),
-                        Delivery.state == LEASED,
-                        Delivery.leased_by == worker_id,
-                    )
+                    .where(Delivery.id.in_(pick))
                     .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
                 ).rowcount
                 or 0

@@ -311,7 +311,8 @@ def _record_receipts(
     lines = {
         r.id: r
         for r in conn.execute(
-            select(at.c.id, at.c.case_id, at.c.status, at.c.agency_id)
+            select(at.c.id, at.c.case_id, at.c.status, at.c.agency_id, ca.c.reference)
+            .join(ca, ca.c.id == at.c.case_id)
             .where(bulk.any_of(at.c.id, assignment_ids, conn.dialect.name))
             .order_by(at.c.id)  # one lock order for every worker
             .with_for_update()  # a concurrent poll parks or applies, never both
@@ -319,9 +320,11 @@ def _record_receipts(
     }
     case_ids = sorted({line.case_id for line in lines.values()})
     moves, events, evidence = [], [], []
+    received = []
     for c, receipt in items:
         d = rows[c.delivery_id]
         line = lines[d.assignment_id]
+        received.append((line, receipt))
         message = _delivered_message(mapping, receipt)
         status, change = line.status, {"message": message, "kind": "delivered"}
         if _goes_to_sent(line.status):
@@ -380,15 +383,33 @@ def _record_receipts(
         )
     conn.execute(insert(ev), events)  # executemany: SQLAlchemy sends multi-row INSERTs
     conn.execute(insert(au), audit.chained_rows(conn, evidence))
-    if inbound.has_parked(s, mapping.id):  # statuses that came before these receipts
+    # Statuses the agency sent before these receipts were recorded wait (parked); the lines they
+    # name take the ORM way (apply, then the case's status with its mails), the rest stay here.
+    refs = {line.id: receipt.agency_reference for line, receipt in received}
+    parked_refs, parked_cases = inbound.parked_for(
+        s,
+        mapping.id,
+        {r for r in refs.values() if r},
+        {line.reference for line in lines.values()},
+    )
+    slow = sorted(
+        aid
+        for aid, line in lines.items()
+        if line.reference in parked_cases or (refs.get(aid) and refs[aid] in parked_refs)
+    )
+    if slow:
         for a in s.scalars(
             select(Assignment)
-            .where(Assignment.id.in_(assignment_ids))
+            .where(Assignment.id.in_(slow))
+            .order_by(Assignment.id)
             .options(selectinload(Assignment.case).selectinload(Case.assignments))
         ):
             inbound.apply_unmatched(s, mapping, a, now)
             lifecycle.refresh_case(a.case, now)
-        return
+        done_cases = {lines[aid].case_id for aid in slow}
+        case_ids = [cid for cid in case_ids if cid not in done_cases]
+        if not case_ids:
+            return
     case_lines: dict[int, list[tuple[str, str | None, bool]]] = {}
     current: dict[int, str] = {}
     for case_id, status, stage, case_status in conn.execute(
