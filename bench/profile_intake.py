@@ -10,6 +10,7 @@ temporary directory unless a database URL is given.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -44,22 +45,44 @@ def main() -> None:
     args = parser.parse_args()
     url = args.database_url or f"sqlite:///{Path(tempfile.mkdtemp()) / 'profile.db'}"
     upgrade(url)
-    hub = Hub.from_settings(Settings(database_url=url))
+    # One address files every case, as under wrk: lift the limits per address (API filings)
+    # and per recipient (confirmation mails) so that none is refused and each writes every row.
+    # They are still counted, as in production.
+    unlimited = "1000000 per hour"
+    hub = Hub.from_settings(
+        Settings(database_url=url, api_filing_limit=unlimited, confirmation_mail_limit=unlimited)
+    )
     client = create_app(hub=hub).test_client()
-    for _ in range(20):  # warm caches (statement shapes, schemas) before measuring
-        client.post("/api/v1/cases", json=CASE)
+    filings = list(_filings(args.cases + 20))
+    for body, environ in filings[:20]:  # warm caches (statement shapes, schemas) first
+        client.post("/api/v1/cases", data=body, content_type=JSON, environ_base=environ)
     profiler = Profiler(interval=0.0005)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     profiler.start()
-    for _ in range(args.cases):
-        answer = client.post("/api/v1/cases", json=CASE)
+    for body, environ in filings[20:]:
+        answer = client.post("/api/v1/cases", data=body, content_type=JSON, environ_base=environ)
         if answer.status_code != 201:
             raise SystemExit(f"filing failed: {answer.status_code} {answer.get_data(as_text=True)}")
     profiler.stop()
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     print(profiler.output_text(unicode=True, color=False, show_all=False))
-    print(f"{args.cases} cases in {elapsed:.2f} s: {1000 * elapsed / args.cases:.2f} ms each")
+    # CPU time too: on a shared machine the wall clock also counts other processes' turns (and,
+    # for PostgreSQL, the server's share of the work, which the CPU time leaves out).
+    print(
+        f"{args.cases} cases in {elapsed:.2f} s: {1000 * elapsed / args.cases:.2f} ms each, "
+        f"{1000 * cpu / args.cases:.2f} ms CPU in this process"
+    )
     print(_stages(profiler))
+
+
+JSON = "application/json"
+
+
+def _filings(n: int) -> list[tuple[bytes, dict[str, str]]]:
+    """The benchmark's case n times, from one address, as `make bench` files it; encoded before
+    the clock starts (the client's work is not the hub's)."""
+    body = json.dumps(CASE).encode()
+    return [(body, {"REMOTE_ADDR": "127.0.0.1"})] * n
 
 
 def _stages(profiler: Profiler) -> str:

@@ -2,7 +2,9 @@
 
 SQLite is the embedded default: WAL journal, a busy timeout, and write transactions that start
 with BEGIN IMMEDIATE so two processes never deadlock upgrading a read lock. Sessions that only
-read use `read_only=True` and take no write lock. PostgreSQL is the production store.
+read use `read_only=True` and take no write lock. PostgreSQL is the production store; its
+pool does not ping a connection before lending it (a dropped connection costs one failed
+request, after which the pool replaces every connection it holds).
 
 The SQLite file holds every case, party and attachment: it is created owner-only (0600, its
 folder 0700 when this creates it) before SQLite opens it, whatever the umask; SQLite gives its
@@ -54,8 +56,31 @@ def make_engine(url: str, **kwargs) -> Engine:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
+    _cache_long_statements()
+    # No ping before every checkout (a round trip per request): a connection the server dropped
+    # fails its one request, and SQLAlchemy, seeing a disconnect error (`is_disconnect`),
+    # invalidates the whole pool, so the next checkout gets a fresh connection.
+    kwargs.setdefault("pool_pre_ping", False)
     return create_engine(url, **kwargs)
+
+
+# psycopg converts a query's `%(name)s` placeholders once and keeps the result (an LRU of 128
+# queries), but only for queries up to 4,096 bytes and 50 parameters (psycopg/_queries.py).
+# Intake's single statement (hub/intake.py) is about 5,000 bytes and 87 parameters for one
+# agency, more for a fan-out, so it was converted anew on every filing: about a millisecond of
+# CPU, a sixth of the filing. tests/test_intake_api.py fails if a psycopg release moves these.
+PSYCOPG_CACHED_QUERY_BYTES = 32 * 1024
+PSYCOPG_CACHED_QUERY_PARAMS = 512
+
+
+def _cache_long_statements() -> None:
+    from psycopg import _queries
+
+    for name, least in (
+        ("MAX_CACHED_STATEMENT_LENGTH", PSYCOPG_CACHED_QUERY_BYTES),
+        ("MAX_CACHED_STATEMENT_PARAMS", PSYCOPG_CACHED_QUERY_PARAMS),
+    ):
+        setattr(_queries, name, max(getattr(_queries, name), least))
 
 
 def create_private_file(path: Path) -> None:
@@ -79,6 +104,13 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._read_sessions = sessionmaker(
             self.engine.execution_options(loket_read_only=True), expire_on_commit=False
+        )
+        # PostgreSQL: for a unit of work that is ONE statement, which PostgreSQL runs atomically
+        # on its own; without BEGIN and COMMIT it costs one round trip instead of three.
+        self.one_statement: Engine | None = (
+            self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self.engine.dialect.name == "postgresql"
+            else None
         )
 
     @property

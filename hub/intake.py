@@ -7,6 +7,7 @@ every delivery it needs, or nothing was stored.
 from __future__ import annotations
 
 import calendar
+import functools
 import hashlib
 import hmac
 from collections.abc import Callable
@@ -154,10 +155,13 @@ def file_case(
         raise NotAdmissible(decision.refusals)
     email = (data.get("consumer") or {}).get("email")
     confirmation = bool(email) and (confirm is None or confirm(email))
+    # PostgreSQL files a case without attachments in one statement, atomic by itself: it needs
+    # no BEGIN and COMMIT around it (_store_in_one_statement).
+    engine = db.one_statement if db.one_statement is not None and not uploads else db.engine
     for attempt in range(5):
         reference, token = new_reference(random), random.token()
         try:
-            with db.engine.begin() as conn:  # Core, not an ORM session: this is the hot path
+            with engine.begin() as conn:  # Core, not an ORM session: this is the hot path
                 case_id = _store(
                     conn,
                     data,
@@ -166,6 +170,7 @@ def file_case(
                     decision.recipients,
                     directory,
                     now,
+                    one_statement=True if engine is db.one_statement else None,
                     confirmation=confirmation,
                 )
                 if uploads:
@@ -422,30 +427,36 @@ def _store(
     return _store_per_table(conn, case_row, children, lines, outbox, routed)
 
 
+@functools.cache
+def _insert(table) -> Any:
+    """`INSERT INTO table`, built once: SQLAlchemy then finds its compiled form by a cache key
+    it computed once, instead of building and keying a new statement on every filing."""
+    if table is Case.__table__:
+        return insert(table).returning(table.c.id)
+    if table is Assignment.__table__:
+        return insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    return insert(table)
+
+
 def _store_per_table(conn, case_row, children, lines, outbox, routed) -> int:
     """Any database: one INSERT per table (the rows of a table in one statement)."""
-    case_id = conn.execute(
-        insert(Case.__table__).returning(Case.__table__.c.id), [case_row]
-    ).scalar_one()
+    case_id = conn.execute(_insert(Case.__table__), [case_row]).scalar_one()
     for table, rows in children.items():
         if rows:
-            conn.execute(insert(table), [{**row, "case_id": case_id} for row in rows])
+            conn.execute(_insert(table), [{**row, "case_id": case_id} for row in rows])
     if lines:
         ids = (
             conn.execute(
-                insert(Assignment.__table__).returning(
-                    Assignment.__table__.c.id, sort_by_parameter_order=True
-                ),
-                [{**line, "case_id": case_id} for line in lines],
+                _insert(Assignment.__table__), [{**line, "case_id": case_id} for line in lines]
             )
             .scalars()
             .all()
         )
         deliveries = [{**d, "assignment_id": aid} for aid, d in zip(ids, outbox, strict=True) if d]
         if deliveries:
-            conn.execute(insert(Delivery.__table__), deliveries)
+            conn.execute(_insert(Delivery.__table__), deliveries)
         conn.execute(
-            insert(StatusEvent.__table__),
+            _insert(StatusEvent.__table__),
             [
                 {**e, "case_id": case_id, "assignment_id": aid}
                 for aid, e in zip(ids, routed, strict=True)
@@ -467,6 +478,12 @@ def _values(table, prefix: str, row: dict[str, Any], params: dict[str, Any]) -> 
     return out
 
 
+def _params(prefix: str, row: dict[str, Any], params: dict[str, Any]) -> None:
+    """`_values` for a statement already built: the values only, under the same names."""
+    for column, value in row.items():
+        params[f"{prefix}_{column}"] = value
+
+
 def _store_in_one_statement(conn, case_row, children, lines, outbox, routed) -> int:
     """PostgreSQL: the case, its parties, evidence, mail, lines, outbox rows and timeline in one
     `WITH ... INSERT` statement, so filing costs a single round trip before the commit. The
@@ -479,18 +496,18 @@ def _store_in_one_statement(conn, case_row, children, lines, outbox, routed) -> 
     )
     params: dict[str, Any] = {}
     cached = _STATEMENTS.get(shape)
-    cases = Case.__table__
-    case_values = _values(cases, "c", case_row, params)
-    for i, (table, rows) in enumerate(children.items()):
-        for j, row in enumerate(rows):
-            _values(table, f"t{i}_{j}", row, params)
-    for j, (line, d, e) in enumerate(zip(lines, outbox, routed, strict=True)):
-        _values(Assignment.__table__, f"a{j}", line, params)
-        if d is not None:
-            _values(Delivery.__table__, f"d{j}", d, params)
-        _values(StatusEvent.__table__, f"e{j}", e, params)
     if cached is None:
+        case_values = _values(Case.__table__, "c", case_row, params)
         cached = _STATEMENTS[shape] = _build(case_row, children, lines, outbox, routed, case_values)
+    _params("c", case_row, params)
+    for i, rows in enumerate(children.values()):
+        for j, row in enumerate(rows):
+            _params(f"t{i}_{j}", row, params)
+    for j, (line, d, e) in enumerate(zip(lines, outbox, routed, strict=True)):
+        _params(f"a{j}", line, params)
+        if d is not None:
+            _params(f"d{j}", d, params)
+        _params(f"e{j}", e, params)
     return conn.execute(cached, params).scalar_one()
 
 

@@ -18,6 +18,7 @@ import hub as hub_package
 from hub.config import Settings
 from hub.problems import TYPES, Problem
 from hub.services import Hub
+from loket.jsonprovider import OrjsonProvider
 
 log = logging.getLogger(__name__)
 HUB_STATIC = Path(hub_package.__file__).parent / "static"
@@ -29,6 +30,7 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     # the front desk's stylesheet and script live in hub/static (the app factory moved to loket/,
     # whose own static folder does not exist: every page was served without its stylesheet)
     app = Flask(__name__, static_folder=str(HUB_STATIC))
+    app.json = OrjsonProvider(app)  # the same answers as Flask's, faster (loket/jsonprovider.py)
     if settings.trusted_proxies:
         # Behind N reverse proxies the client is the N-th address from the right of
         # X-Forwarded-For; without the setting the header is ignored (anyone can send it).
@@ -37,7 +39,6 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["LOKET_METRICS_TOKEN"] = settings.metrics_token
-    app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.extensions["loket"] = hub
     from hub.metrics import web_registry
 

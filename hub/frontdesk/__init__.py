@@ -34,6 +34,14 @@ limiter = Limiter(
     strategy="moving-window",
 )
 
+
+@limiter.request_filter
+def _counted_elsewhere() -> bool:
+    """The JSON APIs (/api/...) count their own attempts, per key and address
+    (hub/ratelimits.py); the page limiter skips them before looking up any limit."""
+    return request.path.startswith("/api/")
+
+
 # The app config keys of the front desk's own limits per client address (from Settings: filing
 # counts successful filings only; tracking counts wrong codes, see hub/ratelimits.py).
 FILING_LIMIT = "LOKET_FILING_LIMIT"
