@@ -40,6 +40,7 @@ AGENCIES = {
     "chaos-d": "energy.billing",
 }
 N_CASES = 2000
+MAX_IN_FLIGHT = 25
 FLOW = ["NEW", "ASSIGNED", "MEDIATING", "CLOSED_AGREEMENT"]
 
 
@@ -61,7 +62,7 @@ def write_agencies(tmp_path, ports):
         spec["delivery"] = {
             "retry": {"max_attempts": 100, "base": 0.2, "cap": 2},
             "breaker": {"failures": 5, "pause": 1},
-            "max_in_flight": 25,
+            "max_in_flight": MAX_IN_FLIGHT,
         }
         (folder / f"{agency_id}.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True))
     routing = {
@@ -90,10 +91,11 @@ SAMPLE_SECONDS = 0.25
 
 @dataclass
 class StallWatch:
-    """Samples each agency's delivered and due deliveries every SAMPLE_SECONDS. A stall is the
-    time since an agency's last delivery, counted only while it has work due (not done, due now,
-    leased or not: a dead worker's lease is exactly the wait an agency would notice) and at least
-    one worker process is alive; `longest` keeps the worst stall per agency and when it ended."""
+    """Samples each agency's delivered and waiting deliveries every SAMPLE_SECONDS. A stall is
+    the time since an agency's last delivery, counted only while it has work a live worker could
+    take (`per_agency`: due, or a lease that ran out, with room in the agency's allowance) and at
+    least one worker process is alive; `longest` keeps the worst stall per agency and when it
+    ended."""
 
     count: Callable[[], dict[str, tuple[int, int]]]  # {agency_id: (done, due)}
     alive: Callable[[], bool]
@@ -214,18 +216,29 @@ def test_chaos_nothing_lost_nothing_twice(processes, pg_server_url, tmp_path, mo
         processes.start(name, ["-m", "loket.cli", "worker"], worker_env)
 
     def per_agency() -> dict[str, tuple[int, int]]:
-        waiting = Delivery.state.in_(
-            [DeliveryState.PENDING, DeliveryState.RETRY, DeliveryState.LEASED]
-        )
+        """Per agency: deliveries done, and deliveries a live worker could take now (due, or
+        leased by a worker whose lease ran out) while the agency's in-flight allowance has room.
+        A lease a live worker keeps renewing is work in hand; a killed worker's lease runs out
+        within LOKET_LEASE_SECONDS and from then on counts as waiting."""
+        now = hub.clock.now()
+        due = (
+            Delivery.state.in_([DeliveryState.PENDING, DeliveryState.RETRY])
+            & (Delivery.next_attempt_at <= now)
+        ) | ((Delivery.state == DeliveryState.LEASED) & (Delivery.lease_expires_at <= now))
+        held = (Delivery.state == DeliveryState.LEASED) & (Delivery.lease_expires_at > now)
         with hub.db.session(read_only=True) as s:
             rows = s.execute(
                 select(
                     Delivery.agency_id,
                     func.count(case((Delivery.state == DeliveryState.DONE, 1))),
-                    func.count(case((waiting & (Delivery.next_attempt_at <= hub.clock.now()), 1))),
+                    func.count(case((due, 1))),
+                    func.count(case((held, 1))),
                 ).group_by(Delivery.agency_id)
             ).all()
-        return {agency_id: (done, due) for agency_id, done, due in rows}
+        return {
+            agency_id: (done, waiting if held_now < MAX_IN_FLIGHT else 0)
+            for agency_id, done, waiting, held_now in rows
+        }
 
     watch = StallWatch(per_agency, lambda: any(processes.procs[n].poll() is None for n in workers))
     watching = threading.Event()

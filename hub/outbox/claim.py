@@ -58,6 +58,7 @@ class Claimed:
     agency_reference: str | None = None
     message_text: str | None = None
     attachments: tuple[AttachmentValue, ...] = ()
+    assignment_id: int | None = None
 
 
 def due_condition(now: datetime):
@@ -228,6 +229,7 @@ def claim(
                     attachments=tuple(
                         AttachmentValue(x.filename, x.content_type, x.data) for x in files
                     ),
+                    assignment_id=r.assignment_id,
                 )
             )
         return out

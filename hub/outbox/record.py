@@ -215,6 +215,9 @@ def complete_many(
     with db.session() as s:
         conn = s.connection()
         dialect = conn.dialect.name
+        # The lines first, in id order (the order every writer of lines takes): while a poll
+        # holds them, the deliveries stay unlocked and the heartbeat keeps their leases alive.
+        _lock_lines(conn, {c.assignment_id for c, _, _ in done if c.assignment_id is not None})
         conn.execute(
             update(attempts_t)
             .where(bulk.any_of(attempts_t.c.id, sorted(c.attempt_id for c, _, _ in done), dialect))
@@ -288,6 +291,17 @@ def complete_many(
         if inbound.flag_shared_references(s, mapping.id, references, now):
             log.warning("%s: an agency reference is held by more than one case", mapping.id)
         return len(fresh)
+
+
+def _lock_lines(conn, assignment_ids: set[int]) -> None:
+    if assignment_ids and conn.dialect.name == "postgresql":
+        at = Assignment.__table__
+        conn.execute(
+            select(at.c.id)
+            .where(bulk.any_of(at.c.id, sorted(assignment_ids), conn.dialect.name))
+            .order_by(at.c.id)
+            .with_for_update()
+        )
 
 
 def _record_receipts(
