@@ -14,14 +14,16 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import ARRAY, JSON, BigInteger, Text, bindparam, func
+from sqlalchemy import ARRAY, JSON, BigInteger, String, Text, bindparam, func
 from sqlalchemy.types import TypeEngine
 
 
-def any_of(column: Any, ids: Iterable[int], dialect: str) -> Any:
-    """`column = ANY(:ids)` on PostgreSQL (one statement text for any count), else IN."""
+def any_of(column: Any, ids: Iterable[Any], dialect: str) -> Any:
+    """`column = ANY(:ids)` on PostgreSQL (one statement text for any count), else IN. Ids are
+    integers, or strings for a string column."""
     if dialect == "postgresql":
-        return column == func.any(bindparam(None, list(ids), type_=ARRAY(BigInteger), unique=True))
+        item = String() if isinstance(column.type, String) else BigInteger()
+        return column == func.any(bindparam(None, list(ids), type_=ARRAY(item), unique=True))
     return column.in_(list(ids))
 
 

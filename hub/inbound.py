@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from adapters.base import InboundProblem as InboundProblemValue
 from adapters.base import OpenItem, PollResult, Refusal, StatusUpdate
-from hub import audit, lifecycle
+from hub import audit, bulk, lifecycle
 from hub.db import Database, insert_if_missing
 from hub.models import (
     Assignment,
@@ -216,13 +216,14 @@ def flag_shared_references(s: Session, agency_id: str, references: set[str], now
     Returns how many references are shared. One indexed query over the references given (not
     over all the agency's lines); the holders are read only when one is shared."""
     shared = 0
+    dialect = s.get_bind().dialect.name
     for chunk in _chunks(references):
         twice = list(
             s.scalars(
                 select(Assignment.agency_reference)
                 .where(
                     Assignment.agency_id == agency_id,
-                    Assignment.agency_reference.in_(chunk),
+                    bulk.any_of(Assignment.agency_reference, chunk, dialect),
                 )
                 .group_by(Assignment.agency_reference)
                 .having(func.count(func.distinct(Assignment.case_id)) > 1)
@@ -863,13 +864,14 @@ def parked_for(
     only the lines that have one take the slow way."""
     if not agency_references and not case_references:
         return set(), set()
+    dialect = s.get_bind().dialect.name
     rows = s.execute(
         select(UnmatchedUpdate.agency_reference, UnmatchedUpdate.case_reference).where(
             UnmatchedUpdate.agency_id == agency_id,
             UnmatchedUpdate.resolved_at.is_(None),
             or_(
-                UnmatchedUpdate.agency_reference.in_(sorted(agency_references)),
-                UnmatchedUpdate.case_reference.in_(sorted(case_references)),
+                bulk.any_of(UnmatchedUpdate.agency_reference, sorted(agency_references), dialect),
+                bulk.any_of(UnmatchedUpdate.case_reference, sorted(case_references), dialect),
             ),
         )
     ).all()
