@@ -99,34 +99,50 @@ class DispatchStats:
 
 class _Recorder:
     """Records a lane's receipts group by group on a thread of its own, so the database work of
-    one group overlaps sending the next; at most one group is being recorded at a time, and
-    `finish` waits for the last. A failure to record is raised on the lane's thread (its rows
-    keep their lease and are sent again, with the same idempotency keys)."""
+    one group overlaps sending the next; at most one group is being recorded at a time. A
+    receipt whose line a poll holds at that moment is not waited for: it rides along with the
+    next group, and `finish` records what is left, waiting if it must. A failure to record is
+    raised on the lane's thread (its rows keep their lease until it runs out and are sent
+    again, with the same idempotency keys)."""
 
     def __init__(self, worker: Worker, mapping: AgencyMapping):
         self.worker, self.mapping = worker, mapping
         self.done: list[tuple[outbox.Claimed, Any, dict[str, Any]]] = []
+        self._busy: list[tuple[outbox.Claimed, Any, dict[str, Any]]] = []
         self._writing: Future[int] | None = None
         self._pool: ThreadPool | None = None
 
     def flush(self) -> None:
         if not self.done:
             return
-        group, self.done = self.done, []
-        self._wait()
+        self._wait()  # the previous group's busy receipts are known after it
+        group, self.done, self._busy = self._busy + self.done, [], []
+        self._submit(group, skip_busy=True)
+
+    def _submit(self, group: list, *, skip_busy: bool) -> None:
         if self._pool is None:
             self._pool = ThreadPool(max_workers=1, thread_name_prefix=f"record-{self.mapping.id}")
-        self._writing = self._pool.submit(self._write, group)
+        self._writing = self._pool.submit(self._write, group, skip_busy)
 
-    def _write(self, group: list[tuple[outbox.Claimed, Any, dict[str, Any]]]) -> int:
+    def _write(
+        self, group: list[tuple[outbox.Claimed, Any, dict[str, Any]]], skip_busy: bool
+    ) -> int:
         """Record a group; once more if the database gave up on the transaction (a deadlock
         or serialisation failure with another worker): receipts already recorded are skipped."""
         hub = self.worker.hub
+        busy: list[tuple[outbox.Claimed, Any, dict[str, Any]]] | None = [] if skip_busy else None
         try:
-            return outbox.complete_many(hub.db, group, hub.clock.now(), self.mapping)
-        except OperationalError as exc:
-            log.warning("recording %d receipts of %s again: %s", len(group), self.mapping.id, exc)
-            return outbox.complete_many(hub.db, group, hub.clock.now(), self.mapping)
+            try:
+                return outbox.complete_many(hub.db, group, hub.clock.now(), self.mapping, busy)
+            except OperationalError as exc:
+                log.warning(
+                    "recording %d receipts of %s again: %s", len(group), self.mapping.id, exc
+                )
+                busy = [] if skip_busy else None
+                return outbox.complete_many(hub.db, group, hub.clock.now(), self.mapping, busy)
+        finally:
+            if busy:
+                self._busy.extend(busy)
 
     def _wait(self) -> None:
         if self._writing is not None:
@@ -137,6 +153,10 @@ class _Recorder:
         try:
             self.flush()
             self._wait()
+            if self._busy:  # the lane is done: now wait for the lines a poll held
+                group, self._busy = self._busy, []
+                self._submit(group, skip_busy=False)
+                self._wait()
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)

@@ -358,3 +358,34 @@ def test_receipt_paths_agree_when_the_agency_spoke_first(hub):
     assert one == bulk
     with hub.db.session(read_only=True) as s:
         assert all(u.resolved_at is not None for u in s.scalars(select(UnmatchedUpdate)))
+
+
+def test_a_receipt_whose_line_a_poll_holds_waits_for_a_later_group_and_the_rest_go_in(hub):
+    """The recorder does not wait behind a poll that holds a line: that receipt is handed back
+    untouched (`busy`), the others are recorded, and the held one goes in once the line is free."""
+    if hub.db.dialect != "postgresql":
+        pytest.skip(
+            "SQLite has one writer at a time: no line can be held while a group is recorded"
+        )
+    cases = file_twice(hub, CASE)
+    telecom = "ombudsman-telecom"
+    mapping = hub.directory[telecom]
+    claimed = claimed_by_case(hub, telecom)
+    (_, held_ref), (_, free_ref) = cases
+    held, free = claimed[held_ref], claimed[free_ref]
+    group = [(held, receipt(1), {"p": 1}), (free, receipt(2), {"p": 2})]
+    with hub.db.engine.connect() as poll:  # a poll in the middle of applying to the first line
+        poll.execute(
+            select(Assignment.id).where(Assignment.id == held.assignment_id).with_for_update()
+        )
+        busy: list = []
+        assert outbox.complete_many(hub.db, group, hub.clock.now(), mapping, busy) == 1
+        assert [item[0].delivery_id for item in busy] == [held.delivery_id]
+        poll.rollback()
+    with hub.db.session(read_only=True) as s:
+        states = {d.id: d.state for d in s.scalars(select(Delivery))}
+    assert states[free.delivery_id] == DeliveryState.DONE
+    assert states[held.delivery_id] == DeliveryState.LEASED  # untouched, still this worker's
+    assert outbox.complete_many(hub.db, busy, hub.clock.now(), mapping, []) == 1
+    with hub.db.session(read_only=True) as s:
+        assert s.get(Delivery, held.delivery_id).state == DeliveryState.DONE

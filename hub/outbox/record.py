@@ -197,8 +197,13 @@ def complete_many(
     done: list[tuple[Claimed, Receipt, dict[str, Any]]],
     now: datetime,
     mapping: AgencyMapping,
+    busy: list[tuple[Claimed, Receipt, dict[str, Any]]] | None = None,
 ) -> int:
     """Record a group of receipts from one agency in one transaction; returns how many were new.
+
+    With `busy` (a list), a receipt whose line another transaction holds (a poll applying the
+    agency's statuses) is not waited for: it goes into `busy`, untouched, for the caller to
+    record with a later group, and the rest are recorded now (PostgreSQL; SQLite has one writer).
 
     A lane delivers a group and records it here in a fixed handful of statements, whatever its
     size (hub/bulk.py): one UPDATE for the attempts, one `UPDATE ... FROM unnest(...)
@@ -217,7 +222,13 @@ def complete_many(
         dialect = conn.dialect.name
         # The lines first, in id order (the order every writer of lines takes): while a poll
         # holds them, the deliveries stay unlocked and the heartbeat keeps their leases alive.
-        _lock_lines(conn, {c.assignment_id for c, _, _ in done if c.assignment_id is not None})
+        wanted = {c.assignment_id for c, _, _ in done if c.assignment_id is not None}
+        held = _lock_lines(conn, wanted, skip_locked=busy is not None)
+        if busy is not None and held != wanted:
+            busy.extend(item for item in done if item[0].assignment_id not in held)
+            done = [item for item in done if item[0].assignment_id in held]
+            if not done:
+                return 0
         conn.execute(
             update(attempts_t)
             .where(bulk.any_of(attempts_t.c.id, sorted(c.attempt_id for c, _, _ in done), dialect))
@@ -293,15 +304,20 @@ def complete_many(
         return len(fresh)
 
 
-def _lock_lines(conn, assignment_ids: set[int]) -> None:
-    if assignment_ids and conn.dialect.name == "postgresql":
-        at = Assignment.__table__
-        conn.execute(
+def _lock_lines(conn, assignment_ids: set[int], *, skip_locked: bool = False) -> set[int]:
+    """Lock the lines in id order; with `skip_locked`, only those no other transaction holds.
+    Returns the lines locked (all of them on SQLite, whose one writer holds the database)."""
+    if not assignment_ids or conn.dialect.name != "postgresql":
+        return set(assignment_ids)
+    at = Assignment.__table__
+    return set(
+        conn.scalars(
             select(at.c.id)
             .where(bulk.any_of(at.c.id, sorted(assignment_ids), conn.dialect.name))
             .order_by(at.c.id)
-            .with_for_update()
+            .with_for_update(skip_locked=skip_locked)
         )
+    )
 
 
 def _record_receipts(
