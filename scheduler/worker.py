@@ -239,8 +239,8 @@ class Worker:
                     self._held |= ids
                 if self._deliver_batch(claimed, mapping, stats, recorder):
                     break  # the breaker opened: the rest wait, no attempt burnt
-                if len(claimed) < settings.batch_size:
-                    break
+                # A short claim (this worker's share, the allowance's room) is no sign the
+                # agency is drained: claim again until nothing comes.
         finally:
             try:
                 recorder.finish()
