@@ -133,7 +133,11 @@ class _Recorder:
         busy: list[tuple[outbox.Claimed, Any, dict[str, Any]]] | None = [] if skip_busy else None
         try:
             try:
-                return outbox.complete_many(hub.db, group, hub.clock.now(), self.mapping, busy)
+                recorded = outbox.complete_many(hub.db, group, hub.clock.now(), self.mapping, busy)
+                log.info(  # one line per group: a line per delivery costs more than the send
+                    "delivered %d to %s (%d recorded now)", len(group), self.mapping.id, recorded
+                )
+                return recorded
             except OperationalError as exc:
                 log.warning(
                     "recording %d receipts of %s again: %s", len(group), self.mapping.id, exc
