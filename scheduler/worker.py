@@ -130,23 +130,24 @@ class _Recorder:
         """Record a group; once more if the database gave up on the transaction (a deadlock
         or serialisation failure with another worker): receipts already recorded are skipped."""
         hub = self.worker.hub
-        busy: list[tuple[outbox.Claimed, Any, dict[str, Any]]] | None = [] if skip_busy else None
+
+        def record() -> tuple[int, list]:
+            busy: list[tuple[outbox.Claimed, Any, dict[str, Any]]] | None = (
+                [] if skip_busy else None
+            )
+            recorded = outbox.complete_many(hub.db, group, hub.clock.now(), self.mapping, busy)
+            return recorded, busy or []
+
         try:
-            try:
-                recorded = outbox.complete_many(hub.db, group, hub.clock.now(), self.mapping, busy)
-                log.info(  # one line per group: a line per delivery costs more than the send
-                    "delivered %d to %s (%d recorded now)", len(group), self.mapping.id, recorded
-                )
-                return recorded
-            except OperationalError as exc:
-                log.warning(
-                    "recording %d receipts of %s again: %s", len(group), self.mapping.id, exc
-                )
-                busy = [] if skip_busy else None
-                return outbox.complete_many(hub.db, group, hub.clock.now(), self.mapping, busy)
-        finally:
-            if busy:
-                self._busy.extend(busy)
+            recorded, busy = record()
+        except OperationalError as exc:
+            log.warning("recording %d receipts of %s again: %s", len(group), self.mapping.id, exc)
+            recorded, busy = record()
+        self._busy.extend(busy)
+        log.info(  # one line per group: a line per delivery costs more than the send
+            "delivered %d to %s (%d recorded now)", len(group), self.mapping.id, recorded
+        )
+        return recorded
 
     def _wait(self) -> None:
         if self._writing is not None:
