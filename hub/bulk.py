@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import ARRAY, JSON, BigInteger, String, Text, bindparam, func
+from sqlalchemy import ARRAY, JSON, BigInteger, String, Text, bindparam, func, update
 from sqlalchemy.types import TypeEngine
 
 
@@ -29,7 +29,7 @@ def any_of(column: Any, ids: Iterable[Any], dialect: str) -> Any:
 
 def unnest(name: str, columns: dict[str, TypeEngine], rows: list[tuple[Any, ...]]) -> Any:
     """PostgreSQL: the rows as a derived table `name(col, ...)` from one array per column.
-    A JSON column travels as text (cast it back where it is used: `as_json`)."""
+    A JSON column travels as text (cast it back to JSON where it is used)."""
     arrays = []
     for i, (col, type_) in enumerate(columns.items()):
         values = [row[i] for row in rows]
@@ -38,3 +38,32 @@ def unnest(name: str, columns: dict[str, TypeEngine], rows: list[tuple[Any, ...]
             type_ = Text()
         arrays.append(bindparam(f"{name}_{col}", values, type_=ARRAY(type_)))
     return func.unnest(*arrays).table_valued(*columns).render_derived(name=name)
+
+
+def update_rows(conn: Any, table: Any, key: str, rows: list[dict[str, Any]], **same: Any) -> None:
+    """`UPDATE table SET col = row[col], ... WHERE key = row[key]` for every row (plus the
+    `same` values for all of them), in key order, as one statement: from `unnest` on
+    PostgreSQL, an executemany elsewhere. Every row names the same columns."""
+    if not rows:
+        return  # (an empty executemany would run the UPDATE once, unbound)
+    rows = sorted(rows, key=lambda row: row[key])
+    columns = [name for name in rows[0] if name != key]
+    if conn.dialect.name == "postgresql":
+        names = [key, *columns]
+        source = unnest(
+            f"{table.name}_rows",
+            {name: table.c[name].type for name in names},
+            [tuple(row[name] for name in names) for row in rows],
+        )
+        conn.execute(
+            update(table)
+            .where(table.c[key] == source.c[key])
+            .values(**{name: source.c[name] for name in columns}, **same)
+        )
+        return
+    conn.execute(
+        update(table)
+        .where(table.c[key] == bindparam(f"row_{key}"))
+        .values(**{name: bindparam(f"row_{name}") for name in columns}, **same),
+        [{f"row_{name}": value for name, value in row.items()} for row in rows],
+    )

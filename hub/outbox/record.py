@@ -19,8 +19,6 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
-    Boolean,
-    String,
     bindparam,
     cast,
     func,
@@ -344,9 +342,7 @@ def _record_receipts(
             select(at.c.id, at.c.case_id, at.c.status, at.c.agency_id, ca.c.reference)
             .join(ca, ca.c.id == at.c.case_id)
             .where(bulk.any_of(at.c.id, assignment_ids, conn.dialect.name))
-            .order_by(at.c.id)  # one lock order for every worker
-            .with_for_update()  # a concurrent poll parks or applies, never both
-        )
+        )  # locked already by complete_many (`_lock_lines`): a poll parks or applies, never both
     }
     case_ids = sorted({line.case_id for line in lines.values()})
     moves, events, evidence = [], [], []
@@ -362,7 +358,14 @@ def _record_receipts(
                 line.status, lifecycle.SENT, message=message, kind="delivered"
             )
             status, change = plan.status, plan.event
-        moves.append((line.id, receipt.agency_reference, receipt.provisional, status))
+        moves.append(
+            {
+                "id": line.id,
+                "agency_reference": receipt.agency_reference,
+                "agency_reference_provisional": receipt.provisional,
+                "status": status,
+            }
+        )
         events.append(
             {
                 "case_id": line.case_id,
@@ -382,35 +385,7 @@ def _record_receipts(
                 ),
             }
         )
-    moves.sort()
-    if conn.dialect.name == "postgresql":
-        moved = bulk.unnest(
-            "moved",
-            {"aid": BigInteger(), "ref": String(), "prov": Boolean(), "st": String()},
-            moves,
-        )
-        conn.execute(
-            update(at)
-            .where(at.c.id == moved.c.aid)
-            .values(
-                agency_reference=moved.c.ref,
-                agency_reference_provisional=moved.c.prov,
-                status=moved.c.st,
-                updated_at=now,
-            )
-        )
-    else:
-        conn.execute(
-            update(at)
-            .where(at.c.id == bindparam("aid"))
-            .values(
-                agency_reference=bindparam("ref"),
-                agency_reference_provisional=bindparam("prov"),
-                status=bindparam("st"),
-                updated_at=now,
-            ),
-            [{"aid": a, "ref": r, "prov": p, "st": st} for a, r, p, st in moves],
-        )
+    bulk.update_rows(conn, at, "id", moves, updated_at=now)
     # executemany: psycopg pipelines the rows; an INSERT from unnest(arrays) measured slower
     # (psycopg dumps array items in Python)
     conn.execute(insert(ev), events)
@@ -460,21 +435,8 @@ def _record_receipts(
         new_status[case_id] = new = lifecycle.case_status(case_lines[case_id])
         if waiting or (new != current[case_id] and new in lifecycle.NOTIFY_ON):
             notify.append(case_id)  # rare here (sent is not one): the ORM path tells the consumer
-    quiet = [(cid, new_status[cid]) for cid in case_ids if cid not in notify]
-    if quiet and conn.dialect.name == "postgresql":
-        moved_cases = bulk.unnest("moved_cases", {"cid": BigInteger(), "st": String()}, quiet)
-        conn.execute(
-            update(ca)
-            .where(ca.c.id == moved_cases.c.cid)
-            .values(status=moved_cases.c.st, updated_at=now)
-        )
-    elif quiet:
-        conn.execute(
-            update(ca)
-            .where(ca.c.id == bindparam("cid"))
-            .values(status=bindparam("st"), updated_at=now),
-            [{"cid": cid, "st": st} for cid, st in quiet],
-        )
+    quiet = [{"id": cid, "status": new_status[cid]} for cid in case_ids if cid not in notify]
+    bulk.update_rows(conn, ca, "id", quiet, updated_at=now)
     if notify:
         for case in s.scalars(
             select(Case)
