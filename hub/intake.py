@@ -170,7 +170,6 @@ def file_case(
                     decision.recipients,
                     directory,
                     now,
-                    one_statement=True if engine is db.one_statement else None,
                     confirmation=confirmation,
                 )
                 if uploads:
