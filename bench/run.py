@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import random
 import re
 import signal
@@ -601,15 +600,6 @@ def idle_worker(
     )
 
 
-def _cpu_seconds(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields_ = fh.read().rsplit(")", 1)[1].split()
-        return (int(fields_[11]) + int(fields_[12])) / os.sysconf("SC_CLK_TCK")
-    except OSError:
-        return 0.0
-
-
 def _machine_busy() -> tuple[float, float]:
     with open("/proc/stat") as fh:
         parts = [float(x) for x in fh.readline().split()[1:]]
@@ -626,9 +616,9 @@ def _scaleout(
     for workers in (1, 2, 4):
         rates, sink_cpu, machine_cpu, worker_cpu = [], [], [], []
         for _ in range(runs):
-            c0, (b0, t0), w0 = _cpu_seconds(sink_pid), _machine_busy(), time.monotonic()
+            c0, (b0, t0), w0 = _tree_cpu([sink_pid]), _machine_busy(), time.monotonic()
             rates.append(_drain_loket(procs, url, env, workers, n, sink, cpu=worker_cpu))
-            c1, (b1, t1), w1 = _cpu_seconds(sink_pid), _machine_busy(), time.monotonic()
+            c1, (b1, t1), w1 = _tree_cpu([sink_pid]), _machine_busy(), time.monotonic()
             sink_cpu.append((c1 - c0) / (w1 - w0))
             machine_cpu.append((b1 - b0) / (t1 - t0))
         median = statistics.median(rates)
