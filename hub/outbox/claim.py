@@ -3,18 +3,32 @@ with everything needed to render and send them; hand back what was never tried.
 
 A claimed row carries a lease. A worker that dies simply lets it expire and any worker claims the
 row again; the idempotency key is the same on every attempt, so the agency recognises a repeat.
-On PostgreSQL, claims use FOR UPDATE SKIP LOCKED so many workers share the work; on SQLite one
-worker is the supported setup (writes are serialised by BEGIN IMMEDIATE).
+On PostgreSQL, claims use FOR UPDATE SKIP LOCKED so many workers share the work, and picking,
+leasing, logging the attempts and reading the lines and cases is one statement (`_one_trip`); on
+SQLite one worker is the supported setup (writes are serialised by BEGIN IMMEDIATE).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Integer,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import selectinload
 
 from adapters.base import Attachment as AttachmentValue
@@ -105,10 +119,22 @@ def claim(
         admitted = control.admit(state, now, lease_seconds)
         if admitted == 0:
             return []
-        in_flight, mine = s.execute(
+        # The agency's leases in flight, this worker's among them, and the other workers alive
+        # lately (who share the allowance): one query.
+        live = (
+            select(func.count())
+            .select_from(WorkerBeat)
+            .where(
+                WorkerBeat.seen_at > now - timedelta(seconds=lease_seconds),
+                WorkerBeat.worker_id != worker_id,
+            )
+            .scalar_subquery()
+        )
+        in_flight, mine, live = s.execute(
             select(
                 func.count(),
                 func.count().filter(Delivery.leased_by == worker_id),
+                live,
             )
             .select_from(Delivery)
             .where(
@@ -120,79 +146,28 @@ def claim(
         room = max(0, policy.max_in_flight - in_flight)
         # This worker's fair share of the allowance: the workers alive lately divide it, so
         # several deliver to one agency at once and a killed one holds only its share.
-        live = s.scalar(
-            select(func.count())
-            .select_from(WorkerBeat)
-            .where(
-                WorkerBeat.seen_at > now - timedelta(seconds=lease_seconds),
-                WorkerBeat.worker_id != worker_id,
-            )
-        )
         share = -(-policy.max_in_flight // (1 + (live or 0))) - (mine or 0)
         n = min(limit, room, share, admitted if admitted is not None else limit)
         if n <= 0:
             return []
-        t = Delivery.__table__
-        pick = (
-            select(t.c.id)
-            .where(t.c.agency_id == agency_id, _due(t, now))
-            .order_by(t.c.next_attempt_at, t.c.id)
-            .limit(n)
-        )
-        if db.dialect == "postgresql":
-            pick = pick.with_for_update(skip_locked=True)
         conn = s.connection()
-        rows = sorted(
-            conn.execute(
-                update(t)
-                .where(t.c.id.in_(pick))
-                .values(
-                    state=LEASED,
-                    leased_by=worker_id,
-                    lease_expires_at=lease_until,
-                    attempts=t.c.attempts + 1,
-                    updated_at=now,
+        if db.dialect == "postgresql":
+            rows, views = _lease_in_one_statement(s, agency_id, worker_id, now, lease_until, n)
+        else:
+            rows = _lease(conn, agency_id, worker_id, now, lease_until, n)
+            views = (
+                documents_for(
+                    s,
+                    [r.assignment_id for r in rows],
+                    need={r.assignment_id for r in rows if r.kind == CASE and r.payload is None},
                 )
-                .returning(
-                    t.c.id,
-                    t.c.assignment_id,
-                    t.c.attempts,
-                    t.c.idempotency_key,
-                    t.c.payload,
-                    t.c.kind,
-                    t.c.message_id,
-                    t.c.next_attempt_at,
-                )
-            ).all(),
-            key=lambda r: (r.next_attempt_at, r.id),
-        )
+                if rows
+                else {}
+            )
         if not rows:
             if admitted == 1:  # nothing to probe with: stay open, try again after the pause
                 state.breaker = control.OPEN
             return []
-        attempt_ids = (
-            conn.execute(
-                insert(DeliveryAttempt.__table__).returning(
-                    DeliveryAttempt.__table__.c.id, sort_by_parameter_order=True
-                ),
-                [
-                    {
-                        "delivery_id": r.id,
-                        "number": r.attempts,
-                        "worker": worker_id,
-                        "started_at": now,
-                    }
-                    for r in rows
-                ],
-            )
-            .scalars()
-            .all()
-        )
-        views = documents_for(
-            s,
-            [r.assignment_id for r in rows],
-            need={r.assignment_id for r in rows if r.kind == CASE and r.payload is None},
-        )
         messages = (
             {
                 m.id: m
@@ -206,14 +181,14 @@ def claim(
             else {}
         )
         out = []
-        for r, attempt_id in zip(rows, attempt_ids, strict=True):
+        for r in rows:
             view = views[r.assignment_id]
             message = messages.get(r.message_id) if r.message_id else None
             files = message.attachments if message else (view.attachments if r.kind == CASE else ())
             out.append(
                 Claimed(
                     delivery_id=r.id,
-                    attempt_id=attempt_id,
+                    attempt_id=r.attempt_id,
                     attempt=r.attempts,
                     agency_id=agency_id,
                     idempotency_key=r.idempotency_key,
@@ -251,12 +226,194 @@ def _due(t, now: datetime):
     )
 
 
+# What a claim returns of each leased delivery, and the columns of its line and case that
+# rendering and sending need (hub/canonical.py reads them by name).
+_LEASED = (
+    "id",
+    "assignment_id",
+    "attempts",
+    "idempotency_key",
+    "payload",
+    "kind",
+    "message_id",
+    "next_attempt_at",
+)
+_LINE = ("id", "case_id", "agency_id", "reason", "acknowledge_due_at", "answer_due_at")
+_LINE += ("agency_reference",)
+_CASE = (
+    "id",
+    "reference",
+    "kind",
+    "domain",
+    "language",
+    "description",
+    "incident_date",
+    "incident_date_precision",
+    "amount_cents",
+    "currency",
+    "created_at",
+    "anonymous_to_trader",
+)
+
+
+def _lease(conn, agency_id, worker_id, now, lease_until, n) -> list[Any]:
+    """Any database: lease the rows (UPDATE ... RETURNING), then log their attempts."""
+    t = Delivery.__table__
+    pick = (
+        select(t.c.id)
+        .where(t.c.agency_id == agency_id, _due(t, now))
+        .order_by(t.c.next_attempt_at, t.c.id)
+        .limit(n)
+    )
+    if conn.dialect.name == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    rows = sorted(
+        conn.execute(
+            update(t)
+            .where(t.c.id.in_(pick))
+            .values(
+                state=LEASED,
+                leased_by=worker_id,
+                lease_expires_at=lease_until,
+                attempts=t.c.attempts + 1,
+                updated_at=now,
+            )
+            .returning(*(t.c[name] for name in _LEASED))
+        ).all(),
+        key=lambda r: (r.next_attempt_at, r.id),
+    )
+    if not rows:
+        return []
+    attempt_ids = (
+        conn.execute(
+            insert(DeliveryAttempt.__table__).returning(
+                DeliveryAttempt.__table__.c.id, sort_by_parameter_order=True
+            ),
+            [
+                {"delivery_id": r.id, "number": r.attempts, "worker": worker_id, "started_at": now}
+                for r in rows
+            ],
+        )
+        .scalars()
+        .all()
+    )
+    return [
+        SimpleNamespace(**r._asdict(), attempt_id=a) for r, a in zip(rows, attempt_ids, strict=True)
+    ]
+
+
+@functools.cache
+def _one_trip() -> Any:
+    """PostgreSQL's claim as ONE statement, built once (SQLAlchemy finds its compiled form, the
+    driver its prepared one): pick the due rows (`FOR UPDATE SKIP LOCKED`), lease them, log their
+    attempts, and return each with its line, its case, how many lines the case has and whether
+    it has files. The agency's row is locked and the count decided before, by `claim`."""
+    t, att = Delivery.__table__, DeliveryAttempt.__table__
+    a, c, files = Assignment.__table__, Case.__table__, Attachment.__table__
+    now = bindparam("claim_now", type_=t.c.updated_at.type)
+    worker = bindparam("claim_worker", type_=t.c.leased_by.type)
+    picked = (
+        select(t.c.id)
+        .where(t.c.agency_id == bindparam("claim_agency", type_=t.c.agency_id.type), _due(t, now))
+        .order_by(t.c.next_attempt_at, t.c.id)
+        .limit(bindparam("claim_n", type_=Integer()))
+        .with_for_update(skip_locked=True)
+        .cte("picked")
+    )
+    leased = (
+        update(t)
+        .where(t.c.id == picked.c.id)
+        .values(
+            state=LEASED,
+            leased_by=worker,
+            lease_expires_at=bindparam("claim_until", type_=t.c.lease_expires_at.type),
+            attempts=t.c.attempts + 1,
+            updated_at=now,
+        )
+        .returning(*(t.c[name] for name in _LEASED))
+        .cte("leased")
+    )
+    attempts = (
+        insert(att)
+        .from_select(
+            ["delivery_id", "number", "worker", "started_at"],
+            select(
+                leased.c.id,
+                leased.c.attempts,
+                worker,
+                now,
+            ),
+        )
+        .returning(att.c.id, att.c.delivery_id)
+        .cte("attempts")
+    )
+    others = a.alias("others")
+    return (
+        select(
+            leased,
+            attempts.c.id.label("attempt_id"),
+            *(a.c[name].label(f"line_{name}") for name in _LINE),
+            *(c.c[name].label(f"case_{name}") for name in _CASE),
+            select(func.count())
+            .where(others.c.case_id == a.c.case_id)
+            .scalar_subquery()
+            .label("case_lines"),
+            exists()
+            .where(files.c.case_id == a.c.case_id, files.c.message_id.is_(None))
+            .label("case_has_files"),
+        )
+        .join_from(leased, attempts, attempts.c.delivery_id == leased.c.id)
+        .join(a, a.c.id == leased.c.assignment_id)
+        .join(c, c.c.id == a.c.case_id)
+        .order_by(leased.c.next_attempt_at, leased.c.id)
+    )
+
+
+def _lease_in_one_statement(
+    s, agency_id, worker_id, now, lease_until, n
+) -> tuple[list[Any], dict[int, LineView]]:
+    """PostgreSQL: `_one_trip`, then the parties of the cases whose document is built here and
+    the files of the cases that have any."""
+    conn = s.connection()
+    rows = conn.execute(
+        _one_trip(),
+        {
+            "claim_agency": agency_id,
+            "claim_worker": worker_id,
+            "claim_now": now,
+            "claim_until": lease_until,
+            "claim_n": n,
+        },
+    ).all()
+    if not rows:
+        return [], {}
+    lines, cases, counts = {}, {}, {}
+    for r in rows:
+        m = r._mapping
+        line = SimpleNamespace(**{name: m[f"line_{name}"] for name in _LINE})
+        lines[line.id] = line
+        if line.case_id not in cases:
+            cases[line.case_id] = SimpleNamespace(**{name: m[f"case_{name}"] for name in _CASE})
+            counts[line.case_id] = r.case_lines
+    need = {r.assignment_id for r in rows if r.kind == CASE and r.payload is None}
+    views = _views(
+        s,
+        lines,
+        cases,
+        counts,
+        need,
+        with_parties={lines[aid].case_id for aid in need},
+        with_files={r.line_case_id for r in rows if r.case_has_files},
+    )
+    return rows, views
+
+
 def documents_for(s, assignment_ids: list[int], need: set[int]) -> dict[int, LineView]:
     """What the lines' deliveries need, read with Core in a few queries: the case reference and
     language, the agency reference, the canonical document (only for `need`: first attempts;
     retries send the stored payload) and the case's files. A case with several lines (a
     referral) needs its history, which the ORM path builds."""
-    at, ct, pt, att = Assignment.__table__, Case.__table__, Party.__table__, Attachment.__table__
+    at, ct = Assignment.__table__, Case.__table__
     conn = s.connection()
     dialect = conn.dialect.name
     lines = {
@@ -264,14 +421,6 @@ def documents_for(s, assignment_ids: list[int], need: set[int]) -> dict[int, Lin
     }
     case_ids = sorted({line.case_id for line in lines.values()})
     cases = {r.id: r for r in conn.execute(select(ct).where(any_of(ct.c.id, case_ids, dialect)))}
-    parties: dict[int, dict[str, Any]] = {}
-    for p in conn.execute(select(pt).where(any_of(pt.c.case_id, case_ids, dialect))):
-        parties.setdefault(p.case_id, {})[p.role] = p
-    files: dict[int, list[Any]] = {}
-    for f in conn.execute(
-        select(att).where(any_of(att.c.case_id, case_ids, dialect), att.c.message_id.is_(None))
-    ):
-        files.setdefault(f.case_id, []).append(f)
     counts = dict(
         conn.execute(
             select(at.c.case_id, func.count())
@@ -279,6 +428,40 @@ def documents_for(s, assignment_ids: list[int], need: set[int]) -> dict[int, Lin
             .group_by(at.c.case_id)
         ).all()
     )
+    return _views(
+        s, lines, cases, counts, need, with_parties=set(case_ids), with_files=set(case_ids)
+    )
+
+
+def _views(
+    s,
+    lines: dict[int, Any],
+    cases: dict[int, Any],
+    counts: dict[int, int],
+    need: set[int],
+    *,
+    with_parties: set[int],
+    with_files: set[int],
+) -> dict[int, LineView]:
+    """Each line's view from its line and case rows, reading the parties and the files of the
+    cases named (one query each, none when no case is named)."""
+    pt, att = Party.__table__, Attachment.__table__
+    conn = s.connection()
+    dialect = conn.dialect.name
+    parties: dict[int, dict[str, Any]] = {}
+    if with_parties:
+        for p in conn.execute(
+            select(pt).where(any_of(pt.c.case_id, sorted(with_parties), dialect))
+        ):
+            parties.setdefault(p.case_id, {})[p.role] = p
+    files: dict[int, list[Any]] = {}
+    if with_files:
+        for f in conn.execute(
+            select(att).where(
+                any_of(att.c.case_id, sorted(with_files), dialect), att.c.message_id.is_(None)
+            )
+        ):
+            files.setdefault(f.case_id, []).append(f)
     out = {}
     for aid, line in lines.items():
         case = cases[line.case_id]
