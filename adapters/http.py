@@ -48,6 +48,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     HTTPError,
+    LocationValueError,
     NewConnectionError,
     ProtocolError,
     SSLError,
@@ -55,6 +56,7 @@ from urllib3.exceptions import (
 from urllib3.exceptions import (
     TimeoutError as Urllib3Timeout,
 )
+from urllib3.util import parse_url
 
 from adapters.base import PermanentError, TransientError
 from adapters.fileformats import FormatError, parse_json
@@ -62,6 +64,7 @@ from adapters.fileformats import FormatError, parse_json
 DEFAULT_DEADLINE_SECONDS = 30.0
 DEFAULT_MAX_RESPONSE_BYTES = 5 * 1024 * 1024
 CHUNK = 64 * 1024
+MAX_KNOWN_URLS = 1024  # URLs whose pool and request target a client remembers
 USER_AGENT = "Loket/0.1 (+hub)"
 
 
@@ -272,14 +275,46 @@ class HttpClient:
         self.read_timeout = read_timeout
         self.setting_prefix = setting_prefix
         self.headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **(headers or {})}
-        self._pool = urllib3.PoolManager(
-            num_pools=4,
-            maxsize=maxsize,
-            block=False,
-            retries=False,
-            cert_reqs="CERT_REQUIRED" if verify_tls else "CERT_NONE",
-        )
-        self._pool.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        self.maxsize = maxsize
+        self.cert_reqs = "CERT_REQUIRED" if verify_tls else "CERT_NONE"
+        # One urllib3 pool per host the agency's URLs name (its base URL, a token URL), kept
+        # for the client's life, and each URL's pool and request target, so a call does not
+        # parse its URL and look up its pool again (urllib3's PoolManager does both per call).
+        self._pools: dict[tuple[str, str, int | None], HTTPConnectionPool] = {}
+        self._targets: dict[str, tuple[HTTPConnectionPool, str]] = {}
+        self._lock = threading.Lock()
+
+    def _target(self, url: str) -> tuple[HTTPConnectionPool, str]:
+        """The pool for the URL's host and the URL's request target (path and query)."""
+        known = self._targets.get(url)
+        if known is not None:
+            return known
+        u = parse_url(url)
+        scheme = (u.scheme or "http").lower()
+        if scheme not in ("http", "https") or not u.host:
+            raise LocationValueError(f"not an http(s) URL with a host: {url!r}")
+        key = (scheme, u.host, u.port)
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is None:
+                if scheme == "https":
+                    pool = _HTTPSPool(
+                        u.host,
+                        u.port,
+                        maxsize=self.maxsize,
+                        block=False,
+                        retries=False,
+                        cert_reqs=self.cert_reqs,
+                    )
+                else:
+                    pool = _HTTPPool(
+                        u.host, u.port, maxsize=self.maxsize, block=False, retries=False
+                    )
+                self._pools[key] = pool
+            if len(self._targets) >= MAX_KNOWN_URLS:  # per-case status URLs: forget, not grow
+                self._targets.clear()
+            self._targets[url] = (pool, u.request_uri)
+        return pool, u.request_uri
 
     def request(
         self,
@@ -311,9 +346,10 @@ class HttpClient:
 
         _call.deadline = deadline
         try:
-            response = self._pool.request(
+            pool, target = self._target(url)
+            response = pool.urlopen(
                 method,
-                url,
+                target,
                 body=body,
                 headers=sent,
                 timeout=urllib3.Timeout(
@@ -324,6 +360,7 @@ class HttpClient:
                 decode_content=False,
                 redirect=False,
                 retries=False,
+                assert_same_host=False,
             )
         except Urllib3Timeout as exc:
             if isinstance(exc, NewConnectionError):
@@ -452,7 +489,10 @@ class HttpClient:
 
     def close(self) -> None:
         """Release every pooled connection; the client may still be used (and reconnects)."""
-        self._pool.clear()
+        with self._lock:
+            pools, self._pools, self._targets = list(self._pools.values()), {}, {}
+        for pool in pools:
+            pool.close()
 
 
 def _tls_error(what: str, exc: SSLError) -> TransientError | PermanentError:
