@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, union_all
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from hub import audit, lifecycle, notify
@@ -323,13 +323,15 @@ def _store(
     one_statement: bool | None = None,
     *,
     confirmation: bool = True,
+    driver: bool | None = None,
 ) -> int:
     """Insert the case and everything that goes with it; returns the case id.
 
     This is the hot path of the front desk, so it writes rows with SQLAlchemy Core rather than
     through the ORM's unit of work: on PostgreSQL all of it is ONE statement (data-modifying
-    CTEs), on SQLite one statement per table (`one_statement` forces either, for the tests
-    that hold the two equal). The rows come from the builders the ORM writers use
+    CTEs), on SQLite one statement per table, handed straight to the driver (`one_statement`
+    forces either, `driver=False` sends the per-table statements through Core: the tests hold
+    every path equal). The rows come from the builders the ORM writers use
     (`assignment_row`, `delivery_row`, `lifecycle.event_row`, `notify.notification_row`,
     `audit.entry_row`); later changes go through the ORM as usual.
     """
@@ -423,7 +425,7 @@ def _store(
         one_statement = conn.dialect.name == "postgresql"
     if one_statement:
         return _store_in_one_statement(conn, case_row, children, lines, outbox, routed)
-    return _store_per_table(conn, case_row, children, lines, outbox, routed)
+    return _store_per_table(conn, case_row, children, lines, outbox, routed, driver)
 
 
 @functools.cache
@@ -437,31 +439,94 @@ def _insert(table) -> Any:
     return insert(table)
 
 
-def _store_per_table(conn, case_row, children, lines, outbox, routed) -> int:
-    """Any database: one INSERT per table (the rows of a table in one statement)."""
-    case_id = conn.execute(_insert(Case.__table__), [case_row]).scalar_one()
+def _store_per_table(conn, case_row, children, lines, outbox, routed, driver=None) -> int:
+    """Any database: one INSERT per table (the rows of a table in one statement). On SQLite the
+    INSERTs go straight to the driver (`_SqliteInserts`, unless `driver=False`): SQLAlchemy's
+    execution costs more per statement than SQLite's own work for these few rows."""
+    if driver is None:
+        driver = conn.dialect.name == "sqlite"
+    add = _SqliteInserts(conn) if driver else functools.partial(_core_insert, conn)
+    case_id = add(Case.__table__, [case_row])[0]
     for table, rows in children.items():
         if rows:
-            conn.execute(_insert(table), [{**row, "case_id": case_id} for row in rows])
+            add(table, [{**row, "case_id": case_id} for row in rows])
     if lines:
-        ids = (
-            conn.execute(
-                _insert(Assignment.__table__), [{**line, "case_id": case_id} for line in lines]
-            )
-            .scalars()
-            .all()
-        )
+        ids = add(Assignment.__table__, [{**line, "case_id": case_id} for line in lines])
         deliveries = [{**d, "assignment_id": aid} for aid, d in zip(ids, outbox, strict=True) if d]
         if deliveries:
-            conn.execute(_insert(Delivery.__table__), deliveries)
-        conn.execute(
-            _insert(StatusEvent.__table__),
+            add(Delivery.__table__, deliveries)
+        add(
+            StatusEvent.__table__,
             [
                 {**e, "case_id": case_id, "assignment_id": aid}
                 for aid, e in zip(ids, routed, strict=True)
             ],
         )
     return case_id
+
+
+def _core_insert(conn: Connection, table, rows: list[dict[str, Any]]) -> list[int]:
+    """INSERT the rows with SQLAlchemy Core; the new ids of the tables whose ids are used."""
+    result = conn.execute(_insert(table), rows)
+    return list(result.scalars()) if table in (Case.__table__, Assignment.__table__) else []
+
+
+class _SqliteInserts:
+    """SQLite's per-table INSERTs on the driver's cursor, inside the connection's transaction.
+    Each (table, columns) statement is built once, with its columns' bind processors (the same
+    conversions Core applies: datetimes, JSON, booleans) and the columns' scalar Python defaults
+    (Core's `default=`) for columns a row leaves out. Driver errors are raised as SQLAlchemy's
+    (an IntegrityError is a reference collision, which `file_case` retries)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.dialect = conn.dialect
+        self.dbapi = conn.dialect.dbapi
+        self.cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+    def __call__(self, table, rows: list[dict[str, Any]]) -> list[int]:
+        sql, names, processors, defaults = _sqlite_insert(self.dialect, table, tuple(rows[0]))
+        values = [
+            tuple(
+                p(row[name]) if p else row[name] for name, p in zip(names, processors, strict=True)
+            )
+            + defaults
+            for row in rows
+        ]
+        try:
+            if table not in (Case.__table__, Assignment.__table__):
+                self.cursor.executemany(sql, values)
+                return []
+            ids = []
+            for v in values:  # the ids are used: one execute per row (a case has few lines)
+                self.cursor.execute(sql, v)
+                ids.append(self.cursor.lastrowid)
+            return ids
+        except self.dbapi.Error as exc:
+            raise DBAPIError.instance(sql, values, exc, self.dbapi.Error) from exc
+
+
+@functools.cache
+def _sqlite_insert(dialect, table, columns: tuple[str, ...]) -> tuple[str, tuple, tuple, tuple]:
+    """`INSERT INTO table (columns..., defaulted...) VALUES (?, ...)`, the columns' bind
+    processors, and the values of the columns left out that have a scalar Python default."""
+    defaulted = [
+        c for c in table.c if c.name not in columns and c.default is not None and not c.primary_key
+    ]
+    for c in defaulted:
+        if not c.default.is_scalar:
+            raise ValueError(f"{table.name}.{c.name}: only scalar defaults are filled here")
+    quote = dialect.identifier_preparer.quote
+    names = [*columns, *(c.name for c in defaulted)]
+    sql = (
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
+        f"VALUES ({', '.join('?' * len(names))})"
+    )
+    processors = tuple(table.c[name].type.bind_processor(dialect) for name in columns)
+    defaults = tuple(
+        (p(c.default.arg) if (p := c.type.bind_processor(dialect)) else c.default.arg)
+        for c in defaulted
+    )
+    return sql, columns, processors, defaults
 
 
 _STATEMENTS: dict[tuple, Any] = {}

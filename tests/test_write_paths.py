@@ -96,7 +96,16 @@ def _evidence(s, case_id: int, reference: str) -> list[dict[str, Any]]:
     return evidence
 
 
-def store(hub, data: dict, token: str, *, one_statement: bool) -> tuple[int, str]:
+# How intake can write a case: one statement (PostgreSQL), one statement per table (SQLite: on
+# the driver's cursor), and the per-table statements through SQLAlchemy Core.
+WAYS = {"one": {"one_statement": True}, "tables": {"one_statement": False}}
+WAYS["core"] = {"one_statement": False, "driver": False}
+
+
+def store(hub, data: dict, token: str, *, one_statement: bool | str) -> tuple[int, str]:
+    way = (
+        WAYS[one_statement] if isinstance(one_statement, str) else {"one_statement": one_statement}
+    )
     now = hub.clock.now()
     decision = hub.router.route(intake.situation_of(data, now.date()))
     assert not decision.missing, decision
@@ -110,15 +119,16 @@ def store(hub, data: dict, token: str, *, one_statement: bool) -> tuple[int, str
             decision.recipients,
             hub.directory,
             now,
-            one_statement=one_statement,
+            **way,
         )
     return case_id, reference
 
 
-def paths(db) -> list[bool]:
-    """one_statement values this database supports: the per-table path everywhere, the single
-    statement (data-modifying CTEs) on PostgreSQL."""
-    return [False, True] if db.dialect == "postgresql" else [False]
+def paths(db) -> list[bool | str]:
+    """The ways this database can write a case (WAYS): per table everywhere (False), the single
+    statement (data-modifying CTEs) on PostgreSQL (True), and on SQLite, whose per-table
+    statements go to the driver, the same through Core ("core")."""
+    return [False, True] if db.dialect == "postgresql" else [False, "core"]
 
 
 UNROUTED = {**CASE, "kind": "question", "domain": "general.other"}
@@ -389,3 +399,43 @@ def test_a_receipt_whose_line_a_poll_holds_waits_for_a_later_group_and_the_rest_
     assert outbox.complete_many(hub.db, busy, hub.clock.now(), mapping, []) == 1
     with hub.db.session(read_only=True) as s:
         assert s.get(Delivery, held.delivery_id).state == DeliveryState.DONE
+
+
+class _Repeating:
+    """Draws LK-ABCD-EFG?, then LK-HJKM-NPQ?, then others: two of these collide at first."""
+
+    def __init__(self) -> None:
+        self.symbols = iter("ABCDEFG" + "HJKMNPQ" + "RSTVWXY" * 10)
+        self.tokens = 0
+
+    def choice(self, alphabet: str) -> str:
+        return next(self.symbols)
+
+    def token(self) -> str:
+        self.tokens += 1
+        return f"token-{id(self)}-{self.tokens}"
+
+
+def test_a_reference_drawn_twice_is_drawn_again_not_lost(hub):
+    """The second filing draws a reference the first one has: the database refuses it (its
+    unique index; on SQLite the driver's error, raised as SQLAlchemy's), and intake draws again
+    instead of failing the consumer's filing."""
+    data = CaseInSchema().load(CASE)
+    first, second = (
+        intake.file_case(
+            hub.db,
+            data,
+            router=hub.router,
+            directory=hub.directory,
+            clock=hub.clock,
+            random=source,
+        )
+        for source in (_Repeating(), _Repeating())
+    )
+    assert first.reference == "LK-ABCD-EFG" + first.reference[-1]
+    assert second.reference != first.reference
+    assert second.reference.startswith("LK-HJKM-NPQ")
+    with hub.db.session(read_only=True) as s:
+        assert sorted(s.scalars(select(Case.reference))) == sorted(
+            [first.reference, second.reference]
+        )
