@@ -34,7 +34,9 @@ class FrozenClock:
 
 
 class RandomSource(Protocol):
-    def choice(self, alphabet: str) -> str: ...
+    def symbols(self, alphabet: str, k: int) -> str:
+        """`k` symbols of `alphabet`, each uniformly and independently drawn."""
+        ...
 
     def token(self) -> str: ...
 
@@ -42,8 +44,16 @@ class RandomSource(Protocol):
 class SecureRandom:
     """Cryptographic randomness for references and tracking tokens."""
 
-    def choice(self, alphabet: str) -> str:
-        return secrets.choice(alphabet)
+    def symbols(self, alphabet: str, k: int) -> str:
+        # One draw of k base-n digits: one call to the system's randomness instead of k (each
+        # secrets.choice reads the system's randomness again), with the same uniform symbols.
+        n = len(alphabet)
+        value = secrets.randbelow(n**k)
+        out = []
+        for _ in range(k):
+            value, digit = divmod(value, n)
+            out.append(alphabet[digit])
+        return "".join(out)
 
     def token(self) -> str:
         return secrets.token_urlsafe(24)

@@ -33,7 +33,7 @@ def check_symbol(body: str) -> str:
 
 def new_reference(random: RandomSource | None = None) -> str:
     random = random or SecureRandom()
-    body = "".join(random.choice(ALPHABET) for _ in range(7))
+    body = random.symbols(ALPHABET, 7)
     full = body + check_symbol(body)
     return f"{PREFIX}-{full[:4]}-{full[4:]}"
 

@@ -405,11 +405,11 @@ class _Repeating:
     """Draws LK-ABCD-EFG?, then LK-HJKM-NPQ?, then others: two of these collide at first."""
 
     def __init__(self) -> None:
-        self.symbols = iter("ABCDEFG" + "HJKMNPQ" + "RSTVWXY" * 10)
+        self.draws = iter(["ABCDEFG", "HJKMNPQ"] + ["RSTVWXY"] * 10)
         self.tokens = 0
 
-    def choice(self, alphabet: str) -> str:
-        return next(self.symbols)
+    def symbols(self, alphabet: str, k: int) -> str:
+        return next(self.draws)
 
     def token(self) -> str:
         self.tokens += 1
