@@ -257,7 +257,7 @@ _CASE = (
 
 
 def _lease(conn, agency_id, worker_id, now, lease_until, n) -> list[Any]:
-    """Any database: lease the rows (UPDATE ... RETURNING), then log their attempts."""
+    """SQLite (one writer): lease the rows (UPDATE ... RETURNING), then log their attempts."""
     t = Delivery.__table__
     pick = (
         select(t.c.id)
@@ -265,8 +265,6 @@ def _lease(conn, agency_id, worker_id, now, lease_until, n) -> list[Any]:
         .order_by(t.c.next_attempt_at, t.c.id)
         .limit(n)
     )
-    if conn.dialect.name == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
     rows = sorted(
         conn.execute(
             update(t)
@@ -284,22 +282,25 @@ def _lease(conn, agency_id, worker_id, now, lease_until, n) -> list[Any]:
     )
     if not rows:
         return []
-    attempt_ids = (
-        conn.execute(
-            insert(DeliveryAttempt.__table__).returning(
-                DeliveryAttempt.__table__.c.id, sort_by_parameter_order=True
-            ),
-            [
-                {"delivery_id": r.id, "number": r.attempts, "worker": worker_id, "started_at": now}
-                for r in rows
-            ],
-        )
-        .scalars()
-        .all()
+    # The attempts as one executemany, then their ids in one query: with RETURNING and the
+    # parameters' order kept, SQLAlchemy sends SQLite one INSERT per row. This writer holds the
+    # database (BEGIN IMMEDIATE), so each row's newest attempt is the one just logged.
+    att = DeliveryAttempt.__table__
+    conn.execute(
+        insert(att),
+        [
+            {"delivery_id": r.id, "number": r.attempts, "worker": worker_id, "started_at": now}
+            for r in rows
+        ],
     )
-    return [
-        SimpleNamespace(**r._asdict(), attempt_id=a) for r, a in zip(rows, attempt_ids, strict=True)
-    ]
+    newest = dict(
+        conn.execute(
+            select(att.c.delivery_id, func.max(att.c.id))
+            .where(att.c.delivery_id.in_([r.id for r in rows]))
+            .group_by(att.c.delivery_id)
+        ).all()
+    )
+    return [SimpleNamespace(**r._asdict(), attempt_id=newest[r.id]) for r in rows]
 
 
 @functools.cache
