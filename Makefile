@@ -43,14 +43,15 @@ typecheck: install
 
 # The suite runs on every core (pytest-xdist; each worker process has its own databases, ports
 # and peers) and names its slowest tests, so a CI log shows where the time goes. Tests marked
-# `alone` (a time measured on the machine: the chaos run's stall bound) run after it, by themselves.
+# `alone` (a time measured on the machine: the chaos run's stall bound) run after it, by themselves,
+# and print what they measured (-rP: deliveries per second during the kills, the longest stall).
 PYTEST_ARGS ?= -n auto --durations=30
 
 test: install lint typecheck
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/loket mappings validate
 	$(BIN)/pytest $(PYTEST_ARGS) -m "not alone"
-	$(BIN)/pytest -m alone --durations=5
+	$(BIN)/pytest -m alone --durations=5 -rP
 
 # Benchmarks next to their denominators (bench/run.py); QUICK=1 for a two-minute smoke.
 # Needs PostgreSQL (127.0.0.1:5432), RabbitMQ (127.0.0.1:5672) and wrk; writes bench/RESULTS.md.
