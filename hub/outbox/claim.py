@@ -150,20 +150,8 @@ def claim(
         n = min(limit, room, share, admitted if admitted is not None else limit)
         if n <= 0:
             return []
-        conn = s.connection()
-        if db.dialect == "postgresql":
-            rows, views = _lease_in_one_statement(s, agency_id, worker_id, now, lease_until, n)
-        else:
-            rows = _lease(conn, agency_id, worker_id, now, lease_until, n)
-            views = (
-                documents_for(
-                    s,
-                    [r.assignment_id for r in rows],
-                    need={r.assignment_id for r in rows if r.kind == CASE and r.payload is None},
-                )
-                if rows
-                else {}
-            )
+        lease = _lease_in_one_statement if db.dialect == "postgresql" else _lease_in_steps
+        rows, views = lease(s, agency_id, worker_id, now, lease_until, n)
         if not rows:
             if admitted == 1:  # nothing to probe with: stay open, try again after the pause
                 state.breaker = control.OPEN
@@ -238,8 +226,15 @@ _LEASED = (
     "message_id",
     "next_attempt_at",
 )
-_LINE = ("id", "case_id", "agency_id", "reason", "acknowledge_due_at", "answer_due_at")
-_LINE += ("agency_reference",)
+_LINE = (
+    "id",
+    "case_id",
+    "agency_id",
+    "reason",
+    "acknowledge_due_at",
+    "answer_due_at",
+    "agency_reference",
+)
 _CASE = (
     "id",
     "reference",
@@ -256,8 +251,12 @@ _CASE = (
 )
 
 
-def _lease(conn, agency_id, worker_id, now, lease_until, n) -> list[Any]:
-    """SQLite (one writer): lease the rows (UPDATE ... RETURNING), then log their attempts."""
+def _lease_in_steps(
+    s, agency_id, worker_id, now, lease_until, n
+) -> tuple[list[Any], dict[int, LineView]]:
+    """SQLite (one writer): lease the rows (UPDATE ... RETURNING), log their attempts, then read
+    what their deliveries need (`documents_for`)."""
+    conn = s.connection()
     t = Delivery.__table__
     pick = (
         select(t.c.id)
@@ -281,7 +280,7 @@ def _lease(conn, agency_id, worker_id, now, lease_until, n) -> list[Any]:
         key=lambda r: (r.next_attempt_at, r.id),
     )
     if not rows:
-        return []
+        return [], {}
     # The attempts as one executemany, then their ids in one query: with RETURNING and the
     # parameters' order kept, SQLAlchemy sends SQLite one INSERT per row. This writer holds the
     # database (BEGIN IMMEDIATE), so each row's newest attempt is the one just logged.
@@ -300,7 +299,9 @@ def _lease(conn, agency_id, worker_id, now, lease_until, n) -> list[Any]:
             .group_by(att.c.delivery_id)
         ).all()
     )
-    return [SimpleNamespace(**r._asdict(), attempt_id=newest[r.id]) for r in rows]
+    leased = [SimpleNamespace(**r._asdict(), attempt_id=newest[r.id]) for r in rows]
+    need = {r.assignment_id for r in leased if r.kind == CASE and r.payload is None}
+    return leased, documents_for(s, [r.assignment_id for r in leased], need=need)
 
 
 @functools.cache
