@@ -59,10 +59,8 @@ def make_engine(url: str, **kwargs) -> Engine:
                 if conn.get_execution_options().get("loket_read_only")
                 else "BEGIN IMMEDIATE"
             )
-            try:
+            with driver_errors(begin, None, sqlite3.Error):
                 conn.connection.driver_connection.execute(begin)
-            except sqlite3.Error as exc:  # raised as SQLAlchemy's, as exec_driver_sql would
-                raise DBAPIError.instance(begin, None, exc, sqlite3.Error) from exc
 
         return engine
     _cache_long_statements()
@@ -90,6 +88,17 @@ def _cache_long_statements() -> None:
         ("MAX_CACHED_STATEMENT_PARAMS", PSYCOPG_CACHED_QUERY_PARAMS),
     ):
         setattr(_queries, name, max(getattr(_queries, name), least))
+
+
+@contextmanager
+def driver_errors(statement: str, params: object, error: type[Exception]) -> Iterator[None]:
+    """For a statement run on the driver's connection, not through SQLAlchemy's execution: its
+    errors are raised as SQLAlchemy's (`IntegrityError`, `OperationalError`, ...), as
+    `Connection.execute` would raise them, so callers catch one kind whichever way ran it."""
+    try:
+        yield
+    except error as exc:
+        raise DBAPIError.instance(statement, params, exc, error) from exc
 
 
 def create_private_file(path: Path) -> None:

@@ -17,14 +17,14 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, union_all
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hub import audit, lifecycle, notify
 from hub.agencies import Directory
 from hub.attachments import Upload
 from hub.clock import Clock, RandomSource
-from hub.db import Database
+from hub.db import Database, driver_errors
 from hub.duedates import due_at
 from hub.models import (
     Assignment,
@@ -428,6 +428,11 @@ def _store(
     return _store_per_table(conn, case_row, children, lines, outbox, routed, driver)
 
 
+# The tables whose new ids the per-table writers hand back: the case's (for its children) and
+# the lines' (for their outbox rows and timeline entries).
+_IDS_USED = (Case.__table__, Assignment.__table__)
+
+
 @functools.cache
 def _insert(table) -> Any:
     """`INSERT INTO table`, built once: SQLAlchemy then finds its compiled form by a cache key
@@ -468,7 +473,7 @@ def _store_per_table(conn, case_row, children, lines, outbox, routed, driver=Non
 def _core_insert(conn: Connection, table, rows: list[dict[str, Any]]) -> list[int]:
     """INSERT the rows with SQLAlchemy Core; the new ids of the tables whose ids are used."""
     result = conn.execute(_insert(table), rows)
-    return list(result.scalars()) if table in (Case.__table__, Assignment.__table__) else []
+    return list(result.scalars()) if table in _IDS_USED else []
 
 
 class _SqliteInserts:
@@ -492,8 +497,8 @@ class _SqliteInserts:
             + defaults
             for row in rows
         ]
-        try:
-            if table not in (Case.__table__, Assignment.__table__):
+        with driver_errors(sql, values, self.dbapi.Error):
+            if table not in _IDS_USED:
                 self.cursor.executemany(sql, values)
                 return []
             ids = []
@@ -501,8 +506,6 @@ class _SqliteInserts:
                 self.cursor.execute(sql, v)
                 ids.append(self.cursor.lastrowid)
             return ids
-        except self.dbapi.Error as exc:
-            raise DBAPIError.instance(sql, values, exc, self.dbapi.Error) from exc
 
 
 @functools.cache
