@@ -179,6 +179,9 @@ def run_all(settings: Settings, web_port: int = 8000) -> int:
     signal.signal(signal.SIGINT, stop_all)
     signal.signal(signal.SIGTERM, stop_all)
     try:
+        # The mail catcher and the simulators start side by side, then each is awaited: none
+        # needs another, and one after the other they took most of the wait for the banner.
+        listening: list[tuple[Child, str, int]] = []
         if catch_mail:
             catcher = subprocess.Popen(
                 mail_catcher(mail_port, maildir(settings)),
@@ -187,19 +190,16 @@ def run_all(settings: Settings, web_port: int = 8000) -> int:
                 stdout=subprocess.DEVNULL,
             )
             children.append(Child("mail catcher", f"smtp://127.0.0.1:{mail_port}", catcher))
-            if not wait_listening(catcher, "127.0.0.1", mail_port, 30):
-                print(
-                    f"loket run: the mail catcher did not start (exit code {catcher.poll()})",
-                    file=sys.stderr,
-                )
-                return 1
+            listening.append((children[-1], "127.0.0.1", mail_port))
         for sim in sims:
             name = f"simulator {', '.join(sim.agencies)}"
             proc = subprocess.Popen(sim.command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
             children.append(Child(name, sim.url, proc, sim.agency_urls))
-            if not wait_listening(proc, sim.host, sim.port, 30):
+            listening.append((children[-1], sim.host, sim.port))
+        for child, host, port in listening:
+            if not wait_listening(child.process, host, port, 30):
                 print(
-                    f"loket run: the {name} did not start (exit code {proc.poll()})",
+                    f"loket run: the {child.name} did not start (exit code {child.process.poll()})",
                     file=sys.stderr,
                 )
                 return 1

@@ -244,6 +244,10 @@ def loket_run_env(tmp_path) -> tuple[dict[str, str], dict[str, int]]:
     return env, ports
 
 
+class LoketRunExited(Exception):
+    """`loket run` ended before printing its banner; the message holds its output."""
+
+
 def start_loket_run(tmp_path, env: dict[str, str], log_name: str = "run.log"):
     """`loket run` with `env`, its output in tmp_path/log_name; returns once its banner shows."""
     log = open(tmp_path / log_name, "wb")  # noqa: SIM115
@@ -254,12 +258,24 @@ def start_loket_run(tmp_path, env: dict[str, str], log_name: str = "run.log"):
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+
+    def banner() -> bool:
+        if "Loket is running" in (tmp_path / log_name).read_text():
+            return True
+        if proc.poll() is not None:  # it gave up: say why rather than wait out the minute
+            raise LoketRunExited(
+                f"`loket run` exited with {proc.returncode} before its banner:\n"
+                + (tmp_path / log_name).read_text()[-3000:]
+            )
+        return False
+
     try:
-        wait_until(
-            lambda: "Loket is running" in (tmp_path / log_name).read_text(),
-            60,
-            "the banner of `loket run`",
-        )
+        try:
+            wait_until(banner, 60, "the banner of `loket run`", raise_on=(LoketRunExited,))
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}\n--- its output ---\n{(tmp_path / log_name).read_text()[-3000:]}"
+            ) from None
     except BaseException:
         stop_loket_run(proc, log)
         raise

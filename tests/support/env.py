@@ -60,14 +60,50 @@ def agency_schema(agency_id: str) -> dict:
     )
 
 
+# Ports for the servers tests start. Port 0 would hand out a port from the kernel's ephemeral
+# range, which every outgoing connection on the machine also draws from: in the seconds between
+# choosing a port and a server binding it (or between two `loket run`s on the same ports), a
+# client socket of another test could take it. Below that range no connect() picks a port, and
+# each xdist worker draws from its own slice, so two workers never choose the same one.
+_PORTS_LOW, _PORTS_HIGH = 20000, 32000
+
+
+def _port_slice() -> range:
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    worker = int((os.environ.get("PYTEST_XDIST_WORKER") or "gw0").removeprefix("gw") or 0)
+    width = (_PORTS_HIGH - _PORTS_LOW) // max(count, 1)
+    start = _PORTS_LOW + worker * width
+    return range(start, start + width)
+
+
+_PORTS = _port_slice()
+_next_port = _PORTS.start + (os.getpid() % len(_PORTS))
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port no one listens on or holds, from this worker's slice (see above); the next
+    call takes the one after it, so the ports a test holds for a while are not handed out again."""
+    global _next_port
+    for _ in range(len(_PORTS)):
+        port, _next_port = _next_port, _PORTS.start + (_next_port + 1 - _PORTS.start) % len(_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))  # no SO_REUSEADDR: a TIME_WAIT on it counts as held
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_PORTS.start}-{_PORTS.stop - 1}")
 
 
-def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
-    """Poll `predicate` until it returns something truthy; fail naming `what` after `timeout`."""
+def wait_until(
+    predicate: Callable[[], object],
+    timeout: float,
+    what: str,
+    interval: float = 0.1,
+    raise_on: tuple[type[BaseException], ...] = (),
+):
+    """Poll `predicate` until it returns something truthy; fail naming `what` after `timeout`.
+    An exception of a `raise_on` type ends the wait at once (the thing waited for cannot come)."""
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
     while time.monotonic() < deadline:
@@ -75,6 +111,8 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str, inter
             value = predicate()
             if value:
                 return value
+        except raise_on:
+            raise
         except Exception as exc:
             last_exc = exc
         time.sleep(interval)
