@@ -179,7 +179,8 @@ class Worker:
             max_workers=max(2, min(16, len(hub.directory.ids()))), thread_name_prefix="lane"
         )
         self._held: set[int] = set()  # deliveries claimed by running lanes: their leases renew
-        self._senders: dict[str, ThreadPool] = {}  # per agency, for slow agencies only
+        # per agency, for slow agencies only, with the width each was made for
+        self._senders: dict[str, tuple[ThreadPool, int]] = {}
         self._latency: dict[str, float] = {}  # per agency: a moving average of its answer time
 
     # ----------------------------------------------------------------------------------- dispatch
@@ -276,12 +277,12 @@ class Worker:
     def _sender(self, mapping: AgencyMapping, width: int) -> ThreadPool:
         """The lane's sending threads, kept for the worker's life (one pool per agency)."""
         with self._lanes_lock:
-            pool = self._senders.get(mapping.id)
-            if pool is None or pool._max_workers < width:
+            pool, made_for = self._senders.get(mapping.id) or (None, 0)
+            if pool is None or made_for < width:
                 if pool is not None:
                     pool.shutdown(wait=False)
                 pool = ThreadPool(max_workers=width, thread_name_prefix=f"send-{mapping.id}")
-                self._senders[mapping.id] = pool
+                self._senders[mapping.id] = (pool, width)
             return pool
 
     def _deliver_batch(
@@ -744,7 +745,7 @@ class Worker:
             self._stop.set()
             dispatcher.join(timeout=self.hub.settings.dispatch_seconds + 5)
             self._lane_pool.shutdown(wait=True)  # in-flight deliveries finish and are recorded
-            for pool in self._senders.values():
+            for pool, _width in self._senders.values():
                 pool.shutdown(wait=True)
             try:
                 outbox.retire(self.hub.db, self.worker_id)
