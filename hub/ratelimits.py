@@ -45,29 +45,59 @@ class Exhausted(Exception):
     retry_after: int
 
 
+# How long a shared store may take to connect or to answer. redis-py waits forever by default,
+# so a store that stopped answering (a full host, a dropped route) would hold every request
+# that counts an attempt, and with them every web process.
+STORE_TIMEOUT_SECONDS = 0.25
+# After a shared store failed, count in memory for this long before trying it again, doubling
+# while it keeps failing: a store that hangs costs one request its timeout, not every request.
+STORE_RETRY_SECONDS, STORE_RETRY_MAX_SECONDS = 1.0, 60.0
+
+
+def storage_options(storage_uri: str) -> dict[str, float]:
+    """The `limits` storage options for `storage_uri`: connect and answer timeouts for Redis."""
+    if storage_uri.split(":", 1)[0].startswith("redis"):
+        return {
+            "socket_timeout": STORE_TIMEOUT_SECONDS,
+            "socket_connect_timeout": STORE_TIMEOUT_SECONDS,
+        }
+    return {}
+
+
 class Counters:
     """Moving-window counters in the configured store. When a shared store cannot be reached,
     the counting goes on in this process's memory (logged as an error) rather than failing the
-    consumer's request: limits per process for a while are better than no front desk."""
+    consumer's request: limits per process for a while are better than no front desk. The
+    store is tried again after a pause that doubles while it keeps failing (as Flask-Limiter
+    does for the filing limits)."""
 
     def __init__(self, storage_uri: str) -> None:
         self.storage_uri = storage_uri
-        self.storage = storage_from_string(storage_uri)
+        self.storage = storage_from_string(storage_uri, **storage_options(storage_uri))
         self.shared = MovingWindowRateLimiter(self.storage)
         self.local = MovingWindowRateLimiter(storage_from_string("memory://"))
+        self._retry_at = 0.0  # time.monotonic() before which the shared store is not tried
+        self._pause = STORE_RETRY_SECONDS
 
     def _run(self, what: str, *args):
-        try:
-            return getattr(self.shared, what)(*args)
-        except Exception as exc:  # the shared store is down or refuses: count here meanwhile
-            if self.shared is self.local:
-                raise
-            log.error(
-                "rate-limit store %s unreachable (%s); counting in this process meanwhile",
-                self.storage.__class__.__name__,
-                exc.__class__.__name__,
-            )
-            return getattr(self.local, what)(*args)
+        if self.shared is self.local or time.monotonic() >= self._retry_at:
+            try:
+                answer = getattr(self.shared, what)(*args)
+            except Exception as exc:  # the store is down, hangs or refuses: count here
+                if self.shared is self.local:
+                    raise
+                log.error(
+                    "rate-limit store %s unreachable (%s); counting in this process for %.0f s",
+                    self.storage.__class__.__name__,
+                    exc.__class__.__name__,
+                    self._pause,
+                )
+                self._retry_at = time.monotonic() + self._pause
+                self._pause = min(self._pause * 2, STORE_RETRY_MAX_SECONDS)
+            else:
+                self._pause = STORE_RETRY_SECONDS
+                return answer
+        return getattr(self.local, what)(*args)
 
     def _wait(self, item: RateLimitItem, *key: str) -> int:
         reset, _remaining = self._run("get_window_stats", item, *key)
@@ -96,6 +126,7 @@ class Counters:
 def init_app(app: Flask, settings: Settings) -> None:
     app.extensions[EXTENSION] = Counters(settings.ratelimit_storage)
     app.config.setdefault("RATELIMIT_STORAGE_URI", settings.ratelimit_storage)  # Flask-Limiter's
+    app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", storage_options(settings.ratelimit_storage))
     # ... which, like Counters, counts in memory while a shared store is down
     app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
     app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)

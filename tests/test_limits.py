@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import random
+import socket
+import threading
 import uuid
 from dataclasses import replace
 
@@ -393,3 +395,51 @@ def test_when_the_shared_store_is_down_wrong_codes_are_still_counted_in_the_proc
     reference, _code = filed(visitor(app))  # Flask-Limiter's filing limit falls back too
     assert reference.startswith("LK-")
     assert any("unreachable" in r.getMessage() for r in caplog.records)
+
+
+def test_a_shared_store_that_stops_answering_holds_no_request(hub, caplog):
+    """A Redis that takes connections and never answers (a hung host): a request that counts an
+    attempt gives up on it after its timeout and counts in memory, and the store is left alone
+    for a while after that, so the hang is not paid again on every request."""
+    listener = socket.create_server(("127.0.0.1", free_port()))
+    listener.settimeout(0.05)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def take_and_never_answer():
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    taker = threading.Thread(target=take_and_never_answer, daemon=True)
+    taker.start()
+    answers: list[int] = []
+    references: list[str] = []
+
+    def consumer():
+        app = _app(hub, f"redis://127.0.0.1:{listener.getsockname()[1]}/0")
+        app.config[ratelimits.TRACKING_LIMIT] = "3 per hour"
+        guesser = visitor(app)
+        answers.extend(_wrong("link", guesser, "LK-AAAA-AAAA") for _ in range(12))
+        references.append(filed(visitor(app))[0])  # Flask-Limiter's limits give up on it too
+
+    try:
+        with caplog.at_level(logging.ERROR, logger="hub.ratelimits"):
+            requests_ = threading.Thread(target=consumer, daemon=True)
+            requests_.start()
+            requests_.join(timeout=60)  # without a timeout the first request waits for ever
+            assert not requests_.is_alive(), "a request waited on the store that never answers"
+    finally:
+        stop.set()
+        taker.join()
+        for conn in held:
+            conn.close()
+        listener.close()
+    assert answers == [404] * 3 + [429] * 9  # still limited, in this process's memory
+    assert references and references[0].startswith("LK-")
+    assert any("unreachable" in r.getMessage() for r in caplog.records)
+    # 12 refused guesses count twice each (a check and a hit) and the filing a few times more:
+    # asked every time, the store would have taken 25 connections or more
+    assert 1 <= len(held) < 12, len(held)
