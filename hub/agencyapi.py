@@ -23,7 +23,7 @@ from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6750 import BearerTokenValidator
 from flask import Blueprint, Flask, Response, current_app, g, json, jsonify, request
 
-from hub import agencyclients, agencyside
+from hub import agencyclients, agencyside, ratelimits
 from hub import attachments as files
 from hub.problems import MEDIA_TYPE, Problem, field_error
 from hub.services import Hub
@@ -93,8 +93,31 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
+@bp.errorhandler(ratelimits.Exhausted)
+def _exhausted(exc: ratelimits.Exhausted):
+    if request.endpoint == "agencyapi.issue_token":
+        detail = (
+            f"Too many token requests from your address; try again in {exc.retry_after} "
+            "seconds. A token lasts five minutes: keep it and use it for every call until it "
+            "expires, instead of asking for one per call."
+        )
+    else:
+        detail = (
+            f"Too many calls from your client; try again in {exc.retry_after} seconds. Nothing "
+            "was changed by this call. Page through lists with `cursor` rather than asking again."
+        )
+    return Problem(
+        429, "too-many-requests", detail, headers={"Retry-After": str(exc.retry_after)}
+    ).response()
+
+
 @bp.post("/oauth/token")
 def issue_token():
+    ratelimits.counters().take(
+        current_app.config[ratelimits.AGENCY_TOKEN_LIMIT],
+        "agency-token",
+        ratelimits.client_address(),
+    )
     response = current_app.extensions["loket.oauth"].create_token_response()
     response.headers["Cache-Control"] = "no-store"
     if response.status_code < 400:
@@ -131,6 +154,10 @@ def _authenticate():
         token = require_token.acquire_token([SCOPE])
     except OAuth2Error as error:
         require_token.raise_error_response(error)
+    # per client, after the token is checked: a forged token cannot use up an agency's calls
+    ratelimits.counters().take(
+        current_app.config[ratelimits.AGENCY_API_LIMIT], "agency-api", token.client_id
+    )
     g.agency_actor = agencyside.AgencyActor(token.agency_id, f"api:{token.client_id}")
     return None
 

@@ -178,6 +178,11 @@ class Settings:
     tracking_case_limit: str = "100 per hour"
     # Per client address: cases filed through the JSON API (POST /api/v1/cases).
     api_filing_limit: str = "20 per hour"
+    # The agency API: calls per client (a runaway integration must not starve the others or
+    # the front desk), and token requests per address (a token lasts five minutes, so a client
+    # that behaves asks about twelve times an hour).
+    agency_api_limit: str = "600 per minute"
+    agency_token_limit: str = "60 per hour"
     # Confirmation mails to one email address, whichever door filed the case; past it the case
     # is filed but no confirmation mail goes to that address.
     confirmation_mail_limit: str = "5 per hour"
@@ -235,6 +240,8 @@ class Settings:
             signin_limit=_limit(env, "LOKET_SIGNIN_LIMIT", s.signin_limit),
             tracking_case_limit=_limit(env, "LOKET_TRACKING_CASE_LIMIT", s.tracking_case_limit),
             api_filing_limit=_limit(env, "LOKET_API_FILING_LIMIT", s.api_filing_limit),
+            agency_api_limit=_limit(env, "LOKET_AGENCY_API_LIMIT", s.agency_api_limit),
+            agency_token_limit=_limit(env, "LOKET_AGENCY_TOKEN_LIMIT", s.agency_token_limit),
             confirmation_mail_limit=_limit(
                 env, "LOKET_CONFIRMATION_MAIL_LIMIT", s.confirmation_mail_limit
             ),

@@ -54,9 +54,10 @@ TYPES: dict[str, tuple[str, str]] = {
     ),
     "too-many-requests": (
         "Too many requests",
-        "This address sent more requests of this kind than the hub takes in the period (cases "
-        "filed, or wrong tracking tokens). Wait the number of seconds in the Retry-After header "
-        "and try again. Nothing was stored.",
+        "This address or agency client sent more requests of this kind than the hub takes in "
+        "the period (cases filed, wrong tracking tokens, agency API calls or token requests). "
+        "Wait the number of seconds in the Retry-After header and try again. Nothing was "
+        "stored.",
     ),
     "unauthorized": (
         "Not authorised",

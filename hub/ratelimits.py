@@ -35,6 +35,8 @@ EXTENSION = "loket.counters"
 TRACKING_LIMIT = "LOKET_TRACKING_LIMIT"
 TRACKING_CASE_LIMIT = "LOKET_TRACKING_CASE_LIMIT"
 API_FILING_LIMIT = "LOKET_API_FILING_LIMIT"
+AGENCY_API_LIMIT = "LOKET_AGENCY_API_LIMIT"
+AGENCY_TOKEN_LIMIT = "LOKET_AGENCY_TOKEN_LIMIT"
 CONFIRMATION_MAIL_LIMIT = "LOKET_CONFIRMATION_MAIL_LIMIT"
 
 
@@ -133,6 +135,8 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.config.setdefault(TRACKING_LIMIT, settings.tracking_limit)
     app.config.setdefault(TRACKING_CASE_LIMIT, settings.tracking_case_limit)
     app.config.setdefault(API_FILING_LIMIT, settings.api_filing_limit)
+    app.config.setdefault(AGENCY_API_LIMIT, settings.agency_api_limit)
+    app.config.setdefault(AGENCY_TOKEN_LIMIT, settings.agency_token_limit)
     app.config.setdefault(CONFIRMATION_MAIL_LIMIT, settings.confirmation_mail_limit)
 
 

@@ -421,3 +421,58 @@ def test_not_competent_refers_the_case_to_the_body_the_agency_names(hub, client,
     assert agencies == [WORKSPACE, "consumer-mediation"]
     # the first body still sees its line, now referred on
     assert client.get(case, headers=bearer(token)).get_json()["status"] == "referred"
+
+
+def test_a_client_past_its_call_limit_is_told_when_to_come_back_and_changes_nothing(
+    hub, client, agency_a, agency_b
+):
+    """A runaway integration: past LOKET_AGENCY_API_LIMIT its calls answer 429 with
+    Retry-After and change nothing; another agency's client still gets through, and a forged
+    token is refused as before without using up anyone's calls."""
+    from hub import ratelimits
+
+    client.application.config[ratelimits.AGENCY_API_LIMIT] = "3 per minute"
+    token, other = get_token(client, agency_a), get_token(client, agency_b)
+    reference = file_water_case(hub).reference
+    Worker(hub, "w").dispatch_once()
+    for _ in range(3):
+        assert client.get(f"{API}/bodies", headers=bearer("forged")).status_code == 401
+    for _ in range(3):
+        assert client.get(f"{API}/assignments", headers=bearer(token)).status_code == 200
+    before = _state(hub, reference)
+    refused = client.post(
+        f"{API}/assignments/{reference}/acknowledge",
+        json={"agency_reference": "MW-2026-0001"},
+        headers=bearer(token),
+    )
+    problem = _problem(refused, 429)
+    assert problem["type"] == "/problems/too-many-requests"
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert "Nothing was changed" in problem["detail"] and "cursor" in problem["detail"]
+    validate("Problem", problem)
+    assert _state(hub, reference) == before
+    assert client.get(f"{API}/bodies", headers=bearer(other)).status_code == 200
+
+
+def test_token_requests_past_the_limit_are_refused_per_address(client, agency_a):
+    """A client that asks for a token on every call (or guesses secrets) is stopped at
+    LOKET_AGENCY_TOKEN_LIMIT per address, with the advice to keep its token."""
+    from hub import ratelimits
+    from tests.support.agencyside import basic
+
+    client.application.config[ratelimits.AGENCY_TOKEN_LIMIT] = "2 per hour"
+    get_token(client, agency_a)
+    wrong = client.post(
+        f"{API}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        headers=basic(agency_a.client_id, "not-the-secret"),
+    )
+    assert _problem(wrong, 401)["error"] == "invalid_client"
+    refused = client.post(
+        f"{API}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        headers=basic(agency_a.client_id, agency_a.client_secret),
+    )
+    problem = _problem(refused, 429)
+    assert "keep it" in problem["detail"] and int(refused.headers["Retry-After"]) >= 1
+    assert "access_token" not in problem

@@ -67,6 +67,8 @@ def api_app(hub):
         tracking_limit=high,
         tracking_case_limit=high,
         confirmation_mail_limit=high,
+        agency_api_limit=high,
+        agency_token_limit=high,
     )
     limited_less = Hub.from_settings(settings, db=hub.db, clock=hub.clock)
     app = create_app(hub=limited_less)
