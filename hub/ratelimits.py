@@ -21,7 +21,7 @@ import math
 import time
 from dataclasses import dataclass
 
-from flask import Flask, current_app, request
+from flask import Flask, Response, current_app, request
 from limits import RateLimitItem, parse
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
@@ -138,10 +138,28 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.config.setdefault(AGENCY_API_LIMIT, settings.agency_api_limit)
     app.config.setdefault(AGENCY_TOKEN_LIMIT, settings.agency_token_limit)
     app.config.setdefault(CONFIRMATION_MAIL_LIMIT, settings.confirmation_mail_limit)
+    app.after_request(_page_retry_after)
 
 
 def counters() -> Counters:
     return current_app.extensions[EXTENSION]
+
+
+def _page_retry_after(response: Response) -> Response:
+    """A 429 page of a Flask-Limiter limit (filing on the front desk, back-office sign-in) says
+    in Retry-After when the address may try again, as the counters' own 429s do."""
+    if response.status_code != 429 or "Retry-After" in response.headers:
+        return response
+    for limiter in current_app.extensions.get("limiter", ()):
+        try:
+            current = limiter.current_limit
+            if current is not None and current.breached:
+                wait = max(1, math.ceil(current.reset_at - time.time()))
+                response.headers["Retry-After"] = str(wait)
+                break
+        except Exception:  # the store went away meanwhile: the page goes out without it
+            log.debug("no Retry-After for this 429", exc_info=True)
+    return response
 
 
 def client_address() -> str:

@@ -61,9 +61,11 @@ def test_failed_sign_ins_from_one_address_are_limited(client, hub):
         for _ in range(4)
     ]
     assert codes == [401, 401, 401, 429]
-    assert "Too many failed sign-ins" in client.post(
+    refused = client.post(
         "/admin/login", data={"csrf_token": token, "name": "olga", "password": "guess"}
-    ).get_data(as_text=True)
+    )
+    assert "Too many failed sign-ins" in refused.get_data(as_text=True)
+    assert 0 < int(refused.headers["Retry-After"]) <= 3601  # the oldest failure ages out
     limiter.reset()  # the counters live in this process; leave none for the next test
 
 

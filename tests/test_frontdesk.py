@@ -174,6 +174,7 @@ def test_filing_is_limited_per_address_and_only_filed_cases_count(client, hub):
     filed(client)
     third = file_by_page(client)
     assert third.status_code == 429 and "Trop de tentatives" in text(third)
+    assert 0 < int(third.headers["Retry-After"]) <= 3601  # the first filing ages out
     assert count_cases(hub) == 2
 
 
