@@ -25,6 +25,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from markupsafe import Markup
 
 from hub import operations, queries
 
@@ -103,6 +104,24 @@ def _language() -> str:
 @bp.app_context_processor
 def _languages():
     return {"admin_languages": list(LANGUAGE_NAMES.items())}
+
+
+@bp.context_processor
+def _bodies():
+    """`body(agency_id)` in the back office's tables: the body's name in the page's language,
+    with its id beside it (what the CLI, the logs and the mapping files call it)."""
+
+    def body(agency_id: str | None, *, with_id: bool = True) -> Markup | str:
+        if not agency_id:
+            return ""
+        name = queries.agency_name(hub(), agency_id, getattr(g, "lang", "en"))
+        if name is None or name == agency_id:
+            return agency_id
+        if not with_id:
+            return name
+        return Markup('{} <span class="muted">{}</span>').format(name, agency_id)
+
+    return {"body": body}
 
 
 @bp.get("/language/<lang>")

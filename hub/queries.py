@@ -125,6 +125,13 @@ def agency_names(hub: Hub, language: str = "en") -> dict[str, str]:
     return {a: hub.directory[a].name(language) for a in hub.directory.ids()}
 
 
+def agency_name(hub: Hub, agency_id: str, language: str = "en") -> str | None:
+    """The body's name in `language`; None for an id no mapping has (any more)."""
+    if agency_id not in hub.directory:
+        return None
+    return hub.directory[agency_id].name(language)
+
+
 def statuses() -> tuple[str, ...]:
     """The canonical assignment statuses, in the vocabulary's order."""
     return lifecycle.statuses()
