@@ -25,6 +25,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 
 from hub import operations, queries
@@ -106,10 +107,19 @@ def _languages():
     return {"admin_languages": list(LANGUAGE_NAMES.items())}
 
 
+# Where the consumer's name of a status would mislead staff: an undeliverable line shows to
+# the consumer as being forwarded, and a line waiting for the consumer says "your answer".
+STAFF_STATUS = {
+    "undeliverable": _l("Could not be delivered"),
+    "waiting_for_consumer": _l("Waiting for the consumer's answer"),
+}
+
+
 @bp.context_processor
-def _bodies():
-    """`body(agency_id)` in the back office's tables: the body's name in the page's language,
-    with its id beside it (what the CLI, the logs and the mapping files call it)."""
+def _names():
+    """`body_name(agency_id)` and `status_name(code)` in the back office's tables: the body's or the
+    status's name in the page's language, with its id or code beside it (what the CLI, the logs
+    and the mapping files call it)."""
 
     def body(agency_id: str | None, *, with_id: bool = True) -> Markup | str:
         if not agency_id:
@@ -121,7 +131,18 @@ def _bodies():
             return name
         return Markup('{} <span class="muted">{}</span>').format(name, agency_id)
 
-    return {"body": body}
+    def status(code: str | None) -> Markup | str:
+        """A canonical status by its name in the page's language, its code beside it (the
+        code is what the CLI, the API and the filters use)."""
+        if not code:
+            return ""
+        staff = STAFF_STATUS.get(code)
+        name = str(staff) if staff else queries.status_label(code, getattr(g, "lang", "en"))
+        if name is None:
+            return code
+        return Markup('{} <span class="muted">{}</span>').format(name, code)
+
+    return {"body_name": body, "status_name": status}
 
 
 @bp.get("/language/<lang>")

@@ -137,6 +137,14 @@ def statuses() -> tuple[str, ...]:
     return lifecycle.statuses()
 
 
+def status_label(status: str, language: str = "en") -> str | None:
+    """A canonical status's name in `language` (contracts/statuses.yaml); None for a code the
+    vocabulary does not have, or one the consumer is shown as another status."""
+    if status not in lifecycle.statuses() or lifecycle.consumer_sees(status) != status:
+        return None  # unknown, or named after what the consumer is shown instead
+    return lifecycle.label(status, language)
+
+
 @dataclass(frozen=True)
 class AgencyFlow:
     """One agency's flow health: its delivery control, its queue, its polling."""

@@ -143,6 +143,24 @@ def test_needs_attention_lists_an_undeliverable_case_and_the_case_page_refers_it
     )
 
 
+def test_the_console_names_bodies_and_statuses_in_the_page_language_with_their_codes(
+    hub, sims, operator
+):
+    """Staff read names in their language, with the id or code beside them; a line the
+    consumer is shown as "being forwarded" because it could not be delivered reads as such."""
+    reference = file(hub).reference
+    fault(sims, TELECOM, mode="error", status=422, count=1)
+    Worker(hub, "w").dispatch_once()
+    operator.get("/admin/language/fr")
+    page = operator.get(f"/admin/cases/{reference}").get_data(as_text=True)
+    lines = page.split("<tbody>", 1)[1].split("</tbody>", 1)[0]  # the case's lines
+    assert hub.directory[TELECOM].name("fr") in lines and TELECOM in lines
+    assert "N&#39;a pas pu être remis" in lines and "undeliverable" in lines
+    assert "En cours de transmission" not in lines  # what the consumer is shown instead
+    attention = operator.get("/admin/attention").get_data(as_text=True)
+    assert hub.directory[TELECOM].name("fr") in attention
+
+
 def test_operators_find_cases_by_reference(hub, operator):
     reference = file(hub).reference
     page = operator.get("/admin/cases", query_string={"q": reference}).get_data(as_text=True)
