@@ -482,8 +482,17 @@ class Worker:
             )
             metrics.POLLS.labels(agency_id, "error").inc()
             return None
+        lease = self.hub.settings.poll_lease_seconds
         stats = inbound.apply_poll(
-            db, mapping, result, self.hub.clock.now(), self.worker_id, alerts
+            db,
+            mapping,
+            result,
+            self.hub.clock.now(),
+            self.worker_id,
+            alerts,
+            renew=lambda: inbound.lease_poll(
+                db, agency_id, self.worker_id, self.hub.clock.now(), lease
+            ),
         )
         metrics.POLLS.labels(agency_id, "ok").inc()
         for outcome, count in stats.counts.items():
