@@ -28,6 +28,7 @@ import fcntl
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -247,6 +248,20 @@ class Keyring:
         return key
 
 
+def _write_atomically(path: Path, content: str) -> None:
+    """Replace `path` with `content` in one rename, from a temporary file of this writer's own
+    (readable by all, as the public files it writes are meant to be copied)."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(content)
+        os.chmod(name, 0o644)
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+
+
 @dataclass(frozen=True)
 class KeyStore:
     """Where the keys live: `dir/keyring.json` (public) and `dir/keys/<key id>.pem` (private,
@@ -270,10 +285,15 @@ class KeyStore:
         return self.dir / "checkpoint.json"
 
     def publish(self, cp: Checkpoint) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.published_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(cp.to_json(), indent=2) + "\n")
-        tmp.replace(self.published_path)
+        """Write `cp` as the published checkpoint, unless a larger one is out already. Two
+        sequencers (threads or processes) publish one at a time, each from a file of its own:
+        with one shared temporary name, the second one's rename found the file gone, and an
+        older checkpoint could land after a newer one."""
+        with self._locked():
+            current = self.published()
+            if current is not None and current.size > cp.size:
+                return
+            _write_atomically(self.published_path, json.dumps(cp.to_json(), indent=2) + "\n")
 
     def published(self) -> Checkpoint | None:
         try:
@@ -291,9 +311,7 @@ class KeyStore:
 
     def _save(self, ring: Keyring) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.keyring_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(ring.to_json(), indent=2) + "\n")
-        tmp.replace(self.keyring_path)
+        _write_atomically(self.keyring_path, json.dumps(ring.to_json(), indent=2) + "\n")
 
     @contextmanager
     def _locked(self) -> Iterator[None]:

@@ -510,3 +510,32 @@ def test_checkpoints_taken_while_cases_are_filed_leave_one_gapless_verified_log(
     assert [e.seq for e in log] == list(range(1, 16))
     report = evidence.verify(hub.db, store.keyring(), store.published())
     assert report.ok and report.checkpoint is not None and report.checkpoint.size == 15
+
+
+def test_sequencers_publishing_at_once_leave_the_largest_checkpoint_and_no_stray_file(store, clock):
+    """Each publishes from a temporary file of its own and never over a larger checkpoint: with
+    one shared temporary name, the second rename found the file gone, and an older checkpoint
+    could be published after a newer one."""
+    import random
+    import threading
+
+    sizes = list(range(1, 41))
+    errors: list[BaseException] = []
+
+    def sequencer(seed: int) -> None:
+        mine = sizes[:]
+        random.Random(seed).shuffle(mine)
+        try:
+            for size in mine:
+                store.publish(evidence.Checkpoint(size, "00" * 32, clock.now(), "k", "sig"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sequencer, args=(seed,)) for seed in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert store.published().size == 40
+    assert sorted(p.name for p in store.dir.iterdir() if p.name.endswith(".tmp")) == []
