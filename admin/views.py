@@ -115,6 +115,10 @@ STAFF_STATUS = {
 }
 
 
+def _with_code(name: str, code: str) -> Markup:
+    return Markup('{} <span class="muted">{}</span>').format(name, code)
+
+
 @bp.context_processor
 def _names():
     """`body_name(agency_id)` and `status_name(code)` in the back office's tables: the body's or the
@@ -127,9 +131,7 @@ def _names():
         name = queries.agency_name(hub(), agency_id, getattr(g, "lang", "en"))
         if name is None or name == agency_id:
             return agency_id
-        if not with_id:
-            return name
-        return Markup('{} <span class="muted">{}</span>').format(name, agency_id)
+        return _with_code(name, agency_id) if with_id else name
 
     def status(code: str | None) -> Markup | str:
         """A canonical status by its name in the page's language, its code beside it (the
@@ -138,9 +140,7 @@ def _names():
             return ""
         staff = STAFF_STATUS.get(code)
         name = str(staff) if staff else queries.status_label(code, getattr(g, "lang", "en"))
-        if name is None:
-            return code
-        return Markup('{} <span class="muted">{}</span>').format(name, code)
+        return code if name is None else _with_code(name, code)
 
     return {"body_name": body, "status_name": status}
 

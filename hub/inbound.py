@@ -300,8 +300,8 @@ def apply_poll(
     The assignments, the events they already have and the parked updates are loaded per group
     in a few queries, so a poll of thousands of updates costs no per-update round trips.
     """
-    skew = now + CLOCK_SKEW  # the order _apply gives them (a future date counts as now)
-    updates = sorted(result.updates, key=lambda u: u.occurred_at if u.occurred_at <= skew else now)
+    # the order _apply gives them: a date in the future counts as now (_bounded)
+    updates = sorted(result.updates, key=lambda u: _event_time(u.occurred_at, now))
     groups = [
         tuple(updates[i : i + POLL_APPLY_GROUP]) for i in range(0, len(updates), POLL_APPLY_GROUP)
     ] or [()]
@@ -405,9 +405,15 @@ def _refusal(update: StatusUpdate) -> InboundProblemValue | None:
     return None
 
 
+def _event_time(occurred_at: datetime, now: datetime) -> datetime:
+    """When an update counts as having happened: its own date, or the hub's clock when the
+    agency dated it further in the future than CLOCK_SKEW."""
+    return occurred_at if occurred_at <= now + CLOCK_SKEW else now
+
+
 def _bounded(update: StatusUpdate, now: datetime) -> StatusUpdate:
     """The update with its event time bounded by the hub's clock (flagged in its message)."""
-    if update.occurred_at <= now + CLOCK_SKEW:
+    if _event_time(update.occurred_at, now) == update.occurred_at:
         return update
     note = (
         f"(the agency dated this {update.occurred_at.isoformat(timespec='seconds')}, "

@@ -66,6 +66,11 @@ def storage_options(storage_uri: str) -> dict[str, float]:
     return {}
 
 
+def _seconds_until(reset: float) -> int:
+    """Retry-After for a window that resets at `reset` (a Unix time): whole seconds, at least 1."""
+    return max(1, math.ceil(reset - time.time()))
+
+
 class Counters:
     """Moving-window counters in the configured store. When a shared store cannot be reached,
     the counting goes on in this process's memory (logged as an error) rather than failing the
@@ -82,12 +87,10 @@ class Counters:
         self._pause = STORE_RETRY_SECONDS
 
     def _run(self, what: str, *args):
-        if self.shared is self.local or time.monotonic() >= self._retry_at:
+        if time.monotonic() >= self._retry_at:
             try:
                 answer = getattr(self.shared, what)(*args)
             except Exception as exc:  # the store is down, hangs or refuses: count here
-                if self.shared is self.local:
-                    raise
                 log.error(
                     "rate-limit store %s unreachable (%s); counting in this process for %.0f s",
                     self.storage.__class__.__name__,
@@ -103,7 +106,7 @@ class Counters:
 
     def _wait(self, item: RateLimitItem, *key: str) -> int:
         reset, _remaining = self._run("get_window_stats", item, *key)
-        return max(1, math.ceil(reset - time.time()))
+        return _seconds_until(reset)
 
     def check(self, rate: str, *key: str) -> None:
         """Raise Exhausted when `key` has used up `rate`; counts nothing."""
@@ -154,8 +157,7 @@ def _page_retry_after(response: Response) -> Response:
         try:
             current = limiter.current_limit
             if current is not None and current.breached:
-                wait = max(1, math.ceil(current.reset_at - time.time()))
-                response.headers["Retry-After"] = str(wait)
+                response.headers["Retry-After"] = str(_seconds_until(current.reset_at))
                 break
         except Exception:  # the store went away meanwhile: the page goes out without it
             log.debug("no Retry-After for this 429", exc_info=True)
